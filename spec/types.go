@@ -1,0 +1,81 @@
+// Package spec defines the bottle specification: its types, strict YAML
+// decoding with file:line:column errors, validation and defaults.
+//
+// It imports no other package of this module.
+package spec
+
+// APIVersion and Kind are the only values accepted in a document's header.
+const (
+	APIVersion = "bottle-apply/v1"
+	KindBottle = "Bottle"
+)
+
+// Backends a bottle's agent can run on.
+const (
+	BackendDocker = "docker"
+	BackendSmolvm = "smolvm"
+)
+
+// Daemons the bundle knows how to run.
+const (
+	DaemonEgress = "egress"
+	DaemonDNS    = "dns"
+)
+
+// Bottle is one document of a spec file.
+type Bottle struct {
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
+	Kind       string   `yaml:"kind" json:"kind"`
+	Metadata   Metadata `yaml:"metadata" json:"metadata"`
+	Spec       Spec     `yaml:"spec" json:"spec"`
+
+	// Source says where the document came from; it is not part of the YAML.
+	Source Source `yaml:"-" json:"-"`
+}
+
+// Source locates a document: the file (or "-" for standard input) and the
+// 1-based line where the document starts.
+type Source struct {
+	File string
+	Line int
+}
+
+// Metadata names the bottle. The name is a DNS label and names every
+// resource of the bottle.
+type Metadata struct {
+	Name string `yaml:"name" json:"name"`
+}
+
+// Spec is the desired state of one bottle.
+type Spec struct {
+	Backend string  `yaml:"backend" json:"backend"`
+	Agent   Agent   `yaml:"agent" json:"agent"`
+	Network Network `yaml:"network" json:"network"`
+	Bundle  Bundle  `yaml:"bundle" json:"bundle"`
+}
+
+// Agent is the guest the AI agent runs in.
+type Agent struct {
+	Image   string            `yaml:"image" json:"image"`
+	Command []string          `yaml:"command" json:"command,omitempty"`
+	Workdir string            `yaml:"workdir" json:"workdir,omitempty"`
+	Env     map[string]string `yaml:"env" json:"env,omitempty"`
+}
+
+// Network is the bottle's private network.
+type Network struct {
+	// Subnet is an IPv4 CIDR; empty means chosen automatically.
+	Subnet string `yaml:"subnet" json:"subnet,omitempty"`
+	// BundleIP is the bundle's address on the subnet; empty means the
+	// subnet's .2 (its second host address).
+	BundleIP string `yaml:"bundleIP" json:"bundleIP,omitempty"`
+	// AllowCIDRs are extra ranges the agent may reach directly.
+	AllowCIDRs []string `yaml:"allowCIDRs" json:"allowCIDRs,omitempty"`
+}
+
+// Bundle is the sidecar that runs the bottle's daemons.
+type Bundle struct {
+	// Image is empty for the built-in bundle image.
+	Image   string   `yaml:"image" json:"image,omitempty"`
+	Daemons []string `yaml:"daemons" json:"daemons,omitempty"`
+}
