@@ -1,0 +1,263 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/docker/docker/client"
+	"github.com/mattn/go-isatty"
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+
+	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+// Exit codes, as terraform's -detailed-exitcode.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitChanges = 2
+)
+
+// Streams are the process's standard streams; tests pass buffers.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+type options struct {
+	files            []string
+	destroy          bool
+	dryRun           bool
+	detailedExitcode bool
+	output           string
+	logLevel         string
+	logFormat        string
+	timeout          time.Duration
+	subnetPool       string
+}
+
+// Run is the whole program but for os.Exit: it parses args, runs the
+// command and returns the exit code.
+func Run(ctx context.Context, args []string, s Streams) int {
+	var o options
+	code := exitOK
+	root := &cobra.Command{
+		Use:   "bottle-apply -f FILE [flags]",
+		Short: "Converge agent sandboxes (bottles) to their YAML spec",
+		Long: "bottle-apply reads bottle specs, observes what exists (networks, containers, VMs),\n" +
+			"and creates, starts, replaces or deletes resources until the two match.",
+		Version:       version,
+		Args:          cobra.NoArgs,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if len(o.files) == 0 {
+				return usageError("no spec given: pass -f FILE, -f DIR or -f - (repeatable)")
+			}
+			var err error
+			code, err = apply(cmd.Context(), &o, s)
+			return err
+		},
+	}
+	root.SetArgs(args)
+	root.SetIn(s.In)
+	root.SetOut(s.Out)
+	root.SetErr(s.Err)
+	f := root.Flags()
+	f.StringArrayVarP(&o.files, "filename", "f", nil, "spec file, directory of *.yaml files, or - for stdin (repeatable)")
+	f.BoolVar(&o.destroy, "destroy", false, "delete every resource of the bottles, dependents first")
+	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
+	f.BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "exit 0 when nothing changed, 1 on error, 2 when changes were present")
+	f.StringVarP(&o.output, "output", "o", "text", "result format: text or json (on stdout)")
+	f.StringVar(&o.subnetPool, "subnet-pool", docker.DefaultSubnetPool, "range that automatic /24 bottle subnets come from")
+	pf := root.PersistentFlags()
+	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")
+	pf.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
+	pf.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	root.AddCommand(bundleCommand())
+
+	var logErr error
+	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
+		log, err := newLogger(s.Err, o.logLevel, o.logFormat)
+		if err != nil {
+			return usageError(err.Error())
+		}
+		if o.output != "text" && o.output != "json" {
+			return usageError(fmt.Sprintf("--output %q: want text or json", o.output))
+		}
+		ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
+		cobra.OnFinalize(cancel)
+		cmd.SetContext(log.WithContext(ctx))
+		return nil
+	}
+	logErr = root.ExecuteContext(ctx)
+	if logErr == nil {
+		return code
+	}
+	var ue usageErr
+	if errors.As(logErr, &ue) || strings.Contains(logErr.Error(), "unknown flag") || strings.Contains(logErr.Error(), "flag needs") {
+		fmt.Fprintf(s.Err, "bottle-apply: %v\nRun 'bottle-apply --help' for usage.\n", logErr)
+		return exitError
+	}
+	log, _ := newLogger(s.Err, o.logLevel, o.logFormat)
+	log.Error().Msg(logErr.Error())
+	return exitError
+}
+
+type usageErr string
+
+func (e usageErr) Error() string { return string(e) }
+
+func usageError(msg string) error { return usageErr(msg) }
+
+func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
+	lvl, err := zerolog.ParseLevel(level)
+	if err != nil || level == "" {
+		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	switch format {
+	case "json":
+		return zerolog.New(w).Level(lvl).With().Timestamp().Logger(), nil
+	case "console":
+		noColor := true
+		if f, ok := w.(*os.File); ok {
+			noColor = !isatty.IsTerminal(f.Fd())
+		}
+		cw := zerolog.ConsoleWriter{Out: w, NoColor: noColor, TimeFormat: "15:04:05"}
+		return zerolog.New(cw).Level(lvl).With().Timestamp().Logger(), nil
+	}
+	return zerolog.Nop(), fmt.Errorf("--log-format %q: want console or json", format)
+}
+
+// apply runs apply, destroy or a dry run and prints the plan and result.
+func apply(ctx context.Context, o *options, s Streams) (int, error) {
+	started := time.Now()
+	bottles, err := spec.Load(o.files, s.In)
+	if err != nil {
+		return exitError, fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
+	}
+	providers, err := newProviders(o)
+	if err != nil {
+		return exitError, err
+	}
+	color := false
+	if f, ok := s.Out.(*os.File); ok {
+		color = isatty.IsTerminal(f.Fd())
+	}
+	opts := reconcile.Options{Destroy: o.destroy, DryRun: o.dryRun}
+	if o.output == "text" {
+		opts.OnPlan = func(p *reconcile.Plan) { _ = reconcile.Render(s.Out, p, color) }
+	}
+	res, runErr := reconcile.Run(ctx, providers, bottles, opts)
+	if o.output == "json" {
+		if err := writeJSON(s.Out, o, bottles, res, runErr, time.Since(started)); err != nil {
+			return exitError, err
+		}
+	} else if runErr == nil && res.Changed() && !o.dryRun {
+		verb := "Apply"
+		if o.destroy {
+			verb = "Destroy"
+		}
+		p := res.Plan
+		fmt.Fprintf(s.Out, "\n%s complete: %d created, %d started, %d replaced, %d deleted in %s.\n", verb,
+			p.Count(reconcile.Create), p.Count(reconcile.Start), p.Count(reconcile.Replace), p.Count(reconcile.Delete),
+			time.Since(started).Round(time.Millisecond))
+	}
+	if runErr != nil {
+		return exitError, runErr
+	}
+	if o.detailedExitcode && res.Changed() {
+		return exitChanges, nil
+	}
+	return exitOK, nil
+}
+
+type resultDoc struct {
+	Command    string                 `json:"command"`
+	Bottles    []string               `json:"bottles"`
+	DryRun     bool                   `json:"dryRun"`
+	Plan       *reconcile.PlanDoc     `json:"plan,omitempty"`
+	Steps      []reconcile.StepResult `json:"steps"`
+	Rounds     int                    `json:"rounds"`
+	Changed    bool                   `json:"changed"`
+	Converged  bool                   `json:"converged"`
+	DurationMS int64                  `json:"durationMs"`
+	Error      string                 `json:"error,omitempty"`
+}
+
+func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Result, runErr error, took time.Duration) error {
+	doc := resultDoc{Command: "apply", DryRun: o.dryRun, Steps: []reconcile.StepResult{}, DurationMS: took.Milliseconds()}
+	if o.destroy {
+		doc.Command = "destroy"
+	}
+	for i := range bottles {
+		doc.Bottles = append(doc.Bottles, bottles[i].Metadata.Name)
+	}
+	if res != nil {
+		if res.Plan != nil {
+			pd := res.Plan.Doc()
+			doc.Plan = &pd
+		}
+		if res.Steps != nil {
+			doc.Steps = res.Steps
+		}
+		doc.Rounds, doc.Changed, doc.Converged = res.Rounds, res.Changed(), res.Converged
+	}
+	if runErr != nil {
+		doc.Error = runErr.Error()
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+func newProviders(o *options) ([]reconcile.Provider, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	if host, err := dockerHostFromContext(); err != nil {
+		return nil, err
+	} else if host != "" {
+		opts = append(opts, client.WithHost(host))
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w; check DOCKER_HOST", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable for the bundle image: %w", err)
+	}
+	ref, err := docker.BundleImageRef(exe)
+	if err != nil {
+		return nil, err
+	}
+	return []reconcile.Provider{docker.New(c, docker.Options{
+		BundleImage: ref, BundleBinary: exe, SubnetPool: o.subnetPool, Version: version,
+	})}, nil
+}
+
+// bundleCommand is the program of the built-in bundle image, which holds a
+// copy of this very binary.
+func bundleCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:    "bundle",
+		Short:  "Run the bottle's daemons (inside the bundle container)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return bundle.Run(cmd.Context(), bundle.ConfigFromEnv(os.Getenv), cmd.OutOrStdout())
+		},
+	}
+}

@@ -1,0 +1,262 @@
+// Package testenv gives integration and end-to-end tests a real Docker
+// engine, a static bottle-apply binary, a local agent image and unique
+// names, and cleans up after them.
+package testenv
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+)
+
+// Docker returns a client for the engine of the environment. With no
+// engine answering it skips the test, unless CI is set: there it fails.
+func Docker(t testing.TB) *client.Client {
+	t.Helper()
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_, err = c.Ping(ctx)
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but no Docker engine answers: %v", err)
+		}
+		t.Skipf("no Docker engine answers (%v); start dockerd to run this test", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// Counter counts the Docker API calls made through a client, by method and
+// path.
+type Counter struct {
+	mu    sync.Mutex
+	calls []string
+	base  http.RoundTripper
+}
+
+// RoundTrip implements http.RoundTripper.
+func (c *Counter) RoundTrip(r *http.Request) (*http.Response, error) {
+	path := r.URL.Path
+	if i := strings.Index(path[1:], "/"); strings.HasPrefix(path, "/v") && i > 0 {
+		path = path[i+1:] // drop the /v1.xx version prefix
+	}
+	c.mu.Lock()
+	c.calls = append(c.calls, r.Method+" "+path)
+	c.mu.Unlock()
+	return c.base.RoundTrip(r)
+}
+
+// Reset forgets the calls counted so far and returns them.
+func (c *Counter) Reset() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := c.calls
+	c.calls = nil
+	return out
+}
+
+// Writes returns the calls that are not GET or HEAD.
+func Writes(calls []string) []string {
+	var out []string
+	for _, c := range calls {
+		if !strings.HasPrefix(c, "GET ") && !strings.HasPrefix(c, "HEAD ") {
+			out = append(out, c)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// CountingDocker returns a client whose calls the counter sees.
+func CountingDocker(t testing.TB) (*client.Client, *Counter) {
+	t.Helper()
+	plain := Docker(t)
+	cnt := &Counter{base: plain.HTTPClient().Transport}
+	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation(),
+		client.WithHTTPClient(&http.Client{Transport: cnt}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c, cnt
+}
+
+// Name returns a unique DNS-label name starting with prefix.
+func Name(prefix string) string {
+	b := make([]byte, 4)
+	_, _ = rand.Read(b)
+	return prefix + "-" + hex.EncodeToString(b)
+}
+
+var (
+	buildOnce sync.Once
+	buildPath string
+	buildErr  error
+)
+
+// Binary builds a static bottle-apply once per test process and returns its
+// path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "bottle-apply-test-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		buildPath = filepath.Join(dir, "bottle-apply")
+		cmd := exec.Command("go", "build", "-trimpath", "-o", buildPath, "./cmd/bottle-apply")
+		cmd.Dir = moduleRoot()
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return buildPath
+}
+
+func moduleRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// ModuleRoot is the repository's top directory.
+func ModuleRoot() string { return moduleRoot() }
+
+// AgentImage imports a small local image (static busybox, FROM scratch)
+// under a unique tag, and removes it when the test ends. No registry is
+// needed.
+func AgentImage(t testing.TB, c *client.Client) string {
+	t.Helper()
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+			if _, err2 := os.Stat(p); err2 == nil {
+				bb, err = p, nil
+			}
+		}
+	}
+	if err != nil {
+		if os.Getenv("CI") != "" {
+			t.Fatalf("CI is set but no static busybox is installed (apt-get install busybox-static)")
+		}
+		t.Skip("no busybox to build the test agent image from (apt-get install busybox-static)")
+	}
+	ref := "bottle-apply-test/agent:" + Name("t")
+	if err := ImportBusybox(context.Background(), c, bb, ref); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
+	return ref
+}
+
+// ImportBusybox makes a FROM-scratch image holding busybox and its applets'
+// links.
+func ImportBusybox(ctx context.Context, c *client.Client, busybox, ref string) error {
+	bin, err := os.ReadFile(busybox)
+	if err != nil {
+		return err
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	mt := time.Unix(0, 0)
+	for _, d := range []string{"bin/", "tmp/", "workspace/"} {
+		_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: mt})
+	}
+	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin)), ModTime: mt})
+	_, _ = tw.Write(bin)
+	for _, a := range []string{"sh", "sleep", "cat", "env", "nc", "ls", "echo", "true", "false", "id", "ip"} {
+		_ = tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", ModTime: mt})
+	}
+	if err := tw.Close(); err != nil {
+		return err
+	}
+	rc, err := c.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref,
+		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}})
+	if err != nil {
+		return fmt.Errorf("import %s: %w", ref, err)
+	}
+	defer rc.Close()
+	_, err = io.Copy(io.Discard, rc)
+	return err
+}
+
+// CleanupBottle removes, when the test ends, every container and network of
+// the bottle: labelled with its name, or named like its resources.
+func CleanupBottle(t testing.TB, c *client.Client, bottle string) {
+	t.Helper()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, f := range []filters.Args{
+			filters.NewArgs(filters.Arg("label", "io.bottle-apply.name="+bottle)),
+			filters.NewArgs(filters.Arg("name", "^/?bottle-"+bottle+"-")),
+		} {
+			cs, _ := c.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+			for _, x := range cs {
+				_ = c.ContainerRemove(ctx, x.ID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+			}
+		}
+		for _, f := range []filters.Args{
+			filters.NewArgs(filters.Arg("label", "io.bottle-apply.name="+bottle)),
+			filters.NewArgs(filters.Arg("name", "^bottle-"+bottle+"-")),
+		} {
+			ns, _ := c.NetworkList(ctx, network.ListOptions{Filters: f})
+			for _, n := range ns {
+				_ = c.NetworkRemove(ctx, n.ID)
+			}
+		}
+	})
+}
+
+// Leftovers lists the containers and networks labelled with the bottle's
+// name.
+func Leftovers(t testing.TB, c *client.Client, bottle string) []string {
+	t.Helper()
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", "io.bottle-apply.name="+bottle))
+	var out []string
+	cs, err := c.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range cs {
+		out = append(out, "container "+strings.Join(x.Names, ","))
+	}
+	ns, err := c.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range ns {
+		out = append(out, "network "+n.Name)
+	}
+	return out
+}

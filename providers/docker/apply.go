@@ -1,0 +1,150 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// Apply implements reconcile.Provider: it carries out one Create, Start or
+// Delete and decides nothing.
+func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
+	r := &s.Resource
+	switch {
+	case s.Action == reconcile.Delete && r.Kind == KindNetwork:
+		return p.removeNetwork(ctx, r)
+	case s.Action == reconcile.Delete && r.Kind == KindContainer:
+		return p.removeContainer(ctx, r)
+	case s.Action == reconcile.Create && r.Kind == KindNetwork:
+		cfg, ok := r.Config.(networkConfig)
+		if !ok {
+			return fmt.Errorf("internal: %s has no network config", r.ID())
+		}
+		return p.createNetwork(ctx, cfg)
+	case s.Action == reconcile.Create && r.Kind == KindContainer:
+		cfg, ok := r.Config.(containerConfig)
+		if !ok {
+			return fmt.Errorf("internal: %s has no container config", r.ID())
+		}
+		return p.createContainer(ctx, cfg)
+	case s.Action == reconcile.Start && r.Kind == KindContainer && s.Observed != nil:
+		return p.startContainer(ctx, s.Observed.EngineID, s.Observed.Name)
+	}
+	return fmt.Errorf("internal: the docker provider cannot %s a %s", s.Action, r.Kind)
+}
+
+func (p *Provider) createNetwork(ctx context.Context, cfg networkConfig) error {
+	opts := network.CreateOptions{Driver: "bridge", Internal: cfg.Internal, Labels: cfg.Labels}
+	if cfg.Subnet != "" {
+		opts.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: cfg.Subnet, Gateway: cfg.Gateway}}}
+	}
+	// The client asks engines before API 1.44 to refuse duplicate names.
+	zerolog.Ctx(ctx).Debug().Str("network", cfg.Name).Str("subnet", cfg.Subnet).Msg("NetworkCreate")
+	_, err := p.eng.NetworkCreate(ctx, cfg.Name, opts)
+	if err == nil {
+		return nil
+	}
+	if cerrdefs.IsConflict(err) || cerrdefs.IsAlreadyExists(err) {
+		// Made meanwhile, by a concurrent run or by hand: the next round
+		// sees which.
+		return fmt.Errorf("create network %s: %w (%w)", cfg.Name, err, reconcile.ErrRetry)
+	}
+	if strings.Contains(err.Error(), "overlap") {
+		// Another network took the range since we observed.
+		return fmt.Errorf("create network %s with subnet %s: %w; if another network uses this range, choose another spec.network.subnet (%w)",
+			cfg.Name, cfg.Subnet, err, reconcile.ErrRetry)
+	}
+	return fmt.Errorf("create network %s: %w", cfg.Name, err)
+}
+
+func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) error {
+	if err := p.ensureImage(ctx, cfg.Image, cfg.Builtin); err != nil {
+		return err
+	}
+	config, host, netcfg := containerSpec(cfg)
+	log := zerolog.Ctx(ctx)
+	log.Debug().Str("container", cfg.Name).Str("image", cfg.Image).Msg("ContainerCreate")
+	created, err := p.eng.ContainerCreate(ctx, config, host, netcfg, nil, cfg.Name)
+	if err != nil {
+		if cerrdefs.IsConflict(err) {
+			return fmt.Errorf("create container %s: %w (%w)", cfg.Name, err, reconcile.ErrRetry)
+		}
+		return fmt.Errorf("create container %s: %w", cfg.Name, err)
+	}
+	for _, ep := range cfg.Networks[1:] {
+		log.Debug().Str("container", cfg.Name).Str("network", ep.Network).Msg("NetworkConnect")
+		if err := p.eng.NetworkConnect(ctx, ep.Network, created.ID, endpointSettings(ep)); err != nil {
+			return fmt.Errorf("connect container %s to network %s: %w", cfg.Name, ep.Network, err)
+		}
+	}
+	return p.startContainer(ctx, created.ID, cfg.Name)
+}
+
+func (p *Provider) startContainer(ctx context.Context, id, name string) error {
+	zerolog.Ctx(ctx).Debug().Str("container", name).Msg("ContainerStart")
+	if err := p.eng.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
+		return fmt.Errorf("start container %s: %w; see `docker logs %s`", name, err, name)
+	}
+	return nil
+}
+
+// containerSpec translates a container config into the engine's types. It
+// is pure. Only the primary network goes into the create call: engines
+// before API 1.44 accept one network there, the rest are connected after.
+func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	config := &container.Config{
+		Image: cfg.Image, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Workdir,
+		Hostname: cfg.Hostname, Labels: cfg.Labels,
+	}
+	init := cfg.Init
+	host := &container.HostConfig{Init: &init}
+	netcfg := &network.NetworkingConfig{}
+	if len(cfg.Networks) > 0 {
+		primary := cfg.Networks[0]
+		host.NetworkMode = container.NetworkMode(primary.Network)
+		netcfg.EndpointsConfig = map[string]*network.EndpointSettings{primary.Network: endpointSettings(primary)}
+	}
+	return config, host, netcfg
+}
+
+func endpointSettings(ep endpoint) *network.EndpointSettings {
+	s := &network.EndpointSettings{}
+	if ep.IP != "" {
+		s.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.IP}
+	}
+	return s
+}
+
+func (p *Provider) removeContainer(ctx context.Context, r *reconcile.Resource) error {
+	if !r.Managed {
+		return fmt.Errorf("internal: refusing to remove container %s: %w", r.Name, reconcile.ErrNotManaged)
+	}
+	zerolog.Ctx(ctx).Debug().Str("container", r.Name).Msg("ContainerRemove")
+	err := p.eng.ContainerRemove(ctx, r.EngineID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		return fmt.Errorf("remove container %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+func (p *Provider) removeNetwork(ctx context.Context, r *reconcile.Resource) error {
+	if !r.Managed {
+		return fmt.Errorf("internal: refusing to remove network %s: %w", r.Name, reconcile.ErrNotManaged)
+	}
+	zerolog.Ctx(ctx).Debug().Str("network", r.Name).Msg("NetworkRemove")
+	err := p.eng.NetworkRemove(ctx, r.EngineID)
+	if err != nil && !cerrdefs.IsNotFound(err) {
+		if cerrdefs.IsConflict(err) || cerrdefs.IsPermissionDenied(err) {
+			return fmt.Errorf("remove network %s: %w; containers that are not bottle-apply's may still be attached (docker network inspect %s)", r.Name, err, r.Name)
+		}
+		return fmt.Errorf("remove network %s: %w", r.Name, err)
+	}
+	return nil
+}

@@ -1,0 +1,32 @@
+package docker
+
+// Labels put on every resource bottle-apply creates. A resource without
+// LabelName, or with an empty LabelHash, is not ours and is never touched.
+const (
+	LabelName    = "io.bottle-apply.name"
+	LabelRole    = "io.bottle-apply.role"
+	LabelHash    = "io.bottle-apply.config-hash"
+	LabelInputs  = "io.bottle-apply.inputs"
+	LabelVersion = "io.bottle-apply.version"
+)
+
+// Roles of a docker-backend bottle's resources.
+const (
+	RoleInternal = "internal" // the bottle's network with no route out
+	RoleEgress   = "egress"   // the bundle's way out
+	RoleBundle   = "bundle"
+	RoleAgent    = "agent"
+)
+
+// Resource kinds, as they appear in resource IDs (docker-network:...).
+const (
+	KindNetwork   = "network"
+	KindContainer = "container"
+)
+
+// ProxyPort is the port of the bundle's egress proxy that the agent's
+// HTTP_PROXY points at.
+const ProxyPort = 8888
+
+// ResourceName is the engine name of a bottle's resource: bottle-NAME-ROLE.
+func ResourceName(bottle, role string) string { return "bottle-" + bottle + "-" + role }

@@ -1,0 +1,120 @@
+package docker
+
+import (
+	"context"
+	"fmt"
+	"regexp"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// Observe implements reconcile.Provider with one list call per kind, run in
+// parallel. Networks are listed whole: foreign ones are returned unmanaged so
+// that automatic subnets avoid them and name collisions are caught. Containers
+// are listed by the bottles' name prefix.
+func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
+	if len(scope.Bottles) == 0 {
+		return nil, nil
+	}
+	var (
+		nets []network.Summary
+		ctrs []container.Summary
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error {
+		var err error
+		nets, err = p.eng.NetworkList(gctx, network.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("list networks: %w", err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		f := filters.NewArgs()
+		for _, b := range scope.Bottles {
+			f.Add("name", "^/"+regexp.QuoteMeta(ResourceName(b, "")))
+		}
+		var err error
+		ctrs, err = p.eng.ContainerList(gctx, container.ListOptions{All: true, Filters: f})
+		if err != nil {
+			return fmt.Errorf("list containers: %w", err)
+		}
+		return nil
+	})
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return observed(nets, ctrs), nil
+}
+
+// observed turns engine objects into resources. It is pure.
+func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Resource {
+	out := make([]reconcile.Resource, 0, len(nets)+len(ctrs))
+	netIDs := map[string]string{} // engine network ID -> our resource ID
+	for i := range nets {
+		n := &nets[i]
+		r := fromLabels(KindNetwork, n.Name, n.ID, n.Labels)
+		r.State = reconcile.StatePresent
+		for _, c := range n.IPAM.Config {
+			if strings.Contains(c.Subnet, ".") {
+				r.Summary = map[string]string{"subnet": c.Subnet}
+				break
+			}
+		}
+		if r.Managed {
+			netIDs[n.ID] = r.ID()
+		}
+		out = append(out, r)
+	}
+	for i := range ctrs {
+		c := &ctrs[i]
+		name := ""
+		if len(c.Names) > 0 {
+			name = strings.TrimPrefix(c.Names[0], "/")
+		}
+		r := fromLabels(KindContainer, name, c.ID, c.Labels)
+		r.State, r.Status = containerState(c.State), c.Status
+		if c.NetworkSettings != nil {
+			r.Attached = map[string]string{}
+			for _, ep := range c.NetworkSettings.Networks {
+				if id, ok := netIDs[ep.NetworkID]; ok {
+					r.Attached[id] = ep.NetworkID
+					r.DependsOn = append(r.DependsOn, id)
+				}
+			}
+		}
+		r.Summary = map[string]string{"image": c.Image}
+		out = append(out, r)
+	}
+	return out
+}
+
+func fromLabels(kind, name, id string, labels map[string]string) reconcile.Resource {
+	r := reconcile.Resource{
+		Provider: ProviderName, Kind: kind, Name: name, EngineID: id,
+		Bottle: labels[LabelName], Role: labels[LabelRole], Hash: labels[LabelHash],
+		Inputs: decodeInputs(labels[LabelInputs]),
+	}
+	r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
+	return r
+}
+
+func containerState(s string) reconcile.State {
+	switch s {
+	case "running", "restarting":
+		return reconcile.StateRunning
+	case "created":
+		return reconcile.StateCreated
+	case "exited":
+		return reconcile.StateStopped
+	case "dead", "paused", "removing":
+		return reconcile.StateFailed
+	}
+	return reconcile.StateUnknown
+}

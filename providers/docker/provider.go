@@ -1,0 +1,68 @@
+// Package docker is the reconcile.Provider for a bottle's Docker resources:
+// its networks, the bundle container and, on the docker backend, the agent
+// container.
+package docker
+
+import (
+	"github.com/docker/docker/client"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// ProviderName is the provider's name in resource IDs.
+const ProviderName = "docker"
+
+// Options configure the provider.
+type Options struct {
+	// BundleImage is the reference of the built-in bundle image, used when a
+	// spec leaves spec.bundle.image empty.
+	BundleImage string
+	// BundleBinary is the static executable the built-in bundle image is
+	// made of when the engine does not have it yet.
+	BundleBinary string
+	// SubnetPool is where automatic subnets come from; DefaultSubnetPool
+	// when empty.
+	SubnetPool string
+	// Version is recorded in a label for humans; it is not part of any hash.
+	Version string
+}
+
+// Provider manages docker networks and containers.
+type Provider struct {
+	eng    engine
+	opts   Options
+	images singleflight.Group
+}
+
+var (
+	_ reconcile.Provider = (*Provider)(nil)
+	_ reconcile.Resolver = (*Provider)(nil)
+)
+
+// New returns a provider over a Docker client (create it with
+// client.FromEnv and client.WithAPIVersionNegotiation).
+func New(c *client.Client, opts Options) *Provider { return newProvider(c, opts) }
+
+func newProvider(e engine, opts Options) *Provider {
+	if opts.SubnetPool == "" {
+		opts.SubnetPool = DefaultSubnetPool
+	}
+	if opts.Version == "" {
+		opts.Version = "dev"
+	}
+	return &Provider{eng: e, opts: opts}
+}
+
+// Name implements reconcile.Provider.
+func (p *Provider) Name() string { return ProviderName }
+
+// Desired implements reconcile.Provider. Bottles must be resolved first.
+func (p *Provider) Desired(bottles []*spec.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
+	var out []reconcile.Resource
+	for _, b := range bottles {
+		out = append(out, translate(b, p.opts.BundleImage, p.opts.Version)...)
+	}
+	return out, nil
+}

@@ -1,0 +1,198 @@
+package docker
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// networkConfig is what the provider needs to create a network.
+type networkConfig struct {
+	Name     string
+	Internal bool
+	Subnet   string // empty: the engine chooses
+	Gateway  string
+	Labels   map[string]string
+}
+
+// endpoint attaches a container to a network, at a fixed IP when set.
+type endpoint struct {
+	Network string
+	IP      string
+}
+
+// containerConfig is what the provider needs to create a container.
+type containerConfig struct {
+	Name     string
+	Image    string
+	Builtin  bool // the image is the built-in bundle image, made locally
+	Cmd      []string
+	Env      []string // sorted K=V
+	Workdir  string
+	Hostname string
+	Init     bool
+	Networks []endpoint // the first is the primary network
+	Labels   map[string]string
+}
+
+// fragment is a named set of inputs whose normalized JSON is hashed. Each
+// input is also digested alone so that the diff can name what changed.
+type fragment []input
+
+type input struct {
+	name  string
+	value any
+}
+
+func digest(v any) string {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("internal: hash input: %v", err)) // only plain data is hashed
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+// hash returns the config hash and the per-input digests. The hash covers
+// every input by name, so it is stable across bottle-apply versions as long
+// as the inputs are.
+func (f fragment) hash() (string, map[string]string) {
+	inputs := make(map[string]string, len(f))
+	for _, in := range f {
+		inputs[in.name] = digest(in.value)[:12]
+	}
+	return digest(inputs), inputs
+}
+
+// encodeInputs renders per-input digests as a label value: "a=123,b=456".
+func encodeInputs(in map[string]string) string {
+	keys := slices.Sorted(maps.Keys(in))
+	parts := make([]string, len(keys))
+	for i, k := range keys {
+		parts[i] = k + "=" + in[k]
+	}
+	return strings.Join(parts, ",")
+}
+
+func decodeInputs(s string) map[string]string {
+	if s == "" {
+		return nil
+	}
+	out := map[string]string{}
+	for _, kv := range strings.Split(s, ",") {
+		if k, v, ok := strings.Cut(kv, "="); ok {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func resourceID(bottle, kind, role string) string {
+	r := reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: bottle, Role: role}
+	return r.ID()
+}
+
+func newResource(b *spec.Bottle, kind, role string, f fragment) reconcile.Resource {
+	h, inputs := f.hash()
+	return reconcile.Resource{
+		Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role,
+		Name: ResourceName(b.Metadata.Name, role), Hash: h, Inputs: inputs,
+	}
+}
+
+func labels(r *reconcile.Resource, version string) map[string]string {
+	return map[string]string{
+		LabelName:    r.Bottle,
+		LabelRole:    r.Role,
+		LabelHash:    r.Hash,
+		LabelInputs:  encodeInputs(r.Inputs),
+		LabelVersion: version,
+	}
+}
+
+// translate turns one resolved bottle (subnet and bundle IP filled in) into
+// the docker resources it needs. It is pure.
+func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource {
+	name := b.Metadata.Name
+	n := &b.Spec.Network
+	gw := ""
+	if p, err := parsePrefix(n.Subnet); err == nil {
+		gw = spec.GatewayIP(p).String()
+	}
+	internalID := resourceID(name, KindNetwork, RoleInternal)
+	egressID := resourceID(name, KindNetwork, RoleEgress)
+
+	internal := newResource(b, KindNetwork, RoleInternal, fragment{
+		{"internal", true}, {"subnet", n.Subnet},
+	})
+	internal.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
+	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
+		Labels: labels(&internal, version)}
+
+	egress := newResource(b, KindNetwork, RoleEgress, fragment{{"internal", false}})
+	egress.Config = networkConfig{Name: egress.Name, Labels: labels(&egress, version)}
+
+	daemons := slices.Clone(b.Spec.Bundle.Daemons)
+	sort.Strings(daemons)
+	image := b.Spec.Bundle.Image
+	builtin := image == ""
+	if builtin {
+		image = bundleImage
+	}
+	bundle := newResource(b, KindContainer, RoleBundle, fragment{
+		{"image", image}, {"daemons", daemons}, {"allowCIDRs", n.AllowCIDRs}, {"ip", n.BundleIP},
+	})
+	bundle.DependsOn = []string{internalID, egressID}
+	bundle.BoundTo = []string{internalID, egressID}
+	bundle.Summary = map[string]string{"image": image, "ip": n.BundleIP, "daemons": strings.Join(daemons, ",")}
+	bundle.Config = containerConfig{
+		Name: bundle.Name, Image: image, Builtin: builtin, Hostname: bundle.Name,
+		Env: []string{
+			"BOTTLE_ALLOW_CIDRS=" + strings.Join(n.AllowCIDRs, ","),
+			"BOTTLE_DAEMONS=" + strings.Join(daemons, ","),
+			"BOTTLE_NAME=" + name,
+			fmt.Sprintf("BOTTLE_PROXY_PORT=%d", ProxyPort),
+		},
+		Networks: []endpoint{{Network: internal.Name, IP: n.BundleIP}, {Network: egress.Name}},
+		Labels:   labels(&bundle, version),
+	}
+	out := []reconcile.Resource{internal, egress, bundle}
+	if b.Spec.Backend != spec.BackendDocker {
+		return out
+	}
+
+	proxy := fmt.Sprintf("http://%s:%d", n.BundleIP, ProxyPort)
+	a := &b.Spec.Agent
+	env := make([]string, 0, len(a.Env)+6)
+	for k, v := range a.Env {
+		env = append(env, k+"="+v)
+	}
+	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
+		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	sort.Strings(env)
+	agent := newResource(b, KindContainer, RoleAgent, fragment{
+		{"image", a.Image}, {"command", a.Command}, {"workdir", a.Workdir}, {"env", a.Env},
+		{"proxy", proxy},
+		// New bundle settings mean a new agent: its proxy may behave differently.
+		{"bundle", []any{b.Spec.Bundle.Image, daemons, n.AllowCIDRs}},
+	})
+	// The agent does not wait for the bundle: its proxy address is known
+	// in advance.
+	agent.DependsOn = []string{internalID}
+	agent.BoundTo = []string{internalID}
+	agent.Summary = map[string]string{"image": a.Image, "proxy": proxy}
+	agent.Config = containerConfig{
+		Name: agent.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: env, Workdir: a.Workdir,
+		Hostname: name, Init: true, Networks: []endpoint{{Network: internal.Name}},
+		Labels: labels(&agent, version),
+	}
+	return append(out, agent)
+}

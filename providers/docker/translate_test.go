@@ -1,0 +1,260 @@
+package docker
+
+import (
+	"net/netip"
+	"reflect"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+func helloBottle() *spec.Bottle {
+	return &spec.Bottle{
+		APIVersion: spec.APIVersion, Kind: spec.KindBottle, Metadata: spec.Metadata{Name: "hello"},
+		Spec: spec.Spec{
+			Backend: spec.BackendDocker,
+			Agent: spec.Agent{Image: "agent:1", Command: []string{"sleep", "infinity"}, Workdir: "/w",
+				Env: map[string]string{"FOO": "bar", "API_KEY": "s3cret"}},
+			Network: spec.Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2", AllowCIDRs: []string{"10.1.0.0/16"}},
+			Bundle:  spec.Bundle{Daemons: []string{"egress"}},
+		},
+	}
+}
+
+func byRole(rs []reconcile.Resource) map[string]reconcile.Resource {
+	m := map[string]reconcile.Resource{}
+	for _, r := range rs {
+		m[r.Role] = r
+	}
+	return m
+}
+
+func TestTranslate(t *testing.T) {
+	t.Parallel()
+	rs := byRole(translate(helloBottle(), "bottle-apply/bundle:abc", "v1"))
+	if len(rs) != 4 {
+		t.Fatalf("translate made %d resources, want 4", len(rs))
+	}
+	in := rs[RoleInternal].Config.(networkConfig)
+	wantNet := networkConfig{Name: "bottle-hello-internal", Internal: true, Subnet: "192.168.240.0/24", Gateway: "192.168.240.1",
+		Labels: in.Labels}
+	if !reflect.DeepEqual(in, wantNet) {
+		t.Errorf("internal network = %+v, want %+v", in, wantNet)
+	}
+	if in.Labels[LabelName] != "hello" || in.Labels[LabelRole] != RoleInternal || in.Labels[LabelHash] == "" {
+		t.Errorf("internal network labels = %v", in.Labels)
+	}
+
+	config, host, netcfg := containerSpec(rs[RoleAgent].Config.(containerConfig))
+	proxy := "http://192.168.240.2:8888"
+	wantEnv := []string{"API_KEY=s3cret", "FOO=bar", "HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy,
+		"NO_PROXY=localhost,127.0.0.1", "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
+	if !reflect.DeepEqual(config.Env, wantEnv) {
+		t.Errorf("agent env = %q, want %q", config.Env, wantEnv)
+	}
+	if config.Image != "agent:1" || !reflect.DeepEqual([]string(config.Cmd), []string{"sleep", "infinity"}) || config.WorkingDir != "/w" {
+		t.Errorf("agent config = %+v", config)
+	}
+	if host.NetworkMode != container.NetworkMode("bottle-hello-internal") || host.Init == nil || !*host.Init {
+		t.Errorf("agent host config = %+v", host)
+	}
+	if len(netcfg.EndpointsConfig) != 1 || netcfg.EndpointsConfig["bottle-hello-internal"] == nil {
+		t.Errorf("agent endpoints = %+v", netcfg.EndpointsConfig)
+	}
+
+	bcfg := rs[RoleBundle].Config.(containerConfig)
+	if !bcfg.Builtin || bcfg.Image != "bottle-apply/bundle:abc" {
+		t.Errorf("bundle image = %q builtin=%v", bcfg.Image, bcfg.Builtin)
+	}
+	_, bhost, bnet := containerSpec(bcfg)
+	want := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.2"}}
+	if !reflect.DeepEqual(bnet.EndpointsConfig["bottle-hello-internal"], want) || bhost.NetworkMode != "bottle-hello-internal" {
+		t.Errorf("bundle endpoint = %+v", bnet.EndpointsConfig)
+	}
+	if !reflect.DeepEqual(bcfg.Networks, []endpoint{{"bottle-hello-internal", "192.168.240.2"}, {"bottle-hello-egress", ""}}) {
+		t.Errorf("bundle networks = %+v", bcfg.Networks)
+	}
+	if !reflect.DeepEqual(rs[RoleAgent].DependsOn, []string{"docker-network:hello/internal"}) {
+		t.Errorf("agent depends on %v; it must not wait for the bundle", rs[RoleAgent].DependsOn)
+	}
+}
+
+// The hashes are part of the contract with resources made by earlier
+// versions: a change here replaces every user's bottles.
+func TestHashIsStable(t *testing.T) {
+	t.Parallel()
+	rs := byRole(translate(helloBottle(), "bottle-apply/bundle:abc", "any-version"))
+	got := map[string]string{}
+	for role, r := range rs {
+		got[role] = r.Hash[:16]
+	}
+	again := byRole(translate(helloBottle(), "bottle-apply/bundle:abc", "other-version"))
+	for role, r := range again {
+		if r.Hash[:16] != got[role] {
+			t.Errorf("%s hash depends on the version: %s vs %s", role, r.Hash[:16], got[role])
+		}
+	}
+	pinned := map[string]string{
+		RoleInternal: pinInternal, RoleEgress: pinEgress, RoleBundle: pinBundle, RoleAgent: pinAgent,
+	}
+	if !reflect.DeepEqual(got, pinned) {
+		t.Errorf("hashes changed:\n got %v\nwant %v", got, pinned)
+	}
+}
+
+const (
+	pinInternal = "73b7ea8115aef2ae"
+	pinEgress   = "22643a350b362f3c"
+	pinBundle   = "caf8e8c24bb4c458"
+	pinAgent    = "a0bc25a24abae3b3"
+)
+
+func TestHashReasons(t *testing.T) {
+	t.Parallel()
+	base := byRole(translate(helloBottle(), "img", "v"))
+	cases := []struct {
+		name   string
+		change func(b *spec.Bottle)
+		want   map[string]string // role -> changed inputs ("" = same hash)
+	}{
+		{"env", func(b *spec.Bottle) { b.Spec.Agent.Env["FOO"] = "baz" },
+			map[string]string{RoleAgent: "env changed"}},
+		{"subnet", func(b *spec.Bottle) {
+			b.Spec.Network.Subnet, b.Spec.Network.BundleIP = "192.168.241.0/24", "192.168.241.2"
+		}, map[string]string{RoleInternal: "subnet changed", RoleBundle: "ip changed", RoleAgent: "proxy changed"}},
+		{"daemons", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = nil },
+			map[string]string{RoleBundle: "daemons changed", RoleAgent: "bundle changed"}},
+		{"daemon order does not matter", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
+		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{RoleAgent: "image changed"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := helloBottle()
+			tc.change(b)
+			after := byRole(translate(b, "img", "v"))
+			for role, r := range after {
+				old := base[role]
+				got := ""
+				if r.Hash != old.Hash {
+					p, err := reconcile.Diff([]reconcile.Resource{r}, []reconcile.Resource{withManaged(old)}, reconcile.Scope{Bottles: []string{"hello"}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = p.Steps[0].Reason
+				}
+				if got != tc.want[role] {
+					t.Errorf("%s: reason %q, want %q", role, got, tc.want[role])
+				}
+			}
+		})
+	}
+}
+
+func withManaged(r reconcile.Resource) reconcile.Resource {
+	r.Managed, r.State, r.DependsOn, r.BoundTo = true, reconcile.StateRunning, nil, nil
+	return r
+}
+
+func TestFreeSubnet(t *testing.T) {
+	t.Parallel()
+	pp := netip.MustParsePrefix
+	cases := []struct {
+		name string
+		pool string
+		used []string
+		want string // "" = none
+	}{
+		{"empty", "10.213.0.0/16", nil, "10.213.0.0/24"},
+		{"skips used", "10.213.0.0/16", []string{"10.213.0.0/24", "10.213.1.0/24"}, "10.213.2.0/24"},
+		{"skips a wide overlap", "10.213.0.0/16", []string{"10.213.0.0/23"}, "10.213.2.0/24"},
+		{"pool inside a used range", "10.213.0.0/16", []string{"10.0.0.0/8"}, ""},
+		{"full /24 pool", "10.213.5.0/24", []string{"10.213.5.128/25"}, ""},
+		{"pool narrower than /24", "10.213.5.0/25", nil, ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			var used []netip.Prefix
+			for _, u := range tc.used {
+				used = append(used, pp(u))
+			}
+			got, ok := freeSubnet(pp(tc.pool), used)
+			if tc.want == "" {
+				if ok {
+					t.Fatalf("freeSubnet = %v, want none", got)
+				}
+				return
+			}
+			if !ok || got != pp(tc.want) {
+				t.Fatalf("freeSubnet = %v %v, want %v", got, ok, tc.want)
+			}
+		})
+	}
+}
+
+func TestResolve(t *testing.T) {
+	t.Parallel()
+	p := newProvider(nil, Options{})
+	a, b, c := helloBottle(), helloBottle(), helloBottle()
+	a.Metadata.Name, b.Metadata.Name, c.Metadata.Name = "a", "b", "c"
+	a.Spec.Network = spec.Network{}
+	b.Spec.Network = spec.Network{}
+	c.Spec.Network = spec.Network{Subnet: "10.213.1.0/24", BundleIP: "10.213.1.9"}
+	observed := []reconcile.Resource{
+		{Provider: ProviderName, Kind: KindNetwork, Name: "foreign", Summary: map[string]string{"subnet": "10.213.0.0/24"}},
+		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-b-internal", Bottle: "b", Role: RoleInternal, Managed: true,
+			Summary: map[string]string{"subnet": "10.213.7.0/24"}},
+	}
+	if err := p.Resolve([]*spec.Bottle{a, b, c}, observed); err != nil {
+		t.Fatal(err)
+	}
+	got := [][2]string{{a.Spec.Network.Subnet, a.Spec.Network.BundleIP}, {b.Spec.Network.Subnet, b.Spec.Network.BundleIP},
+		{c.Spec.Network.Subnet, c.Spec.Network.BundleIP}}
+	want := [][2]string{{"10.213.2.0/24", "10.213.2.2"}, {"10.213.7.0/24", "10.213.7.2"}, {"10.213.1.0/24", "10.213.1.9"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("resolved %v, want %v", got, want)
+	}
+}
+
+func TestInputsLabelRoundTrip(t *testing.T) {
+	t.Parallel()
+	in := map[string]string{"env": "0123456789ab", "image": "ba9876543210"}
+	s := encodeInputs(in)
+	if s != "env=0123456789ab,image=ba9876543210" {
+		t.Fatalf("encodeInputs = %q", s)
+	}
+	if got := decodeInputs(s); !reflect.DeepEqual(got, in) {
+		t.Fatalf("decodeInputs = %v", got)
+	}
+}
+
+func TestSecretsStayOutOfLabelsAndSummary(t *testing.T) {
+	t.Parallel()
+	for _, r := range translate(helloBottle(), "img", "v") {
+		for k, v := range r.Summary {
+			if containsSecret(v) {
+				t.Errorf("%s summary %s leaks the secret", r.ID(), k)
+			}
+		}
+		var labels map[string]string
+		switch c := r.Config.(type) {
+		case containerConfig:
+			labels = c.Labels
+		case networkConfig:
+			labels = c.Labels
+		}
+		for k, v := range labels {
+			if containsSecret(v) {
+				t.Errorf("%s label %s leaks the secret", r.ID(), k)
+			}
+		}
+	}
+}
+
+func containsSecret(s string) bool { return strings.Contains(s, "s3cret") }

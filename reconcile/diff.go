@@ -1,0 +1,305 @@
+package reconcile
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+)
+
+// Diff compares desired with observed resources and returns the plan that
+// makes reality match. It is pure: no I/O, no clock, deterministic output.
+//
+// Observed resources that are managed and belong to one of the bottles in
+// scope but are not desired are deleted. A resource that is not managed by
+// bottle-apply but has the name of a desired one is an error wrapping
+// ErrNotManaged: nothing is planned for it. Unmanaged resources that carry
+// a bottle's name label are reported in Plan.Warnings and left alone.
+func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
+	inScope := make(map[string]bool, len(scope.Bottles))
+	for _, b := range scope.Bottles {
+		inScope[b] = true
+	}
+
+	desiredNames := make(map[string]string, len(desired)) // provider-kind/name -> ID
+	for i := range desired {
+		desiredNames[nameKey(&desired[i])] = desired[i].ID()
+	}
+
+	plan := &Plan{}
+	var conflicts []error
+	obsByID := make(map[string]*Resource, len(observed))
+	var extra []*Resource // managed, in scope, but duplicate or not desired
+	for i := range observed {
+		o := &observed[i]
+		if !o.Managed {
+			if id, ok := desiredNames[nameKey(o)]; ok {
+				conflicts = append(conflicts, fmt.Errorf("%s %s %q (wanted for %s): %w; "+
+					"remove or rename it, or give the bottle another name",
+					o.Provider, o.Kind, o.Name, id, ErrNotManaged))
+			} else if inScope[o.Bottle] {
+				plan.Warnings = append(plan.Warnings, fmt.Sprintf(
+					"%s %s %q is labelled for bottle %q but has no config hash: left alone",
+					o.Provider, o.Kind, o.Name, o.Bottle))
+			}
+			continue
+		}
+		if !inScope[o.Bottle] {
+			continue
+		}
+		id := o.ID()
+		if prev, dup := obsByID[id]; dup {
+			// Keep the one with the expected name (and hash), drop the other.
+			keep, drop := prev, o
+			if desiredNames[nameKey(o)] == id && desiredNames[nameKey(prev)] != id {
+				keep, drop = o, prev
+			}
+			obsByID[id] = keep
+			extra = append(extra, drop)
+			continue
+		}
+		obsByID[id] = o
+	}
+	if len(conflicts) > 0 {
+		return nil, errors.Join(conflicts...)
+	}
+
+	index := make(map[string]*Resource, len(obsByID))
+	for id, o := range obsByID {
+		index[id] = o
+	}
+	order, err := topoOrder(desired)
+	if err != nil {
+		return nil, err
+	}
+	stepOf := make(map[string]*Step, len(desired)+len(extra))
+	for _, d := range order {
+		id := d.ID()
+		s := Step{ID: len(plan.Steps) + 1, ResourceID: id, Resource: *d}
+		if o, ok := obsByID[id]; ok {
+			s.Observed = o
+			delete(obsByID, id)
+		}
+		s.Action, s.Reason = decide(d, s.Observed, stepOf, index)
+		for _, dep := range d.DependsOn {
+			if p, ok := stepOf[dep]; ok {
+				s.DependsOn = append(s.DependsOn, p.ID)
+			}
+		}
+		slices.Sort(s.DependsOn)
+		plan.Steps = append(plan.Steps, s)
+		stepOf[id] = &plan.Steps[len(plan.Steps)-1]
+	}
+
+	// Deletes: what is left of the observed resources, and duplicates.
+	for _, o := range obsByID {
+		extra = append(extra, o)
+	}
+	dels := deleteOrder(extra)
+	delStep := make(map[*Resource]int, len(dels))
+	dependents := make(map[string][]*Resource)
+	for _, o := range dels {
+		for _, dep := range o.DependsOn {
+			dependents[dep] = append(dependents[dep], o)
+		}
+	}
+	for _, o := range dels {
+		s := Step{ID: len(plan.Steps) + 1, Action: Delete, ResourceID: o.ID(), Resource: *o, Observed: o}
+		s.Reason = "not in spec"
+		if _, isDup := stepOf[s.ResourceID]; isDup {
+			s.ResourceID += "@" + shortID(o.EngineID)
+			s.Reason = "duplicate of " + o.ID()
+		}
+		// A delete waits for the deletes of what depends on it.
+		for _, other := range dependents[o.ID()] {
+			if sid, ok := delStep[other]; ok {
+				s.DependsOn = append(s.DependsOn, sid)
+			}
+		}
+		delStep[o] = s.ID
+		plan.Steps = append(plan.Steps, s)
+	}
+	return plan, nil
+}
+
+// decide picks the action for one desired resource and says why.
+func decide(d, o *Resource, stepOf map[string]*Step, observed map[string]*Resource) (Action, string) {
+	if o == nil {
+		return Create, "not found"
+	}
+	var reasons []string
+	if o.Hash != d.Hash {
+		reasons = append(reasons, changedInputs(d.Inputs, o.Inputs))
+	}
+	for _, parent := range d.BoundTo {
+		ps, ok := stepOf[parent]
+		if !ok {
+			continue
+		}
+		switch ps.Action {
+		case Create:
+			reasons = append(reasons, fmt.Sprintf("%s %s is recreated", ps.Resource.Kind, ps.Resource.Name))
+		case Replace:
+			reasons = append(reasons, fmt.Sprintf("%s %s is replaced", ps.Resource.Kind, ps.Resource.Name))
+		default:
+			if po := observed[parent]; po != nil && o.Attached != nil && o.Attached[parent] != po.EngineID {
+				reasons = append(reasons, fmt.Sprintf("not attached to %s %s", ps.Resource.Kind, ps.Resource.Name))
+			}
+		}
+	}
+	if o.State == StateFailed {
+		reasons = append(reasons, "failed")
+	}
+	if len(reasons) > 0 {
+		return Replace, strings.Join(reasons, "; ")
+	}
+	switch o.State {
+	case StateStopped, StateCreated:
+		if o.Status != "" {
+			return Start, o.State.String() + " (" + o.Status + ")"
+		}
+		return Start, o.State.String()
+	}
+	return NoOp, ""
+}
+
+// changedInputs names the inputs whose digests differ, sorted.
+func changedInputs(want, have map[string]string) string {
+	var names []string
+	for k, v := range want {
+		if have[k] != v {
+			names = append(names, k)
+		}
+	}
+	for k := range have {
+		if _, ok := want[k]; !ok {
+			names = append(names, k)
+		}
+	}
+	if len(names) == 0 {
+		return "configuration changed"
+	}
+	sort.Strings(names)
+	return strings.Join(names, ", ") + " changed"
+}
+
+// topoOrder sorts resources so that every resource comes after the ones it
+// depends on: grouped by bottle, then by depth (networks before
+// containers), then by ID, so that plans are deterministic and read well.
+func topoOrder(rs []Resource) ([]*Resource, error) {
+	byID := make(map[string]*Resource, len(rs))
+	for i := range rs {
+		id := rs[i].ID()
+		if _, dup := byID[id]; dup {
+			return nil, fmt.Errorf("internal: two desired resources with ID %s", id)
+		}
+		byID[id] = &rs[i]
+	}
+	depth := make(map[string]int, len(rs))
+	const visiting = -1
+	var visit func(id string) (int, error)
+	visit = func(id string) (int, error) {
+		if d, ok := depth[id]; ok {
+			if d == visiting {
+				return 0, fmt.Errorf("internal: dependency cycle at %s", id)
+			}
+			return d, nil
+		}
+		depth[id] = visiting
+		d := 0
+		for _, dep := range byID[id].DependsOn {
+			if _, ok := byID[dep]; !ok {
+				continue
+			}
+			pd, err := visit(dep)
+			if err != nil {
+				return 0, err
+			}
+			d = max(d, pd+1)
+		}
+		depth[id] = d
+		return d, nil
+	}
+	out := make([]*Resource, 0, len(rs))
+	for i := range rs {
+		if _, err := visit(rs[i].ID()); err != nil {
+			return nil, err
+		}
+		out = append(out, &rs[i])
+	}
+	byBottle := func(a, b *Resource) int {
+		if a.Bottle != b.Bottle {
+			return strings.Compare(a.Bottle, b.Bottle)
+		}
+		if da, db := depth[a.ID()], depth[b.ID()]; da != db {
+			return da - db
+		}
+		return strings.Compare(a.ID(), b.ID())
+	}
+	slices.SortFunc(out, byBottle)
+	// A dependency across bottles would break the grouping: order by depth
+	// first then.
+	seen := make(map[string]bool, len(out))
+	for _, r := range out {
+		for _, dep := range r.DependsOn {
+			if _, ok := byID[dep]; ok && !seen[dep] {
+				slices.SortFunc(out, func(a, b *Resource) int {
+					if da, db := depth[a.ID()], depth[b.ID()]; da != db {
+						return da - db
+					}
+					return byBottle(a, b)
+				})
+				return out, nil
+			}
+		}
+		seen[r.ID()] = true
+	}
+	return out, nil
+}
+
+// deleteOrder sorts resources so that dependents come before what they
+// depend on (reverse topological order), deterministically.
+func deleteOrder(rs []*Resource) []*Resource {
+	sort.Slice(rs, func(i, j int) bool {
+		if a, b := rs[i].ID(), rs[j].ID(); a != b {
+			return a < b
+		}
+		return rs[i].EngineID < rs[j].EngineID
+	})
+	byID := make(map[string][]*Resource, len(rs))
+	for _, r := range rs {
+		byID[r.ID()] = append(byID[r.ID()], r)
+	}
+	depth := make(map[*Resource]int, len(rs))
+	var d func(r *Resource, seen int) int
+	d = func(r *Resource, seen int) int {
+		if v, ok := depth[r]; ok {
+			return v
+		}
+		best := 0
+		if seen < len(rs) { // guards against cycles in observed labels
+			for _, dep := range r.DependsOn {
+				for _, p := range byID[dep] {
+					best = max(best, d(p, seen+1)+1)
+				}
+			}
+		}
+		depth[r] = best
+		return best
+	}
+	for _, r := range rs {
+		d(r, 0)
+	}
+	sort.SliceStable(rs, func(i, j int) bool { return depth[rs[i]] > depth[rs[j]] })
+	return rs
+}
+
+func nameKey(r *Resource) string { return r.Provider + "-" + r.Kind + "/" + r.Name }
+
+func shortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}

@@ -1,0 +1,113 @@
+package reconcile
+
+import (
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+)
+
+const (
+	ansiReset  = "\x1b[0m"
+	ansiGreen  = "\x1b[32m"
+	ansiYellow = "\x1b[33m"
+	ansiRed    = "\x1b[31m"
+	ansiBold   = "\x1b[1m"
+)
+
+func actionColor(a Action) string {
+	switch a {
+	case Create:
+		return ansiGreen
+	case Delete:
+		return ansiRed
+	default:
+		return ansiYellow
+	}
+}
+
+// Render prints the plan for humans, terraform style: one line per change
+// with its symbol and reason, the resource's attributes under creates and
+// replaces, NoOp steps hidden, and a summary line.
+func Render(w io.Writer, p *Plan, color bool) error {
+	paint := func(code, s string) string {
+		if !color {
+			return s
+		}
+		return code + s + ansiReset
+	}
+	var b strings.Builder
+	if p.Changes() == 0 {
+		b.WriteString(paint(ansiBold, "No changes.") + " Reality matches the spec.\n")
+		_, err := io.WriteString(w, b.String())
+		return err
+	}
+	width := 0
+	for _, s := range p.Steps {
+		if s.Action != NoOp {
+			width = max(width, len(s.ResourceID))
+		}
+	}
+	b.WriteString("bottle-apply will perform these actions:\n\n")
+	for _, s := range p.Steps {
+		if s.Action == NoOp {
+			continue
+		}
+		fmt.Fprintf(&b, "  %s %-*s  %s\n", paint(actionColor(s.Action), fmt.Sprintf("%-3s", s.Action.Symbol())),
+			width, s.ResourceID, s.Reason)
+		if s.Action == Create || s.Action == Replace {
+			fmt.Fprintf(&b, "        %s\n", attrs(&s.Resource))
+		}
+	}
+	fmt.Fprintf(&b, "\n%s %d to create, %d to start, %d to replace, %d to delete.\n",
+		paint(ansiBold, "Plan:"), p.Count(Create), p.Count(Start), p.Count(Replace), p.Count(Delete))
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func attrs(r *Resource) string {
+	parts := []string{"name=" + r.Name}
+	keys := make([]string, 0, len(r.Summary))
+	for k := range r.Summary {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		parts = append(parts, k+"="+r.Summary[k])
+	}
+	return strings.Join(parts, " ")
+}
+
+// StepDoc is one step in machine-readable output.
+type StepDoc struct {
+	ID        int               `json:"id"`
+	Action    Action            `json:"action"`
+	Resource  string            `json:"resource"`
+	Name      string            `json:"name"`
+	Bottle    string            `json:"bottle"`
+	Reason    string            `json:"reason,omitempty"`
+	DependsOn []int             `json:"dependsOn,omitempty"`
+	Summary   map[string]string `json:"attributes,omitempty"`
+}
+
+// PlanDoc is the plan in machine-readable output. NoOp steps are included
+// so that a consumer sees every resource of the bottles.
+type PlanDoc struct {
+	Steps    []StepDoc      `json:"steps"`
+	Changes  map[string]int `json:"changes"`
+	Warnings []string       `json:"warnings,omitempty"`
+}
+
+// Doc returns the plan's machine-readable form.
+func (p *Plan) Doc() PlanDoc {
+	d := PlanDoc{Steps: make([]StepDoc, 0, len(p.Steps)), Warnings: p.Warnings, Changes: map[string]int{
+		"create": p.Count(Create), "start": p.Count(Start), "replace": p.Count(Replace), "delete": p.Count(Delete),
+	}}
+	for _, s := range p.Steps {
+		d.Steps = append(d.Steps, StepDoc{
+			ID: s.ID, Action: s.Action, Resource: s.ResourceID, Name: s.Resource.Name,
+			Bottle: s.Resource.Bottle, Reason: s.Reason, DependsOn: s.DependsOn, Summary: s.Resource.Summary,
+		})
+	}
+	return d
+}

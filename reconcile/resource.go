@@ -1,0 +1,105 @@
+// Package reconcile turns desired and observed resources into a plan and runs
+// it: observe, a pure diff, an executor that carries no decision logic, and
+// the loop that repeats them until reality matches the spec.
+//
+// It knows providers only through the Provider interface.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// ErrNotManaged marks a resource that has a name bottle-apply wants but lacks
+// bottle-apply's labels. Such a resource is never modified or deleted.
+var ErrNotManaged = errors.New("resource exists but is not managed by bottle-apply")
+
+// State is what a provider observed of a resource's lifecycle.
+type State int
+
+// States. Present is for resources without a run state (networks).
+const (
+	StateUnknown State = iota
+	StatePresent
+	StateRunning
+	StateStopped
+	StateCreated
+	StateFailed
+)
+
+var stateNames = [...]string{"unknown", "present", "running", "stopped", "created", "failed"}
+
+func (s State) String() string {
+	if int(s) < len(stateNames) {
+		return stateNames[s]
+	}
+	return fmt.Sprintf("State(%d)", int(s))
+}
+
+// Resource is one object a provider manages: a network, a container, a VM.
+// Providers fill the desired form from the spec and the observed form from
+// reality; the diff compares the two by ID.
+type Resource struct {
+	// Provider, Kind, Bottle and Role make up the ID:
+	// "docker-network:hello/internal".
+	Provider string
+	Kind     string
+	Bottle   string
+	Role     string
+
+	// Name is the engine-level name, such as "bottle-hello-internal".
+	Name string
+
+	// Hash is the config hash of the normalized spec fragment the resource
+	// is (or was) made from. Inputs holds a short digest per input field so
+	// that the diff can say which input changed; values never appear.
+	Hash   string
+	Inputs map[string]string
+
+	// DependsOn lists the IDs of resources that must exist before this one
+	// (and be deleted after it).
+	DependsOn []string
+	// BoundTo lists the IDs of resources this one is physically attached to:
+	// recreating one of them forces this one to be replaced too.
+	BoundTo []string
+
+	// Observed only.
+	Managed  bool              // carries bottle-apply's labels and a hash
+	EngineID string            // the engine's ID
+	State    State             // lifecycle state
+	Status   string            // the engine's own words for the state
+	Attached map[string]string // for containers: bound-to resource ID -> engine ID it is attached to
+
+	// Summary holds a few human-facing attributes (image, subnet, ip) for the
+	// plan. Providers must never put secret values here.
+	Summary map[string]string
+
+	// Config is the provider's own desired configuration; reconcile never
+	// looks inside it.
+	Config any `json:"-"`
+}
+
+// ID identifies a resource across desired and observed state.
+func (r *Resource) ID() string {
+	return r.Provider + "-" + r.Kind + ":" + r.Bottle + "/" + r.Role
+}
+
+// Scope says which bottles an observation covers.
+type Scope struct {
+	Bottles []string
+}
+
+// Provider manages one backend's resources.
+//
+// Desired is pure: it translates specs (and what already exists, for choices
+// such as a free subnet) into resources. Observe reads reality only. Apply
+// carries out one step and makes no decisions of its own.
+type Provider interface {
+	Name() string
+	Desired(bottles []*spec.Bottle, observed []Resource) ([]Resource, error)
+	Observe(ctx context.Context, scope Scope) ([]Resource, error)
+	Apply(ctx context.Context, step Step) error
+}

@@ -1,0 +1,167 @@
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// DefaultMaxRounds bounds the observe-diff-execute loop.
+const DefaultMaxRounds = 5
+
+// ErrNotConverged is returned when reality still differs from the spec after
+// the last round.
+var ErrNotConverged = errors.New("did not converge")
+
+// ErrRetry marks a step error that another round may fix, such as a name or
+// address conflict with a run that acted concurrently: the next round
+// observes what that run made.
+var ErrRetry = errors.New("retry after observing again")
+
+// Resolver is implemented by providers that make choices for a spec before
+// any provider translates it, such as a free subnet and the bundle's IP.
+// Resolve fills in the empty fields of the (copied) bottles from what exists.
+type Resolver interface {
+	Resolve(bottles []*spec.Bottle, observed []Resource) error
+}
+
+// Options tune Run.
+type Options struct {
+	Destroy   bool // desire nothing: delete every managed resource of the bottles
+	DryRun    bool // stop after the first plan
+	MaxRounds int  // 0 means DefaultMaxRounds
+	// OnPlan sees the first plan before anything changes.
+	OnPlan func(*Plan)
+}
+
+// Result says what a run planned and did.
+type Result struct {
+	Plan      *Plan        // the first plan
+	Rounds    int          // execute rounds run
+	Steps     []StepResult // every provider call, in order per round
+	Converged bool
+}
+
+// Changed reports whether the run changed (or, in a dry run, would change)
+// anything.
+func (r *Result) Changed() bool { return r.Plan != nil && r.Plan.Changes() > 0 }
+
+// Run observes, diffs and executes until nothing is left to do, or the round
+// bound is reached. Bottles are not modified.
+func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts Options) (*Result, error) {
+	maxRounds := opts.MaxRounds
+	if maxRounds <= 0 {
+		maxRounds = DefaultMaxRounds
+	}
+	byName := make(map[string]Provider, len(providers))
+	for _, p := range providers {
+		byName[p.Name()] = p
+	}
+	scope := Scope{}
+	for i := range bottles {
+		scope.Bottles = append(scope.Bottles, bottles[i].Metadata.Name)
+	}
+	log := zerolog.Ctx(ctx)
+	res := &Result{}
+	for round := 0; ; round++ {
+		plan, err := PlanOnce(ctx, providers, bottles, scope, opts.Destroy)
+		if err != nil {
+			return res, err
+		}
+		if round == 0 {
+			res.Plan = plan
+			for _, w := range plan.Warnings {
+				log.Warn().Msg(w)
+			}
+			if opts.OnPlan != nil {
+				opts.OnPlan(plan)
+			}
+		}
+		if plan.Changes() == 0 {
+			res.Converged = true
+			return res, nil
+		}
+		if opts.DryRun {
+			return res, nil
+		}
+		if round == maxRounds {
+			return res, fmt.Errorf("%w after %d rounds; still to do:\n%s", ErrNotConverged, round, remaining(plan))
+		}
+		if round > 0 {
+			log.Info().Int("round", round+1).Int("changes", plan.Changes()).Msg("reality still differs; applying again")
+		}
+		steps, err := Execute(ctx, plan, byName)
+		res.Rounds++
+		res.Steps = append(res.Steps, steps...)
+		if err != nil {
+			if errors.Is(err, ErrRetry) && round < maxRounds && ctx.Err() == nil {
+				log.Warn().Err(err).Msg("a step hit a conflict; observing again")
+				continue
+			}
+			return res, err
+		}
+	}
+}
+
+// PlanOnce observes every provider (in parallel), resolves and translates
+// the bottles, and diffs.
+func PlanOnce(ctx context.Context, providers []Provider, bottles []spec.Bottle, scope Scope, destroy bool) (*Plan, error) {
+	obs := make([][]Resource, len(providers))
+	g, gctx := errgroup.WithContext(ctx)
+	for i, p := range providers {
+		g.Go(func() error {
+			rs, err := p.Observe(gctx, scope)
+			if err != nil {
+				return fmt.Errorf("observe %s: %w", p.Name(), err)
+			}
+			obs[i] = rs
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	var observed []Resource
+	for _, rs := range obs {
+		observed = append(observed, rs...)
+	}
+	var desired []Resource
+	if !destroy {
+		bs := make([]*spec.Bottle, len(bottles))
+		for i := range bottles {
+			b := bottles[i] // copy: resolution must not leak into the caller's spec
+			bs[i] = &b
+		}
+		for _, p := range providers {
+			if r, ok := p.(Resolver); ok {
+				if err := r.Resolve(bs, observed); err != nil {
+					return nil, err
+				}
+			}
+		}
+		for _, p := range providers {
+			rs, err := p.Desired(bs, observed)
+			if err != nil {
+				return nil, err
+			}
+			desired = append(desired, rs...)
+		}
+	}
+	return Diff(desired, observed, scope)
+}
+
+func remaining(p *Plan) string {
+	var b strings.Builder
+	for _, s := range p.Steps {
+		if s.Action != NoOp {
+			fmt.Fprintf(&b, "  %s %s: %s\n", s.Action.Symbol(), s.ResourceID, s.Reason)
+		}
+	}
+	return strings.TrimRight(b.String(), "\n")
+}
