@@ -153,7 +153,15 @@ func PlanOnce(ctx context.Context, providers []Provider, bottles []spec.Bottle, 
 			desired = append(desired, rs...)
 		}
 	}
-	return Diff(desired, observed, scope)
+	plan, err := Diff(desired, observed, scope)
+	if err == nil && destroy {
+		for i := range plan.Steps {
+			if plan.Steps[i].Action == Delete && !strings.HasPrefix(plan.Steps[i].Reason, "duplicate") {
+				plan.Steps[i].Reason = "destroy"
+			}
+		}
+	}
+	return plan, err
 }
 
 func remaining(p *Plan) string {
