@@ -30,8 +30,8 @@ type op struct {
 }
 
 // Execute runs the plan's steps in dependency order, independent ones in
-// parallel. The first error cancels the rest; no new call starts once ctx is
-// done. It makes no decisions: every action comes from the plan.
+// parallel. After the first error no new call starts, and calls already
+// running finish; cancelling ctx aborts them. It makes no decisions: every action comes from the plan.
 func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]StepResult, error) {
 	ops, err := buildOps(plan)
 	if err != nil {
@@ -70,7 +70,11 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 				Str("resource", s.ResourceID).Str("bottle", s.Resource.Bottle).Logger()
 			l.Info().Str("reason", o.step.Reason).Msg("start")
 			t0 := time.Now()
-			err := providers[s.Resource.Provider].Apply(l.WithContext(gctx), s)
+			// A running call gets the caller's context, not the group's: a
+			// sibling's failure stops new steps but lets this one finish, so
+			// the engine is never left half-way through a create that the
+			// next round cannot see yet.
+			err := providers[s.Resource.Provider].Apply(l.WithContext(ctx), s)
 			r := StepResult{Step: s.ID, Action: o.action, ResourceID: s.ResourceID, Started: t0, Duration: time.Since(t0)}
 			if err != nil {
 				r.Err = err.Error()

@@ -20,17 +20,24 @@ func parsePrefix(s string) (netip.Prefix, error) {
 	return p.Masked(), nil
 }
 
-// Resolve fills in the subnet and bundle IP of bottles that do not set them:
-// a bottle whose network exists keeps its subnet; a new one gets the first
-// /24 of the pool that overlaps no existing network nor another bottle's
-// choice in this run.
+// Subnet sizes taken from the pool.
+const (
+	internalBits = 24
+	egressBits   = 28 // the bundle and the gateway need two addresses
+)
+
+// Resolve fills in the subnets and bundle IP of bottles that do not set
+// them: a bottle whose network exists keeps its subnet; a new one gets the
+// first free range of the pool, one that overlaps no existing network nor
+// another bottle's choice in this run. Egress networks come from the pool
+// too, so that bottles never exhaust the engine's own default pools.
 func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource) error {
 	pool, err := parsePrefix(p.opts.SubnetPool)
 	if err != nil {
 		return fmt.Errorf("subnet pool %q: %w", p.opts.SubnetPool, err)
 	}
 	var used []netip.Prefix
-	current := map[string]netip.Prefix{}
+	current := map[string]netip.Prefix{} // role/bottle -> subnet
 	for i := range observed {
 		o := &observed[i]
 		if o.Provider != ProviderName || o.Kind != KindNetwork {
@@ -41,49 +48,60 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 			continue
 		}
 		used = append(used, sub)
-		if o.Managed && o.Role == RoleInternal {
-			current[o.Bottle] = sub
+		if o.Managed {
+			current[o.Role+"/"+o.Bottle] = sub
 		}
 	}
 	for _, b := range bottles {
-		if b.Spec.Network.Subnet != "" {
-			if sub, err := parsePrefix(b.Spec.Network.Subnet); err == nil {
+		for _, s := range []string{b.Spec.Network.Subnet, b.Spec.Network.EgressSubnet} {
+			if sub, err := parsePrefix(s); err == nil {
 				used = append(used, sub)
 			}
 		}
 	}
-	for _, b := range bottles {
-		n := &b.Spec.Network
-		if n.Subnet != "" {
-			continue
-		}
-		sub, ok := current[b.Metadata.Name]
+	pick := func(b *spec.Bottle, role string, bits int) (string, error) {
+		sub, ok := current[role+"/"+b.Metadata.Name]
 		if !ok {
-			sub, ok = freeSubnet(pool, used)
+			sub, ok = freeSubnet(pool, bits, used)
 			if !ok {
-				return fmt.Errorf("bottle %s: no free /24 left in the subnet pool %s; set spec.network.subnet or choose another pool with --subnet-pool",
-					b.Metadata.Name, pool)
+				return "", fmt.Errorf("bottle %s: no free /%d left in the subnet pool %s; set spec.network.subnet and spec.network.egressSubnet, or choose another pool with --subnet-pool",
+					b.Metadata.Name, bits, pool)
 			}
 			used = append(used, sub)
 		}
-		n.Subnet = sub.String()
-		n.BundleIP = spec.DefaultBundleIP(sub).String()
+		return sub.String(), nil
+	}
+	for _, b := range bottles {
+		n := &b.Spec.Network
+		if n.Subnet == "" {
+			if n.Subnet, err = pick(b, RoleInternal, internalBits); err != nil {
+				return err
+			}
+			n.BundleIP = spec.DefaultBundleIP(netip.MustParsePrefix(n.Subnet)).String()
+		}
+		if n.EgressSubnet == "" {
+			if n.EgressSubnet, err = pick(b, RoleEgress, egressBits); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }
 
-// freeSubnet returns the first /24 in pool that overlaps none of used.
-func freeSubnet(pool netip.Prefix, used []netip.Prefix) (netip.Prefix, bool) {
-	if pool.Bits() > 24 || !pool.Addr().Is4() {
+// freeSubnet returns the first prefix of the given length in pool that
+// overlaps none of used.
+func freeSubnet(pool netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix, bool) {
+	if pool.Bits() > bits || !pool.Addr().Is4() || bits > 30 {
 		return netip.Prefix{}, false
 	}
 	a := pool.Addr().As4()
-	base := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8
-	count := uint32(1) << (24 - pool.Bits())
+	base := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	step := uint32(1) << (32 - bits)
+	count := uint32(1) << (bits - pool.Bits())
 next:
 	for i := uint32(0); i < count; i++ {
-		v := base + i<<8
-		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), 0}), 24)
+		v := base + i*step
+		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits)
 		for _, u := range used {
 			if u.Overlaps(cand) {
 				continue next

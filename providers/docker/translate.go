@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"net/netip"
 	"slices"
 	"sort"
 	"strings"
@@ -123,9 +124,10 @@ func labels(r *reconcile.Resource, version string) map[string]string {
 func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource {
 	name := b.Metadata.Name
 	n := &b.Spec.Network
-	gw := ""
+	gw, agentIP := "", ""
 	if p, err := parsePrefix(n.Subnet); err == nil {
 		gw = spec.GatewayIP(p).String()
+		agentIP = agentAddr(p, n.BundleIP)
 	}
 	internalID := resourceID(name, KindNetwork, RoleInternal)
 	egressID := resourceID(name, KindNetwork, RoleEgress)
@@ -137,8 +139,13 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
 		Labels: labels(&internal, version)}
 
-	egress := newResource(b, KindNetwork, RoleEgress, fragment{{"internal", false}})
-	egress.Config = networkConfig{Name: egress.Name, Labels: labels(&egress, version)}
+	egressGW := ""
+	if p, err := parsePrefix(n.EgressSubnet); err == nil {
+		egressGW = spec.GatewayIP(p).String()
+	}
+	egress := newResource(b, KindNetwork, RoleEgress, fragment{{"internal", false}, {"subnet", n.EgressSubnet}})
+	egress.Summary = map[string]string{"subnet": n.EgressSubnet}
+	egress.Config = networkConfig{Name: egress.Name, Subnet: n.EgressSubnet, Gateway: egressGW, Labels: labels(&egress, version)}
 
 	daemons := slices.Clone(b.Spec.Bundle.Daemons)
 	sort.Strings(daemons)
@@ -180,7 +187,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	sort.Strings(env)
 	agent := newResource(b, KindContainer, RoleAgent, fragment{
 		{"image", a.Image}, {"command", a.Command}, {"workdir", a.Workdir}, {"env", a.Env},
-		{"proxy", proxy},
+		{"proxy", proxy}, {"ip", agentIP},
 		// New bundle settings mean a new agent: its proxy may behave differently.
 		{"bundle", []any{b.Spec.Bundle.Image, daemons, n.AllowCIDRs}},
 	})
@@ -188,11 +195,30 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	// in advance.
 	agent.DependsOn = []string{internalID}
 	agent.BoundTo = []string{internalID}
-	agent.Summary = map[string]string{"image": a.Image, "proxy": proxy}
+	agent.Summary = map[string]string{"image": a.Image, "proxy": proxy, "ip": agentIP}
 	agent.Config = containerConfig{
 		Name: agent.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: env, Workdir: a.Workdir,
-		Hostname: name, Init: true, Networks: []endpoint{{Network: internal.Name}},
+		Hostname: name, Init: true, Networks: []endpoint{{Network: internal.Name, IP: agentIP}},
 		Labels: labels(&agent, version),
 	}
 	return append(out, agent)
+}
+
+// agentAddr pins the agent to the subnet's last host address (the one
+// before, if the bundle has it). With both containers pinned, the engine
+// never hands the bundle's address to an agent created at the same time.
+func agentAddr(p netip.Prefix, bundleIP string) string {
+	last := lastHost(p)
+	if last.String() == bundleIP {
+		last = last.Prev()
+	}
+	return last.String()
+}
+
+func lastHost(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= 1<<(32-p.Bits()) - 1 // broadcast
+	v--
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
 }

@@ -20,7 +20,8 @@ func helloBottle() *spec.Bottle {
 			Backend: spec.BackendDocker,
 			Agent: spec.Agent{Image: "agent:1", Command: []string{"sleep", "infinity"}, Workdir: "/w",
 				Env: map[string]string{"FOO": "bar", "API_KEY": "s3cret"}},
-			Network: spec.Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2", AllowCIDRs: []string{"10.1.0.0/16"}},
+			Network: spec.Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2", EgressSubnet: "10.213.0.16/28",
+				AllowCIDRs: []string{"10.1.0.0/16"}},
 			Bundle:  spec.Bundle{Daemons: []string{"egress"}},
 		},
 	}
@@ -63,7 +64,8 @@ func TestTranslate(t *testing.T) {
 	if host.NetworkMode != container.NetworkMode("bottle-hello-internal") || host.Init == nil || !*host.Init {
 		t.Errorf("agent host config = %+v", host)
 	}
-	if len(netcfg.EndpointsConfig) != 1 || netcfg.EndpointsConfig["bottle-hello-internal"] == nil {
+	wantAgentEP := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.254"}}
+	if len(netcfg.EndpointsConfig) != 1 || !reflect.DeepEqual(netcfg.EndpointsConfig["bottle-hello-internal"], wantAgentEP) {
 		t.Errorf("agent endpoints = %+v", netcfg.EndpointsConfig)
 	}
 
@@ -109,9 +111,9 @@ func TestHashIsStable(t *testing.T) {
 
 const (
 	pinInternal = "73b7ea8115aef2ae"
-	pinEgress   = "22643a350b362f3c"
+	pinEgress   = "9703da613b50ed75"
 	pinBundle   = "caf8e8c24bb4c458"
-	pinAgent    = "a0bc25a24abae3b3"
+	pinAgent    = "64a64cac09115e8b"
 )
 
 func TestHashReasons(t *testing.T) {
@@ -126,7 +128,9 @@ func TestHashReasons(t *testing.T) {
 			map[string]string{RoleAgent: "env changed"}},
 		{"subnet", func(b *spec.Bottle) {
 			b.Spec.Network.Subnet, b.Spec.Network.BundleIP = "192.168.241.0/24", "192.168.241.2"
-		}, map[string]string{RoleInternal: "subnet changed", RoleBundle: "ip changed", RoleAgent: "proxy changed"}},
+		}, map[string]string{RoleInternal: "subnet changed", RoleBundle: "ip changed", RoleAgent: "ip, proxy changed"}},
+		{"bundle takes the agent's address", func(b *spec.Bottle) { b.Spec.Network.BundleIP = "192.168.240.254" },
+			map[string]string{RoleBundle: "ip changed", RoleAgent: "ip, proxy changed"}},
 		{"daemons", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = nil },
 			map[string]string{RoleBundle: "daemons changed", RoleAgent: "bundle changed"}},
 		{"daemon order does not matter", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
@@ -161,6 +165,21 @@ func withManaged(r reconcile.Resource) reconcile.Resource {
 	return r
 }
 
+func TestAgentAddr(t *testing.T) {
+	t.Parallel()
+	cases := []struct{ subnet, bundle, want string }{
+		{"192.168.240.0/24", "192.168.240.2", "192.168.240.254"},
+		{"192.168.240.0/24", "192.168.240.254", "192.168.240.253"},
+		{"10.0.0.0/16", "10.0.0.2", "10.0.255.254"},
+		{"10.0.0.8/29", "10.0.0.10", "10.0.0.14"},
+	}
+	for _, tc := range cases {
+		if got := agentAddr(netip.MustParsePrefix(tc.subnet), tc.bundle); got != tc.want {
+			t.Errorf("agentAddr(%s, %s) = %s, want %s", tc.subnet, tc.bundle, got, tc.want)
+		}
+	}
+}
+
 func TestFreeSubnet(t *testing.T) {
 	t.Parallel()
 	pp := netip.MustParsePrefix
@@ -173,9 +192,11 @@ func TestFreeSubnet(t *testing.T) {
 		{"empty", "10.213.0.0/16", nil, "10.213.0.0/24"},
 		{"skips used", "10.213.0.0/16", []string{"10.213.0.0/24", "10.213.1.0/24"}, "10.213.2.0/24"},
 		{"skips a wide overlap", "10.213.0.0/16", []string{"10.213.0.0/23"}, "10.213.2.0/24"},
+		{"skips a narrow overlap", "10.213.0.0/16", []string{"10.213.0.16/28"}, "10.213.1.0/24"},
 		{"pool inside a used range", "10.213.0.0/16", []string{"10.0.0.0/8"}, ""},
 		{"full /24 pool", "10.213.5.0/24", []string{"10.213.5.128/25"}, ""},
 		{"pool narrower than /24", "10.213.5.0/25", nil, ""},
+		{"/28 in a gap", "10.213.0.0/16/28", []string{"10.213.0.0/24", "10.213.1.0/28"}, "10.213.1.16/28"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -184,7 +205,11 @@ func TestFreeSubnet(t *testing.T) {
 			for _, u := range tc.used {
 				used = append(used, pp(u))
 			}
-			got, ok := freeSubnet(pp(tc.pool), used)
+			pool, bits := tc.pool, 24
+			if strings.HasSuffix(pool, "/28") && strings.Count(pool, "/") == 2 {
+				pool, bits = strings.TrimSuffix(pool, "/28"), 28
+			}
+			got, ok := freeSubnet(pp(pool), bits, used)
 			if tc.want == "" {
 				if ok {
 					t.Fatalf("freeSubnet = %v, want none", got)
@@ -219,6 +244,10 @@ func TestResolve(t *testing.T) {
 	want := [][2]string{{"10.213.2.0/24", "10.213.2.2"}, {"10.213.7.0/24", "10.213.7.2"}, {"10.213.1.0/24", "10.213.1.9"}}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("resolved %v, want %v", got, want)
+	}
+	egress := []string{a.Spec.Network.EgressSubnet, b.Spec.Network.EgressSubnet, c.Spec.Network.EgressSubnet}
+	if want := []string{"10.213.3.0/28", "10.213.3.16/28", "10.213.3.32/28"}; !reflect.DeepEqual(egress, want) {
+		t.Fatalf("egress subnets %v, want %v", egress, want)
 	}
 }
 

@@ -1,0 +1,373 @@
+package docker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// itEnv is what an integration test needs: a counting client, a provider
+// over it, a local agent image.
+type itEnv struct {
+	c     *client.Client
+	cnt   *testenv.Counter
+	p     *Provider
+	agent string
+}
+
+func newIT(t *testing.T) *itEnv {
+	t.Helper()
+	c, cnt := testenv.CountingDocker(t)
+	bin := testenv.Binary(t)
+	// A test-only bundle tag, removed at the end, so that parallel test
+	// packages never remove each other's image.
+	ref := "bottle-apply-test/bundle:" + testenv.Name("t")
+	t.Cleanup(func() {
+		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true})
+	})
+	p := newProvider(c, Options{BundleImage: ref, BundleBinary: bin, Version: "test"})
+	return &itEnv{c: c, cnt: cnt, p: p, agent: testenv.AgentImage(t, c)}
+}
+
+func (e *itEnv) bottle(t *testing.T, subnet string) spec.Bottle {
+	t.Helper()
+	name := testenv.Name("it")
+	testenv.CleanupBottle(t, e.c, name)
+	b := spec.Bottle{APIVersion: spec.APIVersion, Kind: spec.KindBottle, Metadata: spec.Metadata{Name: name},
+		Spec: spec.Spec{Backend: spec.BackendDocker,
+			Agent:   spec.Agent{Image: e.agent, Command: []string{"sleep", "infinity"}, Env: map[string]string{"FOO": "bar"}},
+			Network: spec.Network{Subnet: subnet},
+		}}
+	b.Default()
+	return b
+}
+
+func (e *itEnv) run(t *testing.T, b []spec.Bottle, destroy bool) *reconcile.Result {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	ctx = zerolog.New(zerolog.NewTestWriter(t)).Level(zerolog.InfoLevel).WithContext(ctx)
+	res, err := reconcile.Run(ctx, []reconcile.Provider{e.p}, b, reconcile.Options{Destroy: destroy})
+	if err != nil {
+		t.Fatalf("run: %v", err)
+	}
+	if !res.Converged {
+		t.Fatalf("run did not converge")
+	}
+	return res
+}
+
+type seen struct {
+	nets map[string]network.Summary
+	ctrs map[string]container.Summary
+}
+
+func (e *itEnv) look(t *testing.T, bottle string) seen {
+	t.Helper()
+	ctx := context.Background()
+	f := filters.NewArgs(filters.Arg("label", LabelName+"="+bottle))
+	ns, err := e.c.NetworkList(ctx, network.ListOptions{Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cs, err := e.c.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := seen{nets: map[string]network.Summary{}, ctrs: map[string]container.Summary{}}
+	for _, n := range ns {
+		s.nets[n.Labels[LabelRole]] = n
+	}
+	for _, c := range cs {
+		s.ctrs[c.Labels[LabelRole]] = c
+	}
+	return s
+}
+
+func stepsOf(res *reconcile.Result) []string {
+	var out []string
+	for _, s := range res.Plan.Steps {
+		if s.Action != reconcile.NoOp {
+			out = append(out, fmt.Sprintf("%s %s: %s", s.Action, strings.SplitN(s.ResourceID, "/", 2)[1], s.Reason))
+		}
+	}
+	return out
+}
+
+func wantSteps(t *testing.T, res *reconcile.Result, want ...string) {
+	t.Helper()
+	if got := stepsOf(res); !slices.Equal(got, want) {
+		t.Fatalf("plan:\n  %s\nwant:\n  %s", strings.Join(got, "\n  "), strings.Join(want, "\n  "))
+	}
+}
+
+func TestIntegrationLifecycle(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	b := e.bottle(t, "")
+	name := b.Metadata.Name
+
+	// Apply from nothing.
+	res := e.run(t, []spec.Bottle{b}, false)
+	if res.Plan.Count(reconcile.Create) != 4 || res.Rounds != 1 {
+		t.Fatalf("first apply: %d creates in %d rounds:\n%s", res.Plan.Count(reconcile.Create), res.Rounds, res.Plan)
+	}
+	s := e.look(t, name)
+	in, eg := s.nets[RoleInternal], s.nets[RoleEgress]
+	if !in.Internal || eg.Internal || len(in.IPAM.Config) != 1 {
+		t.Fatalf("networks: internal=%+v egress=%+v", in, eg)
+	}
+	subnet := in.IPAM.Config[0].Subnet
+	pfx, err := parsePrefix(subnet)
+	if err != nil || !strings.HasPrefix(subnet, "10.213.") {
+		t.Fatalf("internal subnet %q, want one from the 10.213.0.0/16 pool", subnet)
+	}
+	bundleIP := spec.DefaultBundleIP(pfx).String()
+	bundle, agent := s.ctrs[RoleBundle], s.ctrs[RoleAgent]
+	if bundle.State != "running" || agent.State != "running" {
+		t.Fatalf("bundle %s, agent %s; want both running", bundle.State, agent.State)
+	}
+	if ep := bundle.NetworkSettings.Networks[in.Name]; ep == nil || ep.IPAddress != bundleIP {
+		t.Fatalf("bundle on %s: %+v, want IP %s", in.Name, ep, bundleIP)
+	}
+	if bundle.NetworkSettings.Networks[eg.Name] == nil {
+		t.Fatalf("bundle is not on the egress network: %v", bundle.NetworkSettings.Networks)
+	}
+	if len(agent.NetworkSettings.Networks) != 1 || agent.NetworkSettings.Networks[in.Name] == nil {
+		t.Fatalf("agent networks = %v, want only %s", agent.NetworkSettings.Networks, in.Name)
+	}
+	for _, l := range []map[string]string{in.Labels, eg.Labels, bundle.Labels, agent.Labels} {
+		if l[LabelName] != name || len(l[LabelHash]) != 64 {
+			t.Fatalf("labels = %v", l)
+		}
+	}
+	insp, err := e.c.ContainerInspect(t.Context(), agent.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(insp.Config.Env, "HTTPS_PROXY=http://"+bundleIP+":8888") || !slices.Contains(insp.Config.Env, "FOO=bar") {
+		t.Fatalf("agent env = %q", insp.Config.Env)
+	}
+
+	// A second apply changes nothing and writes nothing.
+	e.cnt.Reset()
+	res = e.run(t, []spec.Bottle{b}, false)
+	calls := e.cnt.Reset()
+	if res.Plan.Changes() != 0 || res.Rounds != 0 {
+		t.Fatalf("second apply planned:\n%s", res.Plan)
+	}
+	if w := testenv.Writes(calls); len(w) != 0 {
+		t.Fatalf("second apply made write calls: %q", w)
+	}
+	t.Logf("no-op apply: %d API calls: %q", len(calls), calls)
+
+	// The bundle deleted by hand is recreated; the agent stays.
+	if err := e.c.ContainerRemove(t.Context(), bundle.ID, container.RemoveOptions{Force: true}); err != nil {
+		t.Fatal(err)
+	}
+	res = e.run(t, []spec.Bottle{b}, false)
+	wantSteps(t, res, "Create bundle: not found")
+	s = e.look(t, name)
+	if s.ctrs[RoleAgent].ID != agent.ID || s.ctrs[RoleBundle].State != "running" {
+		t.Fatalf("after recreating the bundle: agent %s (was %s), bundle %s", s.ctrs[RoleAgent].ID, agent.ID, s.ctrs[RoleBundle].State)
+	}
+
+	// The agent stopped by hand is started again.
+	timeout := 0
+	if err := e.c.ContainerStop(t.Context(), agent.ID, container.StopOptions{Timeout: &timeout}); err != nil {
+		t.Fatal(err)
+	}
+	res = e.run(t, []spec.Bottle{b}, false)
+	if got := stepsOf(res); len(got) != 1 || !strings.HasPrefix(got[0], "Start agent: stopped (Exited") {
+		t.Fatalf("plan after stopping the agent: %q", got)
+	}
+	s = e.look(t, name)
+	if s.ctrs[RoleAgent].ID != agent.ID || s.ctrs[RoleAgent].State != "running" {
+		t.Fatalf("agent after start: %s %s", s.ctrs[RoleAgent].ID, s.ctrs[RoleAgent].State)
+	}
+
+	// A changed env replaces only the agent.
+	before := s
+	b.Spec.Agent.Env = map[string]string{"FOO": "baz"}
+	res = e.run(t, []spec.Bottle{b}, false)
+	wantSteps(t, res, "Replace agent: env changed")
+	s = e.look(t, name)
+	if s.ctrs[RoleAgent].ID == before.ctrs[RoleAgent].ID || s.ctrs[RoleBundle].ID != before.ctrs[RoleBundle].ID ||
+		s.nets[RoleInternal].ID != before.nets[RoleInternal].ID {
+		t.Fatalf("env change replaced more than the agent")
+	}
+
+	// A changed subnet replaces the network, the bundle and the agent.
+	before = s
+	newSubnet, _ := freeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c))
+	b.Spec.Network.Subnet = newSubnet.String()
+	b.Spec.Network.BundleIP = ""
+	b.Default()
+	res = e.run(t, []spec.Bottle{b}, false)
+	wantSteps(t, res,
+		"Replace internal: subnet changed",
+		"Replace agent: ip, proxy changed; network bottle-"+name+"-internal is replaced",
+		"Replace bundle: ip changed; network bottle-"+name+"-internal is replaced")
+	s = e.look(t, name)
+	if s.nets[RoleInternal].ID == before.nets[RoleInternal].ID || s.ctrs[RoleBundle].ID == before.ctrs[RoleBundle].ID ||
+		s.ctrs[RoleAgent].ID == before.ctrs[RoleAgent].ID || s.nets[RoleEgress].ID != before.nets[RoleEgress].ID {
+		t.Fatalf("subnet change did not replace network, bundle and agent (and only them)")
+	}
+	if got := s.ctrs[RoleBundle].NetworkSettings.Networks["bottle-"+name+"-internal"].IPAddress; got != spec.DefaultBundleIP(newSubnet).String() {
+		t.Fatalf("bundle IP after subnet change = %s", got)
+	}
+
+	// Destroy leaves nothing labelled, and destroying again succeeds.
+	res = e.run(t, []spec.Bottle{b}, true)
+	if res.Plan.Count(reconcile.Delete) != 4 {
+		t.Fatalf("destroy plan:\n%s", res.Plan)
+	}
+	if left := testenv.Leftovers(t, e.c, name); len(left) != 0 {
+		t.Fatalf("left after destroy: %q", left)
+	}
+	res = e.run(t, []spec.Bottle{b}, true)
+	if res.Plan.Changes() != 0 {
+		t.Fatalf("second destroy planned:\n%s", res.Plan)
+	}
+}
+
+func TestIntegrationRefusesUnlabelledNetwork(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	b := e.bottle(t, "")
+	name := b.Metadata.Name
+	foreign, err := e.c.NetworkCreate(t.Context(), ResourceName(name, RoleInternal), network.CreateOptions{Driver: "bridge"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = e.c.NetworkRemove(context.Background(), foreign.ID) })
+	e.cnt.Reset()
+	_, err = reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{})
+	if !errors.Is(err, reconcile.ErrNotManaged) || !strings.Contains(err.Error(), `network "bottle-`+name+`-internal"`) {
+		t.Fatalf("apply error = %v, want a refusal naming the network", err)
+	}
+	if w := testenv.Writes(e.cnt.Reset()); len(w) != 0 {
+		t.Fatalf("the refused apply wrote: %q", w)
+	}
+	if left := testenv.Leftovers(t, e.c, name); len(left) != 0 {
+		t.Fatalf("the refused apply created %q", left)
+	}
+	n, err := e.c.NetworkInspect(t.Context(), foreign.ID, network.InspectOptions{})
+	if err != nil || len(n.Labels) != 0 {
+		t.Fatalf("the foreign network was touched: %+v %v", n, err)
+	}
+	// Destroy leaves it alone as well.
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{Destroy: true}); err != nil {
+		t.Fatalf("destroy: %v", err)
+	}
+	if _, err := e.c.NetworkInspect(t.Context(), foreign.ID, network.InspectOptions{}); err != nil {
+		t.Fatalf("destroy removed the foreign network: %v", err)
+	}
+}
+
+func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	dir := t.TempDir()
+	var names []string
+	for i := range 3 {
+		b := e.bottle(t, "")
+		names = append(names, b.Metadata.Name)
+		doc := fmt.Sprintf("apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: %s\nspec:\n  agent:\n    image: %s\n    command: [sleep, infinity]\n",
+			b.Metadata.Name, e.agent)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("b%d.yaml", i)), []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	bottles, err := spec.Load([]string{dir}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	res := e.run(t, bottles, false)
+	if res.Plan.Count(reconcile.Create) != 12 {
+		t.Fatalf("plan:\n%s", res.Plan)
+	}
+	subnets := map[string]bool{}
+	for _, n := range names {
+		s := e.look(t, n)
+		if len(s.nets) != 2 || len(s.ctrs) != 2 || s.ctrs[RoleAgent].State != "running" {
+			t.Fatalf("bottle %s: %d networks, %d containers", n, len(s.nets), len(s.ctrs))
+		}
+		subnets[s.nets[RoleInternal].IPAM.Config[0].Subnet] = true
+	}
+	if len(subnets) != 3 {
+		t.Fatalf("bottles share subnets: %v", subnets)
+	}
+	// Concurrency: the network creates of different bottles overlapped.
+	var nets []reconcile.StepResult
+	for _, s := range res.Steps {
+		if strings.HasPrefix(s.ResourceID, "docker-network:") && s.Action == reconcile.Create {
+			nets = append(nets, s)
+		}
+	}
+	overlap := false
+	for i := range nets {
+		for j := range nets {
+			a, b := nets[i], nets[j]
+			if i != j && a.Started.Before(b.Started.Add(b.Duration)) && b.Started.Before(a.Started) {
+				overlap = true
+			}
+		}
+	}
+	if !overlap {
+		t.Fatalf("no two network creates overlapped in time: steps ran one by one")
+	}
+	if res := e.run(t, bottles, false); res.Plan.Changes() != 0 {
+		t.Fatalf("second apply of the directory planned:\n%s", res.Plan)
+	}
+	e.run(t, bottles, true)
+	for _, n := range names {
+		if left := testenv.Leftovers(t, e.c, n); len(left) != 0 {
+			t.Fatalf("left after destroy: %q", left)
+		}
+	}
+}
+
+func netipPool(t *testing.T, s string) netip.Prefix {
+	t.Helper()
+	p, err := parsePrefix(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func usedSubnets(t *testing.T, c *client.Client) []netip.Prefix {
+	t.Helper()
+	ns, err := c.NetworkList(t.Context(), network.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []netip.Prefix
+	for _, n := range ns {
+		for _, cfg := range n.IPAM.Config {
+			if p, err := parsePrefix(cfg.Subnet); err == nil {
+				out = append(out, p)
+			}
+		}
+	}
+	return out
+}
