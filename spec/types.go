@@ -24,8 +24,8 @@ const (
 
 // Bottle is one document of a spec file.
 type Bottle struct {
-	APIVersion string   `yaml:"apiVersion" json:"apiVersion"`
-	Kind       string   `yaml:"kind" json:"kind"`
+	APIVersion string   `yaml:"apiVersion" json:"apiVersion" validate:"required,eq=bottle-apply/v1"`
+	Kind       string   `yaml:"kind" json:"kind" validate:"required,eq=Bottle"`
 	Metadata   Metadata `yaml:"metadata" json:"metadata"`
 	Spec       Spec     `yaml:"spec" json:"spec"`
 
@@ -33,8 +33,8 @@ type Bottle struct {
 	Source Source `yaml:"-" json:"-"`
 }
 
-// Source locates a document: the file (or "-" for standard input) and the
-// 1-based line where the document starts.
+// Source locates a document: the file (or "<stdin>" for standard input) and
+// the 1-based line where the document starts.
 type Source struct {
 	File string
 	Line int
@@ -43,12 +43,12 @@ type Source struct {
 // Metadata names the bottle. The name is a DNS label and names every
 // resource of the bottle.
 type Metadata struct {
-	Name string `yaml:"name" json:"name"`
+	Name string `yaml:"name" json:"name" validate:"required,dnslabel"`
 }
 
 // Spec is the desired state of one bottle.
 type Spec struct {
-	Backend string  `yaml:"backend" json:"backend"`
+	Backend string  `yaml:"backend" json:"backend" validate:"omitempty,oneof=docker smolvm"`
 	Agent   Agent   `yaml:"agent" json:"agent"`
 	Network Network `yaml:"network" json:"network"`
 	Bundle  Bundle  `yaml:"bundle" json:"bundle"`
@@ -56,26 +56,30 @@ type Spec struct {
 
 // Agent is the guest the AI agent runs in.
 type Agent struct {
-	Image   string            `yaml:"image" json:"image"`
+	Image   string            `yaml:"image" json:"image" validate:"required,imageref"`
 	Command []string          `yaml:"command" json:"command,omitempty"`
-	Workdir string            `yaml:"workdir" json:"workdir,omitempty"`
-	Env     map[string]string `yaml:"env" json:"env,omitempty"`
+	Workdir string            `yaml:"workdir" json:"workdir,omitempty" validate:"omitempty,abspath"`
+	Env     map[string]string `yaml:"env" json:"env,omitempty" validate:"dive,keys,envname,noproxy,endkeys"`
 }
 
 // Network is the bottle's private network.
 type Network struct {
 	// Subnet is an IPv4 CIDR; empty means chosen automatically.
-	Subnet string `yaml:"subnet" json:"subnet,omitempty"`
+	Subnet string `yaml:"subnet" json:"subnet,omitempty" validate:"omitempty,subnet4"`
 	// BundleIP is the bundle's address on the subnet; empty means the
-	// subnet's .2 (its second host address).
+	// subnet's .2 (its second host address). Checked in validate.go: it
+	// depends on Subnet.
 	BundleIP string `yaml:"bundleIP" json:"bundleIP,omitempty"`
+	// EgressSubnet is the IPv4 CIDR of the bundle's way out (a second,
+	// routed network); empty means chosen automatically (a /28).
+	EgressSubnet string `yaml:"egressSubnet" json:"egressSubnet,omitempty" validate:"omitempty,subnet4"`
 	// AllowCIDRs are extra ranges the agent may reach directly.
-	AllowCIDRs []string `yaml:"allowCIDRs" json:"allowCIDRs,omitempty"`
+	AllowCIDRs []string `yaml:"allowCIDRs" json:"allowCIDRs,omitempty" validate:"dive,prefix"`
 }
 
 // Bundle is the sidecar that runs the bottle's daemons.
 type Bundle struct {
 	// Image is empty for the built-in bundle image.
-	Image   string   `yaml:"image" json:"image,omitempty"`
-	Daemons []string `yaml:"daemons" json:"daemons,omitempty"`
+	Image   string   `yaml:"image" json:"image,omitempty" validate:"omitempty,imageref"`
+	Daemons []string `yaml:"daemons" json:"daemons,omitempty" validate:"dive,oneof=egress dns"`
 }

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -59,8 +58,13 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		Short: "Converge agent sandboxes (bottles) to their YAML spec",
 		Long: "bottle-apply reads bottle specs, observes what exists (networks, containers, VMs),\n" +
 			"and creates, starts, replaces or deletes resources until the two match.",
-		Version:       version,
-		Args:          cobra.NoArgs,
+		Version: version,
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError(fmt.Sprintf("unknown command %q for \"bottle-apply\" (specs are passed with -f)", args[0]))
+			}
+			return nil
+		},
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -72,6 +76,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 			return err
 		},
 	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError(err.Error()) })
 	root.SetArgs(args)
 	root.SetIn(s.In)
 	root.SetOut(s.Out)
@@ -108,7 +113,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		return code
 	}
 	var ue usageErr
-	if errors.As(logErr, &ue) || strings.Contains(logErr.Error(), "unknown flag") || strings.Contains(logErr.Error(), "flag needs") {
+	if errors.As(logErr, &ue) {
 		fmt.Fprintf(s.Err, "bottle-apply: %v\nRun 'bottle-apply --help' for usage.\n", logErr)
 		return exitError
 	}

@@ -33,6 +33,9 @@ import (
 // engine answering it skips the test, unless CI is set: there it fails.
 func Docker(t testing.TB) *client.Client {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("talks to a Docker engine: skipped under -short")
+	}
 	c, err := client.NewClientWithOpts(client.FromEnv, client.WithAPIVersionNegotiation())
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)

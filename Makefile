@@ -1,0 +1,56 @@
+GO      ?= go
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+BIN     := bin/bottle-apply
+LDFLAGS := -X main.version=$(VERSION)
+PKGS    := ./...
+
+.PHONY: build deps unit test e2e fuzz lint fmt bench demo demo-image clean
+
+## build: a static binary (the built-in bundle image is made of it)
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bottle-apply
+
+## deps: a Docker engine that answers and a static busybox (installs them as root)
+deps:
+	@hack/ensure-deps.sh
+
+## unit: the fast pure tests alone, for the edit loop
+unit:
+	$(GO) test -short $(PKGS)
+
+## test: everything CI runs: lint, unit and integration tests against the real engine with -race, e2e, a short fuzz run
+test: deps lint
+	$(GO) test -race -count=1 -timeout 20m $(PKGS)
+	$(MAKE) fuzz FUZZTIME=20s
+
+## e2e: build the binary and apply the examples on the real engine
+e2e: deps
+	$(GO) test -race -count=1 -timeout 10m -run E2E ./cmd/...
+
+FUZZTIME ?= 1m
+## fuzz: fuzz the spec parser
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./spec
+
+lint:
+	$(GO) vet $(PKGS)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change: $$out"; exit 1; fi
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+## bench: the Go benchmarks
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+
+## demo: build, start the engine if needed, apply examples/hello.yaml twice (the second run changes nothing)
+demo: deps build demo-image
+	$(BIN) -f examples/hello.yaml
+	$(BIN) -f examples/hello.yaml
+	@echo "Remove it with: $(BIN) -f examples/hello.yaml --destroy"
+
+demo-image:
+	@hack/demo-image.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,116 @@
+package main
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// run calls Run in-process and returns the exit code and both streams.
+func run(t *testing.T, stdin string, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := Run(t.Context(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	return code, out.String(), errb.String()
+}
+
+func TestRunUsageErrors(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no spec", nil, "bottle-apply: no spec given: pass -f FILE, -f DIR or -f - (repeatable)"},
+		{"bad output", []string{"-f", "x.yaml", "--output", "yaml"}, `bottle-apply: --output "yaml": want text or json`},
+		{"bad log level", []string{"-f", "x.yaml", "--log-level", "loud"}, `bottle-apply: --log-level "loud": want debug, info, warn or error`},
+		{"bad log format", []string{"-f", "x.yaml", "--log-format", "xml"}, `bottle-apply: --log-format "xml": want console or json`},
+		{"unknown flag", []string{"--frobnicate"}, "bottle-apply: unknown flag: --frobnicate"},
+		{"positional", []string{"hello.yaml"}, `bottle-apply: unknown command "hello.yaml" for "bottle-apply" (specs are passed with -f)`},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errs := run(t, "", tc.args...)
+			if code != exitError {
+				t.Errorf("exit %d, want %d", code, exitError)
+			}
+			if out != "" {
+				t.Errorf("stdout = %q, want nothing", out)
+			}
+			if !strings.HasPrefix(errs, tc.want+"\n") || !strings.Contains(errs, "bottle-apply --help") {
+				t.Errorf("stderr = %q, want %q and a pointer to --help", errs, tc.want)
+			}
+		})
+	}
+}
+
+func TestRunInvalidSpecChangesNothing(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	path := filepath.Join(dir, "bad.yaml")
+	spec := "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: Bad_Name\nspec:\n  agent:\n    image: x\n"
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	// DOCKER_HOST points nowhere: a spec error must be reported before any
+	// engine is contacted.
+	code, out, errs := run(t, "", "-f", path, "--log-format", "json")
+	if code != exitError || out != "" {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+	for _, want := range []string{"invalid spec, nothing was changed", path + ":4:9: metadata.name"} {
+		if !strings.Contains(errs, want) {
+			t.Errorf("stderr lacks %q:\n%s", want, errs)
+		}
+	}
+}
+
+func TestRunVersion(t *testing.T) {
+	t.Parallel()
+	code, out, _ := run(t, "", "--version")
+	if code != 0 || !strings.Contains(out, "bottle-apply version dev") {
+		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+}
+
+func TestDockerHostFromContext(t *testing.T) {
+	dir := t.TempDir()
+	t.Setenv("DOCKER_HOST", "")
+	t.Setenv("DOCKER_CONFIG", dir)
+	t.Setenv("DOCKER_CONTEXT", "")
+	write := func(p, s string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if h, err := dockerHostFromContext(); h != "" || err != nil {
+		t.Fatalf("no config: %q %v", h, err)
+	}
+	write(filepath.Join(dir, "config.json"), `{"currentContext":"remote"}`)
+	if _, err := dockerHostFromContext(); err == nil || !strings.Contains(err.Error(), `docker context "remote" not found`) {
+		t.Fatalf("missing context: %v", err)
+	}
+	sum := sha256.Sum256([]byte("remote"))
+	write(filepath.Join(dir, "contexts", "meta", hex.EncodeToString(sum[:]), "meta.json"),
+		`{"Name":"remote","Endpoints":{"docker":{"Host":"ssh://me@box","SkipTLSVerify":false}}}`)
+	if h, err := dockerHostFromContext(); h != "ssh://me@box" || err != nil {
+		t.Fatalf("current context: %q %v", h, err)
+	}
+	t.Setenv("DOCKER_CONTEXT", "default")
+	if h, err := dockerHostFromContext(); h != "" || err != nil {
+		t.Fatalf("DOCKER_CONTEXT=default: %q %v", h, err)
+	}
+	t.Setenv("DOCKER_HOST", "tcp://1.2.3.4:2375")
+	if h, err := dockerHostFromContext(); h != "" || err != nil {
+		t.Fatalf("DOCKER_HOST wins: %q %v", h, err)
+	}
+}

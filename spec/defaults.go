@@ -1,0 +1,31 @@
+package spec
+
+import "net/netip"
+
+// Default fills in what a valid bottle leaves out: the docker backend, and
+// the bundle's address when a subnet is given (the subnet's second host).
+// The subnet itself stays empty when not given: the provider picks one.
+// Default is idempotent.
+func (b *Bottle) Default() {
+	if b.Spec.Backend == "" {
+		b.Spec.Backend = BackendDocker
+	}
+	n := &b.Spec.Network
+	if p, err := netip.ParsePrefix(n.Subnet); err == nil && n.BundleIP == "" {
+		n.BundleIP = DefaultBundleIP(p).String()
+	}
+}
+
+// GatewayIP returns the first host address of p (192.168.240.1 for
+// 192.168.240.0/24), which bottle networks use as their gateway. It returns
+// the zero Addr for an invalid p.
+func GatewayIP(p netip.Prefix) netip.Addr {
+	return p.Masked().Addr().Next()
+}
+
+// DefaultBundleIP returns the second host address of p (192.168.240.2 for
+// 192.168.240.0/24), the bundle's address unless the spec sets bundleIP. It
+// returns the zero Addr for an invalid p.
+func DefaultBundleIP(p netip.Prefix) netip.Addr {
+	return GatewayIP(p).Next()
+}

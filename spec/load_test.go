@@ -1,0 +1,504 @@
+package spec
+
+import (
+	"errors"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+)
+
+// invalidCases maps each testdata/invalid-*.yaml (or the paths given) to the
+// exact text of the error Load returns.
+var invalidCases = []struct {
+	name  string
+	paths []string // nil: testdata/name
+	want  []string
+}{
+	{"invalid-allowcidrs.yaml", nil, []string{
+		"testdata/invalid-allowcidrs.yaml:11:9: spec.network.allowCIDRs[1]: \"bogus\" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)",
+		"testdata/invalid-allowcidrs.yaml:12:9: spec.network.allowCIDRs[2]: \"10.1.2.3/8\" is not a network address; did you mean \"10.0.0.0/8\"?",
+		"testdata/invalid-allowcidrs.yaml:13:9: spec.network.allowCIDRs[3]: \"10.0.0.0/8\" is already listed at spec.network.allowCIDRs[0]",
+		"testdata/invalid-allowcidrs.yaml:15:9: spec.network.allowCIDRs[5]: \"FD00::/8\" is already listed at spec.network.allowCIDRs[4]",
+		"testdata/invalid-allowcidrs.yaml:16:9: spec.network.allowCIDRs[6]: \"1.2.3.4/33\" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)",
+	}},
+	{"invalid-backend.yaml", nil, []string{
+		"testdata/invalid-backend.yaml:6:12: spec.backend: \"podman\" is not one of: docker, smolvm",
+	}},
+	{"invalid-bundleip-format.yaml", nil, []string{
+		"testdata/invalid-bundleip-format.yaml:4:78: spec.network.bundleIP: \"300.1.1.1\" is not an IPv4 address",
+		"testdata/invalid-bundleip-format.yaml:9:78: spec.network.bundleIP: \"fd00::2\" is not an IPv4 address",
+	}},
+	{"invalid-bundleip-no-subnet.yaml", nil, []string{
+		"testdata/invalid-bundleip-no-subnet.yaml:9:15: spec.network.bundleIP: requires spec.network.subnet to be set",
+	}},
+	{"invalid-bundleip-range.yaml", nil, []string{
+		"testdata/invalid-bundleip-range.yaml:4:78: spec.network.bundleIP: 192.168.1.2 is not inside the subnet 192.168.240.0/24",
+		"testdata/invalid-bundleip-range.yaml:9:78: spec.network.bundleIP: 192.168.240.0 is the network address of 192.168.240.0/24; use a host address such as 192.168.240.2",
+		"testdata/invalid-bundleip-range.yaml:14:78: spec.network.bundleIP: 192.168.240.255 is the broadcast address of 192.168.240.0/24; use a host address such as 192.168.240.2",
+		"testdata/invalid-bundleip-range.yaml:19:73: spec.network.bundleIP: 10.1.0.1 is the gateway of 10.1.0.0/16; use another host address such as 10.1.0.2",
+	}},
+	{"invalid-daemons.yaml", nil, []string{
+		"testdata/invalid-daemons.yaml:9:23: spec.bundle.daemons[1]: \"ntp\" is not one of: egress, dns",
+		"testdata/invalid-daemons.yaml:9:33: spec.bundle.daemons[3]: \"egress\" is already listed at spec.bundle.daemons[0]",
+	}},
+	{"invalid-duplicate-key.yaml", nil, []string{
+		"testdata/invalid-duplicate-key.yaml:10:7: spec.agent.env.A: duplicate key (first defined at line 9)",
+		"testdata/invalid-duplicate-key.yaml:11:5: spec.agent.image: duplicate key (first defined at line 7)",
+	}},
+	{"invalid-duplicate-name.yaml", nil, []string{
+		"testdata/invalid-duplicate-name.yaml:11:9: metadata.name: duplicate bottle name \"twin\" (first defined at testdata/invalid-duplicate-name.yaml:4)",
+	}},
+	{"invalid-empty-values.yaml", nil, []string{
+		"testdata/invalid-empty-values.yaml:2:7: kind: must not be empty (must be \"Bottle\")",
+		"testdata/invalid-empty-values.yaml:4:9: metadata.name: must not be empty",
+		"testdata/invalid-empty-values.yaml:7:5: spec.agent.image: must not be empty (an image reference such as alpine:3.20)",
+	}},
+	{"invalid-empty.yaml", nil, []string{
+		"testdata/invalid-empty.yaml:1:1: no bottle in file (it is empty or holds only comments)",
+	}},
+	{"invalid-env.yaml", nil, []string{
+		"testdata/invalid-env.yaml:10:7: spec.agent.env.1FOO: not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
+		"testdata/invalid-env.yaml:11:7: spec.agent.env.FOO-BAR: not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
+		"testdata/invalid-env.yaml:12:7: spec.agent.env.HTTP_PROXY: reserved: set by bottle-apply to point at the bundle's proxy",
+		"testdata/invalid-env.yaml:13:7: spec.agent.env.no_proxy: reserved: set by bottle-apply to point at the bundle's proxy",
+	}},
+	{"invalid-header.yaml", nil, []string{
+		"testdata/invalid-header.yaml:1:13: apiVersion: \"bottle-apply/v2\" is not supported; must be \"bottle-apply/v1\"",
+		"testdata/invalid-header.yaml:2:7: kind: \"Botle\" is not supported; must be \"Bottle\"",
+	}},
+	{"invalid-image.yaml", nil, []string{
+		"testdata/invalid-image.yaml:7:12: spec.agent.image: \"Ubuntu:latest\" is not a valid image reference: invalid reference format: repository name (library/Ubuntu) must be lowercase",
+		"testdata/invalid-image.yaml:9:12: spec.bundle.image: \"bad image\" is not a valid image reference: invalid reference format",
+	}},
+	{"invalid-key-type.yaml", nil, []string{
+		"testdata/invalid-key-type.yaml:9:9: spec.agent.env: expected a string key, got a list",
+	}},
+	{"invalid-merge-key.yaml", nil, []string{
+		"testdata/invalid-merge-key.yaml:7:5: spec.agent: merge keys (<<) are not supported",
+		"testdata/invalid-merge-key.yaml:7:5: spec.agent.image: required field is missing (an image reference such as alpine:3.20)",
+	}},
+	{"invalid-missing-header.yaml", nil, []string{
+		"testdata/invalid-missing-header.yaml:2:1: apiVersion: required field is missing (must be \"bottle-apply/v1\")",
+		"testdata/invalid-missing-header.yaml:2:1: kind: required field is missing (must be \"Bottle\")",
+	}},
+	{"invalid-missing-image.yaml", nil, []string{
+		"testdata/invalid-missing-image.yaml:7:5: spec.agent.image: required field is missing (an image reference such as alpine:3.20)",
+		"testdata/invalid-missing-image.yaml:9:1: spec.agent.image: required field is missing (an image reference such as alpine:3.20)",
+	}},
+	{"invalid-missing-name.yaml", nil, []string{
+		"testdata/invalid-missing-name.yaml:3:11: metadata.name: required field is missing",
+		"testdata/invalid-missing-name.yaml:9:1: metadata.name: required field is missing",
+		"testdata/invalid-missing-name.yaml:13:1: metadata.name: required field is missing",
+	}},
+	{"invalid-multi-doc.yaml", nil, []string{
+		"testdata/invalid-multi-doc.yaml:6:12: spec.backend: \"firecracker\" is not one of: docker, smolvm",
+		"testdata/invalid-multi-doc.yaml:21:35: spec.agent.workdir: \"relative\" is not an absolute path (e.g. /workspace)",
+	}},
+	{"invalid-name.yaml", nil, []string{
+		"testdata/invalid-name.yaml:4:9: metadata.name: \"My_App\" is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+		"testdata/invalid-name.yaml:11:9: metadata.name: \"a-name-that-is-far-too-long-to-be-a-dns-label-because-it-has-64c\" is 64 characters long; a name has at most 63",
+		"testdata/invalid-name.yaml:18:9: metadata.name: \"-dash\" is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+	}},
+	{"invalid-not-mapping.yaml", nil, []string{
+		"testdata/invalid-not-mapping.yaml:1:1: expected a mapping, got a list",
+	}},
+	{"invalid-egress-subnet.yaml", nil, []string{
+		"testdata/invalid-egress-subnet.yaml:10:19: spec.network.egressSubnet: 10.9.0.16/28 overlaps spec.network.subnet 10.9.0.0/24; the bundle's way out needs a range of its own",
+		"testdata/invalid-egress-subnet.yaml:15:56: spec.network.egressSubnet: \"10.9.1.5/28\" is not a network address; did you mean \"10.9.1.0/28\"?",
+	}},
+	{"invalid-subnet.yaml", nil, []string{
+		"testdata/invalid-subnet.yaml:12:13: spec.network.subnet: \"10.0.0.0/33\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",
+		"testdata/invalid-subnet.yaml:17:50: spec.network.subnet: \"fd00::/64\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",
+		"testdata/invalid-subnet.yaml:22:50: spec.network.subnet: \"10.0.0.0/8\" has a /8 prefix; the prefix length must be between /16 and /29",
+		"testdata/invalid-subnet.yaml:27:50: spec.network.subnet: \"10.0.0.0/30\" has a /30 prefix; the prefix length must be between /16 and /29",
+		"testdata/invalid-subnet.yaml:32:50: spec.network.subnet: \"192.168.240.5/24\" is not a network address; did you mean \"192.168.240.0/24\"?",
+	}},
+	{"invalid-syntax-second-doc.yaml", nil, []string{
+		"testdata/invalid-syntax-second-doc.yaml:6:35: spec.agent.workdir: \"tmp\" is not an absolute path (e.g. /workspace)",
+		"testdata/invalid-syntax-second-doc.yaml:10:1: yaml: did not find expected ',' or '}'",
+	}},
+	{"invalid-syntax.yaml", nil, []string{
+		"testdata/invalid-syntax.yaml:6:1: yaml: did not find expected key",
+	}},
+	{"invalid-tag.yaml", nil, []string{
+		"testdata/invalid-tag.yaml:7:12: spec.agent.image: unsupported tag \"!!binary\": write a plain string",
+		"testdata/invalid-tag.yaml:8:14: spec.agent.workdir: unsupported tag \"!custom\": write a plain string",
+	}},
+	{"invalid-type-list.yaml", nil, []string{
+		"testdata/invalid-type-list.yaml:8:14: spec.agent.command: expected a list, got a string",
+		"testdata/invalid-type-list.yaml:10:17: spec.network.allowCIDRs: expected a list, got a string",
+		"testdata/invalid-type-list.yaml:12:14: spec.bundle.daemons: expected a list, got a mapping",
+	}},
+	{"invalid-type-mapping.yaml", nil, []string{
+		"testdata/invalid-type-mapping.yaml:3:11: metadata: expected a mapping, got a string",
+		"testdata/invalid-type-mapping.yaml:7:10: spec.agent.env: expected a mapping, got a list",
+		"testdata/invalid-type-mapping.yaml:8:12: spec.network: expected a mapping, got a number",
+		"testdata/invalid-type-mapping.yaml:9:11: spec.bundle: expected a mapping, got a boolean",
+	}},
+	{"invalid-type-string.yaml", nil, []string{
+		"testdata/invalid-type-string.yaml:4:9: metadata.name: expected a string, got a list",
+		"testdata/invalid-type-string.yaml:7:12: spec.agent.image: expected a string, got a mapping",
+		"testdata/invalid-type-string.yaml:8:22: spec.agent.command[1]: expected a string, got a mapping",
+	}},
+	{"invalid-unknown-anchor.yaml", nil, []string{
+		"testdata/invalid-unknown-anchor.yaml:7:12: yaml: unknown anchor 'img' referenced",
+	}},
+	{"invalid-unknown-field-list.yaml", nil, []string{
+		"testdata/invalid-unknown-field-list.yaml:5:3: metadata: unknown field \"labels\" (known fields: name)",
+		"testdata/invalid-unknown-field-list.yaml:9:1: unknown field \"status\" (known fields: apiVersion, kind, metadata, spec)",
+	}},
+	{"invalid-unknown-field-suggest.yaml", nil, []string{
+		"testdata/invalid-unknown-field-suggest.yaml:1:1: kind: required field is missing (must be \"Bottle\")",
+		"testdata/invalid-unknown-field-suggest.yaml:2:1: unknown field \"Kind\" (did you mean \"kind\"?)",
+		"testdata/invalid-unknown-field-suggest.yaml:7:5: spec.agent: unknown field \"imagee\" (did you mean \"image\"?)",
+		"testdata/invalid-unknown-field-suggest.yaml:7:5: spec.agent.image: required field is missing (an image reference such as alpine:3.20)",
+		"testdata/invalid-unknown-field-suggest.yaml:8:3: spec: unknown field \"netwrok\" (did you mean \"network\"?)",
+	}},
+	{"invalid-workdir.yaml", nil, []string{
+		"testdata/invalid-workdir.yaml:8:14: spec.agent.workdir: \"workspace\" is not an absolute path (e.g. /workspace)",
+	}},
+	{"duplicate names across files", []string{"testdata/dup/a.yaml", "testdata/dup/b.yml"}, []string{
+		"testdata/dup/b.yml:5:9: metadata.name: duplicate bottle name \"shared\" (first defined at testdata/dup/a.yaml:4)",
+	}},
+	{"duplicate names across a directory", []string{"testdata/dup"}, []string{
+		"testdata/dup/b.yml:5:9: metadata.name: duplicate bottle name \"shared\" (first defined at testdata/dup/a.yaml:4)",
+	}},
+	{"errors of several files in argument order", []string{"testdata/invalid-workdir.yaml", "testdata/invalid-backend.yaml", "testdata/valid-minimal.yaml"}, []string{
+		"testdata/invalid-workdir.yaml:8:14: spec.agent.workdir: \"workspace\" is not an absolute path (e.g. /workspace)",
+		"testdata/invalid-backend.yaml:6:12: spec.backend: \"podman\" is not one of: docker, smolvm",
+	}},
+	{"missing file", []string{"testdata/valid-minimal.yaml", "testdata/no-such-file.yaml"}, []string{
+		"testdata/no-such-file.yaml: no such file or directory",
+	}},
+}
+
+func TestLoadInvalid(t *testing.T) {
+	t.Parallel()
+	for _, tt := range invalidCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			paths := tt.paths
+			if paths == nil {
+				paths = []string{filepath.Join("testdata", tt.name)}
+			}
+			bottles, err := Load(paths, nil)
+			if bottles != nil {
+				t.Errorf("Load returned bottles with an error: %+v", bottles)
+			}
+			if err == nil {
+				t.Fatal("Load returned no error")
+			}
+			if got, want := err.Error(), strings.Join(tt.want, "\n"); got != want {
+				t.Errorf("error:\n%s\nwant:\n%s", got, want)
+			}
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				if _, ok := e.(*FieldError); !ok {
+					t.Errorf("error %q is a %T, want *FieldError", e, e)
+				}
+			}
+		})
+	}
+}
+
+// TestInvalidFilesCovered keeps every invalid-*.yaml in the table above.
+func TestInvalidFilesCovered(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("testdata/invalid-*.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range files {
+		if !slices.ContainsFunc(invalidCases, func(c struct {
+			name  string
+			paths []string
+			want  []string
+		}) bool {
+			return c.name == filepath.Base(f)
+		}) {
+			t.Errorf("%s has no case in invalidCases", f)
+		}
+	}
+	if len(invalidCases) < 20 {
+		t.Errorf("only %d invalid cases", len(invalidCases))
+	}
+}
+
+// TestParseGenerated covers inputs that are awkward to keep as files.
+func TestParseGenerated(t *testing.T) {
+	t.Parallel()
+	minimal, err := os.ReadFile("testdata/valid-minimal.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pad := func(n int) []byte { // a valid file of exactly n bytes
+		return append(minimal, "#"+strings.Repeat("x", n-len(minimal)-2)+"\n"...)
+	}
+	tests := []struct {
+		name string
+		data []byte
+		want string // "" for no error
+	}{
+		{"largest file", pad(MaxFileSize), ""},
+		{"file too large", pad(MaxFileSize + 1), "gen.yaml: file is larger than the limit of 1048576 bytes (1 MiB)"},
+		{"control character", []byte("apiVersion: bottle-apply/v1\nkind: Bot\x01tle\n"), "gen.yaml:2:10: yaml: control character U+0001 is not allowed"},
+		{"invalid UTF-8", []byte("apiVersion: bottle-apply/v1\n# caf\xe9\n"), "gen.yaml:2:6: yaml: invalid UTF-8 (the file must be UTF-8 encoded)"},
+		{"only a separator", []byte("---\n"), "gen.yaml:1:1: no bottle in file (it is empty or holds only comments)"},
+		{"only comments", []byte("# nothing\n---\n# here\n"), "gen.yaml:1:1: no bottle in file (it is empty or holds only comments)"},
+		{"scalar document", []byte("--- hello\n"), "gen.yaml:1:5: expected a mapping, got a string"},
+		{"non-string key", []byte("? {a: b}\n: c\n"), "gen.yaml:1:1: apiVersion: required field is missing (must be \"bottle-apply/v1\")\n" +
+			"gen.yaml:1:1: kind: required field is missing (must be \"Bottle\")\n" +
+			"gen.yaml:1:1: metadata.name: required field is missing\n" +
+			"gen.yaml:1:1: spec.agent.image: required field is missing (an image reference such as alpine:3.20)\n" +
+			"gen.yaml:1:3: expected a string key, got a mapping"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			bottles, err := Parse("gen.yaml", tt.data)
+			if tt.want == "" {
+				if err != nil || len(bottles) != 1 {
+					t.Fatalf("Parse = %d bottles, %v; want 1 bottle", len(bottles), err)
+				}
+				return
+			}
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error %v, want %s", err, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadTooLarge(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "big.yaml")
+	if err := os.WriteFile(file, make([]byte, 3*MaxFileSize), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	_, err := Load([]string{file}, nil)
+	if want := file + ": file is larger than the limit of 1048576 bytes (1 MiB)"; err == nil || err.Error() != want {
+		t.Errorf("error %v, want %s", err, want)
+	}
+}
+
+func TestLoadValid(t *testing.T) {
+	t.Parallel()
+	header := func(name string, line int, spec Spec) Bottle {
+		return Bottle{APIVersion: APIVersion, Kind: KindBottle, Metadata: Metadata{Name: name}, Spec: spec, Source: Source{File: "", Line: line}}
+	}
+	tests := []struct {
+		file string
+		want []Bottle
+	}{
+		{"valid-minimal.yaml", []Bottle{header("minimal", 1, Spec{Backend: BackendDocker, Agent: Agent{Image: "alpine"}})}},
+		{"valid-full.yaml", []Bottle{header("full-1", 2, Spec{
+			Backend: BackendSmolvm,
+			Agent: Agent{
+				Image:   "ghcr.io/example/agent:1.2.3",
+				Command: []string{"/bin/agent", "--port", "8080"},
+				Workdir: "/workspace",
+				Env:     map[string]string{"PORT": "8080", "DEBUG": "true", "EMPTY": "", "_private": "x"},
+			},
+			Network: Network{Subnet: "10.20.0.0/16", BundleIP: "10.20.3.4", AllowCIDRs: []string{"10.0.0.0/8", "fd00::/8"}},
+			Bundle: Bundle{
+				Image:   "ghcr.io/example/bundle@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+				Daemons: []string{DaemonEgress, DaemonDNS},
+			},
+		})}},
+		{"valid-multi-doc.yaml", []Bottle{
+			header("first", 2, Spec{Backend: BackendDocker, Agent: Agent{Image: "alpine:3.20"},
+				Network: Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2"}}),
+			header("second", 11, Spec{Backend: BackendDocker, Agent: Agent{Image: "busybox"},
+				Network: Network{Subnet: "172.30.8.0/29", BundleIP: "172.30.8.2"}}),
+		}},
+		{"valid-anchors.yaml", []Bottle{header("anchors", 2, Spec{
+			Backend: BackendDocker,
+			Agent:   Agent{Image: "alpine", Command: []string{"sleep", "infinity"}, Env: map[string]string{"NAME": "anchors"}},
+			Bundle:  Bundle{Daemons: []string{DaemonDNS}},
+		})}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.file, func(t *testing.T) {
+			t.Parallel()
+			file := filepath.Join("testdata", tt.file)
+			for i := range tt.want {
+				tt.want[i].Source.File = file
+			}
+			got, err := Load([]string{file}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tt.want) {
+				t.Errorf("Load:\n got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestValidFilesCovered(t *testing.T) {
+	t.Parallel()
+	files, _ := filepath.Glob("testdata/valid-*.yaml")
+	if len(files) != 4 { // each has a case in TestLoadValid
+		t.Errorf("testdata has %d valid-*.yaml files, TestLoadValid covers 4: %v", len(files), files)
+	}
+}
+
+func TestLoadExamples(t *testing.T) {
+	t.Parallel()
+	files, err := filepath.Glob("../examples/*.yaml")
+	if err != nil || len(files) == 0 {
+		t.Fatalf("no examples: %v", err)
+	}
+	for _, file := range files {
+		if _, err := Load([]string{file}, nil); err != nil {
+			t.Errorf("example %s:\n%v", file, err)
+		}
+	}
+	if _, err := Load(files, nil); err != nil { // names are unique across examples
+		t.Errorf("all examples:\n%v", err)
+	}
+}
+
+func writeFiles(t *testing.T, dir string, files map[string]string) {
+	t.Helper()
+	for name, data := range files {
+		path := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+func bottleYAML(name string) string {
+	return "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata: {name: " + name + "}\nspec: {agent: {image: alpine}}\n"
+}
+
+func TestLoadSources(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{
+		"b.yaml":         bottleYAML("b"),
+		"a.yml":          bottleYAML("a"),
+		"c.json":         "ignored",
+		"notes.txt":      "ignored",
+		"sub/d.yaml":     bottleYAML("d"), // not recursive
+		"dir.yaml/e.yml": bottleYAML("e"), // a directory, even if named like a file
+	})
+	tests := []struct {
+		name    string
+		paths   []string
+		stdin   string
+		want    []string // File:name of each bottle
+		wantErr string
+	}{
+		{"directory", []string{dir}, "", []string{dir + "/a.yml:a", dir + "/b.yaml:b"}, ""},
+		{"stdin", []string{"-"}, bottleYAML("in"), []string{"<stdin>:in"}, ""},
+		{"two files", []string{dir + "/b.yaml", "testdata/valid-multi-doc.yaml"}, "",
+			[]string{dir + "/b.yaml:b", "testdata/valid-multi-doc.yaml:first", "testdata/valid-multi-doc.yaml:second"}, ""},
+		{"stdin between files", []string{dir + "/b.yaml", "-", dir + "/a.yml"}, bottleYAML("in"),
+			[]string{dir + "/b.yaml:b", "<stdin>:in", dir + "/a.yml:a"}, ""},
+		{"stdin twice", []string{"-", "-"}, bottleYAML("in"), nil, `<stdin>: standard input ("-") can be read only once`},
+		{"empty stdin", []string{"-"}, "", nil, "<stdin>:1:1: no bottle in file (it is empty or holds only comments)"},
+		{"missing directory", []string{filepath.Join(dir, "sub", "none")}, "", nil, dir + "/sub/none: no such file or directory"},
+		{"no paths", nil, "", nil, "no spec files given"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			bottles, err := Load(tt.paths, strings.NewReader(tt.stdin))
+			if tt.wantErr != "" {
+				if err == nil || err.Error() != tt.wantErr || bottles != nil {
+					t.Fatalf("Load = %v, %v; want error %s", bottles, err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, b := range bottles {
+				got = append(got, b.Source.File+":"+b.Metadata.Name)
+			}
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("bottles %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestLoadErrorsUnwrap(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"empty/README": "x"})
+	_, err := Load([]string{filepath.Join(dir, "missing.yaml"), filepath.Join(dir, "empty"), "-"}, nil)
+	want := strings.Join([]string{
+		dir + "/missing.yaml: no such file or directory",
+		dir + "/empty: directory has no *.yaml or *.yml files",
+		"<stdin>: no standard input to read",
+	}, "\n")
+	if err == nil || err.Error() != want {
+		t.Fatalf("error:\n%v\nwant:\n%s", err, want)
+	}
+	if !errors.Is(err, fs.ErrNotExist) {
+		t.Error("errors.Is(err, fs.ErrNotExist) = false")
+	}
+	var fe *FieldError
+	if !errors.As(err, &fe) || fe.File != dir+"/missing.yaml" {
+		t.Errorf("errors.As found %+v", fe)
+	}
+}
+
+// TestEnvValuesNotEchoed plants a secret in agent.env values that are wrong
+// in every way we report, and checks no message repeats it.
+func TestEnvValuesNotEchoed(t *testing.T) {
+	t.Parallel()
+	const secret = "s3cr3t-planted"
+	for name, env := range map[string]string{
+		"mapping value":  "env:\n      KEY: {token: SECRET}",
+		"list value":     "env:\n      KEY: [SECRET]",
+		"tagged value":   "env:\n      KEY: !vault SECRET",
+		"binary value":   "env:\n      KEY: !!binary SECRET",
+		"invalid name":   "env:\n      1KEY: SECRET",
+		"reserved name":  "env:\n      HTTPS_PROXY: http://SECRET@proxy",
+		"duplicate name": "env:\n      KEY: SECRET\n      KEY: SECRET",
+		"list key":       "env:\n      ? [SECRET]\n      : x",
+		"not a mapping":  "env: KEY=SECRET",
+		"list":           "env: [KEY=SECRET]",
+	} {
+		t.Run(name, func(t *testing.T) {
+			t.Parallel()
+			doc := "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata: {name: x}\nspec:\n  agent:\n    image: alpine\n    " +
+				strings.ReplaceAll(env, "SECRET", secret) + "\n"
+			_, err := Parse("env.yaml", []byte(doc))
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), secret) {
+				t.Errorf("error echoes the secret: %v", err)
+			}
+		})
+	}
+}
+
+func TestFieldError(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		err  FieldError
+		want string
+	}{
+		{FieldError{File: "b.yaml", Line: 12, Column: 13, Field: "spec.network.subnet", Msg: "bad"}, "b.yaml:12:13: spec.network.subnet: bad"},
+		{FieldError{File: "b.yaml", Line: 1, Column: 1, Msg: "yaml: bad"}, "b.yaml:1:1: yaml: bad"},
+		{FieldError{File: "b.yaml", Msg: "no such file or directory", Err: fs.ErrNotExist}, "b.yaml: no such file or directory"},
+	}
+	for _, tt := range tests {
+		if got := tt.err.Error(); got != tt.want {
+			t.Errorf("Error() = %q, want %q", got, tt.want)
+		}
+	}
+}

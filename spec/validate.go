@@ -1,0 +1,287 @@
+package spec
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/netip"
+	"path"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/distribution/reference"
+	"github.com/go-playground/validator/v10"
+	"gopkg.in/yaml.v3"
+)
+
+// checks are the custom rules on single string fields, by validate tag. Each
+// returns what is wrong with a value, or "". Messages never quote map values:
+// the only map is agent.env, and its values may be secrets.
+var checks = map[string]func(string) string{
+	"dnslabel": checkName,
+	"imageref": checkImage,
+	"abspath":  checkAbsPath,
+	"envname":  checkEnvName,
+	"noproxy":  checkNotProxy,
+	"subnet4":  checkSubnet,
+	"prefix":   checkPrefix,
+}
+
+// keyRules are tags that validate a map key; their errors point at the key.
+var keyRules = map[string]bool{"envname": true, "noproxy": true}
+
+var bottleValidator = sync.OnceValue(func() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	v.RegisterTagNameFunc(yamlName)
+	for tag, check := range checks {
+		if err := v.RegisterValidation(tag, func(fl validator.FieldLevel) bool { return check(fl.Field().String()) == "" }); err != nil {
+			panic("internal: " + err.Error())
+		}
+	}
+	v.RegisterStructValidation(func(sl validator.StructLevel) {
+		n := sl.Current().Interface().(Network)
+		if msg := checkBundleIP(n); msg != "" {
+			sl.ReportError(n.BundleIP, "bundleIP", "BundleIP", "bundleip", msg)
+		}
+		if msg := checkEgressSubnet(n); msg != "" {
+			sl.ReportError(n.EgressSubnet, "egressSubnet", "EgressSubnet", "egresssubnet", msg)
+		}
+		reportDuplicates(sl, "allowCIDRs", n.AllowCIDRs, func(s string) (string, bool) {
+			p, err := netip.ParsePrefix(s)
+			return p.String(), err == nil && p == p.Masked()
+		})
+	}, Network{})
+	v.RegisterStructValidation(func(sl validator.StructLevel) {
+		reportDuplicates(sl, "daemons", sl.Current().Interface().(Bundle).Daemons, func(s string) (string, bool) {
+			return s, s == DaemonEgress || s == DaemonDNS
+		})
+	}, Bundle{})
+	return v
+})
+
+// reportDuplicates reports each valid element of list equal to an earlier
+// one, with the earlier index as the param of a "unique" error.
+func reportDuplicates(sl validator.StructLevel, name string, list []string, key func(string) (string, bool)) {
+	first := map[string]int{}
+	for i, s := range list {
+		k, ok := key(s)
+		if !ok {
+			continue
+		}
+		if j, dup := first[k]; dup {
+			sl.ReportError(s, name+"["+strconv.Itoa(i)+"]", "", "unique", strconv.Itoa(j))
+			continue
+		}
+		first[k] = i
+	}
+}
+
+// validate checks the decoded bottle and records positioned errors, except
+// under fields that failed to decode: those already have theirs.
+func (d *document) validate() {
+	err := bottleValidator().Struct(&d.bottle)
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		if err != nil {
+			d.errorf(d.root, "", "internal: validate: %v", err)
+		}
+		return
+	}
+	for _, fe := range verrs {
+		field := fieldPath(fe.Namespace())
+		if d.decodeFailed(field) {
+			continue
+		}
+		n, found := d.locate(field, keyRules[fe.Tag()])
+		d.errorf(n, field, "%s", message(fe, field, found))
+	}
+}
+
+// fieldPath turns a validator namespace such as Bottle.spec.agent.env[FOO]
+// into the YAML path spec.agent.env.FOO.
+func fieldPath(ns string) string {
+	_, p, _ := strings.Cut(ns, ".")
+	const env = "spec.agent.env["
+	if strings.HasPrefix(p, env) && strings.HasSuffix(p, "]") {
+		p = "spec.agent.env." + p[len(env):len(p)-1]
+	}
+	return p
+}
+
+func (d *document) decodeFailed(field string) bool {
+	for _, b := range d.bad {
+		if b == "" || field == b || strings.HasPrefix(field, b+".") || strings.HasPrefix(field, b+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// locate returns the node of field (its key node if key is set), and
+// whether it was there. For a missing field it returns the nearest parent
+// that is there: its mapping, or its key when its value is null.
+func (d *document) locate(field string, key bool) (*yaml.Node, bool) {
+	for p, found := field, true; ; p, found = parent(p), false {
+		e, ok := d.nodes[p]
+		switch {
+		case !ok && p != "":
+			continue
+		case !ok:
+			return d.root, false
+		case e.key != nil && (key || isNull(e.val)):
+			return e.key, found
+		}
+		return e.val, found
+	}
+}
+
+func parent(field string) string {
+	return field[:max(strings.LastIndexAny(field, ".["), 0)]
+}
+
+var requiredHint = map[string]string{
+	"apiVersion":       ` (must be "bottle-apply/v1")`,
+	"kind":             ` (must be "Bottle")`,
+	"spec.agent.image": " (an image reference such as alpine:3.20)",
+}
+
+func message(fe validator.FieldError, field string, found bool) string {
+	value, _ := fe.Value().(string)
+	switch fe.Tag() {
+	case "required":
+		if found {
+			return "must not be empty" + requiredHint[field]
+		}
+		return "required field is missing" + requiredHint[field]
+	case "eq":
+		return fmt.Sprintf("%s is not supported; must be %q", quote(value), fe.Param())
+	case "oneof":
+		return fmt.Sprintf("%s is not one of: %s", quote(value), strings.ReplaceAll(fe.Param(), " ", ", "))
+	case "unique":
+		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
+	case "bundleip", "egresssubnet":
+		return fe.Param()
+	}
+	if check := checks[fe.Tag()]; check != nil {
+		return check(value)
+	}
+	return fmt.Sprintf("internal: failed rule %q", fe.Tag())
+}
+
+var (
+	dnsLabel = regexp.MustCompile(`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`)
+	envName  = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+)
+
+func checkName(s string) string {
+	if len(s) > 63 {
+		return fmt.Sprintf("%s is %d characters long; a name has at most 63", quote(s), len(s))
+	}
+	if !dnsLabel.MatchString(s) {
+		return fmt.Sprintf("%s is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit", quote(s))
+	}
+	return ""
+}
+
+func checkImage(s string) string {
+	if _, err := reference.ParseNormalizedNamed(s); err != nil {
+		return fmt.Sprintf("%s is not a valid image reference: %v", quote(s), err)
+	}
+	return ""
+}
+
+func checkAbsPath(s string) string {
+	if !path.IsAbs(s) {
+		return fmt.Sprintf("%s is not an absolute path (e.g. /workspace)", quote(s))
+	}
+	return ""
+}
+
+func checkEnvName(s string) string {
+	if !envName.MatchString(s) {
+		return "not a valid variable name: must match " + envName.String()
+	}
+	return ""
+}
+
+func checkNotProxy(s string) string {
+	switch s {
+	case "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy":
+		return "reserved: set by bottle-apply to point at the bundle's proxy"
+	}
+	return ""
+}
+
+func checkSubnet(s string) string {
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil || !p.Addr().Is4():
+		return fmt.Sprintf("%s is not an IPv4 CIDR (e.g. 192.168.240.0/24)", quote(s))
+	case p.Bits() < 16 || p.Bits() > 29:
+		return fmt.Sprintf("%s has a /%d prefix; the prefix length must be between /16 and /29", quote(s), p.Bits())
+	case p != p.Masked():
+		return fmt.Sprintf("%s is not a network address; did you mean %q?", quote(s), p.Masked())
+	}
+	return ""
+}
+
+func checkPrefix(s string) string {
+	p, err := netip.ParsePrefix(s)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%s is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)", quote(s))
+	case p != p.Masked():
+		return fmt.Sprintf("%s is not a network address; did you mean %q?", quote(s), p.Masked())
+	}
+	return ""
+}
+
+func checkBundleIP(n Network) string {
+	if n.BundleIP == "" {
+		return ""
+	}
+	ip, err := netip.ParseAddr(n.BundleIP)
+	if err != nil || !ip.Is4() {
+		return fmt.Sprintf("%s is not an IPv4 address", quote(n.BundleIP))
+	}
+	if n.Subnet == "" {
+		return "requires spec.network.subnet to be set"
+	}
+	if checkSubnet(n.Subnet) != "" {
+		return "" // the subnet's own error says what to fix first
+	}
+	p := netip.MustParsePrefix(n.Subnet)
+	switch ip {
+	case p.Addr():
+		return fmt.Sprintf("%s is the network address of %s; use a host address such as %s", ip, p, DefaultBundleIP(p))
+	case broadcast(p):
+		return fmt.Sprintf("%s is the broadcast address of %s; use a host address such as %s", ip, p, DefaultBundleIP(p))
+	case GatewayIP(p):
+		return fmt.Sprintf("%s is the gateway of %s; use another host address such as %s", ip, p, DefaultBundleIP(p))
+	}
+	if !p.Contains(ip) {
+		return fmt.Sprintf("%s is not inside the subnet %s", ip, p)
+	}
+	return ""
+}
+
+// checkEgressSubnet requires the egress subnet not to overlap the bottle's
+// own subnet: the bundle sits on both.
+func checkEgressSubnet(n Network) string {
+	if n.EgressSubnet == "" || n.Subnet == "" || checkSubnet(n.EgressSubnet) != "" || checkSubnet(n.Subnet) != "" {
+		return ""
+	}
+	if e, s := netip.MustParsePrefix(n.EgressSubnet), netip.MustParsePrefix(n.Subnet); e.Overlaps(s) {
+		return fmt.Sprintf("%s overlaps spec.network.subnet %s; the bundle's way out needs a range of its own", e, s)
+	}
+	return ""
+}
+
+// broadcast returns the last address of an IPv4 prefix.
+func broadcast(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	binary.BigEndian.PutUint32(a[:], binary.BigEndian.Uint32(a[:])|(1<<(32-p.Bits())-1))
+	return netip.AddrFrom4(a)
+}
