@@ -22,7 +22,7 @@ func helloBottle() *spec.Bottle {
 				Env: map[string]string{"FOO": "bar", "API_KEY": "s3cret"}},
 			Network: spec.Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2", EgressSubnet: "10.213.0.16/28",
 				AllowCIDRs: []string{"10.1.0.0/16"}},
-			Bundle:  spec.Bundle{Daemons: []string{"egress"}},
+			Bundle: spec.Bundle{Daemons: []string{"egress"}},
 		},
 	}
 }
