@@ -141,7 +141,7 @@ func (d *document) walk(key, n *yaml.Node, t reflect.Type, path string) *yaml.No
 			}
 			ft, p := field(t, name), strings.TrimPrefix(path+"."+name, ".")
 			if ft == nil {
-				d.errorf(k, path, "unknown field %s (%s)", quote(name), suggest(name, fieldNames(t)))
+				d.errorf(k, p, "unknown field (%s)", suggest(name, fieldNames(t)))
 				continue
 			}
 			if nv := d.walk(k, v, ft, p); nv != nil {

@@ -148,15 +148,15 @@ var invalidCases = []struct {
 		"testdata/invalid-unknown-anchor.yaml:7:12: yaml: unknown anchor 'img' referenced",
 	}},
 	{"invalid-unknown-field-list.yaml", nil, []string{
-		"testdata/invalid-unknown-field-list.yaml:5:3: metadata: unknown field \"labels\" (known fields: name)",
-		"testdata/invalid-unknown-field-list.yaml:9:1: unknown field \"status\" (known fields: apiVersion, kind, metadata, spec)",
+		"testdata/invalid-unknown-field-list.yaml:5:3: metadata.labels: unknown field (known fields: name)",
+		"testdata/invalid-unknown-field-list.yaml:9:1: status: unknown field (known fields: apiVersion, kind, metadata, spec)",
 	}},
 	{"invalid-unknown-field-suggest.yaml", nil, []string{
 		"testdata/invalid-unknown-field-suggest.yaml:1:1: kind: required field is missing (must be \"Bottle\")",
-		"testdata/invalid-unknown-field-suggest.yaml:2:1: unknown field \"Kind\" (did you mean \"kind\"?)",
-		"testdata/invalid-unknown-field-suggest.yaml:7:5: spec.agent: unknown field \"imagee\" (did you mean \"image\"?)",
+		"testdata/invalid-unknown-field-suggest.yaml:2:1: Kind: unknown field (did you mean \"kind\"?)",
+		"testdata/invalid-unknown-field-suggest.yaml:7:5: spec.agent.imagee: unknown field (did you mean \"image\"?)",
 		"testdata/invalid-unknown-field-suggest.yaml:7:5: spec.agent.image: required field is missing (an image reference such as alpine:3.20)",
-		"testdata/invalid-unknown-field-suggest.yaml:8:3: spec: unknown field \"netwrok\" (did you mean \"network\"?)",
+		"testdata/invalid-unknown-field-suggest.yaml:8:3: spec.netwrok: unknown field (did you mean \"network\"?)",
 	}},
 	{"invalid-workdir.yaml", nil, []string{
 		"testdata/invalid-workdir.yaml:8:14: spec.agent.workdir: \"workspace\" is not an absolute path (e.g. /workspace)",
