@@ -7,7 +7,14 @@ set -euo pipefail
 missing=()
 command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
 command -v docker >/dev/null 2>&1 || missing+=(docker.io)
-if ! { [ -x /bin/busybox ] && ldd /bin/busybox 2>&1 | grep -q 'not a dynamic'; }; then
+# ldd fails on a static binary, saying so.
+static_busybox() {
+  local out
+  [ -x /bin/busybox ] || return 1
+  out=$(ldd /bin/busybox 2>&1 || true)
+  [[ $out == *"not a dynamic"* ]]
+}
+if ! static_busybox; then
   missing+=(busybox-static)
 fi
 if [ ${#missing[@]} -gt 0 ]; then

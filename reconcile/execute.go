@@ -68,7 +68,7 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 			}
 			l := log.With().Int("step", s.ID).Str("action", o.action.String()).
 				Str("resource", s.ResourceID).Str("bottle", s.Resource.Bottle).Logger()
-			l.Info().Str("reason", o.step.Reason).Msg("start")
+			l.Info().Str("reason", o.step.Reason).Msg(lower(o.action) + " " + s.ResourceID)
 			t0 := time.Now()
 			// A running call gets the caller's context, not the group's: a
 			// sibling's failure stops new steps but lets this one finish, so
@@ -85,7 +85,7 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 			if err != nil {
 				return fmt.Errorf("step #%d: %s %s: %w", s.ID, lower(o.action), s.ResourceID, err)
 			}
-			l.Info().Dur("took", r.Duration).Msg("done")
+			l.Info().Str("took", r.Duration.Round(time.Millisecond).String()).Msg(pastTense[o.action] + " " + s.ResourceID)
 			return nil
 		})
 	}
@@ -96,6 +96,8 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 	slices.SortFunc(results, func(a, b StepResult) int { return a.Step - b.Step })
 	return results, err
 }
+
+var pastTense = map[Action]string{Create: "created", Start: "started", Delete: "deleted"}
 
 func lower(a Action) string {
 	b, _ := a.MarshalText()

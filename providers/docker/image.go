@@ -195,9 +195,16 @@ func readMessages(ctx context.Context, r io.Reader, ref, what string) error {
 		if m.Error != "" {
 			return errors.New(m.Error)
 		}
-		if time.Since(last) > 2*time.Second {
+		if time.Since(last) > 2*time.Second && m.Status != "" {
 			last = time.Now()
-			log.Info().Str("image", ref).Str("layer", m.ID).Str("progress", m.Progress).Msg(what + ": " + m.Status)
+			ev := log.Info().Str("image", ref)
+			if m.ID != "" {
+				ev = ev.Str("layer", m.ID)
+			}
+			if m.Progress != "" {
+				ev = ev.Str("progress", m.Progress)
+			}
+			ev.Msg(what + ": " + m.Status)
 		}
 	}
 }

@@ -159,7 +159,10 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	})
 	bundle.DependsOn = []string{internalID, egressID}
 	bundle.BoundTo = []string{internalID, egressID}
-	bundle.Summary = map[string]string{"image": image, "ip": n.BundleIP, "daemons": strings.Join(daemons, ",")}
+	bundle.Summary = map[string]string{"image": image, "ip": n.BundleIP}
+	if len(daemons) > 0 {
+		bundle.Summary["daemons"] = strings.Join(daemons, ",")
+	}
 	bundle.Config = containerConfig{
 		Name: bundle.Name, Image: image, Builtin: builtin, Hostname: bundle.Name,
 		Env: []string{
