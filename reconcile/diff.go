@@ -40,7 +40,7 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 					o.Provider, o.Kind, o.Name, id, ErrNotManaged))
 			} else if inScope[o.Bottle] {
 				plan.Warnings = append(plan.Warnings, fmt.Sprintf(
-					"%s %s %q is labelled for bottle %q but has no config hash: left alone",
+					"%s %s %q has the name or label of bottle %q but is not managed by bottle-apply (no labels, or an empty config hash): left alone",
 					o.Provider, o.Kind, o.Name, o.Bottle))
 			}
 			continue

@@ -249,37 +249,71 @@ func TestIntegrationLifecycle(t *testing.T) {
 	}
 }
 
-func TestIntegrationRefusesUnlabelledNetwork(t *testing.T) {
+func TestIntegrationRefusesUnlabelledNamesakes(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	b := e.bottle(t, "")
-	name := b.Metadata.Name
-	foreign, err := e.c.NetworkCreate(t.Context(), ResourceName(name, RoleInternal), network.CreateOptions{Driver: "bridge"})
-	if err != nil {
-		t.Fatal(err)
+	cases := []struct {
+		kind   string
+		create func(name string) (id string, remove func())
+		exists func(id string) (labels map[string]string, err error)
+	}{
+		{KindNetwork, func(name string) (string, func()) {
+			n, err := e.c.NetworkCreate(t.Context(), ResourceName(name, RoleInternal), network.CreateOptions{Driver: "bridge"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return n.ID, func() { _ = e.c.NetworkRemove(context.Background(), n.ID) }
+		}, func(id string) (map[string]string, error) {
+			n, err := e.c.NetworkInspect(t.Context(), id, network.InspectOptions{})
+			return n.Labels, err
+		}},
+		{KindContainer, func(name string) (string, func()) {
+			c, err := e.c.ContainerCreate(t.Context(), &container.Config{Image: e.agent, Cmd: []string{"sleep", "60"}}, nil, nil, nil,
+				ResourceName(name, RoleAgent))
+			if err != nil {
+				t.Fatal(err)
+			}
+			return c.ID, func() {
+				_ = e.c.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true})
+			}
+		}, func(id string) (map[string]string, error) {
+			c, err := e.c.ContainerInspect(t.Context(), id)
+			if err != nil {
+				return nil, err
+			}
+			return c.Config.Labels, nil
+		}},
 	}
-	t.Cleanup(func() { _ = e.c.NetworkRemove(context.Background(), foreign.ID) })
-	e.cnt.Reset()
-	_, err = reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{})
-	if !errors.Is(err, reconcile.ErrNotManaged) || !strings.Contains(err.Error(), `network "bottle-`+name+`-internal"`) {
-		t.Fatalf("apply error = %v, want a refusal naming the network", err)
-	}
-	if w := testenv.Writes(e.cnt.Reset()); len(w) != 0 {
-		t.Fatalf("the refused apply wrote: %q", w)
-	}
-	if left := testenv.Leftovers(t, e.c, name); len(left) != 0 {
-		t.Fatalf("the refused apply created %q", left)
-	}
-	n, err := e.c.NetworkInspect(t.Context(), foreign.ID, network.InspectOptions{})
-	if err != nil || len(n.Labels) != 0 {
-		t.Fatalf("the foreign network was touched: %+v %v", n, err)
-	}
-	// Destroy leaves it alone as well.
-	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{Destroy: true}); err != nil {
-		t.Fatalf("destroy: %v", err)
-	}
-	if _, err := e.c.NetworkInspect(t.Context(), foreign.ID, network.InspectOptions{}); err != nil {
-		t.Fatalf("destroy removed the foreign network: %v", err)
+	for _, tc := range cases {
+		t.Run(tc.kind, func(t *testing.T) {
+			b := e.bottle(t, "")
+			name := b.Metadata.Name
+			id, remove := tc.create(name)
+			t.Cleanup(remove)
+			e.cnt.Reset()
+			_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{})
+			if !errors.Is(err, reconcile.ErrNotManaged) || !strings.Contains(err.Error(), tc.kind+` "bottle-`+name+"-") {
+				t.Fatalf("apply error = %v, want a refusal naming the %s", err, tc.kind)
+			}
+			if w := testenv.Writes(e.cnt.Reset()); len(w) != 0 {
+				t.Fatalf("the refused apply wrote: %q", w)
+			}
+			if left := testenv.Leftovers(t, e.c, name); len(left) != 0 {
+				t.Fatalf("the refused apply created %q", left)
+			}
+			// Destroy leaves it alone too, and says so.
+			res, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{Destroy: true})
+			if err != nil {
+				t.Fatalf("destroy: %v", err)
+			}
+			if len(res.Plan.Warnings) != 1 || !strings.Contains(res.Plan.Warnings[0], "is not managed by bottle-apply") {
+				t.Fatalf("destroy warnings = %q", res.Plan.Warnings)
+			}
+			labels, err := tc.exists(id)
+			if err != nil || len(labels) != 0 {
+				t.Fatalf("the foreign %s was touched: labels %v, %v", tc.kind, labels, err)
+			}
+		})
 	}
 }
 

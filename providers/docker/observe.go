@@ -50,7 +50,25 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
-	return observed(nets, ctrs), nil
+	rs := observed(nets, ctrs)
+	claimNamesakes(rs, scope)
+	return rs, nil
+}
+
+// claimNamesakes marks unmanaged resources that bear the name of a bottle's
+// resource with that bottle, so that the plan can say it leaves them alone.
+func claimNamesakes(rs []reconcile.Resource, scope reconcile.Scope) {
+	names := map[string]string{}
+	for _, b := range scope.Bottles {
+		for _, role := range []string{RoleInternal, RoleEgress, RoleBundle, RoleAgent} {
+			names[ResourceName(b, role)] = b
+		}
+	}
+	for i := range rs {
+		if r := &rs[i]; !r.Managed && r.Bottle == "" {
+			r.Bottle = names[r.Name]
+		}
+	}
 }
 
 // observed turns engine objects into resources. It is pure.
