@@ -167,6 +167,13 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 		opts.OnPlan = func(p *reconcile.Plan) { _ = reconcile.Render(s.Out, p, color) }
 	}
 	res, runErr := reconcile.Run(ctx, providers, bottles, opts)
+	switch {
+	case runErr == nil:
+	case errors.Is(runErr, context.DeadlineExceeded):
+		runErr = fmt.Errorf("%w\nthe run hit --timeout %s: raise it, or check that the engine answers (docker info); what was done is labelled, and the next run converges from it", runErr, o.timeout)
+	case errors.Is(runErr, context.Canceled):
+		runErr = fmt.Errorf("%w\ninterrupted: what was done is labelled, and the next run converges from it", runErr)
+	}
 	if o.output == "json" {
 		if err := writeJSON(s.Out, o, bottles, res, runErr, time.Since(started)); err != nil {
 			return exitError, err
