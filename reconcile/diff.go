@@ -50,9 +50,11 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 		}
 		id := o.ID()
 		if prev, dup := obsByID[id]; dup {
-			// Keep the one with the expected name (and hash), drop the other.
+			// Keep the one with the expected name, then the one with the
+			// lower engine ID, so that every run drops the same one.
 			keep, drop := prev, o
-			if desiredNames[nameKey(o)] == id && desiredNames[nameKey(prev)] != id {
+			oName, pName := desiredNames[nameKey(o)] == id, desiredNames[nameKey(prev)] == id
+			if oName && !pName || oName == pName && o.EngineID < prev.EngineID {
 				keep, drop = o, prev
 			}
 			obsByID[id] = keep

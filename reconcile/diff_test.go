@@ -205,3 +205,18 @@ func TestDiffRejectsCycle(t *testing.T) {
 		t.Fatalf("Diff = %v, want a cycle error", err)
 	}
 }
+
+func TestDiffDropsTheSameDuplicateWhateverTheOrder(t *testing.T) {
+	t.Parallel()
+	dup := with(hello.observed()[:1], "internal", func(r *Resource) { r.EngineID = "aa-older-id" })
+	for _, obs := range [][]Resource{append(hello.observed(), dup...), append(dup, hello.observed()...)} {
+		p, err := Diff(hello.desired(), obs, Scope{Bottles: []string{"hello"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		last := p.Steps[len(p.Steps)-1]
+		if last.Action != Delete || last.Observed.EngineID != "bottle-hello-internal-id" {
+			t.Fatalf("dropped %s (%s), want the higher engine ID:\n%s", last.ResourceID, last.Observed.EngineID, p)
+		}
+	}
+}
