@@ -91,6 +91,7 @@ var kinds = map[reflect.Kind]struct {
 	name string
 }{
 	reflect.String: {yaml.ScalarNode, "a string"},
+	reflect.Int:    {yaml.ScalarNode, "a whole number"},
 	reflect.Slice:  {yaml.SequenceNode, "a list"},
 	reflect.Map:    {yaml.MappingNode, "a mapping"},
 	reflect.Struct: {yaml.MappingNode, "a mapping"},
@@ -121,6 +122,14 @@ func (d *document) walk(key, n *yaml.Node, t reflect.Type, path string) *yaml.No
 			return nil
 		}
 		out.Tag, out.Value = "!!str", n.Value
+	case reflect.Int:
+		var v int
+		if n.ShortTag() != "!!int" || n.Decode(&v) != nil || v < 0 {
+			d.errorf(n, path, "expected a whole number, got %s", describe(n))
+			d.bad = append(d.bad, path)
+			return nil
+		}
+		out.Tag, out.Value = "!!int", strconv.Itoa(v)
 	case reflect.Slice:
 		out.Tag = "!!seq"
 		for i, c := range n.Content {

@@ -110,6 +110,12 @@ var invalidCases = []struct {
 		"testdata/invalid-egress-subnet.yaml:10:19: spec.network.egressSubnet: 10.9.0.16/28 overlaps spec.network.subnet 10.9.0.0/24; the bundle's way out needs a range of its own",
 		"testdata/invalid-egress-subnet.yaml:15:56: spec.network.egressSubnet: \"10.9.1.5/28\" is not a network address; did you mean \"10.9.1.0/28\"?",
 	}},
+	{"invalid-resources.yaml", nil, []string{
+		"testdata/invalid-resources.yaml:4:9: metadata.name: \"xn--smol\" holds \"--\", which smolvm machine names may not",
+		"testdata/invalid-resources.yaml:10:13: spec.agent.memory: 32 is below the minimum of 64",
+		"testdata/invalid-resources.yaml:15:37: spec.agent.cpus: 65 is above the maximum of 64",
+		"testdata/invalid-resources.yaml:15:49: spec.agent.memory: expected a whole number, got a string",
+	}},
 	{"invalid-subnet.yaml", nil, []string{
 		"testdata/invalid-subnet.yaml:12:13: spec.network.subnet: \"10.0.0.0/33\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",
 		"testdata/invalid-subnet.yaml:17:50: spec.network.subnet: \"fd00::/64\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",

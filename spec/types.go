@@ -60,6 +60,10 @@ type Agent struct {
 	Command []string          `yaml:"command" json:"command,omitempty"`
 	Workdir string            `yaml:"workdir" json:"workdir,omitempty" validate:"omitempty,abspath"`
 	Env     map[string]string `yaml:"env" json:"env,omitempty" validate:"dive,keys,envname,noproxy,endkeys"`
+	// CPUs and Memory (MiB) size the agent: a microVM's resources on smolvm,
+	// limits on docker. Zero means the backend's default.
+	CPUs   int `yaml:"cpus" json:"cpus,omitempty" validate:"omitempty,min=1,max=64"`
+	Memory int `yaml:"memory" json:"memory,omitempty" validate:"omitempty,min=64,max=1048576"`
 }
 
 // Network is the bottle's private network.

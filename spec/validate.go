@@ -54,6 +54,14 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 		})
 	}, Network{})
 	v.RegisterStructValidation(func(sl validator.StructLevel) {
+		b := sl.Current().Interface().(Bottle)
+		// smolvm machine names may not hold "--"; the agent is bottle-NAME-agent.
+		if b.Spec.Backend == BackendSmolvm && strings.Contains(b.Metadata.Name, "--") {
+			sl.ReportError(b.Metadata.Name, "metadata.name", "Name", "smolvmname",
+				fmt.Sprintf("%s holds \"--\", which smolvm machine names may not", quote(b.Metadata.Name)))
+		}
+	}, Bottle{})
+	v.RegisterStructValidation(func(sl validator.StructLevel) {
 		reportDuplicates(sl, "daemons", sl.Current().Interface().(Bundle).Daemons, func(s string) (string, bool) {
 			return s, s == DaemonEgress || s == DaemonDNS
 		})
@@ -161,8 +169,12 @@ func message(fe validator.FieldError, field string, found bool) string {
 		return fmt.Sprintf("%s is not one of: %s", quote(value), strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "unique":
 		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
-	case "bundleip", "egresssubnet":
+	case "bundleip", "egresssubnet", "smolvmname":
 		return fe.Param()
+	case "min":
+		return fmt.Sprintf("%v is below the minimum of %s", fe.Value(), fe.Param())
+	case "max":
+		return fmt.Sprintf("%v is above the maximum of %s", fe.Value(), fe.Param())
 	}
 	if check := checks[fe.Tag()]; check != nil {
 		return check(value)

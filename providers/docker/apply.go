@@ -105,6 +105,7 @@ func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfi
 	}
 	init := cfg.Init
 	host := &container.HostConfig{Init: &init}
+	host.NanoCPUs, host.Memory = cfg.NanoCPUs, cfg.MemoryBytes
 	netcfg := &network.NetworkingConfig{}
 	if len(cfg.Networks) > 0 {
 		primary := cfg.Networks[0]

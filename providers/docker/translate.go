@@ -40,8 +40,11 @@ type containerConfig struct {
 	Workdir  string
 	Hostname string
 	Init     bool
-	Networks []endpoint // the first is the primary network
-	Labels   map[string]string
+	// NanoCPUs and MemoryBytes limit the container; zero is no limit.
+	NanoCPUs    int64
+	MemoryBytes int64
+	Networks    []endpoint // the first is the primary network
+	Labels      map[string]string
 }
 
 // fragment is a named set of inputs whose normalized JSON is hashed. Each
@@ -188,12 +191,21 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
 	sort.Strings(env)
-	agent := newResource(b, KindContainer, RoleAgent, fragment{
+	f := fragment{
 		{"image", a.Image}, {"command", a.Command}, {"workdir", a.Workdir}, {"env", a.Env},
 		{"proxy", proxy}, {"ip", agentIP},
 		// New bundle settings mean a new agent: its proxy may behave differently.
 		{"bundle", []any{b.Spec.Bundle.Image, daemons, n.AllowCIDRs}},
-	})
+	}
+	// Inputs added after the first release enter the hash only when set, so
+	// that existing agents keep their hash.
+	if a.CPUs != 0 {
+		f = append(f, input{"cpus", a.CPUs})
+	}
+	if a.Memory != 0 {
+		f = append(f, input{"memory", a.Memory})
+	}
+	agent := newResource(b, KindContainer, RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known
 	// in advance.
 	agent.DependsOn = []string{internalID}
@@ -202,6 +214,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	agent.Config = containerConfig{
 		Name: agent.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: env, Workdir: a.Workdir,
 		Hostname: name, Init: true, Networks: []endpoint{{Network: internal.Name, IP: agentIP}},
+		NanoCPUs: int64(a.CPUs) * 1e9, MemoryBytes: int64(a.Memory) << 20,
 		Labels: labels(&agent, version),
 	}
 	return append(out, agent)

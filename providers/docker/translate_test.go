@@ -135,6 +135,8 @@ func TestHashReasons(t *testing.T) {
 			map[string]string{RoleBundle: "daemons changed", RoleAgent: "bundle changed"}},
 		{"daemon order does not matter", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
 		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{RoleAgent: "image changed"}},
+		{"resources", func(b *spec.Bottle) { b.Spec.Agent.CPUs, b.Spec.Agent.Memory = 2, 512 },
+			map[string]string{RoleAgent: "cpus, memory changed"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
