@@ -92,7 +92,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")
 	pf.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
-	root.AddCommand(bundleCommand())
+	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o))
 
 	var logErr error
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
@@ -154,10 +154,11 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 	if err != nil {
 		return exitError, fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
 	}
-	providers, err := newProviders(o)
+	ps, err := newProviders(o)
 	if err != nil {
 		return exitError, err
 	}
+	providers := ps.all
 	color := false
 	if f, ok := s.Out.(*os.File); ok {
 		color = isatty.IsTerminal(f.Fd())
@@ -236,7 +237,13 @@ func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Re
 	return enc.Encode(doc)
 }
 
-func newProviders(o *options) ([]reconcile.Provider, error) {
+// providerSet is every backend, for the reconciler and for exec and cp.
+type providerSet struct {
+	all    []reconcile.Provider
+	guests []func(ctx context.Context, bottle string) (guest, error)
+}
+
+func newProviders(o *options) (*providerSet, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
 	if host, err := dockerHostFromContext(); err != nil {
 		return nil, err
@@ -255,9 +262,18 @@ func newProviders(o *options) ([]reconcile.Provider, error) {
 	if err != nil {
 		return nil, err
 	}
-	return []reconcile.Provider{docker.New(c, docker.Options{
-		BundleImage: ref, BundleBinary: exe, SubnetPool: o.subnetPool, Version: version,
-	})}, nil
+	dp := docker.New(c, docker.Options{BundleImage: ref, BundleBinary: exe, SubnetPool: o.subnetPool, Version: version})
+	return &providerSet{
+		all: []reconcile.Provider{dp},
+		guests: []func(context.Context, string) (guest, error){
+			func(ctx context.Context, bottle string) (guest, error) {
+				if _, err := dp.Agent(ctx, bottle); err != nil {
+					return nil, err
+				}
+				return dockerGuest{p: dp, bottle: bottle}, nil
+			},
+		},
+	}, nil
 }
 
 // bundleCommand is the program of the built-in bundle image, which holds a

@@ -189,3 +189,76 @@ func TestE2EInvalidSpecTouchesNothing(t *testing.T) {
 		t.Fatalf("an invalid spec created %q", left)
 	}
 }
+
+func TestE2EExecAndCopy(t *testing.T) {
+	t.Parallel()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	path, name := example(t, c, "hello.yaml", img)
+	if code, out, errs := cli(t, bin, "", "-f", path); code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	cases := []struct {
+		name             string
+		stdin            string
+		args             []string
+		code             int
+		stdout, inStderr string
+	}{
+		{"echo", "", []string{"exec", name, "--", "echo", "hello"}, 0, "hello\n", ""},
+		{"exit code and stderr", "", []string{"exec", name, "--", "sh", "-c", "echo oops >&2; exit 3"}, 3, "", "oops"},
+		{"stdin", "piped\n", []string{"exec", "-i", name, "--", "cat"}, 0, "piped\n", ""},
+		{"env and workdir", "", []string{"exec", "-e", "X=1", "-w", "/tmp", name, "--", "sh", "-c", "echo $X $GREETING; pwd"}, 0, "1 hello\n/tmp\n", ""},
+		{"tty", "", []string{"exec", "-t", name, "--", "sh", "-c", "test -t 1 && echo tty"}, 0, "tty\r\n", ""},
+		{"unknown bottle", "", []string{"exec", "no-such-bottle-x", "--", "true"}, 1, "", "bottle no-such-bottle-x has no agent"},
+		{"no dash", "", []string{"exec", name, "true"}, 1, "", "exec takes the bottle's name, then -- and the command"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			code, out, errs := cli(t, bin, tc.stdin, tc.args...)
+			if code != tc.code || out != tc.stdout || !strings.Contains(errs, tc.inStderr) {
+				t.Fatalf("exit %d (want %d), stdout %q (want %q), stderr %q (want it to contain %q)",
+					code, tc.code, out, tc.stdout, errs, tc.inStderr)
+			}
+		})
+	}
+
+	// cp a file and a directory in and back out.
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "in.txt"), []byte("payload\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.MkdirAll(filepath.Join(dir, "tree", "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tree", "sub", "f"), []byte("deep\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"cp", filepath.Join(dir, "in.txt"), name + ":/tmp/in.txt"},
+		{"cp", filepath.Join(dir, "tree"), name + ":/tmp/tree"},
+	} {
+		if code, out, errs := cli(t, bin, "", args...); code != 0 {
+			t.Fatalf("%q: exit %d\n%s\n%s", args, code, out, errs)
+		}
+	}
+	if _, out, _ := cli(t, bin, "", "exec", name, "--", "cat", "/tmp/in.txt", "/tmp/tree/sub/f"); out != "payload\ndeep\n" {
+		t.Fatalf("files in the agent: %q", out)
+	}
+	back := filepath.Join(dir, "back")
+	if code, _, errs := cli(t, bin, "", "cp", name+":/tmp/tree", back); code != 0 {
+		t.Fatalf("cp out: exit %d: %s", code, errs)
+	}
+	if code, _, errs := cli(t, bin, "", "cp", name+":/tmp/in.txt", dir+"/out.txt"); code != 0 {
+		t.Fatalf("cp out: exit %d: %s", code, errs)
+	}
+	for p, want := range map[string]string{filepath.Join(back, "sub", "f"): "deep\n", filepath.Join(dir, "out.txt"): "payload\n"} {
+		if got, err := os.ReadFile(p); err != nil || string(got) != want {
+			t.Fatalf("%s = %q, %v; want %q", p, got, err, want)
+		}
+	}
+	if code, _, errs := cli(t, bin, "", "cp", "a", "b"); code != 1 || !strings.Contains(errs, "exactly one side must be NAME:PATH") {
+		t.Fatalf("cp without a bottle side: exit %d: %s", code, errs)
+	}
+}

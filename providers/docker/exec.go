@@ -1,0 +1,254 @@
+package docker
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/pkg/stdcopy"
+)
+
+// ExecOptions says what to run in a bottle's agent and how.
+type ExecOptions struct {
+	Cmd         []string
+	Env         []string // K=V, on top of the agent's own
+	Workdir     string
+	Interactive bool // pass stdin
+	TTY         bool // allocate a terminal
+	Height      uint // terminal size, with TTY
+	Width       uint
+}
+
+// Stdio are the streams of an exec.
+type Stdio struct {
+	In       io.Reader
+	Out, Err io.Writer
+}
+
+// ErrNoAgent says a bottle has no agent on this provider.
+var ErrNoAgent = errors.New("no agent")
+
+// Agent finds the bottle's running agent container, ours by label, and
+// returns its ID.
+func (p *Provider) Agent(ctx context.Context, bottle string) (string, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelName+"="+bottle), filters.Arg("label", LabelRole+"="+RoleAgent))
+	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return "", fmt.Errorf("find the agent of bottle %s: %w", bottle, err)
+	}
+	for _, c := range cs {
+		if c.Labels[LabelHash] != "" {
+			if c.State != "running" {
+				return "", fmt.Errorf("the agent of bottle %s is %s; run bottle-apply to start it", bottle, c.State)
+			}
+			return c.ID, nil
+		}
+	}
+	return "", fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottle, ErrNoAgent)
+}
+
+// Exec runs a command in the bottle's agent container and returns its exit
+// code; an error means it could not be run.
+func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio Stdio) (int, error) {
+	g, err := p.guestEngine()
+	if err != nil {
+		return 0, err
+	}
+	id, err := p.Agent(ctx, bottle)
+	if err != nil {
+		return 0, err
+	}
+	created, err := g.ContainerExecCreate(ctx, id, container.ExecOptions{
+		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.Workdir, Tty: o.TTY,
+		AttachStdin: o.Interactive, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, err)
+	}
+	resp, err := g.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: o.TTY})
+	if err != nil {
+		return 0, fmt.Errorf("attach to exec in bottle %s: %w", bottle, err)
+	}
+	defer resp.Close()
+	if o.TTY && o.Height > 0 && o.Width > 0 {
+		_ = g.ContainerExecResize(ctx, created.ID, container.ResizeOptions{Height: o.Height, Width: o.Width})
+	}
+	if o.Interactive && stdio.In != nil {
+		go func() {
+			_, _ = io.Copy(resp.Conn, stdio.In)
+			_ = resp.CloseWrite()
+		}()
+	}
+	out, errw := orDiscard(stdio.Out), orDiscard(stdio.Err)
+	if o.TTY {
+		_, err = io.Copy(out, resp.Reader)
+	} else {
+		_, err = stdcopy.StdCopy(out, errw, resp.Reader)
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("exec in bottle %s: read output: %w", bottle, err)
+	}
+	insp, err := g.ContainerExecInspect(ctx, created.ID)
+	if err != nil {
+		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, err)
+	}
+	return insp.ExitCode, nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// Copy copies between the host and the bottle's agent container, like
+// `docker cp`: the guest side is written ":PATH". A directory is copied
+// whole. An empty side is a no-op.
+func (p *Provider) Copy(ctx context.Context, bottle, src, dst string) error {
+	if src == "" || dst == "" {
+		return nil
+	}
+	g, err := p.guestEngine()
+	if err != nil {
+		return err
+	}
+	gsrc, gdst := strings.HasPrefix(src, ":"), strings.HasPrefix(dst, ":")
+	if gsrc == gdst {
+		return fmt.Errorf("copy %s %s: exactly one side must be in the bottle (NAME:PATH)", src, dst)
+	}
+	id, err := p.Agent(ctx, bottle)
+	if err != nil {
+		return err
+	}
+	if gdst {
+		guest := path.Clean(dst[1:])
+		pr, pw := io.Pipe()
+		go func() { pw.CloseWithError(tarPath(pw, src, path.Base(guest))) }()
+		err := g.CopyToContainer(ctx, id, path.Dir(guest), pr, container.CopyToContainerOptions{})
+		pr.CloseWithError(err)
+		if err != nil {
+			return fmt.Errorf("copy %s to %s:%s: %w", src, bottle, guest, err)
+		}
+		return nil
+	}
+	guest := path.Clean(src[1:])
+	rc, _, err := g.CopyFromContainer(ctx, id, guest)
+	if err != nil {
+		return fmt.Errorf("copy %s:%s: %w", bottle, guest, err)
+	}
+	defer rc.Close()
+	if err := untarTo(rc, path.Base(guest), dst); err != nil {
+		return fmt.Errorf("copy %s:%s to %s: %w", bottle, guest, dst, err)
+	}
+	return nil
+}
+
+// tarPath writes src (a file or a directory) as a tar stream whose top
+// entry is named as.
+func tarPath(w io.Writer, src, as string) error {
+	tw := tar.NewWriter(w)
+	root := filepath.Clean(src)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		name := path.Join(as, filepath.ToSlash(rel))
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = name
+		if d.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(tw, f)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// untarTo extracts a tar stream whose top entry is named top into dst: an
+// existing directory receives it inside, anything else is replaced by it.
+// Entries may not escape dst.
+func untarTo(r io.Reader, top, dst string) error {
+	target := filepath.Clean(dst)
+	if st, err := os.Stat(target); err == nil && st.IsDir() {
+		target = filepath.Join(target, top)
+	}
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel := strings.TrimPrefix(path.Clean(hdr.Name), top)
+		if !filepath.IsLocal(filepath.FromSlash(strings.TrimPrefix(rel, "/"))) && rel != "" {
+			return fmt.Errorf("refusing entry %q outside the destination", hdr.Name)
+		}
+		p := filepath.Join(target, filepath.FromSlash(rel))
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := os.MkdirAll(p, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg:
+			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return err
+			}
+			f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fs.FileMode(hdr.Mode)&0o777)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		case tar.TypeSymlink:
+			_ = os.Remove(p)
+			if err := os.Symlink(hdr.Linkname, p); err != nil {
+				return err
+			}
+		}
+	}
+}
