@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"net"
 	"net/http"
 	"os"
@@ -96,7 +97,7 @@ func (p *Provider) Serve(ctx context.Context, ref string) (pullRef string, stop 
 		cleanup()
 		return "", nil, fmt.Errorf("listen for the image registry: %w", err)
 	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(nil)), ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	stop = func() {
 		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
