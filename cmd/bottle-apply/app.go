@@ -152,7 +152,11 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 	started := time.Now()
 	bottles, err := spec.Load(o.files, s.In)
 	if err != nil {
-		return exitError, fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
+		err = fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
+		if o.output == "json" {
+			_ = writeJSON(s.Out, o, nil, nil, err, time.Since(started))
+		}
+		return exitError, err
 	}
 	ps, err := newProviders(o)
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"encoding/json"
 	"crypto/sha256"
 	"encoding/hex"
 	"os"
@@ -67,6 +68,21 @@ func TestRunInvalidSpecChangesNothing(t *testing.T) {
 		if !strings.Contains(errs, want) {
 			t.Errorf("stderr lacks %q:\n%s", want, errs)
 		}
+	}
+}
+
+func TestRunInvalidSpecJSON(t *testing.T) {
+	t.Parallel()
+	code, out, _ := run(t, "kind: Bottle\n", "-f", "-", "-o", "json")
+	var doc struct {
+		Error   string `json:"error"`
+		Changed bool   `json:"changed"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != exitError {
+		t.Fatalf("exit %d, stdout not JSON (%v): %q", code, err, out)
+	}
+	if !strings.Contains(doc.Error, "<stdin>:1:1: apiVersion: required field is missing") || doc.Changed {
+		t.Fatalf("JSON error = %+v", doc)
 	}
 }
 
