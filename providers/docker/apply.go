@@ -78,10 +78,14 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 		}
 		return fmt.Errorf("create container %s: %w", cfg.Name, err)
 	}
-	for _, ep := range cfg.Networks[1:] {
+	for i, ep := range cfg.Networks {
+		if i == 0 {
+			continue // the primary network is in the create call
+		}
 		log.Debug().Str("container", cfg.Name).Str("network", ep.Network).Msg("NetworkConnect")
 		if err := p.eng.NetworkConnect(ctx, ep.Network, created.ID, endpointSettings(ep)); err != nil {
-			return fmt.Errorf("connect container %s to network %s: %w", cfg.Name, ep.Network, err)
+			// The next round sees it unattached and replaces it.
+			return fmt.Errorf("connect container %s to network %s: %w (%w)", cfg.Name, ep.Network, err, reconcile.ErrRetry)
 		}
 	}
 	return p.startContainer(ctx, created.ID, cfg.Name)

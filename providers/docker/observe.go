@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
@@ -107,6 +108,7 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 				}
 			}
 		}
+		slices.Sort(r.DependsOn)
 		r.Summary = map[string]string{"image": c.Image}
 		out = append(out, r)
 	}
