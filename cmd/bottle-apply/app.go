@@ -16,6 +16,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/providers/smolvm"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -267,14 +268,23 @@ func newProviders(o *options) (*providerSet, error) {
 		return nil, err
 	}
 	dp := docker.New(c, docker.Options{BundleImage: ref, BundleBinary: exe, SubnetPool: o.subnetPool, Version: version})
+	// smolvm is optional: without the binary it observes nothing, and only
+	// smolvm bottles fail, saying so.
+	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: version})
 	return &providerSet{
-		all: []reconcile.Provider{dp},
+		all: []reconcile.Provider{dp, sp},
 		guests: []func(context.Context, string) (guest, error){
 			func(ctx context.Context, bottle string) (guest, error) {
 				if _, err := dp.Agent(ctx, bottle); err != nil {
 					return nil, err
 				}
 				return dockerGuest{p: dp, bottle: bottle}, nil
+			},
+			func(ctx context.Context, bottle string) (guest, error) {
+				if err := smolvmAgent(ctx, sp, bottle); err != nil {
+					return nil, err
+				}
+				return smolvmGuest{p: sp, bottle: bottle}, nil
 			},
 		},
 	}, nil

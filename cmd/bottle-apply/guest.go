@@ -12,6 +12,8 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/providers/smolvm"
+	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
 // guest is a bottle's agent as the exec and cp commands see it, whatever
@@ -44,6 +46,38 @@ func (g dockerGuest) Exec(ctx context.Context, o execOptions, s Streams) (int, e
 
 func (g dockerGuest) Copy(ctx context.Context, src, dst string) error {
 	return g.p.Copy(ctx, g.bottle, src, dst)
+}
+
+type smolvmGuest struct {
+	p      *smolvm.Provider
+	bottle string
+}
+
+func (g smolvmGuest) Exec(ctx context.Context, o execOptions, s Streams) (int, error) {
+	return g.p.Exec(ctx, g.bottle, smolvm.ExecOptions{Cmd: o.cmd, Env: o.env, Workdir: o.workdir,
+		Interactive: o.interactive, TTY: o.tty}, smolvm.Stdio{In: s.In, Out: s.Out, Err: s.Err})
+}
+
+func (g smolvmGuest) Copy(ctx context.Context, src, dst string) error {
+	return g.p.Copy(ctx, g.bottle, src, dst)
+}
+
+// smolvmAgent checks that the bottle has a machine that bottle-apply
+// manages.
+func smolvmAgent(ctx context.Context, p *smolvm.Provider, bottle string) error {
+	rs, err := p.Observe(ctx, reconcile.Scope{Bottles: []string{bottle}})
+	if err != nil {
+		return err
+	}
+	for _, r := range rs {
+		if r.Bottle == bottle && r.Role == "agent" {
+			if !r.Managed {
+				return fmt.Errorf("smolvm machine %s: %w", r.Name, reconcile.ErrNotManaged)
+			}
+			return nil
+		}
+	}
+	return fmt.Errorf("bottle %s has no smolvm machine", bottle)
 }
 
 // findGuest returns the agent of the named bottle, asking each backend in

@@ -1,0 +1,120 @@
+package smolvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// Apply implements reconcile.Provider: it carries out one Create, Start or
+// Delete of a machine and decides nothing.
+func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
+	r := &s.Resource
+	if r.Kind != kindMachine {
+		return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
+	}
+	switch s.Action {
+	case reconcile.Create:
+		cfg, ok := r.Config.(machineConfig)
+		if !ok {
+			return fmt.Errorf("internal: %s has no machine config", r.ID())
+		}
+		return p.createMachine(ctx, cfg)
+	case reconcile.Start:
+		name := r.Name
+		if s.Observed != nil {
+			name = s.Observed.Name
+		}
+		return p.startMachine(ctx, name)
+	case reconcile.Delete:
+		return p.deleteMachine(ctx, r)
+	}
+	return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
+}
+
+// createMachine makes the image available, creates the machine, claims it
+// (labels from 1.8, a record before) and starts it.
+func (p *Provider) createMachine(ctx context.Context, cfg machineConfig) error {
+	v, err := p.Available(ctx)
+	if err != nil {
+		return err
+	}
+	src, err := p.ensureImage(ctx, v, cfg.Image)
+	if err != nil {
+		return err
+	}
+	log := zerolog.Ctx(ctx)
+	if len(cfg.Cmd) > 0 && !v.AtLeast(v1Workload) {
+		log.Warn().Str("machine", cfg.Name).Str("smolvm", v.String()).
+			Msg("smolvm before 1.9 cannot set a machine's command: the image's own command runs instead of spec.agent.command")
+	}
+	err = p.cli.create(ctx, v, createOpts{
+		Name: cfg.Name, From: src.from, Image: src.image,
+		AllowCIDRs: cfg.AllowCIDRs, Env: cfg.Env, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
+		Workdir: cfg.Workdir, Labels: cfg.Labels, Cmd: cfg.Cmd,
+	})
+	if err != nil {
+		if isAlreadyExists(err) {
+			// Made meanwhile, by a concurrent run or by hand: the next
+			// round sees which.
+			return fmt.Errorf("create machine %s: %w (%w)", cfg.Name, err, reconcile.ErrRetry)
+		}
+		return fmt.Errorf("create machine %s: %w", cfg.Name, err)
+	}
+	log.Debug().Str("machine", cfg.Name).Str("route", src.route).Msg("machine created")
+	if !v.AtLeast(v1Labels) {
+		if err := p.writeRecord(cfg.Record); err != nil {
+			return fmt.Errorf("claim machine %s: %w; bottle-apply will not touch it without its record: remove it (%s) and apply again",
+				cfg.Name, err, PrettyCommand(append([]string{p.opts.Binary}, deleteArgs(v, cfg.Name)...)))
+		}
+	}
+	return p.startMachine(ctx, cfg.Name)
+}
+
+func (p *Provider) startMachine(ctx context.Context, name string) error {
+	err := p.cli.start(ctx, name)
+	if err == nil {
+		return nil
+	}
+	if hint, ok := hypervisorProblem(err); ok {
+		return fmt.Errorf("start machine %s: smolvm cannot run a VM on this host: %w; to fix it, %s; "+
+			"the machine exists but is not running, and the next apply starts it", name, err, hint)
+	}
+	if isNotFound(err) {
+		// Deleted meanwhile: the next round creates it.
+		return fmt.Errorf("start machine %s: %w (%w)", name, err, reconcile.ErrRetry)
+	}
+	return fmt.Errorf("start machine %s: %w", name, err)
+}
+
+// deleteMachine stops the machine (0.8.0's delete does not, and would
+// orphan its VMM), deletes it and drops its record. A machine already gone
+// is fine. A stop that fails otherwise does not prevent the delete: a
+// failed machine may not stop cleanly.
+func (p *Provider) deleteMachine(ctx context.Context, r *reconcile.Resource) error {
+	if !r.Managed {
+		return fmt.Errorf("internal: refusing to delete machine %s: %w", r.Name, reconcile.ErrNotManaged)
+	}
+	v, err := p.Available(ctx)
+	if err != nil {
+		return err
+	}
+	stopErr := p.cli.stop(ctx, r.Name)
+	if stopErr != nil && (isNotRunning(stopErr) || isNotFound(stopErr)) {
+		stopErr = nil
+	}
+	if stopErr != nil {
+		zerolog.Ctx(ctx).Warn().Err(stopErr).Str("machine", r.Name).Msg("stop failed; deleting anyway")
+	}
+	if err := p.cli.delete(ctx, v, r.Name); err != nil && !isNotFound(err) {
+		if stopErr != nil {
+			err = errors.Join(err, fmt.Errorf("stop first: %w", stopErr))
+		}
+		return fmt.Errorf("delete machine %s: %w", r.Name, err)
+	}
+	return p.removeRecord(r.Name)
+}

@@ -1,0 +1,116 @@
+package smolvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// Observe implements reconcile.Provider with one `machine ls --json` (and,
+// once per process, `smolvm --version`). It returns the machines
+// bottle-apply manages, and unmanaged ones that bear a desired name or a
+// bottle's label, so that the diff can refuse to touch them and say so.
+//
+// Without a smolvm binary there is nothing to observe: it returns nothing,
+// and Desired then fails for smolvm bottles.
+func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
+	if len(scope.Bottles) == 0 {
+		return nil, nil
+	}
+	if _, err := p.Available(ctx); err != nil {
+		if errors.Is(err, ErrNotInstalled) {
+			zerolog.Ctx(ctx).Debug().Err(err).Msg("no smolvm machines to observe")
+			return nil, nil
+		}
+		return nil, err
+	}
+	ms, err := p.cli.ls(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("list smolvm machines: %w", err)
+	}
+	recs := map[string]*record{}
+	for _, m := range ms {
+		if m.Labels[labelName] != "" || !strings.HasPrefix(m.Name, namePrefix) {
+			continue
+		}
+		rec, err := p.readRecord(m.Name)
+		if err != nil {
+			return nil, err
+		}
+		if rec != nil {
+			recs[m.Name] = rec
+		}
+	}
+	return observed(ms, recs, scope), nil
+}
+
+// observed turns machines into resources. A machine is managed when its
+// labels, or else its record, name a bottle, a role and a non-empty hash. It
+// is pure.
+func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []reconcile.Resource {
+	namesakes := make(map[string]string, len(scope.Bottles))
+	for _, b := range scope.Bottles {
+		namesakes[machineName(b, roleAgent)] = b
+	}
+	var out []reconcile.Resource
+	for _, m := range ms {
+		r := reconcile.Resource{Provider: ProviderName, Kind: kindMachine, Name: m.Name, EngineID: m.Name}
+		if l := m.Labels; l[labelName] != "" {
+			r.Bottle, r.Role, r.Hash, r.Inputs = l[labelName], l[labelRole], l[labelHash], decodeInputs(l[labelInputs])
+		} else if rec := recs[m.Name]; rec != nil && strings.HasPrefix(m.Name, namePrefix) {
+			r.Bottle, r.Role, r.Hash, r.Inputs = rec.Bottle, rec.Role, rec.Hash, rec.Inputs
+		}
+		r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
+		if !r.Managed {
+			// Keep a bottle's namesake (the diff refuses to replace it)
+			// and what carries a bottle's label (it warns); skip the rest.
+			if b, ok := namesakes[m.Name]; ok && r.Bottle == "" {
+				r.Bottle = b
+			}
+			if r.Bottle == "" {
+				continue
+			}
+			r.Hash, r.Inputs = "", nil
+		} else {
+			r.DependsOn = []string{
+				dockerID(dockerNetwork, r.Bottle, dockerRoleNetwork),
+				dockerID(dockerContainer, r.Bottle, dockerRoleBundle),
+			}
+		}
+		r.State, r.Status = machineState(m.State)
+		if m.Image != "" {
+			r.Summary = map[string]string{"image": m.Image}
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// machineState maps smolvm's states. Created and stopped machines get
+// started; failed and unreachable (VMM alive, agent dead) ones replaced;
+// frozen (1.3+, a fork base) ones left alone. Status keeps smolvm's word
+// where the state does not say it.
+func machineState(s string) (reconcile.State, string) {
+	var st reconcile.State
+	switch s {
+	case "running":
+		st = reconcile.StateRunning
+	case "created":
+		st = reconcile.StateCreated
+	case "stopped":
+		st = reconcile.StateStopped
+	case "failed", "unreachable":
+		st = reconcile.StateFailed
+	default: // "frozen", and states this version does not know
+		st = reconcile.StateUnknown
+	}
+	if s == st.String() {
+		return st, ""
+	}
+	return st, s
+}

@@ -1,0 +1,162 @@
+package smolvm
+
+import (
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+func TestTranslate(t *testing.T) {
+	t.Parallel()
+	r, err := translate(testBottle("hello"), "test", "docker-save|registry-pack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.ID() != "smolvm-machine:hello/agent" || r.Name != "bottle-hello-agent" {
+		t.Errorf("ID %s, name %s", r.ID(), r.Name)
+	}
+	// The hash is pinned: a change replaces every machine.
+	if r.Hash != "4df765aeb2e167a08aeca08d57dcdb5f2532da74fe1efb6c1d8e58d686d99f0a" {
+		t.Errorf("hash = %s; if the change is intended, every smolvm agent will be replaced", r.Hash)
+	}
+	if got, want := encodeInputs(r.Inputs),
+		"allowCIDRs=b3e869832954,command=b6d1f2b79cf8,cpus=d4735e3a265e,env=c73dd9fca58e,image=aafef1ff3662,memory=e39eef82f61b,workdir=34a2a48f0969"; got != want {
+		t.Errorf("inputs = %s, want %s", got, want)
+	}
+	if want := []string{"docker-network:hello/internal", "docker-container:hello/bundle"}; !slices.Equal(r.DependsOn, want) {
+		t.Errorf("DependsOn = %q, want %q", r.DependsOn, want)
+	}
+	wantSummary := map[string]string{"image": "agent:1", "allow": "10.77.0.2/32,192.0.2.0/24", "route": "docker-save|registry-pack"}
+	if !reflect.DeepEqual(r.Summary, wantSummary) {
+		t.Errorf("Summary = %v, want %v", r.Summary, wantSummary)
+	}
+	cfg := r.Config.(machineConfig)
+	wantCfg := machineConfig{
+		Name: "bottle-hello-agent", Bottle: "hello", Image: "agent:1", Cmd: []string{"sleep", "infinity"}, Workdir: "/work",
+		Env: []string{"A=1", "HTTPS_PROXY=http://10.77.0.2:8888", "HTTP_PROXY=http://10.77.0.2:8888", "NO_PROXY=localhost,127.0.0.1",
+			"http_proxy=http://10.77.0.2:8888", "https_proxy=http://10.77.0.2:8888", "no_proxy=localhost,127.0.0.1"},
+		AllowCIDRs: []string{"10.77.0.2/32", "192.0.2.0/24"}, CPUs: 2, MemoryMiB: 1024,
+		Labels: map[string]string{
+			labelName: "hello", labelRole: "agent", labelHash: r.Hash, labelInputs: encodeInputs(r.Inputs), labelVersion: "test",
+		},
+		Record: record{Name: "bottle-hello-agent", Bottle: "hello", Role: "agent", Hash: r.Hash, Inputs: r.Inputs, Version: "test"},
+	}
+	if !reflect.DeepEqual(cfg, wantCfg) {
+		t.Errorf("Config:\n got  %+v\n want %+v", cfg, wantCfg)
+	}
+}
+
+func TestTranslateInputs(t *testing.T) {
+	t.Parallel()
+	base, _ := translate(testBottle("hello"), "test", "")
+	tests := []struct {
+		name    string
+		edit    func(b *spec.Bottle)
+		changed string // the inputs whose digests change, sorted
+	}{
+		{"nothing but bottle-apply's version", func(*spec.Bottle) {}, ""},
+		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, "image"},
+		{"command", func(b *spec.Bottle) { b.Spec.Agent.Command = []string{"sh"} }, "command"},
+		{"workdir", func(b *spec.Bottle) { b.Spec.Agent.Workdir = "/" }, "workdir"},
+		{"env", func(b *spec.Bottle) { b.Spec.Agent.Env["B"] = "2" }, "env"},
+		{"bundle IP", func(b *spec.Bottle) { b.Spec.Network.BundleIP = "10.77.0.3" }, "allowCIDRs"},
+		{"allowCIDRs", func(b *spec.Bottle) { b.Spec.Network.AllowCIDRs = nil }, "allowCIDRs"},
+		{"cpus", func(b *spec.Bottle) { b.Spec.Agent.CPUs = 4 }, "cpus"},
+		{"memory unset", func(b *spec.Bottle) { b.Spec.Agent.Memory = 0 }, "memory"},
+		{"egress subnet is the bundle's business", func(b *spec.Bottle) { b.Spec.Network.EgressSubnet = "10.99.0.0/28" }, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := testBottle("hello")
+			tt.edit(b)
+			r, err := translate(b, "other-version", "")
+			if err != nil {
+				t.Fatal(err)
+			}
+			var changed []string
+			for k := range mergeKeys(base.Inputs, r.Inputs) {
+				if base.Inputs[k] != r.Inputs[k] {
+					changed = append(changed, k)
+				}
+			}
+			slices.Sort(changed)
+			if got := strings.Join(changed, ","); got != tt.changed {
+				t.Errorf("changed inputs = %q, want %q", got, tt.changed)
+			}
+			if (r.Hash != base.Hash) != (tt.changed != "") {
+				t.Errorf("hash changed = %v, want %v", r.Hash != base.Hash, tt.changed != "")
+			}
+		})
+	}
+}
+
+func mergeKeys(a, b map[string]string) map[string]bool {
+	out := map[string]bool{}
+	for k := range a {
+		out[k] = true
+	}
+	for k := range b {
+		out[k] = true
+	}
+	return out
+}
+
+func TestTranslateNoSizes(t *testing.T) {
+	t.Parallel()
+	b := testBottle("hello")
+	b.Spec.Agent.CPUs, b.Spec.Agent.Memory = 0, 0
+	r, err := translate(b, "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := r.Inputs["cpus"]; ok {
+		t.Error("cpus should not be an input when unset")
+	}
+	if _, ok := r.Inputs["memory"]; ok {
+		t.Error("memory should not be an input when unset")
+	}
+	if _, ok := r.Summary["route"]; ok {
+		t.Error("no route is shown before smolvm is detected")
+	}
+	if args := createArgs(v193, createOpts{Name: "n", Image: "i", CPUs: r.Config.(machineConfig).CPUs}); slices.Contains(args, "--cpus") {
+		t.Errorf("unset cpus passed: %q", args)
+	}
+}
+
+func TestTranslateNeedsBundleIP(t *testing.T) {
+	t.Parallel()
+	b := testBottle("hello")
+	b.Spec.Network.BundleIP = ""
+	if _, err := translate(b, "test", ""); err == nil || !strings.HasPrefix(err.Error(), "internal:") {
+		t.Errorf("translate = %v, want an internal error", err)
+	}
+}
+
+func TestDesired(t *testing.T) {
+	t.Parallel()
+	e := newTestProvider(t, map[string]string{}, version("1.8.0"))
+	docker := testBottle("plain")
+	docker.Spec.Backend = spec.BackendDocker
+	dflt := testBottle("dflt")
+	dflt.Spec.Backend = "" // defaults make it docker; never smolvm
+	rs, err := e.p.Desired([]*spec.Bottle{docker, testBottle("a"), dflt, testBottle("b")}, nil)
+	if err != nil || len(rs) != 2 || rs[0].Bottle != "a" || rs[1].Bottle != "b" || rs[0].Summary["route"] != "" {
+		t.Fatalf("Desired = %v, %v", rs, err)
+	}
+	// After detection the plan shows the candidate routes.
+	if _, err := e.p.Available(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	rs, _ = e.p.Desired([]*spec.Bottle{testBottle("a")}, nil)
+	if got := rs[0].Summary["route"]; got != "loopback-pack|registry-pack" {
+		t.Errorf("route = %q", got)
+	}
+	noImages := New(nil, Options{})
+	if got := noImages.plannedRoute(v193); got != "registry-pack" {
+		t.Errorf("route without an image source = %q", got)
+	}
+}
