@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -101,7 +103,15 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 		res.Steps = append(res.Steps, steps...)
 		if err != nil {
 			if errors.Is(err, ErrRetry) && round < maxRounds && ctx.Err() == nil {
-				log.Warn().Err(err).Msg("a step hit a conflict; observing again")
+				// Another run may be half-way through creating what we
+				// collided with: give it time to show up before observing.
+				wait := retryDelay(round)
+				log.Warn().Err(err).Str("in", wait.String()).Msg("a step hit a conflict; observing again")
+				select {
+				case <-time.After(wait):
+				case <-ctx.Done():
+					return res, fmt.Errorf("apply interrupted: %w", ctx.Err())
+				}
 				continue
 			}
 			return res, err
@@ -172,4 +182,11 @@ func remaining(p *Plan) string {
 		}
 	}
 	return strings.TrimRight(b.String(), "\n")
+}
+
+// retryDelay backs off exponentially from 250ms, with up to 50% jitter so
+// that concurrent runs do not collide in lockstep.
+func retryDelay(round int) time.Duration {
+	d := 250 * time.Millisecond << min(round, 4)
+	return d + rand.N(d/2)
 }

@@ -96,6 +96,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o))
 
 	var logErr error
+	cancel := context.CancelFunc(func() {})
+	defer func() { cancel() }()
 	root.PersistentPreRunE = func(cmd *cobra.Command, _ []string) error {
 		log, err := newLogger(s.Err, o.logLevel, o.logFormat)
 		if err != nil {
@@ -104,8 +106,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		if o.output != "text" && o.output != "json" {
 			return usageError(fmt.Sprintf("--output %q: want text or json", o.output))
 		}
-		ctx, cancel := context.WithTimeout(cmd.Context(), o.timeout)
-		cobra.OnFinalize(cancel)
+		ctx, c := context.WithTimeout(cmd.Context(), o.timeout)
+		cancel = c
 		cmd.SetContext(log.WithContext(ctx))
 		return nil
 	}
