@@ -2,7 +2,6 @@ package smolvm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
@@ -11,8 +10,7 @@ import (
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
-// Observe implements reconcile.Provider with one `machine ls --json` (and,
-// once per process, `smolvm --version`). It returns the machines
+// Observe implements reconcile.Provider with one `machine ls --json`. It returns the machines
 // bottle-apply manages, and unmanaged ones that bear a desired name or a
 // bottle's label, so that the diff can refuse to touch them and say so.
 //
@@ -22,15 +20,17 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	if len(scope.Bottles) == 0 {
 		return nil, nil
 	}
-	if _, err := p.Available(ctx); err != nil {
-		if errors.Is(err, ErrNotInstalled) {
+	// No version probe here: a no-op apply costs one ls. The version is
+	// detected when a machine is to be created or deleted.
+	ms, err := p.cli.ls(ctx)
+	p.mu.Lock()
+	p.missing = err != nil && couldNotRun(err)
+	p.mu.Unlock()
+	if err != nil {
+		if couldNotRun(err) {
 			zerolog.Ctx(ctx).Debug().Err(err).Msg("no smolvm machines to observe")
 			return nil, nil
 		}
-		return nil, err
-	}
-	ms, err := p.cli.ls(ctx)
-	if err != nil {
 		return nil, fmt.Errorf("list smolvm machines: %w", err)
 	}
 	recs := map[string]*record{}

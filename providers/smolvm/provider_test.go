@@ -350,7 +350,6 @@ func TestStartStoppedMachine(t *testing.T) {
 	ls := fmt.Sprintf(`[{"name": "bottle-hello-agent", "state": "stopped", "labels": {%q: "hello", %q: "agent", %q: %q, %q: %q}}]`,
 		labelName, labelRole, labelHash, r.Hash, labelInputs, encodeInputs(r.Inputs))
 	e.p.cli.r.(*fakeRunner).script = []call{
-		version("1.9.3"),
 		{argv: argv("machine", "ls", "--json"), stdout: ls},
 		{argv: argv("machine", "start", "--name", "bottle-hello-agent")},
 	}
@@ -381,8 +380,8 @@ func TestDelete08(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.p.cli.r.(*fakeRunner).script = []call{
-		version("0.8.0"),
 		{argv: argv("machine", "ls", "--json"), stdout: string(readTestdata(t, "ls-0.8.0.json"))},
+		version("0.8.0"),
 		{argv: argv("machine", "stop", "--name", "bottle-hello-agent")},
 		{argv: argv("machine", "delete", "bottle-hello-agent", "-f")},
 	}
@@ -450,7 +449,6 @@ func TestDeleteRefusesUnmanaged(t *testing.T) {
 func TestObserveLabels(t *testing.T) {
 	t.Parallel()
 	e := newTestProvider(t, nil,
-		version("1.9.3"),
 		call{argv: argv("machine", "ls", "--json"), stdout: string(readTestdata(t, "ls-1.9.3.json"))},
 	)
 	obs, err := e.p.Observe(t.Context(), reconcile.Scope{Bottles: []string{"hello", "other"}})
@@ -471,7 +469,6 @@ func TestObserveLabels(t *testing.T) {
 func TestObserveRecords(t *testing.T) {
 	t.Parallel()
 	e := newTestProvider(t, nil,
-		version("0.8.0"),
 		call{argv: argv("machine", "ls", "--json"), stdout: string(readTestdata(t, "ls-0.8.0.json"))},
 	)
 	if err := e.p.writeRecord(record{Name: "bottle-hello-agent", Bottle: "hello", Role: "agent", Hash: "abcdef0123456789",
@@ -518,7 +515,6 @@ func describe(rs []reconcile.Resource) string {
 func TestUnownedNamesakeIsRefused(t *testing.T) {
 	t.Parallel()
 	e := newTestProvider(t, nil,
-		version("1.9.3"),
 		call{argv: argv("machine", "ls", "--json"), stdout: string(readTestdata(t, "ls-1.9.3.json"))},
 	)
 	scope := reconcile.Scope{Bottles: []string{"other"}}
@@ -539,7 +535,7 @@ func TestUnownedNamesakeIsRefused(t *testing.T) {
 
 func TestObserveEmpty(t *testing.T) {
 	t.Parallel()
-	e := newTestProvider(t, nil, version("1.9.3"), call{argv: argv("machine", "ls", "--json"), stdout: "[]\n"})
+	e := newTestProvider(t, nil, call{argv: argv("machine", "ls", "--json"), stdout: "[]\n"})
 	obs, err := e.p.Observe(t.Context(), reconcile.Scope{Bottles: []string{"hello"}})
 	if err != nil || len(obs) != 0 {
 		t.Errorf("Observe = %v, %v", obs, err)
@@ -557,7 +553,7 @@ func TestNotInstalled(t *testing.T) {
 	t.Parallel()
 	missing := &RunError{Argv: argv("--version"), ExitCode: -1, Err: &exec.Error{Name: "smolvm", Err: exec.ErrNotFound}}
 	e := newTestProvider(t, nil,
-		call{argv: argv("--version"), err: missing},
+		call{argv: argv("machine", "ls", "--json"), err: missing},
 		call{argv: argv("--version"), err: missing},
 		version("1.9.3"),
 	)
