@@ -1,0 +1,95 @@
+package main
+
+import (
+	"encoding/json"
+	"net"
+	"os"
+	"os/exec"
+	"runtime"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+)
+
+// realSmolvm skips unless a real smolvm and a hypervisor it can use are
+// here (Linux with a usable /dev/kvm, or macOS).
+func realSmolvm(t *testing.T) {
+	t.Helper()
+	if _, err := exec.LookPath("smolvm"); err != nil {
+		t.Skip("no smolvm on PATH: the real-smolvm tests need it (the fake covers the provider)")
+	}
+	switch runtime.GOOS {
+	case "linux":
+		f, err := os.OpenFile("/dev/kvm", os.O_RDWR, 0)
+		if err != nil {
+			t.Skipf("smolvm is on PATH but KVM is not usable (%v)", err)
+		}
+		f.Close()
+	case "darwin":
+	default:
+		t.Skipf("smolvm does not run on %s", runtime.GOOS)
+	}
+}
+
+// TestE2ERealSmolvm applies a smolvm bottle with the real smolvm and
+// checks from inside the microVM that it reaches what it should and nothing
+// else. The only targets are the bottle's own bundle and loopback.
+func TestE2ERealSmolvm(t *testing.T) {
+	realSmolvm(t)
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	path, name := example(t, c, "smolvm.yaml", img)
+	t.Cleanup(func() { cli(t, bin, "", "-f", path, "--destroy") })
+	if code, out, errs := cli(t, bin, "", "-f", path); code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// exec round trip.
+	if code, out, errs := cli(t, bin, "", "exec", name, "--", "echo", "hello"); code != 0 || out != "hello\n" {
+		t.Fatalf("exec: exit %d, stdout %q, stderr %q", code, out, errs)
+	}
+
+	// The agent cannot reach the host's loopback: a server the test starts
+	// there is not reachable, and 127.0.0.1 inside the guest refuses.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
+	code, out, errs := cli(t, bin, "", "exec", name, "--", "sh", "-c", "echo x | nc -w 3 127.0.0.1 "+port+"; echo rc=$?")
+	if code != 0 || strings.Contains(out, "rc=0") {
+		t.Fatalf("the agent reached 127.0.0.1:%s: exit %d, %q %q", port, code, out, errs)
+	}
+
+	// Only the bundle's front ports are meant for the agent: its internal
+	// daemon ports are bound to loopback inside the bundle.
+	_, out, _ = cli(t, bin, "", "-f", path, "--dry-run", "-o", "json")
+	var doc struct {
+		Plan struct {
+			Steps []struct {
+				Resource   string            `json:"resource"`
+				Attributes map[string]string `json:"attributes"`
+			} `json:"steps"`
+		} `json:"plan"`
+	}
+	_ = json.Unmarshal([]byte(out), &doc)
+	bundleIP := ""
+	for _, s := range doc.Plan.Steps {
+		if strings.HasSuffix(s.Resource, "/bundle") {
+			bundleIP = s.Attributes["ip"]
+		}
+	}
+	if bundleIP == "" {
+		t.Fatalf("no bundle ip in the plan: %s", out)
+	}
+	for _, p := range []string{"9000", "9053", "2375"} {
+		code, out, errs := cli(t, bin, "", "exec", name, "--", "sh", "-c", "echo x | nc -w 3 "+bundleIP+" "+p+"; echo rc=$?")
+		if code != 0 || strings.Contains(out, "rc=0") {
+			t.Fatalf("the agent reached the bundle's port %s: exit %d, %q %q", p, code, out, errs)
+		}
+	}
+}
