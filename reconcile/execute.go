@@ -61,11 +61,12 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 			if gctx.Err() != nil {
 				return nil
 			}
+			// For a Delete, Observed is what goes; Resource stays the desired
+			// form when the delete is the first half of a Replace, so that a
+			// provider can make sure the replacement can be made (its image
+			// is there) before it removes anything.
 			s := *o.step
 			s.Action = o.action
-			if o.action == Delete && s.Observed != nil {
-				s.Resource = *s.Observed
-			}
 			l := log.With().Int("step", s.ID).Str("action", o.action.String()).
 				Str("resource", s.ResourceID).Str("bottle", s.Resource.Bottle).Logger()
 			l.Info().Str("reason", o.step.Reason).Msg(lower(o.action) + " " + s.ResourceID)
@@ -155,6 +156,15 @@ func buildOps(plan *Plan) ([]*op, error) {
 			dependents[d] = append(dependents[d], o)
 		}
 	}
+	// A bottle's creates also wait for all of its deletes: a pinned address
+	// or a name may still be held by what is going away.
+	bottleDeletes := map[string][]*op{}
+	for _, o := range ops {
+		if o.action == Delete {
+			b := o.step.Resource.Bottle
+			bottleDeletes[b] = append(bottleDeletes[b], o)
+		}
+	}
 	for _, o := range ops {
 		s := o.step
 		switch o.action {
@@ -162,6 +172,11 @@ func buildOps(plan *Plan) ([]*op, error) {
 			for _, dep := range s.Resource.DependsOn {
 				if p, ok := creates[dep]; ok {
 					o.deps = append(o.deps, p)
+				}
+			}
+			for _, d := range bottleDeletes[s.Resource.Bottle] {
+				if d.step != s {
+					o.deps = append(o.deps, d)
 				}
 			}
 		case Delete:

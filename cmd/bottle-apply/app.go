@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -92,7 +93,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")
 	pf.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
-	pf.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on the whole run")
+	pf.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on a whole apply or destroy (0: none)")
 	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o))
 
 	var logErr error
@@ -106,9 +107,13 @@ func Run(ctx context.Context, args []string, s Streams) int {
 		if o.output != "text" && o.output != "json" {
 			return usageError(fmt.Sprintf("--output %q: want text or json", o.output))
 		}
-		ctx, c := context.WithTimeout(cmd.Context(), o.timeout)
-		cancel = c
-		cmd.SetContext(log.WithContext(ctx))
+		ctx := log.WithContext(cmd.Context())
+		// --timeout bounds apply and destroy only: the bundle program runs
+		// until stopped, and exec and cp last as long as the user's command.
+		if cmd == root && o.timeout > 0 {
+			ctx, cancel = context.WithTimeout(ctx, o.timeout)
+		}
+		cmd.SetContext(ctx)
 		return nil
 	}
 	logErr = root.ExecuteContext(ctx)
@@ -133,7 +138,7 @@ func usageError(msg string) error { return usageErr(msg) }
 
 func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 	lvl, err := zerolog.ParseLevel(level)
-	if err != nil || level == "" {
+	if err != nil || !slices.Contains([]string{"debug", "info", "warn", "error"}, level) {
 		return zerolog.Nop(), fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
 	}
 	switch format {

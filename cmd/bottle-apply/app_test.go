@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 // run calls Run in-process and returns the exit code and both streams.
@@ -29,6 +31,7 @@ func TestRunUsageErrors(t *testing.T) {
 		{"no spec", nil, "bottle-apply: no spec given: pass -f FILE, -f DIR or -f - (repeatable)"},
 		{"bad output", []string{"-f", "x.yaml", "--output", "yaml"}, `bottle-apply: --output "yaml": want text or json`},
 		{"bad log level", []string{"-f", "x.yaml", "--log-level", "loud"}, `bottle-apply: --log-level "loud": want debug, info, warn or error`},
+		{"log level that would hide errors", []string{"-f", "x.yaml", "--log-level", "disabled"}, `bottle-apply: --log-level "disabled": want debug, info, warn or error`},
 		{"bad log format", []string{"-f", "x.yaml", "--log-format", "xml"}, `bottle-apply: --log-format "xml": want console or json`},
 		{"unknown flag", []string{"--frobnicate"}, "bottle-apply: unknown flag: --frobnicate"},
 		{"positional", []string{"hello.yaml"}, `bottle-apply: unknown command "hello.yaml" for "bottle-apply" (specs are passed with -f)`},
@@ -83,6 +86,27 @@ func TestRunInvalidSpecJSON(t *testing.T) {
 	}
 	if !strings.Contains(doc.Error, "<stdin>:1:1: apiVersion: required field is missing") || doc.Changed {
 		t.Fatalf("JSON error = %+v", doc)
+	}
+}
+
+// The bundle program runs until it is stopped: --timeout, which bounds
+// apply, must not end it.
+func TestBundleOutlivesTimeout(t *testing.T) {
+	t.Parallel()
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan int, 1)
+	var out bytes.Buffer
+	go func() {
+		done <- Run(ctx, []string{"bundle", "--timeout", "100ms"}, Streams{In: strings.NewReader(""), Out: &out, Err: &out})
+	}()
+	select {
+	case code := <-done:
+		t.Fatalf("the bundle program ended after --timeout (exit %d): %s", code, out.String())
+	case <-time.After(time.Second):
+	}
+	cancel()
+	if code := <-done; code != 0 {
+		t.Fatalf("exit %d after cancel", code)
 	}
 }
 

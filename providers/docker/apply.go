@@ -17,11 +17,24 @@ import (
 // Delete and decides nothing.
 func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 	r := &s.Resource
+	if s.Action == reconcile.Delete {
+		gone := r
+		if s.Observed != nil {
+			gone = s.Observed
+		}
+		// The first half of a Replace: make sure the replacement's image is
+		// here before the old container goes.
+		if cfg, ok := r.Config.(containerConfig); ok {
+			if err := p.ensureImage(ctx, cfg.Image, cfg.Builtin); err != nil {
+				return fmt.Errorf("%w; %s was left as it is", err, gone.Name)
+			}
+		}
+		if gone.Kind == KindNetwork {
+			return p.removeNetwork(ctx, gone)
+		}
+		return p.removeContainer(ctx, gone)
+	}
 	switch {
-	case s.Action == reconcile.Delete && r.Kind == KindNetwork:
-		return p.removeNetwork(ctx, r)
-	case s.Action == reconcile.Delete && r.Kind == KindContainer:
-		return p.removeContainer(ctx, r)
 	case s.Action == reconcile.Create && r.Kind == KindNetwork:
 		cfg, ok := r.Config.(networkConfig)
 		if !ok {

@@ -204,12 +204,20 @@ func tarPath(w io.Writer, src, as string) error {
 
 // untarTo extracts a tar stream whose top entry is named top into dst: an
 // existing directory receives it inside, anything else is replaced by it.
-// Entries may not escape dst.
+// Everything is written through an os.Root, so neither an entry name nor a
+// symlink (from the stream or already on disk) can lead outside; an
+// existing file is replaced, never written through.
 func untarTo(r io.Reader, top, dst string) error {
 	target := filepath.Clean(dst)
+	dir, base := filepath.Dir(target), filepath.Base(target)
 	if st, err := os.Stat(target); err == nil && st.IsDir() {
-		target = filepath.Join(target, top)
+		dir, base = target, top
 	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	tr := tar.NewReader(r)
 	for {
 		hdr, err := tr.Next()
@@ -219,21 +227,32 @@ func untarTo(r io.Reader, top, dst string) error {
 		if err != nil {
 			return err
 		}
-		rel := strings.TrimPrefix(path.Clean(hdr.Name), top)
-		if !filepath.IsLocal(filepath.FromSlash(strings.TrimPrefix(rel, "/"))) && rel != "" {
+		rel, ok := strings.CutPrefix(path.Clean(hdr.Name), top)
+		name := filepath.FromSlash(path.Join(base, rel))
+		if !ok || !filepath.IsLocal(name) || rel != "" && !strings.HasPrefix(rel, "/") {
 			return fmt.Errorf("refusing entry %q outside the destination", hdr.Name)
 		}
-		p := filepath.Join(target, filepath.FromSlash(rel))
 		switch hdr.Typeflag {
 		case tar.TypeDir:
-			if err := os.MkdirAll(p, 0o755); err != nil {
+			if err := root.MkdirAll(name, 0o755); err != nil {
 				return err
 			}
-		case tar.TypeReg:
-			if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		case tar.TypeReg, tar.TypeSymlink:
+			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
 				return err
 			}
-			f, err := os.OpenFile(p, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, fs.FileMode(hdr.Mode)&0o777)
+			if fi, err := root.Lstat(name); err == nil && !fi.IsDir() {
+				if err := root.Remove(name); err != nil {
+					return err
+				}
+			}
+			if hdr.Typeflag == tar.TypeSymlink {
+				if err := root.Symlink(hdr.Linkname, name); err != nil {
+					return err
+				}
+				continue
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fs.FileMode(hdr.Mode)&0o777)
 			if err != nil {
 				return err
 			}
@@ -242,11 +261,6 @@ func untarTo(r io.Reader, top, dst string) error {
 				err = cerr
 			}
 			if err != nil {
-				return err
-			}
-		case tar.TypeSymlink:
-			_ = os.Remove(p)
-			if err := os.Symlink(hdr.Linkname, p); err != nil {
 				return err
 			}
 		}

@@ -405,3 +405,43 @@ func usedSubnets(t *testing.T, c *client.Client) []netip.Prefix {
 	}
 	return out
 }
+
+func TestIntegrationReplaceSafety(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	sub, _ := freeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c))
+	b := e.bottle(t, sub.String())
+	// The bundle takes the address the agent gets by default...
+	b.Spec.Network.BundleIP = agentAddr(sub, "")
+	e.run(t, []spec.Bottle{b}, false)
+	agentBefore := e.look(t, b.Metadata.Name).ctrs[RoleAgent].ID
+
+	// ...and gives it back: the new agent may only take it once the old
+	// bundle is gone.
+	b.Spec.Network.BundleIP = ""
+	b.Default()
+	res := e.run(t, []spec.Bottle{b}, false)
+	if res.Plan.Count(reconcile.Replace) != 2 {
+		t.Fatalf("plan:\n%s", res.Plan)
+	}
+	s := e.look(t, b.Metadata.Name)
+	if s.ctrs[RoleAgent].State != "running" || s.ctrs[RoleBundle].State != "running" {
+		t.Fatalf("after swapping addresses: agent %s, bundle %s", s.ctrs[RoleAgent].State, s.ctrs[RoleBundle].State)
+	}
+
+	// An image that cannot be had does not cost the running agent. The
+	// "registry" is a closed port on loopback.
+	agent := s.ctrs[RoleAgent].ID
+	if agent == agentBefore {
+		t.Fatal("the agent was not replaced when its address changed")
+	}
+	b.Spec.Agent.Image = "127.0.0.1:1/bottle-apply-test/absent:none"
+	_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{})
+	if err == nil || !strings.Contains(err.Error(), "is not present locally and pulling it failed") ||
+		!strings.Contains(err.Error(), "was left as it is") {
+		t.Fatalf("apply with an image that cannot be pulled: %v", err)
+	}
+	if s := e.look(t, b.Metadata.Name); s.ctrs[RoleAgent].ID != agent || s.ctrs[RoleAgent].State != "running" {
+		t.Fatalf("the agent was removed for an image that could not be had")
+	}
+}

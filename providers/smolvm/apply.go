@@ -31,6 +31,20 @@ func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 		}
 		return p.startMachine(ctx, name)
 	case reconcile.Delete:
+		// The first half of a Replace carries the desired form: make sure
+		// its image is ready before the old machine goes.
+		if cfg, ok := r.Config.(machineConfig); ok {
+			v, err := p.Available(ctx)
+			if err != nil {
+				return err
+			}
+			if _, err := p.ensureImage(ctx, v, cfg.Image); err != nil {
+				return fmt.Errorf("%w; machine %s was left as it is", err, r.Name)
+			}
+		}
+		if s.Observed != nil {
+			r = s.Observed
+		}
 		return p.deleteMachine(ctx, r)
 	}
 	return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
