@@ -63,7 +63,9 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 		}
 		obsByID[id] = o
 	}
+	sort.Strings(plan.Warnings) // the engine lists in no particular order
 	if len(conflicts) > 0 {
+		slices.SortFunc(conflicts, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return nil, errors.Join(conflicts...)
 	}
 
@@ -149,6 +151,18 @@ func decide(d, o *Resource, stepOf map[string]*Step, observed map[string]*Resour
 				reasons = append(reasons, fmt.Sprintf("not attached to %s %s", ps.Resource.Kind, ps.Resource.Name))
 			}
 		}
+	}
+	// Attached to something the spec does not give it (a network added by
+	// hand, another bottle's): a way around the bottle's walls.
+	var extra []string
+	for k := range o.Attached {
+		if !slices.Contains(d.BoundTo, k) {
+			extra = append(extra, k)
+		}
+	}
+	if len(extra) > 0 {
+		sort.Strings(extra)
+		reasons = append(reasons, "also attached to "+strings.Join(extra, ", "))
 	}
 	if o.State == StateFailed {
 		reasons = append(reasons, "failed")

@@ -220,3 +220,16 @@ func TestDiffDropsTheSameDuplicateWhateverTheOrder(t *testing.T) {
 		}
 	}
 }
+
+func TestDiffReplacesWhatIsAttachedOutsideTheSpec(t *testing.T) {
+	t.Parallel()
+	obs := with(hello.observed(), "agent", func(r *Resource) { r.Attached["network bridge"] = "b1" })
+	p, err := Diff(hello.desired(), obs, Scope{Bottles: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := "#3 docker-container:hello/agent Replace, also attached to network bridge, after #2\n"
+	if !strings.Contains(p.String(), want) {
+		t.Fatalf("plan:\n%s\nwant a line\n%s", p, want)
+	}
+}

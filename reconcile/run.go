@@ -71,6 +71,7 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 	}
 	log := zerolog.Ctx(ctx)
 	res := &Result{}
+	var lastErr error // the last step error that a new round was to fix
 	for round := 0; ; round++ {
 		plan, err := PlanOnce(ctx, providers, bottles, scope, opts.Destroy)
 		if err != nil {
@@ -93,7 +94,11 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 			return res, nil
 		}
 		if round == maxRounds {
-			return res, fmt.Errorf("%w after %d rounds; still to do:\n%s", ErrNotConverged, round, remaining(plan))
+			err := fmt.Errorf("%w after %d rounds; still to do:\n%s", ErrNotConverged, round, remaining(plan))
+			if lastErr != nil {
+				err = fmt.Errorf("%w\nthe last attempt failed: %w", err, lastErr)
+			}
+			return res, err
 		}
 		if round > 0 {
 			log.Info().Int("round", round+1).Int("changes", plan.Changes()).Msg("reality still differs; applying again")
@@ -103,6 +108,7 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 		res.Steps = append(res.Steps, steps...)
 		if err != nil {
 			if errors.Is(err, ErrRetry) && round < maxRounds && ctx.Err() == nil {
+				lastErr = err
 				// Another run may be half-way through creating what we
 				// collided with: give it time to show up before observing.
 				wait := retryDelay(round)

@@ -143,3 +143,13 @@ func TestRunStopsOnOtherErrors(t *testing.T) {
 		t.Fatalf("Run error = %v", err)
 	}
 }
+
+func TestRunSaysWhyRetriesFailed(t *testing.T) {
+	t.Parallel()
+	m := &memProvider{desired: hello.desired(), have: map[string]Resource{}, conflict: 100}
+	_, err := Run(t.Context(), []Provider{m}, bottles("hello"), Options{MaxRounds: 2})
+	if !errors.Is(err, ErrNotConverged) || !errors.Is(err, ErrRetry) || !strings.Contains(err.Error(), "the last attempt failed: step #") ||
+		!strings.Contains(err.Error(), "name in use") {
+		t.Fatalf("Run error = %v", err)
+	}
+}

@@ -243,7 +243,11 @@ func TestE2EExecAndCopy(t *testing.T) {
 			t.Fatalf("%q: exit %d\n%s\n%s", args, code, out, errs)
 		}
 	}
-	if _, out, _ := cli(t, bin, "", "exec", name, "--", "cat", "/tmp/in.txt", "/tmp/tree/sub/f"); out != "payload\ndeep\n" {
+	// Into an existing directory: under the source's name, as docker cp does.
+	if code, _, errs := cli(t, bin, "", "cp", filepath.Join(dir, "in.txt"), name+":/workspace"); code != 0 {
+		t.Fatalf("cp into a directory: exit %d: %s", code, errs)
+	}
+	if _, out, _ := cli(t, bin, "", "exec", name, "--", "cat", "/tmp/in.txt", "/tmp/tree/sub/f", "/workspace/in.txt"); out != "payload\ndeep\npayload\n" {
 		t.Fatalf("files in the agent: %q", out)
 	}
 	back := filepath.Join(dir, "back")

@@ -117,7 +117,9 @@ func execCommand(o *options, s Streams, code *int) *cobra.Command {
 				return err
 			}
 			eo.cmd = args[1:]
-			if eo.tty {
+			// Raw mode only when stdin goes to the command: without -i,
+			// Ctrl-C must still reach bottle-apply.
+			if eo.tty && eo.interactive {
 				if f, ok := s.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 					if w, h, err := term.GetSize(int(f.Fd())); err == nil {
 						eo.width, eo.height = uint(w), uint(h)

@@ -10,7 +10,9 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
@@ -46,7 +48,8 @@ func (p *Provider) Agent(ctx context.Context, bottle string) (string, error) {
 		return "", fmt.Errorf("find the agent of bottle %s: %w", bottle, err)
 	}
 	for _, c := range cs {
-		if c.Labels[LabelHash] != "" {
+		// The name too: labels survive `docker commit` into look-alikes.
+		if c.Labels[LabelHash] != "" && slices.Contains(c.Names, "/"+ResourceName(bottle, RoleAgent)) {
 			if c.State != "running" {
 				return "", fmt.Errorf("the agent of bottle %s is %s; run bottle-apply to start it", bottle, c.State)
 			}
@@ -79,6 +82,9 @@ func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio
 		return 0, fmt.Errorf("attach to exec in bottle %s: %w", bottle, err)
 	}
 	defer resp.Close()
+	// Interrupted: close the stream so that the copies below return.
+	stop := context.AfterFunc(ctx, resp.Close)
+	defer stop()
 	if o.TTY && o.Height > 0 && o.Width > 0 {
 		_ = g.ContainerExecResize(ctx, created.ID, container.ResizeOptions{Height: o.Height, Width: o.Width})
 	}
@@ -94,10 +100,15 @@ func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio
 	} else {
 		_, err = stdcopy.StdCopy(out, errw, resp.Reader)
 	}
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, ctx.Err())
+	}
 	if err != nil && !errors.Is(err, io.EOF) {
 		return 0, fmt.Errorf("exec in bottle %s: read output: %w", bottle, err)
 	}
-	insp, err := g.ContainerExecInspect(ctx, created.ID)
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	insp, err := g.ContainerExecInspect(ictx, created.ID)
 	if err != nil {
 		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, err)
 	}
@@ -132,9 +143,14 @@ func (p *Provider) Copy(ctx context.Context, bottle, src, dst string) error {
 	}
 	if gdst {
 		guest := path.Clean(dst[1:])
+		dir, as := path.Dir(guest), path.Base(guest)
+		// Like docker cp: into an existing directory, under the source's name.
+		if st, err := g.ContainerStatPath(ctx, id, guest); err == nil && st.Mode.IsDir() {
+			dir, as = guest, filepath.Base(filepath.Clean(src))
+		}
 		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarPath(pw, src, path.Base(guest))) }()
-		err := g.CopyToContainer(ctx, id, path.Dir(guest), pr, container.CopyToContainerOptions{})
+		go func() { pw.CloseWithError(tarPath(pw, src, as)) }()
+		err := g.CopyToContainer(ctx, id, dir, pr, container.CopyToContainerOptions{})
 		pr.CloseWithError(err)
 		if err != nil {
 			return fmt.Errorf("copy %s to %s:%s: %w", src, bottle, guest, err)

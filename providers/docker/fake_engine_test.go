@@ -433,8 +433,8 @@ func TestContainerState(t *testing.T) {
 		"created":    reconcile.StateCreated,
 		"exited":     reconcile.StateStopped,
 		"dead":       reconcile.StateFailed,
-		"paused":     reconcile.StateFailed,
-		"removing":   reconcile.StateFailed,
+		"paused":     reconcile.StateUnknown,
+		"removing":   reconcile.StateUnknown,
 		"":           reconcile.StateUnknown,
 		"weird":      reconcile.StateUnknown,
 	}
@@ -535,12 +535,12 @@ func TestObserved(t *testing.T) {
 			},
 		},
 		{
-			name: "unmanaged and unknown networks are not attached",
+			name: "networks that are not ours are recorded as such, not depended on",
 			nets: []network.Summary{bridge},
 			ctrs: []container.Summary{ctr("exited", "n0", "gone")},
 			want: []reconcile.Resource{
 				netRes("bridge", "n0", false, "172.17.0.0/16"),
-				agent(reconcile.StateStopped, map[string]string{}),
+				agent(reconcile.StateStopped, map[string]string{"network name-of-n0": "n0", "network name-of-gone": "gone"}),
 			},
 		},
 		{
@@ -560,9 +560,9 @@ func TestObserved(t *testing.T) {
 				State: reconcile.StateFailed, Summary: map[string]string{"image": "busybox"}}},
 		},
 		{
-			name: "paused container is failed",
+			name: "a paused container is left alone",
 			ctrs: []container.Summary{ctr("paused")},
-			want: []reconcile.Resource{agent(reconcile.StateFailed, map[string]string{})},
+			want: []reconcile.Resource{agent(reconcile.StateUnknown, map[string]string{})},
 		},
 	}
 	for _, tt := range tests {

@@ -20,6 +20,7 @@ type guestEngine interface {
 	ContainerExecResize(ctx context.Context, execID string, options container.ResizeOptions) error
 	CopyToContainer(ctx context.Context, containerID, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
 	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
+	ContainerStatPath(ctx context.Context, containerID, path string) (container.PathStat, error)
 }
 
 var _ guestEngine = (*client.Client)(nil)

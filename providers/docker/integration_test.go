@@ -445,3 +445,21 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 		t.Fatalf("the agent was removed for an image that could not be had")
 	}
 }
+
+func TestIntegrationForeignNetworkIsDrift(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	b := e.bottle(t, "")
+	e.run(t, []spec.Bottle{b}, false)
+	agent := e.look(t, b.Metadata.Name).ctrs[RoleAgent]
+	// A route out added by hand: the default bridge.
+	if err := e.c.NetworkConnect(t.Context(), "bridge", agent.ID, nil); err != nil {
+		t.Fatal(err)
+	}
+	res := e.run(t, []spec.Bottle{b}, false)
+	wantSteps(t, res, "Replace agent: also attached to network bridge")
+	now := e.look(t, b.Metadata.Name).ctrs[RoleAgent]
+	if len(now.NetworkSettings.Networks) != 1 || now.NetworkSettings.Networks["bridge"] != nil {
+		t.Fatalf("agent networks after apply: %v", now.NetworkSettings.Networks)
+	}
+}

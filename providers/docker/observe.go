@@ -101,10 +101,12 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		r.State, r.Status = containerState(c.State), c.Status
 		if c.NetworkSettings != nil {
 			r.Attached = map[string]string{}
-			for _, ep := range c.NetworkSettings.Networks {
+			for name, ep := range c.NetworkSettings.Networks {
 				if id, ok := netIDs[ep.NetworkID]; ok {
 					r.Attached[id] = ep.NetworkID
 					r.DependsOn = append(r.DependsOn, id)
+				} else {
+					r.Attached["network "+name] = ep.NetworkID // not ours
 				}
 			}
 		}
@@ -133,8 +135,10 @@ func containerState(s string) reconcile.State {
 		return reconcile.StateCreated
 	case "exited":
 		return reconcile.StateStopped
-	case "dead", "paused", "removing":
+	case "dead":
 		return reconcile.StateFailed
 	}
+	// paused (someone is looking at it) and removing (going by itself):
+	// left alone.
 	return reconcile.StateUnknown
 }

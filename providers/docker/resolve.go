@@ -36,8 +36,15 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 	if err != nil {
 		return fmt.Errorf("subnet pool %q: %w", p.opts.SubnetPool, err)
 	}
+	type netKey struct{ bottle, role string }
+	type taken struct {
+		key    netKey
+		name   string // the engine's network name
+		subnet netip.Prefix
+	}
 	var used []netip.Prefix
-	current := map[string]netip.Prefix{} // role/bottle -> subnet
+	var existing []taken
+	current := map[netKey]netip.Prefix{}
 	for i := range observed {
 		o := &observed[i]
 		if o.Provider != ProviderName || o.Kind != KindNetwork {
@@ -48,19 +55,54 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 			continue
 		}
 		used = append(used, sub)
+		k := netKey{}
 		if o.Managed {
-			current[o.Role+"/"+o.Bottle] = sub
+			k = netKey{o.Bottle, o.Role}
+			current[k] = sub
 		}
+		existing = append(existing, taken{k, o.Name, sub})
 	}
+	// Subnets the spec sets must overlap nothing that stays: another
+	// bottle's network, a network that is not bottle-apply's, or another
+	// bottle's subnet in this run. Said now, before anything changes.
+	var explicit []taken
 	for _, b := range bottles {
-		for _, s := range []string{b.Spec.Network.Subnet, b.Spec.Network.EgressSubnet} {
-			if sub, err := parsePrefix(s); err == nil {
-				used = append(used, sub)
+		for _, e := range []struct {
+			role, field, value string
+		}{{RoleInternal, "subnet", b.Spec.Network.Subnet}, {RoleEgress, "egressSubnet", b.Spec.Network.EgressSubnet}} {
+			sub, err := parsePrefix(e.value)
+			if err != nil {
+				continue
 			}
+			key := netKey{b.Metadata.Name, e.role}
+			for _, x := range existing {
+				if x.key.bottle != key.bottle && x.subnet.Overlaps(sub) {
+					owner := "which is not bottle-apply's"
+					if x.key.bottle != "" {
+						owner = "of bottle " + x.key.bottle
+					}
+					return fmt.Errorf("bottle %s: spec.network.%s %s overlaps network %s (%s), %s; choose another range",
+						b.Metadata.Name, e.field, sub, x.name, x.subnet, owner)
+				}
+			}
+			for _, x := range explicit {
+				if x.key.bottle != key.bottle && x.subnet.Overlaps(sub) {
+					return fmt.Errorf("bottle %s: spec.network.%s %s overlaps the subnet %s of bottle %s; choose another range",
+						b.Metadata.Name, e.field, sub, x.subnet, x.key.bottle)
+				}
+			}
+			explicit = append(explicit, taken{key, "", sub})
+			used = append(used, sub)
 		}
 	}
 	pick := func(b *spec.Bottle, role string, bits int) (string, error) {
-		sub, ok := current[role+"/"+b.Metadata.Name]
+		key := netKey{b.Metadata.Name, role}
+		sub, ok := current[key]
+		for _, x := range explicit {
+			if ok && x.key != key && x.subnet.Overlaps(sub) {
+				ok = false // its range is wanted elsewhere now: move it
+			}
+		}
 		if !ok {
 			sub, ok = freeSubnet(pool, bits, used)
 			if !ok {

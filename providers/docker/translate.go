@@ -150,15 +150,16 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	egress.Summary = map[string]string{"subnet": n.EgressSubnet}
 	egress.Config = networkConfig{Name: egress.Name, Subnet: n.EgressSubnet, Gateway: egressGW, Labels: labels(&egress, version)}
 
-	daemons := slices.Clone(b.Spec.Bundle.Daemons)
+	daemons := emptyNil(slices.Clone(b.Spec.Bundle.Daemons))
 	sort.Strings(daemons)
+	allow := emptyNil(n.AllowCIDRs)
 	image := b.Spec.Bundle.Image
 	builtin := image == ""
 	if builtin {
 		image = bundleImage
 	}
 	bundle := newResource(b, KindContainer, RoleBundle, fragment{
-		{"image", image}, {"daemons", daemons}, {"allowCIDRs", n.AllowCIDRs}, {"ip", n.BundleIP},
+		{"image", image}, {"daemons", daemons}, {"allowCIDRs", allow}, {"ip", n.BundleIP},
 	})
 	bundle.DependsOn = []string{internalID, egressID}
 	bundle.BoundTo = []string{internalID, egressID}
@@ -192,10 +193,10 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
 	sort.Strings(env)
 	f := fragment{
-		{"image", a.Image}, {"command", a.Command}, {"workdir", a.Workdir}, {"env", a.Env},
+		{"image", a.Image}, {"command", emptyNil(a.Command)}, {"workdir", a.Workdir}, {"env", emptyNilMap(a.Env)},
 		{"proxy", proxy}, {"ip", agentIP},
 		// New bundle settings mean a new agent: its proxy may behave differently.
-		{"bundle", []any{b.Spec.Bundle.Image, daemons, n.AllowCIDRs}},
+		{"bundle", []any{b.Spec.Bundle.Image, daemons, allow}},
 	}
 	// Inputs added after the first release enter the hash only when set, so
 	// that existing agents keep their hash.
@@ -237,4 +238,20 @@ func lastHost(p netip.Prefix) netip.Addr {
 	v |= 1<<(32-p.Bits()) - 1 // broadcast
 	v--
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// emptyNil and emptyNilMap make "[]" and "{}" in a spec hash like an absent
+// key: deleting `daemons: []` must not replace anything.
+func emptyNil[T any](s []T) []T {
+	if len(s) == 0 {
+		return nil
+	}
+	return s
+}
+
+func emptyNilMap[K comparable, V any](m map[K]V) map[K]V {
+	if len(m) == 0 {
+		return nil
+	}
+	return m
 }

@@ -289,3 +289,72 @@ func TestSecretsStayOutOfLabelsAndSummary(t *testing.T) {
 }
 
 func containsSecret(s string) bool { return strings.Contains(s, "s3cret") }
+
+func TestResolveRefusesOverlaps(t *testing.T) {
+	t.Parallel()
+	foreign := reconcile.Resource{Provider: ProviderName, Kind: KindNetwork, Name: "corp-vpn", Summary: map[string]string{"subnet": "192.168.240.0/20"}}
+	otherBottle := reconcile.Resource{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-web-internal", Bottle: "web",
+		Role: RoleInternal, Managed: true, Summary: map[string]string{"subnet": "10.50.0.0/24"}}
+	withSubnet := func(name, subnet string) *spec.Bottle {
+		b := helloBottle()
+		b.Metadata.Name = name
+		b.Spec.Network = spec.Network{Subnet: subnet}
+		return b
+	}
+	cases := []struct {
+		name     string
+		bottles  []*spec.Bottle
+		observed []reconcile.Resource
+		want     string
+	}{
+		{"a network that is not ours", []*spec.Bottle{withSubnet("hello", "192.168.241.0/24")}, []reconcile.Resource{foreign},
+			"bottle hello: spec.network.subnet 192.168.241.0/24 overlaps network corp-vpn (192.168.240.0/20), which is not bottle-apply's; choose another range"},
+		{"another bottle's network", []*spec.Bottle{withSubnet("hello", "10.50.0.0/24")}, []reconcile.Resource{otherBottle},
+			"bottle hello: spec.network.subnet 10.50.0.0/24 overlaps network bottle-web-internal (10.50.0.0/24), of bottle web; choose another range"},
+		{"two bottles of the run", []*spec.Bottle{withSubnet("a", "10.60.0.0/24"), withSubnet("b", "10.60.0.0/25")}, nil,
+			"bottle b: spec.network.subnet 10.60.0.0/25 overlaps the subnet 10.60.0.0/24 of bottle a; choose another range"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			err := newProvider(nil, Options{}).Resolve(tc.bottles, tc.observed)
+			if err == nil || err.Error() != tc.want {
+				t.Fatalf("Resolve = %v\nwant %s", err, tc.want)
+			}
+		})
+	}
+}
+
+// A bottle that pins its subnet over the range its automatic egress
+// network had gets a new egress range instead of a conflict forever.
+func TestResolveMovesOwnNetworkOutOfTheWay(t *testing.T) {
+	t.Parallel()
+	b := helloBottle()
+	b.Spec.Network = spec.Network{Subnet: "10.213.0.0/24", BundleIP: "10.213.0.2"}
+	observed := []reconcile.Resource{
+		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-internal", Bottle: "hello", Role: RoleInternal, Managed: true,
+			Summary: map[string]string{"subnet": "10.213.1.0/24"}},
+		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-egress", Bottle: "hello", Role: RoleEgress, Managed: true,
+			Summary: map[string]string{"subnet": "10.213.0.16/28"}},
+	}
+	if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{b}, observed); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.Spec.Network.EgressSubnet; got != "10.213.2.0/28" {
+		t.Fatalf("egress subnet = %s, want a new range out of the pinned subnet's way", got)
+	}
+}
+
+func TestEmptyHashesLikeAbsent(t *testing.T) {
+	t.Parallel()
+	absent, empty := helloBottle(), helloBottle()
+	absent.Spec.Agent.Env, absent.Spec.Agent.Command, absent.Spec.Bundle.Daemons, absent.Spec.Network.AllowCIDRs = nil, nil, nil, nil
+	empty.Spec.Agent.Env, empty.Spec.Agent.Command, empty.Spec.Bundle.Daemons, empty.Spec.Network.AllowCIDRs =
+		map[string]string{}, []string{}, []string{}, []string{}
+	a, e := byRole(translate(absent, "img", "v")), byRole(translate(empty, "img", "v"))
+	for role := range a {
+		if a[role].Hash != e[role].Hash {
+			t.Errorf("%s: `[]`/`{}` hash differently from an absent key", role)
+		}
+	}
+}
