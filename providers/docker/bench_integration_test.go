@@ -69,7 +69,7 @@ func BenchmarkIntegrationApply(b *testing.B) {
 		report(b, len(got), len(testenv.Writes(got)))
 	})
 	b.Run("destroy", func(b *testing.B) {
-		calls := 0
+		calls, writes := 0, 0
 		for range b.N {
 			bt := newBottle()
 			apply(bt, false)
@@ -77,8 +77,9 @@ func BenchmarkIntegrationApply(b *testing.B) {
 			b.StartTimer()
 			apply(bt, true)
 			b.StopTimer()
-			calls += len(cnt.Reset())
+			got := cnt.Reset()
+			calls, writes = calls+len(got), writes+len(testenv.Writes(got))
 		}
-		report(b, calls, calls)
+		report(b, calls, writes)
 	})
 }

@@ -1,13 +1,15 @@
 package docker
 
+import "github.com/bottle-apply/bottle-apply/reconcile"
+
 // Labels put on every resource bottle-apply creates. A resource without
 // LabelName, or with an empty LabelHash, is not ours and is never touched.
 const (
-	LabelName    = "io.bottle-apply.name"
-	LabelRole    = "io.bottle-apply.role"
-	LabelHash    = "io.bottle-apply.config-hash"
-	LabelInputs  = "io.bottle-apply.inputs"
-	LabelVersion = "io.bottle-apply.version"
+	LabelName    = reconcile.LabelName
+	LabelRole    = reconcile.LabelRole
+	LabelHash    = reconcile.LabelHash
+	LabelInputs  = reconcile.LabelInputs
+	LabelVersion = reconcile.LabelVersion
 )
 
 // Roles of a docker-backend bottle's resources.

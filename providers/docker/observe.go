@@ -121,7 +121,7 @@ func fromLabels(kind, name, id string, labels map[string]string) reconcile.Resou
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Name: name, EngineID: id,
 		Bottle: labels[LabelName], Role: labels[LabelRole], Hash: labels[LabelHash],
-		Inputs: decodeInputs(labels[LabelInputs]),
+		Inputs: reconcile.DecodeInputs(labels[LabelInputs]),
 	}
 	r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
 	return r

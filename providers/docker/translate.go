@@ -1,11 +1,7 @@
 package docker
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
-	"maps"
 	"net/netip"
 	"slices"
 	"sort"
@@ -47,65 +43,13 @@ type containerConfig struct {
 	Labels      map[string]string
 }
 
-// fragment is a named set of inputs whose normalized JSON is hashed. Each
-// input is also digested alone so that the diff can name what changed.
-type fragment []input
-
-type input struct {
-	name  string
-	value any
-}
-
-func digest(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("internal: hash input: %v", err)) // only plain data is hashed
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-// hash returns the config hash and the per-input digests. The hash covers
-// every input by name, so it is stable across bottle-apply versions as long
-// as the inputs are.
-func (f fragment) hash() (string, map[string]string) {
-	inputs := make(map[string]string, len(f))
-	for _, in := range f {
-		inputs[in.name] = digest(in.value)[:12]
-	}
-	return digest(inputs), inputs
-}
-
-// encodeInputs renders per-input digests as a label value: "a=123,b=456".
-func encodeInputs(in map[string]string) string {
-	keys := slices.Sorted(maps.Keys(in))
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + in[k]
-	}
-	return strings.Join(parts, ",")
-}
-
-func decodeInputs(s string) map[string]string {
-	if s == "" {
-		return nil
-	}
-	out := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			out[k] = v
-		}
-	}
-	return out
-}
-
 func resourceID(bottle, kind, role string) string {
 	r := reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: bottle, Role: role}
 	return r.ID()
 }
 
-func newResource(b *spec.Bottle, kind, role string, f fragment) reconcile.Resource {
-	h, inputs := f.hash()
+func newResource(b *spec.Bottle, kind, role string, f reconcile.Fragment) reconcile.Resource {
+	h, inputs := f.Hash()
 	return reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role,
 		Name: ResourceName(b.Metadata.Name, role), Hash: h, Inputs: inputs,
@@ -117,7 +61,7 @@ func labels(r *reconcile.Resource, version string) map[string]string {
 		LabelName:    r.Bottle,
 		LabelRole:    r.Role,
 		LabelHash:    r.Hash,
-		LabelInputs:  encodeInputs(r.Inputs),
+		LabelInputs:  reconcile.EncodeInputs(r.Inputs),
 		LabelVersion: version,
 	}
 }
@@ -135,8 +79,8 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	internalID := resourceID(name, KindNetwork, RoleInternal)
 	egressID := resourceID(name, KindNetwork, RoleEgress)
 
-	internal := newResource(b, KindNetwork, RoleInternal, fragment{
-		{"internal", true}, {"subnet", n.Subnet},
+	internal := newResource(b, KindNetwork, RoleInternal, reconcile.Fragment{
+		reconcile.In("internal", true), reconcile.In("subnet", n.Subnet),
 	})
 	internal.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
 	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
@@ -146,7 +90,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	if p, err := parsePrefix(n.EgressSubnet); err == nil {
 		egressGW = spec.GatewayIP(p).String()
 	}
-	egress := newResource(b, KindNetwork, RoleEgress, fragment{{"internal", false}, {"subnet", n.EgressSubnet}})
+	egress := newResource(b, KindNetwork, RoleEgress, reconcile.Fragment{reconcile.In("internal", false), reconcile.In("subnet", n.EgressSubnet)})
 	egress.Summary = map[string]string{"subnet": n.EgressSubnet}
 	egress.Config = networkConfig{Name: egress.Name, Subnet: n.EgressSubnet, Gateway: egressGW, Labels: labels(&egress, version)}
 
@@ -158,8 +102,8 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	if builtin {
 		image = bundleImage
 	}
-	bundle := newResource(b, KindContainer, RoleBundle, fragment{
-		{"image", image}, {"daemons", daemons}, {"allowCIDRs", allow}, {"ip", n.BundleIP},
+	bundle := newResource(b, KindContainer, RoleBundle, reconcile.Fragment{
+		reconcile.In("image", image), reconcile.In("daemons", daemons), reconcile.In("allowCIDRs", allow), reconcile.In("ip", n.BundleIP),
 	})
 	bundle.DependsOn = []string{internalID, egressID}
 	bundle.BoundTo = []string{internalID, egressID}
@@ -192,19 +136,19 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
 	sort.Strings(env)
-	f := fragment{
-		{"image", a.Image}, {"command", emptyNil(a.Command)}, {"workdir", a.Workdir}, {"env", emptyNilMap(a.Env)},
-		{"proxy", proxy}, {"ip", agentIP},
+	f := reconcile.Fragment{
+		reconcile.In("image", a.Image), reconcile.In("command", emptyNil(a.Command)), reconcile.In("workdir", a.Workdir), reconcile.In("env", emptyNilMap(a.Env)),
+		reconcile.In("proxy", proxy), reconcile.In("ip", agentIP),
 		// New bundle settings mean a new agent: its proxy may behave differently.
-		{"bundle", []any{b.Spec.Bundle.Image, daemons, allow}},
+		reconcile.In("bundle", []any{b.Spec.Bundle.Image, daemons, allow}),
 	}
 	// Inputs added after the first release enter the hash only when set, so
 	// that existing agents keep their hash.
 	if a.CPUs != 0 {
-		f = append(f, input{"cpus", a.CPUs})
+		f = append(f, reconcile.In("cpus", a.CPUs))
 	}
 	if a.Memory != 0 {
-		f = append(f, input{"memory", a.Memory})
+		f = append(f, reconcile.In("memory", a.Memory))
 	}
 	agent := newResource(b, KindContainer, RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known

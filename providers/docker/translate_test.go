@@ -253,18 +253,6 @@ func TestResolve(t *testing.T) {
 	}
 }
 
-func TestInputsLabelRoundTrip(t *testing.T) {
-	t.Parallel()
-	in := map[string]string{"env": "0123456789ab", "image": "ba9876543210"}
-	s := encodeInputs(in)
-	if s != "env=0123456789ab,image=ba9876543210" {
-		t.Fatalf("encodeInputs = %q", s)
-	}
-	if got := decodeInputs(s); !reflect.DeepEqual(got, in) {
-		t.Fatalf("decodeInputs = %v", got)
-	}
-}
-
 func TestSecretsStayOutOfLabelsAndSummary(t *testing.T) {
 	t.Parallel()
 	for _, r := range translate(helloBottle(), "img", "v") {

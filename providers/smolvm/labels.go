@@ -1,20 +1,15 @@
 package smolvm
 
-import (
-	"maps"
-	"slices"
-	"strings"
-)
+import "github.com/bottle-apply/bottle-apply/reconcile"
 
-// Ownership labels, put on machines from smolvm 1.8 on. The keys and the
-// inputs encoding are those of the docker provider (providers/docker
-// labels.go), duplicated so that the providers stay independent.
+// Ownership labels, put on machines from smolvm 1.8 on: the same as every
+// provider's.
 const (
-	labelName    = "io.bottle-apply.name"
-	labelRole    = "io.bottle-apply.role"
-	labelHash    = "io.bottle-apply.config-hash"
-	labelInputs  = "io.bottle-apply.inputs"
-	labelVersion = "io.bottle-apply.version"
+	labelName    = reconcile.LabelName
+	labelRole    = reconcile.LabelRole
+	labelHash    = reconcile.LabelHash
+	labelInputs  = reconcile.LabelInputs
+	labelVersion = reconcile.LabelVersion
 )
 
 // ProviderName is the provider's name in resource IDs (smolvm-machine:B/agent).
@@ -46,26 +41,3 @@ const namePrefix = "bottle-"
 // machineName is a bottle's machine: bottle-NAME-ROLE, like the docker
 // provider's resource names.
 func machineName(bottle, role string) string { return namePrefix + bottle + "-" + role }
-
-// encodeInputs renders per-input digests as a label value: "a=123,b=456".
-func encodeInputs(in map[string]string) string {
-	keys := slices.Sorted(maps.Keys(in))
-	parts := make([]string, len(keys))
-	for i, k := range keys {
-		parts[i] = k + "=" + in[k]
-	}
-	return strings.Join(parts, ",")
-}
-
-func decodeInputs(s string) map[string]string {
-	if s == "" {
-		return nil
-	}
-	out := map[string]string{}
-	for _, kv := range strings.Split(s, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok {
-			out[k] = v
-		}
-	}
-	return out
-}

@@ -61,7 +61,7 @@ func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []re
 	for _, m := range ms {
 		r := reconcile.Resource{Provider: ProviderName, Kind: kindMachine, Name: m.Name, EngineID: m.Name}
 		if l := m.Labels; l[labelName] != "" {
-			r.Bottle, r.Role, r.Hash, r.Inputs = l[labelName], l[labelRole], l[labelHash], decodeInputs(l[labelInputs])
+			r.Bottle, r.Role, r.Hash, r.Inputs = l[labelName], l[labelRole], l[labelHash], reconcile.DecodeInputs(l[labelInputs])
 		} else if rec := recs[m.Name]; rec != nil && strings.HasPrefix(m.Name, namePrefix) {
 			r.Bottle, r.Role, r.Hash, r.Inputs = rec.Bottle, rec.Role, rec.Hash, rec.Inputs
 		}

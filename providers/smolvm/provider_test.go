@@ -86,7 +86,7 @@ var agentFlags = []string{
 func labelFlags(r reconcile.Resource) []string {
 	return []string{
 		"--label", "io.bottle-apply.config-hash=" + r.Hash,
-		"--label", "io.bottle-apply.inputs=" + encodeInputs(r.Inputs),
+		"--label", "io.bottle-apply.inputs=" + reconcile.EncodeInputs(r.Inputs),
 		"--label", "io.bottle-apply.name=" + r.Bottle,
 		"--label", "io.bottle-apply.role=agent",
 		"--label", "io.bottle-apply.version=test",
@@ -348,7 +348,7 @@ func TestStartStoppedMachine(t *testing.T) {
 	e := newTestProvider(t, nil)
 	r := desiredOne(t, e.p, testBottle("hello"))
 	ls := fmt.Sprintf(`[{"name": "bottle-hello-agent", "state": "stopped", "labels": {%q: "hello", %q: "agent", %q: %q, %q: %q}}]`,
-		labelName, labelRole, labelHash, r.Hash, labelInputs, encodeInputs(r.Inputs))
+		labelName, labelRole, labelHash, r.Hash, labelInputs, reconcile.EncodeInputs(r.Inputs))
 	e.p.cli.r.(*fakeRunner).script = []call{
 		{argv: argv("machine", "ls", "--json"), stdout: ls},
 		{argv: argv("machine", "start", "--name", "bottle-hello-agent")},

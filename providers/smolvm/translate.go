@@ -1,9 +1,6 @@
 package smolvm
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
-	"encoding/json"
 	"fmt"
 	"net/netip"
 	"slices"
@@ -32,33 +29,6 @@ type machineConfig struct {
 	Record     record
 }
 
-// fragment is a named set of inputs whose normalized JSON is hashed. Each
-// input is also digested alone so that the diff can name what changed.
-// (The same scheme as the docker provider's.)
-type fragment []input
-
-type input struct {
-	name  string
-	value any
-}
-
-func digest(v any) string {
-	b, err := json.Marshal(v)
-	if err != nil {
-		panic(fmt.Sprintf("internal: hash input: %v", err)) // only plain data is hashed
-	}
-	sum := sha256.Sum256(b)
-	return hex.EncodeToString(sum[:])
-}
-
-func (f fragment) hash() (string, map[string]string) {
-	inputs := make(map[string]string, len(f))
-	for _, in := range f {
-		inputs[in.name] = digest(in.value)[:12]
-	}
-	return digest(inputs), inputs
-}
-
 func dockerID(kind, bottle, role string) string {
 	r := reconcile.Resource{Provider: dockerProvider, Kind: kind, Bottle: bottle, Role: role}
 	return r.ID()
@@ -77,18 +47,18 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	// ranges, nothing else.
 	cidrs := append([]string{netip.PrefixFrom(bundleIP, 32).String()}, n.AllowCIDRs...)
 	a := &b.Spec.Agent
-	f := fragment{
-		{"image", a.Image}, {"command", a.Command}, {"workdir", a.Workdir}, {"env", a.Env},
-		{"allowCIDRs", cidrs},
+	f := reconcile.Fragment{
+		reconcile.In("image", a.Image), reconcile.In("command", a.Command), reconcile.In("workdir", a.Workdir), reconcile.In("env", a.Env),
+		reconcile.In("allowCIDRs", cidrs),
 	}
 	// Like the docker provider's agent: sizes enter the hash only when set.
 	if a.CPUs != 0 {
-		f = append(f, input{"cpus", a.CPUs})
+		f = append(f, reconcile.In("cpus", a.CPUs))
 	}
 	if a.Memory != 0 {
-		f = append(f, input{"memory", a.Memory})
+		f = append(f, reconcile.In("memory", a.Memory))
 	}
-	h, inputs := f.hash()
+	h, inputs := f.Hash()
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kindMachine, Bottle: name, Role: roleAgent,
 		Name: machineName(name, roleAgent), Hash: h, Inputs: inputs,
@@ -118,7 +88,7 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 		Env: env, AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.Memory,
 		Labels: map[string]string{
 			labelName: name, labelRole: roleAgent, labelHash: h,
-			labelInputs: encodeInputs(inputs), labelVersion: version,
+			labelInputs: reconcile.EncodeInputs(inputs), labelVersion: version,
 		},
 		Record: rec,
 	}

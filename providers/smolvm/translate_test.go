@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -22,7 +23,7 @@ func TestTranslate(t *testing.T) {
 	if r.Hash != "4df765aeb2e167a08aeca08d57dcdb5f2532da74fe1efb6c1d8e58d686d99f0a" {
 		t.Errorf("hash = %s; if the change is intended, every smolvm agent will be replaced", r.Hash)
 	}
-	if got, want := encodeInputs(r.Inputs),
+	if got, want := reconcile.EncodeInputs(r.Inputs),
 		"allowCIDRs=b3e869832954,command=b6d1f2b79cf8,cpus=d4735e3a265e,env=c73dd9fca58e,image=aafef1ff3662,memory=e39eef82f61b,workdir=34a2a48f0969"; got != want {
 		t.Errorf("inputs = %s, want %s", got, want)
 	}
@@ -40,7 +41,7 @@ func TestTranslate(t *testing.T) {
 			"http_proxy=http://10.77.0.2:8888", "https_proxy=http://10.77.0.2:8888", "no_proxy=localhost,127.0.0.1"},
 		AllowCIDRs: []string{"10.77.0.2/32", "192.0.2.0/24"}, CPUs: 2, MemoryMiB: 1024,
 		Labels: map[string]string{
-			labelName: "hello", labelRole: "agent", labelHash: r.Hash, labelInputs: encodeInputs(r.Inputs), labelVersion: "test",
+			labelName: "hello", labelRole: "agent", labelHash: r.Hash, labelInputs: reconcile.EncodeInputs(r.Inputs), labelVersion: "test",
 		},
 		Record: record{Name: "bottle-hello-agent", Bottle: "hello", Role: "agent", Hash: r.Hash, Inputs: r.Inputs, Version: "test"},
 	}
