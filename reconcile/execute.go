@@ -26,13 +26,14 @@ type op struct {
 	step   *Step
 	action Action // Create, Start or Delete
 	deps   []*op
-	done   chan struct{}
+	done   chan struct{} // closed when the call is over, or will not happen
+	ok     bool          // the call succeeded; written before done is closed
 }
 
 // Execute runs the plan's steps in dependency order, independent ones in
-// parallel. After the first error no new call starts, and calls already
-// running finish; cancelling ctx aborts them. It makes no decisions: every action comes from the plan.
-func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]StepResult, error) {
+// parallel. After the first error, or once ctx is done, no new call starts;
+// calls already running finish, given up to grace after ctx is done. It makes no decisions: every action comes from the plan.
+func Execute(ctx context.Context, plan *Plan, providers map[string]Provider, grace time.Duration) ([]StepResult, error) {
 	ops, err := buildOps(plan)
 	if err != nil {
 		return nil, err
@@ -47,6 +48,14 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 		mu      sync.Mutex
 		results []StepResult
 	)
+	// Running calls get their own context: when ctx is done (interrupt,
+	// --timeout) no new step starts, but a call already running gets the
+	// grace period to finish, so that the engine is not left half-way
+	// through a create that nothing labels or observes yet.
+	ioCtx, ioCancel := context.WithCancel(context.WithoutCancel(ctx))
+	defer ioCancel()
+	stopGrace := context.AfterFunc(ctx, func() { time.AfterFunc(grace, ioCancel) })
+	defer stopGrace()
 	g, gctx := errgroup.WithContext(ctx)
 	for _, o := range ops {
 		g.Go(func() error {
@@ -54,6 +63,9 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 			for _, d := range o.deps {
 				select {
 				case <-d.done:
+					if !d.ok {
+						return nil // it failed or never ran: nothing built on it runs
+					}
 				case <-gctx.Done():
 					return nil
 				}
@@ -75,7 +87,7 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 			// sibling's failure stops new steps but lets this one finish, so
 			// the engine is never left half-way through a create that the
 			// next round cannot see yet.
-			err := providers[s.Resource.Provider].Apply(l.WithContext(ctx), s)
+			err := providers[s.Resource.Provider].Apply(l.WithContext(ioCtx), s)
 			r := StepResult{Step: s.ID, Action: o.action, ResourceID: s.ResourceID, Started: t0, Duration: time.Since(t0)}
 			if err != nil {
 				r.Err = err.Error()
@@ -87,6 +99,7 @@ func Execute(ctx context.Context, plan *Plan, providers map[string]Provider) ([]
 				return fmt.Errorf("step #%d: %s %s: %w", s.ID, lower(o.action), s.ResourceID, err)
 			}
 			l.Info().Str("took", r.Duration.Round(time.Millisecond).String()).Msg(pastTense[o.action] + " " + s.ResourceID)
+			o.ok = true
 			return nil
 		})
 	}

@@ -63,7 +63,7 @@ func TestExecuteOrdersReplaceAroundDependents(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	if _, err := Execute(t.Context(), plan, map[string]Provider{"docker": rec}); err != nil {
+	if _, err := Execute(t.Context(), plan, map[string]Provider{"docker": rec}, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	c := rec.calls
@@ -91,7 +91,7 @@ func TestExecuteDestroyOrder(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{}
-	res, err := Execute(t.Context(), plan, map[string]Provider{"docker": rec})
+	res, err := Execute(t.Context(), plan, map[string]Provider{"docker": rec}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,7 +122,7 @@ func TestExecuteRunsIndependentStepsInParallel(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{delay: 20 * time.Millisecond}
-	if _, err := Execute(t.Context(), plan, map[string]Provider{"docker": rec}); err != nil {
+	if _, err := Execute(t.Context(), plan, map[string]Provider{"docker": rec}, time.Second); err != nil {
 		t.Fatal(err)
 	}
 	if len(rec.calls) != 20 {
@@ -141,7 +141,7 @@ func TestExecuteFirstErrorCancelsTheRest(t *testing.T) {
 		t.Fatal(err)
 	}
 	rec := &recorder{fail: "Create docker-network:hello/internal"}
-	_, err = Execute(t.Context(), plan, map[string]Provider{"docker": rec})
+	_, err = Execute(t.Context(), plan, map[string]Provider{"docker": rec}, time.Second)
 	if err == nil || !strings.Contains(err.Error(), "step #2: create docker-network:hello/internal: boom") {
 		t.Fatalf("Execute error = %v", err)
 	}
@@ -161,7 +161,7 @@ func TestExecuteStartsNothingAfterCancel(t *testing.T) {
 	ctx, cancel := context.WithCancel(t.Context())
 	cancel()
 	rec := &recorder{}
-	_, err = Execute(ctx, plan, map[string]Provider{"docker": rec})
+	_, err = Execute(ctx, plan, map[string]Provider{"docker": rec}, time.Second)
 	if !errors.Is(err, context.Canceled) {
 		t.Fatalf("Execute error = %v, want context.Canceled", err)
 	}
@@ -173,7 +173,72 @@ func TestExecuteStartsNothingAfterCancel(t *testing.T) {
 func TestExecuteUnknownProvider(t *testing.T) {
 	t.Parallel()
 	plan, _ := Diff(hello.desired(), nil, Scope{Bottles: []string{"hello"}})
-	if _, err := Execute(t.Context(), plan, map[string]Provider{}); err == nil || !strings.Contains(err.Error(), `no provider "docker"`) {
+	if _, err := Execute(t.Context(), plan, map[string]Provider{}, time.Second); err == nil || !strings.Contains(err.Error(), `no provider "docker"`) {
 		t.Fatalf("Execute error = %v", err)
+	}
+}
+
+// blocker is a provider whose Create of the internal network blocks until
+// released or until its context is done, recording which.
+type blocker struct {
+	recorder
+	started  chan struct{}
+	release  chan struct{}
+	finished chan string
+}
+
+func (b *blocker) Apply(ctx context.Context, s Step) error {
+	if s.Resource.Role != "internal" {
+		return b.recorder.Apply(ctx, s)
+	}
+	close(b.started)
+	select {
+	case <-b.release:
+		b.finished <- "finished"
+	case <-ctx.Done():
+		b.finished <- "aborted"
+	}
+	return b.recorder.Apply(ctx, s)
+}
+
+func TestExecuteLetsRunningStepsFinishAfterInterrupt(t *testing.T) {
+	t.Parallel()
+	plan, _ := Diff(hello.desired(), nil, Scope{Bottles: []string{"hello"}})
+	b := &blocker{started: make(chan struct{}), release: make(chan struct{}), finished: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := Execute(ctx, plan, map[string]Provider{"docker": b}, time.Minute)
+		done <- err
+	}()
+	<-b.started
+	cancel()                          // the interrupt
+	time.Sleep(50 * time.Millisecond) // the running step must not be aborted
+	close(b.release)
+	if got := <-b.finished; got != "finished" {
+		t.Fatalf("the running step was %s by the interrupt", got)
+	}
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Execute = %v, want it to report the interrupt", err)
+	}
+	for _, c := range b.calls {
+		if strings.HasPrefix(c, "Create docker-container") {
+			t.Fatalf("%s started after the interrupt", c)
+		}
+	}
+}
+
+func TestExecuteAbortsRunningStepsAfterTheGrace(t *testing.T) {
+	t.Parallel()
+	plan, _ := Diff(hello.desired(), nil, Scope{Bottles: []string{"hello"}})
+	b := &blocker{started: make(chan struct{}), release: make(chan struct{}), finished: make(chan string, 1)}
+	ctx, cancel := context.WithCancel(t.Context())
+	go func() {
+		<-b.started
+		cancel()
+	}()
+	_, err := Execute(ctx, plan, map[string]Provider{"docker": b}, 100*time.Millisecond)
+	if got := <-b.finished; got != "aborted" || err == nil {
+		t.Fatalf("after the grace the running step was %s (err %v), want aborted", got, err)
 	}
 }

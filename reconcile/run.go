@@ -17,6 +17,9 @@ import (
 // DefaultMaxRounds bounds the observe-diff-execute loop.
 const DefaultMaxRounds = 5
 
+// DefaultGrace is how long running steps may go on after an interrupt.
+const DefaultGrace = 30 * time.Second
+
 // ErrNotConverged is returned when reality still differs from the spec after
 // the last round.
 var ErrNotConverged = errors.New("did not converge")
@@ -38,6 +41,9 @@ type Options struct {
 	Destroy   bool // desire nothing: delete every managed resource of the bottles
 	DryRun    bool // stop after the first plan
 	MaxRounds int  // 0 means DefaultMaxRounds
+	// Grace is how long running steps may go on once ctx is done;
+	// 0 means DefaultGrace.
+	Grace time.Duration
 	// OnPlan sees the first plan before anything changes.
 	OnPlan func(*Plan)
 }
@@ -61,6 +67,10 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 	if maxRounds <= 0 {
 		maxRounds = DefaultMaxRounds
 	}
+	grace := opts.Grace
+	if grace <= 0 {
+		grace = DefaultGrace
+	}
 	byName := make(map[string]Provider, len(providers))
 	for _, p := range providers {
 		byName[p.Name()] = p
@@ -71,13 +81,34 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 	}
 	log := zerolog.Ctx(ctx)
 	res := &Result{}
-	var lastErr error // the last step error that a new round was to fix
-	for round := 0; ; round++ {
+	var lastErr error // the last error that observing again was to fix
+	retries := 0
+	// retry waits before observing again after an error another round may
+	// fix: a conflict with a concurrent run, an engine that restarts.
+	retry := func(err error) (bool, error) {
+		if !errors.Is(err, ErrRetry) || retries >= maxRetries || ctx.Err() != nil {
+			return false, err
+		}
+		retries++
+		lastErr = err
+		wait := retryDelay(retries)
+		log.Warn().Err(err).Str("in", wait.String()).Msg("observing again")
+		select {
+		case <-time.After(wait):
+			return true, nil
+		case <-ctx.Done():
+			return false, fmt.Errorf("apply interrupted: %w", ctx.Err())
+		}
+	}
+	for {
 		plan, err := PlanOnce(ctx, providers, bottles, scope, opts.Destroy)
 		if err != nil {
-			return res, err
+			if again, err := retry(err); !again {
+				return res, err
+			}
+			continue
 		}
-		if round == 0 {
+		if res.Plan == nil {
 			res.Plan = plan
 			for _, w := range plan.Warnings {
 				log.Warn().Msg(w)
@@ -93,34 +124,23 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 		if opts.DryRun {
 			return res, nil
 		}
-		if round == maxRounds {
-			err := fmt.Errorf("%w after %d rounds; still to do:\n%s", ErrNotConverged, round, remaining(plan))
+		if res.Rounds == maxRounds {
+			err := fmt.Errorf("%w after %d rounds; still to do:\n%s", ErrNotConverged, res.Rounds, remaining(plan))
 			if lastErr != nil {
 				err = fmt.Errorf("%w\nthe last attempt failed: %w", err, lastErr)
 			}
 			return res, err
 		}
-		if round > 0 {
-			log.Info().Int("round", round+1).Int("changes", plan.Changes()).Msg("reality still differs; applying again")
+		if res.Rounds > 0 {
+			log.Info().Int("round", res.Rounds+1).Int("changes", plan.Changes()).Msg("reality still differs; applying again")
 		}
-		steps, err := Execute(ctx, plan, byName)
+		steps, err := Execute(ctx, plan, byName, grace)
 		res.Rounds++
 		res.Steps = append(res.Steps, steps...)
 		if err != nil {
-			if errors.Is(err, ErrRetry) && round < maxRounds && ctx.Err() == nil {
-				lastErr = err
-				// Another run may be half-way through creating what we
-				// collided with: give it time to show up before observing.
-				wait := retryDelay(round)
-				log.Warn().Err(err).Str("in", wait.String()).Msg("a step hit a conflict; observing again")
-				select {
-				case <-time.After(wait):
-				case <-ctx.Done():
-					return res, fmt.Errorf("apply interrupted: %w", ctx.Err())
-				}
-				continue
+			if again, err := retry(err); !again {
+				return res, err
 			}
-			return res, err
 		}
 	}
 }
@@ -190,9 +210,13 @@ func remaining(p *Plan) string {
 	return strings.TrimRight(b.String(), "\n")
 }
 
-// retryDelay backs off exponentially from 250ms, with up to 50% jitter so
-// that concurrent runs do not collide in lockstep.
-func retryDelay(round int) time.Duration {
-	d := 250 * time.Millisecond << min(round, 4)
+// maxRetries bounds how often a run observes again after an error marked
+// ErrRetry: with retryDelay, about 30 seconds in all.
+const maxRetries = 8
+
+// retryDelay backs off exponentially from 250ms to 4s, with up to 50%
+// jitter so that concurrent runs do not collide in lockstep.
+func retryDelay(n int) time.Duration {
+	d := 125 * time.Millisecond << min(n, 5)
 	return d + rand.N(d/2)
 }

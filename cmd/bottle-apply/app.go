@@ -2,11 +2,14 @@ package main
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"time"
 
@@ -16,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/internal/lock"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
 	"github.com/bottle-apply/bottle-apply/providers/smolvm"
 	"github.com/bottle-apply/bottle-apply/reconcile"
@@ -47,6 +51,7 @@ type options struct {
 	logLevel         string
 	logFormat        string
 	timeout          time.Duration
+	lockTimeout      time.Duration
 	subnetPool       string
 }
 
@@ -94,6 +99,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")
 	pf.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on a whole apply or destroy (0: none)")
+	f.DurationVar(&o.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another run on the same bottles to finish")
 	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o))
 
 	var logErr error
@@ -171,6 +177,18 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 		return exitError, err
 	}
 	providers := ps.all
+	if !o.dryRun {
+		// One apply or destroy per bottle at a time (per engine).
+		names := make([]string, len(bottles))
+		for i := range bottles {
+			names[i] = bottles[i].Metadata.Name
+		}
+		locks, err := lock.Acquire(ctx, lockDir(ps.engine), names, o.lockTimeout)
+		if err != nil {
+			return exitError, err
+		}
+		defer locks.Release()
+	}
 	color := false
 	if f, ok := s.Out.(*os.File); ok {
 		color = isatty.IsTerminal(f.Fd())
@@ -251,16 +269,19 @@ func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Re
 
 // providerSet is every backend, for the reconciler and for exec and cp.
 type providerSet struct {
+	engine string // the Docker engine's address, "" for the default
 	all    []reconcile.Provider
 	guests []func(ctx context.Context, bottle string) (guest, error)
 }
 
 func newProviders(o *options) (*providerSet, error) {
 	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	engine := os.Getenv("DOCKER_HOST")
 	if host, err := dockerHostFromContext(); err != nil {
 		return nil, err
 	} else if host != "" {
 		opts = append(opts, client.WithHost(host))
+		engine = host
 	}
 	c, err := client.NewClientWithOpts(opts...)
 	if err != nil {
@@ -279,7 +300,8 @@ func newProviders(o *options) (*providerSet, error) {
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: version})
 	return &providerSet{
-		all: []reconcile.Provider{dp, sp},
+		engine: engine,
+		all:    []reconcile.Provider{dp, sp},
 		guests: []func(context.Context, string) (guest, error){
 			func(ctx context.Context, bottle string) (guest, error) {
 				if _, err := dp.Agent(ctx, bottle); err != nil {
@@ -309,4 +331,19 @@ func bundleCommand() *cobra.Command {
 			return bundle.Run(cmd.Context(), bundle.ConfigFromEnv(os.Getenv), cmd.OutOrStdout())
 		},
 	}
+}
+
+// lockDir holds the bottles' locks, per engine: the same bottle name on two
+// engines is two bottles.
+func lockDir(engine string) string {
+	base := os.Getenv("XDG_STATE_HOME")
+	if !filepath.IsAbs(base) {
+		if home, err := os.UserHomeDir(); err == nil {
+			base = filepath.Join(home, ".local", "state")
+		} else {
+			base = os.TempDir()
+		}
+	}
+	sum := sha256.Sum256([]byte(engine))
+	return filepath.Join(base, "bottle-apply", "locks", hex.EncodeToString(sum[:])[:12])
 }

@@ -4,14 +4,27 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/signal"
 	"syscall"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	ctx, cancel := context.WithCancel(context.Background())
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	go func() {
+		// The first signal stops new steps and lets running ones finish
+		// (within a bound); the second exits at once.
+		<-sigs
+		fmt.Fprintln(os.Stderr, "bottle-apply: interrupted: starting no new step, letting running ones finish (Ctrl-C again to exit now)")
+		cancel()
+		<-sigs
+		fmt.Fprintln(os.Stderr, "bottle-apply: interrupted again: exiting now; what was done is labelled, and the next run converges from it")
+		os.Exit(130)
+	}()
 	code := Run(ctx, os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
-	stop()
+	cancel()
 	os.Exit(code)
 }

@@ -16,6 +16,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"testing/synctest"
 
@@ -1182,4 +1183,26 @@ func TestEnsureImageSharesWork(t *testing.T) {
 			}
 		}
 	})
+}
+
+func TestTransientErrorsAreRetried(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		err   error
+		retry bool
+	}{
+		{fmt.Errorf("list: %w", syscall.ECONNREFUSED), true},
+		{fmt.Errorf("create: %w", io.ErrUnexpectedEOF), true},
+		{fmt.Errorf("create: %w", cerrdefs.ErrUnavailable), true},
+		{fmt.Errorf("create: %w", cerrdefs.ErrInvalidArgument), false},
+		{errors.New("no such image"), false},
+	}
+	for _, tc := range cases {
+		if got := errors.Is(transient(tc.err), reconcile.ErrRetry); got != tc.retry {
+			t.Errorf("transient(%v) retries = %v, want %v", tc.err, got, tc.retry)
+		}
+	}
+	if transient(nil) != nil {
+		t.Error("transient(nil) != nil")
+	}
 }

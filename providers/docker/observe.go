@@ -49,7 +49,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		return nil
 	})
 	if err := g.Wait(); err != nil {
-		return nil, err
+		return nil, transient(err)
 	}
 	rs := observed(nets, ctrs)
 	claimNamesakes(rs, scope)
