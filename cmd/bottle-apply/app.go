@@ -335,8 +335,9 @@ func bundleCommand() *cobra.Command {
 
 // lockDir holds the bottles' locks, per engine: the same bottle name on two
 // engines is two bottles.
-func lockDir(engine string) string {
-	base := os.Getenv("XDG_STATE_HOME")
+func lockDir(engine string) string { return lockDirIn(os.Getenv("XDG_STATE_HOME"), engine) }
+
+func lockDirIn(base, engine string) string {
 	if !filepath.IsAbs(base) {
 		if home, err := os.UserHomeDir(); err == nil {
 			base = filepath.Join(home, ".local", "state")
