@@ -27,6 +27,12 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 		desiredNames[nameKey(&desired[i])] = desired[i].ID()
 	}
 
+	inUse := map[string]bool{} // engine IDs something is attached to
+	for i := range observed {
+		for _, id := range observed[i].Attached {
+			inUse[id] = true
+		}
+	}
 	plan := &Plan{}
 	var conflicts []error
 	obsByID := make(map[string]*Resource, len(observed))
@@ -50,11 +56,11 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 		}
 		id := o.ID()
 		if prev, dup := obsByID[id]; dup {
-			// Keep the one with the expected name, then the one with the
-			// lower engine ID, so that every run drops the same one.
+			// Keep the one with the expected name, then the one something
+			// is attached to, then the one with the lower engine ID, so that
+			// every run drops the same one.
 			keep, drop := prev, o
-			oName, pName := desiredNames[nameKey(o)] == id, desiredNames[nameKey(prev)] == id
-			if oName && !pName || oName == pName && o.EngineID < prev.EngineID {
+			if better(o, prev, desiredNames[nameKey(o)] == id, desiredNames[nameKey(prev)] == id, inUse) {
 				keep, drop = o, prev
 			}
 			obsByID[id] = keep
@@ -318,4 +324,15 @@ func shortID(id string) string {
 		return id[:12]
 	}
 	return id
+}
+
+// better reports whether duplicate a should be kept over b.
+func better(a, b *Resource, aNamed, bNamed bool, inUse map[string]bool) bool {
+	if aNamed != bNamed {
+		return aNamed
+	}
+	if inUse[a.EngineID] != inUse[b.EngineID] {
+		return inUse[a.EngineID]
+	}
+	return a.EngineID < b.EngineID
 }

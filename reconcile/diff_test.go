@@ -215,8 +215,9 @@ func TestDiffDropsTheSameDuplicateWhateverTheOrder(t *testing.T) {
 			t.Fatal(err)
 		}
 		last := p.Steps[len(p.Steps)-1]
-		if last.Action != Delete || last.Observed.EngineID != "bottle-hello-internal-id" {
-			t.Fatalf("dropped %s (%s), want the higher engine ID:\n%s", last.ResourceID, last.Observed.EngineID, p)
+		// The containers are attached to the original: it stays.
+		if last.Action != Delete || last.Observed.EngineID != "aa-older-id" {
+			t.Fatalf("dropped %s (%s), want the one nothing is attached to:\n%s", last.ResourceID, last.Observed.EngineID, p)
 		}
 	}
 }
@@ -231,5 +232,25 @@ func TestDiffReplacesWhatIsAttachedOutsideTheSpec(t *testing.T) {
 	want := "#3 docker-container:hello/agent Replace, also attached to network bridge, after #2\n"
 	if !strings.Contains(p.String(), want) {
 		t.Fatalf("plan:\n%s\nwant a line\n%s", p, want)
+	}
+}
+
+func TestDiffKeepsTheDuplicateInUse(t *testing.T) {
+	t.Parallel()
+	// "aa-newer-id" sorts first, but the containers are on the original.
+	dup := with(hello.observed()[:1], "internal", func(r *Resource) { r.EngineID = "aa-newer-id" })
+	obs := append(hello.observed(), dup...)
+	for i := range obs {
+		for k := range obs[i].Attached {
+			obs[i].Attached[k] = "bottle-hello-internal-id"
+		}
+	}
+	p, err := Diff(hello.desired(), obs, Scope{Bottles: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	last := p.Steps[len(p.Steps)-1]
+	if last.Action != Delete || last.Observed.EngineID != "aa-newer-id" {
+		t.Fatalf("dropped %s (%s), want the one nothing is attached to:\n%s", last.ResourceID, last.Observed.EngineID, p)
 	}
 }
