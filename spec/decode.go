@@ -2,6 +2,7 @@ package spec
 
 import (
 	"bytes"
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
@@ -72,6 +73,12 @@ func parse(file string, data []byte) (docs []*document, errs []*FieldError) {
 // errors, then decodes the parts that fit.
 func decodeDocument(file string, doc *yaml.Node) *document {
 	d := &document{file: file, root: doc.Content[0], nodes: map[string]entry{}}
+	d.bottle.Source = Source{File: file, Line: doc.Line}
+	if _, at, msg := expansion(d.root, MaxNodes); at != nil {
+		d.errorf(at, "", "%s", msg)
+		d.bad = append(d.bad, "") // nothing was decoded: validation has nothing to say
+		return d
+	}
 	if n := d.walk(nil, d.root, reflect.TypeFor[Bottle](), ""); n != nil {
 		if err := n.Decode(&d.bottle); err != nil { // walk normalized n, so this is a bug
 			d.errorf(d.root, "", "internal: decode: %v", err)
@@ -79,6 +86,49 @@ func decodeDocument(file string, doc *yaml.Node) *document {
 	}
 	d.bottle.Source = Source{File: file, Line: doc.Line}
 	return d
+}
+
+// MaxNodes bounds the nodes of one document, counted with every alias
+// expanded: a few anchors can otherwise stand for billions of nodes (the
+// "billion laughs").
+const MaxNodes = 100_000
+
+// expansion walks the document under n as a consumer that expands aliases
+// would, and stops at the first problem: an alias inside the node its
+// anchor marks (it would expand forever), or more than limit nodes. It
+// returns how many nodes it visited and, on a problem, the node to blame
+// and what is wrong. The node is the alias of the cycle, or the outermost
+// alias being expanded when the count passed the limit: where the document
+// asks for the expansion.
+func expansion(n *yaml.Node, limit int) (count int, at *yaml.Node, msg string) {
+	open := map[*yaml.Node]bool{} // the alias targets being expanded
+	var visit func(n, alias *yaml.Node) bool
+	visit = func(n, alias *yaml.Node) bool {
+		count++ // bounds the depth of the recursion too
+		if count > limit {
+			at = cmp.Or(alias, n)
+			msg = fmt.Sprintf("too many nodes after expanding aliases (more than %d): "+
+				"a bottle needs far fewer; check the anchors (&) and aliases (*) this one expands", limit)
+			return false
+		}
+		if n.Kind == yaml.AliasNode && n.Alias != nil {
+			if open[n.Alias] {
+				at, msg = n, fmt.Sprintf("alias *%s is inside the node its anchor marks, so it would expand forever", n.Value)
+				return false
+			}
+			open[n.Alias] = true
+			defer delete(open, n.Alias)
+			return visit(n.Alias, cmp.Or(alias, n))
+		}
+		for _, c := range n.Content {
+			if !visit(c, alias) {
+				return false
+			}
+		}
+		return true
+	}
+	visit(n, nil)
+	return count, at, msg
 }
 
 func (d *document) errorf(n *yaml.Node, field, format string, args ...any) {
@@ -190,7 +240,9 @@ func field(t reflect.Type, name string) reflect.Type {
 		return t.Elem()
 	}
 	for f := range t.Fields() {
-		if yamlName(f) == name {
+		// A field YAML ignores (yaml:"-", unexported, such as Source and
+		// Agent.Secrets) has the name "", which no key may reach.
+		if n := yamlName(f); n != "" && n == name {
 			return f.Type
 		}
 	}

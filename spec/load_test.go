@@ -18,6 +18,9 @@ var invalidCases = []struct {
 	paths []string // nil: testdata/name
 	want  []string
 }{
+	{"invalid-alias-bomb.yaml", nil, []string{
+		"testdata/invalid-alias-bomb.yaml:8:8: too many nodes after expanding aliases (more than 100000): a bottle needs far fewer; check the anchors (&) and aliases (*) this one expands",
+	}},
 	{"invalid-allowcidrs.yaml", nil, []string{
 		"testdata/invalid-allowcidrs.yaml:11:9: spec.network.allowCIDRs[1]: \"bogus\" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)",
 		"testdata/invalid-allowcidrs.yaml:12:9: spec.network.allowCIDRs[2]: \"10.1.2.3/8\" is not a network address; did you mean \"10.0.0.0/8\"?",
@@ -115,6 +118,32 @@ var invalidCases = []struct {
 		"testdata/invalid-resources.yaml:10:13: spec.agent.memory: 32 is below the minimum of 64",
 		"testdata/invalid-resources.yaml:15:37: spec.agent.cpus: 65 is above the maximum of 64",
 		"testdata/invalid-resources.yaml:15:49: spec.agent.memory: expected a whole number, got a string",
+	}},
+	{"invalid-secret-env.yaml", nil, []string{
+		"testdata/invalid-secret-env.yaml:13:7: spec.agent.secretEnv.1BAD: not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
+		"testdata/invalid-secret-env.yaml:15:7: spec.agent.secretEnv.HTTPS_PROXY: reserved: set by bottle-apply to point at the bundle's proxy",
+		"testdata/invalid-secret-env.yaml:17:7: spec.agent.secretEnv.SHARED: is also set in spec.agent.env; set a variable in env or in secretEnv, not both",
+		"testdata/invalid-secret-env.yaml:20:9: spec.agent.secretEnv.NEITHER.valueFrom: needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)",
+		"testdata/invalid-secret-env.yaml:21:7: spec.agent.secretEnv.NOSOURCE.valueFrom: needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)",
+		"testdata/invalid-secret-env.yaml:23:9: spec.agent.secretEnv.BOTH.valueFrom: has both env and file; set exactly one",
+		"testdata/invalid-secret-env.yaml:27:26: spec.agent.secretEnv.BADVAR.valueFrom.env: \"ANTHROPIC-API-KEY\" is not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
+		"testdata/invalid-secret-env.yaml:29:27: spec.agent.secretEnv.ABSOLUTE.valueFrom.file: \"/etc/shadow\" is an absolute path; write it relative to the spec file's directory",
+		"testdata/invalid-secret-env.yaml:31:27: spec.agent.secretEnv.PARENT.valueFrom.file: \"../outside/token\" holds \"..\"; a secret file must be inside the spec file's directory",
+		"testdata/invalid-secret-env.yaml:33:27: spec.agent.secretEnv.INNER_PARENT.valueFrom.file: \"keys/../token\" holds \"..\"; a secret file must be inside the spec file's directory",
+		"testdata/invalid-secret-env.yaml:35:27: spec.agent.secretEnv.DOT.valueFrom.file: \"./\" is the spec file's directory itself; name a file in it",
+		"testdata/invalid-secret-env.yaml:37:29: spec.agent.secretEnv.TYPO.valueFrom.fiel: unknown field (did you mean \"file\"?)",
+		"testdata/invalid-secret-env.yaml:38:7: spec.agent.secretEnv.LITERAL.valueFrom: needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)",
+		"testdata/invalid-secret-env.yaml:39:9: spec.agent.secretEnv.LITERAL.value: unknown field (known fields: valueFrom)",
+	}},
+	{"invalid-secret-type.yaml", nil, []string{
+		"testdata/invalid-secret-type.yaml:9:10: spec.agent.secretEnv.A: expected a mapping, got a string",
+		"testdata/invalid-secret-type.yaml:11:20: spec.agent.secretEnv.B.valueFrom: expected a mapping, got a list",
+		"testdata/invalid-secret-type.yaml:14:16: spec.agent.secretEnv.C.valueFrom.env: expected a string, got a mapping",
+		"testdata/invalid-secret-type.yaml:24:16: spec.agent.secretEnv: expected a mapping, got a list",
+	}},
+	{"invalid-secrets-field.yaml", nil, []string{
+		"testdata/invalid-secrets-field.yaml:9:5: spec.agent.secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, secretEnv)",
+		"testdata/invalid-secrets-field.yaml:11:5: spec.agent.Secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, secretEnv)",
 	}},
 	{"invalid-subnet.yaml", nil, []string{
 		"testdata/invalid-subnet.yaml:12:13: spec.network.subnet: \"10.0.0.0/33\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",
@@ -252,6 +281,10 @@ func TestParseGenerated(t *testing.T) {
 		{"file too large", pad(MaxFileSize + 1), "gen.yaml: file is larger than the limit of 1048576 bytes (1 MiB)"},
 		{"control character", []byte("apiVersion: bottle-apply/v1\nkind: Bot\x01tle\n"), "gen.yaml:2:10: yaml: control character U+0001 is not allowed"},
 		{"invalid UTF-8", []byte("apiVersion: bottle-apply/v1\n# caf\xe9\n"), "gen.yaml:2:6: yaml: invalid UTF-8 (the file must be UTF-8 encoded)"},
+		{"empty key", []byte(bottleYAML("x") + "\"\": {\"\": x}\n"), "gen.yaml:5:1: unknown field (known fields: apiVersion, kind, metadata, spec)"},
+		{"alias cycle", []byte("a: &s [x, *s]\n"), "gen.yaml:1:11: alias *s is inside the node its anchor marks, so it would expand forever"},
+		{"alias cycle in a bottle", []byte("apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata: {name: x}\nspec: &s {agent: {image: alpine, command: *s}}\n"),
+			"gen.yaml:4:43: alias *s is inside the node its anchor marks, so it would expand forever"},
 		{"only a separator", []byte("---\n"), "gen.yaml:1:1: no bottle in file (it is empty or holds only comments)"},
 		{"only comments", []byte("# nothing\n---\n# here\n"), "gen.yaml:1:1: no bottle in file (it is empty or holds only comments)"},
 		{"scalar document", []byte("--- hello\n"), "gen.yaml:1:5: expected a mapping, got a string"},
@@ -325,6 +358,14 @@ func TestLoadValid(t *testing.T) {
 			Agent:   Agent{Image: "alpine", Command: []string{"sleep", "infinity"}, Env: map[string]string{"NAME": "anchors"}},
 			Bundle:  Bundle{Daemons: []string{DaemonDNS}},
 		})}},
+		{"valid-secrets.yaml", []Bottle{header("secrets", 2, Spec{
+			Backend: BackendDocker,
+			Agent: Agent{Image: "alpine", Env: map[string]string{"MODEL": "sonnet"}, SecretEnv: map[string]SecretSource{
+				"ANTHROPIC_API_KEY": {ValueFrom{Env: "ANTHROPIC_API_KEY"}},
+				"GITHUB_TOKEN":      {ValueFrom{File: "secrets/github-token"}},
+				"npm_token":         {ValueFrom{File: "./npm token.txt"}},
+			}},
+		})}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
@@ -347,8 +388,8 @@ func TestLoadValid(t *testing.T) {
 func TestValidFilesCovered(t *testing.T) {
 	t.Parallel()
 	files, _ := filepath.Glob("testdata/valid-*.yaml")
-	if len(files) != 4 { // each has a case in TestLoadValid
-		t.Errorf("testdata has %d valid-*.yaml files, TestLoadValid covers 4: %v", len(files), files)
+	if len(files) != 5 { // each has a case in TestLoadValid
+		t.Errorf("testdata has %d valid-*.yaml files, TestLoadValid covers 5: %v", len(files), files)
 	}
 }
 

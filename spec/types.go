@@ -64,6 +64,38 @@ type Agent struct {
 	// limits on docker. Zero means the backend's default.
 	CPUs   int `yaml:"cpus" json:"cpus,omitempty" validate:"omitempty,min=1,max=64"`
 	Memory int `yaml:"memory" json:"memory,omitempty" validate:"omitempty,min=64,max=1048576"`
+	// SecretEnv sets environment variables of the agent from secrets that
+	// the spec names but does not hold: the environment of bottle-apply or
+	// a file next to the spec. Checked in validate.go.
+	SecretEnv map[string]SecretSource `yaml:"secretEnv" json:"secretEnv,omitempty" validate:"dive,keys,envname,noproxy,endkeys"`
+
+	// Secrets are the values of SecretEnv, sorted by name, once resolved
+	// (package secret does it); never read from YAML, never marshalled, and
+	// printed with their values redacted.
+	Secrets []Secret `yaml:"-" json:"-"`
+}
+
+// SecretSource says where the value of a secret comes from.
+type SecretSource struct {
+	ValueFrom ValueFrom `yaml:"valueFrom" json:"valueFrom"`
+}
+
+// ValueFrom names the source of a secret: exactly one of Env (a variable of
+// bottle-apply's own environment) and File (a path relative to the spec
+// file's directory, which it may not leave).
+type ValueFrom struct {
+	Env  string `yaml:"env" json:"env,omitempty"`
+	File string `yaml:"file" json:"file,omitempty"`
+}
+
+// Secret is a resolved secret: the variable Name, its Value and Digest, a
+// keyed hash of name and value that stands for the value in config hashes.
+// Value never appears when a Secret is formatted (%v, %+v, %#v, %s...) or
+// marshalled to JSON: only Name and Digest do.
+type Secret struct {
+	Name   string
+	Value  string
+	Digest string
 }
 
 // Network is the bottle's private network.

@@ -4,9 +4,12 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"maps"
 	"net/netip"
 	"path"
+	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,7 +21,8 @@ import (
 
 // checks are the custom rules on single string fields, by validate tag. Each
 // returns what is wrong with a value, or "". Messages never quote map values:
-// the only map is agent.env, and its values may be secrets.
+// agent.env's values may be secrets. (secretEnv's values only name where a
+// secret is, so its messages may quote them.)
 var checks = map[string]func(string) string{
 	"dnslabel": checkName,
 	"imageref": checkImage,
@@ -30,7 +34,7 @@ var checks = map[string]func(string) string{
 }
 
 // keyRules are tags that validate a map key; their errors point at the key.
-var keyRules = map[string]bool{"envname": true, "noproxy": true}
+var keyRules = map[string]bool{"envname": true, "noproxy": true, "secretkey": true, "secretfrom": true}
 
 var bottleValidator = sync.OnceValue(func() *validator.Validate {
 	v := validator.New(validator.WithRequiredStructEnabled())
@@ -61,6 +65,7 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 				fmt.Sprintf("%s holds \"--\", which smolvm machine names may not", quote(b.Metadata.Name)))
 		}
 	}, Bottle{})
+	v.RegisterStructValidation(validateSecretEnv, Agent{})
 	v.RegisterStructValidation(func(sl validator.StructLevel) {
 		reportDuplicates(sl, "daemons", sl.Current().Interface().(Bundle).Daemons, func(s string) (string, bool) {
 			return s, s == DaemonEgress || s == DaemonDNS
@@ -68,6 +73,53 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 	}, Bundle{})
 	return v
 })
+
+// validateSecretEnv checks what the tags on Agent.SecretEnv cannot: a name
+// also in env, and each source. Fields are reported as YAML paths under
+// spec.agent ("secretEnv.NAME.valueFrom.file"), which fieldPath keeps.
+func validateSecretEnv(sl validator.StructLevel) {
+	a := sl.Current().Interface().(Agent)
+	for _, name := range slices.Sorted(maps.Keys(a.SecretEnv)) {
+		field := "secretEnv." + name
+		if _, dup := a.Env[name]; dup && checkEnvName(name) == "" && checkNotProxy(name) == "" {
+			sl.ReportError(name, field, "", "secretkey",
+				"is also set in spec.agent.env; set a variable in env or in secretEnv, not both")
+		}
+		from := a.SecretEnv[name].ValueFrom
+		switch {
+		case from.Env == "" && from.File == "":
+			sl.ReportError(name, field+".valueFrom", "", "secretfrom",
+				"needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)")
+		case from.Env != "" && from.File != "":
+			sl.ReportError(name, field+".valueFrom", "", "secretfrom", "has both env and file; set exactly one")
+		case from.Env != "":
+			if msg := checkEnvName(from.Env); msg != "" {
+				sl.ReportError(from.Env, field+".valueFrom.env", "", "secretsource", quote(from.Env)+" is "+msg)
+			}
+		default:
+			if msg := CheckSecretFile(from.File); msg != "" {
+				sl.ReportError(from.File, field+".valueFrom.file", "", "secretsource", msg)
+			}
+		}
+	}
+}
+
+// CheckSecretFile returns what is wrong with a secretEnv file path, or "":
+// it must be relative and stay inside the spec file's directory, so that a
+// spec can make bottle-apply read no file outside its own tree.
+func CheckSecretFile(file string) string {
+	switch {
+	case filepath.IsAbs(file) || strings.HasPrefix(file, "/"):
+		return quote(file) + " is an absolute path; write it relative to the spec file's directory"
+	case slices.Contains(strings.Split(file, "/"), ".."):
+		return quote(file) + " holds \"..\"; a secret file must be inside the spec file's directory"
+	case !filepath.IsLocal(file):
+		return quote(file) + " is not a path inside the spec file's directory"
+	case filepath.Clean(file) == ".":
+		return quote(file) + " is the spec file's directory itself; name a file in it"
+	}
+	return ""
+}
 
 // reportDuplicates reports each valid element of list equal to an earlier
 // one, with the earlier index as the param of a "unique" error.
@@ -89,6 +141,7 @@ func reportDuplicates(sl validator.StructLevel, name string, list []string, key 
 // validate checks the decoded bottle and records positioned errors, except
 // under fields that failed to decode: those already have theirs.
 func (d *document) validate() {
+	defer d.validateStdinSecrets()
 	err := bottleValidator().Struct(&d.bottle)
 	var verrs validator.ValidationErrors
 	if !errors.As(err, &verrs) {
@@ -99,11 +152,30 @@ func (d *document) validate() {
 	}
 	for _, fe := range verrs {
 		field := fieldPath(fe.Namespace())
-		if d.decodeFailed(field) {
-			continue
+		if d.decodeFailed(field) || fe.Tag() == "secretfrom" && d.decodeFailedUnder(field) {
+			continue // a source whose env or file did not decode: that error says it
 		}
 		n, found := d.locate(field, keyRules[fe.Tag()])
 		d.errorf(n, field, "%s", message(fe, field, found))
+	}
+}
+
+// validateStdinSecrets refuses secret files in a spec read from standard
+// input: there is no directory to read them from.
+func (d *document) validateStdinSecrets() {
+	if d.file != StdinName {
+		return
+	}
+	se := d.bottle.Spec.Agent.SecretEnv
+	for _, name := range slices.Sorted(maps.Keys(se)) {
+		file := se[name].ValueFrom.File
+		field := "spec.agent.secretEnv." + name + ".valueFrom.file"
+		if file == "" || se[name].ValueFrom.Env != "" || CheckSecretFile(file) != "" || d.decodeFailed(field) {
+			continue // no file, or its own error says what to fix
+		}
+		n, _ := d.locate(field, false)
+		d.errorf(n, field, "a spec read from standard input has no directory to read secret files from; "+
+			"use valueFrom.env, or pass the spec with -f FILE")
 	}
 }
 
@@ -111,9 +183,10 @@ func (d *document) validate() {
 // into the YAML path spec.agent.env.FOO.
 func fieldPath(ns string) string {
 	_, p, _ := strings.Cut(ns, ".")
-	const env = "spec.agent.env["
-	if strings.HasPrefix(p, env) && strings.HasSuffix(p, "]") {
-		p = "spec.agent.env." + p[len(env):len(p)-1]
+	for _, m := range []string{"spec.agent.env", "spec.agent.secretEnv"} {
+		if strings.HasPrefix(p, m+"[") && strings.HasSuffix(p, "]") {
+			p = m + "." + p[len(m)+1:len(p)-1]
+		}
 	}
 	return p
 }
@@ -121,6 +194,16 @@ func fieldPath(ns string) string {
 func (d *document) decodeFailed(field string) bool {
 	for _, b := range d.bad {
 		if b == "" || field == b || strings.HasPrefix(field, b+".") || strings.HasPrefix(field, b+"[") {
+			return true
+		}
+	}
+	return false
+}
+
+// decodeFailedUnder reports whether a field under field failed to decode.
+func (d *document) decodeFailedUnder(field string) bool {
+	for _, b := range d.bad {
+		if strings.HasPrefix(b, field+".") || strings.HasPrefix(b, field+"[") {
 			return true
 		}
 	}
@@ -169,7 +252,7 @@ func message(fe validator.FieldError, field string, found bool) string {
 		return fmt.Sprintf("%s is not one of: %s", quote(value), strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "unique":
 		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
-	case "bundleip", "egresssubnet", "smolvmname":
+	case "bundleip", "egresssubnet", "smolvmname", "secretkey", "secretfrom", "secretsource":
 		return fe.Param()
 	case "min":
 		return fmt.Sprintf("%v is below the minimum of %s", fe.Value(), fe.Param())

@@ -172,6 +172,15 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 		}
 		return exitError, err
 	}
+	if !o.destroy {
+		// Secrets are read now, once, and never shown.
+		if err := resolveSecrets(bottles); err != nil {
+			if o.output == "json" {
+				_ = writeJSON(s.Out, o, nil, nil, err, time.Since(started))
+			}
+			return exitError, fmt.Errorf("%w; nothing was changed", err)
+		}
+	}
 	ps, err := newProviders(o)
 	if err != nil {
 		return exitError, err
@@ -335,16 +344,15 @@ func bundleCommand() *cobra.Command {
 
 // lockDir holds the bottles' locks, per engine: the same bottle name on two
 // engines is two bottles.
-func lockDir(engine string) string { return lockDirIn(os.Getenv("XDG_STATE_HOME"), engine) }
+func lockDir(engine string) string {
+	base := stateDir()
+	if base == "" {
+		base = os.TempDir()
+	}
+	return lockDirIn(base, engine)
+}
 
 func lockDirIn(base, engine string) string {
-	if !filepath.IsAbs(base) {
-		if home, err := os.UserHomeDir(); err == nil {
-			base = filepath.Join(home, ".local", "state")
-		} else {
-			base = os.TempDir()
-		}
-	}
 	sum := sha256.Sum256([]byte(engine))
 	return filepath.Join(base, "bottle-apply", "locks", hex.EncodeToString(sum[:])[:12])
 }

@@ -4,6 +4,8 @@
 package docker
 
 import (
+	"fmt"
+
 	"github.com/docker/docker/client"
 	"golang.org/x/sync/singleflight"
 
@@ -62,6 +64,9 @@ func (p *Provider) Name() string { return ProviderName }
 func (p *Provider) Desired(bottles []*spec.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
 	var out []reconcile.Resource
 	for _, b := range bottles {
+		if b.Spec.Backend == spec.BackendDocker && !b.Spec.Agent.SecretsResolved() {
+			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
+		}
 		out = append(out, translate(b, p.opts.BundleImage, p.opts.Version)...)
 	}
 	return out, nil

@@ -129,9 +129,12 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 
 	proxy := fmt.Sprintf("http://%s:%d", n.BundleIP, ProxyPort)
 	a := &b.Spec.Agent
-	env := make([]string, 0, len(a.Env)+6)
+	env := make([]string, 0, len(a.Env)+len(a.Secrets)+6)
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
+	}
+	for _, s := range a.Secrets {
+		env = append(env, s.Name+"="+s.Value)
 	}
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
@@ -149,6 +152,10 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	}
 	if a.Memory != 0 {
 		f = append(f, reconcile.In("memory", a.Memory))
+	}
+	// Secrets enter as their keyed digests, never their values.
+	if len(a.Secrets) > 0 {
+		f = append(f, reconcile.In("secretEnv", a.SecretDigests()))
 	}
 	agent := newResource(b, KindContainer, RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known

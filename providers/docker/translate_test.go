@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"fmt"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/secret"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -227,29 +229,76 @@ func TestFreeSubnet(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	t.Parallel()
-	p := newProvider(nil, Options{})
-	a, b, c := helloBottle(), helloBottle(), helloBottle()
-	a.Metadata.Name, b.Metadata.Name, c.Metadata.Name = "a", "b", "c"
-	a.Spec.Network = spec.Network{}
-	b.Spec.Network = spec.Network{}
-	c.Spec.Network = spec.Network{Subnet: "10.213.1.0/24", BundleIP: "10.213.1.9"}
-	observed := []reconcile.Resource{
-		{Provider: ProviderName, Kind: KindNetwork, Name: "foreign", Summary: map[string]string{"subnet": "10.213.0.0/24"}},
-		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-b-internal", Bottle: "b", Role: RoleInternal, Managed: true,
-			Summary: map[string]string{"subnet": "10.213.7.0/24"}},
+	resolve := func() []*spec.Bottle {
+		a, b, c := helloBottle(), helloBottle(), helloBottle()
+		a.Metadata.Name, b.Metadata.Name, c.Metadata.Name = "a", "b", "c"
+		a.Spec.Network = spec.Network{}
+		b.Spec.Network = spec.Network{}
+		c.Spec.Network = spec.Network{Subnet: "10.213.1.0/24", BundleIP: "10.213.1.9"}
+		observed := []reconcile.Resource{
+			{Provider: ProviderName, Kind: KindNetwork, Name: "foreign", Summary: map[string]string{"subnet": "10.213.0.0/24"}},
+			{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-b-internal", Bottle: "b", Role: RoleInternal, Managed: true,
+				Summary: map[string]string{"subnet": "10.213.7.0/24"}},
+		}
+		if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{a, b, c}, observed); err != nil {
+			t.Fatal(err)
+		}
+		return []*spec.Bottle{a, b, c}
 	}
-	if err := p.Resolve([]*spec.Bottle{a, b, c}, observed); err != nil {
-		t.Fatal(err)
+	bs := resolve()
+	a, b, c := bs[0].Spec.Network, bs[1].Spec.Network, bs[2].Spec.Network
+	// b keeps the subnet its network has; c keeps what it pins.
+	if b.Subnet != "10.213.7.0/24" || b.BundleIP != "10.213.7.2" || c.Subnet != "10.213.1.0/24" || c.BundleIP != "10.213.1.9" {
+		t.Fatalf("resolved b=%+v c=%+v", b, c)
 	}
-	got := [][2]string{{a.Spec.Network.Subnet, a.Spec.Network.BundleIP}, {b.Spec.Network.Subnet, b.Spec.Network.BundleIP},
-		{c.Spec.Network.Subnet, c.Spec.Network.BundleIP}}
-	want := [][2]string{{"10.213.2.0/24", "10.213.2.2"}, {"10.213.7.0/24", "10.213.7.2"}, {"10.213.1.0/24", "10.213.1.9"}}
-	if !reflect.DeepEqual(got, want) {
-		t.Fatalf("resolved %v, want %v", got, want)
+	// a gets a /24 of the pool that overlaps nothing else, with the bundle
+	// at its .2; every egress range is a /28 of the pool of its own.
+	all := []string{"10.213.0.0/24", b.Subnet, c.Subnet, a.Subnet, a.EgressSubnet, b.EgressSubnet, c.EgressSubnet}
+	pool := netip.MustParsePrefix(DefaultSubnetPool)
+	for i, x := range all {
+		px := netip.MustParsePrefix(x)
+		if !pool.Contains(px.Addr()) {
+			t.Errorf("%s is outside the pool", x)
+		}
+		for _, y := range all[i+1:] {
+			if px.Overlaps(netip.MustParsePrefix(y)) {
+				t.Errorf("%s overlaps %s", x, y)
+			}
+		}
 	}
-	egress := []string{a.Spec.Network.EgressSubnet, b.Spec.Network.EgressSubnet, c.Spec.Network.EgressSubnet}
-	if want := []string{"10.213.3.0/28", "10.213.3.16/28", "10.213.3.32/28"}; !reflect.DeepEqual(egress, want) {
-		t.Fatalf("egress subnets %v, want %v", egress, want)
+	if pa := netip.MustParsePrefix(a.Subnet); pa.Bits() != 24 || a.BundleIP != spec.DefaultBundleIP(pa).String() {
+		t.Errorf("a = %+v", a)
+	}
+	for _, e := range []string{a.EgressSubnet, b.EgressSubnet, c.EgressSubnet} {
+		if netip.MustParsePrefix(e).Bits() != 28 {
+			t.Errorf("egress %s is not a /28", e)
+		}
+	}
+	// The choice is stable: the same bottles get the same ranges.
+	again := resolve()
+	for i := range bs {
+		if !reflect.DeepEqual(bs[i].Spec.Network, again[i].Spec.Network) {
+			t.Errorf("bottle %s resolved differently twice", bs[i].Metadata.Name)
+		}
+	}
+}
+
+// Different bottles start their search at different ranges, so that runs
+// at the same time seldom race for the same one.
+func TestResolveSpreadsBottles(t *testing.T) {
+	t.Parallel()
+	seen := map[string]bool{}
+	for i := range 10 {
+		b := helloBottle()
+		b.Metadata.Name = fmt.Sprintf("b%d", i)
+		b.Spec.Network = spec.Network{}
+		if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{b}, nil); err != nil {
+			t.Fatal(err)
+		}
+		seen[b.Spec.Network.Subnet] = true
+	}
+	if len(seen) < 9 {
+		t.Fatalf("10 bottles resolved alone chose only %d distinct subnets", len(seen))
 	}
 }
 
@@ -328,8 +377,11 @@ func TestResolveMovesOwnNetworkOutOfTheWay(t *testing.T) {
 	if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{b}, observed); err != nil {
 		t.Fatal(err)
 	}
-	if got := b.Spec.Network.EgressSubnet; got != "10.213.2.0/28" {
-		t.Fatalf("egress subnet = %s, want a new range out of the pinned subnet's way", got)
+	got := netip.MustParsePrefix(b.Spec.Network.EgressSubnet)
+	for _, taken := range []string{"10.213.0.0/24", "10.213.1.0/24", "10.213.0.16/28"} {
+		if got.Overlaps(netip.MustParsePrefix(taken)) {
+			t.Fatalf("egress subnet = %s overlaps %s; want a new range out of the pinned subnet's way", got, taken)
+		}
 	}
 }
 
@@ -343,6 +395,165 @@ func TestEmptyHashesLikeAbsent(t *testing.T) {
 	for role := range a {
 		if a[role].Hash != e[role].Hash {
 			t.Errorf("%s: `[]`/`{}` hash differently from an absent key", role)
+		}
+	}
+}
+
+// secretKey digests the test secrets, as secret.LoadKey's key would.
+var secretKey = []byte("0123456789abcdef0123456789abcdef")
+
+// withSecrets gives a bottle resolved secrets, as secret.Resolve does.
+func withSecrets(b *spec.Bottle, values map[string]string) *spec.Bottle {
+	b.Spec.Agent.SecretEnv = map[string]spec.SecretSource{}
+	b.Spec.Agent.Secrets = nil
+	for _, name := range []string{"ANTHROPIC_API_KEY", "GITHUB_TOKEN", "Z_LAST"} {
+		if v, ok := values[name]; ok {
+			b.Spec.Agent.SecretEnv[name] = spec.SecretSource{ValueFrom: spec.ValueFrom{Env: name}}
+			b.Spec.Agent.Secrets = append(b.Spec.Agent.Secrets, spec.Secret{Name: name, Value: v, Digest: secret.Digest(secretKey, name, v)})
+		}
+	}
+	return b
+}
+
+const plantedSecret = "sk-planted-7f3a9c"
+
+func TestTranslateSecrets(t *testing.T) {
+	t.Parallel()
+	b := withSecrets(helloBottle(), map[string]string{"ANTHROPIC_API_KEY": plantedSecret, "Z_LAST": "zz-" + plantedSecret})
+	rs := byRole(translate(b, "img", "v"))
+	agent := rs[RoleAgent]
+	cfg := agent.Config.(containerConfig)
+	proxy := "http://192.168.240.2:8888"
+	wantEnv := []string{"ANTHROPIC_API_KEY=" + plantedSecret, "API_KEY=s3cret", "FOO=bar", "HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy,
+		"NO_PROXY=localhost,127.0.0.1", "Z_LAST=zz-" + plantedSecret, "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
+	if !reflect.DeepEqual(cfg.Env, wantEnv) {
+		t.Errorf("agent env = %q, want %q", cfg.Env, wantEnv)
+	}
+	// One new input, a digest of "NAME=DIGEST" pairs.
+	plain := byRole(translate(helloBottle(), "img", "v"))[RoleAgent]
+	if len(agent.Inputs) != len(plain.Inputs)+1 || agent.Inputs["secretEnv"] == "" {
+		t.Errorf("inputs %v, want those of %v and secretEnv", agent.Inputs, plain.Inputs)
+	}
+	want := reconcile.Fragment{reconcile.In("secretEnv", []string{
+		"ANTHROPIC_API_KEY=" + secret.Digest(secretKey, "ANTHROPIC_API_KEY", plantedSecret),
+		"Z_LAST=" + secret.Digest(secretKey, "Z_LAST", "zz-"+plantedSecret),
+	})}
+	if _, in := want.Hash(); agent.Inputs["secretEnv"] != in["secretEnv"] {
+		t.Errorf("secretEnv input %s, want the digest of the NAME=DIGEST list (%s)", agent.Inputs["secretEnv"], in["secretEnv"])
+	}
+	for k, v := range plain.Inputs {
+		if agent.Inputs[k] != v {
+			t.Errorf("input %s changed with secrets: %s vs %s", k, agent.Inputs[k], v)
+		}
+	}
+	// The value is nowhere but in the agent's env.
+	for _, r := range rs {
+		var labels map[string]string
+		switch c := r.Config.(type) {
+		case containerConfig:
+			labels = c.Labels
+			if r.Role != RoleAgent && strings.Contains(strings.Join(c.Env, " "), plantedSecret) {
+				t.Errorf("%s env holds the secret", r.ID())
+			}
+		case networkConfig:
+			labels = c.Labels
+		}
+		for what, m := range map[string]map[string]string{"summary": r.Summary, "labels": labels, "inputs": r.Inputs} {
+			for k, v := range m {
+				if strings.Contains(k+"="+v, plantedSecret) {
+					t.Errorf("%s %s %s holds the secret", r.ID(), what, k)
+				}
+			}
+		}
+	}
+	for _, r := range rs {
+		r.Config = nil
+		if s := strings.Join([]string{fmt.Sprintf("%+v", r), fmt.Sprintf("%#v", b), fmt.Sprint(b.Spec.Agent)}, "\n"); strings.Contains(s, plantedSecret) {
+			t.Errorf("printing shows the secret: %s", s)
+		}
+	}
+}
+
+func TestHashReasonsSecrets(t *testing.T) {
+	t.Parallel()
+	base := byRole(translate(withSecrets(helloBottle(), map[string]string{"ANTHROPIC_API_KEY": "v1"}), "img", "v"))
+	cases := []struct {
+		name   string
+		values map[string]string // nil: no secretEnv at all
+		want   string            // the agent's reason ("" = same hash)
+	}{
+		{"same value", map[string]string{"ANTHROPIC_API_KEY": "v1"}, ""},
+		{"new value", map[string]string{"ANTHROPIC_API_KEY": "v2"}, "secretEnv changed"},
+		{"another secret", map[string]string{"ANTHROPIC_API_KEY": "v1", "GITHUB_TOKEN": "t"}, "secretEnv changed"},
+		{"renamed", map[string]string{"GITHUB_TOKEN": "v1"}, "secretEnv changed"},
+		{"removed", nil, "secretEnv changed"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			b := helloBottle()
+			if tc.values != nil {
+				b = withSecrets(b, tc.values)
+			}
+			after := byRole(translate(b, "img", "v"))
+			for role, r := range after {
+				old, got, want := base[role], "", ""
+				if role == RoleAgent {
+					want = tc.want
+				}
+				if r.Hash != old.Hash {
+					p, err := reconcile.Diff([]reconcile.Resource{r}, []reconcile.Resource{withManaged(old)}, reconcile.Scope{Bottles: []string{"hello"}})
+					if err != nil {
+						t.Fatal(err)
+					}
+					got = p.Steps[0].Reason
+				}
+				if got != want {
+					t.Errorf("%s: reason %q, want %q", role, got, want)
+				}
+			}
+		})
+	}
+	// No secrets hash as before secrets existed: see the pinned hashes.
+	none := byRole(translate(helloBottle(), "img", "v"))
+	empty := helloBottle()
+	empty.Spec.Agent.SecretEnv, empty.Spec.Agent.Secrets = map[string]spec.SecretSource{}, []spec.Secret{}
+	for role, r := range byRole(translate(empty, "img", "v")) {
+		if r.Hash != none[role].Hash {
+			t.Errorf("%s: an empty secretEnv changes the hash", role)
+		}
+	}
+	if _, ok := none[RoleAgent].Inputs["secretEnv"]; ok {
+		t.Error("secretEnv is an input without secrets")
+	}
+}
+
+func TestDesiredRefusesUnresolvedSecrets(t *testing.T) {
+	t.Parallel()
+	b := withSecrets(helloBottle(), map[string]string{"ANTHROPIC_API_KEY": plantedSecret})
+	p := newProvider(nil, Options{})
+	if _, err := p.Desired([]*spec.Bottle{b}, nil); err != nil {
+		t.Fatalf("resolved: %v", err)
+	}
+	b.Spec.Agent.Secrets = nil
+	_, err := p.Desired([]*spec.Bottle{b}, nil)
+	if want := "internal: bottle hello: the secrets of spec.agent.secretEnv were not read"; err == nil || err.Error() != want {
+		t.Fatalf("Desired = %v, want %s", err, want)
+	}
+	// A smolvm bottle's agent is not the docker provider's business.
+	b.Spec.Backend = spec.BackendSmolvm
+	if _, err := p.Desired([]*spec.Bottle{b}, nil); err != nil {
+		t.Fatalf("smolvm bottle: %v", err)
+	}
+}
+
+func TestFreeSubnetFromWrapsAround(t *testing.T) {
+	t.Parallel()
+	pool := netip.MustParsePrefix("10.213.0.0/22") // four /24s
+	used := []netip.Prefix{netip.MustParsePrefix("10.213.3.0/24")}
+	for start, want := range map[uint32]string{0: "10.213.0.0/24", 2: "10.213.2.0/24", 3: "10.213.0.0/24", 7: "10.213.0.0/24", 5: "10.213.1.0/24"} {
+		if got, ok := freeSubnetFrom(pool, 24, used, start); !ok || got.String() != want {
+			t.Errorf("start %d: %v %v, want %s", start, got, ok, want)
 		}
 	}
 }

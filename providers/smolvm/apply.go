@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -23,13 +24,14 @@ func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 		if !ok {
 			return fmt.Errorf("internal: %s has no machine config", r.ID())
 		}
-		return p.createMachine(ctx, cfg)
+		return redactSecrets(p.createMachine(ctx, cfg), cfg.Secrets)
 	case reconcile.Start:
 		name := r.Name
 		if s.Observed != nil {
 			name = s.Observed.Name
 		}
-		return p.startMachine(ctx, name)
+		cfg, _ := r.Config.(machineConfig) // same hash: the machine holds these secrets
+		return redactSecrets(p.startMachine(ctx, name), cfg.Secrets)
 	case reconcile.Delete:
 		// The first half of a Replace carries the desired form: make sure
 		// its image is ready before the old machine goes.
@@ -49,6 +51,33 @@ func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 	}
 	return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
 }
+
+// redactSecrets hides the values of secrets in err's message: the argv
+// that RunError shows is redacted already (Redact), but smolvm's own output
+// might repeat a value. errors.Is and errors.As still see the error.
+func redactSecrets(err error, values []string) error {
+	if err == nil || len(values) == 0 {
+		return err
+	}
+	return &redactedError{err: err, values: values}
+}
+
+type redactedError struct {
+	err    error
+	values []string
+}
+
+func (e *redactedError) Error() string {
+	msg := e.err.Error()
+	for _, v := range e.values {
+		if v != "" {
+			msg = strings.ReplaceAll(msg, v, redacted)
+		}
+	}
+	return msg
+}
+
+func (e *redactedError) Unwrap() error { return e.err }
 
 // createMachine makes the image available, creates the machine, claims it
 // (labels from 1.8, a record before) and starts it.

@@ -21,12 +21,15 @@ type machineConfig struct {
 	Image      string
 	Cmd        []string
 	Workdir    string
-	Env        []string // sorted K=V, the proxy variables included
+	Env        []string // sorted K=V, the proxy variables and secrets included
 	AllowCIDRs []string // the bundle's /32 first
 	CPUs       int      // 0: smolvm's default
 	MemoryMiB  int      // 0: smolvm's default
 	Labels     map[string]string
 	Record     record
+	// Secrets are the values of the secrets in Env, which no error may
+	// show (see redactSecrets); nil without secrets.
+	Secrets []string
 }
 
 func dockerID(kind, bottle, role string) string {
@@ -39,6 +42,9 @@ func dockerID(kind, bottle, role string) string {
 func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error) {
 	name := b.Metadata.Name
 	n := &b.Spec.Network
+	if !b.Spec.Agent.SecretsResolved() {
+		return reconcile.Resource{}, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", name)
+	}
 	bundleIP, err := netip.ParseAddr(n.BundleIP)
 	if err != nil || !bundleIP.Is4() {
 		return reconcile.Resource{}, fmt.Errorf("internal: bottle %s has no resolved bundle IP (%q)", name, n.BundleIP)
@@ -58,6 +64,11 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	if a.Memory != 0 {
 		f = append(f, reconcile.In("memory", a.Memory))
 	}
+	// Secrets enter as their keyed digests, never their values; like the
+	// sizes, only when there are some.
+	if len(a.Secrets) > 0 {
+		f = append(f, reconcile.In("secretEnv", a.SecretDigests()))
+	}
 	h, inputs := f.Hash()
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kindMachine, Bottle: name, Role: roleAgent,
@@ -75,9 +86,14 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	// The proxy address derives from the bundle IP, which the allowCIDRs
 	// input covers.
 	proxy := fmt.Sprintf("http://%s:%d", bundleIP, proxyPort)
-	env := make([]string, 0, len(a.Env)+6)
+	env := make([]string, 0, len(a.Env)+len(a.Secrets)+6)
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
+	}
+	var secrets []string
+	for _, s := range a.Secrets {
+		env = append(env, s.Name+"="+s.Value)
+		secrets = append(secrets, s.Value)
 	}
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
@@ -90,7 +106,7 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 			labelName: name, labelRole: roleAgent, labelHash: h,
 			labelInputs: reconcile.EncodeInputs(inputs), labelVersion: version,
 		},
-		Record: rec,
+		Record: rec, Secrets: secrets,
 	}
 	return r, nil
 }

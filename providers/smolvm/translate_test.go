@@ -1,12 +1,16 @@
 package smolvm
 
 import (
+	"errors"
+	"fmt"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/secret"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -159,5 +163,98 @@ func TestDesired(t *testing.T) {
 	noImages := New(nil, Options{})
 	if got := noImages.plannedRoute(v193); got != "registry-pack" {
 		t.Errorf("route without an image source = %q", got)
+	}
+}
+
+const plantedSecret = "sk-planted-5e4d3c"
+
+// withSecret gives a bottle one resolved secret, as secret.Resolve does.
+func withSecret(b *spec.Bottle, value string) *spec.Bottle {
+	b.Spec.Agent.SecretEnv = map[string]spec.SecretSource{"API_KEY": {ValueFrom: spec.ValueFrom{Env: "ANTHROPIC_API_KEY"}}}
+	b.Spec.Agent.Secrets = []spec.Secret{{Name: "API_KEY", Value: value,
+		Digest: secret.Digest([]byte("0123456789abcdef0123456789abcdef"), "API_KEY", value)}}
+	return b
+}
+
+func TestTranslateSecrets(t *testing.T) {
+	t.Parallel()
+	base, _ := translate(testBottle("hello"), "test", "")
+	r, err := translate(withSecret(testBottle("hello"), plantedSecret), "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := r.Config.(machineConfig)
+	if !slices.Contains(cfg.Env, "API_KEY="+plantedSecret) || !slices.IsSorted(cfg.Env) {
+		t.Errorf("Env = %q, want API_KEY among them, sorted", cfg.Env)
+	}
+	if !slices.Equal(cfg.Secrets, []string{plantedSecret}) {
+		t.Errorf("Secrets = %q", cfg.Secrets)
+	}
+	for k, v := range base.Inputs {
+		if r.Inputs[k] != v {
+			t.Errorf("input %s changed with a secret", k)
+		}
+	}
+	if len(r.Inputs) != len(base.Inputs)+1 || r.Inputs["secretEnv"] == "" {
+		t.Errorf("inputs %v, want one more (secretEnv) than %v", r.Inputs, base.Inputs)
+	}
+	changed, _ := translate(withSecret(testBottle("hello"), plantedSecret+"-rotated"), "test", "")
+	p, err := reconcile.Diff([]reconcile.Resource{changed}, []reconcile.Resource{{Provider: r.Provider, Kind: r.Kind, Bottle: r.Bottle,
+		Role: r.Role, Name: r.Name, Hash: r.Hash, Inputs: r.Inputs, Managed: true, State: reconcile.StateRunning}},
+		reconcile.Scope{Bottles: []string{"hello"}})
+	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != reconcile.Replace || p.Steps[0].Reason != "secretEnv changed" {
+		t.Fatalf("a new secret value: %v, %v; want a replace, secretEnv changed", p, err)
+	}
+	all := fmt.Sprint(r.Summary, r.Inputs, cfg.Labels, cfg.Record, r.Hash)
+	if strings.Contains(all, plantedSecret) {
+		t.Errorf("the secret shows outside the env: %s", all)
+	}
+	args := createArgs(v193, createOpts{Name: cfg.Name, Image: "i", Env: cfg.Env, Labels: cfg.Labels, Cmd: cfg.Cmd})
+	if i := slices.Index(args, "API_KEY="+plantedSecret); i < 1 || args[i-1] != "-e" || slices.Index(args, "--") < i {
+		t.Errorf("create argv %q: want -e API_KEY=... before --", args)
+	}
+	if shown := PrettyCommand(Redact(args)); strings.Contains(shown, plantedSecret) || !strings.Contains(shown, "API_KEY=REDACTED") {
+		t.Errorf("redacted argv: %s", shown)
+	}
+	// Without secrets the machine hashes as before (the pinned hash in
+	// TestTranslate): an empty secretEnv changes nothing.
+	empty := testBottle("hello")
+	empty.Spec.Agent.SecretEnv, empty.Spec.Agent.Secrets = map[string]spec.SecretSource{}, []spec.Secret{}
+	if e, _ := translate(empty, "test", ""); e.Hash != base.Hash {
+		t.Error("an empty secretEnv changes the hash")
+	}
+	unresolved := withSecret(testBottle("hello"), plantedSecret)
+	unresolved.Spec.Agent.Secrets = nil
+	if _, err := translate(unresolved, "test", ""); err == nil || err.Error() != "internal: bottle hello: the secrets of spec.agent.secretEnv were not read" {
+		t.Errorf("unresolved secrets: %v", err)
+	}
+}
+
+// TestCreateErrorRedactsSecrets: smolvm's output may repeat what it was
+// given; the error must not.
+func TestCreateErrorRedactsSecrets(t *testing.T) {
+	t.Parallel()
+	e := newTestProvider(t, map[string]string{"agent:1": imageID})
+	archive := filepath.Join(e.cache, "images", contentKey(imageID)+".tar")
+	r := desiredOne(t, e.p, withSecret(testBottle("hello"), plantedSecret))
+	fr := e.p.cli.r.(*fakeRunner)
+	cfg := r.Config.(machineConfig)
+	createArgv := argv(createArgs(v193, createOpts{Name: cfg.Name, Image: archive, AllowCIDRs: cfg.AllowCIDRs, Env: cfg.Env,
+		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, Workdir: cfg.Workdir, Labels: cfg.Labels, Cmd: cfg.Cmd})...)
+	if !slices.Contains(createArgv, "API_KEY="+plantedSecret) {
+		t.Fatalf("create argv lacks the secret: %q", createArgv)
+	}
+	fr.script = []call{
+		version("1.9.3"),
+		{argv: createArgv, err: &RunError{Argv: createArgv, ExitCode: 1,
+			Stderr: "Error: machine 'bottle-hello-agent' already exists (env API_KEY=" + plantedSecret + ")"}},
+	}
+	err := e.p.Apply(t.Context(), createStep(r))
+	if err == nil || strings.Contains(err.Error(), plantedSecret) || !strings.Contains(err.Error(), "API_KEY=REDACTED") {
+		t.Fatalf("error: %v", err)
+	}
+	var re *RunError
+	if !errors.As(err, &re) || !errors.Is(err, reconcile.ErrRetry) {
+		t.Errorf("the error lost its chain: %v", err)
 	}
 }

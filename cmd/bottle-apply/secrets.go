@@ -1,0 +1,42 @@
+package main
+
+import (
+	"os"
+	"path/filepath"
+
+	"github.com/bottle-apply/bottle-apply/secret"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// resolveSecrets reads the secrets the bottles name (spec.agent.secretEnv)
+// from bottle-apply's environment and from files next to their specs, and
+// digests them with the user's key, made on first use under the state
+// directory ($XDG_STATE_HOME, or ~/.local/state). Without secrets it reads
+// and writes nothing. Its errors never hold a secret's value.
+func resolveSecrets(bottles []spec.Bottle) error {
+	var key []byte
+	for i := range bottles {
+		if len(bottles[i].Spec.Agent.SecretEnv) == 0 {
+			continue
+		}
+		var err error
+		if key, err = secret.LoadKey(stateDir()); err != nil {
+			return err
+		}
+		break
+	}
+	return secret.Resolve(bottles, key, os.Getenv)
+}
+
+// stateDir is $XDG_STATE_HOME when it is absolute (the XDG rule), else
+// ~/.local/state; "" when neither is known.
+func stateDir() string {
+	if base := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(base) {
+		return base
+	}
+	home, err := os.UserHomeDir()
+	if err != nil || home == "" {
+		return ""
+	}
+	return filepath.Join(home, ".local", "state")
+}
