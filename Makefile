@@ -22,6 +22,11 @@ unit:
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) fuzz FUZZTIME=20s
+	@# Restarting the engine stops every container on it: CI only, alone.
+	@if [ -n "$$CI" ]; then \
+		echo "BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply"; \
+		BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply; \
+	else echo "skipping the engine-restart test outside CI (it restarts dockerd)"; fi
 
 ## e2e: build the binary and apply the examples on the real engine
 e2e: deps

@@ -168,6 +168,10 @@ func (p *Provider) removeContainer(ctx context.Context, r *reconcile.Resource) e
 	}
 	zerolog.Ctx(ctx).Debug().Str("container", r.Name).Msg("ContainerRemove")
 	err := p.eng.ContainerRemove(ctx, r.EngineID, container.RemoveOptions{Force: true, RemoveVolumes: true})
+	if err != nil && strings.Contains(err.Error(), "already in progress") {
+		// Left removing by a run that was killed: gone soon.
+		return fmt.Errorf("remove container %s: %w (%w)", r.Name, err, reconcile.ErrRetry)
+	}
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", r.Name, err)
 	}

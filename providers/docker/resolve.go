@@ -2,6 +2,7 @@ package docker
 
 import (
 	"fmt"
+	"hash/fnv"
 	"net/netip"
 
 	"github.com/bottle-apply/bottle-apply/reconcile"
@@ -104,7 +105,7 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 			}
 		}
 		if !ok {
-			sub, ok = freeSubnet(pool, bits, used)
+			sub, ok = freeSubnetFrom(pool, bits, used, spread(b.Metadata.Name+"/"+role))
 			if !ok {
 				return "", fmt.Errorf("bottle %s: no free /%d left in the subnet pool %s; set spec.network.subnet and spec.network.egressSubnet, or choose another pool with --subnet-pool",
 					b.Metadata.Name, bits, pool)
@@ -130,9 +131,24 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 	return nil
 }
 
+// spread is where a bottle's search for a free range starts: a hash of its
+// name, so that runs of different bottles at the same time do not all race
+// for the pool's first free range, and a bottle's choice is stable.
+func spread(key string) uint32 {
+	h := fnv.New32a()
+	h.Write([]byte(key))
+	return h.Sum32()
+}
+
 // freeSubnet returns the first prefix of the given length in pool that
 // overlaps none of used.
 func freeSubnet(pool netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix, bool) {
+	return freeSubnetFrom(pool, bits, used, 0)
+}
+
+// freeSubnetFrom is freeSubnet with the search starting at the start-th
+// range of the pool (modulo their number) and wrapping around.
+func freeSubnetFrom(pool netip.Prefix, bits int, used []netip.Prefix, start uint32) (netip.Prefix, bool) {
 	if pool.Bits() > bits || !pool.Addr().Is4() || bits > 30 {
 		return netip.Prefix{}, false
 	}
@@ -141,7 +157,8 @@ func freeSubnet(pool netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix,
 	step := uint32(1) << (32 - bits)
 	count := uint32(1) << (bits - pool.Bits())
 next:
-	for i := uint32(0); i < count; i++ {
+	for n := uint32(0); n < count; n++ {
+		i := (start + n) % count
 		v := base + i*step
 		cand := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits)
 		for _, u := range used {

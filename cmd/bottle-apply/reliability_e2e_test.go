@@ -1,0 +1,743 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+)
+
+// The labels every resource bottle-apply makes carries (see the README).
+const (
+	labelName = "io.bottle-apply.name"
+	labelRole = "io.bottle-apply.role"
+	labelHash = "io.bottle-apply.config-hash"
+)
+
+// relSpec writes the spec of a new bottle with the test's agent image and
+// automatic subnets, and removes what the bottle leaves when the test ends.
+func relSpec(t *testing.T, c *client.Client, dir, image string) (path, name string) {
+	t.Helper()
+	name = testenv.Name("rel")
+	testenv.CleanupBottle(t, c, name)
+	s := "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: " + name + "\nspec:\n  agent:\n    image: " + image +
+		"\n    command: [\"sleep\", \"infinity\"]\n    env:\n      GREETING: hello\n"
+	if dir == "" {
+		dir = t.TempDir()
+	}
+	path = filepath.Join(dir, name+".yaml")
+	if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return path, name
+}
+
+// proc is one bottle-apply process.
+type proc struct {
+	cmd       *exec.Cmd
+	cancel    context.CancelFunc
+	out, errb bytes.Buffer
+	done      chan struct{}
+	err       error
+}
+
+// startBin starts the binary with a deadline; host, when not empty, is its
+// DOCKER_HOST (the proxy), else it talks straight to the engine.
+func startBin(t *testing.T, bin, host string, args ...string) *proc {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	r := &proc{cancel: cancel, done: make(chan struct{})}
+	r.cmd = exec.CommandContext(ctx, bin, args...)
+	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.errb
+	r.cmd.WaitDelay = 10 * time.Second
+	if host != "" {
+		env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+			return strings.HasPrefix(kv, "DOCKER_HOST=") || strings.HasPrefix(kv, "DOCKER_CONTEXT=")
+		})
+		r.cmd.Env = append(env, "DOCKER_HOST="+host)
+	}
+	if err := r.cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start %s: %v", bin, err)
+	}
+	go func() {
+		r.err = r.cmd.Wait()
+		cancel()
+		close(r.done)
+	}()
+	return r
+}
+
+// kill SIGKILLs the process and waits (a while) for it to be gone.
+func (r *proc) kill() {
+	_ = r.cmd.Process.Kill()
+	select {
+	case <-r.done:
+	case <-time.After(15 * time.Second):
+	}
+}
+
+// wait returns the exit code, -1 when the process was killed by a signal.
+func (r *proc) wait(t *testing.T) (code int, stdout, stderr string) {
+	t.Helper()
+	<-r.done
+	var ee *exec.ExitError
+	switch {
+	case r.err == nil:
+	case errors.As(r.err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatalf("run %s: %v", r.cmd.Path, r.err)
+	}
+	return code, r.out.String(), r.errb.String()
+}
+
+func runBin(t *testing.T, bin, host string, args ...string) (int, string, string) {
+	t.Helper()
+	return startBin(t, bin, host, args...).wait(t)
+}
+
+// bottleState is what the engine has of a bottle: the resources labelled
+// with its name and those named like its resources.
+type bottleState struct {
+	nets []network.Summary
+	ctrs []container.Summary
+}
+
+func lookBottle(t *testing.T, c *client.Client, name string) bottleState {
+	t.Helper()
+	ctx := context.Background()
+	prefix := "bottle-" + name + "-"
+	var s bottleState
+	nets, err := c.NetworkList(ctx, network.ListOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range nets {
+		if n.Labels[labelName] == name || strings.HasPrefix(n.Name, prefix) {
+			s.nets = append(s.nets, n)
+		}
+	}
+	ctrs, err := c.ContainerList(ctx, container.ListOptions{All: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range ctrs {
+		if x.Labels[labelName] == name || slices.ContainsFunc(x.Names, func(n string) bool { return strings.HasPrefix(n, "/"+prefix) }) {
+			s.ctrs = append(s.ctrs, x)
+		}
+	}
+	return s
+}
+
+func (s bottleState) String() string {
+	var b strings.Builder
+	for _, n := range s.nets {
+		sub := ""
+		if len(n.IPAM.Config) > 0 {
+			sub = n.IPAM.Config[0].Subnet
+		}
+		fmt.Fprintf(&b, "\n  network %s id=%.12s role=%q hash=%.8q subnet=%s", n.Name, n.ID, n.Labels[labelRole], n.Labels[labelHash], sub)
+	}
+	for _, x := range s.ctrs {
+		var on []string
+		if x.NetworkSettings != nil {
+			for nn := range x.NetworkSettings.Networks {
+				on = append(on, nn)
+			}
+		}
+		sort.Strings(on)
+		fmt.Fprintf(&b, "\n  container %s id=%.12s role=%q hash=%.8q state=%s networks=%v", strings.Join(x.Names, ","), x.ID,
+			x.Labels[labelRole], x.Labels[labelHash], x.State, on)
+	}
+	if b.Len() == 0 {
+		return " nothing"
+	}
+	return b.String()
+}
+
+// checkBottle checks that the bottle is whole and alone: one network and
+// one container per role, labelled, named after it, the containers running
+// and attached as they should be, and nothing named like the bottle's
+// resources without an owner. It returns the subnets of the two networks.
+func checkBottle(t *testing.T, c *client.Client, name string) (internal, egress string, ok bool) {
+	t.Helper()
+	s := lookBottle(t, c, name)
+	var problems []string
+	roles := map[string]int{}
+	netID := map[string]string{}
+	for _, n := range s.nets {
+		role := n.Labels[labelRole]
+		if n.Labels[labelName] != name || n.Labels[labelHash] == "" {
+			problems = append(problems, "network "+n.Name+" has no owner labels")
+			continue
+		}
+		roles["network/"+role]++
+		netID[role] = n.ID
+		if n.Name != "bottle-"+name+"-"+role {
+			problems = append(problems, fmt.Sprintf("network %s has role %q", n.Name, role))
+		}
+		if len(n.IPAM.Config) == 1 {
+			if role == "internal" {
+				internal = n.IPAM.Config[0].Subnet
+			} else if role == "egress" {
+				egress = n.IPAM.Config[0].Subnet
+			}
+		}
+	}
+	for _, x := range s.ctrs {
+		role := x.Labels[labelRole]
+		if x.Labels[labelName] != name || x.Labels[labelHash] == "" {
+			problems = append(problems, "container "+strings.Join(x.Names, ",")+" has no owner labels")
+			continue
+		}
+		roles["container/"+role]++
+		if len(x.Names) != 1 || x.Names[0] != "/bottle-"+name+"-"+role {
+			problems = append(problems, fmt.Sprintf("container %v has role %q", x.Names, role))
+		}
+		if x.State != "running" {
+			problems = append(problems, fmt.Sprintf("container %s is %s (%s)", role, x.State, x.Status))
+		}
+		var on []string
+		if x.NetworkSettings != nil {
+			for _, ep := range x.NetworkSettings.Networks {
+				switch ep.NetworkID {
+				case netID["internal"]:
+					on = append(on, "internal")
+				case netID["egress"]:
+					on = append(on, "egress")
+				default:
+					on = append(on, "other:"+ep.NetworkID)
+				}
+			}
+		}
+		sort.Strings(on)
+		want := []string{"internal"}
+		if role == "bundle" {
+			want = []string{"egress", "internal"}
+		}
+		if !slices.Equal(on, want) {
+			problems = append(problems, fmt.Sprintf("container %s is on networks %v, want %v", role, on, want))
+		}
+	}
+	want := map[string]int{"network/internal": 1, "network/egress": 1, "container/bundle": 1, "container/agent": 1}
+	for _, k := range []string{"network/internal", "network/egress", "container/bundle", "container/agent"} {
+		if roles[k] != 1 {
+			problems = append(problems, fmt.Sprintf("%d %s labelled for the bottle, want 1", roles[k], k))
+		}
+	}
+	for k, n := range roles {
+		if want[k] == 0 {
+			problems = append(problems, fmt.Sprintf("%d unexpected %s", n, k))
+		}
+	}
+	if len(problems) > 0 {
+		t.Errorf("bottle %s: %s; the engine has:%s", name, strings.Join(problems, "; "), s)
+		return internal, egress, false
+	}
+	return internal, egress, true
+}
+
+// checkGone checks that nothing of the bottle is left, labelled or named
+// like it.
+func checkGone(t *testing.T, c *client.Client, name string) bool {
+	t.Helper()
+	if s := lookBottle(t, c, name); len(s.nets)+len(s.ctrs) > 0 {
+		t.Errorf("bottle %s: left after destroy:%s", name, s)
+		return false
+	}
+	return true
+}
+
+// killPoint is one process killed at one Docker API call.
+type killPoint struct {
+	op      string // apply or destroy
+	k       int
+	mode    testenv.Mode
+	fired   bool
+	call    string // the call it was killed at
+	failure string // what went wrong after it, if anything
+}
+
+// converge runs bottle-apply straight to the engine after a killed run and
+// reports whether it exits 0. When it does not, the test fails, and, to say
+// whether the failure lasts, one more run follows two seconds later.
+func converge(t *testing.T, c *client.Client, bin, name, what string, kp *killPoint, args ...string) bool {
+	t.Helper()
+	code, out, errs := runBin(t, bin, "", args...)
+	if code == 0 {
+		return true
+	}
+	t.Errorf("%s: the next run exits %d\n%s\n%s\nthe engine has:%s", what, code, out, errs, lookBottle(t, c, name))
+	kp.failure = "the next run exits " + strconv.Itoa(code) + ": " + lastLine(errs)
+	time.Sleep(2 * time.Second)
+	code, out, errs = runBin(t, bin, "", args...)
+	if code != 0 {
+		kp.failure += "; so does one more 2s later"
+		t.Errorf("%s: one more run 2s later exits %d too\n%s\n%s", what, code, out, errs)
+		return false
+	}
+	kp.failure += "; one more run 2s later exits 0"
+	t.Logf("%s: one more run 2s later exits 0", what)
+	return true
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}
+
+// runKilledAt runs bottle-apply through the proxy and SIGKILLs it at the
+// k-th API call (before the engine sees it, or after the engine answered
+// it), then waits until no call of it is left in the proxy. The engine may
+// still be finishing a call the dead process made in parallel (a container
+// removal, say): the next run starts right away, as a user's would.
+func runKilledAt(t *testing.T, bin string, p *testenv.Proxy, k int, mode testenv.Mode, args ...string) (fired bool, call string) {
+	t.Helper()
+	p.Reset()
+	var r *proc
+	ready := make(chan struct{})
+	p.KillAt(k, mode, func() {
+		<-ready
+		r.kill()
+	})
+	r = startBin(t, bin, p.Host(), args...)
+	close(ready)
+	code, out, errs := r.wait(t)
+	if !p.WaitIdle(30 * time.Second) {
+		t.Errorf("calls of the killed process still in flight after 30s")
+	}
+	calls := p.Calls()
+	fired = p.Fired()
+	if !fired && code != 0 {
+		t.Errorf("bottle-apply %q through the proxy, not killed (it made %d calls), exit %d:\n%s\n%s", args, len(calls), code, out, errs)
+	}
+	if fired && code != -1 {
+		t.Logf("killed at call %d but exit code %d", k, code)
+	}
+	if k <= len(calls) {
+		call = calls[k-1]
+	}
+	return fired, call
+}
+
+// TestE2EKillAtEveryCall SIGKILLs bottle-apply at each Docker API call of a
+// first apply and of a destroy, before the engine sees the call and after it
+// answered, and checks that a plain run afterwards converges to exactly the
+// bottle, with nothing duplicated and nothing left without an owner.
+func TestE2EKillAtEveryCall(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+
+	// Each bottle of this test takes its automatic subnets from a pool of
+	// its own (a /23 of 10.214.0.0/16), so that parallel scenarios never
+	// collide on a range and each kill point hits the same call sequence.
+	var poolMu sync.Mutex
+	nextPool := 0
+	pool := func(t *testing.T) string {
+		t.Helper()
+		poolMu.Lock()
+		defer poolMu.Unlock()
+		if nextPool >= 128 {
+			t.Fatal("out of test subnet pools")
+		}
+		s := fmt.Sprintf("10.214.%d.0/23", 2*nextPool)
+		nextPool++
+		return s
+	}
+
+	// Warm-up: the first apply of this binary makes the built-in bundle
+	// image (streamed through the proxy when the engine lacks it), and exec
+	// goes through the proxy's upgraded connections.
+	p := testenv.StartProxy(t, "")
+	path, name := relSpec(t, c, "", img)
+	pl := pool(t)
+	if code, out, errs := runBin(t, bin, p.Host(), "-f", path, "--subnet-pool", pl); code != 0 {
+		t.Fatalf("warm-up apply through the proxy: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runBin(t, bin, p.Host(), "exec", name, "--", "sh", "-c", "echo $GREETING"); code != 0 || out != "hello\n" {
+		t.Fatalf("exec through the proxy: exit %d, stdout %q\n%s", code, out, errs)
+	}
+	if code, out, errs := runBin(t, bin, p.Host(), "-f", path, "--subnet-pool", pl, "--destroy"); code != 0 {
+		t.Fatalf("warm-up destroy: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// Count the calls of a first apply and of a destroy.
+	path, name = relSpec(t, c, "", img)
+	pl = pool(t)
+	p.Reset()
+	if code, out, errs := runBin(t, bin, p.Host(), "-f", path, "--subnet-pool", pl); code != 0 {
+		t.Fatalf("counting apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	applyCalls := p.Calls()
+	checkBottle(t, c, name)
+	p.Reset()
+	if code, out, errs := runBin(t, bin, p.Host(), "-f", path, "--subnet-pool", pl, "--destroy"); code != 0 {
+		t.Fatalf("counting destroy: exit %d\n%s\n%s", code, out, errs)
+	}
+	destroyCalls := p.Calls()
+	checkGone(t, c, name)
+	t.Logf("first apply: %d calls: %q", len(applyCalls), applyCalls)
+	t.Logf("destroy: %d calls: %q", len(destroyCalls), destroyCalls)
+	if slices.ContainsFunc(applyCalls, func(s string) bool { return strings.HasPrefix(s, "POST /images/create") }) {
+		t.Fatalf("the counting apply still made an image: %q", applyCalls)
+	}
+	nApply, nDestroy := len(applyCalls), len(destroyCalls)
+	warm := time.Since(start)
+
+	// One scenario per kill point k and mode: kill a first apply at call k,
+	// converge, check; then, on the converged bottle, kill a destroy at call
+	// k (while k is within a destroy's calls), destroy, check.
+	var (
+		mu     sync.Mutex
+		points []killPoint
+	)
+	record := func(kp killPoint) {
+		mu.Lock()
+		defer mu.Unlock()
+		points = append(points, kp)
+	}
+	t.Run("points", func(t *testing.T) {
+		for k := 1; k <= nApply; k++ {
+			for _, mode := range []testenv.Mode{testenv.Before, testenv.After} {
+				t.Run(fmt.Sprintf("k%02d-%s", k, mode), func(t *testing.T) {
+					t.Parallel()
+					p := testenv.StartProxy(t, "")
+					path, name := relSpec(t, c, "", img)
+					pl := pool(t)
+					apply := []string{"-f", path, "--subnet-pool", pl}
+					destroy := append(slices.Clone(apply), "--destroy")
+
+					fired, call := runKilledAt(t, bin, p, k, mode, apply...)
+					kp := &killPoint{op: "apply", k: k, mode: mode, fired: fired, call: call}
+					defer func() { record(*kp) }()
+					what := fmt.Sprintf("apply killed %s call %d (%s)", mode, k, call)
+					if !converge(t, c, bin, name, what, kp, apply...) {
+						t.FailNow()
+					}
+					if _, _, ok := checkBottle(t, c, name); !ok {
+						kp.failure = "the apply after it left the bottle wrong"
+						t.Fatalf("%s, then applied again", what)
+					}
+					if code, out, errs := runBin(t, bin, "", apply...); code != 0 || !strings.HasPrefix(out, "No changes.") {
+						kp.failure = "the third apply was not a no-op"
+						t.Fatalf("%s: the third apply: exit %d\n%s\n%s", what, code, out, errs)
+					}
+
+					what = "after a converged apply"
+					if k <= nDestroy {
+						fired, call = runKilledAt(t, bin, p, k, mode, destroy...)
+						kp := &killPoint{op: "destroy", k: k, mode: mode, fired: fired, call: call}
+						defer func() { record(*kp) }()
+						what = fmt.Sprintf("destroy killed %s call %d (%s)", mode, k, call)
+						if !converge(t, c, bin, name, what, kp, destroy...) {
+							t.FailNow()
+						}
+					} else if code, out, errs := runBin(t, bin, "", destroy...); code != 0 {
+						t.Fatalf("destroy %s: exit %d\n%s\n%s", what, code, out, errs)
+					}
+					if !checkGone(t, c, name) {
+						t.Fatalf("%s, then destroyed again", what)
+					}
+				})
+			}
+		}
+	})
+
+	sort.Slice(points, func(i, j int) bool {
+		a, b := points[i], points[j]
+		if a.op != b.op {
+			return a.op < b.op
+		}
+		if a.k != b.k {
+			return a.k < b.k
+		}
+		return a.mode < b.mode
+	})
+	covered := map[string]int{}
+	var failed []string
+	for _, kp := range points {
+		if kp.fired {
+			covered[kp.op]++
+		}
+		t.Logf("%-7s k=%2d %-6s fired=%-5v at %s", kp.op, kp.k, kp.mode, kp.fired, kp.call)
+		if kp.failure != "" {
+			failed = append(failed, fmt.Sprintf("%s killed %s call %d (%s): %s", kp.op, kp.mode, kp.k, kp.call, kp.failure))
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d kill points failed:\n  %s", len(failed), strings.Join(failed, "\n  "))
+	}
+	t.Logf("kill points covered: apply %d of %d (%d calls x 2 modes), destroy %d of %d (%d calls x 2 modes); warm-up and counting %s, total %s",
+		covered["apply"], 2*nApply, nApply, covered["destroy"], 2*nDestroy, nDestroy, warm.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+}
+
+// TestE2EConcurrentAppliesOfOneSpec races ten applies of one spec: all
+// succeed and the bottle exists once.
+func TestE2EConcurrentAppliesOfOneSpec(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	path, name := relSpec(t, c, "", img)
+	runs := make([]*proc, 10)
+	for i := range runs {
+		runs[i] = startBin(t, bin, "", "-f", path)
+	}
+	for i, r := range runs {
+		if code, out, errs := r.wait(t); code != 0 {
+			t.Errorf("apply %d of 10: exit %d\n%s\n%s", i+1, code, out, errs)
+		}
+	}
+	if _, _, ok := checkBottle(t, c, name); !ok {
+		t.FailNow()
+	}
+	if code, out, errs := runBin(t, bin, "", "-f", path); code != 0 || !strings.HasPrefix(out, "No changes.") {
+		t.Fatalf("the apply after the race: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runBin(t, bin, "", "-f", path, "--destroy"); code != 0 {
+		t.Fatalf("destroy: exit %d\n%s\n%s", code, out, errs)
+	}
+	checkGone(t, c, name)
+	t.Logf("10 concurrent applies of one spec, then a check and a destroy: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestE2EConcurrentAppliesOfTenSpecs races applies of ten bottles with
+// automatic subnets: each gets its own ranges.
+func TestE2EConcurrentAppliesOfTenSpecs(t *testing.T) {
+	t.Parallel()
+	start := time.Now()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	dir := t.TempDir()
+	paths, names := make([]string, 10), make([]string, 10)
+	for i := range paths {
+		paths[i], names[i] = relSpec(t, c, dir, img)
+	}
+	// The ten race each other for automatic subnets in a pool of their own,
+	// so that the other tests, which take theirs from the default pool, do
+	// not have to race them too.
+	const pool = "10.215.0.0/16"
+	runs := make([]*proc, len(paths))
+	for i, path := range paths {
+		runs[i] = startBin(t, bin, "", "-f", path, "--subnet-pool", pool)
+	}
+	applied := make([]bool, len(runs))
+	var failed []string
+	for i, r := range runs {
+		code, out, errs := r.wait(t)
+		if applied[i] = code == 0; !applied[i] {
+			failed = append(failed, names[i]+": "+lastLine(errs))
+			t.Errorf("apply of %s: exit %d\n%s\n%s\nthe engine has:%s", names[i], code, out, errs, lookBottle(t, c, names[i]))
+		}
+	}
+	if len(failed) > 0 {
+		t.Errorf("%d of %d concurrent applies failed:\n  %s", len(failed), len(runs), strings.Join(failed, "\n  "))
+	}
+	type owned struct {
+		prefix netip.Prefix
+		what   string
+	}
+	var subnets []owned
+	var shown []string
+	for i, name := range names {
+		if !applied[i] {
+			continue
+		}
+		in, eg, ok := checkBottle(t, c, name)
+		if !ok {
+			continue
+		}
+		for _, s := range []struct{ sub, role string }{{in, "internal"}, {eg, "egress"}} {
+			pfx, err := netip.ParsePrefix(s.sub)
+			if err != nil {
+				t.Errorf("bottle %s: %s subnet %q: %v", name, s.role, s.sub, err)
+				continue
+			}
+			for _, o := range subnets {
+				if o.prefix.Overlaps(pfx) {
+					t.Errorf("%s %s of bottle %s overlaps %s (%s)", s.role, pfx, name, o.prefix, o.what)
+				}
+			}
+			subnets = append(subnets, owned{pfx, s.role + " of " + name})
+			shown = append(shown, s.role+" "+pfx.String())
+		}
+	}
+	t.Logf("subnets: %s", strings.Join(shown, ", "))
+	if code, out, errs := runBin(t, bin, "", "-f", dir, "--subnet-pool", pool, "--destroy"); code != 0 {
+		t.Fatalf("destroy of the ten: exit %d\n%s\n%s", code, out, errs)
+	}
+	for _, name := range names {
+		checkGone(t, c, name)
+	}
+	t.Logf("10 concurrent applies of 10 specs, then checks and a destroy: %s", time.Since(start).Round(time.Millisecond))
+}
+
+// TestE2EEngineRestartDuringApply restarts dockerd in the middle of an apply
+// (right after its first container create): the next apply converges.
+func TestE2EEngineRestartDuringApply(t *testing.T) {
+	if os.Getenv("BOTTLE_APPLY_TEST_ENGINE_RESTART") != "1" {
+		t.Skip("restarts the Docker engine, which disturbs every other test: set BOTTLE_APPLY_TEST_ENGINE_RESTART=1 and run it alone")
+	}
+	c := testenv.Docker(t)
+	if h := os.Getenv("DOCKER_HOST"); h != "" && h != "unix:///var/run/docker.sock" {
+		t.Skipf("DOCKER_HOST=%s: the engine is not the local dockerd this test can restart", h)
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("restarting dockerd needs root")
+	}
+	pid, args := dockerdProcess(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	path, name := relSpec(t, c, "", img)
+	t.Cleanup(func() { ensureEngine(t, args) })
+
+	p := testenv.StartProxy(t, "")
+	var (
+		mu         sync.Mutex
+		restarted  time.Duration
+		restartErr = errors.New("the apply made no container create call")
+	)
+	p.OnFirst("POST /containers/create", func() {
+		mu.Lock()
+		defer mu.Unlock()
+		t0 := time.Now()
+		restartErr = restartDockerd(pid, args)
+		restarted = time.Since(t0)
+	})
+	code, out, errs := runBin(t, bin, p.Host(), "-f", path)
+	mu.Lock()
+	defer mu.Unlock()
+	if restartErr != nil {
+		t.Fatalf("restart dockerd: %v", restartErr)
+	}
+	t.Logf("dockerd restarted in %s after the first container create; the interrupted apply exited %d:\n%s\n%s",
+		restarted.Round(time.Millisecond), code, out, errs)
+	t.Logf("after the restart the engine has:%s", lookBottle(t, c, name))
+
+	code, out, errs = runBin(t, bin, "", "-f", path)
+	if code != 0 {
+		t.Fatalf("the apply after the restart: exit %d\n%s\n%s\nthe engine has:%s", code, out, errs, lookBottle(t, c, name))
+	}
+	t.Logf("the apply after the restart:\n%s", out)
+	if _, _, ok := checkBottle(t, c, name); !ok {
+		t.FailNow()
+	}
+	if code, out, errs := runBin(t, bin, "", "-f", path); code != 0 || !strings.HasPrefix(out, "No changes.") {
+		t.Fatalf("the third apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := runBin(t, bin, "", "-f", path, "--destroy"); code != 0 {
+		t.Fatalf("destroy: exit %d\n%s\n%s", code, out, errs)
+	}
+	checkGone(t, c, name)
+}
+
+// dockerdProcess finds the one running dockerd and its arguments, or skips.
+func dockerdProcess(t *testing.T) (int, []string) {
+	t.Helper()
+	out, err := exec.Command("pgrep", "-x", "dockerd").Output()
+	fields := strings.Fields(string(out))
+	if err != nil || len(fields) != 1 {
+		t.Skipf("no single dockerd process to restart (pgrep -x dockerd: %q, %v)", out, err)
+	}
+	pid, err := strconv.Atoi(fields[0])
+	if err != nil {
+		t.Skipf("pgrep -x dockerd: %q", out)
+	}
+	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); strings.Contains(string(cg), "docker.service") {
+		t.Skip("dockerd is a systemd service (docker.service): restart it with systemctl, not from this test")
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	if err != nil {
+		t.Skipf("dockerd %d: %v", pid, err)
+	}
+	argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
+	return pid, argv[1:]
+}
+
+// restartDockerd stops dockerd with SIGTERM, waits for it to exit and
+// starts it again as hack/ensure-deps.sh does (with the arguments it had),
+// in a session of its own, then waits until it answers.
+func restartDockerd(pid int, args []string) error {
+	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
+		return fmt.Errorf("SIGTERM dockerd %d: %w", pid, err)
+	}
+	deadline := time.Now().Add(90 * time.Second)
+	for syscall.Kill(pid, 0) == nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("dockerd %d did not exit within 90s of SIGTERM", pid)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return startDockerd(args)
+}
+
+func startDockerd(args []string) error {
+	line := "nohup dockerd"
+	for _, a := range args {
+		line += " '" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+	}
+	line += " >/var/log/bottle-apply-dockerd.log 2>&1 &"
+	cmd := exec.Command("setsid", "sh", "-c", line)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("start dockerd: %v: %s", err, out)
+	}
+	return waitEngine(60 * time.Second)
+}
+
+// waitEngine waits until `docker info` answers.
+func waitEngine(d time.Duration) error {
+	deadline := time.Now().Add(d)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		err := exec.CommandContext(ctx, "docker", "info").Run()
+		cancel()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			log, _ := exec.Command("tail", "-n", "20", "/var/log/bottle-apply-dockerd.log").Output()
+			return fmt.Errorf("docker info does not answer after %s: %v; dockerd's log ends with:\n%s", d, err, log)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// ensureEngine starts dockerd again when a failed test left it stopped.
+func ensureEngine(t *testing.T, args []string) {
+	if waitEngine(5*time.Second) == nil {
+		return
+	}
+	if out, _ := exec.Command("pgrep", "-x", "dockerd").Output(); len(bytes.TrimSpace(out)) == 0 {
+		if err := startDockerd(args); err != nil {
+			t.Errorf("the engine is down after the test and could not be started again: %v", err)
+		}
+		return
+	}
+	if err := waitEngine(60 * time.Second); err != nil {
+		t.Errorf("the engine does not answer after the test: %v", err)
+	}
+}

@@ -1,0 +1,325 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Mode says when a fault hook of the Proxy fires, relative to the call it
+// is set on.
+type Mode int
+
+const (
+	// Before fires when the call arrives, before the upstream sees it.
+	Before Mode = iota + 1
+	// After fires once the upstream has answered the call (its whole
+	// response, unless the connection was upgraded), before the response
+	// is delivered to the client.
+	After
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Before:
+		return "before"
+	case After:
+		return "after"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// Proxy is a Docker API proxy on a unix socket that counts the calls made
+// through it and can inject faults: run a function (kill the client, restart
+// the engine) at a given call, and drop that call's connection. Point a
+// client at it with DOCKER_HOST=p.Host(). It forwards streamed bodies
+// (image import and pull progress) as they come and upgraded connections
+// (exec and attach).
+type Proxy struct {
+	path     string
+	upstream string
+	srv      *http.Server
+	tr       *http.Transport
+	rp       *httputil.ReverseProxy
+
+	mu       sync.Mutex
+	calls    []string
+	hooks    []*hook
+	inflight int
+
+	forwarded atomic.Int64 // requests sent upstream, for the proxy's own tests
+}
+
+// hook runs f at the n-th call, or at the first call starting with prefix.
+type hook struct {
+	n      int
+	prefix string
+	mode   Mode
+	f      func()
+	drop   bool
+	done   bool
+}
+
+func (h *hook) matches(n int, call string) bool {
+	if h.done {
+		return false
+	}
+	if h.prefix != "" {
+		return strings.HasPrefix(call, h.prefix)
+	}
+	return h.n == n
+}
+
+type hooksKey struct{}
+
+// errDrop makes the error handler drop the client's connection.
+var errDrop = errors.New("testenv proxy: dropping the connection")
+
+// StartProxy starts a proxy in front of the engine's unix socket upstream
+// (when empty: DOCKER_HOST if it is a unix socket, else
+// /var/run/docker.sock) and stops it when the test ends. It skips the test
+// when DOCKER_HOST names an engine that is not on a unix socket.
+func StartProxy(t testing.TB, upstream string) *Proxy {
+	t.Helper()
+	if upstream == "" {
+		upstream = "/var/run/docker.sock"
+		if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
+			upstream = strings.TrimPrefix(h, "unix://")
+		} else if h != "" {
+			t.Skipf("the Docker API proxy forwards to unix sockets only; DOCKER_HOST=%s", h)
+		}
+	}
+	upstream = strings.TrimPrefix(upstream, "unix://")
+	dir := t.TempDir()
+	if len(dir) > 80 { // sun_path holds 108 bytes on Linux, 104 on macOS
+		short, err := os.MkdirTemp("", "bap-proxy-")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(short) })
+		dir = short
+	}
+	p := &Proxy{path: filepath.Join(dir, "docker.sock"), upstream: upstream}
+	p.tr = &http.Transport{
+		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "unix", upstream)
+		},
+		DisableCompression:  true,
+		MaxIdleConnsPerHost: 16,
+		IdleConnTimeout:     30 * time.Second,
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme = "http"
+			pr.Out.URL.Host = "docker"
+			pr.Out.Host = pr.In.Host
+		},
+		Transport:      countingTransport{p},
+		FlushInterval:  -1,
+		ModifyResponse: p.afterHooks,
+		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
+			if errors.Is(err, errDrop) {
+				drop(w)
+				return
+			}
+			http.Error(w, "testenv proxy: "+err.Error(), http.StatusBadGateway)
+		},
+	}
+	ln, err := net.Listen("unix", p.path)
+	if err != nil {
+		t.Fatalf("proxy: %v", err)
+	}
+	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
+	go func() { _ = p.srv.Serve(ln) }()
+	t.Cleanup(func() {
+		_ = p.srv.Close()
+		p.tr.CloseIdleConnections()
+	})
+	return p
+}
+
+type countingTransport struct{ p *Proxy }
+
+func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.p.forwarded.Add(1)
+	return c.p.tr.RoundTrip(r)
+}
+
+// Host is the proxy's address for DOCKER_HOST: unix://PATH.
+func (p *Proxy) Host() string { return "unix://" + p.path }
+
+// Calls returns the calls since the last Reset, in the order they arrived,
+// as "METHOD /path" with the /v1.xx prefix stripped.
+func (p *Proxy) Calls() []string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]string(nil), p.calls...)
+}
+
+// Reset forgets the calls counted so far, so that call numbers start again
+// from 1, and the hooks that have not fired.
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.calls = nil
+	p.hooks = nil
+}
+
+// KillAt calls kill at the n-th call (counting from 1 since the last
+// Reset): with Before, as it arrives, and the upstream never sees it; with
+// After, once the upstream has answered it. Then it drops that call's
+// connection without a response. Kill typically is cmd.Process.Kill (and
+// waits for the process to be gone).
+func (p *Proxy) KillAt(n int, mode Mode, kill func()) {
+	p.addHook(&hook{n: n, mode: mode, f: kill, drop: true})
+}
+
+// OnCall runs f once the upstream has answered the n-th call (counting from
+// 1 since the last Reset), before the response goes on to the client, which
+// then gets it unchanged.
+func (p *Proxy) OnCall(n int, f func()) {
+	p.addHook(&hook{n: n, mode: After, f: f})
+}
+
+// OnFirst is OnCall at the first call (after this one is set) whose
+// "METHOD /path" starts with prefix, e.g. "POST /containers/create".
+func (p *Proxy) OnFirst(prefix string, f func()) {
+	p.addHook(&hook{prefix: prefix, mode: After, f: f})
+}
+
+func (p *Proxy) addHook(h *hook) {
+	if h.mode != Before && h.mode != After {
+		panic(fmt.Sprintf("testenv proxy: bad mode %v", h.mode))
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.hooks = append(p.hooks, h)
+}
+
+// Fired reports whether every hook set since the last Reset has run.
+func (p *Proxy) Fired() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, h := range p.hooks {
+		if !h.done {
+			return false
+		}
+	}
+	return true
+}
+
+// WaitIdle waits until no call is in flight through the proxy, at most d,
+// and reports whether it is idle.
+func (p *Proxy) WaitIdle(d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		p.mu.Lock()
+		n := p.inflight
+		p.mu.Unlock()
+		if n == 0 {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// StripVersion drops the /v1.xx API version prefix of a path.
+func StripVersion(path string) string {
+	if len(path) > 2 && strings.HasPrefix(path, "/v") && path[2] >= '0' && path[2] <= '9' {
+		if i := strings.Index(path[1:], "/"); i > 0 {
+			return path[i+1:]
+		}
+	}
+	return path
+}
+
+// ServeHTTP implements http.Handler.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	call := r.Method + " " + StripVersion(r.URL.Path)
+	p.mu.Lock()
+	p.inflight++
+	p.calls = append(p.calls, call)
+	n := len(p.calls)
+	var before, after []*hook
+	for _, h := range p.hooks {
+		if h.matches(n, call) {
+			h.done = true
+			if h.mode == Before {
+				before = append(before, h)
+			} else {
+				after = append(after, h)
+			}
+		}
+	}
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		p.inflight--
+		p.mu.Unlock()
+	}()
+	dropIt := false
+	for _, h := range before {
+		h.f()
+		dropIt = dropIt || h.drop
+	}
+	if dropIt {
+		drop(w)
+		return
+	}
+	if len(after) > 0 {
+		r = r.WithContext(context.WithValue(r.Context(), hooksKey{}, after))
+	}
+	p.rp.ServeHTTP(w, r)
+}
+
+// afterHooks runs the After hooks of a call once the upstream has answered
+// it: for a response that is not an upgraded connection, once its whole
+// body has come.
+func (p *Proxy) afterHooks(resp *http.Response) error {
+	hooks, _ := resp.Request.Context().Value(hooksKey{}).([]*hook)
+	if len(hooks) == 0 {
+		return nil
+	}
+	if resp.StatusCode != http.StatusSwitchingProtocols {
+		body, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		resp.Body = io.NopCloser(bytes.NewReader(body))
+		if err != nil {
+			return err
+		}
+	}
+	dropIt := false
+	for _, h := range hooks {
+		h.f()
+		dropIt = dropIt || h.drop
+	}
+	if dropIt {
+		return errDrop
+	}
+	return nil
+}
+
+// drop closes the client's connection without a response.
+func drop(w http.ResponseWriter) {
+	conn, _, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		panic(http.ErrAbortHandler)
+	}
+	conn.Close()
+}
