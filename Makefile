@@ -21,7 +21,7 @@ unit:
 ## test: everything CI runs: lint, unit and integration tests against the real engine with -race, e2e, a short fuzz run
 test: deps lint
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
-	$(MAKE) fuzz FUZZTIME=20s
+	$(MAKE) fuzz FUZZTIME=15s
 	@# Restarting the engine stops every container on it: CI only, alone.
 	@if [ -n "$$CI" ]; then \
 		echo "BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply"; \
@@ -36,6 +36,7 @@ FUZZTIME ?= 1m
 ## fuzz: fuzz the spec parser
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./spec
+	$(GO) test -run '^$$' -fuzz '^FuzzValidate$$' -fuzztime $(FUZZTIME) ./spec
 
 lint:
 	$(GO) vet $(PKGS)

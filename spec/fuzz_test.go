@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -69,4 +70,37 @@ func BenchmarkParse(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// FuzzValidate drives the validator through well-formed documents whose
+// values are fuzzed: every rule must say what is wrong with a value at its
+// own line, never panic, and never echo an env value.
+func FuzzValidate(f *testing.F) {
+	f.Add("hello", "docker", "alpine:3.20", "/workspace", "FOO", "bar", "192.168.240.0/24", "192.168.240.2", "10.0.0.0/8", "egress", 2, 512)
+	f.Add("Bad_Name", "lxc", "UPPER", "rel", "1X", "v", "10.0.0.0/33", "10.1.0.1", "fd00::/8", "telnet", 0, 32)
+	f.Add("xn--a", "smolvm", "a@sha256:00", "/", "HTTP_PROXY", "", "192.168.240.5/24", "192.168.240.255", "1.2.3.4", "dns", 65, 64)
+	f.Fuzz(func(t *testing.T, name, backend, image, workdir, envKey, envVal, subnet, bundleIP, cidr, daemon string, cpus, mem int) {
+		q := func(s string) string { return strconv.Quote(s) }
+		doc := "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: " + q(name) + "\nspec:\n" +
+			"  backend: " + q(backend) + "\n" +
+			"  agent:\n    image: " + q(image) + "\n    workdir: " + q(workdir) + "\n" +
+			"    env: {" + q(envKey) + ": " + q(envVal) + "}\n" +
+			"    cpus: " + strconv.Itoa(cpus) + "\n    memory: " + strconv.Itoa(mem) + "\n" +
+			"  network:\n    subnet: " + q(subnet) + "\n    bundleIP: " + q(bundleIP) + "\n    allowCIDRs: [" + q(cidr) + "]\n" +
+			"  bundle:\n    daemons: [" + q(daemon) + "]\n"
+		_, err := Parse("v.yaml", []byte(doc))
+		if err == nil {
+			return
+		}
+		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+			var fe *FieldError
+			if !errors.As(e, &fe) || fe.Msg == "" || fe.Line < 1 || strings.Contains(e.Error(), "internal:") {
+				t.Errorf("error %q is not a positioned *FieldError", e)
+			}
+			if len(envVal) >= 4 && strings.HasPrefix(fe.Field, "spec.agent.env") && strings.Contains(fe.Msg, envVal) &&
+				!strings.Contains(envKey, envVal) {
+				t.Errorf("an env value is echoed: %q", e)
+			}
+		}
+	})
 }
