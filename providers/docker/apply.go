@@ -30,7 +30,9 @@ func transient(err error) error {
 	if err == nil || errors.Is(err, reconcile.ErrRetry) {
 		return err
 	}
-	if client.IsErrConnectionFailed(err) || cerrdefs.IsUnavailable(err) || errors.Is(err, syscall.ECONNREFUSED) ||
+	// A daemon that is shutting down answers 500s ("failed to update
+	// store ..."): an internal error is retried too, within the bound.
+	if client.IsErrConnectionFailed(err) || cerrdefs.IsUnavailable(err) || cerrdefs.IsInternal(err) || errors.Is(err, syscall.ECONNREFUSED) ||
 		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) {
 		return fmt.Errorf("%w (%w)", err, reconcile.ErrRetry)
 	}

@@ -1194,6 +1194,7 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 		{fmt.Errorf("list: %w", syscall.ECONNREFUSED), true},
 		{fmt.Errorf("create: %w", io.ErrUnexpectedEOF), true},
 		{fmt.Errorf("create: %w", cerrdefs.ErrUnavailable), true},
+		{fmt.Errorf("start: %w", cerrdefs.ErrInternal), true},
 		{fmt.Errorf("create: %w", cerrdefs.ErrInvalidArgument), false},
 		{errors.New("no such image"), false},
 	}
