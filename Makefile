@@ -45,9 +45,10 @@ lint:
 fmt:
 	gofmt -w $$(git ls-files '*.go')
 
-## bench: the Go benchmarks
+## bench: the Go benchmarks, then bottle-apply side by side with docker compose v2 on the local engine (hack/bench)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem $(PKGS)
+	$(GO) run ./hack/bench -rounds 5 -out bench-results/latest.json
 
 ## demo: build, start the engine if needed, apply examples/hello.yaml twice (the second run changes nothing)
 demo: deps build demo-image
