@@ -22,9 +22,19 @@ import (
 // cli runs the built binary and returns its exit code, stdout and stderr.
 func cli(t *testing.T, bin, stdin string, args ...string) (int, string, string) {
 	t.Helper()
+	return runCLI(t, bin, stdin, nil, args...)
+}
+
+// runCLI is cli with env added to the test's environment (the last value
+// of a name wins).
+func runCLI(t *testing.T, bin, stdin string, env []string, args ...string) (int, string, string) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	var out, errb bytes.Buffer
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = strings.NewReader(stdin), &out, &errb
 	err := cmd.Run()

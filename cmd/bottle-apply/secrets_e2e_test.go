@@ -1,17 +1,13 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -20,26 +16,6 @@ import (
 // secretEnvVar is the variable of bottle-apply's environment the test's
 // spec reads a secret from.
 const secretEnvVar = "BOTTLE_E2E_API_KEY"
-
-// secretRun runs the built binary with extra environment variables and
-// returns its exit code, stdout and stderr.
-func secretRun(t *testing.T, bin string, env []string, args ...string) (int, string, string) {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, bin, args...)
-	cmd.Env = append(os.Environ(), env...) // the last value of a name wins
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		t.Fatalf("run %s: %v", bin, err)
-	}
-	return code, out.String(), errb.String()
-}
 
 func randomSecret(t *testing.T) string {
 	t.Helper()
@@ -97,7 +73,7 @@ func TestE2ESecretsNeverShown(t *testing.T) {
 	// searches all it writes for every value planted so far.
 	runWith := func(what, value string, args ...string) (int, string, string) {
 		t.Helper()
-		code, out, errs := secretRun(t, bin, []string{"XDG_STATE_HOME=" + state, secretEnvVar + "=" + value}, args...)
+		code, out, errs := runCLI(t, bin, "", []string{"XDG_STATE_HOME=" + state, secretEnvVar + "=" + value}, args...)
 		for _, v := range planted {
 			for stream, text := range map[string]string{"stdout": out, "stderr": errs} {
 				if strings.Contains(text, v) {
@@ -121,7 +97,7 @@ func TestE2ESecretsNeverShown(t *testing.T) {
 	// in this command's argv, so its output is not searched.
 	agentHas := func(what, key, tok string) {
 		t.Helper()
-		code, out, errs := secretRun(t, bin, nil, "exec", name, "--", "sh", "-c",
+		code, out, errs := runCLI(t, bin, "", nil, "exec", name, "--", "sh", "-c",
 			`test "$API_KEY" = "`+key+`" && test "$FILE_TOKEN" = "`+tok+`" && echo same`)
 		if code != 0 || out != "same\n" {
 			t.Fatalf("%s: the agent lacks its secrets: exit %d, stdout %q, stderr %q", what, code, out, errs)

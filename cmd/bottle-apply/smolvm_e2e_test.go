@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -11,7 +9,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/bottle-apply/bottle-apply/internal/fakesmolvm/fakebin"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
@@ -65,20 +62,7 @@ func (e *smolEnv) writeSpec(env map[string]string) {
 // run runs the CLI with extra env and returns exit code, stdout, stderr.
 func (e *smolEnv) run(extra []string, args ...string) (int, string, string) {
 	e.t.Helper()
-	ctx, cancel := context.WithTimeout(e.t.Context(), 3*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, e.bin, args...)
-	cmd.Env = append(slices.Clone(e.env), extra...)
-	var out, errb bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &errb
-	err := cmd.Run()
-	code := 0
-	if ee, ok := err.(*exec.ExitError); ok {
-		code = ee.ExitCode()
-	} else if err != nil {
-		e.t.Fatal(err)
-	}
-	return code, out.String(), errb.String()
+	return runCLI(e.t, e.bin, "", append(slices.Clone(e.env), extra...), args...)
 }
 
 func (e *smolEnv) mustApply(args ...string) string {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"os/exec"
@@ -19,6 +17,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
 
 const (
@@ -159,7 +159,7 @@ func ensureImage(ctx context.Context, dc *client.Client) (func(), error) {
 			}
 		}
 	}
-	if err := importBusybox(ctx, dc, bb, benchImage); err != nil {
+	if err := testenv.ImportBusybox(ctx, dc, bb, benchImage); err != nil {
 		return nil, err
 	}
 	return func() {
@@ -168,37 +168,6 @@ func ensureImage(ctx context.Context, dc *client.Client) (func(), error) {
 			logf("could not remove %s: %v", benchImage, err)
 		}
 	}, nil
-}
-
-// importBusybox is internal/testenv's ImportBusybox, which cannot be
-// imported here without "testing".
-func importBusybox(ctx context.Context, dc *client.Client, busybox, ref string) error {
-	bin, err := os.ReadFile(busybox)
-	if err != nil {
-		return err
-	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	mt := time.Unix(0, 0)
-	for _, d := range []string{"bin/", "tmp/"} {
-		_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: mt})
-	}
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin)), ModTime: mt})
-	_, _ = tw.Write(bin)
-	for _, a := range []string{"sh", "sleep", "cat", "env", "ls", "echo", "true", "false"} {
-		_ = tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", ModTime: mt})
-	}
-	if err := tw.Close(); err != nil {
-		return err
-	}
-	rc, err := dc.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}})
-	if err != nil {
-		return fmt.Errorf("import %s: %w", ref, err)
-	}
-	defer rc.Close()
-	_, err = io.Copy(io.Discard, rc)
-	return err
 }
 
 // composeFile returns the peer compose file under project name p, with
