@@ -40,9 +40,12 @@ func Acquire(ctx context.Context, dir string, bottles []string, wait time.Durati
 	for _, b := range names {
 		path := filepath.Join(dir, b+".lock")
 		l := flock.New(path)
-		wctx, cancel := context.WithTimeout(ctx, wait)
-		ok, err := l.TryLockContext(wctx, 100*time.Millisecond)
-		cancel()
+		ok, err := l.TryLock() // a free lock is taken at once, even with no wait
+		if err == nil && !ok && wait > 0 {
+			wctx, cancel := context.WithTimeout(ctx, wait)
+			ok, err = l.TryLockContext(wctx, 100*time.Millisecond)
+			cancel()
+		}
 		if err != nil && !errors.Is(err, context.DeadlineExceeded) {
 			s.Release()
 			if ctx.Err() != nil {

@@ -81,3 +81,16 @@ func TestAcquireStopsWhenCancelled(t *testing.T) {
 		t.Fatalf("Acquire after cancel = %v", err)
 	}
 }
+
+func TestZeroWaitTakesAFreeLock(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	s, err := Acquire(t.Context(), dir, []string{"a"}, 0)
+	if err != nil {
+		t.Fatalf("Acquire of a free lock with no wait = %v", err)
+	}
+	if _, err := Acquire(t.Context(), dir, []string{"a"}, 0); !errors.Is(err, ErrBusy) {
+		t.Fatalf("Acquire of a held lock with no wait = %v, want ErrBusy at once", err)
+	}
+	s.Release()
+}
