@@ -118,4 +118,15 @@ type Bundle struct {
 	// Image is empty for the built-in bundle image.
 	Image   string   `yaml:"image" json:"image,omitempty" validate:"omitempty,imageref"`
 	Daemons []string `yaml:"daemons" json:"daemons,omitempty" validate:"dive,oneof=egress dns"`
+	// Egress configures the egress proxy (daemon "egress") and the DNS
+	// daemon (daemon "dns"), which answers only for allowed names.
+	Egress Egress `yaml:"egress" json:"egress,omitempty"`
+}
+
+// Egress is the egress proxy's policy.
+type Egress struct {
+	// Allow lists the hosts the agent may reach, with optional ports (see
+	// EgressRule). Anything else is denied; so are IP literals outside
+	// network.allowCIDRs.
+	Allow []string `yaml:"allow" json:"allow,omitempty" validate:"dive,egressrule"`
 }

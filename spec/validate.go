@@ -31,6 +31,12 @@ var checks = map[string]func(string) string{
 	"noproxy":  checkNotProxy,
 	"subnet4":  checkSubnet,
 	"prefix":   checkPrefix,
+	"egressrule": func(s string) string {
+		if _, err := ParseEgressRule(s); err != nil {
+			return err.Error()
+		}
+		return ""
+	},
 }
 
 // keyRules are tags that validate a map key; their errors point at the key.
@@ -67,9 +73,18 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 	}, Bottle{})
 	v.RegisterStructValidation(validateSecretEnv, Agent{})
 	v.RegisterStructValidation(func(sl validator.StructLevel) {
-		reportDuplicates(sl, "daemons", sl.Current().Interface().(Bundle).Daemons, func(s string) (string, bool) {
+		b := sl.Current().Interface().(Bundle)
+		reportDuplicates(sl, "daemons", b.Daemons, func(s string) (string, bool) {
 			return s, s == DaemonEgress || s == DaemonDNS
 		})
+		reportDuplicates(sl, "egress.allow", b.Egress.Allow, func(s string) (string, bool) {
+			r, err := ParseEgressRule(s)
+			return r.String(), err == nil
+		})
+		if len(b.Egress.Allow) > 0 && !slices.Contains(b.Daemons, DaemonEgress) && !slices.Contains(b.Daemons, DaemonDNS) {
+			sl.ReportError(b.Egress.Allow, "egress.allow", "Allow", "egressdaemon",
+				"has no effect: no daemon enforces it; add egress (and dns, optionally) to spec.bundle.daemons")
+		}
 	}, Bundle{})
 	return v
 })
@@ -252,7 +267,7 @@ func message(fe validator.FieldError, field string, found bool) string {
 		return fmt.Sprintf("%s is not one of: %s", quote(value), strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "unique":
 		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
-	case "bundleip", "egresssubnet", "smolvmname", "secretkey", "secretfrom", "secretsource":
+	case "bundleip", "egresssubnet", "smolvmname", "secretkey", "secretfrom", "secretsource", "egressdaemon":
 		return fe.Param()
 	case "min":
 		return fmt.Sprintf("%v is below the minimum of %s", fe.Value(), fe.Param())

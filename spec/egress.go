@@ -1,0 +1,181 @@
+package spec
+
+import (
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
+)
+
+// EgressRule is one entry of spec.bundle.egress.allow: a host the agent may
+// reach through the egress proxy, and on which ports.
+//
+//	example.com           example.com on ports 80 and 443
+//	example.com:8443      example.com on port 8443 only
+//	example.com:*         example.com on any port
+//	*.example.com         any name under example.com (not example.com itself), ports 80 and 443
+//	*.example.com:22      the same, port 22 only
+//
+// Names are matched case-insensitively and without a trailing dot. IP
+// addresses are not rules: the ranges in network.allowCIDRs say which IP
+// literals the proxy lets through.
+type EgressRule struct {
+	// Host is the lower-case name without a trailing dot; for a wildcard
+	// rule, the domain under which names match (without "*.").
+	Host     string
+	Wildcard bool
+	// Ports are the ports allowed; nil means any port.
+	Ports []int
+}
+
+// DefaultEgressPorts are the ports of a rule that names none.
+var DefaultEgressPorts = []int{80, 443}
+
+// ParseEgressRule parses one allow entry.
+func ParseEgressRule(s string) (EgressRule, error) {
+	var r EgressRule
+	host, port := s, ""
+	if i := strings.LastIndexByte(s, ':'); i >= 0 {
+		host, port = s[:i], s[i+1:]
+		if port == "" {
+			return r, fmt.Errorf("%s ends with \":\"; write a port number or * after it, or leave the port out (80 and 443)", quote(s))
+		}
+	}
+	switch port {
+	case "":
+		r.Ports = DefaultEgressPorts
+	case "*":
+	default:
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 || port[0] == '0' || port[0] == '+' {
+			return r, fmt.Errorf("%s has port %s; a port is a number from 1 to 65535, or * for any", quote(s), quote(port))
+		}
+		r.Ports = []int{n}
+	}
+	if strings.HasPrefix(host, "*.") {
+		r.Wildcard = true
+		host = host[2:]
+	}
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
+		return r, fmt.Errorf("%s is an IP address; allow addresses with network.allowCIDRs, rules name hosts", quote(s))
+	}
+	if msg := checkHostname(host); msg != "" {
+		return r, fmt.Errorf("%s: %s", quote(s), msg)
+	}
+	r.Host = host
+	return r, nil
+}
+
+// checkHostname returns what is wrong with a DNS name, or "".
+func checkHostname(h string) string {
+	if h == "" {
+		return "names no host"
+	}
+	if len(h) > 253 {
+		return "the name is longer than 253 characters"
+	}
+	if strings.Contains(h, "*") {
+		return "a wildcard may only be the whole first label, as in *.example.com"
+	}
+	for _, l := range strings.Split(h, ".") {
+		if l == "" {
+			return "the name has an empty label"
+		}
+		if len(l) > 63 {
+			return "the label " + quote(l) + " is longer than 63 characters"
+		}
+		for i := 0; i < len(l); i++ {
+			c := l[i]
+			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+			if !ok {
+				return fmt.Sprintf("the name holds %q; a host name has letters, digits, '-' and '_'", string(rune(c)))
+			}
+		}
+		if l[0] == '-' || l[len(l)-1] == '-' {
+			return "the label " + quote(l) + " starts or ends with '-'"
+		}
+	}
+	return ""
+}
+
+// String is the rule in the canonical form of the spec.
+func (r EgressRule) String() string {
+	h := r.Host
+	if r.Wildcard {
+		h = "*." + h
+	}
+	switch {
+	case r.Ports == nil:
+		return h + ":*"
+	case len(r.Ports) == 1:
+		return h + ":" + strconv.Itoa(r.Ports[0])
+	}
+	return h
+}
+
+// MatchesHost reports whether the rule covers the name, whatever the port.
+func (r EgressRule) MatchesHost(host string) bool {
+	host = NormalizeHost(host)
+	if r.Wildcard {
+		return strings.HasSuffix(host, "."+r.Host)
+	}
+	return host == r.Host
+}
+
+// Matches reports whether the rule allows host on port.
+func (r EgressRule) Matches(host string, port int) bool {
+	if !r.MatchesHost(host) {
+		return false
+	}
+	if r.Ports == nil {
+		return true
+	}
+	for _, p := range r.Ports {
+		if p == port {
+			return true
+		}
+	}
+	return false
+}
+
+// NormalizeHost lower-cases a name and drops a trailing dot.
+func NormalizeHost(h string) string {
+	return strings.TrimSuffix(strings.ToLower(h), ".")
+}
+
+// EgressRules is a parsed allowlist.
+type EgressRules []EgressRule
+
+// ParseEgressRules parses every entry; the first bad one is the error.
+func ParseEgressRules(list []string) (EgressRules, error) {
+	out := make(EgressRules, 0, len(list))
+	for _, s := range list {
+		r, err := ParseEgressRule(s)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, r)
+	}
+	return out, nil
+}
+
+// Match returns the first rule that allows host on port.
+func (rs EgressRules) Match(host string, port int) (EgressRule, bool) {
+	for _, r := range rs {
+		if r.Matches(host, port) {
+			return r, true
+		}
+	}
+	return EgressRule{}, false
+}
+
+// MatchHost returns the first rule that covers host on some port.
+func (rs EgressRules) MatchHost(host string) (EgressRule, bool) {
+	for _, r := range rs {
+		if r.MatchesHost(host) {
+			return r, true
+		}
+	}
+	return EgressRule{}, false
+}
