@@ -78,7 +78,7 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 }
 
 func (p *Provider) createNetwork(ctx context.Context, cfg networkConfig) error {
-	opts := network.CreateOptions{Driver: "bridge", Internal: cfg.Internal, Labels: cfg.Labels}
+	opts := network.CreateOptions{Driver: "bridge", Internal: cfg.Internal, Labels: cfg.Labels, Options: cfg.Options}
 	if cfg.Subnet != "" {
 		opts.IPAM = &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: cfg.Subnet, Gateway: cfg.Gateway}}}
 	}
@@ -134,34 +134,6 @@ func (p *Provider) startContainer(ctx context.Context, id, name string) error {
 		return fmt.Errorf("start container %s: %w; see `docker logs %s`", name, err, name)
 	}
 	return nil
-}
-
-// containerSpec translates a container config into the engine's types. It
-// is pure. Only the primary network goes into the create call: engines
-// before API 1.44 accept one network there, the rest are connected after.
-func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
-	config := &container.Config{
-		Image: cfg.Image, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Workdir,
-		Hostname: cfg.Hostname, Labels: cfg.Labels,
-	}
-	init := cfg.Init
-	host := &container.HostConfig{Init: &init}
-	host.NanoCPUs, host.Memory = cfg.NanoCPUs, cfg.MemoryBytes
-	netcfg := &network.NetworkingConfig{}
-	if len(cfg.Networks) > 0 {
-		primary := cfg.Networks[0]
-		host.NetworkMode = container.NetworkMode(primary.Network)
-		netcfg.EndpointsConfig = map[string]*network.EndpointSettings{primary.Network: endpointSettings(primary)}
-	}
-	return config, host, netcfg
-}
-
-func endpointSettings(ep endpoint) *network.EndpointSettings {
-	s := &network.EndpointSettings{}
-	if ep.IP != "" {
-		s.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.IP}
-	}
-	return s
 }
 
 func (p *Provider) removeContainer(ctx context.Context, r *reconcile.Resource) error {

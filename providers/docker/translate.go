@@ -7,6 +7,9 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -17,7 +20,9 @@ type networkConfig struct {
 	Internal bool
 	Subnet   string // empty: the engine chooses
 	Gateway  string
-	Labels   map[string]string
+	// Options are the bridge driver's options.
+	Options map[string]string
+	Labels  map[string]string
 }
 
 // endpoint attaches a container to a network, at a fixed IP when set.
@@ -205,4 +210,32 @@ func emptyNilMap[K comparable, V any](m map[K]V) map[K]V {
 		return nil
 	}
 	return m
+}
+
+// containerSpec translates a container config into the engine's types. It
+// is pure. Only the primary network goes into the create call: engines
+// before API 1.44 accept one network there, the rest are connected after.
+func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
+	config := &container.Config{
+		Image: cfg.Image, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Workdir,
+		Hostname: cfg.Hostname, Labels: cfg.Labels,
+	}
+	init := cfg.Init
+	host := &container.HostConfig{Init: &init}
+	host.NanoCPUs, host.Memory = cfg.NanoCPUs, cfg.MemoryBytes
+	netcfg := &network.NetworkingConfig{}
+	if len(cfg.Networks) > 0 {
+		primary := cfg.Networks[0]
+		host.NetworkMode = container.NetworkMode(primary.Network)
+		netcfg.EndpointsConfig = map[string]*network.EndpointSettings{primary.Network: endpointSettings(primary)}
+	}
+	return config, host, netcfg
+}
+
+func endpointSettings(ep endpoint) *network.EndpointSettings {
+	s := &network.EndpointSettings{}
+	if ep.IP != "" {
+		s.IPAMConfig = &network.EndpointIPAMConfig{IPv4Address: ep.IP}
+	}
+	return s
 }
