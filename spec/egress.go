@@ -52,6 +52,9 @@ func ParseEgressRule(s string) (EgressRule, error) {
 		}
 		r.Ports = []int{n}
 	}
+	if host == "*" || host == "*." {
+		return r, fmt.Errorf("%s would allow every host, which a bottle exists to prevent; list the hosts the agent needs", quote(s))
+	}
 	if strings.HasPrefix(host, "*.") {
 		r.Wildcard = true
 		host = host[2:]

@@ -87,7 +87,9 @@ func FuzzValidate(f *testing.F) {
 			"    env: {" + q(envKey) + ": " + q(envVal) + "}\n" +
 			"    cpus: " + strconv.Itoa(cpus) + "\n    memory: " + strconv.Itoa(mem) + "\n" +
 			"  network:\n    subnet: " + q(subnet) + "\n    bundleIP: " + q(bundleIP) + "\n    allowCIDRs: [" + q(cidr) + "]\n" +
-			"  bundle:\n    daemons: [" + q(daemon) + "]\n"
+			"  bundle:\n    daemons: [" + q(daemon) + "]\n" +
+			// The daemon's string doubles as an egress rule.
+			"    egress: {allow: [" + q(daemon) + ", " + q(daemon+":"+strconv.Itoa(cpus)) + "]}\n"
 		_, err := Parse("v.yaml", []byte(doc))
 		if err == nil {
 			return

@@ -109,6 +109,18 @@ var invalidCases = []struct {
 	{"invalid-not-mapping.yaml", nil, []string{
 		"testdata/invalid-not-mapping.yaml:1:1: expected a mapping, got a list",
 	}},
+	{"invalid-egress.yaml", nil, []string{
+		"testdata/invalid-egress.yaml:14:11: spec.bundle.egress.allow[2]: \"10.0.0.1\" is an IP address; allow addresses with network.allowCIDRs, rules name hosts",
+		"testdata/invalid-egress.yaml:15:11: spec.bundle.egress.allow[3]: \"a..b\": the name has an empty label",
+		"testdata/invalid-egress.yaml:16:11: spec.bundle.egress.allow[4]: \"x.example:0\" has port \"0\"; a port is a number from 1 to 65535, or * for any",
+		"testdata/invalid-egress.yaml:17:11: spec.bundle.egress.allow[5]: \"x.example:\" ends with \":\"; write a port number or * after it, or leave the port out (80 and 443)",
+		"testdata/invalid-egress.yaml:18:11: spec.bundle.egress.allow[6]: \"ex*.com\": a wildcard may only be the whole first label, as in *.example.com",
+		"testdata/invalid-egress.yaml:19:11: spec.bundle.egress.allow[7]: \"API.Example.com.\" is already listed at spec.bundle.egress.allow[0]",
+		"testdata/invalid-egress.yaml:20:11: spec.bundle.egress.allow[8]: \"*\" would allow every host, which a bottle exists to prevent; list the hosts the agent needs",
+		"testdata/invalid-egress.yaml:21:11: spec.bundle.egress.allow[9]: \"host.example:99999\" has port \"99999\"; a port is a number from 1 to 65535, or * for any",
+		"testdata/invalid-egress.yaml:22:7: spec.bundle.egress.deny: unknown field (known fields: allow)",
+		"testdata/invalid-egress.yaml:33:14: spec.bundle.egress.allow: has no effect: no daemon enforces it; add egress (and dns, optionally) to spec.bundle.daemons",
+	}},
 	{"invalid-egress-subnet.yaml", nil, []string{
 		"testdata/invalid-egress-subnet.yaml:10:19: spec.network.egressSubnet: 10.9.0.16/28 overlaps spec.network.subnet 10.9.0.0/24; the bundle's way out needs a range of its own",
 		"testdata/invalid-egress-subnet.yaml:15:56: spec.network.egressSubnet: \"10.9.1.5/28\" is not a network address; did you mean \"10.9.1.0/28\"?",

@@ -30,5 +30,12 @@ const (
 // HTTP_PROXY points at.
 const ProxyPort = 8888
 
+// DNSPort is the bundle's DNS daemon's port.
+const DNSPort = 53
+
+// OptionInhibitIPv4 is the bridge driver's option that leaves the bridge
+// without an address on the host.
+const OptionInhibitIPv4 = "com.docker.network.bridge.inhibit_ipv4"
+
 // ResourceName is the engine name of a bottle's resource: bottle-NAME-ROLE.
 func ResourceName(bottle, role string) string { return "bottle-" + bottle + "-" + role }

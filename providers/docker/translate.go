@@ -44,8 +44,14 @@ type containerConfig struct {
 	// NanoCPUs and MemoryBytes limit the container; zero is no limit.
 	NanoCPUs    int64
 	MemoryBytes int64
-	Networks    []endpoint // the first is the primary network
-	Labels      map[string]string
+	// DNS are the resolvers the engine's embedded resolver forwards to.
+	DNS             []string
+	Sysctls         map[string]string
+	CapAdd, CapDrop []string
+	ReadonlyRootfs  bool
+	NoNewPrivileges bool
+	Networks        []endpoint // the first is the primary network
+	Labels          map[string]string
 }
 
 func resourceID(bottle, kind, role string) string {
@@ -84,12 +90,16 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	internalID := resourceID(name, KindNetwork, RoleInternal)
 	egressID := resourceID(name, KindNetwork, RoleEgress)
 
+	// The internal network's bridge gets no address on the host: an
+	// internal network only stops forwarding, and a bridge with the
+	// gateway's address would let the agent reach every service the host
+	// listens on. Without it, the gateway answers nothing.
 	internal := newResource(b, KindNetwork, RoleInternal, reconcile.Fragment{
-		reconcile.In("internal", true), reconcile.In("subnet", n.Subnet),
+		reconcile.In("internal", true), reconcile.In("subnet", n.Subnet), reconcile.In("hostAddress", false),
 	})
 	internal.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
 	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
-		Labels: labels(&internal, version)}
+		Options: map[string]string{OptionInhibitIPv4: "true"}, Labels: labels(&internal, version)}
 
 	egressGW := ""
 	if p, err := parsePrefix(n.EgressSubnet); err == nil {
@@ -102,6 +112,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	daemons := emptyNil(slices.Clone(b.Spec.Bundle.Daemons))
 	sort.Strings(daemons)
 	allow := emptyNil(n.AllowCIDRs)
+	egressAllow := emptyNil(b.Spec.Bundle.Egress.Allow)
 	image := b.Spec.Bundle.Image
 	builtin := image == ""
 	if builtin {
@@ -109,6 +120,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	}
 	bundle := newResource(b, KindContainer, RoleBundle, reconcile.Fragment{
 		reconcile.In("image", image), reconcile.In("daemons", daemons), reconcile.In("allowCIDRs", allow), reconcile.In("ip", n.BundleIP),
+		reconcile.In("egressAllow", egressAllow), reconcile.In("hardening", hardening),
 	})
 	bundle.DependsOn = []string{internalID, egressID}
 	bundle.BoundTo = []string{internalID, egressID}
@@ -116,17 +128,27 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	if len(daemons) > 0 {
 		bundle.Summary["daemons"] = strings.Join(daemons, ",")
 	}
-	bundle.Config = containerConfig{
+	bcfg := containerConfig{
 		Name: bundle.Name, Image: image, Builtin: builtin, Hostname: bundle.Name,
 		Env: []string{
 			"BOTTLE_ALLOW_CIDRS=" + strings.Join(n.AllowCIDRs, ","),
 			"BOTTLE_DAEMONS=" + strings.Join(daemons, ","),
+			fmt.Sprintf("BOTTLE_DNS_PORT=%d", DNSPort),
+			"BOTTLE_EGRESS_ALLOW=" + strings.Join(egressAllow, ","),
+			"BOTTLE_LISTEN_IP=" + n.BundleIP,
 			"BOTTLE_NAME=" + name,
 			fmt.Sprintf("BOTTLE_PROXY_PORT=%d", ProxyPort),
 		},
 		Networks: []endpoint{{Network: internal.Name, IP: n.BundleIP}, {Network: egress.Name}},
 		Labels:   labels(&bundle, version),
 	}
+	if builtin {
+		// The built-in bundle needs nothing but to bind its front ports
+		// (53 is below 1024) and to write to its stdout.
+		bcfg.CapDrop, bcfg.CapAdd = []string{"ALL"}, []string{"NET_BIND_SERVICE"}
+		bcfg.ReadonlyRootfs, bcfg.NoNewPrivileges = true, true
+	}
+	bundle.Config = bcfg
 	out := []reconcile.Resource{internal, egress, bundle}
 	if b.Spec.Backend != spec.BackendDocker {
 		return out
@@ -148,7 +170,8 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		reconcile.In("image", a.Image), reconcile.In("command", emptyNil(a.Command)), reconcile.In("workdir", a.Workdir), reconcile.In("env", emptyNilMap(a.Env)),
 		reconcile.In("proxy", proxy), reconcile.In("ip", agentIP),
 		// New bundle settings mean a new agent: its proxy may behave differently.
-		reconcile.In("bundle", []any{b.Spec.Bundle.Image, daemons, allow}),
+		reconcile.In("bundle", []any{b.Spec.Bundle.Image, daemons, allow, egressAllow}),
+		reconcile.In("hardening", hardening),
 	}
 	// Inputs added after the first release enter the hash only when set, so
 	// that existing agents keep their hash.
@@ -172,10 +195,25 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		Name: agent.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: env, Workdir: a.Workdir,
 		Hostname: name, Init: true, Networks: []endpoint{{Network: internal.Name, IP: agentIP}},
 		NanoCPUs: int64(a.CPUs) * 1e9, MemoryBytes: int64(a.Memory) << 20,
-		Labels: labels(&agent, version),
+		// Lookups go to the bundle (the engine's resolver in the agent
+		// forwards what it does not know there, from the agent's network
+		// namespace), never to the host's resolvers.
+		DNS: []string{n.BundleIP},
+		// No IPv6 at all: not even link-local addresses to reach the host's
+		// bridge with.
+		Sysctls: map[string]string{"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"},
+		// Raw sockets could craft frames for addresses the agent has no
+		// route to.
+		CapDrop: []string{"NET_RAW"},
+		Labels:  labels(&agent, version),
 	}
 	return append(out, agent)
 }
+
+// hardening names the version of the containers' isolation settings (the
+// agent's DNS, sysctls and capabilities; the built-in bundle's). Raising it
+// replaces the containers made under older settings.
+const hardening = 1
 
 // agentAddr pins the agent to the subnet's last host address (the one
 // before, if the bundle has it). With both containers pinned, the engine
@@ -221,7 +259,11 @@ func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfi
 		Hostname: cfg.Hostname, Labels: cfg.Labels,
 	}
 	init := cfg.Init
-	host := &container.HostConfig{Init: &init}
+	host := &container.HostConfig{Init: &init, DNS: cfg.DNS, Sysctls: cfg.Sysctls,
+		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, ReadonlyRootfs: cfg.ReadonlyRootfs}
+	if cfg.NoNewPrivileges {
+		host.SecurityOpt = []string{"no-new-privileges"}
+	}
 	host.NanoCPUs, host.Memory = cfg.NanoCPUs, cfg.MemoryBytes
 	netcfg := &network.NetworkingConfig{}
 	if len(cfg.Networks) > 0 {

@@ -24,7 +24,7 @@ func helloBottle() *spec.Bottle {
 				Env: map[string]string{"FOO": "bar", "API_KEY": "s3cret"}},
 			Network: spec.Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2", EgressSubnet: "10.213.0.16/28",
 				AllowCIDRs: []string{"10.1.0.0/16"}},
-			Bundle: spec.Bundle{Daemons: []string{"egress"}},
+			Bundle: spec.Bundle{Daemons: []string{"egress"}, Egress: spec.Egress{Allow: []string{"api.example.com", "*.pkg.example.org:443"}}},
 		},
 	}
 }
@@ -45,7 +45,7 @@ func TestTranslate(t *testing.T) {
 	}
 	in := rs[RoleInternal].Config.(networkConfig)
 	wantNet := networkConfig{Name: "bottle-hello-internal", Internal: true, Subnet: "192.168.240.0/24", Gateway: "192.168.240.1",
-		Labels: in.Labels}
+		Options: map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}, Labels: in.Labels}
 	if !reflect.DeepEqual(in, wantNet) {
 		t.Errorf("internal network = %+v, want %+v", in, wantNet)
 	}
@@ -66,6 +66,13 @@ func TestTranslate(t *testing.T) {
 	if host.NetworkMode != container.NetworkMode("bottle-hello-internal") || host.Init == nil || !*host.Init {
 		t.Errorf("agent host config = %+v", host)
 	}
+	// The agent's isolation: lookups go to the bundle, no IPv6, no raw
+	// sockets.
+	if !reflect.DeepEqual(host.DNS, []string{"192.168.240.2"}) ||
+		host.Sysctls["net.ipv6.conf.all.disable_ipv6"] != "1" || host.Sysctls["net.ipv6.conf.default.disable_ipv6"] != "1" ||
+		!reflect.DeepEqual([]string(host.CapDrop), []string{"NET_RAW"}) || host.Privileged {
+		t.Errorf("agent isolation: DNS=%v sysctls=%v capdrop=%v", host.DNS, host.Sysctls, host.CapDrop)
+	}
 	wantAgentEP := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.254"}}
 	if len(netcfg.EndpointsConfig) != 1 || !reflect.DeepEqual(netcfg.EndpointsConfig["bottle-hello-internal"], wantAgentEP) {
 		t.Errorf("agent endpoints = %+v", netcfg.EndpointsConfig)
@@ -75,7 +82,17 @@ func TestTranslate(t *testing.T) {
 	if !bcfg.Builtin || bcfg.Image != "bottle-apply/bundle:abc" {
 		t.Errorf("bundle image = %q builtin=%v", bcfg.Image, bcfg.Builtin)
 	}
-	_, bhost, bnet := containerSpec(bcfg)
+	bconfig, bhost, bnet := containerSpec(bcfg)
+	wantBundleEnv := []string{"BOTTLE_ALLOW_CIDRS=10.1.0.0/16", "BOTTLE_DAEMONS=egress", "BOTTLE_DNS_PORT=53",
+		"BOTTLE_EGRESS_ALLOW=api.example.com,*.pkg.example.org:443", "BOTTLE_LISTEN_IP=192.168.240.2", "BOTTLE_NAME=hello", "BOTTLE_PROXY_PORT=8888"}
+	if !reflect.DeepEqual(bconfig.Env, wantBundleEnv) {
+		t.Errorf("bundle env = %q, want %q", bconfig.Env, wantBundleEnv)
+	}
+	// The built-in bundle keeps only the capability to bind port 53.
+	if !reflect.DeepEqual([]string(bhost.CapDrop), []string{"ALL"}) || !reflect.DeepEqual([]string(bhost.CapAdd), []string{"NET_BIND_SERVICE"}) ||
+		!bhost.ReadonlyRootfs || !reflect.DeepEqual(bhost.SecurityOpt, []string{"no-new-privileges"}) {
+		t.Errorf("bundle host config: capdrop=%v capadd=%v ro=%v secopt=%v", bhost.CapDrop, bhost.CapAdd, bhost.ReadonlyRootfs, bhost.SecurityOpt)
+	}
 	want := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.2"}}
 	if !reflect.DeepEqual(bnet.EndpointsConfig["bottle-hello-internal"], want) || bhost.NetworkMode != "bottle-hello-internal" {
 		t.Errorf("bundle endpoint = %+v", bnet.EndpointsConfig)
@@ -111,11 +128,14 @@ func TestHashIsStable(t *testing.T) {
 	}
 }
 
+// Changed on purpose once: the internal network lost its host address and
+// the containers got their isolation settings (hardening 1), which existing
+// bottles must get too.
 const (
-	pinInternal = "73b7ea8115aef2ae"
+	pinInternal = "75e87628d4c3a22b"
 	pinEgress   = "9703da613b50ed75"
-	pinBundle   = "caf8e8c24bb4c458"
-	pinAgent    = "64a64cac09115e8b"
+	pinBundle   = "a74cdf20977bab1c"
+	pinAgent    = "f3f4dfce727b6e50"
 )
 
 func TestHashReasons(t *testing.T) {

@@ -1,0 +1,101 @@
+package spec
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestParseEgressRule(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    EgressRule
+		str     string
+		wantErr string
+	}{
+		{in: "api.example.com", want: EgressRule{Host: "api.example.com", Ports: []int{80, 443}}, str: "api.example.com"},
+		{in: "API.Example.COM.", want: EgressRule{Host: "api.example.com", Ports: []int{80, 443}}, str: "api.example.com"},
+		{in: "git.example.com:22", want: EgressRule{Host: "git.example.com", Ports: []int{22}}, str: "git.example.com:22"},
+		{in: "any.example.com:*", want: EgressRule{Host: "any.example.com"}, str: "any.example.com:*"},
+		{in: "*.example.com", want: EgressRule{Host: "example.com", Wildcard: true, Ports: []int{80, 443}}, str: "*.example.com"},
+		{in: "*.example.com:8443", want: EgressRule{Host: "example.com", Wildcard: true, Ports: []int{8443}}, str: "*.example.com:8443"},
+		{in: "under_score.example", want: EgressRule{Host: "under_score.example", Ports: []int{80, 443}}, str: "under_score.example"},
+		{in: "localhost", want: EgressRule{Host: "localhost", Ports: []int{80, 443}}, str: "localhost"},
+		{in: "", wantErr: "names no host"},
+		{in: ":443", wantErr: "names no host"},
+		{in: "*", wantErr: "would allow every host"},
+		{in: "*:443", wantErr: "would allow every host"},
+		{in: "**.example.com", wantErr: "a wildcard may only be the whole first label"},
+		{in: "a.*.example.com", wantErr: "a wildcard may only be the whole first label"},
+		{in: "10.0.0.1", wantErr: "is an IP address"},
+		{in: "10.0.0.1:443", wantErr: "is an IP address"},
+		{in: "[::1]:443", wantErr: "is an IP address"},
+		{in: "x.example:0", wantErr: `has port "0"`},
+		{in: "x.example:080", wantErr: `has port "080"`},
+		{in: "x.example:+80", wantErr: `has port "+80"`},
+		{in: "x.example:65536", wantErr: `has port "65536"`},
+		{in: "x.example:http", wantErr: `has port "http"`},
+		{in: "x.example:", wantErr: `ends with ":"`},
+		{in: "-x.example", wantErr: "starts or ends with '-'"},
+		{in: "x..example", wantErr: "empty label"},
+		{in: "x example", wantErr: "the name holds \" \""},
+		{in: "x.example/path", wantErr: "the name holds \"/\""},
+		{in: "ünï.example", wantErr: "a host name has letters"},
+	}
+	for _, tt := range tests {
+		got, err := ParseEgressRule(tt.in)
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+				t.Errorf("ParseEgressRule(%q) = %+v, %v; want error containing %q", tt.in, got, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || !reflect.DeepEqual(got, tt.want) || got.String() != tt.str {
+			t.Errorf("ParseEgressRule(%q) = %+v (%q), %v; want %+v (%q)", tt.in, got, got.String(), err, tt.want, tt.str)
+		}
+	}
+}
+
+func TestEgressRulesMatch(t *testing.T) {
+	t.Parallel()
+	rules, err := ParseEgressRules([]string{"api.example.com", "*.pkg.example.org:443", "git.example.net:22", "any.example.io:*"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		host string
+		port int
+		rule string // "" = denied
+	}{
+		{"api.example.com", 443, "api.example.com"},
+		{"API.EXAMPLE.COM.", 80, "api.example.com"},
+		{"api.example.com", 8080, ""},
+		{"sub.api.example.com", 443, ""},
+		{"example.com", 443, ""},
+		{"evilapi.example.com", 443, ""},
+		{"api.example.com.evil.test", 443, ""},
+		{"registry.pkg.example.org", 443, "*.pkg.example.org:443"},
+		{"a.b.pkg.example.org", 443, "*.pkg.example.org:443"},
+		{"pkg.example.org", 443, ""},
+		{"xpkg.example.org", 443, ""},
+		{"registry.pkg.example.org", 80, ""},
+		{"git.example.net", 22, "git.example.net:22"},
+		{"git.example.net", 443, ""},
+		{"any.example.io", 1, "any.example.io:*"},
+		{"any.example.io", 65535, "any.example.io:*"},
+		{"", 443, ""},
+	}
+	for _, tt := range tests {
+		r, ok := rules.Match(tt.host, tt.port)
+		if got := map[bool]string{true: r.String()}[ok]; got != tt.rule {
+			t.Errorf("Match(%q, %d) = %q, want %q", tt.host, tt.port, got, tt.rule)
+		}
+	}
+	// MatchHost ignores ports: the DNS daemon answers for every allowed name.
+	for host, want := range map[string]bool{"git.example.net": true, "x.pkg.example.org": true, "pkg.example.org": false, "other.test": false} {
+		if _, ok := rules.MatchHost(host); ok != want {
+			t.Errorf("MatchHost(%q) = %v, want %v", host, ok, want)
+		}
+	}
+}
