@@ -1,0 +1,300 @@
+// Package probe is the network self-test that runs inside a bottle's agent.
+//
+// The CLI copies its own static binary into the agent and runs its hidden
+// probe subcommand, which calls Main: a list of Checks comes in as JSON on
+// stdin, and a list of Results goes out as JSON on stdout. Each check says
+// what it probes (Name), what a failure means (Hole), and which outcome is
+// the safe one (Expect). Standard builds the list for one bottle.
+//
+// The probe sends traffic only to the addresses in its checks: every Addr
+// is an IP literal (or, for DNS, empty: the first nameserver of
+// /etc/resolv.conf), and names in a Target are only ever sent to the proxy
+// or DNS server at Addr, never resolved by the probe itself.
+package probe
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// Kind is what a check does.
+type Kind string
+
+const (
+	// KindTCP connects to Addr.
+	KindTCP Kind = "tcp"
+	// KindProxyConnect asks the proxy at Addr to CONNECT to Target
+	// (host:port) and, if it does, sends GET / through the tunnel.
+	KindProxyConnect Kind = "proxy-connect"
+	// KindProxyHTTP sends GET Target (an absolute URL) to the proxy at Addr.
+	KindProxyHTTP Kind = "proxy-http"
+	// KindDNS sends one A query for Target to the server at Addr over UDP.
+	KindDNS Kind = "dns"
+	// KindIPv6 looks for IPv6 addresses and routes in the agent.
+	KindIPv6 Kind = "ipv6"
+)
+
+// Expect is the outcome a check wants.
+type Expect string
+
+const (
+	// ExpectOpen: the TCP connection is accepted.
+	ExpectOpen Expect = "open"
+	// ExpectClosed: the TCP connection fails, refused or unreachable.
+	ExpectClosed Expect = "closed"
+	// ExpectUnreachable: nothing answers, not even with a TCP reset, an
+	// ICMP port unreachable or a DNS error. A peer that refuses has
+	// answered, which is what the check is about.
+	ExpectUnreachable Expect = "unreachable"
+	// ExpectAllowed: the proxy lets the request through and it succeeds.
+	ExpectAllowed Expect = "allowed"
+	// ExpectDenied: the proxy answers 403.
+	ExpectDenied Expect = "denied"
+	// ExpectResolves: the DNS server answers with an A record.
+	ExpectResolves Expect = "resolves"
+	// ExpectFails: the DNS query gets no A record, whatever the reason.
+	ExpectFails Expect = "fails"
+	// ExpectNone: the agent has no IPv6 (no address but ::1, no route).
+	ExpectNone Expect = "none"
+)
+
+// The outcomes a check may report in Result.Got besides the Expect values
+// of the same name (open, unreachable, allowed, denied, resolves, none).
+const (
+	gotRefused         = "refused"          // tcp: RST; dns: rcode REFUSED
+	gotPortUnreachable = "port-unreachable" // dns: ICMP port unreachable, the peer's kernel answered
+	gotTimeout         = "timeout"          // dns: no answer in time
+	gotNXDomain        = "nxdomain"         // dns
+	gotNoAnswer        = "noanswer"         // dns: NOERROR without an A record
+	gotPresent         = "present"          // ipv6
+	gotError           = "error"            // the check could not run or got something unexpected
+)
+
+// expects lists the outcomes each kind may expect.
+var expects = map[Kind][]Expect{
+	KindTCP:          {ExpectOpen, ExpectClosed, ExpectUnreachable},
+	KindProxyConnect: {ExpectAllowed, ExpectDenied},
+	KindProxyHTTP:    {ExpectAllowed, ExpectDenied},
+	KindDNS:          {ExpectResolves, ExpectFails, ExpectUnreachable},
+	KindIPv6:         {ExpectNone},
+}
+
+// Check is one probe and the outcome it wants.
+type Check struct {
+	// Name says what is probed, for humans: "the host through the
+	// internal network's gateway 10.213.4.1:9".
+	Name string `json:"name"`
+	// Hole says what a failure means: "the agent can reach the host".
+	Hole string `json:"hole"`
+	Kind Kind   `json:"kind"`
+	// Addr is an IP literal with a port. tcp: the peer; proxy-*: the
+	// proxy; dns: the server ("" is the first nameserver of
+	// /etc/resolv.conf); ipv6: unused.
+	Addr string `json:"addr,omitempty"`
+	// Target is, for proxy-connect, the host:port to CONNECT to; for
+	// proxy-http, the absolute URL to GET; for dns, the name to look up.
+	Target string `json:"target,omitempty"`
+	Expect Expect `json:"expect"`
+}
+
+// Result is a check and what it got.
+type Result struct {
+	Check
+	// Got is the outcome: open, refused, unreachable (tcp); allowed,
+	// denied, unreachable, error (proxy-*); resolves, refused, nxdomain,
+	// servfail (or another lower-case rcode), noanswer, timeout,
+	// port-unreachable, unreachable (dns); none, present (ipv6). Any kind
+	// reports error when the check could not run.
+	Got string `json:"got"`
+	// OK reports whether Got is what Expect wants.
+	OK bool `json:"ok"`
+	// Detail is for humans: the error, the proxy's reason, the addresses.
+	Detail string `json:"detail,omitempty"`
+	Millis int64  `json:"millis"`
+}
+
+// Accepts reports whether the outcome got satisfies e.
+func (e Expect) Accepts(got string) bool {
+	switch e {
+	case ExpectClosed:
+		return got == gotRefused || got == string(ExpectUnreachable)
+	case ExpectUnreachable:
+		return got == string(ExpectUnreachable) || got == gotTimeout
+	case ExpectFails:
+		return got != "" && got != string(ExpectResolves) && got != gotError
+	case ExpectOpen, ExpectAllowed, ExpectDenied, ExpectResolves, ExpectNone:
+		return got == string(e)
+	}
+	return false
+}
+
+// Validate reports what is wrong with a check, so that a bad list is
+// rejected before anything is sent.
+func (c Check) Validate() error {
+	allowed, ok := expects[c.Kind]
+	if !ok {
+		return fmt.Errorf("kind %q is not one of tcp, proxy-connect, proxy-http, dns, ipv6", c.Kind)
+	}
+	valid := false
+	for _, e := range allowed {
+		valid = valid || e == c.Expect
+	}
+	if !valid {
+		return fmt.Errorf("a %s check cannot expect %q; it expects one of %v", c.Kind, c.Expect, allowed)
+	}
+	if c.Kind == KindIPv6 || c.Kind == KindDNS && c.Addr == "" {
+		// No address, or the system resolver's.
+	} else if _, err := netip.ParseAddrPort(c.Addr); err != nil {
+		return fmt.Errorf("addr %q is not an IP address and port (such as 10.0.0.2:8888 or [fd00::2]:53)", c.Addr)
+	}
+	switch c.Kind {
+	case KindProxyConnect:
+		if _, port, err := net.SplitHostPort(c.Target); err != nil || port == "" {
+			return fmt.Errorf("target %q is not a host:port to CONNECT to", c.Target)
+		}
+	case KindProxyHTTP:
+		u, err := url.Parse(c.Target)
+		if err != nil || u.Scheme != "http" && u.Scheme != "https" || u.Host == "" {
+			return fmt.Errorf("target %q is not an absolute http:// or https:// URL", c.Target)
+		}
+	case KindDNS:
+		if _, ok := dns.IsDomainName(c.Target); !ok || c.Target == "" {
+			return fmt.Errorf("target %q is not a name to look up", c.Target)
+		}
+	}
+	return nil
+}
+
+// Options tunes Run. Zero fields take the defaults.
+type Options struct {
+	// ConnectTimeout bounds a TCP connect, to a peer or to the proxy
+	// (default 700ms: peers sit on the same host's bridge, and a live one
+	// answers in well under 10ms).
+	ConnectTimeout time.Duration
+	// DNSTimeout bounds a DNS query (default 1.5s).
+	DNSTimeout time.Duration
+	// ProxyTimeout bounds a whole proxy check (default 5s).
+	ProxyTimeout time.Duration
+	// Total bounds the whole run (default 30s). Checks that have not
+	// finished by then report error.
+	Total time.Duration
+	// Parallel is how many checks run at once (default 16).
+	Parallel int
+
+	// Seams for tests; nil means the real thing.
+	dial        func(ctx context.Context, network, addr string) (net.Conn, error)
+	resolver    func() (string, error)
+	ifaceAddrs  func() ([]net.Addr, error)
+	beforeCheck func(i int)
+}
+
+// The defaults of Options.
+const (
+	DefaultConnectTimeout = 700 * time.Millisecond
+	DefaultDNSTimeout     = 1500 * time.Millisecond
+	DefaultProxyTimeout   = 5 * time.Second
+	DefaultTotal          = 30 * time.Second
+	DefaultParallel       = 16
+)
+
+func (o Options) withDefaults() Options {
+	if o.ConnectTimeout <= 0 {
+		o.ConnectTimeout = DefaultConnectTimeout
+	}
+	if o.DNSTimeout <= 0 {
+		o.DNSTimeout = DefaultDNSTimeout
+	}
+	if o.ProxyTimeout <= 0 {
+		o.ProxyTimeout = DefaultProxyTimeout
+	}
+	if o.Total <= 0 {
+		o.Total = DefaultTotal
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = DefaultParallel
+	}
+	if o.dial == nil {
+		var d net.Dialer
+		o.dial = d.DialContext
+	}
+	if o.resolver == nil {
+		o.resolver = systemResolver
+	}
+	if o.ifaceAddrs == nil {
+		o.ifaceAddrs = net.InterfaceAddrs
+	}
+	return o
+}
+
+// Run runs the checks, at most opt.Parallel at once, and returns their
+// results in the order of checks. A check that is invalid, or that ctx or
+// opt.Total cuts short, reports error and is not OK: a test that did not
+// run never passes.
+func Run(ctx context.Context, checks []Check, opt Options) []Result {
+	opt = opt.withDefaults()
+	ctx, cancel := context.WithTimeout(ctx, opt.Total)
+	defer cancel()
+
+	results := make([]Result, len(checks))
+	sem := make(chan struct{}, opt.Parallel)
+	var wg sync.WaitGroup
+	for i, c := range checks {
+		select {
+		case sem <- struct{}{}:
+		case <-ctx.Done():
+			results[i] = finish(c, gotError, "not run: "+ctx.Err().Error(), time.Now())
+			continue
+		}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			if opt.beforeCheck != nil {
+				opt.beforeCheck(i)
+			}
+			results[i] = runOne(ctx, c, opt)
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// runOne runs one check.
+func runOne(ctx context.Context, c Check, opt Options) Result {
+	start := time.Now()
+	if err := c.Validate(); err != nil {
+		return finish(c, gotError, "invalid check: "+err.Error(), start)
+	}
+	if err := ctx.Err(); err != nil {
+		return finish(c, gotError, "not run: "+err.Error(), start)
+	}
+	var got, detail string
+	switch c.Kind {
+	case KindTCP:
+		got, detail = checkTCP(ctx, c, opt)
+	case KindProxyConnect:
+		got, detail = checkProxyConnect(ctx, c, opt)
+	case KindProxyHTTP:
+		got, detail = checkProxyHTTP(ctx, c, opt)
+	case KindDNS:
+		got, detail = checkDNS(ctx, c, opt)
+	case KindIPv6:
+		got, detail = checkIPv6(ctx, opt)
+	}
+	if err := ctx.Err(); err != nil && (got == string(ExpectUnreachable) || got == gotTimeout) {
+		// The run was cut short while the check waited: the silence may
+		// be ours, not the peer's.
+		got, detail = gotError, "interrupted: "+err.Error()+" ("+detail+")"
+	}
+	return finish(c, got, detail, start)
+}
+
+func finish(c Check, got, detail string, start time.Time) Result {
+	return Result{Check: c, Got: got, OK: c.Expect.Accepts(got), Detail: detail,
+		Millis: time.Since(start).Milliseconds()}
+}

@@ -1,0 +1,191 @@
+package probe
+
+import (
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// fakeProxy is an egress proxy in miniature. It tunnels a CONNECT to a
+// target in tunnels to that target's local upstream, answers an
+// absolute-form GET itself for a host in plain, and denies the rest the
+// way the bundle's proxy does. It never dials anything but loopback
+// upstreams.
+type fakeProxy struct {
+	tunnels map[string]string // CONNECT target -> upstream address
+	plain   map[string]int    // GET host -> status
+	header  bool              // send DeniedHeader with a 403
+}
+
+func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	deny := func(host string) {
+		if p.header {
+			w.Header().Set(DeniedHeader, "no rule allows "+host)
+		}
+		http.Error(w, "bottle-apply egress: "+host+" is not allowed\nsecond line", http.StatusForbidden)
+	}
+	if r.Method == http.MethodConnect {
+		switch r.URL.Host {
+		case "bad-gateway.test:443":
+			http.Error(w, "upstream is down", http.StatusBadGateway)
+			return
+		case "bad-target.test:443":
+			w.Header().Set(DeniedHeader, "bad-target")
+			http.Error(w, "bad target", http.StatusBadRequest)
+			return
+		}
+		up, ok := p.tunnels[r.URL.Host]
+		if !ok {
+			deny(r.URL.Host)
+			return
+		}
+		upc, err := net.Dial("tcp", up)
+		if err != nil {
+			http.Error(w, err.Error(), http.StatusBadGateway)
+			return
+		}
+		defer upc.Close()
+		conn, _, err := http.NewResponseController(w).Hijack()
+		if err != nil {
+			return
+		}
+		defer conn.Close()
+		io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+		var wg sync.WaitGroup
+		wg.Go(func() { io.Copy(upc, conn) })
+		io.Copy(conn, upc)
+		conn.Close()
+		wg.Wait()
+		return
+	}
+	if !r.URL.IsAbs() {
+		http.Error(w, "not a proxy request", http.StatusBadRequest)
+		return
+	}
+	status, ok := p.plain[r.URL.Host]
+	if !ok {
+		deny(r.URL.Host)
+		return
+	}
+	w.WriteHeader(status)
+	fmt.Fprintln(w, "proxied")
+}
+
+// upstream starts a local HTTP server that answers every request with
+// status.
+func upstream(t *testing.T, status int) string {
+	t.Helper()
+	s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Host == "" || r.URL.Path != "/" {
+			http.Error(w, "want GET / with a Host", http.StatusBadRequest)
+			return
+		}
+		w.WriteHeader(status)
+	}))
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// proxyServer starts p on loopback and returns its address.
+func proxyServer(t *testing.T, p fakeProxy) string {
+	t.Helper()
+	s := httptest.NewServer(p)
+	t.Cleanup(s.Close)
+	return s.Listener.Addr().String()
+}
+
+// silent starts a listener that accepts and never answers.
+func silent(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	var conns []net.Conn
+	t.Cleanup(func() {
+		ln.Close()
+		mu.Lock()
+		defer mu.Unlock()
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, c)
+			mu.Unlock()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+func TestProxy(t *testing.T) {
+	t.Parallel()
+	ok, notFound := upstream(t, http.StatusOK), upstream(t, http.StatusNotFound)
+	p := fakeProxy{
+		tunnels: map[string]string{"allowed.test:443": ok, "missing.test:443": notFound, "allowed.test:8080": ok},
+		plain:   map[string]int{"allowed.test": http.StatusOK, "teapot.test": http.StatusTeapot},
+		header:  true,
+	}
+	proxy := proxyServer(t, p)
+	p.header = false
+	bare := proxyServer(t, p)
+	hang, closed := silent(t), closedPort(t, "tcp")
+
+	tests := []struct {
+		name   string
+		kind   Kind
+		addr   string
+		target string
+		expect Expect
+		got    string
+		ok     bool
+		detail string
+	}{
+		{"connect allowed", KindProxyConnect, proxy, "allowed.test:443", ExpectAllowed, "allowed", true, "GET / answered 200"},
+		{"connect allowed other port", KindProxyConnect, proxy, "allowed.test:8080", ExpectAllowed, "allowed", true, "200"},
+		{"connect allowed is a hole", KindProxyConnect, proxy, "allowed.test:443", ExpectDenied, "allowed", false, ""},
+		{"connect denied", KindProxyConnect, proxy, "bottle-apply-verify.invalid:443", ExpectDenied, "denied", true,
+			"403 Forbidden: no rule allows bottle-apply-verify.invalid:443"},
+		{"connect denied without header", KindProxyConnect, bare, "denied.test:443", ExpectDenied, "denied", true,
+			"403 Forbidden: bottle-apply egress: denied.test:443 is not allowed"},
+		{"connect denied is not allowed", KindProxyConnect, proxy, "denied.test:443", ExpectAllowed, "denied", false, ""},
+		{"connect 400 with the header", KindProxyConnect, bare, "bad-target.test:443", ExpectDenied, "denied", true,
+			"400 Bad Request: bad-target"},
+		{"connect bad gateway", KindProxyConnect, proxy, "bad-gateway.test:443", ExpectDenied, "error", false, "502 Bad Gateway: upstream is down"},
+		{"connect tunnel 404", KindProxyConnect, proxy, "missing.test:443", ExpectAllowed, "error", false, "GET / answered 404"},
+		{"connect tunnel 404 is not denied", KindProxyConnect, proxy, "missing.test:443", ExpectDenied, "error", false, ""},
+		{"connect proxy down", KindProxyConnect, closed, "allowed.test:443", ExpectDenied, "unreachable", false, "refused"},
+		{"connect proxy silent", KindProxyConnect, hang, "allowed.test:443", ExpectDenied, "error", false, "no answer within 300ms"},
+		{"http allowed", KindProxyHTTP, proxy, "http://allowed.test/", ExpectAllowed, "allowed", true, "200 OK"},
+		{"http allowed is a hole", KindProxyHTTP, proxy, "http://allowed.test/x?y=1", ExpectDenied, "allowed", false, ""},
+		{"http denied", KindProxyHTTP, proxy, "http://bottle-apply-verify.invalid/", ExpectDenied, "denied", true,
+			"no rule allows bottle-apply-verify.invalid"},
+		{"http denied without header", KindProxyHTTP, bare, "http://denied.test/", ExpectDenied, "denied", true, "is not allowed"},
+		{"http other status", KindProxyHTTP, proxy, "http://teapot.test/", ExpectDenied, "error", false, "418"},
+		{"http proxy down", KindProxyHTTP, closed, "http://allowed.test/", ExpectAllowed, "unreachable", false, "the proxy " + closed},
+		{"http proxy silent", KindProxyHTTP, hang, "http://allowed.test/", ExpectDenied, "error", false, "no answer"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Check{Name: tt.name, Kind: tt.kind, Addr: tt.addr, Target: tt.target, Expect: tt.expect}
+			r := Run(t.Context(), []Check{c}, Options{ProxyTimeout: 300 * time.Millisecond})[0]
+			if r.Got != tt.got || r.OK != tt.ok || !strings.Contains(r.Detail, tt.detail) {
+				t.Fatalf("result = %+v, want got %s, ok %v, detail with %q", r, tt.got, tt.ok, tt.detail)
+			}
+		})
+	}
+}

@@ -1,0 +1,208 @@
+package probe
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
+
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// VerifyHost is the name the standard checks ask the proxy and the DNS
+// daemon for. No rule can allow it usefully: .invalid never resolves
+// (RFC 6761), so a proxy or resolver that lets it through has not checked
+// the allowlist, and no traffic leaves for it.
+const VerifyHost = "bottle-apply-verify.invalid"
+
+// docAddrs are IPv4 addresses of the documentation ranges 192.0.2.0/24,
+// 198.51.100.0/24 and 203.0.113.0/24 (RFC 5737), tried in order for the
+// proxy's IP literal check.
+var docAddrs = []string{
+	"192.0.2.1", "198.51.100.1", "203.0.113.1",
+	"192.0.2.254", "198.51.100.254", "203.0.113.254",
+}
+
+// Target is what Standard needs to know of one bottle.
+type Target struct {
+	// BundleIP is the bundle's address on the bottle's internal network.
+	BundleIP string
+	// ProxyPort is the egress proxy's front port (8888).
+	ProxyPort int
+	// DNSPort is the DNS daemon's port; 0 is 53.
+	DNSPort int
+	// InternalPorts are the bundle's ports bound to its loopback only,
+	// such as the status port 9901.
+	InternalPorts []int
+	// Daemons are spec.bundle.daemons: egress, dns.
+	Daemons []string
+	// Allow is spec.bundle.egress.allow, in spec syntax.
+	Allow []string
+	// AllowCIDRs is spec.network.allowCIDRs.
+	AllowCIDRs []string
+	// HostAddrs are the addresses by which the host may be reached from
+	// the bottle's networks: their gateways.
+	HostAddrs []string
+}
+
+// Standard returns the checks that verify one bottle's isolation:
+//
+//   - with the egress daemon, the proxy's front port is open and the proxy
+//     denies a CONNECT and a plain GET to VerifyHost, a CONNECT to a
+//     documentation IP address outside AllowCIDRs, and a CONNECT to a port
+//     the first non-wildcard rule with limited ports does not allow; the
+//     proxy refuses all of these before it resolves or dials anything;
+//   - with the dns daemon, the daemon gives no address for VerifyHost;
+//   - each internal port of the bundle is closed to the agent;
+//   - each host address answers nothing: no TCP reset on port 9, no DNS
+//     answer nor ICMP error on port 53;
+//   - the agent has no IPv6.
+//
+// It fails only on a malformed Target, such as one built from an
+// unvalidated spec.
+func Standard(t Target) ([]Check, error) {
+	bundle, err := netip.ParseAddr(t.BundleIP)
+	if err != nil || !bundle.Is4() {
+		// Bottles are IPv4 only, and the last check wants no IPv6.
+		return nil, fmt.Errorf("bundle IP %q is not an IPv4 address", t.BundleIP)
+	}
+	rules, err := spec.ParseEgressRules(t.Allow)
+	if err != nil {
+		return nil, fmt.Errorf("egress rules: %w", err)
+	}
+	cidrs := make([]netip.Prefix, 0, len(t.AllowCIDRs))
+	for _, s := range t.AllowCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return nil, fmt.Errorf("allowCIDRs: %q is not a CIDR", s)
+		}
+		cidrs = append(cidrs, p)
+	}
+	hosts := make([]netip.Addr, 0, len(t.HostAddrs))
+	for _, s := range t.HostAddrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("host address %q is not an IP address", s)
+		}
+		if !slices.Contains(hosts, a) {
+			hosts = append(hosts, a)
+		}
+	}
+	at := func(a netip.Addr, port int) string { return netip.AddrPortFrom(a, uint16(port)).String() }
+
+	var checks []Check
+	if slices.Contains(t.Daemons, spec.DaemonEgress) {
+		if !validPort(t.ProxyPort) {
+			return nil, fmt.Errorf("proxy port %d is not a port", t.ProxyPort)
+		}
+		proxy := at(bundle, t.ProxyPort)
+		checks = append(checks,
+			Check{
+				Name: "the egress proxy at " + proxy,
+				Hole: "the agent cannot reach its egress proxy, so allowed egress fails too: the bundle is down or its proxy does not listen",
+				Kind: KindTCP, Addr: proxy, Expect: ExpectOpen,
+			},
+			Check{
+				Name: "a CONNECT through the egress proxy to " + VerifyHost + ":443, a name no rule allows",
+				Hole: "the egress proxy opens tunnels to hosts no rule allows",
+				Kind: KindProxyConnect, Addr: proxy, Target: VerifyHost + ":443", Expect: ExpectDenied,
+			},
+			Check{
+				Name: "a plain HTTP GET through the egress proxy of http://" + VerifyHost + "/, a name no rule allows",
+				Hole: "the egress proxy forwards plain HTTP to hosts no rule allows",
+				Kind: KindProxyHTTP, Addr: proxy, Target: "http://" + VerifyHost + "/", Expect: ExpectDenied,
+			})
+		if ip, ok := uncovered(cidrs); ok {
+			target := net.JoinHostPort(ip, "443")
+			checks = append(checks, Check{
+				Name: "a CONNECT through the egress proxy to " + target + ", an IP address outside network.allowCIDRs",
+				Hole: "the egress proxy opens tunnels to IP addresses outside network.allowCIDRs",
+				Kind: KindProxyConnect, Addr: proxy, Target: target, Expect: ExpectDenied,
+			})
+		}
+		if r, port, ok := deniedPort(rules); ok {
+			target := net.JoinHostPort(r.Host, strconv.Itoa(port))
+			checks = append(checks, Check{
+				Name: "a CONNECT through the egress proxy to " + target + ", a port the rule " + r.String() + " does not allow",
+				Hole: "the egress proxy lets an allowed host through on ports its rules do not allow",
+				Kind: KindProxyConnect, Addr: proxy, Target: target, Expect: ExpectDenied,
+			})
+		}
+	}
+	if slices.Contains(t.Daemons, spec.DaemonDNS) {
+		port := t.DNSPort
+		if port == 0 {
+			port = 53
+		}
+		if !validPort(port) {
+			return nil, fmt.Errorf("DNS port %d is not a port", t.DNSPort)
+		}
+		addr := at(bundle, port)
+		checks = append(checks, Check{
+			Name: "a DNS query for " + VerifyHost + " to the bundle's DNS daemon at " + addr + ", a name no rule allows",
+			Hole: "the bundle's DNS daemon resolves names no rule allows",
+			Kind: KindDNS, Addr: addr, Target: VerifyHost, Expect: ExpectFails,
+		})
+	}
+	for _, p := range t.InternalPorts {
+		if !validPort(p) {
+			return nil, fmt.Errorf("internal port %d is not a port", p)
+		}
+		addr := at(bundle, p)
+		checks = append(checks, Check{
+			Name: "the bundle's internal port " + addr,
+			Hole: "the agent can reach the bundle's internal port " + strconv.Itoa(p) + ", which should listen on the bundle's loopback only",
+			Kind: KindTCP, Addr: addr, Expect: ExpectClosed,
+		})
+	}
+	for _, h := range hosts {
+		checks = append(checks,
+			Check{
+				Name: "the host through the gateway " + at(h, 9),
+				Hole: "the agent can reach the host: it answered (a TCP reset counts)",
+				Kind: KindTCP, Addr: at(h, 9), Expect: ExpectUnreachable,
+			},
+			Check{
+				Name: "a DNS query for " + VerifyHost + " to the host through the gateway " + at(h, 53),
+				Hole: "the agent can reach the host over UDP: a DNS server or the host's kernel answered",
+				Kind: KindDNS, Addr: at(h, 53), Target: VerifyHost, Expect: ExpectUnreachable,
+			})
+	}
+	checks = append(checks, Check{
+		Name: "IPv6 in the agent",
+		Hole: "the agent has IPv6, which the bottle's network does not confine",
+		Kind: KindIPv6, Expect: ExpectNone,
+	})
+	return checks, nil
+}
+
+func validPort(p int) bool { return p > 0 && p < 65536 }
+
+// uncovered returns the first documentation address that no prefix
+// covers.
+func uncovered(cidrs []netip.Prefix) (string, bool) {
+	for _, s := range docAddrs {
+		a := netip.MustParseAddr(s)
+		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(a) }) {
+			return s, true
+		}
+	}
+	return "", false
+}
+
+// deniedPort returns the first non-wildcard rule that limits its ports,
+// with a port that no rule allows for its host.
+func deniedPort(rules spec.EgressRules) (spec.EgressRule, int, bool) {
+	for _, r := range rules {
+		if r.Wildcard || r.Ports == nil {
+			continue
+		}
+		for p := 9; p < 65536; p++ {
+			if _, ok := rules.Match(r.Host, p); !ok {
+				return r, p, true
+			}
+		}
+	}
+	return spec.EgressRule{}, 0, false
+}

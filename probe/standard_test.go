@@ -1,0 +1,120 @@
+package probe
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+var update = flag.Bool("update", false, "rewrite the golden files in testdata")
+
+func TestStandard(t *testing.T) {
+	t.Parallel()
+	targets := []struct {
+		name string
+		t    Target
+	}{
+		{"everything", Target{
+			BundleIP: "10.213.4.2", ProxyPort: 8888, DNSPort: 53, InternalPorts: []int{9901},
+			Daemons:    []string{"egress", "dns"},
+			Allow:      []string{"*.github.com", "example.com:8443", "pypi.org"},
+			AllowCIDRs: []string{"192.0.2.0/24", "10.9.0.0/16"},
+			HostAddrs:  []string{"10.213.4.1", "172.30.0.1", "10.213.4.1"},
+		}},
+		{"egress without limited rules", Target{
+			BundleIP: "10.213.5.2", ProxyPort: 3128, Daemons: []string{"egress"},
+			Allow:      []string{"example.com:*", "*.example.org:22"},
+			AllowCIDRs: []string{"0.0.0.0/0"},
+			HostAddrs:  []string{"10.213.5.1"},
+		}},
+		{"rules overlap on ports", Target{
+			BundleIP: "10.213.6.2", ProxyPort: 8888, Daemons: []string{"egress"},
+			Allow:      []string{"*.pypi.org:*", "pypi.org", "PyPI.org.:9", "files.pypi.org"},
+			AllowCIDRs: []string{"192.0.2.1/32", "198.51.100.0/24", "203.0.113.0/25"},
+		}},
+		{"dns alone on its own port", Target{
+			BundleIP: "10.213.7.2", DNSPort: 5353, Daemons: []string{"dns"},
+		}},
+		{"no daemons, an ipv6 gateway", Target{
+			BundleIP: "10.213.8.2", InternalPorts: []int{9901, 9902}, HostAddrs: []string{"10.213.8.1", "fd00:1::1"},
+		}},
+	}
+	var out bytes.Buffer
+	for _, tt := range targets {
+		checks, err := Standard(tt.t)
+		if err != nil {
+			t.Fatalf("%s: Standard() = %v", tt.name, err)
+		}
+		for i, c := range checks {
+			if err := c.Validate(); err != nil {
+				t.Errorf("%s: check %d is invalid: %v", tt.name, i, err)
+			}
+			if c.Name == "" || c.Hole == "" {
+				t.Errorf("%s: check %d has no name or hole: %+v", tt.name, i, c)
+			}
+		}
+		b, err := json.MarshalIndent(checks, "", "  ")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&out, "# %s\n%s\n\n", tt.name, b)
+	}
+	golden(t, "standard.golden", out.Bytes())
+}
+
+func TestStandardErrors(t *testing.T) {
+	t.Parallel()
+	ok := Target{BundleIP: "10.0.0.2", ProxyPort: 8888, Daemons: []string{"egress", "dns"}}
+	tests := []struct {
+		name string
+		edit func(*Target)
+		err  string
+	}{
+		{"bundle IP", func(t *Target) { t.BundleIP = "bundle" }, "bundle IP \"bundle\""},
+		{"ipv6 bundle IP", func(t *Target) { t.BundleIP = "fd00::2" }, "not an IPv4 address"},
+		{"rule", func(t *Target) { t.Allow = []string{"example.com", "10.0.0.1"} }, "egress rules: \"10.0.0.1\" is an IP address"},
+		{"cidr", func(t *Target) { t.AllowCIDRs = []string{"10.0.0.0"} }, "allowCIDRs: \"10.0.0.0\""},
+		{"host", func(t *Target) { t.HostAddrs = []string{"gateway"} }, "host address \"gateway\""},
+		{"proxy port", func(t *Target) { t.ProxyPort = 0 }, "proxy port 0"},
+		{"dns port", func(t *Target) { t.DNSPort = 65536 }, "DNS port 65536"},
+		{"internal port", func(t *Target) { t.InternalPorts = []int{-1} }, "internal port -1"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			if _, err := Standard(ok); err != nil {
+				t.Fatalf("Standard(base) = %v", err)
+			}
+			target := ok
+			tt.edit(&target)
+			checks, err := Standard(target)
+			if err == nil || !strings.Contains(err.Error(), tt.err) || checks != nil {
+				t.Fatalf("Standard() = %d checks, %v; want an error with %q", len(checks), err, tt.err)
+			}
+		})
+	}
+}
+
+// golden compares got with testdata/name, or rewrites it under -update.
+func golden(t *testing.T, name string, got []byte) {
+	t.Helper()
+	path := filepath.Join("testdata", name)
+	if *update {
+		if err := os.WriteFile(path, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test ./probe -update to create it)", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s differs (go test ./probe -update rewrites it); got:\n%s", path, got)
+	}
+}
