@@ -1,33 +1,111 @@
 // Package bundle is the program that runs inside a bottle's bundle
-// container: it starts the daemons the spec selects and runs until told to
-// stop.
+// container: it starts the daemons the spec selects (the egress proxy, the
+// DNS daemon) and a loopback status endpoint, logs every egress and DNS
+// decision as one JSON line, and runs until told to stop.
 package bundle
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
+	"slices"
+	"strconv"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
-// Config is what the bundle reads from its environment.
+const (
+	// StatusPort is the default port of the status endpoint, on loopback.
+	StatusPort = 9901
+	// DefaultStatusAddr is where the status endpoint listens unless
+	// BOTTLE_STATUS_ADDR says otherwise.
+	DefaultStatusAddr = "127.0.0.1:9901"
+	// DefaultProxyPort is the egress proxy's port unless BOTTLE_PROXY_PORT
+	// says otherwise.
+	DefaultProxyPort = "8888"
+	// DefaultDNSPort is the DNS daemon's port unless BOTTLE_DNS_PORT says
+	// otherwise.
+	DefaultDNSPort = "53"
+)
+
+// shutdownGrace bounds how long in-flight requests may finish once Run's
+// context is done; then every connection is closed.
+const shutdownGrace = 5 * time.Second
+
+// Config is what the bundle reads from its environment (ConfigFromEnv).
+// Ports are strings as they come from the environment; "0" picks a free
+// port.
 type Config struct {
-	Bottle     string
-	Daemons    []string
+	// Bottle is BOTTLE_NAME.
+	Bottle string
+	// Daemons is BOTTLE_DAEMONS: "egress", "dns".
+	Daemons []string
+	// EgressAllow is BOTTLE_EGRESS_ALLOW: spec.bundle.egress.allow rules
+	// (see spec.ParseEgressRule).
+	EgressAllow []string
+	// AllowCIDRs is BOTTLE_ALLOW_CIDRS: the only ranges of IP literals the
+	// proxy lets through.
 	AllowCIDRs []string
-	ProxyPort  string
+	// ListenIP is BOTTLE_LISTEN_IP, the bundle's address on the bottle's
+	// internal network: the daemons listen there and nowhere else. Required
+	// when a daemon is selected.
+	ListenIP string
+	// ProxyPort is BOTTLE_PROXY_PORT (DefaultProxyPort).
+	ProxyPort string
+	// DNSPort is BOTTLE_DNS_PORT (DefaultDNSPort), UDP and TCP.
+	DNSPort string
+	// StatusAddr is BOTTLE_STATUS_ADDR (DefaultStatusAddr); it must be a
+	// loopback address.
+	StatusAddr string
+	// DNSUpstream is BOTTLE_DNS_UPSTREAM, the "ip:port" the DNS daemon
+	// forwards allowed queries to; empty means the first nameserver of
+	// /etc/resolv.conf, port 53.
+	DNSUpstream string
+
+	// Seams for this package's tests; the zero values are the production
+	// behaviour. lookup resolves a name, checkAddr says why the proxy must
+	// not connect to an address ("" when it may), resolvConf is the file
+	// the DNS upstream defaults from.
+	lookup     func(ctx context.Context, host string) ([]netip.Addr, error)
+	checkAddr  func(netip.AddrPort) string
+	resolvConf string
 }
 
-// ConfigFromEnv reads the variables the docker provider sets.
+// ConfigFromEnv reads the variables the docker provider sets, with the
+// defaults filled in.
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
-		Bottle:     getenv("BOTTLE_NAME"),
-		Daemons:    splitList(getenv("BOTTLE_DAEMONS")),
-		AllowCIDRs: splitList(getenv("BOTTLE_ALLOW_CIDRS")),
-		ProxyPort:  getenv("BOTTLE_PROXY_PORT"),
+		Bottle:      getenv("BOTTLE_NAME"),
+		Daemons:     splitList(getenv("BOTTLE_DAEMONS")),
+		EgressAllow: splitList(getenv("BOTTLE_EGRESS_ALLOW")),
+		AllowCIDRs:  splitList(getenv("BOTTLE_ALLOW_CIDRS")),
+		ListenIP:    strings.TrimSpace(getenv("BOTTLE_LISTEN_IP")),
+		ProxyPort:   strings.TrimSpace(getenv("BOTTLE_PROXY_PORT")),
+		DNSPort:     strings.TrimSpace(getenv("BOTTLE_DNS_PORT")),
+		StatusAddr:  strings.TrimSpace(getenv("BOTTLE_STATUS_ADDR")),
+		DNSUpstream: strings.TrimSpace(getenv("BOTTLE_DNS_UPSTREAM")),
+	}.withDefaults()
+}
+
+func (c Config) withDefaults() Config {
+	if c.ProxyPort == "" {
+		c.ProxyPort = DefaultProxyPort
 	}
+	if c.DNSPort == "" {
+		c.DNSPort = DefaultDNSPort
+	}
+	if c.StatusAddr == "" {
+		c.StatusAddr = DefaultStatusAddr
+	}
+	return c
 }
 
 func splitList(s string) []string {
@@ -40,26 +118,211 @@ func splitList(s string) []string {
 	return out
 }
 
-// known lists the daemons this build can run. The egress proxy and the DNS
-// daemon come with their own issue; until then a bundle that idles is the
-// contract.
-var known = map[string]bool{}
+// known lists the daemons this build can run.
+var known = map[string]bool{spec.DaemonEgress: true, spec.DaemonDNS: true}
 
-// Run logs its configuration as JSON lines to w and serves until ctx is
-// done. With no daemon selected it logs "no daemons selected" and idles.
+// server is one bound listener set with its serving loop.
+type server interface {
+	// serve blocks until shutdown; it returns nil after a shutdown.
+	serve() error
+	// shutdown stops accepting, lets in-flight work finish until ctx is
+	// done, then closes everything.
+	shutdown(ctx context.Context)
+}
+
+// Run binds every selected daemon and the status endpoint, logs one "ready"
+// JSON line to w, and serves until ctx is done; then it shuts down. Every
+// egress and DNS decision is one JSON line on w (see Decision). With no
+// daemon selected it logs "no daemons selected" and idles.
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
-	log := zerolog.New(w).With().Timestamp().Str("bottle", cfg.Bottle).Logger()
+	cfg = cfg.withDefaults()
+	log := newLogger(w, cfg.Bottle)
+	var daemons []string
 	for _, d := range cfg.Daemons {
 		if !known[d] {
 			return fmt.Errorf("daemon %q is not available in this bundle build", d)
 		}
+		if !slices.Contains(daemons, d) {
+			daemons = append(daemons, d)
+		}
 	}
-	if len(cfg.Daemons) == 0 {
+	if len(daemons) == 0 {
 		log.Info().Msg("no daemons selected")
-	} else {
-		log.Info().Strs("daemons", cfg.Daemons).Msg("starting daemons")
+		<-ctx.Done()
+		log.Info().Msg("stopping")
+		return nil
 	}
-	<-ctx.Done()
+	p, err := newPolicy(cfg)
+	if err != nil {
+		return err
+	}
+	st := &statusState{bottle: cfg.Bottle}
+	dl := &decisionLog{log: log, st: st}
+	var servers []server
+	closeAll := func() {
+		ctx, cancel := context.WithCancel(context.Background())
+		cancel() // nothing is serving yet: close at once
+		for _, s := range servers {
+			s.shutdown(ctx)
+		}
+	}
+	for _, d := range daemons {
+		var s server
+		var listen string
+		switch d {
+		case spec.DaemonEgress:
+			e, err := listenEgress(p, dl)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			s, listen = e, e.addr()
+		case spec.DaemonDNS:
+			n, err := listenDNS(p, dl)
+			if err != nil {
+				closeAll()
+				return err
+			}
+			s, listen = n, n.addr()
+		}
+		servers = append(servers, s)
+		st.daemons = append(st.daemons, DaemonStatus{Name: d, Listen: listen})
+	}
+	ss, err := listenStatus(p.statusAddr, st, log)
+	if err != nil {
+		closeAll()
+		return err
+	}
+	servers = append(servers, ss)
+
+	log.Info().Interface("daemons", st.daemons).Str("status", ss.addr()).Msg("ready")
+	st.ready.Store(true)
+
+	var wg sync.WaitGroup
+	errc := make(chan error, len(servers))
+	for _, s := range servers {
+		wg.Go(func() {
+			if err := s.serve(); err != nil {
+				errc <- err
+			}
+		})
+	}
+	select {
+	case <-ctx.Done():
+	case err = <-errc:
+	}
+	st.ready.Store(false)
 	log.Info().Msg("stopping")
-	return nil
+	grace, cancel := context.WithTimeout(context.WithoutCancel(ctx), shutdownGrace)
+	defer cancel()
+	var sw sync.WaitGroup
+	for _, s := range servers {
+		sw.Go(func() { s.shutdown(grace) })
+	}
+	sw.Wait()
+	wg.Wait()
+	log.Info().Msg("stopped")
+	return err
+}
+
+// policy is the parsed, validated configuration the daemons share.
+type policy struct {
+	bottle     string
+	rules      spec.EgressRules
+	cidrs      []netip.Prefix
+	listenIP   netip.Addr
+	proxyPort  uint16
+	dnsPort    uint16
+	statusAddr netip.AddrPort
+	upstream   string
+	lookup     func(ctx context.Context, host string) ([]netip.Addr, error)
+	checkAddr  func(netip.AddrPort) string
+	resolvConf string
+	dnsWanted  bool
+}
+
+// newPolicy validates cfg and reports every problem at once.
+func newPolicy(cfg Config) (*policy, error) {
+	p := &policy{bottle: cfg.Bottle, lookup: cfg.lookup, checkAddr: cfg.checkAddr, resolvConf: cfg.resolvConf}
+	var errs []error
+	var err error
+	if p.rules, err = spec.ParseEgressRules(cfg.EgressAllow); err != nil {
+		errs = append(errs, fmt.Errorf("BOTTLE_EGRESS_ALLOW: %w", err))
+	}
+	for _, s := range cfg.AllowCIDRs {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("BOTTLE_ALLOW_CIDRS: %q is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)", s))
+			continue
+		}
+		p.cidrs = append(p.cidrs, pfx)
+	}
+	switch ip, err := netip.ParseAddr(cfg.ListenIP); {
+	case cfg.ListenIP == "":
+		errs = append(errs, errors.New("BOTTLE_LISTEN_IP is not set: the daemons listen only on the bundle's address on the bottle's network"))
+	case err != nil || ip.Zone() != "":
+		errs = append(errs, fmt.Errorf("BOTTLE_LISTEN_IP: %q is not an IP address", cfg.ListenIP))
+	case ip.IsUnspecified() || ip.IsMulticast():
+		errs = append(errs, fmt.Errorf("BOTTLE_LISTEN_IP: %s is not a unicast address of this host; the daemons never listen on every address", ip))
+	default:
+		p.listenIP = ip.Unmap()
+	}
+	if p.proxyPort, err = parsePort("BOTTLE_PROXY_PORT", cfg.ProxyPort); err != nil {
+		errs = append(errs, err)
+	}
+	if p.dnsPort, err = parsePort("BOTTLE_DNS_PORT", cfg.DNSPort); err != nil {
+		errs = append(errs, err)
+	}
+	if ap, err := netip.ParseAddrPort(cfg.StatusAddr); err != nil || !ap.Addr().IsLoopback() {
+		errs = append(errs, fmt.Errorf("BOTTLE_STATUS_ADDR: %q is not a loopback address and port; the status endpoint listens only on loopback (e.g. %s)", cfg.StatusAddr, DefaultStatusAddr))
+	} else {
+		p.statusAddr = ap
+	}
+	p.dnsWanted = slices.Contains(cfg.Daemons, spec.DaemonDNS)
+	if p.dnsWanted {
+		if p.upstream, err = dnsUpstream(cfg.DNSUpstream, p.resolvConf); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	if p.lookup == nil {
+		p.lookup = func(ctx context.Context, host string) ([]netip.Addr, error) {
+			return net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+		}
+	}
+	if p.checkAddr == nil {
+		own, err := ownAddrs()
+		if err != nil {
+			return nil, err
+		}
+		own[p.listenIP] = true
+		p.checkAddr = func(ap netip.AddrPort) string { return blockedKind(ap.Addr(), own) }
+	}
+	return p, nil
+}
+
+func parsePort(name, s string) (uint16, error) {
+	n, err := strconv.ParseUint(s, 10, 16)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is not a port number (0 to 65535)", name, s)
+	}
+	return uint16(n), nil
+}
+
+// newLogger writes JSON lines, one Write each, safe for concurrent use.
+func newLogger(w io.Writer, bottle string) zerolog.Logger {
+	return zerolog.New(zerolog.SyncWriter(w)).Level(zerolog.InfoLevel).Hook(timeHook{}).
+		With().Str(FieldBottle, bottle).Logger()
+}
+
+// timeFormat is RFC 3339 with microseconds, in UTC. zerolog's own
+// Timestamp reads package globals, which we leave alone.
+const timeFormat = "2006-01-02T15:04:05.000000Z07:00"
+
+type timeHook struct{}
+
+func (timeHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) {
+	e.Str(FieldTime, time.Now().UTC().Format(timeFormat))
 }

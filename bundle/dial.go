@@ -1,0 +1,141 @@
+package bundle
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"syscall"
+	"time"
+)
+
+// dialTimeout bounds resolving a name and connecting to one of its
+// addresses.
+const dialTimeout = 10 * time.Second
+
+// blockedKind says why the proxy never connects to ip, whatever the rules
+// and allowCIDRs say, or returns "" when it may. own holds the bundle's
+// addresses.
+func blockedKind(ip netip.Addr, own map[netip.Addr]bool) string {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsLoopback():
+		return "a loopback address"
+	case ip.IsUnspecified():
+		return "an unspecified address"
+	case ip.IsLinkLocalUnicast():
+		return "a link-local address"
+	case ip.IsMulticast():
+		return "a multicast address"
+	case ip == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "a broadcast address"
+	case own[ip.WithZone("")]:
+		return "an address of the bundle itself"
+	}
+	return ""
+}
+
+// ownAddrs are the addresses of the bundle's interfaces, read once at start.
+func ownAddrs() (map[netip.Addr]bool, error) {
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		return nil, fmt.Errorf("list the bundle's own addresses: %w", err)
+	}
+	own := map[netip.Addr]bool{}
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok {
+			if ip, ok := netip.AddrFromSlice(n.IP); ok {
+				own[ip.Unmap()] = true
+			}
+		}
+	}
+	return own, nil
+}
+
+// blockedError is a dial the address policy refused.
+type blockedError struct {
+	host string // what the client asked for
+	addr netip.Addr
+	kind string // "a loopback address", ...
+}
+
+func (e *blockedError) Error() string {
+	if e.host == e.addr.String() {
+		return fmt.Sprintf("%s is %s", e.host, e.kind)
+	}
+	return fmt.Sprintf("%s resolves to %s, %s", e.host, e.addr, e.kind)
+}
+
+// dialer connects to allowed targets. Every connection it makes passes the
+// address policy in the socket's Control hook, right before connect(2): a
+// name that resolves (or rebinds) to a forbidden address is refused
+// whichever address the connection would use.
+type dialer struct {
+	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
+	// check says why the proxy must not connect to an address, or "".
+	check func(netip.AddrPort) string
+}
+
+// dial resolves host (now, never from a cache) and connects to its
+// addresses in turn on port. A refusal by the policy is a *blockedError.
+func (d *dialer) dial(ctx context.Context, host string, port int) (net.Conn, error) {
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	var addrs []netip.Addr
+	if ip, err := netip.ParseAddr(host); err == nil {
+		addrs = []netip.Addr{ip}
+	} else {
+		addrs, err = d.lookup(ctx, host)
+		if err != nil {
+			return nil, fmt.Errorf("resolve %s: %w", host, err)
+		}
+		if len(addrs) == 0 {
+			return nil, fmt.Errorf("resolve %s: no addresses", host)
+		}
+	}
+	nd := net.Dialer{ControlContext: func(_ context.Context, _, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("internal: dial address %q: %w", address, err)
+		}
+		if kind := d.check(ap); kind != "" {
+			return &blockedError{host: host, addr: ap.Addr().Unmap(), kind: kind}
+		}
+		return nil
+	}}
+	var errs []error
+	var blocked *blockedError
+	for i, a := range addrs {
+		// Share the time left between the addresses left, as net.Dialer
+		// does, so one black hole does not use up the whole timeout.
+		actx, acancel := ctx, context.CancelFunc(func() {})
+		if dl, ok := ctx.Deadline(); ok {
+			if left := time.Until(dl) / time.Duration(len(addrs)-i); left > 2*time.Second {
+				actx, acancel = context.WithTimeout(ctx, left)
+			}
+		}
+		c, err := nd.DialContext(actx, "tcp", netip.AddrPortFrom(a.Unmap(), uint16(port)).String())
+		acancel()
+		if err == nil {
+			return c, nil
+		}
+		if b, ok := errors.AsType[*blockedError](err); ok {
+			if blocked == nil {
+				blocked = b
+			}
+		} else {
+			errs = append(errs, err)
+		}
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	if len(errs) == 0 && blocked != nil {
+		return nil, blocked
+	}
+	if blocked != nil {
+		errs = append(errs, blocked)
+	}
+	return nil, errors.Join(errs...)
+}

@@ -1,0 +1,180 @@
+package bundle
+
+import (
+	"net"
+	"net/netip"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/miekg/dns"
+)
+
+// fakeUpstream is a loopback DNS server (UDP and TCP, one port) that
+// answers every A and AAAA query with a documentation address.
+type fakeUpstream struct {
+	addr    string
+	queries atomic.Int32
+}
+
+func startUpstream(t *testing.T) *fakeUpstream {
+	t.Helper()
+	pc, ln, err := listenUDPAndTCP(netip.MustParseAddr("127.0.0.1"), 0)
+	if err != nil {
+		t.Fatalf("fake upstream: %v", err)
+	}
+	u := &fakeUpstream{addr: ln.Addr().String()}
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		u.queries.Add(1)
+		m := new(dns.Msg).SetReply(r)
+		q := r.Question[0]
+		hdr := dns.RR_Header{Name: q.Name, Rrtype: q.Qtype, Class: dns.ClassINET, Ttl: 60}
+		switch q.Qtype {
+		case dns.TypeA:
+			m.Answer = append(m.Answer, &dns.A{Hdr: hdr, A: net.ParseIP("192.0.2.7")})
+		case dns.TypeAAAA:
+			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP("2001:db8::7")})
+		}
+		_ = w.WriteMsg(m)
+	})
+	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		go func() { _ = s.ActivateAndServe() }()
+		<-started
+		t.Cleanup(func() { _ = s.Shutdown() })
+	}
+	return u
+}
+
+func TestDNS(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t)
+	cfg := baseConfig(newResolver(nil), "allowed.test", "*.wild.test:443")
+	cfg.Daemons, cfg.DNSUpstream = []string{"dns"}, up.addr
+	b := startBundle(t, cfg)
+	if b.proxy != "" || b.dns == "" {
+		t.Fatalf("daemons: egress %q, dns %q; want dns only", b.proxy, b.dns)
+	}
+	tests := []struct {
+		name   string
+		qtype  uint16
+		rcode  int
+		answer string // the answer's address, when forwarded
+		host   string
+		rule   string
+		reason string
+	}{
+		{"allowed.test.", dns.TypeA, dns.RcodeSuccess, "192.0.2.7", "allowed.test", "allowed.test", ""},
+		{"ALLOWED.Test.", dns.TypeAAAA, dns.RcodeSuccess, "2001:db8::7", "allowed.test", "allowed.test", ""},
+		{"a.wild.test.", dns.TypeA, dns.RcodeSuccess, "192.0.2.7", "a.wild.test", "*.wild.test:443", ""},
+		{"denied.test.", dns.TypeA, dns.RcodeRefused, "", "denied.test", "", "no rule in spec.bundle.egress.allow covers denied.test"},
+		{"wild.test.", dns.TypeA, dns.RcodeRefused, "", "wild.test", "", "covers wild.test"},
+		{"allowed.test.evil.test.", dns.TypeA, dns.RcodeRefused, "", "allowed.test.evil.test", "", "covers"},
+		{"1.0.0.127.in-addr.arpa.", dns.TypePTR, dns.RcodeRefused, "", "1.0.0.127.in-addr.arpa", "", "covers"},
+	}
+	var want []Decision
+	forwarded := 0
+	for _, network := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+		for _, tt := range tests {
+			q := new(dns.Msg).SetQuestion(tt.name, tt.qtype)
+			q.Id = 4242
+			resp, _, err := c.ExchangeContext(t.Context(), q, b.dns)
+			if err != nil {
+				t.Fatalf("%s %s: %v", network, tt.name, err)
+			}
+			if resp.Id != 4242 || resp.Rcode != tt.rcode {
+				t.Errorf("%s %s %s = id %d %s, want id 4242 %s", network, tt.name, dns.TypeToString[tt.qtype],
+					resp.Id, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
+			}
+			var got string
+			if len(resp.Answer) == 1 {
+				switch rr := resp.Answer[0].(type) {
+				case *dns.A:
+					got = rr.A.String()
+				case *dns.AAAA:
+					got = rr.AAAA.String()
+				}
+			}
+			if got != tt.answer || (tt.answer == "" && len(resp.Answer) != 0) {
+				t.Errorf("%s %s answer = %v, want %q", network, tt.name, resp.Answer, tt.answer)
+			}
+			if tt.answer != "" {
+				forwarded++
+			}
+			d := Decision{Daemon: "dns", Decision: "allow", Host: tt.host, QType: dns.TypeToString[tt.qtype], Rule: tt.rule}
+			if tt.reason != "" {
+				d.Decision, d.Reason = "deny", tt.reason
+			}
+			want = append(want, d)
+		}
+	}
+	if n := int(up.queries.Load()); n != forwarded {
+		t.Fatalf("the upstream got %d queries, want %d (the allowed ones only)", n, forwarded)
+	}
+	got := b.log.decisions()
+	if len(got) != len(want) {
+		t.Fatalf("%d decision lines, want %d:\n%s", len(got), len(want), b.log)
+	}
+	for i, g := range got {
+		if g.Message != MessageDNSDecision || g.Bottle != "hello" || g.Port != 0 || g.Method != "" {
+			t.Errorf("decision %d = %+v", i, g)
+		}
+		w := want[i]
+		if g.Daemon != w.Daemon || g.Decision != w.Decision || g.Host != w.Host || g.QType != w.QType || g.Rule != w.Rule ||
+			!strings.Contains(g.Reason, w.Reason) || (w.Reason == "") != (g.Reason == "") {
+			t.Errorf("decision %d = %+v, want %+v", i, g, w)
+		}
+	}
+}
+
+// Queries the daemon does not answer at all still get an answer, and a
+// decision line.
+func TestDNSOddQueries(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t)
+	cfg := baseConfig(newResolver(nil), "allowed.test")
+	cfg.Daemons, cfg.DNSUpstream = []string{"dns"}, up.addr
+	b := startBundle(t, cfg)
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+
+	chaos := new(dns.Msg).SetQuestion("allowed.test.", dns.TypeTXT)
+	chaos.Question[0].Qclass = dns.ClassCHAOS
+	notify := new(dns.Msg).SetNotify("allowed.test.")
+	update := new(dns.Msg).SetUpdate("allowed.test.")
+	empty := new(dns.Msg)
+	empty.Id = dns.Id()
+	for _, tt := range []struct {
+		name  string
+		m     *dns.Msg
+		rcode int
+	}{
+		{"chaos class", chaos, dns.RcodeRefused},
+		{"notify", notify, dns.RcodeNotImplemented},
+		// miekg/dns answers these before the handler: no decision.
+		{"update", update, dns.RcodeNotImplemented},
+		{"no question", empty, dns.RcodeFormatError},
+	} {
+		resp, _, err := c.ExchangeContext(t.Context(), tt.m, b.dns)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.name, err)
+		}
+		if resp.Rcode != tt.rcode {
+			t.Errorf("%s = %s, want %s", tt.name, dns.RcodeToString[resp.Rcode], dns.RcodeToString[tt.rcode])
+		}
+	}
+	if n := up.queries.Load(); n != 0 {
+		t.Fatalf("the upstream got %d queries, want none", n)
+	}
+	ds := b.log.decisions()
+	if len(ds) != 2 || !strings.Contains(ds[0].Reason, "class CH") || !strings.Contains(ds[1].Reason, "opcode NOTIFY") {
+		t.Fatalf("decisions = %+v, want the chaos class and the notify refused:\n%s", ds, b.log)
+	}
+	for _, d := range ds {
+		if d.Decision != "deny" || d.Reason == "" {
+			t.Errorf("decision = %+v, want a denial with a reason", d)
+		}
+	}
+}

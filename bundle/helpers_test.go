@@ -1,0 +1,310 @@
+package bundle
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Tests send traffic only to loopback listeners they start themselves. The
+// unexported seams of Config map test names (allowed.test, ...) to those
+// listeners and let the proxy connect to exactly 127.0.0.1 and ::1 (the
+// production policy refuses loopback).
+
+// loopbackOnly is the test address policy: 127.0.0.1 and ::1 only.
+func loopbackOnly(ap netip.AddrPort) string {
+	if a := ap.Addr().Unmap(); a == netip.MustParseAddr("127.0.0.1") || a == netip.IPv6Loopback() {
+		return ""
+	}
+	return "not 127.0.0.1 or ::1 (test policy)"
+}
+
+// resolver is the test name resolver; it records the names asked for.
+type resolver struct {
+	mu    sync.Mutex
+	hosts map[string][]netip.Addr
+	asked []string
+}
+
+func newResolver(hosts map[string]string) *resolver {
+	r := &resolver{hosts: map[string][]netip.Addr{}}
+	for h, addrs := range hosts {
+		for _, a := range strings.Split(addrs, ",") {
+			r.hosts[h] = append(r.hosts[h], netip.MustParseAddr(a))
+		}
+	}
+	return r
+}
+
+func (r *resolver) lookup(_ context.Context, host string) ([]netip.Addr, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.asked = append(r.asked, host)
+	if a, ok := r.hosts[host]; ok {
+		return a, nil
+	}
+	return nil, fmt.Errorf("lookup %s: no such host (test resolver)", host)
+}
+
+func (r *resolver) wasAsked(host string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, h := range r.asked {
+		if h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// logBuffer is the io.Writer given to Run: it keeps the lines.
+type logBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *logBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *logBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func (b *logBuffer) lines() []string {
+	return strings.Split(strings.TrimSuffix(b.String(), "\n"), "\n")
+}
+
+// decisions are the decision lines so far.
+func (b *logBuffer) decisions() []Decision {
+	var out []Decision
+	for _, l := range b.lines() {
+		if d, ok := ParseDecision([]byte(l)); ok {
+			out = append(out, d)
+		}
+	}
+	return out
+}
+
+// find waits until a line with message msg is logged and returns it.
+func (b *logBuffer) find(t *testing.T, msg string) map[string]any {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, l := range b.lines() {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil && m[FieldMessage] == msg {
+				return m
+			}
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("no %q line in the log:\n%s", msg, b.String())
+	return nil
+}
+
+// testBundle is Run in a goroutine, on loopback, with ephemeral ports.
+type testBundle struct {
+	log    *logBuffer
+	res    *resolver
+	proxy  string // host:port
+	dns    string
+	status string
+	cancel context.CancelFunc
+	done   chan error
+}
+
+// baseConfig runs the egress proxy with the test seams.
+func baseConfig(res *resolver, allow ...string) Config {
+	return Config{
+		Bottle: "hello", Daemons: []string{"egress"}, EgressAllow: allow,
+		ListenIP: "127.0.0.1", ProxyPort: "0", DNSPort: "0", StatusAddr: "127.0.0.1:0",
+		lookup: res.lookup, checkAddr: loopbackOnly,
+	}
+}
+
+func startBundle(t *testing.T, cfg Config) *testBundle {
+	t.Helper()
+	ctx, cancel := context.WithCancel(t.Context())
+	b := &testBundle{log: &logBuffer{}, cancel: cancel, done: make(chan error, 1)}
+	go func() { b.done <- Run(ctx, cfg, b.log) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-b.done:
+		case <-time.After(10 * time.Second):
+			t.Errorf("Run did not return after its context was cancelled")
+		}
+	})
+	ready := b.log.find(t, "ready")
+	ds, _ := ready["daemons"].([]any)
+	for _, d := range ds {
+		m, _ := d.(map[string]any)
+		switch m["name"] {
+		case "egress":
+			b.proxy, _ = m["listen"].(string)
+		case "dns":
+			b.dns, _ = m["listen"].(string)
+		}
+	}
+	b.status, _ = ready["status"].(string)
+	return b
+}
+
+// stop cancels Run and waits for it.
+func (b *testBundle) stop(t *testing.T) error {
+	t.Helper()
+	b.cancel()
+	select {
+	case err := <-b.done:
+		b.done <- err // for the cleanup
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("Run did not return within 5s of its context being cancelled")
+		return nil
+	}
+}
+
+// listener is a loopback TCP server that counts its accepts; echo makes it
+// echo, otherwise it closes each connection at once.
+type listener struct {
+	net.Listener
+	accepts atomic.Int32
+	port    int
+	// ended receives how each echoed connection ended (io.EOF or an
+	// error).
+	ended chan error
+}
+
+func startListener(t *testing.T, network, addr string, echo bool) *listener {
+	t.Helper()
+	ln, err := net.Listen(network, addr)
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	l := &listener{Listener: ln, port: ln.Addr().(*net.TCPAddr).Port, ended: make(chan error, 16)}
+	t.Cleanup(func() { _ = ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			l.accepts.Add(1)
+			if !echo {
+				_ = c.Close()
+				continue
+			}
+			go func() {
+				defer c.Close()
+				_, err := io.Copy(c, c)
+				if err == nil {
+					err = io.EOF
+				}
+				l.ended <- err
+			}()
+		}
+	}()
+	return l
+}
+
+// proxyConn is a raw client connection to the proxy.
+type proxyConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func dialProxy(t *testing.T, proxy string) *proxyConn {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", proxy, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial proxy: %v", err)
+	}
+	t.Cleanup(func() { _ = c.Close() })
+	_ = c.SetDeadline(time.Now().Add(10 * time.Second))
+	return &proxyConn{Conn: c, r: bufio.NewReader(c)}
+}
+
+// do writes a raw request and reads the response with its body.
+func (c *proxyConn) do(t *testing.T, method, target, extra string) (*http.Response, string) {
+	t.Helper()
+	host := target
+	switch {
+	case strings.HasPrefix(target, "/"):
+		host = "proxy.invalid"
+	case method != http.MethodConnect:
+		host = strings.SplitN(strings.TrimPrefix(strings.TrimPrefix(target, "http://"), "https://"), "/", 2)[0]
+	}
+	if _, err := fmt.Fprintf(c, "%s %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", method, target, host, extra); err != nil {
+		t.Fatalf("write request: %v", err)
+	}
+	req := &http.Request{Method: method}
+	resp, err := http.ReadResponse(c.r, req)
+	if err != nil {
+		t.Fatalf("%s %s: read response: %v", method, target, err)
+	}
+	if method == http.MethodConnect && resp.StatusCode == http.StatusOK {
+		return resp, ""
+	}
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("%s %s: read body: %v", method, target, err)
+	}
+	return resp, string(body)
+}
+
+// echo sends a line through an established tunnel and reads it back.
+func (c *proxyConn) echo(t *testing.T, line string) {
+	t.Helper()
+	if _, err := io.WriteString(c, line+"\n"); err != nil {
+		t.Fatalf("write through tunnel: %v", err)
+	}
+	got, err := c.r.ReadString('\n')
+	if err != nil || got != line+"\n" {
+		t.Fatalf("read through tunnel = %q, %v; want %q", got, err, line+"\n")
+	}
+}
+
+// waitEnded waits for an echo connection to end.
+func (l *listener) waitEnded(t *testing.T) error {
+	t.Helper()
+	select {
+	case err := <-l.ended:
+		return err
+	case <-time.After(5 * time.Second):
+		t.Fatalf("the upstream connection did not end")
+		return errors.New("timeout")
+	}
+}
+
+// httpGet fetches url directly (no proxy) and returns the body.
+func httpGet(t *testing.T, url string) string {
+	t.Helper()
+	c := &http.Client{Transport: &http.Transport{}, Timeout: 5 * time.Second}
+	resp, err := c.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	return string(b)
+}
