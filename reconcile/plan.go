@@ -2,6 +2,7 @@ package reconcile
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -65,6 +66,18 @@ type Plan struct {
 	Steps []Step
 	// Warnings name resources that were seen and deliberately left alone.
 	Warnings []string
+}
+
+// ChangedBottles names the bottles that some step changes, sorted.
+func (p *Plan) ChangedBottles() []string {
+	var out []string
+	for _, s := range p.Steps {
+		if s.Action != NoOp && !slices.Contains(out, s.Resource.Bottle) {
+			out = append(out, s.Resource.Bottle)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Changes counts the steps that do something.

@@ -53,6 +53,8 @@ type options struct {
 	timeout          time.Duration
 	lockTimeout      time.Duration
 	subnetPool       string
+	verify           bool
+	noVerify         bool
 }
 
 // Run is the whole program but for os.Exit: it parses args, runs the
@@ -78,6 +80,9 @@ func Run(ctx context.Context, args []string, s Streams) int {
 			if len(o.files) == 0 {
 				return usageError("no spec given: pass -f FILE, -f DIR or -f - (repeatable)")
 			}
+			if o.verify && (o.destroy || o.dryRun || o.noVerify) {
+				return usageError("--verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify")
+			}
 			var err error
 			code, err = apply(cmd.Context(), &o, s)
 			return err
@@ -93,14 +98,16 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	f.BoolVar(&o.destroy, "destroy", false, "delete every resource of the bottles, dependents first")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "exit 0 when nothing changed, 1 on error, 2 when changes were present")
-	f.StringVarP(&o.output, "output", "o", "text", "result format: text or json (on stdout)")
 	f.StringVar(&o.subnetPool, "subnet-pool", docker.DefaultSubnetPool, "range that automatic /24 bottle subnets come from")
+	f.BoolVar(&o.verify, "verify", false, "change nothing: run the isolation self-test in each bottle's agent and fail naming any hole")
+	f.BoolVar(&o.noVerify, "no-verify", false, "skip the self-test that follows an apply that changed a bottle")
 	pf := root.PersistentFlags()
+	pf.StringVarP(&o.output, "output", "o", "text", "result format: text or json (on stdout)")
 	pf.StringVar(&o.logLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")
 	pf.StringVar(&o.logFormat, "log-format", "console", "log format: console or json")
 	pf.DurationVar(&o.timeout, "timeout", 10*time.Minute, "bound on a whole apply or destroy (0: none)")
 	f.DurationVar(&o.lockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another run on the same bottles to finish")
-	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o))
+	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o), probeCommand(&code))
 
 	var logErr error
 	cancel := context.CancelFunc(func() {})
@@ -168,15 +175,18 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 	if err != nil {
 		err = fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
 		if o.output == "json" {
-			_ = writeJSON(s.Out, o, nil, nil, err, time.Since(started))
+			_ = writeJSON(s.Out, o, nil, nil, nil, err, time.Since(started))
 		}
 		return exitError, err
+	}
+	if o.verify {
+		return verifyOnly(ctx, o, s, bottles, started)
 	}
 	if !o.destroy {
 		// Secrets are read now, once, and never shown.
 		if err := resolveSecrets(bottles); err != nil {
 			if o.output == "json" {
-				_ = writeJSON(s.Out, o, nil, nil, err, time.Since(started))
+				_ = writeJSON(s.Out, o, nil, nil, nil, err, time.Since(started))
 			}
 			return exitError, fmt.Errorf("%w; nothing was changed", err)
 		}
@@ -214,11 +224,19 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 	case errors.Is(runErr, context.Canceled):
 		runErr = fmt.Errorf("%w\ninterrupted: what was done is labelled, and the next run converges from it", runErr)
 	}
+	var reports []verifyReport
+	if runErr == nil && !o.destroy && !o.dryRun && !o.noVerify {
+		// A bottle that changed is tested again; one that did not was
+		// tested when it last changed (bottle-apply --verify tests it now).
+		if vb := verifiable(ctx, changedBottles(bottles, res.Plan.ChangedBottles())); res.Plan != nil && len(vb) > 0 {
+			reports, runErr = verifyBottles(ctx, ps, vb)
+		}
+	}
 	if o.output == "json" {
-		if err := writeJSON(s.Out, o, bottles, res, runErr, time.Since(started)); err != nil {
+		if err := writeJSON(s.Out, o, bottles, res, reports, runErr, time.Since(started)); err != nil {
 			return exitError, err
 		}
-	} else if runErr == nil && res.Changed() && !o.dryRun {
+	} else if res != nil && res.Changed() && !o.dryRun && (runErr == nil || errors.Is(runErr, errHoles)) {
 		verb := "Apply"
 		if o.destroy {
 			verb = "Destroy"
@@ -227,6 +245,7 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 		fmt.Fprintf(s.Out, "\n%s complete: %d created, %d started, %d replaced, %d deleted in %s.\n", verb,
 			p.Count(reconcile.Create), p.Count(reconcile.Start), p.Count(reconcile.Replace), p.Count(reconcile.Delete),
 			time.Since(started).Round(time.Millisecond))
+		printVerify(s.Out, reports)
 	}
 	if runErr != nil {
 		return exitError, runErr
@@ -247,13 +266,18 @@ type resultDoc struct {
 	Changed    bool                   `json:"changed"`
 	Converged  bool                   `json:"converged"`
 	DurationMS int64                  `json:"durationMs"`
-	Error      string                 `json:"error,omitempty"`
+	// Verify holds the self-test of each bottle tested.
+	Verify []verifyReport `json:"verify,omitempty"`
+	Error  string         `json:"error,omitempty"`
 }
 
-func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Result, runErr error, took time.Duration) error {
-	doc := resultDoc{Command: "apply", DryRun: o.dryRun, Steps: []reconcile.StepResult{}, DurationMS: took.Milliseconds()}
-	if o.destroy {
+func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Result, reports []verifyReport, runErr error, took time.Duration) error {
+	doc := resultDoc{Command: "apply", DryRun: o.dryRun, Steps: []reconcile.StepResult{}, DurationMS: took.Milliseconds(), Verify: reports}
+	switch {
+	case o.destroy:
 		doc.Command = "destroy"
+	case o.verify:
+		doc.Command = "verify"
 	}
 	for i := range bottles {
 		doc.Bottles = append(doc.Bottles, bottles[i].Metadata.Name)
@@ -279,6 +303,7 @@ func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Re
 // providerSet is every backend, for the reconciler and for exec and cp.
 type providerSet struct {
 	engine string // the Docker engine's address, "" for the default
+	docker *docker.Provider
 	all    []reconcile.Provider
 	guests []func(ctx context.Context, bottle string) (guest, error)
 }
@@ -310,6 +335,7 @@ func newProviders(o *options) (*providerSet, error) {
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: version})
 	return &providerSet{
 		engine: engine,
+		docker: dp,
 		all:    []reconcile.Provider{dp, sp},
 		guests: []func(context.Context, string) (guest, error){
 			func(ctx context.Context, bottle string) (guest, error) {
@@ -331,7 +357,7 @@ func newProviders(o *options) (*providerSet, error) {
 // bundleCommand is the program of the built-in bundle image, which holds a
 // copy of this very binary.
 func bundleCommand() *cobra.Command {
-	return &cobra.Command{
+	c := &cobra.Command{
 		Use:    "bundle",
 		Short:  "Run the bottle's daemons (inside the bundle container)",
 		Hidden: true,
@@ -340,6 +366,8 @@ func bundleCommand() *cobra.Command {
 			return bundle.Run(cmd.Context(), bundle.ConfigFromEnv(os.Getenv), cmd.OutOrStdout())
 		},
 	}
+	c.AddCommand(bundleStatusCommand())
+	return c
 }
 
 // lockDir holds the bottles' locks, per engine: the same bottle name on two
@@ -355,4 +383,39 @@ func lockDir(engine string) string {
 func lockDirIn(base, engine string) string {
 	sum := sha256.Sum256([]byte(engine))
 	return filepath.Join(base, "bottle-apply", "locks", hex.EncodeToString(sum[:])[:12])
+}
+
+// verifyOnly is --verify: the self-test of every bottle, and nothing else.
+func verifyOnly(ctx context.Context, o *options, s Streams, bottles []spec.Bottle, started time.Time) (int, error) {
+	ps, err := newProviders(o)
+	if err != nil {
+		return exitError, err
+	}
+	reports, err := verifyBottles(ctx, ps, bottles)
+	if o.output == "json" {
+		if jerr := writeJSON(s.Out, o, bottles, nil, reports, err, time.Since(started)); jerr != nil {
+			return exitError, jerr
+		}
+	} else {
+		printVerify(s.Out, reports)
+	}
+	if err != nil {
+		return exitError, err
+	}
+	return exitOK, nil
+}
+
+// verifiable keeps the bottles an automatic self-test can run in, and says
+// which it leaves out.
+func verifiable(ctx context.Context, bottles []spec.Bottle) []spec.Bottle {
+	var out []spec.Bottle
+	for _, b := range bottles {
+		if b.Spec.Backend != spec.BackendDocker {
+			zerolog.Ctx(ctx).Info().Str("bottle", b.Metadata.Name).
+				Msg("no self-test for a smolvm agent in this build: its confinement is smolvm's --allow-cidr to the bundle")
+			continue
+		}
+		out = append(out, b)
+	}
+	return out
 }

@@ -263,3 +263,40 @@ func Leftovers(t testing.TB, c *client.Client, bottle string) []string {
 	}
 	return out
 }
+
+// TestServerImage builds the testserver program (static) into an image
+// FROM scratch, once per test, and returns its reference.
+func TestServerImage(t testing.TB, c *client.Client) string {
+	t.Helper()
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "testserver")
+	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./internal/testenv/testserver")
+	cmd.Dir = moduleRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build testserver: %v\n%s", err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	_ = tw.WriteHeader(&tar.Header{Name: "testserver", Mode: 0o755, Size: int64(len(data)), ModTime: time.Unix(0, 0)})
+	_, _ = tw.Write(data)
+	if err := tw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	ref := "bottle-apply-test/server:" + Name("t")
+	rc, err := c.ImageImport(context.Background(), image.ImportSource{Source: &buf, SourceName: "-"}, ref,
+		image.ImportOptions{Changes: []string{`ENTRYPOINT ["/testserver"]`}})
+	if err != nil {
+		t.Fatalf("import %s: %v", ref, err)
+	}
+	_, _ = io.Copy(io.Discard, rc)
+	rc.Close()
+	t.Cleanup(func() {
+		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
+	})
+	return ref
+}

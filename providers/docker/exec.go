@@ -42,21 +42,44 @@ var ErrNoAgent = errors.New("no agent")
 // Agent finds the bottle's running agent container, ours by label, and
 // returns its ID.
 func (p *Provider) Agent(ctx context.Context, bottle string) (string, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelName+"="+bottle), filters.Arg("label", LabelRole+"="+RoleAgent))
+	return p.running(ctx, bottle, RoleAgent)
+}
+
+// running finds the bottle's running container of a role, ours by label.
+func (p *Provider) running(ctx context.Context, bottle, role string) (string, error) {
+	c, err := p.ours(ctx, bottle, role)
+	if err != nil {
+		return "", err
+	}
+	if c.State != "running" {
+		return "", fmt.Errorf("the %s of bottle %s is %s; run bottle-apply to start it", role, bottle, c.State)
+	}
+	return c.ID, nil
+}
+
+// bundleContainer finds the bottle's bundle, running or not.
+func (p *Provider) bundleContainer(ctx context.Context, bottle string) (string, error) {
+	c, err := p.ours(ctx, bottle, RoleBundle)
+	return c.ID, err
+}
+
+// ours finds the bottle's container of a role, ours by label and name.
+func (p *Provider) ours(ctx context.Context, bottle, role string) (container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", LabelName+"="+bottle), filters.Arg("label", LabelRole+"="+role))
 	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
-		return "", fmt.Errorf("find the agent of bottle %s: %w", bottle, err)
+		return container.Summary{}, fmt.Errorf("find the %s of bottle %s: %w", role, bottle, err)
 	}
 	for _, c := range cs {
 		// The name too: labels survive `docker commit` into look-alikes.
-		if c.Labels[LabelHash] != "" && slices.Contains(c.Names, "/"+ResourceName(bottle, RoleAgent)) {
-			if c.State != "running" {
-				return "", fmt.Errorf("the agent of bottle %s is %s; run bottle-apply to start it", bottle, c.State)
-			}
-			return c.ID, nil
+		if c.Labels[LabelHash] != "" && slices.Contains(c.Names, "/"+ResourceName(bottle, role)) {
+			return c, nil
 		}
 	}
-	return "", fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottle, ErrNoAgent)
+	if role == RoleAgent {
+		return container.Summary{}, fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottle, ErrNoAgent)
+	}
+	return container.Summary{}, fmt.Errorf("bottle %s has no %s container: apply its spec first", bottle, role)
 }
 
 // Exec runs a command in the bottle's agent container and returns its exit
@@ -70,16 +93,34 @@ func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio
 	if err != nil {
 		return 0, err
 	}
+	return execIn(ctx, g, id, "bottle "+bottle, o, stdio)
+}
+
+// ExecBundle runs a command in the bottle's bundle container.
+func (p *Provider) ExecBundle(ctx context.Context, bottle string, o ExecOptions, stdio Stdio) (int, error) {
+	g, err := p.guestEngine()
+	if err != nil {
+		return 0, err
+	}
+	id, err := p.running(ctx, bottle, RoleBundle)
+	if err != nil {
+		return 0, err
+	}
+	return execIn(ctx, g, id, "the bundle of bottle "+bottle, o, stdio)
+}
+
+// execIn runs an exec in container id; where names it in errors.
+func execIn(ctx context.Context, g guestEngine, id, where string, o ExecOptions, stdio Stdio) (int, error) {
 	created, err := g.ContainerExecCreate(ctx, id, container.ExecOptions{
 		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.Workdir, Tty: o.TTY,
 		AttachStdin: o.Interactive, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
-		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, err)
+		return 0, fmt.Errorf("exec in %s: %w", where, err)
 	}
 	resp, err := g.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: o.TTY})
 	if err != nil {
-		return 0, fmt.Errorf("attach to exec in bottle %s: %w", bottle, err)
+		return 0, fmt.Errorf("attach to exec in %s: %w", where, err)
 	}
 	defer resp.Close()
 	// Interrupted: close the stream so that the copies below return.
@@ -101,16 +142,16 @@ func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio
 		_, err = stdcopy.StdCopy(out, errw, resp.Reader)
 	}
 	if ctx.Err() != nil {
-		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, ctx.Err())
+		return 0, fmt.Errorf("exec in %s: %w", where, ctx.Err())
 	}
 	if err != nil && !errors.Is(err, io.EOF) {
-		return 0, fmt.Errorf("exec in bottle %s: read output: %w", bottle, err)
+		return 0, fmt.Errorf("exec in %s: read output: %w", where, err)
 	}
 	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()
 	insp, err := g.ContainerExecInspect(ictx, created.ID)
 	if err != nil {
-		return 0, fmt.Errorf("exec in bottle %s: %w", bottle, err)
+		return 0, fmt.Errorf("exec in %s: %w", where, err)
 	}
 	return insp.ExitCode, nil
 }

@@ -674,7 +674,7 @@ func TestApply(t *testing.T) {
 			check: func(t *testing.T, f *fakeEngine) {
 				want := network.CreateOptions{Driver: "bridge", Internal: true, Labels: internalCfg.Labels,
 					Options: map[string]string{OptionInhibitIPv4: "true"},
-					IPAM: &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: "192.168.240.0/24", Gateway: "192.168.240.1"}}}}
+					IPAM:    &network.IPAM{Driver: "default", Config: []network.IPAMConfig{{Subnet: "192.168.240.0/24", Gateway: "192.168.240.1"}}}}
 				if got := f.netCreates["bottle-hello-internal"]; !reflect.DeepEqual(got, want) {
 					t.Errorf("NetworkCreate options = %+v, want %+v", got, want)
 				}

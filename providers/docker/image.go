@@ -24,8 +24,11 @@ import (
 // bundle image (and replaces bundles, but not agents).
 const BundleRepo = "bottle-apply/bundle"
 
+// BundleBinaryPath is where the built-in bundle image holds bottle-apply.
+const BundleBinaryPath = "/bottle-apply"
+
 // bundleEntrypoint runs the bundle program inside the built-in image.
-var bundleEntrypoint = []string{"/bottle-apply", "bundle"}
+var bundleEntrypoint = []string{BundleBinaryPath, "bundle"}
 
 // BundleImageRef returns the built-in bundle image's reference for a
 // binary: its Go build ID (or, without one, its content) names the tag.

@@ -1,0 +1,324 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+	"github.com/bottle-apply/bottle-apply/probe"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
+)
+
+// egressSpec is a bottle whose agent may reach allowed.test on port 80
+// only, through the bundle's proxy, and resolve that name only.
+func egressSpec(name, image string) string {
+	return fmt.Sprintf(`apiVersion: bottle-apply/v1
+kind: Bottle
+metadata:
+  name: %s
+spec:
+  backend: docker
+  agent:
+    image: %s
+    command: ["sleep", "infinity"]
+  bundle:
+    daemons: [egress, dns]
+    egress:
+      allow:
+        - allowed.test:80
+`, name, image)
+}
+
+// testServer runs the test's stand-in for the internet: a server on the
+// bottle's egress network (the bundle's way out) under a DNS alias, which
+// only the bundle can resolve and reach. It returns the server's address.
+func testServer(t *testing.T, c *client.Client, image, bottle, alias string) string {
+	t.Helper()
+	ctx := t.Context()
+	name := "bottle-apply-test-" + testenv.Name(strings.TrimSuffix(alias, ".test"))
+	net := docker.ResourceName(bottle, docker.RoleEgress)
+	created, err := c.ContainerCreate(ctx,
+		&container.Config{Image: image, Cmd: []string{"-name", alias, "-http", "80,8080", "-dns", "53"}},
+		&container.HostConfig{NetworkMode: container.NetworkMode(net)},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {Aliases: []string{alias}}}},
+		nil, name)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = c.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	})
+	if err := c.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	insp, err := c.ContainerInspect(ctx, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insp.NetworkSettings.Networks[net].IPAddress
+}
+
+// hostListener listens on the host at addr for the life of the test and
+// counts the connections it accepts.
+func hostListener(t *testing.T, addr string) (port string, accepted func() int) {
+	t.Helper()
+	l, err := net.Listen("tcp4", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	n := make(chan int, 1)
+	n <- 0
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			n <- <-n + 1
+			conn.Close()
+		}
+	}()
+	_, port, _ = net.SplitHostPort(l.Addr().String())
+	return port, func() int { v := <-n; n <- v; return v }
+}
+
+// hostAddrs are the host's own IPv4 addresses: where a server listening on
+// 0.0.0.0 answers.
+func hostAddrs(t *testing.T) []string {
+	t.Helper()
+	addrs, err := net.InterfaceAddrs()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var out []string
+	for _, a := range addrs {
+		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
+			out = append(out, n.IP.String())
+		}
+	}
+	return out
+}
+
+// runProbes runs checks in the bottle's agent with the probe that the
+// apply's self-test installed there.
+func runProbes(t *testing.T, bin, bottle string, checks []probe.Check) []probe.Result {
+	t.Helper()
+	in, err := json.Marshal(checks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottle, "--", docker.ProbePath, "probe")
+	var res []probe.Result
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != len(checks) {
+		t.Fatalf("probe exited %d: %v\nstdout: %s\nstderr: %s", code, err, out, errOut)
+	}
+	return res
+}
+
+// TestE2EEgressProbes applies a bottle with the egress proxy and the DNS
+// daemon, starts stand-ins for allowed and denied hosts on its way out,
+// and probes from inside its agent what it can and cannot reach.
+func TestE2EEgressProbes(t *testing.T) {
+	t.Parallel()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	agentImage := testenv.AgentImage(t, c)
+	serverImage := testenv.TestServerImage(t, c)
+	dir := t.TempDir()
+
+	// Two bottles: the second is the neighbour the first must not reach.
+	name, other := testenv.Name("egress"), testenv.Name("egress")
+	for _, n := range []string{name, other} {
+		testenv.CleanupBottle(t, c, n)
+		// The test servers sit on the bottle's egress network: they go
+		// before the bottle does (CleanupBottle runs after them).
+		if err := os.WriteFile(filepath.Join(dir, n+".yaml"), []byte(egressSpec(n, agentImage)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut := cli(t, bin, "", "-f", dir)
+	if code != 0 {
+		t.Fatalf("apply exited %d\n%s\n%s", code, out, errOut)
+	}
+	// The apply tested both bottles itself.
+	for _, n := range []string{name, other} {
+		if !strings.Contains(out, "Verify "+n+": ") || !strings.Contains(out, "checks passed") {
+			t.Fatalf("apply did not report a passing self-test of %s:\n%s", n, out)
+		}
+	}
+
+	allowedIP := testServer(t, c, serverImage, name, "allowed.test")
+	deniedIP := testServer(t, c, serverImage, name, "denied.test")
+	ctx := t.Context()
+	dp := docker.New(c, docker.Options{})
+	addrs, err := dp.Addresses(ctx, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAddrs, err := dp.Addresses(ctx, other)
+	if err != nil {
+		t.Fatal(err)
+	}
+	otherAgent := lastHost(t, otherAddrs.InternalSubnet)
+	loopPort, loopAccepted := hostListener(t, "127.0.0.1:0")
+	anyPort, anyAccepted := hostListener(t, "0.0.0.0:0")
+	bridge, err := c.NetworkInspect(ctx, "bridge", network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	proxy := net.JoinHostPort(addrs.BundleIP, fmt.Sprint(docker.ProxyPort))
+	bundleDNS := net.JoinHostPort(addrs.BundleIP, "53")
+	type row struct {
+		name  string
+		check probe.Check
+	}
+	rows := []row{
+		{"allowed name over CONNECT", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "allowed.test:80", Expect: probe.ExpectAllowed}},
+		{"allowed name over plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://allowed.test/", Expect: probe.ExpectAllowed}},
+		{"denied name over CONNECT", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "denied.test:80", Expect: probe.ExpectDenied}},
+		{"denied name over plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://denied.test/", Expect: probe.ExpectDenied}},
+		{"IP literal of the denied host", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: deniedIP + ":80", Expect: probe.ExpectDenied}},
+		{"IP literal of the allowed host", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://" + allowedIP + "/", Expect: probe.ExpectDenied}},
+		{"IPv6 literal", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "[::1]:80", Expect: probe.ExpectDenied}},
+		{"allowed name on a port not allowed", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "allowed.test:8080", Expect: probe.ExpectDenied}},
+		{"allowed name on a port not allowed, plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://allowed.test:8080/", Expect: probe.ExpectDenied}},
+		{"the bundle itself through its proxy", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://" + docker.ResourceName(name, docker.RoleBundle) + "/", Expect: probe.ExpectDenied}},
+		{"direct to the allowed host", probe.Check{Kind: probe.KindTCP, Addr: allowedIP + ":80", Expect: probe.ExpectUnreachable}},
+		{"direct to the denied host", probe.Check{Kind: probe.KindTCP, Addr: deniedIP + ":80", Expect: probe.ExpectUnreachable}},
+		{"host loopback server", probe.Check{Kind: probe.KindTCP, Addr: "127.0.0.1:" + loopPort, Expect: probe.ExpectClosed}},
+		{"bundle front port (sanity)", probe.Check{Kind: probe.KindTCP, Addr: proxy, Expect: probe.ExpectOpen}},
+		{"bundle status port (internal)", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(addrs.BundleIP, fmt.Sprint(bundle.StatusPort)), Expect: probe.ExpectClosed}},
+		{"IPv6", probe.Check{Kind: probe.KindIPv6, Expect: probe.ExpectNone}},
+		{"allowed name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
+		{"denied name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "denied.test", Expect: probe.ExpectFails}},
+		{"denied name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "denied.test", Expect: probe.ExpectFails}},
+		{"allowed name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
+		{"another resolver (a DNS server the test runs)", probe.Check{Kind: probe.KindDNS, Addr: deniedIP + ":53", Target: "allowed.test", Expect: probe.ExpectFails}},
+		{"the other bottle's bundle", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(otherAddrs.BundleIP, fmt.Sprint(docker.ProxyPort)), Expect: probe.ExpectUnreachable}},
+		{"the other bottle's agent", probe.Check{Kind: probe.KindTCP, Addr: otherAgent + ":22", Expect: probe.ExpectUnreachable}},
+		{"the other bottle's bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(otherAddrs.BundleIP, "53"), Target: "allowed.test", Expect: probe.ExpectFails}},
+	}
+	// A server on the host at 0.0.0.0, through every address the host
+	// has: the gateways of the bottle's networks, the default bridge's,
+	// and the host's own.
+	gateways := []string{addrs.InternalGateway, addrs.EgressGateway}
+	for _, cfg := range bridge.IPAM.Config {
+		gateways = append(gateways, cfg.Gateway)
+	}
+	seen := map[string]bool{"": true}
+	for _, a := range append(gateways, hostAddrs(t)...) {
+		if seen[a] {
+			continue
+		}
+		seen[a] = true
+		rows = append(rows,
+			row{"host server on 0.0.0.0 via " + a, probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(a, anyPort), Expect: probe.ExpectUnreachable}},
+			row{"host resolver via " + a, probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(a, "53"), Target: "allowed.test", Expect: probe.ExpectFails}})
+	}
+	checks := make([]probe.Check, len(rows))
+	for i, r := range rows {
+		checks[i] = r.check
+		checks[i].Name = r.name
+		checks[i].Hole = "hole: " + r.name
+	}
+	results := runProbes(t, bin, name, checks)
+	var table strings.Builder
+	for i, r := range results {
+		fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s |\n", rows[i].name, r.Kind, strings.Trim(checks[i].Addr+" "+checks[i].Target, " "), r.Expect, r.Got, map[bool]string{true: "ok", false: "FAIL"}[r.OK])
+		if !r.OK {
+			t.Errorf("%s: got %s, want %s (%s)", rows[i].name, r.Got, r.Expect, r.Detail)
+		}
+	}
+	t.Logf("probe table:\n| probe | kind | address / target | want | got | |\n|---|---|---|---|---|---|\n%s", table.String())
+	if n := loopAccepted() + anyAccepted(); n != 0 {
+		t.Errorf("the host's listeners accepted %d connections from the agent", n)
+	}
+
+	// Every decision is in the bundle's log, which `logs` prints.
+	code, out, errOut = cli(t, bin, "", "logs", "-o", "json", name)
+	if code != 0 {
+		t.Fatalf("logs exited %d: %s", code, errOut)
+	}
+	var decisions []bundle.Decision
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		d, ok := bundle.ParseDecision([]byte(line))
+		if !ok {
+			t.Fatalf("logs -o json printed a line that is not a decision: %q", line)
+		}
+		decisions = append(decisions, d)
+	}
+	for _, want := range []struct {
+		daemon, decision, host, method string
+		port                           int
+	}{
+		{"egress", "allow", "allowed.test", "CONNECT", 80},
+		{"egress", "allow", "allowed.test", "GET", 80},
+		{"egress", "deny", "denied.test", "CONNECT", 80},
+		{"egress", "deny", "denied.test", "GET", 80},
+		{"egress", "deny", deniedIP, "CONNECT", 80},
+		{"egress", "deny", "allowed.test", "CONNECT", 8080},
+		{"dns", "allow", "allowed.test", "", 0},
+		{"dns", "deny", "denied.test", "", 0},
+	} {
+		found := false
+		for _, d := range decisions {
+			if d.Daemon == want.daemon && d.Decision == want.decision && d.Host == want.host && d.Port == want.port &&
+				(want.method == "" || d.Method == want.method) && (d.Allowed() == (d.Rule != "")) {
+				found = true
+			}
+		}
+		if !found {
+			t.Errorf("no decision %+v in the log:\n%s", want, out)
+		}
+	}
+	code, out, _ = cli(t, bin, "", "logs", "--denied", name)
+	if code != 0 || !strings.Contains(out, "deny   egress  CONNECT denied.test:80") || !strings.Contains(out, "deny   egress  CONNECT [::1]:80") ||
+		regexp.MustCompile(`(?m)^\S+  allow `).MatchString(out) {
+		t.Errorf("logs --denied exited %d:\n%s", code, out)
+	}
+
+	// A hole is found and named: the agent joined by hand to the default
+	// bridge reaches the host.
+	agentID := containerID(t, c, docker.ResourceName(name, docker.RoleAgent))
+	if err := c.NetworkConnect(ctx, "bridge", agentID, nil); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = cli(t, bin, "", "-f", filepath.Join(dir, name+".yaml"), "--verify")
+	if code != 1 || !strings.Contains(errOut, "hole") || !strings.Contains(out, "FAILED") || !strings.Contains(out, "host") {
+		t.Errorf("--verify with the agent on the default bridge exited %d, want 1 naming the hole\nstdout:\n%s\nstderr:\n%s", code, out, errOut)
+	}
+	// The next apply replaces the agent and verifies it again.
+	code, out, errOut = cli(t, bin, "", "-f", filepath.Join(dir, name+".yaml"))
+	if code != 0 || !strings.Contains(out, "checks passed") {
+		t.Errorf("apply after the hole exited %d\n%s\n%s", code, out, errOut)
+	}
+}
+
+// lastHost is the last host address of a subnet: where an agent is.
+func lastHost(t *testing.T, subnet string) string {
+	t.Helper()
+	p, err := netip.ParsePrefix(subnet)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := p.Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= 1<<(32-p.Bits()) - 1
+	v--
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
+}

@@ -1,0 +1,92 @@
+package main
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/bottle-apply/bottle-apply/bundle"
+)
+
+// logsCommand prints a bottle's egress decisions: what its agent tried to
+// reach, and what the bundle let through.
+func logsCommand(o *options) *cobra.Command {
+	var follow, denied bool
+	c := &cobra.Command{
+		Use:   "logs [-f] [--denied] NAME",
+		Short: "Print what a bottle's agent tried to reach, and whether its bundle let it (egress and DNS decisions)",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 1 {
+				return usageError("logs takes the bottle's name: bottle-apply logs [-f] NAME")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ps, err := newProviders(o)
+			if err != nil {
+				return err
+			}
+			rc, err := ps.docker.BundleLogs(cmd.Context(), args[0], follow)
+			if err != nil {
+				return err
+			}
+			defer rc.Close()
+			return printDecisions(cmd.OutOrStdout(), rc, o.output == "json", denied)
+		},
+	}
+	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing decisions as they are made (until Ctrl-C)")
+	c.Flags().BoolVar(&denied, "denied", false, "print denials only")
+	return c
+}
+
+// printDecisions copies the decision lines of a bundle's log to w: as JSON
+// lines, or as one aligned line each for humans. Other lines are skipped.
+func printDecisions(w io.Writer, r io.Reader, asJSON, deniedOnly bool) error {
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	enc := json.NewEncoder(w)
+	for sc.Scan() {
+		d, ok := bundle.ParseDecision(sc.Bytes())
+		if !ok || deniedOnly && d.Allowed() {
+			continue
+		}
+		if asJSON {
+			if err := enc.Encode(d); err != nil {
+				return err
+			}
+			continue
+		}
+		if _, err := fmt.Fprintln(w, formatDecision(d)); err != nil {
+			return err
+		}
+	}
+	if err := sc.Err(); err != nil && err != io.ErrClosedPipe {
+		return fmt.Errorf("read the bundle's log: %w", err)
+	}
+	return nil
+}
+
+// formatDecision is one decision for humans:
+//
+//	2026-11-27T21:30:00.123Z  deny   egress  CONNECT denied.test:443  no rule ... allows denied.test:443
+func formatDecision(d bundle.Decision) string {
+	what := d.Host
+	if d.Port != 0 {
+		what = net.JoinHostPort(d.Host, strconv.Itoa(d.Port))
+	}
+	verb := d.Method
+	if d.Daemon == "dns" {
+		verb = d.QType
+	}
+	why := d.Reason
+	if d.Allowed() {
+		why = "rule " + d.Rule
+	}
+	return strings.TrimRight(fmt.Sprintf("%s  %-5s  %-6s  %-7s %s  %s", d.Time.UTC().Format("2006-01-02T15:04:05.000Z07:00"), d.Decision, d.Daemon, verb, what, why), " ")
+}

@@ -1,0 +1,263 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/probe"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// verifyReport is the self-test of one bottle.
+type verifyReport struct {
+	Bottle     string         `json:"bottle"`
+	OK         bool           `json:"ok"`
+	Results    []probe.Result `json:"results,omitempty"`
+	Holes      []string       `json:"holes,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	DurationMS int64          `json:"durationMs"`
+}
+
+// errHoles says that a self-test found the isolation open somewhere.
+var errHoles = errors.New("the self-test found holes in the isolation")
+
+// probeArgv runs the probe in an agent. The standard checks expect
+// silence from the host's addresses: a live peer on the same host answers
+// within milliseconds, so half a second of silence is a clear verdict.
+var probeArgv = []string{docker.ProbePath, "probe", "-connect-timeout", "500ms", "-dns-timeout", "500ms"}
+
+// bundleReadyWait bounds the wait for a new bundle's daemons to listen.
+const bundleReadyWait = 10 * time.Second
+
+// verifyBottles runs the self-test in the agent of each bottle, at most a
+// few at a time, and returns one report per bottle in their order. The
+// error names every hole found and every bottle that could not be tested.
+func verifyBottles(ctx context.Context, ps *providerSet, bottles []spec.Bottle) ([]verifyReport, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable for the probe: %w", err)
+	}
+	reports := make([]verifyReport, len(bottles))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(4)
+	for i := range bottles {
+		g.Go(func() error {
+			started := time.Now()
+			r := verifyBottle(gctx, ps.docker, exe, &bottles[i])
+			r.DurationMS = time.Since(started).Milliseconds()
+			reports[i] = r
+			return nil
+		})
+	}
+	_ = g.Wait()
+	var msgs []string
+	for _, r := range reports {
+		switch {
+		case r.Error != "":
+			msgs = append(msgs, fmt.Sprintf("bottle %s: the self-test could not run: %s", r.Bottle, r.Error))
+		case len(r.Holes) > 0:
+			msgs = append(msgs, fmt.Sprintf("bottle %s: %d hole(s):\n  - %s", r.Bottle, len(r.Holes), strings.Join(r.Holes, "\n  - ")))
+		}
+	}
+	if len(msgs) > 0 {
+		return reports, fmt.Errorf("%w\n%s\nthe bottles are as the spec says, but not as confined as they should be: fix what is named above, then run bottle-apply --verify", errHoles, strings.Join(msgs, "\n"))
+	}
+	return reports, nil
+}
+
+// verifyBottle copies the probe into the bottle's agent and runs the
+// standard checks there.
+func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.Bottle) verifyReport {
+	name := b.Metadata.Name
+	r := verifyReport{Bottle: name}
+	fail := func(err error) verifyReport {
+		r.Error = err.Error()
+		return r
+	}
+	if b.Spec.Backend != spec.BackendDocker {
+		// The agent is a microVM: the probe would go through smolvm's cp
+		// and exec, which this build does not drive yet.
+		return fail(fmt.Errorf("the self-test runs in docker agents only; this bottle's backend is %s (pass --no-verify)", b.Spec.Backend))
+	}
+	addrs, err := dp.Addresses(ctx, name)
+	if err != nil {
+		return fail(err)
+	}
+	target := probe.Target{
+		BundleIP: addrs.BundleIP, ProxyPort: docker.ProxyPort, DNSPort: docker.DNSPort,
+		InternalPorts: []int{bundle.StatusPort},
+		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Spec.Network.AllowCIDRs,
+	}
+	for _, a := range []string{addrs.InternalGateway, addrs.EgressGateway} {
+		if a != "" {
+			target.HostAddrs = append(target.HostAddrs, a)
+		}
+	}
+	checks, err := probe.Standard(target)
+	if err != nil {
+		return fail(err)
+	}
+	if b.Spec.Bundle.Image == "" && len(b.Spec.Bundle.Daemons) > 0 {
+		if err := waitBundleReady(ctx, dp, name); err != nil {
+			return fail(err)
+		}
+	}
+	if err := dp.InstallProbe(ctx, name, exe); err != nil {
+		return fail(err)
+	}
+	in, err := json.Marshal(checks)
+	if err != nil {
+		return fail(err)
+	}
+	var out, errOut bytes.Buffer
+	code, err := dp.Exec(ctx, name, docker.ExecOptions{Cmd: probeArgv, Interactive: true},
+		docker.Stdio{In: bytes.NewReader(in), Out: &out, Err: &errOut})
+	if err != nil {
+		return fail(err)
+	}
+	if err := json.Unmarshal(out.Bytes(), &r.Results); err != nil || len(r.Results) != len(checks) {
+		return fail(fmt.Errorf("the probe in the agent exited %d without a result (%s); does the agent's image run static linux/%s programs?",
+			code, strings.TrimSpace(lastOutputLine(errOut.String())), goarch()))
+	}
+	for _, res := range r.Results {
+		if !res.OK {
+			r.Holes = append(r.Holes, fmt.Sprintf("%s: %s (got %s, want %s%s)", res.Hole, res.Name, res.Got, res.Expect, detail(res.Detail)))
+		}
+	}
+	r.OK = len(r.Holes) == 0
+	return r
+}
+
+func detail(d string) string {
+	if d == "" {
+		return ""
+	}
+	return ": " + d
+}
+
+func lastOutputLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
+		return s[i+1:]
+	}
+	return s
+}
+
+// waitBundleReady asks the bundle program, inside the bundle, until its
+// daemons listen.
+func waitBundleReady(ctx context.Context, dp *docker.Provider, bottle string) error {
+	ctx, cancel := context.WithTimeout(ctx, bundleReadyWait)
+	defer cancel()
+	var last string
+	for {
+		var out, errOut bytes.Buffer
+		code, err := dp.ExecBundle(ctx, bottle, docker.ExecOptions{Cmd: []string{docker.BundleBinaryPath, "bundle", "status"}},
+			docker.Stdio{Out: &out, Err: &errOut})
+		if err == nil && code == 0 {
+			return nil
+		}
+		last = strings.TrimSpace(lastOutputLine(errOut.String() + out.String()))
+		if err != nil {
+			last = err.Error()
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("the bundle's daemons are not ready after %s (%s); see bottle-apply logs %s and docker logs %s",
+				bundleReadyWait, last, bottle, docker.ResourceName(bottle, docker.RoleBundle))
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}
+
+// printVerify writes the verdict of each report for humans.
+func printVerify(w io.Writer, reports []verifyReport) {
+	for _, r := range reports {
+		switch {
+		case r.Error != "":
+			fmt.Fprintf(w, "Verify %s: could not run: %s\n", r.Bottle, r.Error)
+		case r.OK:
+			fmt.Fprintf(w, "Verify %s: %d checks passed in %s (the agent reaches nothing but its bundle's front ports).\n",
+				r.Bottle, len(r.Results), (time.Duration(r.DurationMS) * time.Millisecond).String())
+		default:
+			fmt.Fprintf(w, "Verify %s: %d of %d checks FAILED:\n", r.Bottle, len(r.Holes), len(r.Results))
+			for _, h := range r.Holes {
+				fmt.Fprintf(w, "  - %s\n", h)
+			}
+		}
+	}
+}
+
+// changedBottles returns the bottles that a run changed something of.
+func changedBottles(bottles []spec.Bottle, changed []string) []spec.Bottle {
+	var out []spec.Bottle
+	for _, b := range bottles {
+		if slices.Contains(changed, b.Metadata.Name) {
+			out = append(out, b)
+		}
+	}
+	return out
+}
+
+// probeCommand is the program that runs inside an agent during a
+// self-test: checks as JSON on stdin, results as JSON on stdout.
+func probeCommand(code *int) *cobra.Command {
+	return &cobra.Command{
+		Use:    "probe",
+		Short:  "Run isolation checks (inside a bottle's agent, for --verify)",
+		Hidden: true,
+		Args:   cobra.ArbitraryArgs,
+		// The probe parses its own flags.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			*code = probe.Main(args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return nil
+		},
+	}
+}
+
+// bundleStatusCommand asks the bundle program, from inside the bundle,
+// whether its daemons are ready.
+func bundleStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Print the bundle's daemons' status (inside the bundle container)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			addr := os.Getenv("BOTTLE_STATUS_ADDR")
+			if addr == "" {
+				addr = bundle.DefaultStatusAddr
+			}
+			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
+			defer cancel()
+			st, err := bundle.QueryStatus(ctx, addr)
+			if err != nil {
+				return err
+			}
+			if err := json.NewEncoder(cmd.OutOrStdout()).Encode(st); err != nil {
+				return err
+			}
+			if !st.Ready {
+				return errors.New("the bundle's daemons are not ready")
+			}
+			zerolog.Ctx(cmd.Context()).Debug().Msg("bundle ready")
+			return nil
+		},
+	}
+}
+
+func goarch() string { return runtime.GOARCH }

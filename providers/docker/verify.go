@@ -1,0 +1,125 @@
+package docker
+
+import (
+	"archive/tar"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"path"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/network"
+)
+
+// Addresses are where a bottle's parts are on its networks, as the engine
+// has them: what a self-test probes from inside the agent.
+type Addresses struct {
+	BundleIP        string
+	InternalSubnet  string
+	InternalGateway string // the gateway's address; the host does not hold it
+	EgressSubnet    string
+	EgressGateway   string // the host's address on the egress network
+}
+
+// Addresses reads the bottle's networks and bundle from the engine.
+func (p *Provider) Addresses(ctx context.Context, bottle string) (Addresses, error) {
+	var a Addresses
+	nets, err := p.eng.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelName+"="+bottle))})
+	if err != nil {
+		return a, fmt.Errorf("list the networks of bottle %s: %w", bottle, err)
+	}
+	for _, n := range nets {
+		if n.Labels[LabelHash] == "" || len(n.IPAM.Config) == 0 {
+			continue
+		}
+		c := n.IPAM.Config[0]
+		switch n.Name {
+		case ResourceName(bottle, RoleInternal):
+			a.InternalSubnet, a.InternalGateway = c.Subnet, c.Gateway
+		case ResourceName(bottle, RoleEgress):
+			a.EgressSubnet, a.EgressGateway = c.Subnet, c.Gateway
+		}
+	}
+	if a.InternalSubnet == "" {
+		return a, fmt.Errorf("bottle %s has no internal network: apply its spec first", bottle)
+	}
+	g, err := p.guestEngine()
+	if err != nil {
+		return a, err
+	}
+	id, err := p.running(ctx, bottle, RoleBundle)
+	if err != nil {
+		return a, err
+	}
+	insp, err := g.ContainerInspect(ctx, id)
+	if err != nil {
+		return a, fmt.Errorf("inspect the bundle of bottle %s: %w", bottle, err)
+	}
+	if insp.NetworkSettings != nil {
+		if ep := insp.NetworkSettings.Networks[ResourceName(bottle, RoleInternal)]; ep != nil {
+			a.BundleIP = ep.IPAddress
+		}
+	}
+	if a.BundleIP == "" {
+		return a, fmt.Errorf("the bundle of bottle %s has no address on %s: run bottle-apply to replace it", bottle, ResourceName(bottle, RoleInternal))
+	}
+	return a, nil
+}
+
+// ProbePath is where InstallProbe puts the probe program in an agent.
+const ProbePath = "/.bottle-apply/bottle-apply"
+
+// InstallProbe copies the static program bin into the bottle's agent at
+// ProbePath, unless a copy of the same size and time is there already.
+func (p *Provider) InstallProbe(ctx context.Context, bottle, bin string) error {
+	g, err := p.guestEngine()
+	if err != nil {
+		return err
+	}
+	if err := checkStatic(bin); err != nil {
+		return err
+	}
+	st, err := os.Stat(bin)
+	if err != nil {
+		return err
+	}
+	id, err := p.Agent(ctx, bottle)
+	if err != nil {
+		return err
+	}
+	mtime := st.ModTime().Truncate(time.Second)
+	if have, err := g.ContainerStatPath(ctx, id, ProbePath); err == nil && have.Size == st.Size() && have.Mtime.Equal(mtime) {
+		return nil
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(writeProbe(pw, bin, st.Size(), mtime)) }()
+	err = g.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("copy the probe program into the agent of bottle %s: %w", bottle, err)
+	}
+	return nil
+}
+
+func writeProbe(w io.Writer, bin string, size int64, mtime time.Time) error {
+	f, err := os.Open(bin)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	tw := tar.NewWriter(w)
+	dir := path.Dir(ProbePath)[1:] + "/"
+	if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}); err != nil {
+		return err
+	}
+	if err := tw.WriteHeader(&tar.Header{Name: ProbePath[1:], Mode: 0o755, Size: size, ModTime: mtime}); err != nil {
+		return err
+	}
+	if _, err := io.CopyN(tw, f, size); err != nil {
+		return err
+	}
+	return tw.Close()
+}
