@@ -90,16 +90,22 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	internalID := resourceID(name, KindNetwork, RoleInternal)
 	egressID := resourceID(name, KindNetwork, RoleEgress)
 
-	// The internal network's bridge gets no address on the host: an
+	// A docker agent's internal network gets no address on the host: an
 	// internal network only stops forwarding, and a bridge with the
 	// gateway's address would let the agent reach every service the host
-	// listens on. Without it, the gateway answers nothing.
-	internal := newResource(b, KindNetwork, RoleInternal, reconcile.Fragment{
-		reconcile.In("internal", true), reconcile.In("subnet", n.Subnet), reconcile.In("hostAddress", false),
-	})
+	// listens on. Without it, the gateway answers nothing. A smolvm agent
+	// reaches the bundle from the host (its sockets are the host's), so
+	// the host keeps its address there; smolvm's --allow-cidr confines it.
+	nf := reconcile.Fragment{reconcile.In("internal", true), reconcile.In("subnet", n.Subnet)}
+	var opts map[string]string
+	if b.Spec.Backend == spec.BackendDocker {
+		nf = append(nf, reconcile.In("hostAddress", false))
+		opts = map[string]string{OptionInhibitIPv4: "true"}
+	}
+	internal := newResource(b, KindNetwork, RoleInternal, nf)
 	internal.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
 	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
-		Options: map[string]string{OptionInhibitIPv4: "true"}, Labels: labels(&internal, version)}
+		Options: opts, Labels: labels(&internal, version)}
 
 	egressGW := ""
 	if p, err := parsePrefix(n.EgressSubnet); err == nil {

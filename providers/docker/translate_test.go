@@ -577,3 +577,20 @@ func TestFreeSubnetFromWrapsAround(t *testing.T) {
 		}
 	}
 }
+
+// A smolvm agent reaches its bundle from the host, so its internal network
+// keeps the host's address; a docker agent's does not.
+func TestInternalNetworkHostAddress(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		backend string
+		inhibit bool
+	}{{spec.BackendDocker, true}, {spec.BackendSmolvm, false}} {
+		b := helloBottle()
+		b.Spec.Backend = tt.backend
+		cfg := byRole(translate(b, "bottle-apply/bundle:abc", "v1"))[RoleInternal].Config.(networkConfig)
+		if got := cfg.Options[OptionInhibitIPv4] == "true"; got != tt.inhibit {
+			t.Errorf("%s: internal network options = %v, want inhibit_ipv4=%v", tt.backend, cfg.Options, tt.inhibit)
+		}
+	}
+}
