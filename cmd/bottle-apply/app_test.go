@@ -34,6 +34,9 @@ func TestRunUsageErrors(t *testing.T) {
 		{"log level that would hide errors", []string{"-f", "x.yaml", "--log-level", "disabled"}, `bottle-apply: --log-level "disabled": want debug, info, warn or error`},
 		{"bad log format", []string{"-f", "x.yaml", "--log-format", "xml"}, `bottle-apply: --log-format "xml": want console or json`},
 		{"unknown flag", []string{"--frobnicate"}, "bottle-apply: unknown flag: --frobnicate"},
+		{"verify with destroy", []string{"-f", "x.yaml", "--verify", "--destroy"}, "bottle-apply: --verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify"},
+		{"verify with no-verify", []string{"-f", "x.yaml", "--verify", "--no-verify"}, "bottle-apply: --verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify"},
+		{"logs without a name", []string{"logs"}, "bottle-apply: logs takes the bottle's name: bottle-apply logs [-f] NAME"},
 		{"positional", []string{"hello.yaml"}, `bottle-apply: unknown command "hello.yaml" for "bottle-apply" (specs are passed with -f)`},
 	}
 	for _, tc := range cases {

@@ -322,3 +322,61 @@ func lastHost(t *testing.T, subnet string) string {
 	v--
 	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}).String()
 }
+
+// TestE2EEgressExample applies examples/egress.yaml as shipped (renamed):
+// the apply's self-test passes and is in the JSON result, a second apply
+// changes and tests nothing, --verify tests on demand, destroy cleans up.
+func TestE2EEgressExample(t *testing.T) {
+	t.Parallel()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	path, name := example(t, c, "egress.yaml", img)
+
+	code, out, errs := cli(t, bin, "", "-f", path, "-o", "json")
+	if code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	var doc struct {
+		Changed bool           `json:"changed"`
+		Verify  []verifyReport `json:"verify"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("stdout is not JSON: %v\n%s", err, out)
+	}
+	if !doc.Changed || len(doc.Verify) != 1 || doc.Verify[0].Bottle != name || !doc.Verify[0].OK || len(doc.Verify[0].Results) < 10 {
+		t.Fatalf("apply's self-test: %+v", doc.Verify)
+	}
+	kinds := map[probe.Kind]int{}
+	for _, r := range doc.Verify[0].Results {
+		kinds[r.Kind]++
+		if !r.OK {
+			t.Errorf("check failed: %+v", r)
+		}
+	}
+	if kinds[probe.KindProxyConnect] < 3 || kinds[probe.KindTCP] < 3 || kinds[probe.KindDNS] < 2 || kinds[probe.KindIPv6] != 1 {
+		t.Errorf("the self-test lacks kinds of checks: %v", kinds)
+	}
+
+	// Nothing changed: nothing to test again, and no exec in the agent.
+	code, out, _ = cli(t, bin, "", "-f", path)
+	if code != 0 || !strings.HasPrefix(out, "No changes.") || strings.Contains(out, "Verify") {
+		t.Fatalf("second apply: exit %d\n%s", code, out)
+	}
+	code, out, errs = cli(t, bin, "", "-f", path, "--verify")
+	if code != 0 || !strings.Contains(out, "Verify "+name+": ") || !strings.Contains(out, "checks passed") {
+		t.Fatalf("--verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	// The self-test's denials are in the decision log.
+	code, out, _ = cli(t, bin, "", "logs", "--denied", name)
+	if code != 0 || !strings.Contains(out, probe.VerifyHost) {
+		t.Errorf("logs --denied: exit %d\n%s", code, out)
+	}
+	code, out, _ = cli(t, bin, "", "-f", path, "--destroy")
+	if code != 0 {
+		t.Fatalf("destroy: exit %d\n%s", code, out)
+	}
+	if left := testenv.Leftovers(t, c, name); len(left) != 0 {
+		t.Fatalf("left after destroy: %q", left)
+	}
+}
