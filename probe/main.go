@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 )
 
 // Exit codes of Main.
@@ -27,6 +28,8 @@ const maxInput = 1 << 20
 //
 //	-connect-timeout 700ms  -dns-timeout 1.5s  -proxy-timeout 5s
 //	-timeout 30s (the whole run)  -parallel 16
+//	-remove-self (delete the probe's own executable first: a copy made
+//	for this one run leaves nothing behind)
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	var opt Options
 	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
@@ -36,8 +39,15 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.ProxyTimeout, "proxy-timeout", DefaultProxyTimeout, "bound on a proxy check")
 	fs.DurationVar(&opt.Total, "timeout", DefaultTotal, "bound on the whole run")
 	fs.IntVar(&opt.Parallel, "parallel", DefaultParallel, "checks run at once")
+	removeSelf := fs.Bool("remove-self", false, "delete the probe's own executable before running")
 	if err := fs.Parse(args); err != nil {
 		return ExitBadInput
+	}
+	if *removeSelf {
+		// Linux runs a deleted executable to the end.
+		if exe, err := os.Executable(); err == nil {
+			_ = os.Remove(exe)
+		}
 	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "probe: unexpected arguments %q; the checks come on stdin\n", fs.Args())

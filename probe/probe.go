@@ -61,6 +61,9 @@ const (
 	ExpectResolves Expect = "resolves"
 	// ExpectFails: the DNS query gets no A record, whatever the reason.
 	ExpectFails Expect = "fails"
+	// ExpectRefused: the DNS server answers REFUSED: a policy decision,
+	// where NXDOMAIN would only say that some upstream knows no such name.
+	ExpectRefused Expect = "refused"
 	// ExpectNone: the agent has no IPv6 (no address but ::1, no route).
 	ExpectNone Expect = "none"
 )
@@ -82,7 +85,7 @@ var expects = map[Kind][]Expect{
 	KindTCP:          {ExpectOpen, ExpectClosed, ExpectUnreachable},
 	KindProxyConnect: {ExpectAllowed, ExpectDenied},
 	KindProxyHTTP:    {ExpectAllowed, ExpectDenied},
-	KindDNS:          {ExpectResolves, ExpectFails, ExpectUnreachable},
+	KindDNS:          {ExpectResolves, ExpectFails, ExpectRefused, ExpectUnreachable},
 	KindIPv6:         {ExpectNone},
 }
 
@@ -129,6 +132,8 @@ func (e Expect) Accepts(got string) bool {
 		return got == string(ExpectUnreachable) || got == gotTimeout
 	case ExpectFails:
 		return got != "" && got != string(ExpectResolves) && got != gotError
+	case ExpectRefused:
+		return got == gotRefused
 	case ExpectOpen, ExpectAllowed, ExpectDenied, ExpectResolves, ExpectNone:
 		return got == string(e)
 	}

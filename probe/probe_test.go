@@ -27,8 +27,9 @@ func TestExpectAccepts(t *testing.T) {
 		ExpectResolves:    {"resolves"},
 		ExpectFails: {"open", "refused", "unreachable", "timeout", "port-unreachable", "allowed", "denied",
 			"nxdomain", "servfail", "noanswer", "none", "present"},
-		ExpectNone: {"none"},
-		"bogus":    nil,
+		ExpectNone:    {"none"},
+		ExpectRefused: {"refused"},
+		"bogus":       nil,
 	}
 	for e, ok := range accepts {
 		for _, got := range gots {

@@ -142,7 +142,7 @@ func Standard(t Target) ([]Check, error) {
 		checks = append(checks, Check{
 			Name: "a DNS query for " + VerifyHost + " to the bundle's DNS daemon at " + addr + ", a name no rule allows",
 			Hole: "the bundle's DNS daemon resolves names no rule allows",
-			Kind: KindDNS, Addr: addr, Target: VerifyHost, Expect: ExpectFails,
+			Kind: KindDNS, Addr: addr, Target: VerifyHost, Expect: ExpectRefused,
 		})
 	}
 	for _, p := range t.InternalPorts {

@@ -99,6 +99,12 @@ func checkHostname(h string) string {
 			return "the label " + quote(l) + " starts or ends with '-'"
 		}
 	}
+	// 2130706433 or 1.2.3 are addresses to some resolvers; no top-level
+	// domain is a number.
+	last := h[strings.LastIndexByte(h, '.')+1:]
+	if strings.Trim(last, "0123456789") == "" {
+		return "the name ends with a number, as an IP address does; allow addresses with network.allowCIDRs"
+	}
 	return ""
 }
 
