@@ -50,6 +50,8 @@ type containerConfig struct {
 	CapAdd, CapDrop []string
 	ReadonlyRootfs  bool
 	NoNewPrivileges bool
+	PidsLimit       int64 // 0: none
+	LogConfig       container.LogConfig
 	Networks        []endpoint // the first is the primary network
 	Labels          map[string]string
 }
@@ -141,6 +143,9 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 			"BOTTLE_DAEMONS=" + strings.Join(daemons, ","),
 			fmt.Sprintf("BOTTLE_DNS_PORT=%d", DNSPort),
 			"BOTTLE_EGRESS_ALLOW=" + strings.Join(egressAllow, ","),
+			// The host's addresses on the bottle's networks: the proxy never
+			// connects there, whatever a name resolves to.
+			"BOTTLE_HOST_ADDRS=" + strings.Join(nonEmpty(gw, egressGW), ","),
 			"BOTTLE_LISTEN_IP=" + n.BundleIP,
 			"BOTTLE_NAME=" + name,
 			fmt.Sprintf("BOTTLE_PROXY_PORT=%d", ProxyPort),
@@ -153,7 +158,12 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		// (53 is below 1024) and to write to its stdout.
 		bcfg.CapDrop, bcfg.CapAdd = []string{"ALL"}, []string{"NET_BIND_SERVICE"}
 		bcfg.ReadonlyRootfs, bcfg.NoNewPrivileges = true, true
+		// An agent that floods its proxy hurts only its own bottle.
+		bcfg.MemoryBytes, bcfg.PidsLimit = bundleMemory, bundlePids
 	}
+	// The decision log is the agent's to fill: bounded, whatever the
+	// engine's default log driver.
+	bcfg.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}
 	bundle.Config = bcfg
 	out := []reconcile.Resource{internal, egress, bundle}
 	if b.Spec.Backend != spec.BackendDocker {
@@ -219,7 +229,23 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 // hardening names the version of the containers' isolation settings (the
 // agent's DNS, sysctls and capabilities; the built-in bundle's). Raising it
 // replaces the containers made under older settings.
-const hardening = 1
+const hardening = 2
+
+// The built-in bundle's limits.
+const (
+	bundleMemory = 512 << 20
+	bundlePids   = 1024
+)
+
+func nonEmpty(ss ...string) []string {
+	var out []string
+	for _, s := range ss {
+		if s != "" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
 
 // agentAddr pins the agent to the subnet's last host address (the one
 // before, if the bundle has it). With both containers pinned, the engine
@@ -270,6 +296,10 @@ func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfi
 	if cfg.NoNewPrivileges {
 		host.SecurityOpt = []string{"no-new-privileges"}
 	}
+	if cfg.PidsLimit > 0 {
+		host.PidsLimit = &cfg.PidsLimit
+	}
+	host.LogConfig = cfg.LogConfig
 	host.NanoCPUs, host.Memory = cfg.NanoCPUs, cfg.MemoryBytes
 	netcfg := &network.NetworkingConfig{}
 	if len(cfg.Networks) > 0 {

@@ -84,7 +84,7 @@ func TestTranslate(t *testing.T) {
 	}
 	bconfig, bhost, bnet := containerSpec(bcfg)
 	wantBundleEnv := []string{"BOTTLE_ALLOW_CIDRS=10.1.0.0/16", "BOTTLE_DAEMONS=egress", "BOTTLE_DNS_PORT=53",
-		"BOTTLE_EGRESS_ALLOW=api.example.com,*.pkg.example.org:443", "BOTTLE_LISTEN_IP=192.168.240.2", "BOTTLE_NAME=hello", "BOTTLE_PROXY_PORT=8888"}
+		"BOTTLE_EGRESS_ALLOW=api.example.com,*.pkg.example.org:443", "BOTTLE_HOST_ADDRS=192.168.240.1,10.213.0.17", "BOTTLE_LISTEN_IP=192.168.240.2", "BOTTLE_NAME=hello", "BOTTLE_PROXY_PORT=8888"}
 	if !reflect.DeepEqual(bconfig.Env, wantBundleEnv) {
 		t.Errorf("bundle env = %q, want %q", bconfig.Env, wantBundleEnv)
 	}
@@ -92,6 +92,11 @@ func TestTranslate(t *testing.T) {
 	if !reflect.DeepEqual([]string(bhost.CapDrop), []string{"ALL"}) || !reflect.DeepEqual([]string(bhost.CapAdd), []string{"NET_BIND_SERVICE"}) ||
 		!bhost.ReadonlyRootfs || !reflect.DeepEqual(bhost.SecurityOpt, []string{"no-new-privileges"}) {
 		t.Errorf("bundle host config: capdrop=%v capadd=%v ro=%v secopt=%v", bhost.CapDrop, bhost.CapAdd, bhost.ReadonlyRootfs, bhost.SecurityOpt)
+	}
+	// Bounded: memory, processes and the log the agent can fill.
+	if bhost.Memory != 512<<20 || bhost.PidsLimit == nil || *bhost.PidsLimit != 1024 ||
+		bhost.LogConfig.Type != "json-file" || bhost.LogConfig.Config["max-size"] != "10m" || bhost.LogConfig.Config["max-file"] != "3" {
+		t.Errorf("bundle limits: memory=%d pids=%v log=%+v", bhost.Memory, bhost.PidsLimit, bhost.LogConfig)
 	}
 	want := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.2"}}
 	if !reflect.DeepEqual(bnet.EndpointsConfig["bottle-hello-internal"], want) || bhost.NetworkMode != "bottle-hello-internal" {
@@ -129,13 +134,13 @@ func TestHashIsStable(t *testing.T) {
 }
 
 // Changed on purpose once: the internal network lost its host address and
-// the containers got their isolation settings (hardening 1), which existing
+// the containers got their isolation settings and limits (hardening 2), which existing
 // bottles must get too.
 const (
 	pinInternal = "75e87628d4c3a22b"
 	pinEgress   = "9703da613b50ed75"
-	pinBundle   = "a74cdf20977bab1c"
-	pinAgent    = "f3f4dfce727b6e50"
+	pinBundle   = "0ac8f2f6737ee663"
+	pinAgent    = "0255f3f195d00351"
 )
 
 func TestHashReasons(t *testing.T) {

@@ -3,6 +3,8 @@ package docker
 import (
 	"archive/tar"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
@@ -69,53 +71,53 @@ func (p *Provider) Addresses(ctx context.Context, bottle string) (Addresses, err
 	return a, nil
 }
 
-// ProbePath is where InstallProbe puts the probe program in an agent.
-const ProbePath = "/.bottle-apply/bottle-apply"
+// ProbeDir is where InstallProbe puts probe programs in an agent.
+const ProbeDir = "/.bottle-apply"
 
-// InstallProbe copies the static program bin into the bottle's agent at
-// ProbePath, unless a copy of the same size and time is there already.
-func (p *Provider) InstallProbe(ctx context.Context, bottle, bin string) error {
+// InstallProbe copies the static program bin into the bottle's agent under
+// ProbeDir, at a new name each time, and returns its path: a copy that the
+// agent had changed is never run.
+func (p *Provider) InstallProbe(ctx context.Context, bottle, bin string) (string, error) {
 	g, err := p.guestEngine()
 	if err != nil {
-		return err
+		return "", err
 	}
 	if err := checkStatic(bin); err != nil {
-		return err
+		return "", err
 	}
 	st, err := os.Stat(bin)
 	if err != nil {
-		return err
+		return "", err
 	}
 	id, err := p.Agent(ctx, bottle)
 	if err != nil {
-		return err
+		return "", err
 	}
-	mtime := st.ModTime().Truncate(time.Second)
-	if have, err := g.ContainerStatPath(ctx, id, ProbePath); err == nil && have.Size == st.Size() && have.Mtime.Equal(mtime) {
-		return nil
-	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	guest := path.Join(ProbeDir, "probe-"+hex.EncodeToString(nonce[:]))
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeProbe(pw, bin, st.Size(), mtime)) }()
+	go func() { pw.CloseWithError(writeProbe(pw, bin, guest, st.Size(), st.ModTime())) }()
 	err = g.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
 	pr.CloseWithError(err)
 	if err != nil {
-		return fmt.Errorf("copy the probe program into the agent of bottle %s: %w", bottle, err)
+		return "", fmt.Errorf("copy the probe program into the agent of bottle %s: %w", bottle, err)
 	}
-	return nil
+	return guest, nil
 }
 
-func writeProbe(w io.Writer, bin string, size int64, mtime time.Time) error {
+func writeProbe(w io.Writer, bin, guest string, size int64, mtime time.Time) error {
 	f, err := os.Open(bin)
 	if err != nil {
 		return err
 	}
 	defer f.Close()
 	tw := tar.NewWriter(w)
-	dir := path.Dir(ProbePath)[1:] + "/"
+	dir := ProbeDir[1:] + "/"
 	if err := tw.WriteHeader(&tar.Header{Name: dir, Typeflag: tar.TypeDir, Mode: 0o755, ModTime: mtime}); err != nil {
 		return err
 	}
-	if err := tw.WriteHeader(&tar.Header{Name: ProbePath[1:], Mode: 0o755, Size: size, ModTime: mtime}); err != nil {
+	if err := tw.WriteHeader(&tar.Header{Name: guest[1:], Mode: 0o755, Size: size, ModTime: mtime}); err != nil {
 		return err
 	}
 	if _, err := io.CopyN(tw, f, size); err != nil {
