@@ -228,8 +228,10 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 	if runErr == nil && !o.destroy && !o.dryRun && !o.noVerify {
 		// A bottle that changed is tested again; one that did not was
 		// tested when it last changed (bottle-apply --verify tests it now).
-		if vb := verifiable(ctx, changedBottles(bottles, res.Plan.ChangedBottles())); res.Plan != nil && len(vb) > 0 {
-			reports, runErr = verifyBottles(ctx, ps, vb)
+		if res.Plan != nil {
+			if vb := verifiable(ctx, changedBottles(bottles, res.Plan.ChangedBottles())); len(vb) > 0 {
+				reports, runErr = verifyBottles(ctx, ps, vb)
+			}
 		}
 	}
 	if o.output == "json" {

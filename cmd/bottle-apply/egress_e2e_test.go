@@ -22,9 +22,10 @@ import (
 	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
 
-// egressSpec is a bottle whose agent may reach allowed.test on port 80
-// only, through the bundle's proxy, and resolve that name only.
-func egressSpec(name, image string) string {
+// egressSpec is a bottle whose agent may reach allowed.test and
+// private.test on port 80 only, through the bundle's proxy, and resolve
+// those names only; cidrs are its allowCIDRs.
+func egressSpec(name, image string, cidrs ...string) string {
 	return fmt.Sprintf(`apiVersion: bottle-apply/v1
 kind: Bottle
 metadata:
@@ -34,12 +35,15 @@ spec:
   agent:
     image: %s
     command: ["sleep", "infinity"]
+  network:
+    allowCIDRs: [%s]
   bundle:
     daemons: [egress, dns]
     egress:
       allow:
         - allowed.test:80
-`, name, image)
+        - private.test:80
+`, name, image, strings.Join(cidrs, ", "))
 }
 
 // testServer runs the test's stand-in for the internet: a server on the
@@ -113,15 +117,19 @@ func hostAddrs(t *testing.T) []string {
 	return out
 }
 
-// runProbes runs checks in the bottle's agent with the probe that the
-// apply's self-test installed there.
-func runProbes(t *testing.T, bin, bottle string, checks []probe.Check) []probe.Result {
+// runProbes copies the probe into the bottle's agent the way the
+// self-test does, and runs checks there through bottle-apply exec.
+func runProbes(t *testing.T, c *client.Client, bin, bottle string, checks []probe.Check) []probe.Result {
 	t.Helper()
 	in, err := json.Marshal(checks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottle, "--", docker.ProbePath, "probe")
+	path, err := docker.New(c, docker.Options{}).InstallProbe(t.Context(), bottle, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottle, "--", path, "probe", "-remove-self")
 	var res []probe.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != len(checks) {
 		t.Fatalf("probe exited %d: %v\nstdout: %s\nstderr: %s", code, err, out, errOut)
@@ -163,10 +171,25 @@ func TestE2EEgressProbes(t *testing.T) {
 
 	allowedIP := testServer(t, c, serverImage, name, "allowed.test")
 	deniedIP := testServer(t, c, serverImage, name, "denied.test")
+	testServer(t, c, serverImage, name, "private.test")
 	ctx := t.Context()
 	dp := docker.New(c, docker.Options{})
 	addrs, err := dp.Addresses(ctx, name)
 	if err != nil {
+		t.Fatal(err)
+	}
+	// The stand-ins have private addresses, as a LAN's hosts do: a name
+	// that resolves to one is reachable only inside allowCIDRs. The
+	// egress gateway, the host, stays out even when a range holds it.
+	spec := egressSpec(name, agentImage, allowedIP+"/32", addrs.EgressGateway+"/32")
+	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = cli(t, bin, "", "-f", filepath.Join(dir, name+".yaml"))
+	if code != 0 || !strings.Contains(out, "allowCIDRs changed") || !strings.Contains(out, "checks passed") {
+		t.Fatalf("apply with allowCIDRs exited %d\n%s\n%s", code, out, errOut)
+	}
+	if addrs, err = dp.Addresses(ctx, name); err != nil {
 		t.Fatal(err)
 	}
 	otherAddrs, err := dp.Addresses(ctx, other)
@@ -193,7 +216,9 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"denied name over CONNECT", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "denied.test:80", Expect: probe.ExpectDenied}},
 		{"denied name over plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://denied.test/", Expect: probe.ExpectDenied}},
 		{"IP literal of the denied host", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: deniedIP + ":80", Expect: probe.ExpectDenied}},
-		{"IP literal of the allowed host", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://" + allowedIP + "/", Expect: probe.ExpectDenied}},
+		{"IP literal inside allowCIDRs", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://" + allowedIP + "/", Expect: probe.ExpectAllowed}},
+		{"allowed name resolving to a private address outside allowCIDRs", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://private.test/", Expect: probe.ExpectDenied}},
+		{"the host's egress gateway, though allowCIDRs holds it", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: net.JoinHostPort(addrs.EgressGateway, anyPort), Expect: probe.ExpectDenied}},
 		{"IPv6 literal", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "[::1]:80", Expect: probe.ExpectDenied}},
 		{"allowed name on a port not allowed", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "allowed.test:8080", Expect: probe.ExpectDenied}},
 		{"allowed name on a port not allowed, plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://allowed.test:8080/", Expect: probe.ExpectDenied}},
@@ -205,13 +230,13 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"bundle status port (internal)", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(addrs.BundleIP, fmt.Sprint(bundle.StatusPort)), Expect: probe.ExpectClosed}},
 		{"IPv6", probe.Check{Kind: probe.KindIPv6, Expect: probe.ExpectNone}},
 		{"allowed name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
-		{"denied name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "denied.test", Expect: probe.ExpectFails}},
-		{"denied name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "denied.test", Expect: probe.ExpectFails}},
+		{"denied name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "denied.test", Expect: probe.ExpectRefused}},
+		{"denied name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "denied.test", Expect: probe.ExpectRefused}},
 		{"allowed name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
-		{"another resolver (a DNS server the test runs)", probe.Check{Kind: probe.KindDNS, Addr: deniedIP + ":53", Target: "allowed.test", Expect: probe.ExpectFails}},
+		{"another resolver (a DNS server the test runs)", probe.Check{Kind: probe.KindDNS, Addr: deniedIP + ":53", Target: "allowed.test", Expect: probe.ExpectUnreachable}},
 		{"the other bottle's bundle", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(otherAddrs.BundleIP, fmt.Sprint(docker.ProxyPort)), Expect: probe.ExpectUnreachable}},
 		{"the other bottle's agent", probe.Check{Kind: probe.KindTCP, Addr: otherAgent + ":22", Expect: probe.ExpectUnreachable}},
-		{"the other bottle's bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(otherAddrs.BundleIP, "53"), Target: "allowed.test", Expect: probe.ExpectFails}},
+		{"the other bottle's bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(otherAddrs.BundleIP, "53"), Target: "allowed.test", Expect: probe.ExpectUnreachable}},
 	}
 	// A server on the host at 0.0.0.0, through every address the host
 	// has: the gateways of the bottle's networks, the default bridge's,
@@ -228,7 +253,8 @@ func TestE2EEgressProbes(t *testing.T) {
 		seen[a] = true
 		rows = append(rows,
 			row{"host server on 0.0.0.0 via " + a, probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(a, anyPort), Expect: probe.ExpectUnreachable}},
-			row{"host resolver via " + a, probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(a, "53"), Target: "allowed.test", Expect: probe.ExpectFails}})
+			row{"host resolver via " + a, probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(a, "53"), Target: "allowed.test", Expect: probe.ExpectUnreachable}},
+			row{"host server on 0.0.0.0 via the proxy to " + a, probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: net.JoinHostPort(a, anyPort), Expect: probe.ExpectDenied}})
 	}
 	checks := make([]probe.Check, len(rows))
 	for i, r := range rows {
@@ -236,7 +262,7 @@ func TestE2EEgressProbes(t *testing.T) {
 		checks[i].Name = r.name
 		checks[i].Hole = "hole: " + r.name
 	}
-	results := runProbes(t, bin, name, checks)
+	results := runProbes(t, c, bin, name, checks)
 	var table strings.Builder
 	for i, r := range results {
 		fmt.Fprintf(&table, "| %s | %s | %s | %s | %s | %s |\n", rows[i].name, r.Kind, strings.Trim(checks[i].Addr+" "+checks[i].Target, " "), r.Expect, r.Got, map[bool]string{true: "ok", false: "FAIL"}[r.OK])
@@ -272,6 +298,8 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"egress", "deny", "denied.test", "GET", 80},
 		{"egress", "deny", deniedIP, "CONNECT", 80},
 		{"egress", "deny", "allowed.test", "CONNECT", 8080},
+		{"egress", "deny", "private.test", "GET", 80},
+		{"egress", "allow", allowedIP, "GET", 80},
 		{"dns", "allow", "allowed.test", "", 0},
 		{"dns", "deny", "denied.test", "", 0},
 	} {

@@ -37,7 +37,11 @@ func logsCommand(o *options) *cobra.Command {
 				return err
 			}
 			defer rc.Close()
-			return printDecisions(cmd.OutOrStdout(), rc, o.output == "json", denied)
+			err = printDecisions(cmd.OutOrStdout(), rc, o.output == "json", denied)
+			if cmd.Context().Err() != nil {
+				return nil // Ctrl-C ends -f: not an error
+			}
+			return err
 		},
 	}
 	c.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing decisions as they are made (until Ctrl-C)")
@@ -48,11 +52,17 @@ func logsCommand(o *options) *cobra.Command {
 // printDecisions copies the decision lines of a bundle's log to w: as JSON
 // lines, or as one aligned line each for humans. Other lines are skipped.
 func printDecisions(w io.Writer, r io.Reader, asJSON, deniedOnly bool) error {
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
+	br := bufio.NewReaderSize(r, 64<<10)
 	enc := json.NewEncoder(w)
-	for sc.Scan() {
-		d, ok := bundle.ParseDecision(sc.Bytes())
+	for {
+		line, err := readLine(br, maxLogLine)
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("read the bundle's log: %w", err)
+		}
+		d, ok := bundle.ParseDecision(line)
 		if !ok || deniedOnly && d.Allowed() {
 			continue
 		}
@@ -66,10 +76,31 @@ func printDecisions(w io.Writer, r io.Reader, asJSON, deniedOnly bool) error {
 			return err
 		}
 	}
-	if err := sc.Err(); err != nil && err != io.ErrClosedPipe {
-		return fmt.Errorf("read the bundle's log: %w", err)
+}
+
+// maxLogLine bounds a log line; the bundle writes far shorter ones.
+const maxLogLine = 64 << 10
+
+// readLine returns the next line without its newline; a longer line than
+// max is skipped whole (its start comes back, cut, so that it parses as no
+// decision), so that one odd line cannot end the listing.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	var line []byte
+	for {
+		chunk, err := br.ReadSlice('\n')
+		if len(line) < max {
+			line = append(line, chunk[:min(len(chunk), max-len(line))]...)
+		}
+		switch {
+		case err == bufio.ErrBufferFull:
+			continue
+		case err == io.EOF && len(line) > 0:
+			return line, nil
+		case err != nil:
+			return nil, err
+		}
+		return line, nil
 	}
-	return nil
 }
 
 // formatDecision is one decision for humans:

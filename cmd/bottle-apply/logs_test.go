@@ -11,10 +11,11 @@ import (
 
 // A bundle's log as the engine returns it: start-up lines, decisions and a
 // stray line, in the bundle program's JSON.
-const bundleLog = `{"level":"info","bottle":"b","daemons":["egress","dns"],"time":"2026-11-27T21:00:00.000Z","message":"ready"}
+var bundleLog = `{"level":"info","bottle":"b","daemons":["egress","dns"],"time":"2026-11-27T21:00:00.000Z","message":"ready"}
 {"level":"info","bottle":"b","daemon":"egress","decision":"allow","host":"api.example.com","port":443,"method":"CONNECT","rule":"api.example.com","time":"2026-11-27T21:00:01.5Z","message":"egress decision"}
 {"level":"info","bottle":"b","daemon":"egress","decision":"deny","host":"::1","port":80,"method":"CONNECT","reason":"::1 is a loopback address","time":"2026-11-27T21:00:02Z","message":"egress decision"}
 not json at all
+{"level":"info","message":"a line too long to keep: ` + "`" + ` + strings.Repeat("x", 200<<10) + ` + "`" + `"}
 {"level":"info","bottle":"b","daemon":"dns","decision":"deny","host":"evil.test","qtype":"AAAA","reason":"no rule covers evil.test","time":"2026-11-27T21:00:03.25Z","message":"dns decision"}
 `
 
