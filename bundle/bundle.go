@@ -40,6 +40,23 @@ const (
 // context is done; then every connection is closed.
 const shutdownGrace = 5 * time.Second
 
+// Resource limits: whatever runs in the bottle cannot make the bundle hold
+// more than these.
+const (
+	// maxProxyConns caps the egress proxy's client connections, tunnels
+	// included; more wait in the listen backlog.
+	maxProxyConns = 1024
+	// tunnelIdleTimeout closes a CONNECT or websocket tunnel (and an
+	// upstream connection that stalls) after this long without a byte
+	// either way: long enough for a model's streamed answer to pause.
+	tunnelIdleTimeout = 15 * time.Minute
+	// maxDNSInFlight caps the DNS queries being answered at once; more are
+	// answered SERVFAIL.
+	maxDNSInFlight = 256
+	// maxDNSConns caps the DNS daemon's TCP connections.
+	maxDNSConns = 256
+)
+
 // Config is what the bundle reads from its environment (ConfigFromEnv).
 // Ports are strings as they come from the environment; "0" picks a free
 // port.
@@ -52,8 +69,14 @@ type Config struct {
 	// (see spec.ParseEgressRule).
 	EgressAllow []string
 	// AllowCIDRs is BOTTLE_ALLOW_CIDRS: the only ranges of IP literals the
-	// proxy lets through.
+	// proxy lets through, and of the private and shared addresses (10/8,
+	// 172.16/12, 192.168/16, 100.64/10, 198.18/15, fc00::/7) a name may
+	// resolve to.
 	AllowCIDRs []string
+	// HostAddrs is BOTTLE_HOST_ADDRS: the host's addresses on the bottle's
+	// networks (their gateways). The proxy never connects to them, nor to
+	// any gateway of the bundle's routing table, whatever AllowCIDRs says.
+	HostAddrs []string
 	// ListenIP is BOTTLE_LISTEN_IP, the bundle's address on the bottle's
 	// internal network: the daemons listen there and nowhere else. Required
 	// when a daemon is selected.
@@ -73,10 +96,17 @@ type Config struct {
 	// Seams for this package's tests; the zero values are the production
 	// behaviour. lookup resolves a name, checkAddr says why the proxy must
 	// not connect to an address ("" when it may), resolvConf is the file
-	// the DNS upstream defaults from.
-	lookup     func(ctx context.Context, host string) ([]netip.Addr, error)
-	checkAddr  func(netip.AddrPort) string
-	resolvConf string
+	// the DNS upstream defaults from, procNet the directory of the routing
+	// tables (route, ipv6_route), tunnelIdle how long a tunnel may carry
+	// no byte, maxConns the proxy's cap on client connections and
+	// dnsInFlight the DNS daemon's cap on queries being answered.
+	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
+	checkAddr   func(netip.AddrPort) string
+	resolvConf  string
+	procNet     string
+	tunnelIdle  time.Duration
+	maxConns    int
+	dnsInFlight int
 }
 
 // ConfigFromEnv reads the variables the docker provider sets, with the
@@ -87,6 +117,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		Daemons:     splitList(getenv("BOTTLE_DAEMONS")),
 		EgressAllow: splitList(getenv("BOTTLE_EGRESS_ALLOW")),
 		AllowCIDRs:  splitList(getenv("BOTTLE_ALLOW_CIDRS")),
+		HostAddrs:   splitList(getenv("BOTTLE_HOST_ADDRS")),
 		ListenIP:    strings.TrimSpace(getenv("BOTTLE_LISTEN_IP")),
 		ProxyPort:   strings.TrimSpace(getenv("BOTTLE_PROXY_PORT")),
 		DNSPort:     strings.TrimSpace(getenv("BOTTLE_DNS_PORT")),
@@ -106,6 +137,15 @@ func (c Config) withDefaults() Config {
 		c.StatusAddr = DefaultStatusAddr
 	}
 	return c
+}
+
+// orDefault is v, or def when v is the zero value (or negative).
+func orDefault[T int | time.Duration | string](v, def T) T {
+	var zero T
+	if v == zero || v < zero {
+		return def
+	}
+	return v
 }
 
 func splitList(s string) []string {
@@ -235,15 +275,26 @@ type policy struct {
 	dnsPort    uint16
 	statusAddr netip.AddrPort
 	upstream   string
-	lookup     func(ctx context.Context, host string) ([]netip.Addr, error)
-	checkAddr  func(netip.AddrPort) string
-	resolvConf string
-	dnsWanted  bool
+	// hosts are the host's addresses (BOTTLE_HOST_ADDRS) and the gateways
+	// of the bundle's routes, each with why the proxy never connects there.
+	hosts       map[netip.Addr]string
+	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
+	checkAddr   func(netip.AddrPort) string
+	resolvConf  string
+	dnsWanted   bool
+	tunnelIdle  time.Duration
+	maxConns    int
+	dnsInFlight int
 }
 
 // newPolicy validates cfg and reports every problem at once.
 func newPolicy(cfg Config) (*policy, error) {
-	p := &policy{bottle: cfg.Bottle, lookup: cfg.lookup, checkAddr: cfg.checkAddr, resolvConf: cfg.resolvConf}
+	p := &policy{bottle: cfg.Bottle, lookup: cfg.lookup, checkAddr: cfg.checkAddr, resolvConf: cfg.resolvConf,
+		hosts:       map[netip.Addr]string{},
+		tunnelIdle:  orDefault(cfg.tunnelIdle, tunnelIdleTimeout),
+		maxConns:    orDefault(cfg.maxConns, maxProxyConns),
+		dnsInFlight: orDefault(cfg.dnsInFlight, maxDNSInFlight),
+	}
 	var errs []error
 	var err error
 	if p.rules, err = spec.ParseEgressRules(cfg.EgressAllow); err != nil {
@@ -256,6 +307,23 @@ func newPolicy(cfg Config) (*policy, error) {
 			continue
 		}
 		p.cidrs = append(p.cidrs, pfx)
+	}
+	for _, s := range cfg.HostAddrs {
+		ip, err := netip.ParseAddr(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("BOTTLE_HOST_ADDRS: %q is not an IP address", s))
+			continue
+		}
+		p.hosts[ip.Unmap().WithZone("")] = hostAddrKind
+	}
+	gws, err := routeGateways(orDefault(cfg.procNet, defaultProcNet))
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ip := range gws {
+		if _, ok := p.hosts[ip]; !ok {
+			p.hosts[ip] = gatewayKind
+		}
 	}
 	switch ip, err := netip.ParseAddr(cfg.ListenIP); {
 	case cfg.ListenIP == "":

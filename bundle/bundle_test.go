@@ -29,11 +29,12 @@ func TestConfigFromEnv(t *testing.T) {
 				"BOTTLE_EGRESS_ALLOW": "api.example.com,*.pkg.example.org:443", "BOTTLE_ALLOW_CIDRS": "10.1.0.0/16, fd00::/8",
 				"BOTTLE_LISTEN_IP": "10.1.2.2", "BOTTLE_PROXY_PORT": "3128", "BOTTLE_DNS_PORT": "5353",
 				"BOTTLE_STATUS_ADDR": "127.0.0.1:9999", "BOTTLE_DNS_UPSTREAM": "127.0.0.11:53",
+				"BOTTLE_HOST_ADDRS": "10.1.2.1, 10.213.0.17,",
 			},
 			want: Config{
 				Bottle: "hello", Daemons: []string{"egress", "dns"},
 				EgressAllow: []string{"api.example.com", "*.pkg.example.org:443"}, AllowCIDRs: []string{"10.1.0.0/16", "fd00::/8"},
-				ListenIP: "10.1.2.2", ProxyPort: "3128", DNSPort: "5353",
+				HostAddrs: []string{"10.1.2.1", "10.213.0.17"}, ListenIP: "10.1.2.2", ProxyPort: "3128", DNSPort: "5353",
 				StatusAddr: "127.0.0.1:9999", DNSUpstream: "127.0.0.11:53",
 			},
 		},
@@ -106,6 +107,11 @@ func TestRunConfigErrors(t *testing.T) {
 	}
 	t.Cleanup(func() { _ = taken.Close() })
 	noResolv := filepath.Join(t.TempDir(), "resolv.conf")
+	// A directory where the routing table should be: it cannot be read.
+	unreadable := t.TempDir()
+	if err := os.Mkdir(filepath.Join(unreadable, "route"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	ok := func() Config { return baseConfig(newResolver(nil)) }
 	tests := []struct {
 		name   string
@@ -119,6 +125,8 @@ func TestRunConfigErrors(t *testing.T) {
 		{"status on the bottle network", func(c *Config) { c.StatusAddr = "10.1.2.2:9901" }, "is not a loopback address"},
 		{"status by name", func(c *Config) { c.StatusAddr = "localhost:9901" }, "is not a loopback address"},
 		{"bad CIDR", func(c *Config) { c.AllowCIDRs = []string{"10.0.0.0/33"} }, `BOTTLE_ALLOW_CIDRS: "10.0.0.0/33" is not a CIDR`},
+		{"bad host address", func(c *Config) { c.HostAddrs = []string{"10.1.2.1", "gateway"} }, `BOTTLE_HOST_ADDRS: "gateway" is not an IP address`},
+		{"unreadable routes", func(c *Config) { c.procNet = unreadable }, "read the bundle's routes"},
 		{"bad rule", func(c *Config) { c.EgressAllow = []string{"example.com:"} }, "BOTTLE_EGRESS_ALLOW:"},
 		{"bad proxy port", func(c *Config) { c.ProxyPort = "http" }, `BOTTLE_PROXY_PORT: "http" is not a port number`},
 		{"bad dns port", func(c *Config) { c.DNSPort = "65536" }, `BOTTLE_DNS_PORT: "65536" is not a port number`},

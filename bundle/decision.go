@@ -97,19 +97,23 @@ func (l *decisionLog) count(allowed bool) {
 	}
 }
 
-// egress logs one egress decision: allowed when reason is "".
+// egress logs one egress decision: allowed when reason is "". Every field
+// is capped (see logSafe), whatever the request held.
 func (l *decisionLog) egress(method, host string, port int, rule, reason string) {
 	l.count(reason == "")
 	e := l.log.Info().Str(FieldDaemon, spec.DaemonEgress).
-		Str(FieldDecision, decisionOf(reason)).Str(FieldHost, host).Int(FieldPort, port).Str(FieldMethod, method)
+		Str(FieldDecision, decisionOf(reason)).Str(FieldHost, logSafe(host, maxHostLen)).Int(FieldPort, port).
+		Str(FieldMethod, logSafe(method, maxMethodLen))
 	addRuleOrReason(e, rule, reason).Msg(MessageEgressDecision)
 }
 
-// dns logs one DNS decision: allowed when reason is "".
+// dns logs one DNS decision: allowed when reason is "". Every field is
+// capped (see logSafe), whatever the query held.
 func (l *decisionLog) dns(host, qtype, rule, reason string) {
 	l.count(reason == "")
 	e := l.log.Info().Str(FieldDaemon, spec.DaemonDNS).
-		Str(FieldDecision, decisionOf(reason)).Str(FieldHost, host).Str(FieldQType, qtype)
+		Str(FieldDecision, decisionOf(reason)).Str(FieldHost, logSafe(host, maxHostLen)).
+		Str(FieldQType, logSafe(qtype, maxMethodLen))
 	addRuleOrReason(e, rule, reason).Msg(MessageDNSDecision)
 }
 
@@ -122,7 +126,7 @@ func decisionOf(reason string) string {
 
 func addRuleOrReason(e *zerolog.Event, rule, reason string) *zerolog.Event {
 	if reason != "" {
-		return e.Str(FieldReason, reason)
+		return e.Str(FieldReason, clip(reason, maxReasonLen))
 	}
-	return e.Str(FieldRule, rule)
+	return e.Str(FieldRule, clip(rule, maxRuleLen))
 }

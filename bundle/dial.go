@@ -53,11 +53,83 @@ func ownAddrs() (map[netip.Addr]bool, error) {
 	return own, nil
 }
 
+// Why the proxy never connects to the host's addresses.
+const (
+	hostAddrKind = "the host's address on the bottle's networks"
+	gatewayKind  = "a gateway of the bundle's routes (the host, or a router past it)"
+)
+
+// hostKind says why the proxy never connects to ip if it is one of the
+// host's addresses or a gateway, else "".
+func (p *policy) hostKind(ip netip.Addr) string {
+	return p.hosts[ip.Unmap().WithZone("")]
+}
+
+// inCIDRs reports whether a range of spec.network.allowCIDRs holds ip.
+func (p *policy) inCIDRs(ip netip.Addr) bool {
+	ip = ip.Unmap().WithZone("")
+	for _, c := range p.cidrs {
+		if c.Contains(ip) {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	sharedRange       = netip.MustParsePrefix("100.64.0.0/10")
+	benchmarkingRange = netip.MustParsePrefix("198.18.0.0/15")
+)
+
+// privateKind says what ip is when it is a private (10/8, 172.16/12,
+// 192.168/16, fc00::/7), shared (100.64/10) or benchmarking (198.18/15)
+// address, else "". Such addresses are the LAN's, the host's (docker0's
+// 172.17.0.1) or another bottle's: a name may lead there only when
+// spec.network.allowCIDRs holds the address.
+func privateKind(ip netip.Addr) string {
+	ip = ip.Unmap()
+	switch {
+	case ip.IsPrivate():
+		return "a private address"
+	case sharedRange.Contains(ip):
+		return "a shared (carrier-grade NAT) address"
+	case benchmarkingRange.Contains(ip):
+		return "a benchmarking address"
+	}
+	return ""
+}
+
+// checkDial says why the proxy must not connect to ap, which the
+// request's host names (named) or is, or returns "" when it may. never is
+// false when spec.network.allowCIDRs could allow the address. self is the
+// proxy's own address.
+func (p *policy) checkDial(ap netip.AddrPort, named bool, self netip.AddrPort) (kind string, never bool) {
+	ip := ap.Addr().Unmap()
+	if ip == self.Addr() && ap.Port() == self.Port() {
+		return "the egress proxy itself", true
+	}
+	if k := p.hostKind(ip); k != "" {
+		return k, true
+	}
+	// DNS rebinding: an allowed name must not lead into the LAN, the host
+	// or another bottle unless allowCIDRs says so. IP literals passed the
+	// allowCIDRs already.
+	if named && !p.inCIDRs(ip) {
+		if k := privateKind(ip); k != "" {
+			return k + " outside " + allowCIDRsField, false
+		}
+	}
+	return p.checkAddr(ap), true
+}
+
 // blockedError is a dial the address policy refused.
 type blockedError struct {
 	host string // what the client asked for
 	addr netip.Addr
 	kind string // "a loopback address", ...
+	// never is true when no spec allows the address; else allowCIDRs
+	// could.
+	never bool
 }
 
 func (e *blockedError) Error() string {
@@ -73,8 +145,9 @@ func (e *blockedError) Error() string {
 // whichever address the connection would use.
 type dialer struct {
 	lookup func(ctx context.Context, host string) ([]netip.Addr, error)
-	// check says why the proxy must not connect to an address, or "".
-	check func(netip.AddrPort) string
+	// check says why the proxy must not connect to an address, or "";
+	// named is true when a name resolved to it (see policy.checkDial).
+	check func(ap netip.AddrPort, named bool) (kind string, never bool)
 }
 
 // dial resolves host (now, never from a cache) and connects to its
@@ -83,7 +156,9 @@ func (d *dialer) dial(ctx context.Context, host string, port int) (net.Conn, err
 	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
 	defer cancel()
 	var addrs []netip.Addr
-	if ip, err := netip.ParseAddr(host); err == nil {
+	ip, err := netip.ParseAddr(host)
+	named := err != nil
+	if !named {
 		addrs = []netip.Addr{ip}
 	} else {
 		addrs, err = d.lookup(ctx, host)
@@ -99,8 +174,8 @@ func (d *dialer) dial(ctx context.Context, host string, port int) (net.Conn, err
 		if err != nil {
 			return fmt.Errorf("internal: dial address %q: %w", address, err)
 		}
-		if kind := d.check(ap); kind != "" {
-			return &blockedError{host: host, addr: ap.Addr().Unmap(), kind: kind}
+		if kind, never := d.check(ap, named); kind != "" {
+			return &blockedError{host: host, addr: ap.Addr().Unmap(), kind: kind, never: never}
 		}
 		return nil
 	}}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/miekg/dns"
@@ -56,6 +58,13 @@ type dnsDaemon struct {
 	base     context.Context
 	cancel   context.CancelFunc
 
+	// inFlight holds a token per query being answered; a query finding it
+	// full is answered SERVFAIL, and turnedAway counts those for the
+	// warning, logged at most once a second (lastWarn, in UnixNano).
+	inFlight   chan struct{}
+	turnedAway atomic.Int64
+	lastWarn   atomic.Int64
+
 	mu     sync.Mutex
 	served bool // serve started the servers
 	shut   bool // shutdown began
@@ -75,7 +84,10 @@ func listenDNS(p *policy, dl *decisionLog) (*dnsDaemon, error) {
 		_ = ln.Close()
 		return nil, fmt.Errorf("dns: the upstream %s is the DNS daemon itself", p.upstream)
 	}
-	d := &dnsDaemon{p: p, dl: dl, pc: pc, ln: ln}
+	// Each TCP connection holds a goroutine until miekg/dns's idle
+	// timeout: cap them too.
+	ln = &limitListener{Listener: ln, lim: newLimiter(maxDNSConns)}
+	d := &dnsDaemon{p: p, dl: dl, pc: pc, ln: ln, inFlight: make(chan struct{}, p.dnsInFlight)}
 	d.base, d.cancel = context.WithCancel(context.Background())
 	for i := range 2 {
 		d.started[i], d.exited[i] = make(chan struct{}), make(chan struct{})
@@ -164,6 +176,13 @@ func (d *dnsDaemon) shutdown(ctx context.Context) {
 
 // ServeDNS implements dns.Handler.
 func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
+	select {
+	case d.inFlight <- struct{}{}:
+		defer func() { <-d.inFlight }()
+	default:
+		d.turnAway(w, r)
+		return
+	}
 	network := "udp"
 	if _, ok := w.LocalAddr().(*net.TCPAddr); ok {
 		network = "tcp"
@@ -185,6 +204,20 @@ func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
 		return
 	}
+	// A name is matched on its labels as the wire holds them: a label with
+	// an escaped dot (x.attacker\.example.com) or byte is refused, not
+	// read as more labels.
+	if strings.ContainsRune(q.Name, '\\') {
+		d.dl.dns(host, qtype, "", "the name is not a host name: a label holds an escaped character (a dot or a byte that is not a letter, digit, '-' or '_')")
+		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
+		return
+	}
+	if msg := checkHost(host); msg != "" {
+		d.dl.dns(host, qtype, "", msg)
+		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
+		return
+	}
+	host = strings.ToLower(strings.Join(dns.SplitDomainName(q.Name), "."))
 	rule, ok := d.p.rules.MatchHost(host)
 	if !ok {
 		d.dl.dns(host, qtype, "", fmt.Sprintf("no rule in %s covers %s", allowRulesField, host))
@@ -214,4 +247,17 @@ func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		resp.Truncate(size)
 	}
 	_ = w.WriteMsg(resp)
+}
+
+// turnAway answers a query over the in-flight cap SERVFAIL, before reading
+// it, and warns at most once a second.
+func (d *dnsDaemon) turnAway(w dns.ResponseWriter, r *dns.Msg) {
+	d.turnedAway.Add(1)
+	now := time.Now().UnixNano()
+	if last := d.lastWarn.Load(); now-last >= int64(time.Second) && d.lastWarn.CompareAndSwap(last, now) {
+		n := d.turnedAway.Swap(0)
+		d.dl.log.Warn().Str(FieldDaemon, spec.DaemonDNS).Int("limit", cap(d.inFlight)).Int64("turned_away", n).
+			Msg("dns: too many queries in flight; answered SERVFAIL")
+	}
+	_ = w.WriteMsg(new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
 }

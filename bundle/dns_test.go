@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/netip"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -176,5 +177,129 @@ func TestDNSOddQueries(t *testing.T) {
 		if d.Decision != "deny" || d.Reason == "" {
 			t.Errorf("decision = %+v, want a denial with a reason", d)
 		}
+	}
+}
+
+// Names that are not host names are refused before the rules: an escaped
+// dot must not split a label into two that a wildcard would match.
+func TestDNSBadNames(t *testing.T) {
+	t.Parallel()
+	up := startUpstream(t)
+	cfg := baseConfig(newResolver(nil), "*.example.com")
+	cfg.Daemons, cfg.DNSUpstream = []string{"dns"}, up.addr
+	b := startBundle(t, cfg)
+	tests := []struct {
+		name, host, reason string
+	}{
+		{`x.attacker\.example.com.`, `x.attacker?.example.com`, "a label holds an escaped character"},
+		{`x\.example.com.`, `x?.example.com`, "a label holds an escaped character"},
+		{`a\032b.example.com.`, `a? b.example.com`, "a label holds an escaped character"},
+		{`a\000.example.com.`, `a?000.example.com`, "a label holds an escaped character"},
+		{`*.example.com.`, `*.example.com`, `it holds '*'`},
+		{`-x.example.com.`, `-x.example.com`, "starts or ends with '-'"},
+		{`x/y.example.com.`, `x/y.example.com`, `it holds '/'`},
+		{`.`, ``, "names no host"},
+	}
+	for _, network := range []string{"udp", "tcp"} {
+		c := &dns.Client{Net: network, Timeout: 5 * time.Second}
+		for _, tt := range tests {
+			q := new(dns.Msg).SetQuestion(tt.name, dns.TypeA)
+			resp, _, err := c.ExchangeContext(t.Context(), q, b.dns)
+			if err != nil {
+				t.Fatalf("%s %s: %v", network, tt.name, err)
+			}
+			if resp.Rcode != dns.RcodeRefused {
+				t.Errorf("%s %s = %s, want REFUSED", network, tt.name, dns.RcodeToString[resp.Rcode])
+			}
+		}
+		// A real name under the wildcard still goes through.
+		resp, _, err := c.ExchangeContext(t.Context(), new(dns.Msg).SetQuestion("x_y.Attacker.example.com.", dns.TypeA), b.dns)
+		if err != nil || resp.Rcode != dns.RcodeSuccess {
+			t.Fatalf("%s x_y.attacker.example.com = %v, %v; want an answer", network, resp, err)
+		}
+	}
+	if n := up.queries.Load(); n != 2 {
+		t.Fatalf("the upstream got %d queries, want 2 (the good name's)", n)
+	}
+	ds := b.log.decisions()
+	if len(ds) != 2*(len(tests)+1) {
+		t.Fatalf("%d decision lines, want %d:\n%s", len(ds), 2*(len(tests)+1), b.log)
+	}
+	for i, tt := range tests {
+		d := ds[i]
+		if d.Decision != "deny" || d.Host != tt.host || !strings.Contains(d.Reason, tt.reason) {
+			t.Errorf("decision for %s = %+v, want deny %q with a reason containing %q", tt.name, d, tt.host, tt.reason)
+		}
+	}
+	if d := ds[len(tests)]; d.Decision != "allow" || d.Host != "x_y.attacker.example.com" || d.Rule != "*.example.com" {
+		t.Errorf("decision = %+v, want x_y.attacker.example.com allowed by *.example.com", d)
+	}
+}
+
+// At most dnsInFlight queries are answered at once; the rest get SERVFAIL
+// at once, without a decision line, and one warning a second.
+func TestDNSInFlightLimit(t *testing.T) {
+	t.Parallel()
+	// A slow upstream: it holds each query until released.
+	pc, ln, err := listenUDPAndTCP(netip.MustParseAddr("127.0.0.1"), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, release := make(chan struct{}, 8), make(chan struct{})
+	var once sync.Once
+	free := func() { once.Do(func() { close(release) }) }
+	t.Cleanup(free)
+	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+		got <- struct{}{}
+		<-release
+		m := new(dns.Msg).SetReply(r)
+		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP("192.0.2.7")})
+		_ = w.WriteMsg(m)
+	})
+	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
+		started := make(chan struct{})
+		s.NotifyStartedFunc = func() { close(started) }
+		go func() { _ = s.ActivateAndServe() }()
+		<-started
+		t.Cleanup(func() { _ = s.Shutdown() })
+	}
+
+	cfg := baseConfig(newResolver(nil), "allowed.test")
+	cfg.Daemons, cfg.DNSUpstream, cfg.dnsInFlight = []string{"dns"}, ln.Addr().String(), 1
+	b := startBundle(t, cfg)
+	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
+	first := make(chan *dns.Msg, 1)
+	go func() {
+		resp, _, _ := c.ExchangeContext(t.Context(), new(dns.Msg).SetQuestion("allowed.test.", dns.TypeA), b.dns)
+		first <- resp
+	}()
+	select {
+	case <-got:
+	case <-time.After(5 * time.Second):
+		t.Fatal("the first query did not reach the upstream")
+	}
+	for i := range 3 {
+		resp, _, err := c.ExchangeContext(t.Context(), new(dns.Msg).SetQuestion("allowed.test.", dns.TypeA), b.dns)
+		if err != nil || resp.Rcode != dns.RcodeServerFailure {
+			t.Fatalf("query %d over the limit = %v, %v; want SERVFAIL", i, resp, err)
+		}
+	}
+	free()
+	if resp := <-first; resp == nil || resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+		t.Fatalf("the first query = %v, want its answer", resp)
+	}
+	// The slot is free again.
+	if resp, _, err := c.ExchangeContext(t.Context(), new(dns.Msg).SetQuestion("allowed.test.", dns.TypeA), b.dns); err != nil || resp.Rcode != dns.RcodeSuccess {
+		t.Fatalf("a query after the first = %v, %v; want an answer", resp, err)
+	}
+	if n := len(b.log.decisions()); n != 2 {
+		t.Fatalf("%d decision lines, want 2 (the queries answered):\n%s", n, b.log)
+	}
+	w := b.log.find(t, "dns: too many queries in flight; answered SERVFAIL")
+	if w["level"] != "warn" || w["limit"] != float64(1) || w["turned_away"] != float64(1) {
+		t.Fatalf("warning = %v", w)
+	}
+	if n := strings.Count(b.log.String(), "too many queries in flight"); n != 1 {
+		t.Fatalf("%d warnings within a second, want 1:\n%s", n, b.log)
 	}
 }

@@ -41,6 +41,15 @@ const (
 	allowCIDRsField = "spec.network.allowCIDRs"
 	// maxErrorBodyBytes caps the error text in a 502.
 	maxErrorBodyBytes = 4 << 10
+	// maxHeaderBytes caps a request's line and header, so a request names
+	// a host of at most about 64 KiB (and checkHost refuses any beyond 253
+	// bytes).
+	maxHeaderBytes = 64 << 10
+	// readHeaderTimeout bounds how long a client may take to send a
+	// request's header.
+	readHeaderTimeout = 10 * time.Second
+	// idleTimeout closes a keep-alive connection left unused.
+	idleTimeout = 2 * time.Minute
 )
 
 // verdict is the egress policy's answer for one request.
@@ -93,21 +102,22 @@ func listenEgress(p *policy, dl *decisionLog) (*egress, error) {
 	}
 	e := &egress{p: p, dl: dl, conns: &connSet{m: map[*trackedConn]struct{}{}}}
 	e.self = netip.MustParseAddrPort(ln.Addr().String())
-	e.ln = &trackingListener{Listener: ln, set: e.conns}
-	e.d = dialer{lookup: p.lookup, check: func(ap netip.AddrPort) string {
-		if ap.Addr().Unmap() == e.self.Addr() && ap.Port() == e.self.Port() {
-			return "the egress proxy itself"
-		}
-		return p.checkAddr(ap)
+	e.ln = &trackingListener{Listener: ln, set: e.conns, lim: newLimiter(p.maxConns)}
+	e.d = dialer{lookup: p.lookup, check: func(ap netip.AddrPort, named bool) (string, bool) {
+		return p.checkDial(ap, named, e.self)
 	}}
 	e.base, e.cancelBase = context.WithCancel(context.Background())
 	e.srv = &http.Server{
 		Handler:           e.proxy(),
-		ReadHeaderTimeout: 30 * time.Second,
-		IdleTimeout:       2 * time.Minute,
-		MaxHeaderBytes:    1 << 20,
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       idleTimeout,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          httpErrorLog(dl.log, spec.DaemonEgress),
 		BaseContext:       func(net.Listener) context.Context { return e.base },
+		// The request's client connection, which an idle tunnel closes.
+		ConnContext: func(ctx context.Context, c net.Conn) context.Context {
+			return context.WithValue(ctx, clientConnKey{}, c)
+		},
 		ConnState: func(c net.Conn, s http.ConnState) {
 			if tc, ok := c.(*trackedConn); ok {
 				tc.state.Store(int32(s))
@@ -159,6 +169,14 @@ func (e *egress) proxy() *goproxy.ProxyHttpServer {
 	return gp
 }
 
+// clientConnKey holds a request's client connection in its context.
+type clientConnKey struct{}
+
+func clientConn(r *http.Request) net.Conn {
+	c, _ := r.Context().Value(clientConnKey{}).(net.Conn)
+	return c
+}
+
 type nopLogger struct{}
 
 func (nopLogger) Printf(string, ...any) {}
@@ -169,7 +187,9 @@ type attempt struct {
 	e    *egress
 	host string
 	port int
-	once sync.Once
+	// client is the client's connection, closed with an idle tunnel.
+	client net.Conn
+	once   sync.Once
 
 	mu      sync.Mutex
 	v       verdict // turns into a denial when the address policy refuses the dial
@@ -178,23 +198,33 @@ type attempt struct {
 	dialed  bool
 }
 
-func newAttempt(e *egress, v verdict) *attempt {
-	return &attempt{e: e, host: v.host, port: v.port, v: v}
+func newAttempt(e *egress, v verdict, client net.Conn) *attempt {
+	return &attempt{e: e, host: v.host, port: v.port, v: v, client: client}
 }
 
-// dial is the request's only way out.
+// dial is the request's only way out. The connection it makes closes
+// itself, and the client's, after e.p.tunnelIdle without a byte either way.
 func (a *attempt) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	c, err := a.e.d.dial(ctx, a.host, a.port)
 	a.mu.Lock()
 	b, blocked := err.(*blockedError)
 	switch {
-	case blocked:
+	case blocked && b.never:
 		a.blocked = true
 		a.v.deny(http.StatusForbidden, deniedBlocked, b.Error()+"; the proxy never connects there")
+	case blocked:
+		a.blocked = true
+		a.v.deny(http.StatusForbidden, deniedAddress, b.Error())
 	case err != nil:
 		a.dialErr = err
 	default:
 		a.dialed = true
+		method, log := a.v.method, a.e.dl.log
+		c = newIdleConn(c, a.client, a.e.p.tunnelIdle, func() {
+			log.Info().Str(FieldDaemon, spec.DaemonEgress).Str(FieldHost, a.host).Int(FieldPort, a.port).
+				Str(FieldMethod, logSafe(method, maxMethodLen)).Str("idle", a.e.p.tunnelIdle.String()).
+				Msg("egress connection idle, closed")
+		})
 	}
 	a.mu.Unlock()
 	a.record()
@@ -227,7 +257,7 @@ func (e *egress) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 		ctx.Resp.Close = true // goproxy closes the connection after it
 		return &goproxy.ConnectAction{Action: goproxy.ConnectReject}, host
 	}
-	a := newAttempt(e, v)
+	a := newAttempt(e, v, clientConn(ctx.Req))
 	ctx.UserData = a
 	ctx.Dialer = a.dial
 	return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, v.target()
@@ -263,7 +293,7 @@ func (e *egress) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Reques
 	// A proxy uses the absolute URI's host, not the Host header (RFC 9112
 	// 3.2.2): the request goes where it was allowed to.
 	r.Host = r.URL.Host
-	a := newAttempt(e, v)
+	a := newAttempt(e, v, clientConn(r))
 	ctx.UserData = a
 	ctx.RoundTripper = goproxy.RoundTripperFunc(func(req *http.Request, _ *goproxy.ProxyCtx) (*http.Response, error) {
 		// A transport per request, without keep-alive: every request
@@ -303,10 +333,10 @@ func (e *egress) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Reques
 func (e *egress) nonProxy(w http.ResponseWriter, r *http.Request) {
 	v := verdict{method: r.Method}
 	if h, p, err := net.SplitHostPort(r.Host); err == nil {
-		v.host = spec.NormalizeHost(h)
+		v.host = clip(spec.NormalizeHost(h), maxHostLen)
 		v.port, _ = strconv.Atoi(p)
 	} else {
-		v.host = spec.NormalizeHost(r.Host)
+		v.host = clip(spec.NormalizeHost(r.Host), maxHostLen)
 	}
 	v.deny(http.StatusBadRequest, deniedNotProxy, "not a proxy request: the request line has a path, not an absolute URL (http://host/...) or CONNECT host:port")
 	e.dl.egress(v.method, v.host, v.port, "", v.reason)
@@ -329,8 +359,8 @@ func (e *egress) decide(r *http.Request) verdict {
 			if err != nil {
 				h = strings.Trim(r.URL.Host, "[]")
 			}
-			v.host = spec.NormalizeHost(h)
-			v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("CONNECT target %q is not host:port", r.URL.Host))
+			v.host = clip(spec.NormalizeHost(h), maxHostLen)
+			v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("CONNECT target %s is not host:port", quoteClip(r.URL.Host)))
 			return v
 		}
 		host, port = h, p
@@ -341,8 +371,8 @@ func (e *egress) decide(r *http.Request) verdict {
 		case "https":
 			port = "443"
 		default:
-			v.host = spec.NormalizeHost(r.URL.Hostname())
-			v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("scheme %q is not proxied; use http:// URLs, or CONNECT for anything else", r.URL.Scheme))
+			v.host = clip(spec.NormalizeHost(r.URL.Hostname()), maxHostLen)
+			v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("scheme %s is not proxied; use http:// URLs, or CONNECT for anything else", quoteClip(r.URL.Scheme)))
 			return v
 		}
 		host = r.URL.Hostname()
@@ -350,15 +380,20 @@ func (e *egress) decide(r *http.Request) verdict {
 			port = p
 		}
 	}
-	v.host = spec.NormalizeHost(host)
 	n, err := strconv.Atoi(port)
-	if err != nil || n < 1 || n > 65535 {
-		v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("port %q is not a number from 1 to 65535", port))
+	portOK := err == nil && n >= 1 && n <= 65535
+	if portOK {
+		v.port = n
+	}
+	// A bad host is refused before anything logs or quotes it whole.
+	v.host = spec.NormalizeHost(host)
+	if msg := checkHost(v.host); msg != "" {
+		v.host = clip(v.host, maxHostLen)
+		v.deny(http.StatusBadRequest, deniedBadTarget, msg)
 		return v
 	}
-	v.port = n
-	if v.host == "" {
-		v.deny(http.StatusBadRequest, deniedBadTarget, "the request names no host")
+	if !portOK {
+		v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("port %s is not a number from 1 to 65535", quoteClip(port)))
 		return v
 	}
 	e.p.decideTarget(&v, e.self)
@@ -393,7 +428,11 @@ func (p *policy) decideTarget(v *verdict, self netip.AddrPort) {
 			continue
 		}
 		// Some addresses never, even inside an allowCIDR.
-		if kind := p.checkAddr(ap); kind != "" {
+		kind := p.hostKind(ip)
+		if kind == "" {
+			kind = p.checkAddr(ap)
+		}
+		if kind != "" {
 			v.deny(http.StatusForbidden, deniedBlocked, fmt.Sprintf("%s is %s; the proxy never connects there", ip, kind))
 			return
 		}
@@ -486,40 +525,60 @@ func (s *connSet) closeAll() {
 	}
 }
 
+// trackingListener adds each connection to set, and has at most
+// cap(lim.slots) open: a connection holds its slot until closed, through a
+// tunnel's life too.
 type trackingListener struct {
 	net.Listener
 	set *connSet
+	lim *limiter
 }
 
 func (l *trackingListener) Accept() (net.Conn, error) {
 	for {
+		if !l.lim.acquire() {
+			return nil, net.ErrClosed
+		}
 		c, err := l.Listener.Accept()
 		if err != nil {
+			l.lim.release()
 			return nil, err
 		}
 		tc, ok := c.(*net.TCPConn)
-		if !ok {
-			return c, nil
+		if !ok { // a TCP listener's connections are *net.TCPConn
+			l.lim.release()
+			_ = c.Close()
+			continue
 		}
-		w := &trackedConn{TCPConn: tc, set: l.set}
+		w := &trackedConn{TCPConn: tc, set: l.set, release: l.lim.release}
 		if l.set.add(w) {
 			return w, nil
 		}
-		_ = c.Close() // shutting down
+		_ = w.Close() // shutting down
 	}
 }
 
+func (l *trackingListener) Close() error {
+	l.lim.close()
+	return l.Listener.Close()
+}
+
 // trackedConn keeps *net.TCPConn's methods (CloseWrite and CloseRead
-// included, which goproxy's tunnels use to half-close) and leaves the set
-// when closed.
+// included, which goproxy's tunnels use to half-close), leaves the set and
+// gives its slot back when closed.
 type trackedConn struct {
 	*net.TCPConn
-	set   *connSet
-	state atomic.Int32 // http.ConnState; 0 is StateNew
+	set     *connSet
+	state   atomic.Int32 // http.ConnState; 0 is StateNew
+	once    sync.Once
+	release func()
 }
 
 func (c *trackedConn) Close() error {
-	c.set.remove(c)
+	c.once.Do(func() {
+		c.set.remove(c)
+		c.release()
+	})
 	return c.TCPConn.Close()
 }
 

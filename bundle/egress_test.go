@@ -28,7 +28,9 @@ func policyForTest(t testing.TB) (*policy, netip.AddrPort) {
 		AllowCIDRs: []string{"10.1.0.0/16", "2001:db8::/32", "127.0.0.0/8", "169.254.0.0/16", "fe80::/10",
 			"0.0.0.0/8", "ff00::/8", "::/127", "224.0.0.0/4"},
 		ListenIP: "10.1.2.2", ProxyPort: "8888", DNSPort: "53", StatusAddr: DefaultStatusAddr,
+		HostAddrs: []string{"10.1.2.1", "fd00:1::1"},
 		checkAddr: func(ap netip.AddrPort) string { return blockedKind(ap.Addr(), own) },
+		procNet:   "testdata/proc-net",
 	})
 	if err != nil {
 		t.Fatalf("newPolicy: %v", err)
@@ -86,12 +88,34 @@ func TestEgressDecide(t *testing.T) {
 		{request: "CONNECT 192.168.1.1:443", host: "192.168.1.1", port: 443, short: deniedAddress, reason: "no range in spec.network.allowCIDRs holds 192.168.1.1"},
 		{request: "CONNECT 10.1.2.2:22", host: "10.1.2.2", port: 22, short: deniedBlocked, reason: "an address of the bundle itself"},
 		{request: "CONNECT 10.1.2.2:8888", host: "10.1.2.2", port: 8888, short: deniedSelf, reason: "10.1.2.2:8888 is this egress proxy itself"},
+		// The host, by BOTTLE_HOST_ADDRS or as a gateway of the routes
+		// (testdata/proc-net), even inside an allowCIDR.
+		{request: "CONNECT 10.1.2.1:443", host: "10.1.2.1", port: 443, short: deniedBlocked,
+			reason: "10.1.2.1 is the host's address on the bottle's networks; the proxy never connects there"},
+		{request: "CONNECT [::ffff:10.1.2.1]:22", host: "10.1.2.1", port: 22, short: deniedBlocked, reason: "the host's address"},
+		{request: "CONNECT 10.1.0.1:443", host: "10.1.0.1", port: 443, short: deniedBlocked, reason: "10.1.0.1 is a gateway of the bundle's routes"},
+		{request: "CONNECT [2001:db8::1:1]:443", host: "2001:db8::1:1", port: 443, short: deniedBlocked, reason: "a gateway of the bundle's routes"},
+		{request: "CONNECT 10.213.0.17:443", host: "10.213.0.17", port: 443, short: deniedAddress, reason: "no range in spec.network.allowCIDRs holds 10.213.0.17"},
 		// Malformed targets.
 		{request: "CONNECT api.example.com", host: "api.example.com", short: deniedBadTarget, reason: "is not host:port"},
 		{request: "CONNECT :443", short: deniedBadTarget},
 		{request: "GET ftp://api.example.com/", host: "api.example.com", short: deniedBadTarget, reason: `scheme "ftp" is not proxied`},
 		{request: "GET http://api.example.com:0/", host: "api.example.com", short: deniedBadTarget, reason: "port \"0\""},
 		{request: "GET http://api.example.com:70000/", host: "api.example.com", short: deniedBadTarget},
+		{request: "CONNECT api.example.com:" + strings.Repeat("9", 100), host: "api.example.com", short: deniedBadTarget,
+			reason: `port "` + strings.Repeat("9", 61) + `..." is not a number`},
+		// Names that are not host names never reach the rules.
+		{request: "CONNECT .pkg.example.org:443", host: ".pkg.example.org", port: 443, short: deniedBadTarget, reason: "it has an empty label"},
+		{request: "GET http://api.example.com../", host: "api.example.com.", port: 80, short: deniedBadTarget, reason: "it has an empty label"},
+		{request: "CONNECT api.example.com..:443", host: "api.example.com.", port: 443, short: deniedBadTarget, reason: "it has an empty label"},
+		{request: "CONNECT x..pkg.example.org:443", host: "x..pkg.example.org", port: 443, short: deniedBadTarget, reason: "it has an empty label"},
+		{request: "CONNECT *.pkg.example.org:443", host: "*.pkg.example.org", port: 443, short: deniedBadTarget, reason: `it holds '*'`},
+		{request: "CONNECT x!.pkg.example.org:443", host: "x!.pkg.example.org", port: 443, short: deniedBadTarget, reason: `it holds '!'`},
+		{request: "CONNECT -x.pkg.example.org:443", host: "-x.pkg.example.org", port: 443, short: deniedBadTarget, reason: "starts or ends with '-'"},
+		{request: "CONNECT " + strings.Repeat("a", 64) + ".pkg.example.org:443", host: strings.Repeat("a", 64) + ".pkg.example.org", port: 443,
+			short: deniedBadTarget, reason: "a label is 64 bytes long, at most 63"},
+		{request: "CONNECT " + strings.Repeat("a.", 127) + "pkg.example.org:443", host: strings.Repeat("a.", 125) + "...", port: 443,
+			short: deniedBadTarget, reason: "the host is 269 bytes long; a host name has at most 253"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.request, func(t *testing.T) {

@@ -135,9 +135,13 @@ func baseConfig(res *resolver, allow ...string) Config {
 	return Config{
 		Bottle: "hello", Daemons: []string{"egress"}, EgressAllow: allow,
 		ListenIP: "127.0.0.1", ProxyPort: "0", DNSPort: "0", StatusAddr: "127.0.0.1:0",
-		lookup: res.lookup, checkAddr: loopbackOnly,
+		lookup: res.lookup, checkAddr: loopbackOnly, procNet: noProcNet,
 	}
 }
+
+// noProcNet holds no routing table: the tests' policies do not depend on
+// the routes of the machine they run on.
+const noProcNet = "testdata/no-proc-net"
 
 func startBundle(t *testing.T, cfg Config) *testBundle {
 	t.Helper()

@@ -75,6 +75,7 @@ func listenStatus(addr netip.AddrPort, st *statusState, log zerolog.Logger) (*st
 		Handler:           mux,
 		ReadHeaderTimeout: 5 * time.Second,
 		IdleTimeout:       30 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
 		ErrorLog:          httpErrorLog(log, "status"),
 	}}, nil
 }
@@ -124,7 +125,7 @@ func QueryStatus(ctx context.Context, addr string) (Status, error) {
 }
 
 // httpErrorLog routes an http.Server's own messages (accept errors,
-// panics) to the JSON log at warn level.
+// panics) to the JSON log at warn level, each cut to maxReasonLen bytes.
 func httpErrorLog(log zerolog.Logger, daemon string) *stdlog.Logger {
 	return stdlog.New(logWriter{log: log, daemon: daemon}, "", 0)
 }
@@ -135,6 +136,6 @@ type logWriter struct {
 }
 
 func (w logWriter) Write(p []byte) (int, error) {
-	w.log.Warn().Str(FieldDaemon, w.daemon).Msg(strings.TrimSpace(string(p)))
+	w.log.Warn().Str(FieldDaemon, w.daemon).Msg(clip(strings.TrimSpace(string(p)), maxReasonLen))
 	return len(p), nil
 }
