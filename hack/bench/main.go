@@ -2,7 +2,9 @@
 // on the local Docker engine: the wall time, the Docker API calls and the
 // peak memory of each CLI run, for a bottle and its compose peer
 // (/work/shared/bench/peer-compose.yml), and how bottle-apply scales with
-// the number of bottles. `make bench` runs it:
+// the number of bottles. For a destroy it also times the least any client
+// could take: the same bottle removed by raw API calls from the bench's own
+// process (the "destroy floor" rows). `make bench` runs it:
 //
 //	go run ./hack/bench [-rounds 5] [-out bench-results/latest.json]
 //
@@ -79,11 +81,12 @@ type bench struct {
 	ctx      context.Context
 	dc       *client.Client
 	px       *proxy
-	ba       string   // bottle-apply binary
-	compose  string   // compose binary, "" when there is none
-	env      []string // both tools' environment: DOCKER_HOST is the proxy
-	baEnv    []string // bottle-apply's extras
-	prefix   string   // every bottle name and the compose project start with it
+	raw      *client.Client // the floors' client, through the proxy
+	ba       string         // bottle-apply binary
+	compose  string         // compose binary, "" when there is none
+	env      []string       // both tools' environment: DOCKER_HOST is the proxy
+	baEnv    []string       // bottle-apply's extras
+	prefix   string         // every bottle name and the compose project start with it
 	project  string
 	lastFile string // the compose file of the project's latest up
 	pairSpec string // the pair bottle's latest spec
@@ -290,6 +293,25 @@ func (b *bench) pair(work string, peer []byte, rounds int) error {
 				res.B = append(res.B, sb)
 			}
 		}
+		// The floors: the same bottle, made again by bottle-apply, removed
+		// by raw calls from this process.
+		for _, o := range floorOrders {
+			b.pairSpec = files["spec-bonjour"]
+			if _, err := b.exec(b.ba, "-f", files["spec-bonjour"]); err != nil {
+				return err
+			}
+			s, err := b.floor(b.prefix, o)
+			if err != nil {
+				return err
+			}
+			if r > 0 {
+				b.get(o.name).A = append(b.get(o.name).A, s)
+			}
+		}
+	}
+	// A floor compares with the compose down of the same rounds.
+	for _, o := range floorOrders {
+		b.get(o.name).B = b.get("destroy").B
 	}
 	return nil
 }
@@ -362,5 +384,8 @@ func (b *bench) cleanup() {
 				_ = b.dc.NetworkRemove(ctx, n.ID)
 			}
 		}
+	}
+	if b.raw != nil {
+		b.raw.Close()
 	}
 }

@@ -147,11 +147,24 @@ func (b *bench) report(rounds int, took time.Duration, engine string, comp compo
 	if !scaleOK {
 		scaleT.Breakdown = breakdown(s20.median)
 	}
+	destroyT := ratioTarget("destroy ≤ 0.5× compose down", "destroy", 0.5)
+	if destroyT.Breakdown != "" {
+		// How much of it any client would take: the raw calls alone.
+		var fl []string
+		for _, o := range floorOrders {
+			if c := byName[o.name]; c != nil && c.A != nil && c.Ratio != nil {
+				fl = append(fl, fmt.Sprintf("%s %.0f ms = %.2f×", strings.TrimPrefix(o.name, "destroy floor: raw calls, "), c.A.MedianMS, *c.Ratio))
+			}
+		}
+		if len(fl) > 0 {
+			destroyT.Breakdown += "; the same calls from a client with no process to start (floors): " + strings.Join(fl, ", ")
+		}
+	}
 	rep.Targets = []targetDoc{
 		callsT,
 		ratioTarget("no-op apply ≤ 0.5× compose up -d", "no-op apply", 0.5),
 		ratioTarget("first apply ≤ 0.8× compose up -d", "first apply", 0.8),
-		ratioTarget("destroy ≤ 0.5× compose down", "destroy", 0.5),
+		destroyT,
 		scaleT,
 	}
 	return rep
@@ -239,9 +252,23 @@ func printReport(w io.Writer, rep *reportDoc) {
 		if c.Ratio != nil {
 			ratio = fmt.Sprintf("%.2f", *c.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%.0f ms\t%s\t%s\t%g / %s\t%.1f MiB / %s\n", c.Name, c.A.MedianMS, bt, ratio, c.A.MedianCalls, bc, float64(c.A.MaxRSSKiB)/1024, brss)
+		arss := "—" // a floor runs in the bench's own process
+		if c.A.MaxRSSKiB > 0 {
+			arss = fmt.Sprintf("%.1f MiB", float64(c.A.MaxRSSKiB)/1024)
+		}
+		fmt.Fprintf(tw, "%s\t%.0f ms\t%s\t%s\t%g / %s\t%s / %s\n", c.Name, c.A.MedianMS, bt, ratio, c.A.MedianCalls, bc, arss, brss)
 	}
 	tw.Flush()
+	// Where a destroy's time goes: the calls of the median runs.
+	for _, c := range rep.Cases {
+		switch {
+		case c.Name == "destroy":
+			printTimeline(w, "bottle-apply", c.A)
+			printTimeline(w, "compose", c.B)
+		case strings.HasPrefix(c.Name, "destroy floor: "):
+			printTimeline(w, strings.TrimPrefix(c.Name, "destroy floor: "), c.A)
+		}
+	}
 	for _, tool := range []string{"bottle-apply", "compose"} {
 		if calls, ok := rep.NoopCalls[tool]; ok {
 			fmt.Fprintf(w, "\nno-op API calls, %s (%d):\n  %s\n", tool, len(calls), strings.Join(calls, "\n  "))
@@ -260,6 +287,14 @@ func printReport(w io.Writer, rep *reportDoc) {
 	}
 	for _, n := range rep.Notes {
 		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+// printTimeline prints the calls of a median run: when each started (from
+// the process's start) and how long the engine took to answer it.
+func printTimeline(w io.Writer, who string, d *sideDoc) {
+	if d != nil {
+		fmt.Fprintf(w, "\ndestroy, %s, median run (%.0f ms): start, engine time, call\n%s\n", who, ms(d.median.Wall), timeline(d.median))
 	}
 }
 
