@@ -115,13 +115,17 @@ func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.
 	if err != nil {
 		return fail(err)
 	}
+	// The probe goes in while the bundle's daemons come up.
+	var probePath string
+	g, gctx := errgroup.WithContext(ctx)
 	if b.Spec.Bundle.Image == "" && len(b.Spec.Bundle.Daemons) > 0 {
-		if err := waitBundleReady(ctx, dp, name); err != nil {
-			return fail(err)
-		}
+		g.Go(func() error { return waitBundleReady(gctx, dp, name) })
 	}
-	probePath, err := dp.InstallProbe(ctx, name, exe)
-	if err != nil {
+	g.Go(func() (err error) {
+		probePath, err = dp.InstallProbe(gctx, name, exe)
+		return err
+	})
+	if err := g.Wait(); err != nil {
 		return fail(err)
 	}
 	in, err := json.Marshal(checks)
