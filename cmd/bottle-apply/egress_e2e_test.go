@@ -1,16 +1,19 @@
 package main
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net"
 	"net/netip"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
@@ -391,9 +394,50 @@ func TestE2EEgressExample(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "No changes.") || strings.Contains(out, "Verify") {
 		t.Fatalf("second apply: exit %d\n%s", code, out)
 	}
+	// logs -f follows: a decision made after it started shows up, and
+	// Ctrl-C ends it with exit 0.
+	follow := exec.CommandContext(t.Context(), bin, "logs", "-f", "-o", "json", name)
+	stdout, err := follow.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := follow.Start(); err != nil {
+		t.Fatal(err)
+	}
+	lines := make(chan string)
+	go func() {
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			lines <- sc.Text()
+		}
+		close(lines)
+	}()
+	// New decisions, made while it follows.
 	code, out, errs = cli(t, bin, "", "-f", path, "--verify")
 	if code != 0 || !strings.Contains(out, "Verify "+name+": ") || !strings.Contains(out, "checks passed") {
 		t.Fatalf("--verify: exit %d\n%s\n%s", code, out, errs)
+	}
+	seen, deadline := 0, time.After(30*time.Second)
+	for seen < 2*2 { // the apply's self-test and --verify each make two egress denials of VerifyHost
+		select {
+		case l, ok := <-lines:
+			if !ok {
+				t.Fatalf("logs -f ended early after %d decisions", seen)
+			}
+			if d, ok := bundle.ParseDecision([]byte(l)); ok && d.Host == probe.VerifyHost && d.Daemon == "egress" {
+				seen++
+			}
+		case <-deadline:
+			t.Fatalf("logs -f printed %d of 4 decisions for %s in 30 s", seen, probe.VerifyHost)
+		}
+	}
+	if err := follow.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	for range lines {
+	}
+	if err := follow.Wait(); err != nil {
+		t.Errorf("logs -f after Ctrl-C: %v, want exit 0", err)
 	}
 	// The self-test's denials are in the decision log.
 	code, out, _ = cli(t, bin, "", "logs", "--denied", name)
