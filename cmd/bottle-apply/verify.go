@@ -33,8 +33,9 @@ type verifyReport struct {
 	DurationMS int64          `json:"durationMs"`
 }
 
-// errHoles says that a self-test found the isolation open somewhere.
-var errHoles = errors.New("the self-test found holes in the isolation")
+// errHoles says that a self-test found the isolation open somewhere, or
+// could not run.
+var errHoles = errors.New("the isolation self-test failed")
 
 // probeArgv runs the probe copied to path in an agent. The standard checks
 // expect silence from the host's addresses: a live peer on the same host
@@ -78,7 +79,7 @@ func verifyBottles(ctx context.Context, ps *providerSet, bottles []spec.Bottle) 
 		}
 	}
 	if len(msgs) > 0 {
-		return reports, fmt.Errorf("%w\n%s\nthe bottles are as the spec says, but not as confined as they should be: fix what is named above, then run bottle-apply --verify", errHoles, strings.Join(msgs, "\n"))
+		return reports, fmt.Errorf("%w\n%s\nthe bottles are as the spec says, but their confinement is not proven: fix what is named above, then run bottle-apply --verify", errHoles, strings.Join(msgs, "\n"))
 	}
 	return reports, nil
 }
