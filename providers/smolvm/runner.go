@@ -64,6 +64,7 @@ func (r ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byt
 	cctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	cmd := exec.CommandContext(cctx, name, args...)
+	ownGroup(cmd)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdin = nil // the null device
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr

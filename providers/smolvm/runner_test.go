@@ -4,8 +4,13 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"os"
 	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -162,4 +167,49 @@ func TestRedact(t *testing.T) {
 	if strings.Contains(err.Error(), "abc") || !strings.Contains(err.Error(), "TOKEN=REDACTED") {
 		t.Errorf("Error() = %s", err.Error())
 	}
+}
+
+// smolvm runs in a process group of its own: the terminal's Ctrl-C, sent
+// to bottle-apply's group, must not reach it; a cancel kills the group,
+// what smolvm started included.
+func TestExecRunnerOwnProcessGroup(t *testing.T) {
+	t.Parallel()
+	out, err := ExecRunner{}.Run(t.Context(), "sh", "-c", "cut -d' ' -f5 /proc/self/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ours := syscall.Getpgrp()
+	if got := strings.TrimSpace(string(out)); got == "" || got == strconv.Itoa(ours) {
+		t.Errorf("smolvm's process group = %q; want one of its own, not bottle-apply's %d", got, ours)
+	}
+
+	// A grandchild that holds the output pipe dies with the group: Run
+	// returns on cancel, not after the grandchild's 30 s.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() {
+		_, err := ExecRunner{}.Run(ctx, "sh", "-c", "sleep 30 & echo $! > "+pidFile+"; wait")
+		done <- err
+	}()
+	var pid int
+	for pid == 0 {
+		if b, err := os.ReadFile(pidFile); err == nil && strings.HasSuffix(string(b), "\n") {
+			pid, _ = strconv.Atoi(strings.TrimSpace(string(b)))
+		}
+		runtime.Gosched()
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+	// Reaped by init or a zombie: either way not running sleep any more.
+	for i := 0; i < 100; i++ {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if err != nil || strings.Contains(string(b), ") Z ") {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Errorf("the grandchild %d outlived the cancel", pid)
 }
