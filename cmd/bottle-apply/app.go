@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/docker/docker/client"
@@ -377,7 +378,9 @@ func bundleCommand() *cobra.Command {
 func lockDir(engine string) string {
 	base := stateDir()
 	if base == "" {
-		base = os.TempDir()
+		// No home: a directory of this user's own in the temporary
+		// directory (lock.Acquire refuses it if someone else made it).
+		base = filepath.Join(os.TempDir(), "bottle-apply-"+strconv.Itoa(os.Geteuid()))
 	}
 	return lockDirIn(base, engine)
 }

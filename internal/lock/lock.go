@@ -33,6 +33,9 @@ func Acquire(ctx context.Context, dir string, bottles []string, wait time.Durati
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("lock directory %s: %w", dir, err)
 	}
+	if err := checkPrivate(dir); err != nil {
+		return nil, err
+	}
 	names := slices.Clone(bottles)
 	slices.Sort(names)
 	names = slices.Compact(names)
