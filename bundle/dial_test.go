@@ -69,18 +69,13 @@ func TestEgressHostAddrs(t *testing.T) {
 	cfg.AllowCIDRs = []string{"127.0.0.0/8"}
 	cfg.HostAddrs = []string{"127.0.0.1", "::1"}
 	b := startBundle(t, cfg)
-	tests := []struct{ method, target, body string }{
+	tests := []blockedCase{
 		{"CONNECT", "host.test:" + port, "denied CONNECT host.test:" + port + ": host.test resolves to 127.0.0.1, the host's address on the bottle's networks; the proxy never connects there"},
 		{"GET", "http://host.test:" + port + "/", "host.test resolves to 127.0.0.1, the host's address on the bottle's networks"},
 		{"CONNECT", "both.test:" + port, "both.test resolves to ::1, the host's address on the bottle's networks"},
 		{"CONNECT", "127.0.0.1:" + port, "denied CONNECT 127.0.0.1:" + port + ": 127.0.0.1 is the host's address on the bottle's networks; the proxy never connects there"},
 	}
-	for _, tt := range tests {
-		resp, body := dialProxy(t, b.proxy).do(t, tt.method, tt.target, "")
-		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(DeniedHeader) != deniedBlocked || !strings.Contains(body, tt.body) {
-			t.Errorf("%s %s = %s (%s) %q; want 403 %s containing %q", tt.method, tt.target, resp.Status, resp.Header.Get(DeniedHeader), body, deniedBlocked, tt.body)
-		}
-	}
+	expectBlocked(t, b.proxy, tests)
 	if n := never.accepts.Load(); n != 0 {
 		t.Fatalf("the host's address was dialled %d times", n)
 	}

@@ -373,18 +373,13 @@ func TestEgressDefaultPolicyRefusesLoopback(t *testing.T) {
 	cfg.AllowCIDRs = []string{"127.0.0.0/8"}
 	cfg.checkAddr = nil // the production policy
 	b := startBundle(t, cfg)
-	tests := []struct{ method, target, body string }{
+	tests := []blockedCase{
 		{"CONNECT", "allowed.test:" + port, "denied CONNECT allowed.test:" + port + ": allowed.test resolves to 127.0.0.1, a loopback address"},
 		{"GET", "http://allowed.test:" + port + "/", "denied GET allowed.test:" + port + ": allowed.test resolves to 127.0.0.1, a loopback address"},
 		{"CONNECT", "mapped.test:" + port, "mapped.test resolves to 127.0.0.1, a loopback address"},
 		{"CONNECT", "127.0.0.1:" + port, "denied CONNECT 127.0.0.1:" + port + ": 127.0.0.1 is a loopback address"},
 	}
-	for _, tt := range tests {
-		resp, body := dialProxy(t, b.proxy).do(t, tt.method, tt.target, "")
-		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(DeniedHeader) != deniedBlocked || !strings.Contains(body, tt.body) {
-			t.Errorf("%s %s = %s (%s) %q; want 403 %s containing %q", tt.method, tt.target, resp.Status, resp.Header.Get(DeniedHeader), body, deniedBlocked, tt.body)
-		}
-	}
+	expectBlocked(t, b.proxy, tests)
 	if n := never.accepts.Load(); n != 0 {
 		t.Fatalf("a loopback target was dialled %d times", n)
 	}

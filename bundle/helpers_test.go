@@ -312,3 +312,17 @@ func httpGet(t *testing.T, url string) string {
 	}
 	return string(b)
 }
+
+// blockedCase is a request the proxy must refuse with 403 and a body
+// holding body, without dialling anything.
+type blockedCase struct{ method, target, body string }
+
+func expectBlocked(t *testing.T, proxy string, tests []blockedCase) {
+	t.Helper()
+	for _, tt := range tests {
+		resp, body := dialProxy(t, proxy).do(t, tt.method, tt.target, "")
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(DeniedHeader) != deniedBlocked || !strings.Contains(body, tt.body) {
+			t.Errorf("%s %s = %s (%s) %q; want 403 %s containing %q", tt.method, tt.target, resp.Status, resp.Header.Get(DeniedHeader), body, deniedBlocked, tt.body)
+		}
+	}
+}
