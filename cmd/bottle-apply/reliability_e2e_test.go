@@ -287,7 +287,7 @@ func converge(t *testing.T, c *client.Client, bin, name, what string, kp *killPo
 		return true
 	}
 	t.Errorf("%s: the next run exits %d\n%s\n%s\nthe engine has:%s", what, code, out, errs, lookBottle(t, c, name))
-	kp.failure = "the next run exits " + strconv.Itoa(code) + ": " + lastLine(errs)
+	kp.failure = "the next run exits " + strconv.Itoa(code) + ": " + lastOutputLine(errs)
 	time.Sleep(2 * time.Second)
 	code, out, errs = runBin(t, bin, "", args...)
 	if code != 0 {
@@ -298,11 +298,6 @@ func converge(t *testing.T, c *client.Client, bin, name, what string, kp *killPo
 	kp.failure += "; one more run 2s later exits 0"
 	t.Logf("%s: one more run 2s later exits 0", what)
 	return true
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	return lines[len(lines)-1]
 }
 
 // runKilledAt runs bottle-apply through the proxy and SIGKILLs it at the
@@ -550,7 +545,7 @@ func TestE2EConcurrentAppliesOfTenSpecs(t *testing.T) {
 	for i, r := range runs {
 		code, out, errs := r.wait(t)
 		if applied[i] = code == 0; !applied[i] {
-			failed = append(failed, names[i]+": "+lastLine(errs))
+			failed = append(failed, names[i]+": "+lastOutputLine(errs))
 			t.Errorf("apply of %s: exit %d\n%s\n%s\nthe engine has:%s", names[i], code, out, errs, lookBottle(t, c, names[i]))
 		}
 	}

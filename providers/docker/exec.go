@@ -70,16 +70,25 @@ func (p *Provider) ours(ctx context.Context, bottle, role string) (container.Sum
 	if err != nil {
 		return container.Summary{}, fmt.Errorf("find the %s of bottle %s: %w", role, bottle, err)
 	}
-	for _, c := range cs {
-		// The name too: labels survive `docker commit` into look-alikes.
-		if c.Labels[LabelHash] != "" && slices.Contains(c.Names, "/"+ResourceName(bottle, role)) {
-			return c, nil
-		}
+	if c, ok := pickOurs(cs, bottle, role); ok {
+		return c, nil
 	}
 	if role == RoleAgent {
 		return container.Summary{}, fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottle, ErrNoAgent)
 	}
 	return container.Summary{}, fmt.Errorf("bottle %s has no %s container: apply its spec first", bottle, role)
+}
+
+// pickOurs returns the bottle's container of a role among cs: labelled
+// with a hash and named as ours (labels survive `docker commit` into
+// look-alikes).
+func pickOurs(cs []container.Summary, bottle, role string) (container.Summary, bool) {
+	for _, c := range cs {
+		if c.Labels[LabelHash] != "" && c.Labels[LabelRole] == role && slices.Contains(c.Names, "/"+ResourceName(bottle, role)) {
+			return c, true
+		}
+	}
+	return container.Summary{}, false
 }
 
 // Exec runs a command in the bottle's agent container and returns its exit

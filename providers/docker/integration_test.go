@@ -217,7 +217,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 
 	// A changed subnet replaces the network, the bundle and the agent.
 	before = s
-	newSubnet, _ := freeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c))
+	newSubnet, _ := freeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c), 0)
 	b.Spec.Network.Subnet = newSubnet.String()
 	b.Spec.Network.BundleIP = ""
 	b.Default()
@@ -409,7 +409,7 @@ func usedSubnets(t *testing.T, c *client.Client) []netip.Prefix {
 func TestIntegrationReplaceSafety(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	sub, _ := freeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c))
+	sub, _ := freeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c), 0)
 	b := e.bottle(t, sub.String())
 	// The bundle takes the address the agent gets by default...
 	b.Spec.Network.BundleIP = agentAddr(sub, "")

@@ -105,7 +105,7 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 			}
 		}
 		if !ok {
-			sub, ok = freeSubnetFrom(pool, bits, used, spread(b.Metadata.Name+"/"+role))
+			sub, ok = freeSubnet(pool, bits, used, spread(b.Metadata.Name+"/"+role))
 			if !ok {
 				return "", fmt.Errorf("bottle %s: no free /%d left in the subnet pool %s; set spec.network.subnet and spec.network.egressSubnet, or choose another pool with --subnet-pool",
 					b.Metadata.Name, bits, pool)
@@ -140,15 +140,10 @@ func spread(key string) uint32 {
 	return h.Sum32()
 }
 
-// freeSubnet returns the first prefix of the given length in pool that
-// overlaps none of used.
-func freeSubnet(pool netip.Prefix, bits int, used []netip.Prefix) (netip.Prefix, bool) {
-	return freeSubnetFrom(pool, bits, used, 0)
-}
-
-// freeSubnetFrom is freeSubnet with the search starting at the start-th
-// range of the pool (modulo their number) and wrapping around.
-func freeSubnetFrom(pool netip.Prefix, bits int, used []netip.Prefix, start uint32) (netip.Prefix, bool) {
+// freeSubnet returns a prefix of the given length in pool that overlaps
+// none of used: the first such from the start-th range of the pool (modulo
+// their number), wrapping around.
+func freeSubnet(pool netip.Prefix, bits int, used []netip.Prefix, start uint32) (netip.Prefix, bool) {
 	if pool.Bits() > bits || !pool.Addr().Is4() || bits > 30 {
 		return netip.Prefix{}, false
 	}

@@ -242,7 +242,7 @@ func TestFreeSubnet(t *testing.T) {
 			if strings.HasSuffix(pool, "/28") && strings.Count(pool, "/") == 2 {
 				pool, bits = strings.TrimSuffix(pool, "/28"), 28
 			}
-			got, ok := freeSubnet(pp(pool), bits, used)
+			got, ok := freeSubnet(pp(pool), bits, used, 0)
 			if tc.want == "" {
 				if ok {
 					t.Fatalf("freeSubnet = %v, want none", got)
@@ -581,7 +581,7 @@ func TestFreeSubnetFromWrapsAround(t *testing.T) {
 	pool := netip.MustParsePrefix("10.213.0.0/22") // four /24s
 	used := []netip.Prefix{netip.MustParsePrefix("10.213.3.0/24")}
 	for start, want := range map[uint32]string{0: "10.213.0.0/24", 2: "10.213.2.0/24", 3: "10.213.0.0/24", 7: "10.213.0.0/24", 5: "10.213.1.0/24"} {
-		if got, ok := freeSubnetFrom(pool, 24, used, start); !ok || got.String() != want {
+		if got, ok := freeSubnet(pool, 24, used, start); !ok || got.String() != want {
 			t.Errorf("start %d: %v %v, want %s", start, got, ok, want)
 		}
 	}

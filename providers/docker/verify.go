@@ -20,6 +20,7 @@ import (
 // has them: what a self-test probes from inside the agent.
 type Addresses struct {
 	BundleIP        string
+	AgentIP         string // "" without a docker agent (smolvm)
 	InternalSubnet  string
 	InternalGateway string // the gateway's address; the host does not hold it
 	EgressSubnet    string
@@ -48,23 +49,21 @@ func (p *Provider) Addresses(ctx context.Context, bottle string) (Addresses, err
 	if a.InternalSubnet == "" {
 		return a, fmt.Errorf("bottle %s has no internal network: apply its spec first", bottle)
 	}
-	g, err := p.guestEngine()
+	// One list for both containers; it holds their addresses.
+	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelName+"="+bottle))})
 	if err != nil {
-		return a, err
+		return a, fmt.Errorf("list the containers of bottle %s: %w", bottle, err)
 	}
-	id, err := p.running(ctx, bottle, RoleBundle)
-	if err != nil {
-		return a, err
-	}
-	insp, err := g.ContainerInspect(ctx, id)
-	if err != nil {
-		return a, fmt.Errorf("inspect the bundle of bottle %s: %w", bottle, err)
-	}
-	if insp.NetworkSettings != nil {
-		if ep := insp.NetworkSettings.Networks[ResourceName(bottle, RoleInternal)]; ep != nil {
-			a.BundleIP = ep.IPAddress
+	internal := ResourceName(bottle, RoleInternal)
+	ip := func(role string) string {
+		if c, ok := pickOurs(cs, bottle, role); ok && c.NetworkSettings != nil {
+			if ep := c.NetworkSettings.Networks[internal]; ep != nil {
+				return ep.IPAddress
+			}
 		}
+		return ""
 	}
+	a.BundleIP, a.AgentIP = ip(RoleBundle), ip(RoleAgent)
 	if a.BundleIP == "" {
 		return a, fmt.Errorf("the bundle of bottle %s has no address on %s: run bottle-apply to replace it", bottle, ResourceName(bottle, RoleInternal))
 	}
