@@ -198,6 +198,12 @@ func deniedPort(rules spec.EgressRules) (spec.EgressRule, int, bool) {
 		if r.Wildcard || r.Ports == nil {
 			continue
 		}
+		// A rule for any port that covers the host leaves no port to deny.
+		// Without one, the ports allowed are the few that rules list, so
+		// the search below stops after a handful of tries.
+		if slices.ContainsFunc(rules, func(o spec.EgressRule) bool { return o.Ports == nil && o.MatchesHost(r.Host) }) {
+			continue
+		}
 		for p := 9; p < 65536; p++ {
 			if _, ok := rules.Match(r.Host, p); !ok {
 				return r, p, true

@@ -9,6 +9,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files in testdata")
@@ -116,5 +118,43 @@ func golden(t *testing.T, name string, got []byte) {
 	}
 	if !bytes.Equal(got, want) {
 		t.Errorf("%s differs (go test ./probe -update rewrites it); got:\n%s", path, got)
+	}
+}
+
+// TestDeniedPort covers the rules that leave no port to deny: with 200 of
+// them and a rule for any port, the search must not try every port of
+// every rule.
+func TestDeniedPort(t *testing.T) {
+	t.Parallel()
+	many := []string{"*.example.com:*"}
+	for i := range 200 {
+		many = append(many, fmt.Sprintf("h%d.example.com", i))
+	}
+	tests := []struct {
+		name  string
+		allow []string
+		want  string // the rule and the port, or "" for none
+	}{
+		{"default ports", []string{"example.com"}, "example.com 9"},
+		{"port 9 allowed", []string{"example.com:9", "example.com:10", "example.com"}, "example.com:9 11"},
+		{"any port for the same host", []string{"example.com", "example.com:*"}, ""},
+		{"any port under a wildcard", many, ""},
+		{"the next rule", []string{"a.example.com", "*.example.com:*", "example.com"}, "example.com 9"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			rules, err := spec.ParseEgressRules(tt.allow)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := ""
+			if r, p, ok := deniedPort(rules); ok {
+				got = fmt.Sprintf("%s %d", r, p)
+			}
+			if got != tt.want {
+				t.Fatalf("deniedPort() = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
