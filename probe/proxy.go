@@ -9,11 +9,9 @@ import (
 	"net/http"
 	"strings"
 	"time"
-)
 
-// DeniedHeader is the header in which the bundle's egress proxy says why
-// it refused a request.
-const DeniedHeader = "X-Bottle-Apply-Denied"
+	"github.com/bottle-apply/bottle-apply/bundle"
+)
 
 const userAgent = "bottle-apply-probe"
 
@@ -121,18 +119,18 @@ func dialProxy(ctx context.Context, c Check, opt Options) (conn net.Conn, br *bu
 }
 
 // isDenial reports a refusal by the proxy: a 403, or another error status
-// that carries DeniedHeader (the bundle's proxy answers a malformed target
-// with a 400).
+// that carries bundle.DeniedHeader (the bundle's proxy answers a malformed
+// target with a 400).
 func isDenial(resp *http.Response) bool {
 	return resp.StatusCode == http.StatusForbidden ||
-		resp.StatusCode >= 400 && resp.Header.Get(DeniedHeader) != ""
+		resp.StatusCode >= 400 && resp.Header.Get(bundle.DeniedHeader) != ""
 }
 
-// denyReason is the proxy's reason for a denial: the DeniedHeader, else
-// the first line of the body.
+// denyReason is the proxy's reason for a denial: bundle.DeniedHeader,
+// else the first line of the body.
 func denyReason(resp *http.Response) string {
 	defer resp.Body.Close()
-	if h := resp.Header.Get(DeniedHeader); h != "" {
+	if h := resp.Header.Get(bundle.DeniedHeader); h != "" {
 		return resp.Status + ": " + h
 	}
 	return statusReason(resp)

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/bottle-apply/bottle-apply/bundle"
 )
 
 // fakeProxy is an egress proxy in miniature. It tunnels a CONNECT to a
@@ -20,13 +22,13 @@ import (
 type fakeProxy struct {
 	tunnels map[string]string // CONNECT target -> upstream address
 	plain   map[string]int    // GET host -> status
-	header  bool              // send DeniedHeader with a 403
+	header  bool              // send bundle.DeniedHeader with a 403
 }
 
 func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	deny := func(host string) {
 		if p.header {
-			w.Header().Set(DeniedHeader, "no rule allows "+host)
+			w.Header().Set(bundle.DeniedHeader, "no rule allows "+host)
 		}
 		http.Error(w, "bottle-apply egress: "+host+" is not allowed\nsecond line", http.StatusForbidden)
 	}
@@ -36,7 +38,7 @@ func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "upstream is down", http.StatusBadGateway)
 			return
 		case "bad-target.test:443":
-			w.Header().Set(DeniedHeader, "bad-target")
+			w.Header().Set(bundle.DeniedHeader, "bad-target")
 			http.Error(w, "bad target", http.StatusBadRequest)
 			return
 		}
