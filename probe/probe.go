@@ -185,7 +185,8 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// DNSTimeout bounds a DNS query (default 1.5s).
 	DNSTimeout time.Duration
-	// ProxyTimeout bounds a whole proxy check (default 5s).
+	// ProxyTimeout bounds a proxy check's exchange with the proxy, from
+	// the connect on (default 5s).
 	ProxyTimeout time.Duration
 	// Total bounds the whole run (default 30s). Checks that have not
 	// finished by then report error.
@@ -283,9 +284,9 @@ func runOne(ctx context.Context, c Check, opt Options) Result {
 	case KindTCP:
 		got, detail = checkTCP(ctx, c, opt)
 	case KindProxyConnect:
-		got, detail = checkProxyConnect(ctx, c, opt)
+		got, detail = viaProxy(ctx, c, opt, proxyConnect)
 	case KindProxyHTTP:
-		got, detail = checkProxyHTTP(ctx, c, opt)
+		got, detail = viaProxy(ctx, c, opt, proxyGet)
 	case KindDNS:
 		got, detail = checkDNS(ctx, c, opt)
 	case KindIPv6:

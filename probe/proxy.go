@@ -15,16 +15,28 @@ import (
 
 const userAgent = "bottle-apply-probe"
 
-// checkProxyConnect asks the proxy for a tunnel to c.Target and, if it
-// opens one, sends GET / through it.
-func checkProxyConnect(ctx context.Context, c Check, opt Options) (got, detail string) {
-	conn, br, got, detail := dialProxy(ctx, c, opt)
-	if conn == nil {
-		return got, detail
+// viaProxy connects to the proxy at c.Addr and hands the connection to
+// talk, with a deadline opt.ProxyTimeout from then that ctx's end cuts
+// short.
+func viaProxy(ctx context.Context, c Check, opt Options,
+	talk func(c Check, opt Options, conn net.Conn, br *bufio.Reader) (got, detail string)) (got, detail string) {
+	conn, err := dialTimeout(ctx, opt, "tcp", c.Addr, opt.ConnectTimeout)
+	if err != nil {
+		got, detail := classifyDial(err, opt.ConnectTimeout)
+		if got == gotRefused {
+			got = string(ExpectUnreachable)
+		}
+		return got, "the proxy " + c.Addr + ": " + detail
 	}
 	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(opt.ProxyTimeout))
 	defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
+	return talk(c, opt, conn, bufio.NewReader(conn))
+}
 
+// proxyConnect asks the proxy for a tunnel to c.Target and, if it opens
+// one, sends GET / through it.
+func proxyConnect(c Check, opt Options, conn net.Conn, br *bufio.Reader) (got, detail string) {
 	req := "CONNECT " + c.Target + " HTTP/1.1\r\nHost: " + c.Target + "\r\nUser-Agent: " + userAgent + "\r\n\r\n"
 	if _, err := io.WriteString(conn, req); err != nil {
 		return gotError, "send CONNECT to the proxy: " + ioError(err, opt.ProxyTimeout)
@@ -41,8 +53,7 @@ func checkProxyConnect(ctx context.Context, c Check, opt Options) (got, detail s
 	}
 	// The tunnel is open; the body of a 2xx answer to CONNECT is the
 	// tunnel itself, so it is not read.
-	host, _, _ := net.SplitHostPort(c.Target)
-	get := "GET / HTTP/1.1\r\nHost: " + hostHeader(host, c.Target) + "\r\nUser-Agent: " + userAgent +
+	get := "GET / HTTP/1.1\r\nHost: " + hostHeader(c.Target) + "\r\nUser-Agent: " + userAgent +
 		"\r\nConnection: close\r\n\r\n"
 	if _, err := io.WriteString(conn, get); err != nil {
 		return gotError, "tunnel opened (" + resp.Status + "), then send GET /: " + ioError(err, opt.ProxyTimeout)
@@ -60,25 +71,19 @@ func checkProxyConnect(ctx context.Context, c Check, opt Options) (got, detail s
 
 // hostHeader is the Host header for a CONNECT target: the host alone
 // for the default ports, host:port otherwise.
-func hostHeader(host, target string) string {
-	if strings.HasSuffix(target, ":80") || strings.HasSuffix(target, ":443") {
-		if strings.Contains(host, ":") {
-			return "[" + host + "]"
-		}
-		return host
+func hostHeader(target string) string {
+	host, port, _ := net.SplitHostPort(target)
+	switch {
+	case port != "80" && port != "443":
+		return target
+	case strings.Contains(host, ":"):
+		return "[" + host + "]"
 	}
-	return target
+	return host
 }
 
-// checkProxyHTTP sends GET c.Target in absolute form to the proxy.
-func checkProxyHTTP(ctx context.Context, c Check, opt Options) (got, detail string) {
-	conn, br, got, detail := dialProxy(ctx, c, opt)
-	if conn == nil {
-		return got, detail
-	}
-	defer conn.Close()
-	defer context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })()
-
+// proxyGet sends GET c.Target in absolute form to the proxy.
+func proxyGet(c Check, opt Options, conn net.Conn, br *bufio.Reader) (got, detail string) {
 	req, err := http.NewRequest(http.MethodGet, c.Target, nil)
 	if err != nil {
 		return gotError, "build the request: " + err.Error()
@@ -102,22 +107,6 @@ func checkProxyHTTP(ctx context.Context, c Check, opt Options) (got, detail stri
 	return gotError, "the proxy answered GET with " + statusReason(resp)
 }
 
-// dialProxy connects to the proxy at c.Addr, with a deadline
-// opt.ProxyTimeout from now. On failure conn is nil and got and detail say
-// why.
-func dialProxy(ctx context.Context, c Check, opt Options) (conn net.Conn, br *bufio.Reader, got, detail string) {
-	conn, err := dialTimeout(ctx, opt, "tcp", c.Addr, opt.ConnectTimeout)
-	if err != nil {
-		got, detail := classifyDial(err, opt.ConnectTimeout)
-		if got == gotRefused {
-			got = string(ExpectUnreachable)
-		}
-		return nil, nil, got, "the proxy " + c.Addr + ": " + detail
-	}
-	conn.SetDeadline(time.Now().Add(opt.ProxyTimeout))
-	return conn, bufio.NewReader(conn), "", ""
-}
-
 // isDenial reports a refusal by the proxy: a 403, or another error status
 // that carries bundle.DeniedHeader (the bundle's proxy answers a malformed
 // target with a 400).
@@ -129,7 +118,6 @@ func isDenial(resp *http.Response) bool {
 // denyReason is the proxy's reason for a denial: bundle.DeniedHeader,
 // else the first line of the body.
 func denyReason(resp *http.Response) string {
-	defer resp.Body.Close()
 	if h := resp.Header.Get(bundle.DeniedHeader); h != "" {
 		return resp.Status + ": " + h
 	}
