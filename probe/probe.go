@@ -18,6 +18,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"slices"
 	"sync"
 	"time"
 
@@ -147,11 +148,7 @@ func (c Check) Validate() error {
 	if !ok {
 		return fmt.Errorf("kind %q is not one of tcp, proxy-connect, proxy-http, dns, ipv6", c.Kind)
 	}
-	valid := false
-	for _, e := range allowed {
-		valid = valid || e == c.Expect
-	}
-	if !valid {
+	if !slices.Contains(allowed, c.Expect) {
 		return fmt.Errorf("a %s check cannot expect %q; it expects one of %v", c.Kind, c.Expect, allowed)
 	}
 	if c.Kind == KindIPv6 || c.Kind == KindDNS && c.Addr == "" {
