@@ -142,10 +142,6 @@ var (
 // whatever they expect: a test that did not run never passes.
 func TestRunCutShort(t *testing.T) {
 	t.Parallel()
-	blackhole := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		<-ctx.Done()
-		return nil, &net.OpError{Op: "dial", Net: network, Err: ctx.Err()}
-	}
 	checks := []Check{
 		{Kind: KindTCP, Addr: "192.0.2.1:9", Expect: ExpectUnreachable},
 		{Kind: KindTCP, Addr: "192.0.2.1:9", Expect: ExpectClosed},
