@@ -2,18 +2,16 @@ package bundle
 
 import (
 	"fmt"
-	"net/netip"
 	"strconv"
-	"strings"
 	"unicode/utf8"
+
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Bounds on what reaches the log and the denials' text.
 const (
-	// maxHostLen is the longest DNS name in text form (RFC 1035 2.3.4).
-	maxHostLen = 253
-	// maxLabelLen is the longest label of a name.
-	maxLabelLen = 63
+	// maxHostLen caps a logged host: no host name is longer.
+	maxHostLen = spec.MaxHostLen
 	// maxReasonLen caps a logged reason.
 	maxReasonLen = 512
 	// maxRuleLen caps a logged rule.
@@ -25,39 +23,29 @@ const (
 )
 
 // checkHost returns what is wrong with a request's host, lower case and
-// without its trailing dot, or "" when it is an IP literal or a DNS name
-// by the rules of spec.ParseEgressRule: at most 253 bytes, labels of 1 to
-// 63 letters, digits, '-' and '_' that neither start nor end with '-'. The
-// answer never quotes the host.
+// without its trailing dot, or "" when it is an IP literal or a host name
+// by the rules of spec.CheckHost. The answer never quotes the host.
 func checkHost(h string) string {
-	switch {
-	case h == "":
-		return "the request names no host"
-	case len(h) > maxHostLen:
-		return fmt.Sprintf("the host is %d bytes long; a host name has at most %d", len(h), maxHostLen)
-	}
-	if _, err := netip.ParseAddr(h); err == nil {
+	e := spec.CheckHost(h)
+	if e == nil {
 		return ""
 	}
-	for l := range strings.SplitSeq(h, ".") {
-		if l == "" {
-			return "the host is not a host name: it has an empty label"
-		}
-		if len(l) > maxLabelLen {
-			return fmt.Sprintf("the host is not a host name: a label is %d bytes long, at most %d", len(l), maxLabelLen)
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-				return fmt.Sprintf("the host is not a host name: it holds %s; a host name has letters, digits, '-' and '_'",
-					strconv.QuoteRuneToASCII(rune(c)))
-			}
-		}
-		if l[0] == '-' || l[len(l)-1] == '-' {
-			return "the host is not a host name: a label starts or ends with '-'"
-		}
+	switch e.Rule {
+	case spec.HostEmpty:
+		return "the request names no host"
+	case spec.HostTooLong:
+		return fmt.Sprintf("the host is %d bytes long; a host name has at most %d", len(h), spec.MaxHostLen)
+	case spec.HostEmptyLabel:
+		return "the host is not a host name: it has an empty label"
+	case spec.HostLongLabel:
+		return fmt.Sprintf("the host is not a host name: a label is %d bytes long, at most %d", len(e.Label), spec.MaxLabelLen)
+	case spec.HostBadByte:
+		return fmt.Sprintf("the host is not a host name: it holds %s; a host name has letters, digits, '-' and '_'",
+			strconv.QuoteRuneToASCII(rune(e.Byte)))
+	case spec.HostHyphen:
+		return "the host is not a host name: a label starts or ends with '-'"
 	}
-	return ""
+	return "the host is not a host name"
 }
 
 // clip cuts s to at most n bytes, at a rune boundary, marking the cut.

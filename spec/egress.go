@@ -59,53 +59,105 @@ func ParseEgressRule(s string) (EgressRule, error) {
 		r.Wildcard = true
 		host = host[2:]
 	}
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	host = NormalizeHost(host)
 	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		return r, fmt.Errorf("%s is an IP address; allow addresses with network.allowCIDRs, rules name hosts", quote(s))
 	}
-	if msg := checkHostname(host); msg != "" {
-		return r, fmt.Errorf("%s: %s", quote(s), msg)
+	if e := CheckHost(host); e != nil {
+		// A '*' the labels refuse is a misplaced wildcard: say so, unless
+		// the name is too long anyway.
+		if e.Rule != HostTooLong && strings.Contains(host, "*") {
+			return r, fmt.Errorf("%s: a wildcard may only be the whole first label, as in *.example.com", quote(s))
+		}
+		return r, fmt.Errorf("%s: %s", quote(s), e)
+	}
+	// 2130706433 or 1.2.3 are addresses to some resolvers; no top-level
+	// domain is a number.
+	if last := host[strings.LastIndexByte(host, '.')+1:]; strings.Trim(last, "0123456789") == "" {
+		return r, fmt.Errorf("%s: the name ends with a number, as an IP address does; allow addresses with network.allowCIDRs", quote(s))
 	}
 	r.Host = host
 	return r, nil
 }
 
-// checkHostname returns what is wrong with a DNS name, or "".
-func checkHostname(h string) string {
-	if h == "" {
+// Bounds of a host name in text form (RFC 1035 2.3.4).
+const (
+	MaxHostLen  = 253
+	MaxLabelLen = 63
+)
+
+// HostRule is a rule of host names (see CheckHost).
+type HostRule int
+
+const (
+	HostEmpty      HostRule = iota + 1 // there is no host
+	HostTooLong                        // more than MaxHostLen bytes
+	HostEmptyLabel                     // a dot first, last or twice in a row
+	HostLongLabel                      // a label of more than MaxLabelLen bytes
+	HostBadByte                        // a byte other than a-z, 0-9, '-' and '_'
+	HostHyphen                         // a label starts or ends with '-'
+)
+
+// HostError is the first rule of host names a host breaks, with the label
+// and the byte at fault. Its text is the spec's, which quotes the label;
+// the bundle words its own from Rule, never quoting a request's host.
+type HostError struct {
+	Rule  HostRule
+	Label string // the label at fault: HostLongLabel, HostHyphen
+	Byte  byte   // the byte at fault: HostBadByte
+}
+
+func (e *HostError) Error() string {
+	switch e.Rule {
+	case HostEmpty:
 		return "names no host"
+	case HostTooLong:
+		return fmt.Sprintf("the name is longer than %d characters", MaxHostLen)
+	case HostEmptyLabel:
+		return "the name has an empty label"
+	case HostLongLabel:
+		return fmt.Sprintf("the label %s is longer than %d characters", quote(e.Label), MaxLabelLen)
+	case HostBadByte:
+		return fmt.Sprintf("the name holds %q; a host name has letters, digits, '-' and '_'", string(rune(e.Byte)))
+	case HostHyphen:
+		return "the label " + quote(e.Label) + " starts or ends with '-'"
 	}
-	if len(h) > 253 {
-		return "the name is longer than 253 characters"
+	return fmt.Sprintf("internal: host rule %d", e.Rule)
+}
+
+// CheckHost returns the first rule of host names h breaks, or nil when h
+// is an IP literal or a host name: at most MaxHostLen bytes, labels of 1
+// to MaxLabelLen letters, digits, '-' and '_' that neither start nor end
+// with '-'. h is lower case, without a trailing dot (NormalizeHost).
+// ParseEgressRule holds a rule's name to these rules, and the bundle a
+// request's host and a DNS query's name.
+func CheckHost(h string) *HostError {
+	switch {
+	case h == "":
+		return &HostError{Rule: HostEmpty}
+	case len(h) > MaxHostLen:
+		return &HostError{Rule: HostTooLong}
 	}
-	if strings.Contains(h, "*") {
-		return "a wildcard may only be the whole first label, as in *.example.com"
+	if _, err := netip.ParseAddr(h); err == nil {
+		return nil
 	}
-	for _, l := range strings.Split(h, ".") {
+	for l := range strings.SplitSeq(h, ".") {
 		if l == "" {
-			return "the name has an empty label"
+			return &HostError{Rule: HostEmptyLabel}
 		}
-		if len(l) > 63 {
-			return "the label " + quote(l) + " is longer than 63 characters"
+		if len(l) > MaxLabelLen {
+			return &HostError{Rule: HostLongLabel, Label: l}
 		}
 		for i := 0; i < len(l); i++ {
-			c := l[i]
-			ok := c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_'
-			if !ok {
-				return fmt.Sprintf("the name holds %q; a host name has letters, digits, '-' and '_'", string(rune(c)))
+			if c := l[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return &HostError{Rule: HostBadByte, Label: l, Byte: c}
 			}
 		}
 		if l[0] == '-' || l[len(l)-1] == '-' {
-			return "the label " + quote(l) + " starts or ends with '-'"
+			return &HostError{Rule: HostHyphen, Label: l}
 		}
 	}
-	// 2130706433 or 1.2.3 are addresses to some resolvers; no top-level
-	// domain is a number.
-	last := h[strings.LastIndexByte(h, '.')+1:]
-	if strings.Trim(last, "0123456789") == "" {
-		return "the name ends with a number, as an IP address does; allow addresses with network.allowCIDRs"
-	}
-	return ""
+	return nil
 }
 
 // String is the rule in the canonical form of the spec.

@@ -46,6 +46,8 @@ func TestParseEgressRule(t *testing.T) {
 		{in: "x example", wantErr: "the name holds \" \""},
 		{in: "x.example/path", wantErr: "the name holds \"/\""},
 		{in: "ünï.example", wantErr: "a host name has letters"},
+		{in: strings.Repeat("a.", 127) + "*", wantErr: "the name is longer than 253 characters"},
+		{in: "a..*.example", wantErr: "a wildcard may only be the whole first label"},
 	}
 	for _, tt := range tests {
 		got, err := ParseEgressRule(tt.in)
@@ -57,6 +59,37 @@ func TestParseEgressRule(t *testing.T) {
 		}
 		if err != nil || !reflect.DeepEqual(got, tt.want) || got.String() != tt.str {
 			t.Errorf("ParseEgressRule(%q) = %+v (%q), %v; want %+v (%q)", tt.in, got, got.String(), err, tt.want, tt.str)
+		}
+	}
+}
+
+// CheckHost is the rules of host names that ParseEgressRule and the
+// bundle share; IP literals pass (the bundle's requests may name them).
+func TestCheckHost(t *testing.T) {
+	t.Parallel()
+	long := strings.Repeat("a", 64)
+	tests := []struct {
+		host string
+		want *HostError // nil when h passes
+	}{
+		{"api.example.com", nil},
+		{"_dmarc.x-y.example", nil},
+		{"10.1.2.3", nil},
+		{"fe80::1%eth0", nil},
+		{strings.Repeat("a.", 126) + "a", nil},
+		{"", &HostError{Rule: HostEmpty}},
+		{strings.Repeat("a.", 126) + "ab", &HostError{Rule: HostTooLong}},
+		{"a..b", &HostError{Rule: HostEmptyLabel}},
+		{"a.b.", &HostError{Rule: HostEmptyLabel}},
+		{long + ".example", &HostError{Rule: HostLongLabel, Label: long}},
+		{"ok.b*d.example", &HostError{Rule: HostBadByte, Label: "b*d", Byte: '*'}},
+		{"API.example", &HostError{Rule: HostBadByte, Label: "API", Byte: 'A'}},
+		{"[::1]", &HostError{Rule: HostBadByte, Label: "[::1]", Byte: '['}},
+		{"a.x-.example", &HostError{Rule: HostHyphen, Label: "x-"}},
+	}
+	for _, tt := range tests {
+		if got := CheckHost(tt.host); !reflect.DeepEqual(got, tt.want) {
+			t.Errorf("CheckHost(%q) = %+v, want %+v", tt.host, got, tt.want)
 		}
 	}
 }
