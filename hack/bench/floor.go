@@ -42,18 +42,18 @@ func (b *bench) floor(bottle string, o floorOrder) (sample, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
 	defer cancel()
 	if b.raw == nil {
-		c, err := client.NewClientWithOpts(client.WithHost(b.px.host()), client.WithAPIVersionNegotiation())
+		c, err := client.NewClientWithOpts(client.WithHost(b.px.Host()), client.WithAPIVersionNegotiation())
 		if err != nil {
 			return sample{}, err
 		}
 		b.raw = c
 	}
 	b.raw.NegotiateAPIVersion(ctx) // outside the measurement: a ping, the first time
-	b.px.take()
+	b.takeCalls()
 	s := sample{Start: time.Now()}
 	err := rawDestroy(ctx, b.raw, bottle, o.detach)
 	s.Wall = time.Since(s.Start)
-	s.Calls = b.px.take()
+	s.Calls = b.takeCalls()
 	if err != nil {
 		return s, fmt.Errorf("%s: %w", o.name, err)
 	}
@@ -183,7 +183,7 @@ func timeline(s sample) string {
 	var lines []string
 	for _, c := range s.Calls {
 		// IDs are shortened as the docker CLI does.
-		seg := strings.Split(c.Call, "/")
+		seg := strings.Split(c.Name, "/")
 		for i, p := range seg {
 			if len(p) == 64 {
 				seg[i] = p[:12]

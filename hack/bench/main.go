@@ -35,6 +35,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
 
@@ -68,7 +69,7 @@ type sample struct {
 	Wall   time.Duration
 	RSSKiB int64
 	Start  time.Time
-	Calls  []call
+	Calls  []testenv.Call
 }
 
 // result holds the samples of one case: A is bottle-apply, B compose.
@@ -80,7 +81,7 @@ type result struct {
 type bench struct {
 	ctx      context.Context
 	dc       *client.Client
-	px       *proxy
+	px       *testenv.Proxy
 	raw      *client.Client // the floors' client, through the proxy
 	ba       string         // bottle-apply binary
 	compose  string         // compose binary, "" when there is none
@@ -110,11 +111,9 @@ func run(ctx context.Context, rounds int, outPath string) error {
 	if err != nil {
 		return fmt.Errorf("the compose peer: %w", err)
 	}
-	upstream := "/var/run/docker.sock"
-	if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
-		upstream = strings.TrimPrefix(h, "unix://")
-	} else if h != "" {
-		return fmt.Errorf("DOCKER_HOST=%s: the counting proxy forwards to a unix socket only", h)
+	upstream, err := testenv.DockerSocket()
+	if err != nil {
+		return err
 	}
 	dc, err := client.NewClientWithOpts(client.WithHost("unix://"+upstream), client.WithAPIVersionNegotiation())
 	if err != nil {
@@ -149,11 +148,11 @@ func run(ctx context.Context, rounds int, outPath string) error {
 	_, err = dc.ImageInspect(ctx, bundleRef)
 	hadBundle := err == nil
 
-	px, err := startProxy(filepath.Join(work, "docker.sock"), upstream)
+	px, err := testenv.NewProxy(filepath.Join(work, "docker.sock"), upstream)
 	if err != nil {
 		return err
 	}
-	defer px.close()
+	defer px.Close()
 	id := make([]byte, 3)
 	_, _ = rand.Read(id)
 	b := &bench{ctx: ctx, dc: dc, px: px, ba: ba, prefix: "bench-" + hex.EncodeToString(id)}
@@ -166,7 +165,7 @@ func run(ctx context.Context, rounds int, outPath string) error {
 			b.env = append(b.env, kv)
 		}
 	}
-	b.env = append(b.env, "DOCKER_HOST="+px.host())
+	b.env = append(b.env, "DOCKER_HOST="+px.Host())
 	b.baEnv = []string{"XDG_STATE_HOME=" + filepath.Join(work, "state")} // its locks
 	defer func() {
 		b.cleanup()
@@ -210,11 +209,11 @@ func (b *bench) exec(bin string, args ...string) (sample, error) {
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	cmd.WaitDelay = 5 * time.Second
-	b.px.take() // forget stray calls
+	b.takeCalls() // forget stray calls
 	s := sample{Start: time.Now()}
 	err := cmd.Run()
 	s.Wall = time.Since(s.Start)
-	s.Calls = b.px.take()
+	s.Calls = b.takeCalls()
 	if cmd.ProcessState != nil {
 		if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 			s.RSSKiB = ru.Maxrss
@@ -224,6 +223,13 @@ func (b *bench) exec(bin string, args ...string) (sample, error) {
 		return s, fmt.Errorf("%s %s: %v\n%s", filepath.Base(bin), strings.Join(args, " "), err, out.Bytes())
 	}
 	return s, nil
+}
+
+// takeCalls waits (a little) for the calls in flight through the proxy to
+// end, then returns and forgets the calls made so far.
+func (b *bench) takeCalls() []testenv.Call {
+	b.px.WaitIdle(2 * time.Second)
+	return b.px.Take()
 }
 
 func (b *bench) get(name string) *result {

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
 
 type reportDoc struct {
@@ -86,7 +88,7 @@ func side(ss []sample) *sideDoc {
 	byWall := slices.SortedFunc(slices.Values(ss), func(x, y sample) int { return int(x.Wall - y.Wall) })
 	d.median = byWall[(len(byWall)-1)/2]
 	for _, c := range d.median.Calls {
-		d.MedianRun = append(d.MedianRun, traceCall{c.Call, ms(c.Start.Sub(d.median.Start)), ms(c.Dur)})
+		d.MedianRun = append(d.MedianRun, traceCall{c.Name, ms(c.Start.Sub(d.median.Start)), ms(c.Dur)})
 	}
 	return d
 }
@@ -117,7 +119,7 @@ func (b *bench) report(rounds int, took time.Duration, engine string, comp compo
 	for tool, ss := range map[string][]sample{"bottle-apply": noop.A, "compose": noop.B} {
 		if len(ss) > 0 {
 			for _, c := range ss[0].Calls {
-				rep.NoopCalls[tool] = append(rep.NoopCalls[tool], c.Call)
+				rep.NoopCalls[tool] = append(rep.NoopCalls[tool], c.Name)
 			}
 		}
 	}
@@ -171,11 +173,11 @@ func (b *bench) report(rounds int, took time.Duration, engine string, comp compo
 }
 
 // writes lists the calls that are not reads.
-func writes(calls []call) []string {
+func writes(calls []testenv.Call) []string {
 	var out []string
 	for _, c := range calls {
-		if !strings.HasPrefix(c.Call, "GET ") && !strings.HasPrefix(c.Call, "HEAD ") {
-			out = append(out, c.Call)
+		if !strings.HasPrefix(c.Name, "GET ") && !strings.HasPrefix(c.Name, "HEAD ") {
+			out = append(out, c.Name)
 		}
 	}
 	return out
@@ -209,7 +211,7 @@ func breakdown(s sample) string {
 		if end := c.Start.Add(c.Dur); end.After(last) {
 			last = end
 		}
-		k := kind(c.Call)
+		k := kind(c.Name)
 		if aggs[k] == nil {
 			aggs[k] = &agg{kind: k}
 		}

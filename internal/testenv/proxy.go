@@ -41,25 +41,32 @@ func (m Mode) String() string {
 	return fmt.Sprintf("Mode(%d)", int(m))
 }
 
-// Proxy is a Docker API proxy on a unix socket that counts the calls made
-// through it and can inject faults: run a function (kill the client, restart
-// the engine) at a given call, and drop that call's connection. Point a
-// client at it with DOCKER_HOST=p.Host(). It forwards streamed bodies
-// (image import and pull progress) as they come and upgraded connections
-// (exec and attach).
+// Proxy is a Docker API proxy on a unix socket that records the calls made
+// through it, with when each came and how long it took, and can inject
+// faults: run a function (kill the client, restart the engine) at a given
+// call, and drop that call's connection. Point a client at it with
+// DOCKER_HOST=p.Host(). It forwards streamed bodies (image import and pull
+// progress) as they come and upgraded connections (exec and attach). Tests
+// start it with StartProxy; hack/bench measures through it.
 type Proxy struct {
-	path     string
-	upstream string
-	srv      *http.Server
-	tr       *http.Transport
-	rp       *httputil.ReverseProxy
+	path string
+	srv  *http.Server
+	tr   *http.Transport
+	rp   *httputil.ReverseProxy
 
 	mu       sync.Mutex
-	calls    []string
+	calls    []*Call
 	hooks    []*hook
 	inflight int
 
 	forwarded atomic.Int64 // requests sent upstream, for the proxy's own tests
+}
+
+// Call is one call through the proxy.
+type Call struct {
+	Name  string        // "METHOD /path", without the /v1.xx prefix
+	Start time.Time     // when it came
+	Dur   time.Duration // until its response was delivered (or dropped)
 }
 
 // hook runs f at the n-th call, or at the first call starting with prefix.
@@ -87,21 +94,31 @@ type hooksKey struct{}
 // errDrop makes the error handler drop the client's connection.
 var errDrop = errors.New("testenv proxy: dropping the connection")
 
+// DockerSocket is the path of the engine's unix socket: DOCKER_HOST's when
+// it is a unix:// address, else /var/run/docker.sock. It fails when
+// DOCKER_HOST names an engine that is not on a unix socket.
+func DockerSocket() (string, error) {
+	h := os.Getenv("DOCKER_HOST")
+	switch {
+	case h == "":
+		return "/var/run/docker.sock", nil
+	case strings.HasPrefix(h, "unix://"):
+		return strings.TrimPrefix(h, "unix://"), nil
+	}
+	return "", fmt.Errorf("DOCKER_HOST=%s: the Docker API proxy forwards to a unix socket only", h)
+}
+
 // StartProxy starts a proxy in front of the engine's unix socket upstream
-// (when empty: DOCKER_HOST if it is a unix socket, else
-// /var/run/docker.sock) and stops it when the test ends. It skips the test
-// when DOCKER_HOST names an engine that is not on a unix socket.
+// (when empty: DockerSocket) and stops it when the test ends. It skips the
+// test when DOCKER_HOST names an engine that is not on a unix socket.
 func StartProxy(t testing.TB, upstream string) *Proxy {
 	t.Helper()
 	if upstream == "" {
-		upstream = "/var/run/docker.sock"
-		if h := os.Getenv("DOCKER_HOST"); strings.HasPrefix(h, "unix://") {
-			upstream = strings.TrimPrefix(h, "unix://")
-		} else if h != "" {
-			t.Skipf("the Docker API proxy forwards to unix sockets only; DOCKER_HOST=%s", h)
+		var err error
+		if upstream, err = DockerSocket(); err != nil {
+			t.Skip(err)
 		}
 	}
-	upstream = strings.TrimPrefix(upstream, "unix://")
 	dir := t.TempDir()
 	if len(dir) > 80 { // sun_path holds 108 bytes on Linux, 104 on macOS
 		short, err := os.MkdirTemp("", "bap-proxy-")
@@ -111,14 +128,27 @@ func StartProxy(t testing.TB, upstream string) *Proxy {
 		t.Cleanup(func() { os.RemoveAll(short) })
 		dir = short
 	}
-	p := &Proxy{path: filepath.Join(dir, "docker.sock"), upstream: upstream}
+	p, err := NewProxy(filepath.Join(dir, "docker.sock"), upstream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// NewProxy starts a proxy listening on the unix socket path (short: a
+// sun_path holds 104 bytes on macOS) in front of the engine's unix socket
+// upstream. Close stops it.
+func NewProxy(path, upstream string) (*Proxy, error) {
+	upstream = strings.TrimPrefix(upstream, "unix://")
+	p := &Proxy{path: path}
 	p.tr = &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 			var d net.Dialer
 			return d.DialContext(ctx, "unix", upstream)
 		},
 		DisableCompression:  true,
-		MaxIdleConnsPerHost: 16,
+		MaxIdleConnsPerHost: 64, // a directory of bottles applies them in parallel
 		IdleConnTimeout:     30 * time.Second,
 	}
 	p.rp = &httputil.ReverseProxy{
@@ -138,17 +168,19 @@ func StartProxy(t testing.TB, upstream string) *Proxy {
 			http.Error(w, "testenv proxy: "+err.Error(), http.StatusBadGateway)
 		},
 	}
-	ln, err := net.Listen("unix", p.path)
+	ln, err := net.Listen("unix", path)
 	if err != nil {
-		t.Fatalf("proxy: %v", err)
+		return nil, fmt.Errorf("proxy: %w", err)
 	}
 	p.srv = &http.Server{Handler: p, ReadHeaderTimeout: 30 * time.Second}
 	go func() { _ = p.srv.Serve(ln) }()
-	t.Cleanup(func() {
-		_ = p.srv.Close()
-		p.tr.CloseIdleConnections()
-	})
-	return p
+	return p, nil
+}
+
+// Close stops the proxy and closes its connections.
+func (p *Proxy) Close() {
+	_ = p.srv.Close()
+	p.tr.CloseIdleConnections()
 }
 
 type countingTransport struct{ p *Proxy }
@@ -161,12 +193,30 @@ func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 // Host is the proxy's address for DOCKER_HOST: unix://PATH.
 func (p *Proxy) Host() string { return "unix://" + p.path }
 
-// Calls returns the calls since the last Reset, in the order they arrived,
-// as "METHOD /path" with the /v1.xx prefix stripped.
+// Calls returns the calls since the last Reset or Take, in the order they
+// arrived, as "METHOD /path" with the /v1.xx prefix stripped.
 func (p *Proxy) Calls() []string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return append([]string(nil), p.calls...)
+	out := make([]string, len(p.calls))
+	for i, c := range p.calls {
+		out[i] = c.Name
+	}
+	return out
+}
+
+// Take returns the calls since the last Reset or Take, in the order they
+// arrived (a call still in flight has no Dur yet), and forgets them, so
+// that call numbers start again from 1. Unlike Reset, it keeps the hooks.
+func (p *Proxy) Take() []Call {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	out := make([]Call, len(p.calls))
+	for i, c := range p.calls {
+		out[i] = *c
+	}
+	p.calls = nil
+	return out
 }
 
 // Reset forgets the calls counted so far, so that call numbers start again
@@ -253,8 +303,10 @@ func StripVersion(path string) string {
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	call := r.Method + " " + StripVersion(r.URL.Path)
 	p.mu.Lock()
+	// Taken under the lock, the start times run in the order of the calls.
+	rec := &Call{Name: call, Start: time.Now()}
 	p.inflight++
-	p.calls = append(p.calls, call)
+	p.calls = append(p.calls, rec)
 	n := len(p.calls)
 	var before, after []*hook
 	for _, h := range p.hooks {
@@ -270,6 +322,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.mu.Unlock()
 	defer func() {
 		p.mu.Lock()
+		rec.Dur = time.Since(rec.Start)
 		p.inflight--
 		p.mu.Unlock()
 	}()

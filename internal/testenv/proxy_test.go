@@ -194,3 +194,61 @@ func TestProxyOnCall(t *testing.T) {
 		t.Fatalf("hooks ran at %v, want [2 103]", at)
 	}
 }
+
+func TestProxyTake(t *testing.T) {
+	t.Parallel()
+	Docker(t)
+	p := StartProxy(t, "")
+	get := proxyClient(t, p)
+	p.OnCall(3, func() {})
+	for _, path := range []string{"/_ping", "/v1.41/version"} {
+		if _, _, err := get(path); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !p.WaitIdle(5 * time.Second) {
+		t.Fatal("the proxy is not idle")
+	}
+	got := p.Take()
+	var names []string
+	for i, c := range got {
+		names = append(names, c.Name)
+		if c.Start.IsZero() || c.Dur <= 0 {
+			t.Errorf("call %d: start %v, dur %v", i+1, c.Start, c.Dur)
+		}
+		if i > 0 && c.Start.Before(got[i-1].Start.Add(got[i-1].Dur)) {
+			t.Errorf("call %d started before call %d ended", i+1, i)
+		}
+	}
+	if want := []string{"GET /_ping", "GET /version"}; !slices.Equal(names, want) {
+		t.Fatalf("Take() = %q, want %q", names, want)
+	}
+	if got := p.Take(); len(got) != 0 {
+		t.Fatalf("a second Take: %v", got)
+	}
+	// Take forgets the calls, so numbering starts again, and keeps the hooks.
+	for range 3 {
+		if _, _, err := get("/_ping"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !p.Fired() {
+		t.Fatal("the hook set before Take did not fire at the third call after it")
+	}
+}
+
+func TestDockerSocket(t *testing.T) {
+	for _, tc := range []struct{ host, want, err string }{
+		{"", "/var/run/docker.sock", ""},
+		{"unix:///run/user/1000/docker.sock", "/run/user/1000/docker.sock", ""},
+		{"tcp://127.0.0.1:2375", "", "DOCKER_HOST=tcp://127.0.0.1:2375: the Docker API proxy forwards to a unix socket only"},
+	} {
+		t.Run(tc.host, func(t *testing.T) {
+			t.Setenv("DOCKER_HOST", tc.host)
+			got, err := DockerSocket()
+			if got != tc.want || (err == nil) != (tc.err == "") || (err != nil && err.Error() != tc.err) {
+				t.Fatalf("DockerSocket() = %q, %v; want %q, %q", got, err, tc.want, tc.err)
+			}
+		})
+	}
+}
