@@ -289,9 +289,10 @@ func runOne(ctx context.Context, c Check, opt Options) Result {
 	case KindIPv6:
 		got, detail = checkIPv6(ctx, opt)
 	}
-	if err := ctx.Err(); err != nil && (got == string(ExpectUnreachable) || got == gotTimeout) {
+	if err := ctx.Err(); err != nil && ExpectUnreachable.Accepts(got) {
 		// The run was cut short while the check waited: the silence may
-		// be ours, not the peer's.
+		// be ours, not the peer's. Whatever counts as silence must not
+		// pass then, so the list is the one ExpectUnreachable accepts.
 		got, detail = gotError, "interrupted: "+err.Error()+" ("+detail+")"
 	}
 	return finish(c, got, detail, start)
