@@ -3,6 +3,7 @@ package spec
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -177,27 +178,27 @@ func (r EgressRule) String() string {
 
 // MatchesHost reports whether the rule covers the name, whatever the port.
 func (r EgressRule) MatchesHost(host string) bool {
-	host = NormalizeHost(host)
-	if r.Wildcard {
-		return strings.HasSuffix(host, "."+r.Host)
-	}
-	return host == r.Host
+	return r.matchesHost(NormalizeHost(host))
 }
 
 // Matches reports whether the rule allows host on port.
 func (r EgressRule) Matches(host string, port int) bool {
-	if !r.MatchesHost(host) {
-		return false
+	return r.matches(NormalizeHost(host), port)
+}
+
+// matchesHost is MatchesHost for a normalized name.
+func (r EgressRule) matchesHost(host string) bool {
+	if r.Wildcard {
+		// host ends with "." + r.Host
+		n := len(host) - len(r.Host)
+		return n >= 1 && host[n-1] == '.' && host[n:] == r.Host
 	}
-	if r.Ports == nil {
-		return true
-	}
-	for _, p := range r.Ports {
-		if p == port {
-			return true
-		}
-	}
-	return false
+	return host == r.Host
+}
+
+// matches is Matches for a normalized name.
+func (r EgressRule) matches(host string, port int) bool {
+	return r.matchesHost(host) && (r.Ports == nil || slices.Contains(r.Ports, port))
 }
 
 // NormalizeHost lower-cases a name and drops a trailing dot.
@@ -223,8 +224,9 @@ func ParseEgressRules(list []string) (EgressRules, error) {
 
 // Match returns the first rule that allows host on port.
 func (rs EgressRules) Match(host string, port int) (EgressRule, bool) {
+	host = NormalizeHost(host)
 	for _, r := range rs {
-		if r.Matches(host, port) {
+		if r.matches(host, port) {
 			return r, true
 		}
 	}
@@ -233,8 +235,9 @@ func (rs EgressRules) Match(host string, port int) (EgressRule, bool) {
 
 // MatchHost returns the first rule that covers host on some port.
 func (rs EgressRules) MatchHost(host string) (EgressRule, bool) {
+	host = NormalizeHost(host)
 	for _, r := range rs {
-		if r.MatchesHost(host) {
+		if r.matchesHost(host) {
 			return r, true
 		}
 	}
