@@ -25,6 +25,8 @@ func TestProxyStripVersion(t *testing.T) {
 		"/_ping":                 "/_ping",
 		"/version":               "/version",
 		"/volumes/x":             "/volumes/x",
+		"/v1.41/volumes/x":       "/volumes/x",
+		"":                       "",
 		"/v1.41":                 "/v1.41",
 	} {
 		if got := StripVersion(in); got != want {

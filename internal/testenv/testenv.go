@@ -62,12 +62,9 @@ type Counter struct {
 
 // RoundTrip implements http.RoundTripper.
 func (c *Counter) RoundTrip(r *http.Request) (*http.Response, error) {
-	path := r.URL.Path
-	if i := strings.Index(path[1:], "/"); strings.HasPrefix(path, "/v") && i > 0 {
-		path = path[i+1:] // drop the /v1.xx version prefix
-	}
+	call := r.Method + " " + StripVersion(r.URL.Path)
 	c.mu.Lock()
-	c.calls = append(c.calls, r.Method+" "+path)
+	c.calls = append(c.calls, call)
 	c.mu.Unlock()
 	return c.base.RoundTrip(r)
 }
