@@ -212,12 +212,12 @@ func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
 		return
 	}
+	// With no escape, host is the wire's labels joined by dots, lower case.
 	if msg := checkHost(host); msg != "" {
 		d.dl.dns(host, qtype, "", msg)
 		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
 		return
 	}
-	host = strings.ToLower(strings.Join(dns.SplitDomainName(q.Name), "."))
 	rule, ok := d.p.rules.MatchHost(host)
 	if !ok {
 		d.dl.dns(host, qtype, "", fmt.Sprintf("no rule in %s covers %s", allowRulesField, host))
