@@ -3,7 +3,6 @@ package main
 import (
 	"bytes"
 	"context"
-	"debug/elf"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -145,19 +144,9 @@ func ensureImage(ctx context.Context, dc *client.Client) (func(), error) {
 	} else if !cerrdefs.IsNotFound(err) {
 		return nil, fmt.Errorf("inspect %s: %w", benchImage, err)
 	}
-	bb, err := exec.LookPath("busybox")
+	bb, err := testenv.Busybox()
 	if err != nil {
-		return nil, errors.New("no busybox on PATH to build " + benchImage + " from (apt-get install busybox-static)")
-	}
-	if f, err := elf.Open(bb); err != nil {
-		return nil, err
-	} else {
-		defer f.Close()
-		for _, p := range f.Progs {
-			if p.Type == elf.PT_INTERP {
-				return nil, fmt.Errorf("%s is dynamically linked; %s needs a static busybox (apt-get install busybox-static)", bb, benchImage)
-			}
-		}
+		return nil, fmt.Errorf("build %s: %w", benchImage, err)
 	}
 	if err := testenv.ImportBusybox(ctx, dc, bb, benchImage); err != nil {
 		return nil, err

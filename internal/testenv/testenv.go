@@ -8,7 +8,9 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"debug/elf"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -154,19 +156,12 @@ func ModuleRoot() string { return moduleRoot() }
 // needed.
 func AgentImage(t testing.TB, c *client.Client) string {
 	t.Helper()
-	bb, err := exec.LookPath("busybox")
-	if err != nil {
-		for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
-			if _, err2 := os.Stat(p); err2 == nil {
-				bb, err = p, nil
-			}
-		}
-	}
+	bb, err := Busybox()
 	if err != nil {
 		if os.Getenv("CI") != "" {
-			t.Fatalf("CI is set but no static busybox is installed (apt-get install busybox-static)")
+			t.Fatalf("CI is set but %v", err)
 		}
-		t.Skip("no busybox to build the test agent image from (apt-get install busybox-static)")
+		t.Skip(err)
 	}
 	ref := "bottle-apply-test/agent:" + Name("t")
 	if err := ImportBusybox(context.Background(), c, bb, ref); err != nil {
@@ -176,6 +171,34 @@ func AgentImage(t testing.TB, c *client.Client) string {
 		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
 	return ref
+}
+
+// Busybox finds a static busybox, which an image FROM scratch can run: on
+// PATH, else /bin/busybox or /usr/bin/busybox.
+func Busybox() (string, error) {
+	bb, err := exec.LookPath("busybox")
+	if err != nil {
+		for _, p := range []string{"/bin/busybox", "/usr/bin/busybox"} {
+			if _, err2 := os.Stat(p); err2 == nil {
+				bb, err = p, nil
+				break
+			}
+		}
+	}
+	if err != nil {
+		return "", errors.New("no busybox is installed (apt-get install busybox-static)")
+	}
+	f, err := elf.Open(bb)
+	if err != nil {
+		return "", fmt.Errorf("busybox: %w", err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return "", fmt.Errorf("%s is dynamically linked; an image FROM scratch needs a static busybox (apt-get install busybox-static)", bb)
+		}
+	}
+	return bb, nil
 }
 
 // ImportBusybox makes a FROM-scratch image holding busybox and its applets'
