@@ -86,7 +86,7 @@ func listenDNS(p *policy, dl *decisionLog) (*dnsDaemon, error) {
 	}
 	// Each TCP connection holds a goroutine until miekg/dns's idle
 	// timeout: cap them too.
-	ln = &limitListener{Listener: ln, lim: newLimiter(maxDNSConns)}
+	ln = newLimitListener(ln, maxDNSConns, nil)
 	d := &dnsDaemon{p: p, dl: dl, pc: pc, ln: ln, inFlight: make(chan struct{}, p.dnsInFlight)}
 	d.base, d.cancel = context.WithCancel(context.Background())
 	for i := range 2 {

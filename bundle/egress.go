@@ -13,7 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/elazarl/goproxy"
@@ -102,7 +101,7 @@ func listenEgress(p *policy, dl *decisionLog) (*egress, error) {
 	}
 	e := &egress{p: p, dl: dl, conns: &connSet{m: map[*trackedConn]struct{}{}}}
 	e.self = netip.MustParseAddrPort(ln.Addr().String())
-	e.ln = &trackingListener{Listener: ln, set: e.conns, lim: newLimiter(p.maxConns)}
+	e.ln = newLimitListener(ln, p.maxConns, e.conns)
 	e.d = dialer{lookup: p.lookup, check: func(ap netip.AddrPort, named bool) (string, bool) {
 		return p.checkDial(ap, named, e.self)
 	}}
@@ -523,63 +522,6 @@ func (s *connSet) closeAll() {
 	for _, c := range cs {
 		_ = c.Close()
 	}
-}
-
-// trackingListener adds each connection to set, and has at most
-// cap(lim.slots) open: a connection holds its slot until closed, through a
-// tunnel's life too.
-type trackingListener struct {
-	net.Listener
-	set *connSet
-	lim *limiter
-}
-
-func (l *trackingListener) Accept() (net.Conn, error) {
-	for {
-		if !l.lim.acquire() {
-			return nil, net.ErrClosed
-		}
-		c, err := l.Listener.Accept()
-		if err != nil {
-			l.lim.release()
-			return nil, err
-		}
-		tc, ok := c.(*net.TCPConn)
-		if !ok { // a TCP listener's connections are *net.TCPConn
-			l.lim.release()
-			_ = c.Close()
-			continue
-		}
-		w := &trackedConn{TCPConn: tc, set: l.set, release: l.lim.release}
-		if l.set.add(w) {
-			return w, nil
-		}
-		_ = w.Close() // shutting down
-	}
-}
-
-func (l *trackingListener) Close() error {
-	l.lim.close()
-	return l.Listener.Close()
-}
-
-// trackedConn keeps *net.TCPConn's methods (CloseWrite and CloseRead
-// included, which goproxy's tunnels use to half-close), leaves the set and
-// gives its slot back when closed.
-type trackedConn struct {
-	*net.TCPConn
-	set     *connSet
-	state   atomic.Int32 // http.ConnState; 0 is StateNew
-	once    sync.Once
-	release func()
-}
-
-func (c *trackedConn) Close() error {
-	c.once.Do(func() {
-		c.set.remove(c)
-		c.release()
-	})
-	return c.TCPConn.Close()
 }
 
 // goproxy's own messages stay off: they may quote URLs.

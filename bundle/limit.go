@@ -7,23 +7,55 @@ import (
 	"time"
 )
 
-// limiter caps how many connections a listener has open at once: Accept
-// waits for a slot, a connection's first Close gives it back. The proxy
-// keeps its own listener (trackingListener) rather than
-// golang.org/x/net/netutil.LimitListener, whose connections hide
-// *net.TCPConn and with it the half-close goproxy's tunnels use.
-type limiter struct {
+// limitListener is a TCP listener with at most n connections open at
+// once: Accept waits for a slot, and a connection holds it until its first
+// Close, through a tunnel's life too. With a set, each connection is in it
+// until closed. Its connections are *trackedConn, which keep
+// *net.TCPConn's methods: golang.org/x/net/netutil.LimitListener's hide
+// them, and with them the half-close goproxy's tunnels use.
+type limitListener struct {
+	net.Listener
+	set       *connSet // nil: the connections are not tracked
 	slots     chan struct{}
 	done      chan struct{}
 	closeOnce sync.Once
 }
 
-func newLimiter(n int) *limiter {
-	return &limiter{slots: make(chan struct{}, n), done: make(chan struct{})}
+func newLimitListener(ln net.Listener, n int, set *connSet) *limitListener {
+	return &limitListener{Listener: ln, set: set, slots: make(chan struct{}, n), done: make(chan struct{})}
+}
+
+func (l *limitListener) Accept() (net.Conn, error) {
+	for {
+		if !l.acquire() {
+			return nil, net.ErrClosed
+		}
+		c, err := l.Listener.Accept()
+		if err != nil {
+			l.release()
+			return nil, err
+		}
+		tc, ok := c.(*net.TCPConn)
+		if !ok { // a TCP listener's connections are *net.TCPConn
+			l.release()
+			_ = c.Close()
+			continue
+		}
+		w := &trackedConn{TCPConn: tc, set: l.set, release: l.release}
+		if l.set == nil || l.set.add(w) {
+			return w, nil
+		}
+		_ = w.Close() // shutting down
+	}
+}
+
+func (l *limitListener) Close() error {
+	l.closeOnce.Do(func() { close(l.done) })
+	return l.Listener.Close()
 }
 
 // acquire waits for a slot; false once the listener is closed.
-func (l *limiter) acquire() bool {
+func (l *limitListener) acquire() bool {
 	select {
 	case <-l.done:
 		return false
@@ -37,43 +69,27 @@ func (l *limiter) acquire() bool {
 	}
 }
 
-func (l *limiter) release() { <-l.slots }
+func (l *limitListener) release() { <-l.slots }
 
-func (l *limiter) close() { l.closeOnce.Do(func() { close(l.done) }) }
-
-// limitListener is a net.Listener with at most cap(lim.slots) connections
-// open.
-type limitListener struct {
-	net.Listener
-	lim *limiter
-}
-
-func (l *limitListener) Accept() (net.Conn, error) {
-	if !l.lim.acquire() {
-		return nil, net.ErrClosed
-	}
-	c, err := l.Listener.Accept()
-	if err != nil {
-		l.lim.release()
-		return nil, err
-	}
-	return &limitedConn{Conn: c, release: l.lim.release}, nil
-}
-
-func (l *limitListener) Close() error {
-	l.lim.close()
-	return l.Listener.Close()
-}
-
-type limitedConn struct {
-	net.Conn
+// trackedConn is a connection of a limitListener: it keeps *net.TCPConn's
+// methods (CloseWrite and CloseRead included), leaves the set and gives
+// its slot back when closed.
+type trackedConn struct {
+	*net.TCPConn
+	set     *connSet     // may be nil
+	state   atomic.Int32 // http.ConnState, for the proxy; 0 is StateNew
 	once    sync.Once
 	release func()
 }
 
-func (c *limitedConn) Close() error {
-	c.once.Do(c.release)
-	return c.Conn.Close()
+func (c *trackedConn) Close() error {
+	c.once.Do(func() {
+		if c.set != nil {
+			c.set.remove(c)
+		}
+		c.release()
+	})
+	return c.TCPConn.Close()
 }
 
 // idleConn is an upstream connection of the proxy that closes itself, and
