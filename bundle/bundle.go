@@ -158,11 +158,16 @@ func splitList(s string) []string {
 	return out
 }
 
-// known lists the daemons this build can run.
-var known = map[string]bool{spec.DaemonEgress: true, spec.DaemonDNS: true}
+// daemons binds each daemon this build can run.
+var daemons = map[string]func(*policy, *decisionLog) (server, error){
+	spec.DaemonEgress: func(p *policy, dl *decisionLog) (server, error) { return listenEgress(p, dl) },
+	spec.DaemonDNS:    func(p *policy, dl *decisionLog) (server, error) { return listenDNS(p, dl) },
+}
 
 // server is one bound listener set with its serving loop.
 type server interface {
+	// addr is the address it listens on.
+	addr() string
 	// serve blocks until shutdown; it returns nil after a shutdown.
 	serve() error
 	// shutdown stops accepting, lets in-flight work finish until ctx is
@@ -177,16 +182,16 @@ type server interface {
 func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	cfg = cfg.withDefaults()
 	log := newLogger(w, cfg.Bottle)
-	var daemons []string
+	var selected []string
 	for _, d := range cfg.Daemons {
-		if !known[d] {
+		if daemons[d] == nil {
 			return fmt.Errorf("daemon %q is not available in this bundle build", d)
 		}
-		if !slices.Contains(daemons, d) {
-			daemons = append(daemons, d)
+		if !slices.Contains(selected, d) {
+			selected = append(selected, d)
 		}
 	}
-	if len(daemons) == 0 {
+	if len(selected) == 0 {
 		log.Info().Msg("no daemons selected")
 		<-ctx.Done()
 		log.Info().Msg("stopping")
@@ -206,27 +211,14 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 			s.shutdown(ctx)
 		}
 	}
-	for _, d := range daemons {
-		var s server
-		var listen string
-		switch d {
-		case spec.DaemonEgress:
-			e, err := listenEgress(p, dl)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			s, listen = e, e.addr()
-		case spec.DaemonDNS:
-			n, err := listenDNS(p, dl)
-			if err != nil {
-				closeAll()
-				return err
-			}
-			s, listen = n, n.addr()
+	for _, d := range selected {
+		s, err := daemons[d](p, dl)
+		if err != nil {
+			closeAll()
+			return err
 		}
 		servers = append(servers, s)
-		st.daemons = append(st.daemons, DaemonStatus{Name: d, Listen: listen})
+		st.daemons = append(st.daemons, DaemonStatus{Name: d, Listen: s.addr()})
 	}
 	ss, err := listenStatus(p.statusAddr, st, log)
 	if err != nil {
