@@ -130,17 +130,23 @@ func Binary(t testing.TB) string {
 			return
 		}
 		buildPath = filepath.Join(dir, "bottle-apply")
-		cmd := exec.Command("go", "build", "-trimpath", "-o", buildPath, "./cmd/bottle-apply")
-		cmd.Dir = moduleRoot()
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
+		buildErr = buildStatic("./cmd/bottle-apply", buildPath)
 	})
 	if buildErr != nil {
 		t.Fatal(buildErr)
 	}
 	return buildPath
+}
+
+// buildStatic builds the module's package pkg, statically linked, into out.
+func buildStatic(pkg, out string) error {
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Dir = moduleRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return nil
 }
 
 func moduleRoot() string {
@@ -167,10 +173,15 @@ func AgentImage(t testing.TB, c *client.Client) string {
 	if err := ImportBusybox(context.Background(), c, bb, ref); err != nil {
 		t.Fatal(err)
 	}
+	removeImage(t, c, ref)
+	return ref
+}
+
+// removeImage removes the image ref when the test ends.
+func removeImage(t testing.TB, c *client.Client, ref string) {
 	t.Cleanup(func() {
 		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
 	})
-	return ref
 }
 
 // Busybox finds a static busybox, which an image FROM scratch can run: on
@@ -208,22 +219,31 @@ func ImportBusybox(ctx context.Context, c *client.Client, busybox, ref string) e
 	if err != nil {
 		return err
 	}
+	return importImage(ctx, c, ref, []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}, func(tw *tar.Writer) {
+		for _, d := range []string{"bin/", "tmp/", "workspace/"} {
+			_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
+		}
+		_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin)), ModTime: epoch})
+		_, _ = tw.Write(bin)
+		for _, a := range []string{"sh", "sleep", "cat", "env", "nc", "ls", "echo", "true", "false", "id", "ip"} {
+			_ = tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", ModTime: epoch})
+		}
+	})
+}
+
+// epoch is the time of every file in an image the tests import.
+var epoch = time.Unix(0, 0)
+
+// importImage imports, FROM scratch, the files write puts in a tar as the
+// image ref, with the Dockerfile changes.
+func importImage(ctx context.Context, c *client.Client, ref string, changes []string, write func(*tar.Writer)) error {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	mt := time.Unix(0, 0)
-	for _, d := range []string{"bin/", "tmp/", "workspace/"} {
-		_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: mt})
-	}
-	_ = tw.WriteHeader(&tar.Header{Name: "bin/busybox", Mode: 0o755, Size: int64(len(bin)), ModTime: mt})
-	_, _ = tw.Write(bin)
-	for _, a := range []string{"sh", "sleep", "cat", "env", "nc", "ls", "echo", "true", "false", "id", "ip"} {
-		_ = tw.WriteHeader(&tar.Header{Name: "bin/" + a, Typeflag: tar.TypeSymlink, Linkname: "busybox", ModTime: mt})
-	}
+	write(tw)
 	if err := tw.Close(); err != nil {
 		return err
 	}
-	rc, err := c.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}})
+	rc, err := c.ImageImport(ctx, image.ImportSource{Source: &buf, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
 	if err != nil {
 		return fmt.Errorf("import %s: %w", ref, err)
 	}
@@ -285,38 +305,25 @@ func Leftovers(t testing.TB, c *client.Client, bottle string) []string {
 }
 
 // TestServerImage builds the testserver program (static) into an image
-// FROM scratch, once per test, and returns its reference.
+// FROM scratch, once per call, and returns its reference.
 func TestServerImage(t testing.TB, c *client.Client) string {
 	t.Helper()
-	dir := t.TempDir()
-	bin := filepath.Join(dir, "testserver")
-	cmd := exec.Command("go", "build", "-trimpath", "-o", bin, "./internal/testenv/testserver")
-	cmd.Dir = moduleRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build testserver: %v\n%s", err, out)
+	bin := filepath.Join(t.TempDir(), "testserver")
+	if err := buildStatic("./internal/testenv/testserver", bin); err != nil {
+		t.Fatal(err)
 	}
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	_ = tw.WriteHeader(&tar.Header{Name: "testserver", Mode: 0o755, Size: int64(len(data)), ModTime: time.Unix(0, 0)})
-	_, _ = tw.Write(data)
-	if err := tw.Close(); err != nil {
+	ref := "bottle-apply-test/server:" + Name("t")
+	err = importImage(context.Background(), c, ref, []string{`ENTRYPOINT ["/testserver"]`}, func(tw *tar.Writer) {
+		_ = tw.WriteHeader(&tar.Header{Name: "testserver", Mode: 0o755, Size: int64(len(data)), ModTime: epoch})
+		_, _ = tw.Write(data)
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
-	ref := "bottle-apply-test/server:" + Name("t")
-	rc, err := c.ImageImport(context.Background(), image.ImportSource{Source: &buf, SourceName: "-"}, ref,
-		image.ImportOptions{Changes: []string{`ENTRYPOINT ["/testserver"]`}})
-	if err != nil {
-		t.Fatalf("import %s: %v", ref, err)
-	}
-	_, _ = io.Copy(io.Discard, rc)
-	rc.Close()
-	t.Cleanup(func() {
-		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true, PruneChildren: true})
-	})
+	removeImage(t, c, ref)
 	return ref
 }
