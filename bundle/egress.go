@@ -331,12 +331,12 @@ func (e *egress) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Reques
 // nothing itself.
 func (e *egress) nonProxy(w http.ResponseWriter, r *http.Request) {
 	v := verdict{method: r.Method}
-	if h, p, err := net.SplitHostPort(r.Host); err == nil {
-		v.host = clip(spec.NormalizeHost(h), maxHostLen)
-		v.port, _ = strconv.Atoi(p)
-	} else {
-		v.host = clip(spec.NormalizeHost(r.Host), maxHostLen)
+	h, p, err := net.SplitHostPort(r.Host)
+	if err != nil {
+		h = r.Host
 	}
+	v.host = shownHost(h)
+	v.port, _ = strconv.Atoi(p)
 	v.deny(http.StatusBadRequest, deniedNotProxy, "not a proxy request: the request line has a path, not an absolute URL (http://host/...) or CONNECT host:port")
 	e.dl.egress(v.method, v.host, v.port, "", v.reason)
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
@@ -346,6 +346,10 @@ func (e *egress) nonProxy(w http.ResponseWriter, r *http.Request) {
 		"This is an HTTP proxy: point HTTP_PROXY and HTTPS_PROXY at http://%s.\n",
 		e.p.bottle, r.Method, v.reason, e.self)
 }
+
+// shownHost is a refused request's host as its denial and decision line
+// name it: normalized and at most maxHostLen bytes.
+func shownHost(h string) string { return clip(spec.NormalizeHost(h), maxHostLen) }
 
 // decide applies the policy to a proxy request: CONNECT host:port, or an
 // absolute URL.
@@ -358,7 +362,7 @@ func (e *egress) decide(r *http.Request) verdict {
 			if err != nil {
 				h = strings.Trim(r.URL.Host, "[]")
 			}
-			v.host = clip(spec.NormalizeHost(h), maxHostLen)
+			v.host = shownHost(h)
 			v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("CONNECT target %s is not host:port", quoteClip(r.URL.Host)))
 			return v
 		}
@@ -370,7 +374,7 @@ func (e *egress) decide(r *http.Request) verdict {
 		case "https":
 			port = "443"
 		default:
-			v.host = clip(spec.NormalizeHost(r.URL.Hostname()), maxHostLen)
+			v.host = shownHost(r.URL.Hostname())
 			v.deny(http.StatusBadRequest, deniedBadTarget, fmt.Sprintf("scheme %s is not proxied; use http:// URLs, or CONNECT for anything else", quoteClip(r.URL.Scheme)))
 			return v
 		}
