@@ -387,10 +387,11 @@ func (b *bench) cleanup() {
 			logf("cleanup: %v", err)
 		}
 	}
+	const composeProject = "com.docker.compose.project"
 	ours := func(labels map[string]string) bool {
-		return strings.HasPrefix(labels["io.bottle-apply.name"], b.prefix) || labels["com.docker.compose.project"] == b.project
+		return strings.HasPrefix(labels[docker.LabelName], b.prefix) || labels[composeProject] == b.project
 	}
-	for _, key := range []string{"io.bottle-apply.name", "com.docker.compose.project"} {
+	for _, key := range []string{docker.LabelName, composeProject} {
 		lf := filters.NewArgs(filters.Arg("label", key))
 		cs, _ := b.dc.ContainerList(ctx, container.ListOptions{All: true, Filters: lf})
 		for _, c := range cs {
