@@ -230,12 +230,7 @@ func TestDNSUpstream(t *testing.T) {
 
 func TestStatus(t *testing.T) {
 	t.Parallel()
-	up := startUpstream(t)
-	echo := startListener(t, "tcp", "127.0.0.1:0", true)
-	res := newResolver(map[string]string{"allowed.test": "127.0.0.1"})
-	cfg := baseConfig(res, "allowed.test:*")
-	cfg.Daemons, cfg.DNSUpstream = []string{"egress", "dns"}, up.addr
-	b := startBundle(t, cfg)
+	b, echo := startEgressAndDNS(t)
 
 	c := dialProxy(t, b.proxy)
 	if resp, _ := c.do(t, "CONNECT", "allowed.test:"+strconv.Itoa(echo.port), ""); resp.StatusCode != 200 {

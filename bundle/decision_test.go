@@ -15,12 +15,7 @@ import (
 // The decision lines carry exactly the documented fields.
 func TestDecisionLineFields(t *testing.T) {
 	t.Parallel()
-	up := startUpstream(t)
-	echo := startListener(t, "tcp", "127.0.0.1:0", true)
-	res := newResolver(map[string]string{"allowed.test": "127.0.0.1"})
-	cfg := baseConfig(res, "allowed.test:*")
-	cfg.Daemons, cfg.DNSUpstream = []string{"egress", "dns"}, up.addr
-	b := startBundle(t, cfg)
+	b, echo := startEgressAndDNS(t)
 
 	before := time.Now()
 	if resp, _ := dialProxy(t, b.proxy).do(t, "CONNECT", "allowed.test:"+strconv.Itoa(echo.port), ""); resp.StatusCode != 200 {

@@ -21,12 +21,8 @@ type fakeUpstream struct {
 
 func startUpstream(t *testing.T) *fakeUpstream {
 	t.Helper()
-	pc, ln, err := listenUDPAndTCP(netip.MustParseAddr("127.0.0.1"), 0)
-	if err != nil {
-		t.Fatalf("fake upstream: %v", err)
-	}
-	u := &fakeUpstream{addr: ln.Addr().String()}
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	u := &fakeUpstream{}
+	u.addr = serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		u.queries.Add(1)
 		m := new(dns.Msg).SetReply(r)
 		q := r.Question[0]
@@ -38,7 +34,18 @@ func startUpstream(t *testing.T) *fakeUpstream {
 			m.Answer = append(m.Answer, &dns.AAAA{Hdr: hdr, AAAA: net.ParseIP("2001:db8::7")})
 		}
 		_ = w.WriteMsg(m)
-	})
+	}))
+	return u
+}
+
+// serveDNS serves h on one loopback port, UDP and TCP, until the test
+// ends, and returns its address.
+func serveDNS(t *testing.T, h dns.Handler) string {
+	t.Helper()
+	pc, ln, err := listenUDPAndTCP(netip.MustParseAddr("127.0.0.1"), 0)
+	if err != nil {
+		t.Fatalf("fake upstream: %v", err)
+	}
 	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
 		started := make(chan struct{})
 		s.NotifyStartedFunc = func() { close(started) }
@@ -46,7 +53,7 @@ func startUpstream(t *testing.T) *fakeUpstream {
 		<-started
 		t.Cleanup(func() { _ = s.Shutdown() })
 	}
-	return u
+	return ln.Addr().String()
 }
 
 func TestDNS(t *testing.T) {
@@ -241,31 +248,20 @@ func TestDNSBadNames(t *testing.T) {
 func TestDNSInFlightLimit(t *testing.T) {
 	t.Parallel()
 	// A slow upstream: it holds each query until released.
-	pc, ln, err := listenUDPAndTCP(netip.MustParseAddr("127.0.0.1"), 0)
-	if err != nil {
-		t.Fatal(err)
-	}
 	got, release := make(chan struct{}, 8), make(chan struct{})
 	var once sync.Once
 	free := func() { once.Do(func() { close(release) }) }
 	t.Cleanup(free)
-	h := dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
+	slow := serveDNS(t, dns.HandlerFunc(func(w dns.ResponseWriter, r *dns.Msg) {
 		got <- struct{}{}
 		<-release
 		m := new(dns.Msg).SetReply(r)
 		m.Answer = append(m.Answer, &dns.A{Hdr: dns.RR_Header{Name: r.Question[0].Name, Rrtype: dns.TypeA, Class: dns.ClassINET, Ttl: 60}, A: net.ParseIP("192.0.2.7")})
 		_ = w.WriteMsg(m)
-	})
-	for _, s := range []*dns.Server{{PacketConn: pc, Handler: h}, {Listener: ln, Handler: h}} {
-		started := make(chan struct{})
-		s.NotifyStartedFunc = func() { close(started) }
-		go func() { _ = s.ActivateAndServe() }()
-		<-started
-		t.Cleanup(func() { _ = s.Shutdown() })
-	}
+	}))
 
 	cfg := baseConfig(newResolver(nil), "allowed.test")
-	cfg.Daemons, cfg.DNSUpstream, cfg.dnsInFlight = []string{"dns"}, ln.Addr().String(), 1
+	cfg.Daemons, cfg.DNSUpstream, cfg.dnsInFlight = []string{"dns"}, slow, 1
 	b := startBundle(t, cfg)
 	c := &dns.Client{Net: "udp", Timeout: 5 * time.Second}
 	first := make(chan *dns.Msg, 1)

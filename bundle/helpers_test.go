@@ -8,9 +8,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -137,6 +139,18 @@ func baseConfig(res *resolver, allow ...string) Config {
 		ListenIP: "127.0.0.1", ProxyPort: "0", DNSPort: "0", StatusAddr: "127.0.0.1:0",
 		lookup: res.lookup, checkAddr: loopbackOnly, procNet: noProcNet,
 	}
+}
+
+// startEgressAndDNS runs both daemons: the proxy allows allowed.test on
+// any port, and the DNS daemon forwards to a fake upstream. echo is an
+// echo server that allowed.test reaches.
+func startEgressAndDNS(t *testing.T) (b *testBundle, echo *listener) {
+	t.Helper()
+	up := startUpstream(t)
+	echo = startListener(t, "tcp", "127.0.0.1:0", true)
+	cfg := baseConfig(newResolver(map[string]string{"allowed.test": "127.0.0.1"}), "allowed.test:*")
+	cfg.Daemons, cfg.DNSUpstream = []string{"egress", "dns"}, up.addr
+	return startBundle(t, cfg), echo
 }
 
 // noProcNet holds no routing table: the tests' policies do not depend on
@@ -313,16 +327,46 @@ func httpGet(t *testing.T, url string) string {
 	return string(b)
 }
 
+// startBlocking runs the proxy with each of hosts (name: addresses, as
+// newResolver takes them) allowed on any port and loopback inside
+// allowCIDRs, then change applied: what refuses a request is the policy of
+// addresses the proxy never connects to. never is a loopback listener a
+// dial of the tests' port would reach.
+func startBlocking(t *testing.T, hosts map[string]string, change func(*Config)) (b *testBundle, res *resolver, never *listener) {
+	t.Helper()
+	never = startListener(t, "tcp", "127.0.0.1:0", false)
+	res = newResolver(hosts)
+	var allow []string
+	for _, h := range slices.Sorted(maps.Keys(hosts)) {
+		allow = append(allow, h+":*")
+	}
+	cfg := baseConfig(res, allow...)
+	cfg.AllowCIDRs = []string{"127.0.0.0/8"}
+	change(&cfg)
+	return startBundle(t, cfg), res, never
+}
+
 // blockedCase is a request the proxy must refuse with 403 and a body
 // holding body, without dialling anything.
 type blockedCase struct{ method, target, body string }
 
-func expectBlocked(t *testing.T, proxy string, tests []blockedCase) {
+// expectBlocked sends each request to b's proxy, checks that it is refused
+// and that never was not dialled, and returns the decision lines, one a
+// request.
+func expectBlocked(t *testing.T, b *testBundle, never *listener, tests []blockedCase) []Decision {
 	t.Helper()
 	for _, tt := range tests {
-		resp, body := dialProxy(t, proxy).do(t, tt.method, tt.target, "")
+		resp, body := dialProxy(t, b.proxy).do(t, tt.method, tt.target, "")
 		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(DeniedHeader) != deniedBlocked || !strings.Contains(body, tt.body) {
 			t.Errorf("%s %s = %s (%s) %q; want 403 %s containing %q", tt.method, tt.target, resp.Status, resp.Header.Get(DeniedHeader), body, deniedBlocked, tt.body)
 		}
 	}
+	if n := never.accepts.Load(); n != 0 {
+		t.Fatalf("a blocked target was dialled %d times", n)
+	}
+	ds := b.log.decisions()
+	if len(ds) != len(tests) {
+		t.Fatalf("%d decision lines, want %d (one per request):\n%s", len(ds), len(tests), b.log)
+	}
+	return ds
 }
