@@ -6,9 +6,10 @@ PKGS    := ./...
 
 .PHONY: build deps unit test e2e fuzz lint fmt bench demo demo-image clean
 
-## build: a static binary (the built-in bundle image is made of it)
+## build: static binaries: bottle-apply (the built-in bundle image is made of it) and bottle-bundle (the bundle program alone, for a bundle image of your own)
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bottle-apply
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bottle-bundle ./cmd/bottle-bundle
 
 ## deps: a Docker engine that answers and a static busybox (installs them as root)
 deps:

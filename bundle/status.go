@@ -139,3 +139,23 @@ func (w logWriter) Write(p []byte) (int, error) {
 	w.log.Warn().Str(FieldDaemon, w.daemon).Msg(clip(strings.TrimSpace(string(p)), maxReasonLen))
 	return len(p), nil
 }
+
+// PrintStatus asks the status endpoint of the bundle this runs in
+// (BOTTLE_STATUS_ADDR, else DefaultStatusAddr) and writes its answer as
+// JSON to w; it fails unless the daemons are ready. It is `status` of the
+// bundle program.
+func PrintStatus(ctx context.Context, w io.Writer, getenv func(string) string) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	st, err := QueryStatus(ctx, strings.TrimSpace(getenv("BOTTLE_STATUS_ADDR")))
+	if err != nil {
+		return err
+	}
+	if err := json.NewEncoder(w).Encode(st); err != nil {
+		return err
+	}
+	if !st.Ready {
+		return errors.New("the bundle's daemons are not ready")
+	}
+	return nil
+}

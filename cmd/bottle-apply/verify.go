@@ -13,7 +13,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
@@ -254,24 +253,7 @@ func bundleStatusCommand() *cobra.Command {
 		Short: "Print the bundle's daemons' status (inside the bundle container)",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			addr := os.Getenv("BOTTLE_STATUS_ADDR")
-			if addr == "" {
-				addr = bundle.DefaultStatusAddr
-			}
-			ctx, cancel := context.WithTimeout(cmd.Context(), 2*time.Second)
-			defer cancel()
-			st, err := bundle.QueryStatus(ctx, addr)
-			if err != nil {
-				return err
-			}
-			if err := json.NewEncoder(cmd.OutOrStdout()).Encode(st); err != nil {
-				return err
-			}
-			if !st.Ready {
-				return errors.New("the bundle's daemons are not ready")
-			}
-			zerolog.Ctx(cmd.Context()).Debug().Msg("bundle ready")
-			return nil
+			return bundle.PrintStatus(cmd.Context(), cmd.OutOrStdout(), os.Getenv)
 		},
 	}
 }

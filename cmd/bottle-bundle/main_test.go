@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"net"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/bottle-apply/bottle-apply/probe"
+)
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// The standalone program runs the daemons, answers status once they
+// listen, runs the probe, and stops cleanly: the same program bottle-apply
+// carries, on loopback.
+func TestBundleProgram(t *testing.T) {
+	t.Parallel()
+	proxyPort, statusPort := freePort(t), freePort(t)
+	env := map[string]string{
+		"BOTTLE_NAME": "standalone", "BOTTLE_DAEMONS": "egress", "BOTTLE_LISTEN_IP": "127.0.0.1",
+		"BOTTLE_PROXY_PORT": strconv.Itoa(proxyPort), "BOTTLE_STATUS_ADDR": "127.0.0.1:" + strconv.Itoa(statusPort),
+		"BOTTLE_EGRESS_ALLOW": "allowed.test:80",
+	}
+	getenv := func(k string) string { return env[k] }
+	ctx, cancel := context.WithCancel(t.Context())
+	var daemonOut bytes.Buffer
+	done := make(chan int, 1)
+	go func() { done <- run(ctx, nil, nil, &daemonOut, &bytes.Buffer{}, getenv) }()
+
+	var out, errOut bytes.Buffer
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out.Reset()
+		if run(t.Context(), []string{"status"}, nil, &out, &errOut, getenv) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			cancel()
+			t.Fatalf("status never ready: %s", errOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	var st struct {
+		Bottle string `json:"bottle"`
+		Ready  bool   `json:"ready"`
+	}
+	if err := json.Unmarshal(out.Bytes(), &st); err != nil || !st.Ready || st.Bottle != "standalone" {
+		t.Errorf("status printed %q (%v)", out.String(), err)
+	}
+
+	proxy := "127.0.0.1:" + strconv.Itoa(proxyPort)
+	checks, _ := json.Marshal([]probe.Check{
+		{Name: "proxy", Hole: "h", Kind: probe.KindTCP, Addr: proxy, Expect: probe.ExpectOpen},
+		{Name: "denied", Hole: "h", Kind: probe.KindProxyConnect, Addr: proxy, Target: "denied.test:80", Expect: probe.ExpectDenied},
+	})
+	out.Reset()
+	if code := run(t.Context(), []string{"probe"}, bytes.NewReader(checks), &out, &errOut, getenv); code != 0 {
+		t.Errorf("probe exited %d: %s %s", code, out.String(), errOut.String())
+	}
+	var res []probe.Result
+	if err := json.Unmarshal(out.Bytes(), &res); err != nil || len(res) != 2 || !res[0].OK || !res[1].OK {
+		t.Errorf("probe results %s (%v)", out.String(), err)
+	}
+
+	cancel()
+	if code := <-done; code != 0 {
+		t.Errorf("the daemons exited %d after the signal:\n%s", code, daemonOut.String())
+	}
+	if !strings.Contains(daemonOut.String(), `"decision":"deny"`) || !strings.Contains(daemonOut.String(), `"host":"denied.test"`) {
+		t.Errorf("no decision line for the probe's denial:\n%s", daemonOut.String())
+	}
+}
+
+func TestBundleProgramUsage(t *testing.T) {
+	t.Parallel()
+	var errOut bytes.Buffer
+	if code := run(t.Context(), []string{"status", "extra"}, nil, &bytes.Buffer{}, &errOut, func(string) string { return "" }); code != 2 ||
+		!strings.Contains(errOut.String(), "usage: bottle-bundle") {
+		t.Errorf("run(status extra) = %d, %q", code, errOut.String())
+	}
+	// Nothing listens: status fails, saying why.
+	errOut.Reset()
+	addr := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	if code := run(t.Context(), []string{"status"}, nil, &bytes.Buffer{}, &errOut, func(k string) string {
+		return map[string]string{"BOTTLE_STATUS_ADDR": addr}[k]
+	}); code != 1 || !strings.Contains(errOut.String(), "bottle-bundle: ") {
+		t.Errorf("status with nothing listening = %d, %q", code, errOut.String())
+	}
+}
