@@ -171,7 +171,11 @@ func decide(d, o *Resource, stepOf map[string]*Step, observed map[string]*Resour
 		reasons = append(reasons, "also attached to "+strings.Join(extra, ", "))
 	}
 	if o.State == StateFailed {
-		reasons = append(reasons, "failed")
+		if o.Failure != "" {
+			reasons = append(reasons, o.Failure)
+		} else {
+			reasons = append(reasons, "failed")
+		}
 	}
 	if len(reasons) > 0 {
 		return Replace, strings.Join(reasons, "; ")

@@ -72,6 +72,9 @@ type Resource struct {
 	State    State             // lifecycle state
 	Status   string            // the engine's own words for the state
 	Attached map[string]string // for containers: bound-to resource ID -> engine ID it is attached to
+	// Failure says why a resource in StateFailed cannot go on as it is
+	// (the plan's reason to replace it); "failed" when empty.
+	Failure string
 
 	// Summary holds a few human-facing attributes (image, subnet, ip) for the
 	// plan. Providers must never put secret values here.

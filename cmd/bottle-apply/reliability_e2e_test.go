@@ -604,40 +604,84 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("restarting dockerd needs root")
 	}
-	pid, args := dockerdProcess(t)
 	bin := testenv.Binary(t)
 	img := testenv.AgentImage(t, c)
-	path, name := relSpec(t, c, "", img)
+	_, args := dockerdProcess(t)
 	t.Cleanup(func() { ensureEngine(t, args) })
 
-	p := testenv.StartProxy(t, "")
-	var (
-		mu         sync.Mutex
-		restarted  time.Duration
-		restartErr = errors.New("the apply made no container create call")
-	)
-	p.OnFirst("POST /containers/create", func() {
+	t.Run("SIGTERM after the first container create", func(t *testing.T) {
+		pid, args := dockerdProcess(t)
+		path, name := relSpec(t, c, "", img)
+		p := testenv.StartProxy(t, "")
+		var (
+			mu         sync.Mutex
+			restarted  time.Duration
+			restartErr = errors.New("the apply made no container create call")
+		)
+		p.OnFirst("POST /containers/create", func() {
+			mu.Lock()
+			defer mu.Unlock()
+			t0 := time.Now()
+			restartErr = restartDockerd(pid, args)
+			restarted = time.Since(t0)
+		})
+		code, out, errs := runBin(t, bin, p.Host(), "-f", path)
 		mu.Lock()
 		defer mu.Unlock()
-		t0 := time.Now()
-		restartErr = restartDockerd(pid, args)
-		restarted = time.Since(t0)
+		if restartErr != nil {
+			t.Fatalf("restart dockerd: %v", restartErr)
+		}
+		t.Logf("dockerd restarted in %s after the first container create; the interrupted apply exited %d:\n%s\n%s",
+			restarted.Round(time.Millisecond), code, out, errs)
+		convergesAfterRestart(t, c, bin, path, name)
 	})
-	code, out, errs := runBin(t, bin, p.Host(), "-f", path)
-	mu.Lock()
-	defer mu.Unlock()
-	if restartErr != nil {
-		t.Fatalf("restart dockerd: %v", restartErr)
-	}
-	t.Logf("dockerd restarted in %s after the first container create; the interrupted apply exited %d:\n%s\n%s",
-		restarted.Round(time.Millisecond), code, out, errs)
-	t.Logf("after the restart the engine has:%s", lookBottle(t, c, name))
 
-	code, out, errs = runBin(t, bin, "", "-f", path)
+	// The engine killed between making a container's task and recording the
+	// container as running: the task's shim outlives the engine, and every
+	// later start of that container answers "task ...: already exists". The
+	// apply must replace the container, not retry its start for ever.
+	t.Run("SIGKILL as a container's task is made", func(t *testing.T) {
+		pid, args := dockerdProcess(t)
+		path, name := relSpec(t, c, "", img)
+		p := testenv.StartProxy(t, "")
+		restarted := make(chan error, 1)
+		var stuck string
+		p.BeforeFirst(func(call string) bool {
+			return strings.HasPrefix(call, "POST /containers/") && strings.HasSuffix(call, "/start")
+		}, func(call string) {
+			stuck = strings.TrimSuffix(strings.TrimPrefix(call, "POST /containers/"), "/start")
+			go func() { restarted <- killDockerdAtTask(pid, args, stuck) }()
+		})
+		t.Cleanup(func() { killShims(t, stuck) })
+		code, out, errs := runBin(t, bin, p.Host(), "-f", path)
+		var err error
+		select {
+		case err = <-restarted:
+		case <-time.After(2 * time.Minute):
+			err = errors.New("the apply made no container start call, or the restart hangs")
+		}
+		if err != nil {
+			t.Fatalf("kill and restart dockerd: %v", err)
+		}
+		t.Logf("dockerd killed as the task of %s was made; the interrupted apply exited %d:\n%s\n%s", stuck, code, out, errs)
+		errs2 := convergesAfterRestart(t, c, bin, path, name)
+		if !strings.Contains(errs+errs2, "already exists") {
+			t.Errorf("no apply met the stuck task (\"already exists\"): the case this test is for did not happen")
+		}
+	})
+}
+
+// convergesAfterRestart checks that an apply after an engine restart
+// converges, the next changes nothing, and destroy leaves nothing. It
+// returns the converging apply's stderr.
+func convergesAfterRestart(t *testing.T, c *client.Client, bin, path, name string) string {
+	t.Helper()
+	t.Logf("after the restart the engine has:%s", lookBottle(t, c, name))
+	code, out, errs := runBin(t, bin, "", "-f", path)
 	if code != 0 {
 		t.Fatalf("the apply after the restart: exit %d\n%s\n%s\nthe engine has:%s", code, out, errs, lookBottle(t, c, name))
 	}
-	t.Logf("the apply after the restart:\n%s", out)
+	t.Logf("the apply after the restart:\n%s\n%s", out, errs)
 	if _, _, ok := checkBottle(t, c, name); !ok {
 		t.FailNow()
 	}
@@ -648,6 +692,57 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 		t.Fatalf("destroy: exit %d\n%s\n%s", code, out, errs)
 	}
 	checkGone(t, c, name)
+	return errs
+}
+
+// killDockerdAtTask waits until the runtime shim of container id runs (the
+// engine has made its task), kills dockerd with SIGKILL at once, and starts
+// it again.
+func killDockerdAtTask(pid int, args []string, id string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(shims(id)) == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no shim of container %s within 30s", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		return fmt.Errorf("SIGKILL dockerd %d: %w", pid, err)
+	}
+	for syscall.Kill(pid, 0) == nil {
+		time.Sleep(10 * time.Millisecond)
+	}
+	return startDockerd(args)
+}
+
+// shims returns the pids of the runtime shims of container id.
+func shims(id string) []int {
+	if id == "" {
+		return nil
+	}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, d := range dirs {
+		raw, err := os.ReadFile(d)
+		if err != nil || !bytes.Contains(raw, []byte("-id\x00"+id+"\x00")) {
+			continue
+		}
+		if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(d))); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// killShims kills the shim that the killed engine left behind, and its
+// children (the container's init, which never ran its command).
+func killShims(t *testing.T, id string) {
+	for _, pid := range shims(id) {
+		if out, err := exec.Command("pkill", "-KILL", "-P", strconv.Itoa(pid)).CombinedOutput(); err != nil && len(out) > 0 {
+			t.Logf("pkill -P %d: %v: %s", pid, err, out)
+		}
+		_ = syscall.Kill(pid, syscall.SIGKILL)
+	}
 }
 
 // dockerdProcess finds the one running dockerd and its arguments, or skips.

@@ -73,8 +73,10 @@ type Call struct {
 type hook struct {
 	n      int
 	prefix string
+	match  func(call string) bool
 	mode   Mode
 	f      func()
+	fcall  func(call string) // instead of f: sees the call
 	drop   bool
 	done   bool
 }
@@ -82,6 +84,9 @@ type hook struct {
 func (h *hook) matches(n int, call string) bool {
 	if h.done {
 		return false
+	}
+	if h.match != nil {
+		return h.match(call)
 	}
 	if h.prefix != "" {
 		return strings.HasPrefix(call, h.prefix)
@@ -250,6 +255,13 @@ func (p *Proxy) OnFirst(prefix string, f func()) {
 	p.addHook(&hook{prefix: prefix, mode: After, f: f})
 }
 
+// BeforeFirst runs f as the first call (after this one is set) that match
+// accepts arrives, with the call's "METHOD /path", then forwards the call
+// as usual.
+func (p *Proxy) BeforeFirst(match func(call string) bool, f func(call string)) {
+	p.addHook(&hook{match: match, mode: Before, fcall: f})
+}
+
 func (p *Proxy) addHook(h *hook) {
 	if h.mode != Before && h.mode != After {
 		panic(fmt.Sprintf("testenv proxy: bad mode %v", h.mode))
@@ -328,7 +340,11 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	dropIt := false
 	for _, h := range before {
-		h.f()
+		if h.fcall != nil {
+			h.fcall(call)
+		} else {
+			h.f()
+		}
 		dropIt = dropIt || h.drop
 	}
 	if dropIt {

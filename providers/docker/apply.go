@@ -130,10 +130,27 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 
 func (p *Provider) startContainer(ctx context.Context, id, name string) error {
 	zerolog.Ctx(ctx).Debug().Str("container", name).Msg("ContainerStart")
-	if err := p.eng.ContainerStart(ctx, id, container.StartOptions{}); err != nil {
-		return fmt.Errorf("start container %s: %w; see `docker logs %s`", name, err, name)
+	err := p.eng.ContainerStart(ctx, id, container.StartOptions{})
+	if err == nil {
+		return nil
 	}
-	return nil
+	if unstartable(err) {
+		// Retrying the start meets the same error for ever: observe again,
+		// see the container failed, and replace it.
+		p.unstartable.Store(id, err.Error())
+		return fmt.Errorf("start container %s: %w; the engine cannot start it, so it is replaced (%w)", name, err, reconcile.ErrRetry)
+	}
+	return fmt.Errorf("start container %s: %w; see `docker logs %s`", name, err, name)
+}
+
+// unstartable reports whether a start failed because the engine's runtime
+// already has a task under the container's ID: the shim of an earlier
+// start outlived an engine restart (dockerd was killed between creating
+// the task and recording the container as running). No start of that
+// container can succeed again; a new container can.
+func unstartable(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "task ") && strings.Contains(msg, "already exists")
 }
 
 func (p *Provider) removeContainer(ctx context.Context, r *reconcile.Resource) error {
@@ -149,6 +166,7 @@ func (p *Provider) removeContainer(ctx context.Context, r *reconcile.Resource) e
 	if err != nil && !cerrdefs.IsNotFound(err) {
 		return fmt.Errorf("remove container %s: %w", r.Name, err)
 	}
+	p.unstartable.Delete(r.EngineID)
 	return nil
 }
 

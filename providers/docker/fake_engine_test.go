@@ -28,6 +28,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // fakeEngine is an in-memory engine. Every call is logged as "Method arg"
@@ -41,6 +42,9 @@ type fakeEngine struct {
 	images     map[string]bool
 	calls      []string
 	fail       map[string]error
+	// stuck holds the IDs of containers whose runtime task outlived an
+	// engine restart: every start of them fails, until they are removed.
+	stuck map[string]bool
 
 	// pullStream and importStream are the progress streams ImagePull and
 	// ImageImport return; an image is added only if its stream holds no
@@ -272,6 +276,10 @@ func (f *fakeEngine) ContainerStart(_ context.Context, id string, _ container.St
 		return notFound("container " + id)
 	}
 	c := f.containers[name]
+	if f.stuck[c.ID] {
+		// As dockerd 20.10 answers, with a 500.
+		return wrapped(cerrdefs.ErrInternal, "task "+c.ID+": already exists")
+	}
 	c.State, c.Status = "running", "Up 1 second"
 	f.containers[name] = c
 	return nil
@@ -288,6 +296,7 @@ func (f *fakeEngine) ContainerRemove(_ context.Context, id string, opts containe
 	if !ok {
 		return notFound("container " + id)
 	}
+	delete(f.stuck, f.containers[name].ID)
 	delete(f.containers, name)
 	return nil
 }
@@ -579,14 +588,29 @@ func TestObserved(t *testing.T) {
 
 func TestObservedAttachedToBothNetworks(t *testing.T) {
 	t.Parallel()
+	for _, tc := range []struct {
+		name, state, id1, id2 string
+	}{
+		{"running", "running", "n1", "n2"},
+		// The engine names a container's networks without their IDs until
+		// its first start: one left created by a killed engine stays so.
+		{"created, never started", "created", "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			testObservedAttached(t, tc.state, tc.id1, tc.id2)
+		})
+	}
+}
+
+func testObservedAttached(t *testing.T, state, id1, id2 string) {
 	nets := []network.Summary{
 		{Name: "bottle-hello-internal", ID: "n1", Labels: managedLabels("hello", RoleInternal, "h")},
 		{Name: "bottle-hello-egress", ID: "n2", Labels: managedLabels("hello", RoleEgress, "h")},
 	}
-	ctrs := []container.Summary{{ID: "c1", Names: []string{"/bottle-hello-bundle"}, State: "running",
+	ctrs := []container.Summary{{ID: "c1", Names: []string{"/bottle-hello-bundle"}, State: state,
 		Labels: managedLabels("hello", RoleBundle, "h"),
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
-			"bottle-hello-internal": {NetworkID: "n1"}, "bottle-hello-egress": {NetworkID: "n2"},
+			"bottle-hello-internal": {NetworkID: id1}, "bottle-hello-egress": {NetworkID: id2},
 		}}}}
 	got := observed(nets, ctrs)[2]
 	// The order of DependsOn follows map iteration: compare it sorted.
@@ -1206,5 +1230,50 @@ func TestTransientErrorsAreRetried(t *testing.T) {
 	}
 	if transient(nil) != nil {
 		t.Error("transient(nil) != nil")
+	}
+}
+
+// TestUnstartableContainerIsReplaced is the engine restart that left a
+// container's task behind (a created agent whose every start answers "task
+// ...: already exists"): the run must replace the container, saying why,
+// instead of retrying its start until the retries run out.
+func TestUnstartableContainerIsReplaced(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	f.images["agent:1"], f.images[bundleRef] = true, true
+	p := newProvider(f, Options{BundleImage: bundleRef})
+	b := *helloBottle()
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{}); err != nil {
+		t.Fatalf("first apply: %v", err)
+	}
+	agent := ResourceName("hello", RoleAgent)
+	c := f.containers[agent]
+	c.State, c.Status = "created", "Created"
+	f.containers[agent] = c
+	f.stuck = map[string]bool{c.ID: true}
+	before := f.count("ContainerStart " + c.ID)
+
+	// A new process: nothing remembered from the first run. Its first
+	// round starts the agent and fails; the next plan replaces it.
+	p = newProvider(f, Options{BundleImage: bundleRef})
+	_, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{MaxRounds: 1})
+	if err == nil {
+		t.Fatal("one round converged: the start of a stuck container cannot succeed")
+	}
+	for _, want := range []string{"-/+ docker-container:hello/agent: the engine cannot start it (task id-bottle-hello-agent: already exists", "already exists"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("after one round: %v\nwant it to contain %q", err, want)
+		}
+	}
+	res, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{})
+	if err != nil || !res.Converged {
+		t.Fatalf("the next round: converged %v, %v", res.Converged, err)
+	}
+	if got := f.containers[agent].State; got != "running" {
+		t.Errorf("agent state = %q, want running", got)
+	}
+	// The fake gives the replacement the same ID: one start of each.
+	if n := f.count("ContainerStart "+c.ID) - before; n != 2 {
+		t.Errorf("%d starts, want 2: the stuck container's, never retried, and its replacement's\n%s", n, strings.Join(f.callLog(), "\n"))
 	}
 }

@@ -53,7 +53,23 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	}
 	rs := observed(nets, ctrs)
 	claimNamesakes(rs, scope)
+	p.markUnstartable(rs)
 	return rs, nil
+}
+
+// markUnstartable reports failed the containers whose start the engine
+// refused for good in this run, saying why.
+func (p *Provider) markUnstartable(rs []reconcile.Resource) {
+	for i := range rs {
+		r := &rs[i]
+		if r.Kind != KindContainer || r.State == reconcile.StateRunning {
+			continue
+		}
+		if msg, ok := p.unstartable.Load(r.EngineID); ok {
+			r.State = reconcile.StateFailed
+			r.Failure = fmt.Sprintf("the engine cannot start it (%s)", msg)
+		}
+	}
 }
 
 // claimNamesakes marks unmanaged resources that bear the name of a bottle's
@@ -75,7 +91,8 @@ func claimNamesakes(rs []reconcile.Resource, scope reconcile.Scope) {
 // observed turns engine objects into resources. It is pure.
 func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Resource {
 	out := make([]reconcile.Resource, 0, len(nets)+len(ctrs))
-	netIDs := map[string]string{} // engine network ID -> our resource ID
+	netIDs := map[string]string{}    // engine network ID -> our resource ID
+	netByName := map[string]string{} // engine network name -> its engine ID
 	for i := range nets {
 		n := &nets[i]
 		r := fromLabels(KindNetwork, n.Name, n.ID, n.Labels)
@@ -88,6 +105,7 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		}
 		if r.Managed {
 			netIDs[n.ID] = r.ID()
+			netByName[n.Name] = n.ID
 		}
 		out = append(out, r)
 	}
@@ -102,8 +120,15 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		if c.NetworkSettings != nil {
 			r.Attached = map[string]string{}
 			for name, ep := range c.NetworkSettings.Networks {
-				if id, ok := netIDs[ep.NetworkID]; ok {
-					r.Attached[id] = ep.NetworkID
+				netID := ep.NetworkID
+				if netID == "" {
+					// A container created but never started, as an engine
+					// killed at the wrong moment leaves it, names its
+					// networks without their IDs.
+					netID = netByName[name]
+				}
+				if id, ok := netIDs[netID]; ok {
+					r.Attached[id] = netID
 					r.DependsOn = append(r.DependsOn, id)
 				} else {
 					r.Attached["network "+name] = ep.NetworkID // not ours

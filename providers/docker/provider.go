@@ -5,6 +5,7 @@ package docker
 
 import (
 	"fmt"
+	"sync"
 
 	"github.com/docker/docker/client"
 	"golang.org/x/sync/singleflight"
@@ -36,6 +37,11 @@ type Provider struct {
 	eng    engine
 	opts   Options
 	images singleflight.Group
+
+	// unstartable holds the containers (engine ID -> the engine's error)
+	// that the engine refused to start for good in this run: Observe
+	// reports them failed, so that the next round replaces them.
+	unstartable sync.Map
 }
 
 var (
