@@ -25,6 +25,7 @@ import (
 	"github.com/bottle-apply/bottle-apply/providers/smolvm"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
+	"github.com/bottle-apply/bottle-apply/view"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -215,7 +216,7 @@ func apply(ctx context.Context, o *options, s Streams) (int, error) {
 	}
 	opts := reconcile.Options{Destroy: o.destroy, DryRun: o.dryRun}
 	if o.output == "text" {
-		opts.OnPlan = func(p *reconcile.Plan) { _ = reconcile.Render(s.Out, p, color) }
+		opts.OnPlan = func(p *reconcile.Plan) { _ = view.Render(s.Out, p, color) }
 	}
 	res, runErr := reconcile.Run(ctx, providers, bottles, opts)
 	switch {
@@ -263,7 +264,7 @@ type resultDoc struct {
 	Command    string                 `json:"command"`
 	Bottles    []string               `json:"bottles"`
 	DryRun     bool                   `json:"dryRun"`
-	Plan       *reconcile.PlanDoc     `json:"plan,omitempty"`
+	Plan       *view.PlanDoc          `json:"plan,omitempty"`
 	Steps      []reconcile.StepResult `json:"steps"`
 	Rounds     int                    `json:"rounds"`
 	Changed    bool                   `json:"changed"`
@@ -287,7 +288,7 @@ func writeJSON(w io.Writer, o *options, bottles []spec.Bottle, res *reconcile.Re
 	}
 	if res != nil {
 		if res.Plan != nil {
-			pd := res.Plan.Doc()
+			pd := view.Doc(res.Plan)
 			doc.Plan = &pd
 		}
 		if res.Steps != nil {

@@ -1,10 +1,16 @@
-package reconcile
+// Package view renders what bottle-apply has to say, for humans (text,
+// optionally in color) and for machines (JSON): plans, apply results,
+// self-test reports and egress decisions. A command picks its view once,
+// from -o, and hands everything it prints to it.
+package view
 
 import (
 	"fmt"
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
 const (
@@ -15,11 +21,11 @@ const (
 	ansiBold   = "\x1b[1m"
 )
 
-func actionColor(a Action) string {
+func actionColor(a reconcile.Action) string {
 	switch a {
-	case Create:
+	case reconcile.Create:
 		return ansiGreen
-	case Delete:
+	case reconcile.Delete:
 		return ansiRed
 	default:
 		return ansiYellow
@@ -29,7 +35,7 @@ func actionColor(a Action) string {
 // Render prints the plan for humans, terraform style: one line per change
 // with its symbol and reason, the resource's attributes under creates and
 // replaces, NoOp steps hidden, and a summary line.
-func Render(w io.Writer, p *Plan, color bool) error {
+func Render(w io.Writer, p *reconcile.Plan, color bool) error {
 	paint := func(code, s string) string {
 		if !color {
 			return s
@@ -44,28 +50,28 @@ func Render(w io.Writer, p *Plan, color bool) error {
 	}
 	width := 0
 	for _, s := range p.Steps {
-		if s.Action != NoOp {
+		if s.Action != reconcile.NoOp {
 			width = max(width, len(s.ResourceID))
 		}
 	}
 	b.WriteString("bottle-apply will perform these actions:\n\n")
 	for _, s := range p.Steps {
-		if s.Action == NoOp {
+		if s.Action == reconcile.NoOp {
 			continue
 		}
 		fmt.Fprintf(&b, "  %s %-*s  %s\n", paint(actionColor(s.Action), fmt.Sprintf("%-3s", s.Action.Symbol())),
 			width, s.ResourceID, s.Reason)
-		if s.Action == Create || s.Action == Replace {
+		if s.Action == reconcile.Create || s.Action == reconcile.Replace {
 			fmt.Fprintf(&b, "        %s\n", attrs(&s.Resource))
 		}
 	}
 	fmt.Fprintf(&b, "\n%s %d to create, %d to start, %d to replace, %d to delete.\n",
-		paint(ansiBold, "Plan:"), p.Count(Create), p.Count(Start), p.Count(Replace), p.Count(Delete))
+		paint(ansiBold, "Plan:"), p.Count(reconcile.Create), p.Count(reconcile.Start), p.Count(reconcile.Replace), p.Count(reconcile.Delete))
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func attrs(r *Resource) string {
+func attrs(r *reconcile.Resource) string {
 	parts := []string{"name=" + r.Name}
 	keys := make([]string, 0, len(r.Summary))
 	for k := range r.Summary {
@@ -81,7 +87,7 @@ func attrs(r *Resource) string {
 // StepDoc is one step in machine-readable output.
 type StepDoc struct {
 	ID        int               `json:"id"`
-	Action    Action            `json:"action"`
+	Action    reconcile.Action  `json:"action"`
 	Resource  string            `json:"resource"`
 	Name      string            `json:"name"`
 	Bottle    string            `json:"bottle"`
@@ -99,9 +105,9 @@ type PlanDoc struct {
 }
 
 // Doc returns the plan's machine-readable form.
-func (p *Plan) Doc() PlanDoc {
+func Doc(p *reconcile.Plan) PlanDoc {
 	d := PlanDoc{Steps: make([]StepDoc, 0, len(p.Steps)), Warnings: p.Warnings, Changes: map[string]int{
-		"create": p.Count(Create), "start": p.Count(Start), "replace": p.Count(Replace), "delete": p.Count(Delete),
+		"create": p.Count(reconcile.Create), "start": p.Count(reconcile.Start), "replace": p.Count(reconcile.Replace), "delete": p.Count(reconcile.Delete),
 	}}
 	for _, s := range p.Steps {
 		d.Steps = append(d.Steps, StepDoc{

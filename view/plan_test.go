@@ -1,0 +1,167 @@
+package view
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	. "github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/*.golden")
+
+// golden compares got with testdata/NAME.golden, rewriting it under -update.
+func golden(t *testing.T, name, got string) {
+	t.Helper()
+	path := filepath.Join("testdata", name+".golden")
+	if *update {
+		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("%v (run go test -update to create it)", err)
+	}
+	if got != string(want) {
+		t.Errorf("%s differs from %s:\n--- got\n%s--- want\n%s", name, path, got, want)
+	}
+}
+
+// A bottle in the shape of the docker backend, as reconcile's diff tests
+// have it: two networks, a bundle bound to both, an agent bound to the
+// internal one.
+type world struct {
+	bottle              string
+	subnet, env, bundle string
+}
+
+func (w world) desired() []Resource {
+	b := w.bottle
+	internal := Resource{Provider: "docker", Kind: "network", Bottle: b, Role: "internal", Name: "bottle-" + b + "-internal",
+		Inputs: map[string]string{"subnet": w.subnet}, Summary: map[string]string{"subnet": w.subnet}}
+	egress := Resource{Provider: "docker", Kind: "network", Bottle: b, Role: "egress", Name: "bottle-" + b + "-egress",
+		Inputs: map[string]string{"internal": "false"}}
+	bundle := Resource{Provider: "docker", Kind: "container", Bottle: b, Role: "bundle", Name: "bottle-" + b + "-bundle",
+		Inputs:    map[string]string{"daemons": w.bundle, "ip": w.subnet + ".2"},
+		DependsOn: []string{internal.ID(), egress.ID()}, BoundTo: []string{internal.ID(), egress.ID()}}
+	agent := Resource{Provider: "docker", Kind: "container", Bottle: b, Role: "agent", Name: "bottle-" + b + "-agent",
+		Inputs:    map[string]string{"env": w.env, "bundle": w.bundle},
+		DependsOn: []string{internal.ID()}, BoundTo: []string{internal.ID()}}
+	out := []Resource{internal, egress, bundle, agent}
+	for i := range out {
+		var h strings.Builder
+		for _, k := range []string{"bundle", "daemons", "env", "internal", "ip", "subnet"} {
+			h.WriteString(k + "=" + out[i].Inputs[k] + ";")
+		}
+		out[i].Hash = h.String()
+	}
+	return out
+}
+
+// observed returns what applying w produced: everything running, attached.
+func (w world) observed() []Resource {
+	rs := w.desired()
+	for i := range rs {
+		r := &rs[i]
+		r.Managed, r.EngineID, r.State = true, r.Name+"-id", StateRunning
+		if r.Kind == "network" {
+			r.State = StatePresent
+		}
+		r.Attached = map[string]string{}
+		for _, p := range r.BoundTo {
+			r.Attached[p] = strings.Replace(p, "docker-network:"+w.bottle+"/", "bottle-"+w.bottle+"-", 1) + "-id"
+		}
+	}
+	return rs
+}
+
+var hello = world{bottle: "hello", subnet: "10.0.0", env: "e1", bundle: "none"}
+
+func with(rs []Resource, role string, f func(*Resource)) []Resource {
+	out := append([]Resource(nil), rs...)
+	for i := range out {
+		if out[i].Role == role && f != nil {
+			f(&out[i])
+		}
+	}
+	return out
+}
+
+func TestRender(t *testing.T) {
+	t.Parallel()
+	changed := hello
+	changed.env = "e2"
+	stopped := with(changed.observed(), "bundle", func(r *Resource) { r.State, r.Status = StateStopped, "Exited (0) 1 second ago" })
+	mixed := append(changed.desired(), world{bottle: "new", subnet: "10.0.3", env: "e", bundle: "none"}.desired()...)
+	mixed = with(mixed, "agent", func(r *Resource) {
+		if r.Bottle == "new" {
+			r.Summary = map[string]string{"image": "agent:1", "proxy": "http://10.0.3.2:8888"}
+		}
+	})
+	cases := []struct {
+		name              string
+		desired, observed []Resource
+		scope             []string
+		color             bool
+	}{
+		{name: "no-changes", desired: hello.desired(), observed: hello.observed()},
+		{name: "from-nothing", desired: hello.desired()},
+		{name: "mixed", desired: mixed, observed: append(stopped, with(hello.observed(), "agent", func(r *Resource) {})...)[:4],
+			scope: []string{"hello", "new"}},
+		{name: "replace-and-start", desired: hello.desired(), observed: with(stopped, "x", nil), color: false},
+		{name: "destroy", observed: hello.observed()},
+		{name: "destroy-color", observed: hello.observed(), color: true},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			scope := tc.scope
+			if scope == nil {
+				scope = []string{"hello"}
+			}
+			plan, err := Diff(tc.desired, tc.observed, Scope{Bottles: scope})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var buf bytes.Buffer
+			if err := Render(&buf, plan, tc.color); err != nil {
+				t.Fatal(err)
+			}
+			golden(t, "render-"+tc.name, buf.String())
+		})
+	}
+}
+
+func TestPlanDocJSON(t *testing.T) {
+	t.Parallel()
+	plan, err := Diff(hello.desired(), nil, Scope{Bottles: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := json.Marshal(Doc(plan))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back struct {
+		Steps []struct {
+			ID       int    `json:"id"`
+			Action   string `json:"action"`
+			Resource string `json:"resource"`
+		} `json:"steps"`
+		Changes map[string]int `json:"changes"`
+	}
+	if err := json.Unmarshal(b, &back); err != nil {
+		t.Fatal(err)
+	}
+	if len(back.Steps) != 4 || back.Steps[0].Action != "create" || back.Changes["create"] != 4 {
+		t.Fatalf("plan JSON = %s", b)
+	}
+	if !strings.Contains(string(b), `"resource":"docker-network:hello/egress"`) {
+		t.Fatalf("plan JSON lacks resource IDs: %s", b)
+	}
+}
