@@ -10,17 +10,6 @@ import (
 	"strings"
 )
 
-// Labels every provider puts on what it creates, where its backend has
-// labels. A resource without LabelName, LabelRole and a non-empty LabelHash
-// is not bottle-apply's and is never touched.
-const (
-	LabelName    = "io.bottle-apply.name"
-	LabelRole    = "io.bottle-apply.role"
-	LabelHash    = "io.bottle-apply.config-hash"
-	LabelInputs  = "io.bottle-apply.inputs"
-	LabelVersion = "io.bottle-apply.version"
-)
-
 // Input is one named input of a resource's configuration.
 type Input struct {
 	Name  string

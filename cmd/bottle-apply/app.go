@@ -19,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/internal/lock"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
@@ -100,7 +101,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	f.BoolVar(&o.destroy, "destroy", false, "delete every resource of the bottles, dependents first")
 	f.BoolVar(&o.dryRun, "dry-run", false, "print the plan and change nothing")
 	f.BoolVar(&o.detailedExitcode, "detailed-exitcode", false, "exit 0 when nothing changed, 1 on error, 2 when changes were present")
-	f.StringVar(&o.subnetPool, "subnet-pool", docker.DefaultSubnetPool, "range that automatic /24 bottle subnets come from")
+	f.StringVar(&o.subnetPool, "subnet-pool", bottle.DefaultSubnetPool, "range that automatic /24 bottle subnets come from")
 	f.BoolVar(&o.verify, "verify", false, "change nothing: run the isolation self-test in each bottle's agent and fail naming any hole")
 	f.BoolVar(&o.noVerify, "no-verify", false, "skip the self-test that follows an apply that changed a bottle")
 	pf := root.PersistentFlags()

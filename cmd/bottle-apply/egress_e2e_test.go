@@ -18,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/probe"
@@ -51,11 +52,11 @@ spec:
 // testServer runs the test's stand-in for the internet: a server on the
 // bottle's egress network (the bundle's way out) under a DNS alias, which
 // only the bundle can resolve and reach. It returns the server's address.
-func testServer(t *testing.T, c *client.Client, image, bottle, alias string) string {
+func testServer(t *testing.T, c *client.Client, image, bottleName, alias string) string {
 	t.Helper()
 	ctx := t.Context()
 	name := "bottle-apply-test-" + testenv.Name(strings.TrimSuffix(alias, ".test"))
-	net := docker.ResourceName(bottle, docker.RoleEgress)
+	net := bottle.ResourceName(bottleName, bottle.RoleEgress)
 	created, err := c.ContainerCreate(ctx,
 		&container.Config{Image: image, Cmd: []string{"-name", alias, "-http", "80,8080", "-dns", "53"}},
 		&container.HostConfig{NetworkMode: container.NetworkMode(net)},
@@ -121,17 +122,17 @@ func hostAddrs(t *testing.T) []string {
 
 // runProbes copies the probe into the bottle's agent the way the
 // self-test does, and runs checks there through bottle-apply exec.
-func runProbes(t *testing.T, c *client.Client, bin, bottle string, checks []probe.Check) []probe.Result {
+func runProbes(t *testing.T, c *client.Client, bin, bottleName string, checks []probe.Check) []probe.Result {
 	t.Helper()
 	in, err := json.Marshal(checks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := docker.New(c, docker.Options{}).InstallProbe(t.Context(), bottle, bin)
+	path, err := docker.New(c, docker.Options{}).InstallProbe(t.Context(), bottleName, bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottle, "--", path, "probe", "-remove-self")
+	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottleName, "--", path, "probe", "-remove-self")
 	var res []probe.Result
 	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res) != len(checks) {
 		t.Fatalf("probe exited %d: %v\nstdout: %s\nstderr: %s", code, err, out, errOut)
@@ -205,7 +206,7 @@ func TestE2EEgressProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	proxy := net.JoinHostPort(addrs.BundleIP, fmt.Sprint(docker.ProxyPort))
+	proxy := net.JoinHostPort(addrs.BundleIP, fmt.Sprint(bottle.ProxyPort))
 	bundleDNS := net.JoinHostPort(addrs.BundleIP, "53")
 	type row struct {
 		name  string
@@ -223,7 +224,7 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"IPv6 literal", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "[::1]:80", Expect: probe.ExpectDenied}},
 		{"allowed name on a port not allowed", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "allowed.test:8080", Expect: probe.ExpectDenied}},
 		{"allowed name on a port not allowed, plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://allowed.test:8080/", Expect: probe.ExpectDenied}},
-		{"the bundle itself through its proxy", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://" + docker.ResourceName(name, docker.RoleBundle) + "/", Expect: probe.ExpectDenied}},
+		{"the bundle itself through its proxy", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://" + bottle.ResourceName(name, bottle.RoleBundle) + "/", Expect: probe.ExpectDenied}},
 		{"direct to the allowed host", probe.Check{Kind: probe.KindTCP, Addr: allowedIP + ":80", Expect: probe.ExpectUnreachable}},
 		{"direct to the denied host", probe.Check{Kind: probe.KindTCP, Addr: deniedIP + ":80", Expect: probe.ExpectUnreachable}},
 		{"host loopback server", probe.Check{Kind: probe.KindTCP, Addr: "127.0.0.1:" + loopPort, Expect: probe.ExpectClosed}},
@@ -235,7 +236,7 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"denied name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "denied.test", Expect: probe.ExpectRefused}},
 		{"allowed name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
 		{"another resolver (a DNS server the test runs)", probe.Check{Kind: probe.KindDNS, Addr: deniedIP + ":53", Target: "allowed.test", Expect: probe.ExpectUnreachable}},
-		{"the other bottle's bundle", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(otherAddrs.BundleIP, fmt.Sprint(docker.ProxyPort)), Expect: probe.ExpectUnreachable}},
+		{"the other bottle's bundle", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(otherAddrs.BundleIP, fmt.Sprint(bottle.ProxyPort)), Expect: probe.ExpectUnreachable}},
 		{"the other bottle's agent", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(otherAddrs.AgentIP, "22"), Expect: probe.ExpectUnreachable}},
 		{"the other bottle's bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: net.JoinHostPort(otherAddrs.BundleIP, "53"), Target: "allowed.test", Expect: probe.ExpectUnreachable}},
 	}
@@ -323,7 +324,7 @@ func TestE2EEgressProbes(t *testing.T) {
 
 	// A hole is found and named: the agent joined by hand to the default
 	// bridge reaches the host.
-	agentID := containerID(t, c, docker.ResourceName(name, docker.RoleAgent))
+	agentID := containerID(t, c, bottle.ResourceName(name, bottle.RoleAgent))
 	if err := c.NetworkConnect(ctx, "bridge", agentID, nil); err != nil {
 		t.Fatal(err)
 	}

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/probe"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
@@ -102,7 +103,7 @@ func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.
 		return fail(err)
 	}
 	target := probe.Target{
-		BundleIP: addrs.BundleIP, ProxyPort: docker.ProxyPort, DNSPort: docker.DNSPort,
+		BundleIP: addrs.BundleIP, ProxyPort: bottle.ProxyPort, DNSPort: bottle.DNSPort,
 		InternalPorts: []int{bundle.StatusPort},
 		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Spec.Network.AllowCIDRs,
 	}
@@ -175,13 +176,13 @@ func lastOutputLine(s string) string {
 
 // waitBundleReady asks the bundle program, inside the bundle, until its
 // daemons listen.
-func waitBundleReady(ctx context.Context, dp *docker.Provider, bottle string) error {
+func waitBundleReady(ctx context.Context, dp *docker.Provider, bottleName string) error {
 	ctx, cancel := context.WithTimeout(ctx, bundleReadyWait)
 	defer cancel()
 	var last string
 	for {
 		var out, errOut bytes.Buffer
-		code, err := dp.ExecBundle(ctx, bottle, docker.ExecOptions{Cmd: []string{docker.BundleBinaryPath, "bundle", "status"}},
+		code, err := dp.ExecBundle(ctx, bottleName, docker.ExecOptions{Cmd: []string{docker.BundleBinaryPath, "bundle", "status"}},
 			docker.Stdio{Out: &out, Err: &errOut})
 		if err == nil && code == 0 {
 			return nil
@@ -193,7 +194,7 @@ func waitBundleReady(ctx context.Context, dp *docker.Provider, bottle string) er
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("the bundle's daemons are not ready after %s (%s); see bottle-apply logs %s and docker logs %s",
-				bundleReadyWait, last, bottle, docker.ResourceName(bottle, docker.RoleBundle))
+				bundleReadyWait, last, bottleName, bottle.ResourceName(bottleName, bottle.RoleBundle))
 		case <-time.After(100 * time.Millisecond):
 		}
 	}

@@ -15,7 +15,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
-	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // A floor removes a bottle that bottle-apply made with raw Docker API calls
@@ -38,7 +38,7 @@ var floorOrders = []floorOrder{
 // floor lists the bottle's resources by label (in parallel, as
 // bottle-apply's observe does) and removes them in the given order, through
 // the counting proxy.
-func (b *bench) floor(bottle string, o floorOrder) (sample, error) {
+func (b *bench) floor(bottleName string, o floorOrder) (sample, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, 2*time.Minute)
 	defer cancel()
 	if b.raw == nil {
@@ -51,7 +51,7 @@ func (b *bench) floor(bottle string, o floorOrder) (sample, error) {
 	b.raw.NegotiateAPIVersion(ctx) // outside the measurement: a ping, the first time
 	b.takeCalls()
 	s := sample{Start: time.Now()}
-	err := rawDestroy(ctx, b.raw, bottle, o.detach)
+	err := rawDestroy(ctx, b.raw, bottleName, o.detach)
 	s.Wall = time.Since(s.Start)
 	s.Calls = b.takeCalls()
 	if err != nil {
@@ -60,10 +60,10 @@ func (b *bench) floor(bottle string, o floorOrder) (sample, error) {
 	return s, nil
 }
 
-func rawDestroy(parent context.Context, c *client.Client, bottle string, detach bool) error {
+func rawDestroy(parent context.Context, c *client.Client, bottleName string, detach bool) error {
 	ctx, cancel := context.WithCancel(parent)
 	defer cancel()
-	f := filters.NewArgs(filters.Arg("label", docker.LabelName+"="+bottle))
+	f := filters.NewArgs(filters.Arg("label", bottle.LabelName+"="+bottleName))
 	var (
 		ctrs []container.Summary
 		nets []network.Summary

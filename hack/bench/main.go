@@ -35,6 +35,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
@@ -389,9 +390,9 @@ func (b *bench) cleanup() {
 	}
 	const composeProject = "com.docker.compose.project"
 	ours := func(labels map[string]string) bool {
-		return strings.HasPrefix(labels[docker.LabelName], b.prefix) || labels[composeProject] == b.project
+		return strings.HasPrefix(labels[bottle.LabelName], b.prefix) || labels[composeProject] == b.project
 	}
-	for _, key := range []string{docker.LabelName, composeProject} {
+	for _, key := range []string{bottle.LabelName, composeProject} {
 		lf := filters.NewArgs(filters.Arg("label", key))
 		cs, _ := b.dc.ContainerList(ctx, container.ListOptions{All: true, Filters: lf})
 		for _, c := range cs {

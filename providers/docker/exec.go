@@ -17,6 +17,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // ExecOptions says what to run in a bottle's agent and how.
@@ -41,50 +43,50 @@ var ErrNoAgent = errors.New("no agent")
 
 // Agent finds the bottle's running agent container, ours by label, and
 // returns its ID.
-func (p *Provider) Agent(ctx context.Context, bottle string) (string, error) {
-	return p.running(ctx, bottle, RoleAgent)
+func (p *Provider) Agent(ctx context.Context, bottleName string) (string, error) {
+	return p.running(ctx, bottleName, bottle.RoleAgent)
 }
 
 // running finds the bottle's running container of a role, ours by label.
-func (p *Provider) running(ctx context.Context, bottle, role string) (string, error) {
-	c, err := p.ours(ctx, bottle, role)
+func (p *Provider) running(ctx context.Context, bottleName, role string) (string, error) {
+	c, err := p.ours(ctx, bottleName, role)
 	if err != nil {
 		return "", err
 	}
 	if c.State != "running" {
-		return "", fmt.Errorf("the %s of bottle %s is %s; run bottle-apply to start it", role, bottle, c.State)
+		return "", fmt.Errorf("the %s of bottle %s is %s; run bottle-apply to start it", role, bottleName, c.State)
 	}
 	return c.ID, nil
 }
 
 // bundleContainer finds the bottle's bundle, running or not.
-func (p *Provider) bundleContainer(ctx context.Context, bottle string) (string, error) {
-	c, err := p.ours(ctx, bottle, RoleBundle)
+func (p *Provider) bundleContainer(ctx context.Context, bottleName string) (string, error) {
+	c, err := p.ours(ctx, bottleName, bottle.RoleBundle)
 	return c.ID, err
 }
 
 // ours finds the bottle's container of a role, ours by label and name.
-func (p *Provider) ours(ctx context.Context, bottle, role string) (container.Summary, error) {
-	f := filters.NewArgs(filters.Arg("label", LabelName+"="+bottle), filters.Arg("label", LabelRole+"="+role))
+func (p *Provider) ours(ctx context.Context, bottleName, role string) (container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", bottle.LabelName+"="+bottleName), filters.Arg("label", bottle.LabelRole+"="+role))
 	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
 	if err != nil {
-		return container.Summary{}, fmt.Errorf("find the %s of bottle %s: %w", role, bottle, err)
+		return container.Summary{}, fmt.Errorf("find the %s of bottle %s: %w", role, bottleName, err)
 	}
-	if c, ok := pickOurs(cs, bottle, role); ok {
+	if c, ok := pickOurs(cs, bottleName, role); ok {
 		return c, nil
 	}
-	if role == RoleAgent {
-		return container.Summary{}, fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottle, ErrNoAgent)
+	if role == bottle.RoleAgent {
+		return container.Summary{}, fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottleName, ErrNoAgent)
 	}
-	return container.Summary{}, fmt.Errorf("bottle %s has no %s container: apply its spec first", bottle, role)
+	return container.Summary{}, fmt.Errorf("bottle %s has no %s container: apply its spec first", bottleName, role)
 }
 
 // pickOurs returns the bottle's container of a role among cs: labelled
 // with a hash and named as ours (labels survive `docker commit` into
 // look-alikes).
-func pickOurs(cs []container.Summary, bottle, role string) (container.Summary, bool) {
+func pickOurs(cs []container.Summary, bottleName, role string) (container.Summary, bool) {
 	for _, c := range cs {
-		if c.Labels[LabelHash] != "" && c.Labels[LabelRole] == role && slices.Contains(c.Names, "/"+ResourceName(bottle, role)) {
+		if c.Labels[bottle.LabelHash] != "" && c.Labels[bottle.LabelRole] == role && slices.Contains(c.Names, "/"+bottle.ResourceName(bottleName, role)) {
 			return c, true
 		}
 	}
@@ -93,29 +95,29 @@ func pickOurs(cs []container.Summary, bottle, role string) (container.Summary, b
 
 // Exec runs a command in the bottle's agent container and returns its exit
 // code; an error means it could not be run.
-func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio Stdio) (int, error) {
+func (p *Provider) Exec(ctx context.Context, bottleName string, o ExecOptions, stdio Stdio) (int, error) {
 	g, err := p.guestEngine()
 	if err != nil {
 		return 0, err
 	}
-	id, err := p.Agent(ctx, bottle)
+	id, err := p.Agent(ctx, bottleName)
 	if err != nil {
 		return 0, err
 	}
-	return execIn(ctx, g, id, "bottle "+bottle, o, stdio)
+	return execIn(ctx, g, id, "bottle "+bottleName, o, stdio)
 }
 
 // ExecBundle runs a command in the bottle's bundle container.
-func (p *Provider) ExecBundle(ctx context.Context, bottle string, o ExecOptions, stdio Stdio) (int, error) {
+func (p *Provider) ExecBundle(ctx context.Context, bottleName string, o ExecOptions, stdio Stdio) (int, error) {
 	g, err := p.guestEngine()
 	if err != nil {
 		return 0, err
 	}
-	id, err := p.running(ctx, bottle, RoleBundle)
+	id, err := p.running(ctx, bottleName, bottle.RoleBundle)
 	if err != nil {
 		return 0, err
 	}
-	return execIn(ctx, g, id, "the bundle of bottle "+bottle, o, stdio)
+	return execIn(ctx, g, id, "the bundle of bottle "+bottleName, o, stdio)
 }
 
 // execIn runs an exec in container id; where names it in errors.
@@ -175,7 +177,7 @@ func orDiscard(w io.Writer) io.Writer {
 // Copy copies between the host and the bottle's agent container, like
 // `docker cp`: the guest side is written ":PATH". A directory is copied
 // whole. An empty side is a no-op.
-func (p *Provider) Copy(ctx context.Context, bottle, src, dst string) error {
+func (p *Provider) Copy(ctx context.Context, bottleName, src, dst string) error {
 	if src == "" || dst == "" {
 		return nil
 	}
@@ -187,7 +189,7 @@ func (p *Provider) Copy(ctx context.Context, bottle, src, dst string) error {
 	if gsrc == gdst {
 		return fmt.Errorf("copy %s %s: exactly one side must be in the bottle (NAME:PATH)", src, dst)
 	}
-	id, err := p.Agent(ctx, bottle)
+	id, err := p.Agent(ctx, bottleName)
 	if err != nil {
 		return err
 	}
@@ -203,18 +205,18 @@ func (p *Provider) Copy(ctx context.Context, bottle, src, dst string) error {
 		err := g.CopyToContainer(ctx, id, dir, pr, container.CopyToContainerOptions{})
 		pr.CloseWithError(err)
 		if err != nil {
-			return fmt.Errorf("copy %s to %s:%s: %w", src, bottle, guest, err)
+			return fmt.Errorf("copy %s to %s:%s: %w", src, bottleName, guest, err)
 		}
 		return nil
 	}
 	guest := path.Clean(src[1:])
 	rc, _, err := g.CopyFromContainer(ctx, id, guest)
 	if err != nil {
-		return fmt.Errorf("copy %s:%s: %w", bottle, guest, err)
+		return fmt.Errorf("copy %s:%s: %w", bottleName, guest, err)
 	}
 	defer rc.Close()
 	if err := untarTo(rc, path.Base(guest), dst); err != nil {
-		return fmt.Errorf("copy %s:%s to %s: %w", bottle, guest, dst, err)
+		return fmt.Errorf("copy %s:%s to %s: %w", bottleName, guest, dst, err)
 	}
 	return nil
 }

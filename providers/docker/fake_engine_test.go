@@ -27,6 +27,7 @@ import (
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -458,8 +459,8 @@ func TestContainerState(t *testing.T) {
 	}
 }
 
-func managedLabels(bottle, role, hash string) map[string]string {
-	return map[string]string{LabelName: bottle, LabelRole: role, LabelHash: hash, LabelInputs: "image=aaa,ip=bbb"}
+func managedLabels(bottleName, role, hash string) map[string]string {
+	return map[string]string{bottle.LabelName: bottleName, bottle.LabelRole: role, bottle.LabelHash: hash, bottle.LabelInputs: "image=aaa,ip=bbb"}
 }
 
 func TestObserved(t *testing.T) {
@@ -476,15 +477,15 @@ func TestObserved(t *testing.T) {
 		}
 		return r
 	}
-	internal := network.Summary{Name: "bottle-hello-internal", ID: "n1", Labels: managedLabels("hello", RoleInternal, "h1"),
+	internal := network.Summary{Name: "bottle-hello-internal", ID: "n1", Labels: managedLabels("hello", bottle.RoleInternal, "h1"),
 		IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "192.168.240.0/24"}}}}
-	egress := network.Summary{Name: "bottle-hello-egress", ID: "n2", Labels: managedLabels("hello", RoleEgress, "h1"),
+	egress := network.Summary{Name: "bottle-hello-egress", ID: "n2", Labels: managedLabels("hello", bottle.RoleEgress, "h1"),
 		IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "fd00::/64"}, {Subnet: "10.213.0.16/28"}}}}
 	bridge := network.Summary{Name: "bridge", ID: "n0",
 		IPAM: network.IPAM{Config: []network.IPAMConfig{{Subnet: "172.17.0.0/16"}}}}
 	ctr := func(state string, nets ...string) container.Summary {
 		c := container.Summary{ID: "c1", Names: []string{"/bottle-hello-agent"}, Image: "agent:1", State: state, Status: "st",
-			Labels:          managedLabels("hello", RoleAgent, "h2"),
+			Labels:          managedLabels("hello", bottle.RoleAgent, "h2"),
 			NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}}}
 		for _, n := range nets {
 			c.NetworkSettings.Networks["name-of-"+n] = &network.EndpointSettings{NetworkID: n}
@@ -492,7 +493,7 @@ func TestObserved(t *testing.T) {
 		return c
 	}
 	agent := func(state reconcile.State, attached map[string]string, deps ...string) reconcile.Resource {
-		return reconcile.Resource{Provider: ProviderName, Kind: KindContainer, Bottle: "hello", Role: RoleAgent,
+		return reconcile.Resource{Provider: ProviderName, Kind: KindContainer, Bottle: "hello", Role: bottle.RoleAgent,
 			Name: "bottle-hello-agent", Hash: "h2", Inputs: map[string]string{"image": "aaa", "ip": "bbb"},
 			Managed: true, EngineID: "c1", State: state, Status: "st", Attached: attached, DependsOn: deps,
 			Summary: map[string]string{"image": "agent:1"}}
@@ -511,14 +512,14 @@ func TestObserved(t *testing.T) {
 		},
 		{
 			name: "labels with an empty hash are unmanaged",
-			nets: []network.Summary{{Name: "bottle-hello-internal", ID: "n9", Labels: managedLabels("hello", RoleInternal, "")}},
+			nets: []network.Summary{{Name: "bottle-hello-internal", ID: "n9", Labels: managedLabels("hello", bottle.RoleInternal, "")}},
 			want: []reconcile.Resource{{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-internal", EngineID: "n9",
-				Bottle: "hello", Role: RoleInternal, Inputs: map[string]string{"image": "aaa", "ip": "bbb"},
+				Bottle: "hello", Role: bottle.RoleInternal, Inputs: map[string]string{"image": "aaa", "ip": "bbb"},
 				State: reconcile.StatePresent}},
 		},
 		{
 			name: "labels without a role are unmanaged",
-			nets: []network.Summary{{Name: "x", ID: "n9", Labels: map[string]string{LabelName: "hello", LabelHash: "h"}}},
+			nets: []network.Summary{{Name: "x", ID: "n9", Labels: map[string]string{bottle.LabelName: "hello", bottle.LabelHash: "h"}}},
 			want: []reconcile.Resource{{Provider: ProviderName, Kind: KindNetwork, Name: "x", EngineID: "n9",
 				Bottle: "hello", Hash: "h", State: reconcile.StatePresent}},
 		},
@@ -604,11 +605,11 @@ func TestObservedAttachedToBothNetworks(t *testing.T) {
 
 func testObservedAttached(t *testing.T, state, id1, id2 string) {
 	nets := []network.Summary{
-		{Name: "bottle-hello-internal", ID: "n1", Labels: managedLabels("hello", RoleInternal, "h")},
-		{Name: "bottle-hello-egress", ID: "n2", Labels: managedLabels("hello", RoleEgress, "h")},
+		{Name: "bottle-hello-internal", ID: "n1", Labels: managedLabels("hello", bottle.RoleInternal, "h")},
+		{Name: "bottle-hello-egress", ID: "n2", Labels: managedLabels("hello", bottle.RoleEgress, "h")},
 	}
 	ctrs := []container.Summary{{ID: "c1", Names: []string{"/bottle-hello-bundle"}, State: state,
-		Labels: managedLabels("hello", RoleBundle, "h"),
+		Labels: managedLabels("hello", bottle.RoleBundle, "h"),
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
 			"bottle-hello-internal": {NetworkID: id1}, "bottle-hello-egress": {NetworkID: id2},
 		}}}}
@@ -638,7 +639,7 @@ func step(a reconcile.Action, r reconcile.Resource) reconcile.Step {
 
 func observedRes(kind, role, engineID string, managed bool) reconcile.Resource {
 	return reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: "hello", Role: role,
-		Name: ResourceName("hello", role), EngineID: engineID, Managed: managed}
+		Name: bottle.ResourceName("hello", role), EngineID: engineID, Managed: managed}
 }
 
 func wrapped(e error, msg string) error { return fmt.Errorf("%s: %w", msg, e) }
@@ -646,12 +647,12 @@ func wrapped(e error, msg string) error { return fmt.Errorf("%s: %w", msg, e) }
 func TestApply(t *testing.T) {
 	t.Parallel()
 	rs := hello()
-	internalCfg := rs[RoleInternal].Config.(networkConfig)
-	egressCfg := rs[RoleEgress].Config.(networkConfig)
-	noSubnet := rs[RoleInternal]
+	internalCfg := rs[bottle.RoleInternal].Config.(networkConfig)
+	egressCfg := rs[bottle.RoleEgress].Config.(networkConfig)
+	noSubnet := rs[bottle.RoleInternal]
 	noSubnet.Config = networkConfig{Name: "bottle-hello-internal", Internal: true, Labels: internalCfg.Labels}
 	withNetworks := func(f *fakeEngine) {
-		for _, r := range []reconcile.Resource{rs[RoleInternal], rs[RoleEgress]} {
+		for _, r := range []reconcile.Resource{rs[bottle.RoleInternal], rs[bottle.RoleEgress]} {
 			name := r.Config.(networkConfig).Name
 			f.networks[name] = network.Summary{Name: name, ID: "id-" + name}
 		}
@@ -667,11 +668,11 @@ func TestApply(t *testing.T) {
 	staticBin := writeELF(t, elf.EM_X86_64, false)
 	dynamicBin := writeELF(t, elf.EM_X86_64, true)
 
-	agentObs := observedRes(KindContainer, RoleAgent, "c-agent", true)
-	startStep := step(reconcile.Start, rs[RoleAgent])
+	agentObs := observedRes(KindContainer, bottle.RoleAgent, "c-agent", true)
+	startStep := step(reconcile.Start, rs[bottle.RoleAgent])
 	startStep.Observed = &agentObs
-	startNoObs := step(reconcile.Start, rs[RoleAgent])
-	badCfg := rs[RoleAgent]
+	startNoObs := step(reconcile.Start, rs[bottle.RoleAgent])
+	badCfg := rs[bottle.RoleAgent]
 	badCfg.Config = networkConfig{}
 
 	bundleCalls := []string{
@@ -693,7 +694,7 @@ func TestApply(t *testing.T) {
 	}{
 		{
 			name:      "create internal network sends translate's config",
-			step:      step(reconcile.Create, rs[RoleInternal]),
+			step:      step(reconcile.Create, rs[bottle.RoleInternal]),
 			wantCalls: []string{"NetworkCreate bottle-hello-internal"},
 			check: func(t *testing.T, f *fakeEngine) {
 				want := network.CreateOptions{Driver: "bridge", Internal: true, Labels: internalCfg.Labels,
@@ -702,14 +703,14 @@ func TestApply(t *testing.T) {
 				if got := f.netCreates["bottle-hello-internal"]; !reflect.DeepEqual(got, want) {
 					t.Errorf("NetworkCreate options = %+v, want %+v", got, want)
 				}
-				if internalCfg.Labels[LabelHash] != rs[RoleInternal].Hash || internalCfg.Labels[LabelVersion] != "v1" {
+				if internalCfg.Labels[bottle.LabelHash] != rs[bottle.RoleInternal].Hash || internalCfg.Labels[bottle.LabelVersion] != "v1" {
 					t.Errorf("labels = %v", internalCfg.Labels)
 				}
 			},
 		},
 		{
 			name:      "create egress network is not internal",
-			step:      step(reconcile.Create, rs[RoleEgress]),
+			step:      step(reconcile.Create, rs[bottle.RoleEgress]),
 			wantCalls: []string{"NetworkCreate bottle-hello-egress"},
 			check: func(t *testing.T, f *fakeEngine) {
 				want := network.CreateOptions{Driver: "bridge", Labels: egressCfg.Labels,
@@ -732,7 +733,7 @@ func TestApply(t *testing.T) {
 		{
 			name:      "network name conflict is retried",
 			setup:     func(f *fakeEngine) { f.fail["NetworkCreate"] = wrapped(cerrdefs.ErrConflict, "network exists") },
-			step:      step(reconcile.Create, rs[RoleInternal]),
+			step:      step(reconcile.Create, rs[bottle.RoleInternal]),
 			wantCalls: []string{"NetworkCreate bottle-hello-internal"},
 			wantErr:   "create network bottle-hello-internal: network exists",
 			wantIs:    []error{reconcile.ErrRetry, cerrdefs.ErrConflict},
@@ -740,7 +741,7 @@ func TestApply(t *testing.T) {
 		{
 			name:      "network already exists is retried",
 			setup:     func(f *fakeEngine) { f.fail["NetworkCreate"] = wrapped(cerrdefs.ErrAlreadyExists, "exists") },
-			step:      step(reconcile.Create, rs[RoleInternal]),
+			step:      step(reconcile.Create, rs[bottle.RoleInternal]),
 			wantCalls: []string{"NetworkCreate bottle-hello-internal"},
 			wantErr:   "exists",
 			wantIs:    []error{reconcile.ErrRetry},
@@ -750,7 +751,7 @@ func TestApply(t *testing.T) {
 			setup: func(f *fakeEngine) {
 				f.fail["NetworkCreate"] = errors.New("invalid pool request: Pool overlaps with other one on this address space")
 			},
-			step:      step(reconcile.Create, rs[RoleInternal]),
+			step:      step(reconcile.Create, rs[bottle.RoleInternal]),
 			wantCalls: []string{"NetworkCreate bottle-hello-internal"},
 			wantErr:   "with subnet 192.168.240.0/24",
 			wantIs:    []error{reconcile.ErrRetry},
@@ -758,17 +759,17 @@ func TestApply(t *testing.T) {
 		{
 			name:      "other network create errors are not retried",
 			setup:     func(f *fakeEngine) { f.fail["NetworkCreate"] = errors.New("daemon on fire") },
-			step:      step(reconcile.Create, rs[RoleInternal]),
+			step:      step(reconcile.Create, rs[bottle.RoleInternal]),
 			wantCalls: []string{"NetworkCreate bottle-hello-internal"},
 			wantErr:   "create network bottle-hello-internal: daemon on fire",
 		},
 		{
 			name:      "create bundle: inspect, create on the primary network, connect egress, start",
 			setup:     present(bundleRef),
-			step:      step(reconcile.Create, rs[RoleBundle]),
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: bundleCalls,
 			check: func(t *testing.T, f *fakeEngine) {
-				cfg := rs[RoleBundle].Config.(containerConfig)
+				cfg := rs[bottle.RoleBundle].Config.(containerConfig)
 				got := f.ctrCreates["bottle-hello-bundle"]
 				wantEP := map[string]*network.EndpointSettings{
 					"bottle-hello-internal": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.2"}},
@@ -794,7 +795,7 @@ func TestApply(t *testing.T) {
 		{
 			name:      "create agent: init and one network, no connect",
 			setup:     present("agent:1"),
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ContainerCreate bottle-hello-agent", "ContainerStart id-bottle-hello-agent"},
 			check: func(t *testing.T, f *fakeEngine) {
 				got := f.ctrCreates["bottle-hello-agent"]
@@ -812,7 +813,7 @@ func TestApply(t *testing.T) {
 		{
 			name:      "missing image is pulled",
 			setup:     withNetworks,
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ImagePull agent:1", "ContainerCreate bottle-hello-agent", "ContainerStart id-bottle-hello-agent"},
 		},
 		{
@@ -821,7 +822,7 @@ func TestApply(t *testing.T) {
 				withNetworks(f)
 				f.pullStream = `{"status":"Pulling"}` + "\n" + `{"error":"boom"}`
 			},
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ImagePull agent:1"},
 			wantErr:   "image agent:1 is not present locally and pulling it failed: boom",
 		},
@@ -831,7 +832,7 @@ func TestApply(t *testing.T) {
 				withNetworks(f)
 				f.fail["ImagePull"] = wrapped(cerrdefs.ErrNotFound, "pull access denied")
 			},
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ImagePull agent:1"},
 			wantErr:   "is not present locally and pulling it failed: pull access denied",
 			wantIs:    []error{cerrdefs.ErrNotFound},
@@ -842,7 +843,7 @@ func TestApply(t *testing.T) {
 				withNetworks(f)
 				f.fail["ImageInspect"] = errors.New("connection reset")
 			},
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1"},
 			wantErr:   "inspect image agent:1: connection reset",
 		},
@@ -850,7 +851,7 @@ func TestApply(t *testing.T) {
 			name:  "missing builtin image is imported from a static binary",
 			opts:  Options{BundleBinary: staticBin, Version: "v9"},
 			setup: withNetworks,
-			step:  step(reconcile.Create, rs[RoleBundle]),
+			step:  step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: append([]string{"ImageInspect " + bundleRef, "ImageImport " + bundleRef},
 				bundleCalls[1:]...),
 			check: func(t *testing.T, f *fakeEngine) {
@@ -858,7 +859,7 @@ func TestApply(t *testing.T) {
 					t.Fatalf("imports = %+v", f.imports)
 				}
 				imp := f.imports[0]
-				wantChanges := []string{`ENTRYPOINT ["/bottle-apply","bundle"]`, "LABEL " + LabelVersion + "=v9"}
+				wantChanges := []string{`ENTRYPOINT ["/bottle-apply","bundle"]`, "LABEL " + bottle.LabelVersion + "=v9"}
 				if imp.ref != bundleRef || !slices.Equal(imp.opts.Changes, wantChanges) {
 					t.Errorf("import = %q %q, want %q %q", imp.ref, imp.opts.Changes, bundleRef, wantChanges)
 				}
@@ -871,14 +872,14 @@ func TestApply(t *testing.T) {
 			name:      "missing builtin image from a dynamic binary is refused",
 			opts:      Options{BundleBinary: dynamicBin},
 			setup:     withNetworks,
-			step:      step(reconcile.Create, rs[RoleBundle]),
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: []string{"ImageInspect " + bundleRef},
 			wantErr:   "is dynamically linked",
 		},
 		{
 			name:      "missing builtin image without a bundle binary",
 			setup:     withNetworks,
-			step:      step(reconcile.Create, rs[RoleBundle]),
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: []string{"ImageInspect " + bundleRef},
 			wantErr:   "internal: no bundle binary",
 		},
@@ -889,7 +890,7 @@ func TestApply(t *testing.T) {
 				withNetworks(f)
 				f.importStream = `{"error":"no space left on device"}`
 			},
-			step:      step(reconcile.Create, rs[RoleBundle]),
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: []string{"ImageInspect " + bundleRef, "ImageImport " + bundleRef},
 			wantErr:   "import bundle image " + bundleRef + ": no space left on device",
 		},
@@ -900,7 +901,7 @@ func TestApply(t *testing.T) {
 				withNetworks(f)
 				f.fail["ImageImport"] = errors.New("refused")
 			},
-			step:      step(reconcile.Create, rs[RoleBundle]),
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: []string{"ImageInspect " + bundleRef, "ImageImport " + bundleRef},
 			wantErr:   "import bundle image " + bundleRef + ": refused",
 		},
@@ -910,7 +911,7 @@ func TestApply(t *testing.T) {
 				present("agent:1")(f)
 				f.fail["ContainerCreate"] = wrapped(cerrdefs.ErrConflict, "name in use")
 			},
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ContainerCreate bottle-hello-agent"},
 			wantErr:   "create container bottle-hello-agent: name in use",
 			wantIs:    []error{reconcile.ErrRetry, cerrdefs.ErrConflict},
@@ -921,7 +922,7 @@ func TestApply(t *testing.T) {
 				present("agent:1")(f)
 				f.fail["ContainerCreate"] = errors.New("invalid")
 			},
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ContainerCreate bottle-hello-agent"},
 			wantErr:   "create container bottle-hello-agent: invalid",
 		},
@@ -931,7 +932,7 @@ func TestApply(t *testing.T) {
 				present(bundleRef)(f)
 				f.fail["NetworkConnect"] = errors.New("no")
 			},
-			step:      step(reconcile.Create, rs[RoleBundle]),
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
 			wantCalls: bundleCalls[:3],
 			wantErr:   "connect container bottle-hello-bundle to network bottle-hello-egress: no",
 			wantIs:    []error{reconcile.ErrRetry},
@@ -942,7 +943,7 @@ func TestApply(t *testing.T) {
 				present("agent:1")(f)
 				f.fail["ContainerStart"] = errors.New("exec format error")
 			},
-			step:      step(reconcile.Create, rs[RoleAgent]),
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
 			wantCalls: []string{"ImageInspect agent:1", "ContainerCreate bottle-hello-agent", "ContainerStart id-bottle-hello-agent"},
 			wantErr:   "start container bottle-hello-agent: exec format error; see `docker logs bottle-hello-agent`",
 		},
@@ -966,13 +967,13 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:    "replace is not the provider's to do",
-			step:    step(reconcile.Replace, rs[RoleAgent]),
+			step:    step(reconcile.Replace, rs[bottle.RoleAgent]),
 			wantErr: "internal: the docker provider cannot Replace a container",
 		},
 		{
 			name:      "delete container forces removal by engine ID",
 			setup:     func(f *fakeEngine) { f.containers["bottle-hello-agent"] = container.Summary{ID: "c-agent"} },
-			step:      step(reconcile.Delete, observedRes(KindContainer, RoleAgent, "c-agent", true)),
+			step:      step(reconcile.Delete, observedRes(KindContainer, bottle.RoleAgent, "c-agent", true)),
 			wantCalls: []string{"ContainerRemove c-agent"},
 			check: func(t *testing.T, f *fakeEngine) {
 				want := container.RemoveOptions{Force: true, RemoveVolumes: true}
@@ -986,26 +987,26 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:      "delete container that is already gone",
-			step:      step(reconcile.Delete, observedRes(KindContainer, RoleAgent, "c-gone", true)),
+			step:      step(reconcile.Delete, observedRes(KindContainer, bottle.RoleAgent, "c-gone", true)),
 			wantCalls: []string{"ContainerRemove c-gone"},
 		},
 		{
 			name:      "delete container error",
 			setup:     func(f *fakeEngine) { f.fail["ContainerRemove"] = errors.New("device busy") },
-			step:      step(reconcile.Delete, observedRes(KindContainer, RoleAgent, "c-agent", true)),
+			step:      step(reconcile.Delete, observedRes(KindContainer, bottle.RoleAgent, "c-agent", true)),
 			wantCalls: []string{"ContainerRemove c-agent"},
 			wantErr:   "remove container bottle-hello-agent: device busy",
 		},
 		{
 			name:    "delete unmanaged container is refused without a call",
-			step:    step(reconcile.Delete, observedRes(KindContainer, RoleAgent, "c-agent", false)),
+			step:    step(reconcile.Delete, observedRes(KindContainer, bottle.RoleAgent, "c-agent", false)),
 			wantErr: "refusing to remove container bottle-hello-agent",
 			wantIs:  []error{reconcile.ErrNotManaged},
 		},
 		{
 			name:      "delete network by engine ID",
 			setup:     withNetworks,
-			step:      step(reconcile.Delete, observedRes(KindNetwork, RoleEgress, "id-bottle-hello-egress", true)),
+			step:      step(reconcile.Delete, observedRes(KindNetwork, bottle.RoleEgress, "id-bottle-hello-egress", true)),
 			wantCalls: []string{"NetworkRemove id-bottle-hello-egress"},
 			check: func(t *testing.T, f *fakeEngine) {
 				if _, ok := f.networks["bottle-hello-egress"]; ok {
@@ -1015,20 +1016,20 @@ func TestApply(t *testing.T) {
 		},
 		{
 			name:      "delete network that is already gone",
-			step:      step(reconcile.Delete, observedRes(KindNetwork, RoleEgress, "n-gone", true)),
+			step:      step(reconcile.Delete, observedRes(KindNetwork, bottle.RoleEgress, "n-gone", true)),
 			wantCalls: []string{"NetworkRemove n-gone"},
 		},
 		{
 			name:      "delete network in use names the culprit",
 			setup:     func(f *fakeEngine) { f.fail["NetworkRemove"] = wrapped(cerrdefs.ErrConflict, "has active endpoints") },
-			step:      step(reconcile.Delete, observedRes(KindNetwork, RoleEgress, "n1", true)),
+			step:      step(reconcile.Delete, observedRes(KindNetwork, bottle.RoleEgress, "n1", true)),
 			wantCalls: []string{"NetworkRemove n1"},
 			wantErr:   "docker network inspect bottle-hello-egress",
 			wantIs:    []error{cerrdefs.ErrConflict},
 		},
 		{
 			name:    "delete unmanaged network is refused without a call",
-			step:    step(reconcile.Delete, observedRes(KindNetwork, RoleInternal, "n1", false)),
+			step:    step(reconcile.Delete, observedRes(KindNetwork, bottle.RoleInternal, "n1", false)),
 			wantErr: "refusing to remove network bottle-hello-internal",
 			wantIs:  []error{reconcile.ErrNotManaged},
 		},
@@ -1115,11 +1116,11 @@ func TestObserve(t *testing.T) {
 			t.Parallel()
 			f := newFakeEngine()
 			for _, b := range []string{"hello", "other"} {
-				name := ResourceName(b, RoleInternal)
-				f.networks[name] = network.Summary{Name: name, ID: "id-" + name, Labels: managedLabels(b, RoleInternal, "h")}
-				name = ResourceName(b, RoleAgent)
+				name := bottle.ResourceName(b, bottle.RoleInternal)
+				f.networks[name] = network.Summary{Name: name, ID: "id-" + name, Labels: managedLabels(b, bottle.RoleInternal, "h")}
+				name = bottle.ResourceName(b, bottle.RoleAgent)
 				f.containers[name] = container.Summary{ID: "id-" + name, Names: []string{"/" + name}, State: "exited",
-					Labels: managedLabels(b, RoleAgent, "h")}
+					Labels: managedLabels(b, bottle.RoleAgent, "h")}
 			}
 			f.networks["bridge"] = network.Summary{Name: "bridge", ID: "id-bridge"}
 			f.containers["unrelated"] = container.Summary{ID: "id-unrelated", Names: []string{"/unrelated"}, State: "running"}
@@ -1246,7 +1247,7 @@ func TestUnstartableContainerIsReplaced(t *testing.T) {
 	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{}); err != nil {
 		t.Fatalf("first apply: %v", err)
 	}
-	agent := ResourceName("hello", RoleAgent)
+	agent := bottle.ResourceName("hello", bottle.RoleAgent)
 	c := f.containers[agent]
 	c.State, c.Status = "created", "Created"
 	f.containers[agent] = c

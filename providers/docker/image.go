@@ -17,6 +17,8 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/image"
 	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // BundleRepo is the repository of the built-in bundle image. Its tag is
@@ -124,7 +126,7 @@ func (p *Provider) importBundleImage(ctx context.Context, ref string) error {
 	go func() { pw.CloseWithError(writeRootfs(pw, bin)) }()
 	entry, _ := json.Marshal(bundleEntrypoint)
 	rc, err := p.eng.ImageImport(ctx, image.ImportSource{Source: pr, SourceName: "-"}, ref, image.ImportOptions{
-		Changes: []string{"ENTRYPOINT " + string(entry), "LABEL " + LabelVersion + "=" + p.opts.Version},
+		Changes: []string{"ENTRYPOINT " + string(entry), "LABEL " + bottle.LabelVersion + "=" + p.opts.Version},
 	})
 	if err != nil {
 		pr.CloseWithError(err)

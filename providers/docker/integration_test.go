@@ -19,6 +19,7 @@ import (
 	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -47,7 +48,7 @@ func newIT(t *testing.T) *itEnv {
 	return &itEnv{c: c, cnt: cnt, p: p, agent: testenv.AgentImage(t, c)}
 }
 
-func (e *itEnv) bottle(t *testing.T, subnet string) spec.Bottle {
+func (e *itEnv) bottleName(t *testing.T, subnet string) spec.Bottle {
 	t.Helper()
 	name := testenv.Name("it")
 	testenv.CleanupBottle(t, e.c, name)
@@ -80,10 +81,10 @@ type seen struct {
 	ctrs map[string]container.Summary
 }
 
-func (e *itEnv) look(t *testing.T, bottle string) seen {
+func (e *itEnv) look(t *testing.T, bottleName string) seen {
 	t.Helper()
 	ctx := context.Background()
-	f := filters.NewArgs(filters.Arg("label", LabelName+"="+bottle))
+	f := filters.NewArgs(filters.Arg("label", bottle.LabelName+"="+bottleName))
 	ns, err := e.c.NetworkList(ctx, network.ListOptions{Filters: f})
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +95,10 @@ func (e *itEnv) look(t *testing.T, bottle string) seen {
 	}
 	s := seen{nets: map[string]network.Summary{}, ctrs: map[string]container.Summary{}}
 	for _, n := range ns {
-		s.nets[n.Labels[LabelRole]] = n
+		s.nets[n.Labels[bottle.LabelRole]] = n
 	}
 	for _, c := range cs {
-		s.ctrs[c.Labels[LabelRole]] = c
+		s.ctrs[c.Labels[bottle.LabelRole]] = c
 	}
 	return s
 }
@@ -122,7 +123,7 @@ func wantSteps(t *testing.T, res *reconcile.Result, want ...string) {
 func TestIntegrationLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	b := e.bottle(t, "")
+	b := e.bottleName(t, "")
 	name := b.Metadata.Name
 
 	// Apply from nothing.
@@ -131,17 +132,17 @@ func TestIntegrationLifecycle(t *testing.T) {
 		t.Fatalf("first apply: %d creates in %d rounds:\n%s", res.Plan.Count(reconcile.Create), res.Rounds, res.Plan)
 	}
 	s := e.look(t, name)
-	in, eg := s.nets[RoleInternal], s.nets[RoleEgress]
+	in, eg := s.nets[bottle.RoleInternal], s.nets[bottle.RoleEgress]
 	if !in.Internal || eg.Internal || len(in.IPAM.Config) != 1 {
 		t.Fatalf("networks: internal=%+v egress=%+v", in, eg)
 	}
 	subnet := in.IPAM.Config[0].Subnet
-	pfx, err := parsePrefix(subnet)
+	pfx, err := bottle.ParsePrefix(subnet)
 	if err != nil || !strings.HasPrefix(subnet, "10.213.") {
 		t.Fatalf("internal subnet %q, want one from the 10.213.0.0/16 pool", subnet)
 	}
 	bundleIP := spec.DefaultBundleIP(pfx).String()
-	bundle, agent := s.ctrs[RoleBundle], s.ctrs[RoleAgent]
+	bundle, agent := s.ctrs[bottle.RoleBundle], s.ctrs[bottle.RoleAgent]
 	if bundle.State != "running" || agent.State != "running" {
 		t.Fatalf("bundle %s, agent %s; want both running", bundle.State, agent.State)
 	}
@@ -155,7 +156,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 		t.Fatalf("agent networks = %v, want only %s", agent.NetworkSettings.Networks, in.Name)
 	}
 	for _, l := range []map[string]string{in.Labels, eg.Labels, bundle.Labels, agent.Labels} {
-		if l[LabelName] != name || len(l[LabelHash]) != 64 {
+		if l[bottle.LabelName] != name || len(l[bottle.LabelHash]) != 64 {
 			t.Fatalf("labels = %v", l)
 		}
 	}
@@ -186,8 +187,8 @@ func TestIntegrationLifecycle(t *testing.T) {
 	res = e.run(t, []spec.Bottle{b}, false)
 	wantSteps(t, res, "Create bundle: not found")
 	s = e.look(t, name)
-	if s.ctrs[RoleAgent].ID != agent.ID || s.ctrs[RoleBundle].State != "running" {
-		t.Fatalf("after recreating the bundle: agent %s (was %s), bundle %s", s.ctrs[RoleAgent].ID, agent.ID, s.ctrs[RoleBundle].State)
+	if s.ctrs[bottle.RoleAgent].ID != agent.ID || s.ctrs[bottle.RoleBundle].State != "running" {
+		t.Fatalf("after recreating the bundle: agent %s (was %s), bundle %s", s.ctrs[bottle.RoleAgent].ID, agent.ID, s.ctrs[bottle.RoleBundle].State)
 	}
 
 	// The agent stopped by hand is started again.
@@ -200,8 +201,8 @@ func TestIntegrationLifecycle(t *testing.T) {
 		t.Fatalf("plan after stopping the agent: %q", got)
 	}
 	s = e.look(t, name)
-	if s.ctrs[RoleAgent].ID != agent.ID || s.ctrs[RoleAgent].State != "running" {
-		t.Fatalf("agent after start: %s %s", s.ctrs[RoleAgent].ID, s.ctrs[RoleAgent].State)
+	if s.ctrs[bottle.RoleAgent].ID != agent.ID || s.ctrs[bottle.RoleAgent].State != "running" {
+		t.Fatalf("agent after start: %s %s", s.ctrs[bottle.RoleAgent].ID, s.ctrs[bottle.RoleAgent].State)
 	}
 
 	// A changed env replaces only the agent.
@@ -210,14 +211,14 @@ func TestIntegrationLifecycle(t *testing.T) {
 	res = e.run(t, []spec.Bottle{b}, false)
 	wantSteps(t, res, "Replace agent: env changed")
 	s = e.look(t, name)
-	if s.ctrs[RoleAgent].ID == before.ctrs[RoleAgent].ID || s.ctrs[RoleBundle].ID != before.ctrs[RoleBundle].ID ||
-		s.nets[RoleInternal].ID != before.nets[RoleInternal].ID {
+	if s.ctrs[bottle.RoleAgent].ID == before.ctrs[bottle.RoleAgent].ID || s.ctrs[bottle.RoleBundle].ID != before.ctrs[bottle.RoleBundle].ID ||
+		s.nets[bottle.RoleInternal].ID != before.nets[bottle.RoleInternal].ID {
 		t.Fatalf("env change replaced more than the agent")
 	}
 
 	// A changed subnet replaces the network, the bundle and the agent.
 	before = s
-	newSubnet, _ := freeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c), 0)
+	newSubnet, _ := bottle.FreeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c), 0)
 	b.Spec.Network.Subnet = newSubnet.String()
 	b.Spec.Network.BundleIP = ""
 	b.Default()
@@ -227,11 +228,11 @@ func TestIntegrationLifecycle(t *testing.T) {
 		"Replace agent: ip, proxy changed; network bottle-"+name+"-internal is replaced",
 		"Replace bundle: ip changed; network bottle-"+name+"-internal is replaced")
 	s = e.look(t, name)
-	if s.nets[RoleInternal].ID == before.nets[RoleInternal].ID || s.ctrs[RoleBundle].ID == before.ctrs[RoleBundle].ID ||
-		s.ctrs[RoleAgent].ID == before.ctrs[RoleAgent].ID || s.nets[RoleEgress].ID != before.nets[RoleEgress].ID {
+	if s.nets[bottle.RoleInternal].ID == before.nets[bottle.RoleInternal].ID || s.ctrs[bottle.RoleBundle].ID == before.ctrs[bottle.RoleBundle].ID ||
+		s.ctrs[bottle.RoleAgent].ID == before.ctrs[bottle.RoleAgent].ID || s.nets[bottle.RoleEgress].ID != before.nets[bottle.RoleEgress].ID {
 		t.Fatalf("subnet change did not replace network, bundle and agent (and only them)")
 	}
-	if got := s.ctrs[RoleBundle].NetworkSettings.Networks["bottle-"+name+"-internal"].IPAddress; got != spec.DefaultBundleIP(newSubnet).String() {
+	if got := s.ctrs[bottle.RoleBundle].NetworkSettings.Networks["bottle-"+name+"-internal"].IPAddress; got != spec.DefaultBundleIP(newSubnet).String() {
 		t.Fatalf("bundle IP after subnet change = %s", got)
 	}
 
@@ -258,7 +259,7 @@ func TestIntegrationRefusesUnlabelledNamesakes(t *testing.T) {
 		exists func(id string) (labels map[string]string, err error)
 	}{
 		{KindNetwork, func(name string) (string, func()) {
-			n, err := e.c.NetworkCreate(t.Context(), ResourceName(name, RoleInternal), network.CreateOptions{Driver: "bridge"})
+			n, err := e.c.NetworkCreate(t.Context(), bottle.ResourceName(name, bottle.RoleInternal), network.CreateOptions{Driver: "bridge"})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -269,7 +270,7 @@ func TestIntegrationRefusesUnlabelledNamesakes(t *testing.T) {
 		}},
 		{KindContainer, func(name string) (string, func()) {
 			c, err := e.c.ContainerCreate(t.Context(), &container.Config{Image: e.agent, Cmd: []string{"sleep", "60"}}, nil, nil, nil,
-				ResourceName(name, RoleAgent))
+				bottle.ResourceName(name, bottle.RoleAgent))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -286,7 +287,7 @@ func TestIntegrationRefusesUnlabelledNamesakes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
-			b := e.bottle(t, "")
+			b := e.bottleName(t, "")
 			name := b.Metadata.Name
 			id, remove := tc.create(name)
 			t.Cleanup(remove)
@@ -323,7 +324,7 @@ func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
 	dir := t.TempDir()
 	var names []string
 	for i := range 3 {
-		b := e.bottle(t, "")
+		b := e.bottleName(t, "")
 		names = append(names, b.Metadata.Name)
 		doc := fmt.Sprintf("apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: %s\nspec:\n  agent:\n    image: %s\n    command: [sleep, infinity]\n",
 			b.Metadata.Name, e.agent)
@@ -342,10 +343,10 @@ func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
 	subnets := map[string]bool{}
 	for _, n := range names {
 		s := e.look(t, n)
-		if len(s.nets) != 2 || len(s.ctrs) != 2 || s.ctrs[RoleAgent].State != "running" {
+		if len(s.nets) != 2 || len(s.ctrs) != 2 || s.ctrs[bottle.RoleAgent].State != "running" {
 			t.Fatalf("bottle %s: %d networks, %d containers", n, len(s.nets), len(s.ctrs))
 		}
-		subnets[s.nets[RoleInternal].IPAM.Config[0].Subnet] = true
+		subnets[s.nets[bottle.RoleInternal].IPAM.Config[0].Subnet] = true
 	}
 	if len(subnets) != 3 {
 		t.Fatalf("bottles share subnets: %v", subnets)
@@ -382,7 +383,7 @@ func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
 
 func netipPool(t *testing.T, s string) netip.Prefix {
 	t.Helper()
-	p, err := parsePrefix(s)
+	p, err := bottle.ParsePrefix(s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -398,7 +399,7 @@ func usedSubnets(t *testing.T, c *client.Client) []netip.Prefix {
 	var out []netip.Prefix
 	for _, n := range ns {
 		for _, cfg := range n.IPAM.Config {
-			if p, err := parsePrefix(cfg.Subnet); err == nil {
+			if p, err := bottle.ParsePrefix(cfg.Subnet); err == nil {
 				out = append(out, p)
 			}
 		}
@@ -409,12 +410,12 @@ func usedSubnets(t *testing.T, c *client.Client) []netip.Prefix {
 func TestIntegrationReplaceSafety(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	sub, _ := freeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c), 0)
-	b := e.bottle(t, sub.String())
+	sub, _ := bottle.FreeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c), 0)
+	b := e.bottleName(t, sub.String())
 	// The bundle takes the address the agent gets by default...
 	b.Spec.Network.BundleIP = agentAddr(sub, "")
 	e.run(t, []spec.Bottle{b}, false)
-	agentBefore := e.look(t, b.Metadata.Name).ctrs[RoleAgent].ID
+	agentBefore := e.look(t, b.Metadata.Name).ctrs[bottle.RoleAgent].ID
 
 	// ...and gives it back: the new agent may only take it once the old
 	// bundle is gone.
@@ -425,13 +426,13 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 		t.Fatalf("plan:\n%s", res.Plan)
 	}
 	s := e.look(t, b.Metadata.Name)
-	if s.ctrs[RoleAgent].State != "running" || s.ctrs[RoleBundle].State != "running" {
-		t.Fatalf("after swapping addresses: agent %s, bundle %s", s.ctrs[RoleAgent].State, s.ctrs[RoleBundle].State)
+	if s.ctrs[bottle.RoleAgent].State != "running" || s.ctrs[bottle.RoleBundle].State != "running" {
+		t.Fatalf("after swapping addresses: agent %s, bundle %s", s.ctrs[bottle.RoleAgent].State, s.ctrs[bottle.RoleBundle].State)
 	}
 
 	// An image that cannot be had does not cost the running agent. The
 	// "registry" is a closed port on loopback.
-	agent := s.ctrs[RoleAgent].ID
+	agent := s.ctrs[bottle.RoleAgent].ID
 	if agent == agentBefore {
 		t.Fatal("the agent was not replaced when its address changed")
 	}
@@ -441,7 +442,7 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 		!strings.Contains(err.Error(), "was left as it is") {
 		t.Fatalf("apply with an image that cannot be pulled: %v", err)
 	}
-	if s := e.look(t, b.Metadata.Name); s.ctrs[RoleAgent].ID != agent || s.ctrs[RoleAgent].State != "running" {
+	if s := e.look(t, b.Metadata.Name); s.ctrs[bottle.RoleAgent].ID != agent || s.ctrs[bottle.RoleAgent].State != "running" {
 		t.Fatalf("the agent was removed for an image that could not be had")
 	}
 }
@@ -449,16 +450,16 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 func TestIntegrationForeignNetworkIsDrift(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	b := e.bottle(t, "")
+	b := e.bottleName(t, "")
 	e.run(t, []spec.Bottle{b}, false)
-	agent := e.look(t, b.Metadata.Name).ctrs[RoleAgent]
+	agent := e.look(t, b.Metadata.Name).ctrs[bottle.RoleAgent]
 	// A route out added by hand: the default bridge.
 	if err := e.c.NetworkConnect(t.Context(), "bridge", agent.ID, nil); err != nil {
 		t.Fatal(err)
 	}
 	res := e.run(t, []spec.Bottle{b}, false)
 	wantSteps(t, res, "Replace agent: also attached to network bridge")
-	now := e.look(t, b.Metadata.Name).ctrs[RoleAgent]
+	now := e.look(t, b.Metadata.Name).ctrs[bottle.RoleAgent]
 	if len(now.NetworkSettings.Networks) != 1 || now.NetworkSettings.Networks["bridge"] != nil {
 		t.Fatalf("agent networks after apply: %v", now.NetworkSettings.Networks)
 	}

@@ -12,18 +12,18 @@ import (
 // BundleLogs streams what the bottle's bundle wrote to its stdout (its
 // daemons' JSON lines), from its start, and on as it writes when follow is
 // set, until ctx is done. Closing the reader ends the stream.
-func (p *Provider) BundleLogs(ctx context.Context, bottle string, follow bool) (io.ReadCloser, error) {
+func (p *Provider) BundleLogs(ctx context.Context, bottleName string, follow bool) (io.ReadCloser, error) {
 	g, err := p.guestEngine()
 	if err != nil {
 		return nil, err
 	}
-	id, err := p.bundleContainer(ctx, bottle)
+	id, err := p.bundleContainer(ctx, bottleName)
 	if err != nil {
 		return nil, err
 	}
 	rc, err := g.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true, Follow: follow})
 	if err != nil {
-		return nil, fmt.Errorf("read the logs of the bundle of bottle %s: %w", bottle, err)
+		return nil, fmt.Errorf("read the logs of the bundle of bottle %s: %w", bottleName, err)
 	}
 	pr, pw := io.Pipe()
 	go func() {

@@ -12,6 +12,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
@@ -39,7 +40,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	g.Go(func() error {
 		f := filters.NewArgs()
 		for _, b := range scope.Bottles {
-			f.Add("name", "^/"+regexp.QuoteMeta(ResourceName(b, "")))
+			f.Add("name", "^/"+regexp.QuoteMeta(bottle.ResourceName(b, "")))
 		}
 		var err error
 		ctrs, err = p.eng.ContainerList(gctx, container.ListOptions{All: true, Filters: f})
@@ -77,8 +78,8 @@ func (p *Provider) markUnstartable(rs []reconcile.Resource) {
 func claimNamesakes(rs []reconcile.Resource, scope reconcile.Scope) {
 	names := map[string]string{}
 	for _, b := range scope.Bottles {
-		for _, role := range []string{RoleInternal, RoleEgress, RoleBundle, RoleAgent} {
-			names[ResourceName(b, role)] = b
+		for _, role := range []string{bottle.RoleInternal, bottle.RoleEgress, bottle.RoleBundle, bottle.RoleAgent} {
+			names[bottle.ResourceName(b, role)] = b
 		}
 	}
 	for i := range rs {
@@ -145,8 +146,8 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 func fromLabels(kind, name, id string, labels map[string]string) reconcile.Resource {
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Name: name, EngineID: id,
-		Bottle: labels[LabelName], Role: labels[LabelRole], Hash: labels[LabelHash],
-		Inputs: reconcile.DecodeInputs(labels[LabelInputs]),
+		Bottle: labels[bottle.LabelName], Role: labels[bottle.LabelRole], Hash: labels[bottle.LabelHash],
+		Inputs: reconcile.DecodeInputs(labels[bottle.LabelInputs]),
 	}
 	r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
 	return r

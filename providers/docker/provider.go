@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/client"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -25,7 +26,7 @@ type Options struct {
 	// BundleBinary is the static executable the built-in bundle image is
 	// made of when the engine does not have it yet.
 	BundleBinary string
-	// SubnetPool is where automatic subnets come from; DefaultSubnetPool
+	// SubnetPool is where automatic subnets come from; bottle.DefaultSubnetPool
 	// when empty.
 	SubnetPool string
 	// Version is recorded in a label for humans; it is not part of any hash.
@@ -55,7 +56,7 @@ func New(c *client.Client, opts Options) *Provider { return newProvider(c, opts)
 
 func newProvider(e engine, opts Options) *Provider {
 	if opts.SubnetPool == "" {
-		opts.SubnetPool = DefaultSubnetPool
+		opts.SubnetPool = bottle.DefaultSubnetPool
 	}
 	if opts.Version == "" {
 		opts.Version = "dev"

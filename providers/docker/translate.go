@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -56,8 +57,8 @@ type containerConfig struct {
 	Labels          map[string]string
 }
 
-func resourceID(bottle, kind, role string) string {
-	r := reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: bottle, Role: role}
+func resourceID(bottleName, kind, role string) string {
+	r := reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: bottleName, Role: role}
 	return r.ID()
 }
 
@@ -65,17 +66,17 @@ func newResource(b *spec.Bottle, kind, role string, f reconcile.Fragment) reconc
 	h, inputs := f.Hash()
 	return reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role,
-		Name: ResourceName(b.Metadata.Name, role), Hash: h, Inputs: inputs,
+		Name: bottle.ResourceName(b.Metadata.Name, role), Hash: h, Inputs: inputs,
 	}
 }
 
 func labels(r *reconcile.Resource, version string) map[string]string {
 	return map[string]string{
-		LabelName:    r.Bottle,
-		LabelRole:    r.Role,
-		LabelHash:    r.Hash,
-		LabelInputs:  reconcile.EncodeInputs(r.Inputs),
-		LabelVersion: version,
+		bottle.LabelName:    r.Bottle,
+		bottle.LabelRole:    r.Role,
+		bottle.LabelHash:    r.Hash,
+		bottle.LabelInputs:  reconcile.EncodeInputs(r.Inputs),
+		bottle.LabelVersion: version,
 	}
 }
 
@@ -85,12 +86,12 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	name := b.Metadata.Name
 	n := &b.Spec.Network
 	gw, agentIP := "", ""
-	if p, err := parsePrefix(n.Subnet); err == nil {
+	if p, err := bottle.ParsePrefix(n.Subnet); err == nil {
 		gw = spec.GatewayIP(p).String()
 		agentIP = agentAddr(p, n.BundleIP)
 	}
-	internalID := resourceID(name, KindNetwork, RoleInternal)
-	egressID := resourceID(name, KindNetwork, RoleEgress)
+	internalID := resourceID(name, KindNetwork, bottle.RoleInternal)
+	egressID := resourceID(name, KindNetwork, bottle.RoleEgress)
 
 	// A docker agent's internal network gets no address on the host: an
 	// internal network only stops forwarding, and a bridge with the
@@ -104,16 +105,16 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		nf = append(nf, reconcile.In("hostAddress", false))
 		opts = map[string]string{OptionInhibitIPv4: "true"}
 	}
-	internal := newResource(b, KindNetwork, RoleInternal, nf)
+	internal := newResource(b, KindNetwork, bottle.RoleInternal, nf)
 	internal.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
 	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
 		Options: opts, Labels: labels(&internal, version)}
 
 	egressGW := ""
-	if p, err := parsePrefix(n.EgressSubnet); err == nil {
+	if p, err := bottle.ParsePrefix(n.EgressSubnet); err == nil {
 		egressGW = spec.GatewayIP(p).String()
 	}
-	egress := newResource(b, KindNetwork, RoleEgress, reconcile.Fragment{reconcile.In("internal", false), reconcile.In("subnet", n.EgressSubnet)})
+	egress := newResource(b, KindNetwork, bottle.RoleEgress, reconcile.Fragment{reconcile.In("internal", false), reconcile.In("subnet", n.EgressSubnet)})
 	egress.Summary = map[string]string{"subnet": n.EgressSubnet}
 	egress.Config = networkConfig{Name: egress.Name, Subnet: n.EgressSubnet, Gateway: egressGW, Labels: labels(&egress, version)}
 
@@ -126,7 +127,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	if builtin {
 		image = bundleImage
 	}
-	bundle := newResource(b, KindContainer, RoleBundle, reconcile.Fragment{
+	bundle := newResource(b, KindContainer, bottle.RoleBundle, reconcile.Fragment{
 		reconcile.In("image", image), reconcile.In("daemons", daemons), reconcile.In("allowCIDRs", allow), reconcile.In("ip", n.BundleIP),
 		reconcile.In("egressAllow", egressAllow), reconcile.In("hardening", hardening),
 	})
@@ -141,14 +142,14 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		Env: []string{
 			"BOTTLE_ALLOW_CIDRS=" + strings.Join(n.AllowCIDRs, ","),
 			"BOTTLE_DAEMONS=" + strings.Join(daemons, ","),
-			fmt.Sprintf("BOTTLE_DNS_PORT=%d", DNSPort),
+			fmt.Sprintf("BOTTLE_DNS_PORT=%d", bottle.DNSPort),
 			"BOTTLE_EGRESS_ALLOW=" + strings.Join(egressAllow, ","),
 			// The host's addresses on the bottle's networks: the proxy never
 			// connects there, whatever a name resolves to.
 			"BOTTLE_HOST_ADDRS=" + strings.Join(nonEmpty(gw, egressGW), ","),
 			"BOTTLE_LISTEN_IP=" + n.BundleIP,
 			"BOTTLE_NAME=" + name,
-			fmt.Sprintf("BOTTLE_PROXY_PORT=%d", ProxyPort),
+			fmt.Sprintf("BOTTLE_PROXY_PORT=%d", bottle.ProxyPort),
 		},
 		Networks: []endpoint{{Network: internal.Name, IP: n.BundleIP}, {Network: egress.Name}},
 		Labels:   labels(&bundle, version),
@@ -170,7 +171,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		return out
 	}
 
-	proxy := fmt.Sprintf("http://%s:%d", n.BundleIP, ProxyPort)
+	proxy := fmt.Sprintf("http://%s:%d", n.BundleIP, bottle.ProxyPort)
 	a := &b.Spec.Agent
 	env := make([]string, 0, len(a.Env)+len(a.Secrets)+6)
 	for k, v := range a.Env {
@@ -201,7 +202,7 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 	if len(a.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", a.SecretDigests()))
 	}
-	agent := newResource(b, KindContainer, RoleAgent, f)
+	agent := newResource(b, KindContainer, bottle.RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known
 	// in advance.
 	agent.DependsOn = []string{internalID}

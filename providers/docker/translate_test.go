@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/secret"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -43,17 +44,17 @@ func TestTranslate(t *testing.T) {
 	if len(rs) != 4 {
 		t.Fatalf("translate made %d resources, want 4", len(rs))
 	}
-	in := rs[RoleInternal].Config.(networkConfig)
+	in := rs[bottle.RoleInternal].Config.(networkConfig)
 	wantNet := networkConfig{Name: "bottle-hello-internal", Internal: true, Subnet: "192.168.240.0/24", Gateway: "192.168.240.1",
 		Options: map[string]string{"com.docker.network.bridge.inhibit_ipv4": "true"}, Labels: in.Labels}
 	if !reflect.DeepEqual(in, wantNet) {
 		t.Errorf("internal network = %+v, want %+v", in, wantNet)
 	}
-	if in.Labels[LabelName] != "hello" || in.Labels[LabelRole] != RoleInternal || in.Labels[LabelHash] == "" {
+	if in.Labels[bottle.LabelName] != "hello" || in.Labels[bottle.LabelRole] != bottle.RoleInternal || in.Labels[bottle.LabelHash] == "" {
 		t.Errorf("internal network labels = %v", in.Labels)
 	}
 
-	config, host, netcfg := containerSpec(rs[RoleAgent].Config.(containerConfig))
+	config, host, netcfg := containerSpec(rs[bottle.RoleAgent].Config.(containerConfig))
 	proxy := "http://192.168.240.2:8888"
 	wantEnv := []string{"API_KEY=s3cret", "FOO=bar", "HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy,
 		"NO_PROXY=localhost,127.0.0.1", "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
@@ -78,7 +79,7 @@ func TestTranslate(t *testing.T) {
 		t.Errorf("agent endpoints = %+v", netcfg.EndpointsConfig)
 	}
 
-	bcfg := rs[RoleBundle].Config.(containerConfig)
+	bcfg := rs[bottle.RoleBundle].Config.(containerConfig)
 	if !bcfg.Builtin || bcfg.Image != "bottle-apply/bundle:abc" {
 		t.Errorf("bundle image = %q builtin=%v", bcfg.Image, bcfg.Builtin)
 	}
@@ -105,8 +106,8 @@ func TestTranslate(t *testing.T) {
 	if !reflect.DeepEqual(bcfg.Networks, []endpoint{{"bottle-hello-internal", "192.168.240.2"}, {"bottle-hello-egress", ""}}) {
 		t.Errorf("bundle networks = %+v", bcfg.Networks)
 	}
-	if !reflect.DeepEqual(rs[RoleAgent].DependsOn, []string{"docker-network:hello/internal"}) {
-		t.Errorf("agent depends on %v; it must not wait for the bundle", rs[RoleAgent].DependsOn)
+	if !reflect.DeepEqual(rs[bottle.RoleAgent].DependsOn, []string{"docker-network:hello/internal"}) {
+		t.Errorf("agent depends on %v; it must not wait for the bundle", rs[bottle.RoleAgent].DependsOn)
 	}
 }
 
@@ -126,7 +127,7 @@ func TestHashIsStable(t *testing.T) {
 		}
 	}
 	pinned := map[string]string{
-		RoleInternal: pinInternal, RoleEgress: pinEgress, RoleBundle: pinBundle, RoleAgent: pinAgent,
+		bottle.RoleInternal: pinInternal, bottle.RoleEgress: pinEgress, bottle.RoleBundle: pinBundle, bottle.RoleAgent: pinAgent,
 	}
 	if !reflect.DeepEqual(got, pinned) {
 		t.Errorf("hashes changed:\n got %v\nwant %v", got, pinned)
@@ -152,22 +153,22 @@ func TestHashReasons(t *testing.T) {
 		want   map[string]string // role -> changed inputs ("" = same hash)
 	}{
 		{"env", func(b *spec.Bottle) { b.Spec.Agent.Env["FOO"] = "baz" },
-			map[string]string{RoleAgent: "env changed"}},
+			map[string]string{bottle.RoleAgent: "env changed"}},
 		{"subnet", func(b *spec.Bottle) {
 			b.Spec.Network.Subnet, b.Spec.Network.BundleIP = "192.168.241.0/24", "192.168.241.2"
-		}, map[string]string{RoleInternal: "subnet changed", RoleBundle: "ip changed", RoleAgent: "ip, proxy changed"}},
+		}, map[string]string{bottle.RoleInternal: "subnet changed", bottle.RoleBundle: "ip changed", bottle.RoleAgent: "ip, proxy changed"}},
 		{"bundle takes the agent's address", func(b *spec.Bottle) { b.Spec.Network.BundleIP = "192.168.240.254" },
-			map[string]string{RoleBundle: "ip changed", RoleAgent: "ip, proxy changed"}},
+			map[string]string{bottle.RoleBundle: "ip changed", bottle.RoleAgent: "ip, proxy changed"}},
 		{"daemons", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = nil },
-			map[string]string{RoleBundle: "daemons changed", RoleAgent: "bundle changed"}},
+			map[string]string{bottle.RoleBundle: "daemons changed", bottle.RoleAgent: "bundle changed"}},
 		{"egress allowlist", func(b *spec.Bottle) { b.Spec.Bundle.Egress.Allow = append(b.Spec.Bundle.Egress.Allow, "pypi.org") },
-			map[string]string{RoleBundle: "egressAllow changed", RoleAgent: "bundle changed"}},
+			map[string]string{bottle.RoleBundle: "egressAllow changed", bottle.RoleAgent: "bundle changed"}},
 		{"allowCIDRs", func(b *spec.Bottle) { b.Spec.Network.AllowCIDRs = nil },
-			map[string]string{RoleBundle: "allowCIDRs changed", RoleAgent: "bundle changed"}},
+			map[string]string{bottle.RoleBundle: "allowCIDRs changed", bottle.RoleAgent: "bundle changed"}},
 		{"daemon order does not matter", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
-		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{RoleAgent: "image changed"}},
+		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{bottle.RoleAgent: "image changed"}},
 		{"resources", func(b *spec.Bottle) { b.Spec.Agent.CPUs, b.Spec.Agent.Memory = 2, 512 },
-			map[string]string{RoleAgent: "cpus, memory changed"}},
+			map[string]string{bottle.RoleAgent: "cpus, memory changed"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -213,49 +214,6 @@ func TestAgentAddr(t *testing.T) {
 	}
 }
 
-func TestFreeSubnet(t *testing.T) {
-	t.Parallel()
-	pp := netip.MustParsePrefix
-	cases := []struct {
-		name string
-		pool string
-		used []string
-		want string // "" = none
-	}{
-		{"empty", "10.213.0.0/16", nil, "10.213.0.0/24"},
-		{"skips used", "10.213.0.0/16", []string{"10.213.0.0/24", "10.213.1.0/24"}, "10.213.2.0/24"},
-		{"skips a wide overlap", "10.213.0.0/16", []string{"10.213.0.0/23"}, "10.213.2.0/24"},
-		{"skips a narrow overlap", "10.213.0.0/16", []string{"10.213.0.16/28"}, "10.213.1.0/24"},
-		{"pool inside a used range", "10.213.0.0/16", []string{"10.0.0.0/8"}, ""},
-		{"full /24 pool", "10.213.5.0/24", []string{"10.213.5.128/25"}, ""},
-		{"pool narrower than /24", "10.213.5.0/25", nil, ""},
-		{"/28 in a gap", "10.213.0.0/16/28", []string{"10.213.0.0/24", "10.213.1.0/28"}, "10.213.1.16/28"},
-	}
-	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			var used []netip.Prefix
-			for _, u := range tc.used {
-				used = append(used, pp(u))
-			}
-			pool, bits := tc.pool, 24
-			if strings.HasSuffix(pool, "/28") && strings.Count(pool, "/") == 2 {
-				pool, bits = strings.TrimSuffix(pool, "/28"), 28
-			}
-			got, ok := freeSubnet(pp(pool), bits, used, 0)
-			if tc.want == "" {
-				if ok {
-					t.Fatalf("freeSubnet = %v, want none", got)
-				}
-				return
-			}
-			if !ok || got != pp(tc.want) {
-				t.Fatalf("freeSubnet = %v %v, want %v", got, ok, tc.want)
-			}
-		})
-	}
-}
-
 func TestResolve(t *testing.T) {
 	t.Parallel()
 	resolve := func() []*spec.Bottle {
@@ -266,7 +224,7 @@ func TestResolve(t *testing.T) {
 		c.Spec.Network = spec.Network{Subnet: "10.213.1.0/24", BundleIP: "10.213.1.9"}
 		observed := []reconcile.Resource{
 			{Provider: ProviderName, Kind: KindNetwork, Name: "foreign", Summary: map[string]string{"subnet": "10.213.0.0/24"}},
-			{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-b-internal", Bottle: "b", Role: RoleInternal, Managed: true,
+			{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-b-internal", Bottle: "b", Role: bottle.RoleInternal, Managed: true,
 				Summary: map[string]string{"subnet": "10.213.7.0/24"}},
 		}
 		if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{a, b, c}, observed); err != nil {
@@ -283,7 +241,7 @@ func TestResolve(t *testing.T) {
 	// a gets a /24 of the pool that overlaps nothing else, with the bundle
 	// at its .2; every egress range is a /28 of the pool of its own.
 	all := []string{"10.213.0.0/24", b.Subnet, c.Subnet, a.Subnet, a.EgressSubnet, b.EgressSubnet, c.EgressSubnet}
-	pool := netip.MustParsePrefix(DefaultSubnetPool)
+	pool := netip.MustParsePrefix(bottle.DefaultSubnetPool)
 	for i, x := range all {
 		px := netip.MustParsePrefix(x)
 		if !pool.Contains(px.Addr()) {
@@ -360,7 +318,7 @@ func TestResolveRefusesOverlaps(t *testing.T) {
 	t.Parallel()
 	foreign := reconcile.Resource{Provider: ProviderName, Kind: KindNetwork, Name: "corp-vpn", Summary: map[string]string{"subnet": "192.168.240.0/20"}}
 	otherBottle := reconcile.Resource{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-web-internal", Bottle: "web",
-		Role: RoleInternal, Managed: true, Summary: map[string]string{"subnet": "10.50.0.0/24"}}
+		Role: bottle.RoleInternal, Managed: true, Summary: map[string]string{"subnet": "10.50.0.0/24"}}
 	withSubnet := func(name, subnet string) *spec.Bottle {
 		b := helloBottle()
 		b.Metadata.Name = name
@@ -398,9 +356,9 @@ func TestResolveMovesOwnNetworkOutOfTheWay(t *testing.T) {
 	b := helloBottle()
 	b.Spec.Network = spec.Network{Subnet: "10.213.0.0/24", BundleIP: "10.213.0.2"}
 	observed := []reconcile.Resource{
-		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-internal", Bottle: "hello", Role: RoleInternal, Managed: true,
+		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-internal", Bottle: "hello", Role: bottle.RoleInternal, Managed: true,
 			Summary: map[string]string{"subnet": "10.213.1.0/24"}},
-		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-egress", Bottle: "hello", Role: RoleEgress, Managed: true,
+		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-egress", Bottle: "hello", Role: bottle.RoleEgress, Managed: true,
 			Summary: map[string]string{"subnet": "10.213.0.16/28"}},
 	}
 	if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{b}, observed); err != nil {
@@ -450,7 +408,7 @@ func TestTranslateSecrets(t *testing.T) {
 	t.Parallel()
 	b := withSecrets(helloBottle(), map[string]string{"ANTHROPIC_API_KEY": plantedSecret, "Z_LAST": "zz-" + plantedSecret})
 	rs := byRole(translate(b, "img", "v"))
-	agent := rs[RoleAgent]
+	agent := rs[bottle.RoleAgent]
 	cfg := agent.Config.(containerConfig)
 	proxy := "http://192.168.240.2:8888"
 	wantEnv := []string{"ANTHROPIC_API_KEY=" + plantedSecret, "API_KEY=s3cret", "FOO=bar", "HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy,
@@ -459,7 +417,7 @@ func TestTranslateSecrets(t *testing.T) {
 		t.Errorf("agent env = %q, want %q", cfg.Env, wantEnv)
 	}
 	// One new input, a digest of "NAME=DIGEST" pairs.
-	plain := byRole(translate(helloBottle(), "img", "v"))[RoleAgent]
+	plain := byRole(translate(helloBottle(), "img", "v"))[bottle.RoleAgent]
 	if len(agent.Inputs) != len(plain.Inputs)+1 || agent.Inputs["secretEnv"] == "" {
 		t.Errorf("inputs %v, want those of %v and secretEnv", agent.Inputs, plain.Inputs)
 	}
@@ -481,7 +439,7 @@ func TestTranslateSecrets(t *testing.T) {
 		switch c := r.Config.(type) {
 		case containerConfig:
 			labels = c.Labels
-			if r.Role != RoleAgent && strings.Contains(strings.Join(c.Env, " "), plantedSecret) {
+			if r.Role != bottle.RoleAgent && strings.Contains(strings.Join(c.Env, " "), plantedSecret) {
 				t.Errorf("%s env holds the secret", r.ID())
 			}
 		case networkConfig:
@@ -527,7 +485,7 @@ func TestHashReasonsSecrets(t *testing.T) {
 			after := byRole(translate(b, "img", "v"))
 			for role, r := range after {
 				old, got, want := base[role], "", ""
-				if role == RoleAgent {
+				if role == bottle.RoleAgent {
 					want = tc.want
 				}
 				if r.Hash != old.Hash {
@@ -552,7 +510,7 @@ func TestHashReasonsSecrets(t *testing.T) {
 			t.Errorf("%s: an empty secretEnv changes the hash", role)
 		}
 	}
-	if _, ok := none[RoleAgent].Inputs["secretEnv"]; ok {
+	if _, ok := none[bottle.RoleAgent].Inputs["secretEnv"]; ok {
 		t.Error("secretEnv is an input without secrets")
 	}
 }
@@ -576,17 +534,6 @@ func TestDesiredRefusesUnresolvedSecrets(t *testing.T) {
 	}
 }
 
-func TestFreeSubnetFromWrapsAround(t *testing.T) {
-	t.Parallel()
-	pool := netip.MustParsePrefix("10.213.0.0/22") // four /24s
-	used := []netip.Prefix{netip.MustParsePrefix("10.213.3.0/24")}
-	for start, want := range map[uint32]string{0: "10.213.0.0/24", 2: "10.213.2.0/24", 3: "10.213.0.0/24", 7: "10.213.0.0/24", 5: "10.213.1.0/24"} {
-		if got, ok := freeSubnet(pool, 24, used, start); !ok || got.String() != want {
-			t.Errorf("start %d: %v %v, want %s", start, got, ok, want)
-		}
-	}
-}
-
 // A smolvm agent reaches its bundle from the host, so its internal network
 // keeps the host's address; a docker agent's does not.
 func TestInternalNetworkHostAddress(t *testing.T) {
@@ -597,7 +544,7 @@ func TestInternalNetworkHostAddress(t *testing.T) {
 	}{{spec.BackendDocker, true}, {spec.BackendSmolvm, false}} {
 		b := helloBottle()
 		b.Spec.Backend = tt.backend
-		cfg := byRole(translate(b, "bottle-apply/bundle:abc", "v1"))[RoleInternal].Config.(networkConfig)
+		cfg := byRole(translate(b, "bottle-apply/bundle:abc", "v1"))[bottle.RoleInternal].Config.(networkConfig)
 		if got := cfg.Options[OptionInhibitIPv4] == "true"; got != tt.inhibit {
 			t.Errorf("%s: internal network options = %v, want inhibit_ipv4=%v", tt.backend, cfg.Options, tt.inhibit)
 		}

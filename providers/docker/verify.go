@@ -14,6 +14,8 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // Addresses are where a bottle's parts are on its networks, as the engine
@@ -28,44 +30,44 @@ type Addresses struct {
 }
 
 // Addresses reads the bottle's networks and bundle from the engine.
-func (p *Provider) Addresses(ctx context.Context, bottle string) (Addresses, error) {
+func (p *Provider) Addresses(ctx context.Context, bottleName string) (Addresses, error) {
 	var a Addresses
-	nets, err := p.eng.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", LabelName+"="+bottle))})
+	nets, err := p.eng.NetworkList(ctx, network.ListOptions{Filters: filters.NewArgs(filters.Arg("label", bottle.LabelName+"="+bottleName))})
 	if err != nil {
-		return a, fmt.Errorf("list the networks of bottle %s: %w", bottle, err)
+		return a, fmt.Errorf("list the networks of bottle %s: %w", bottleName, err)
 	}
 	for _, n := range nets {
-		if n.Labels[LabelHash] == "" || len(n.IPAM.Config) == 0 {
+		if n.Labels[bottle.LabelHash] == "" || len(n.IPAM.Config) == 0 {
 			continue
 		}
 		c := n.IPAM.Config[0]
 		switch n.Name {
-		case ResourceName(bottle, RoleInternal):
+		case bottle.ResourceName(bottleName, bottle.RoleInternal):
 			a.InternalSubnet, a.InternalGateway = c.Subnet, c.Gateway
-		case ResourceName(bottle, RoleEgress):
+		case bottle.ResourceName(bottleName, bottle.RoleEgress):
 			a.EgressSubnet, a.EgressGateway = c.Subnet, c.Gateway
 		}
 	}
 	if a.InternalSubnet == "" {
-		return a, fmt.Errorf("bottle %s has no internal network: apply its spec first", bottle)
+		return a, fmt.Errorf("bottle %s has no internal network: apply its spec first", bottleName)
 	}
 	// One list for both containers; it holds their addresses.
-	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", LabelName+"="+bottle))})
+	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(filters.Arg("label", bottle.LabelName+"="+bottleName))})
 	if err != nil {
-		return a, fmt.Errorf("list the containers of bottle %s: %w", bottle, err)
+		return a, fmt.Errorf("list the containers of bottle %s: %w", bottleName, err)
 	}
-	internal := ResourceName(bottle, RoleInternal)
+	internal := bottle.ResourceName(bottleName, bottle.RoleInternal)
 	ip := func(role string) string {
-		if c, ok := pickOurs(cs, bottle, role); ok && c.NetworkSettings != nil {
+		if c, ok := pickOurs(cs, bottleName, role); ok && c.NetworkSettings != nil {
 			if ep := c.NetworkSettings.Networks[internal]; ep != nil {
 				return ep.IPAddress
 			}
 		}
 		return ""
 	}
-	a.BundleIP, a.AgentIP = ip(RoleBundle), ip(RoleAgent)
+	a.BundleIP, a.AgentIP = ip(bottle.RoleBundle), ip(bottle.RoleAgent)
 	if a.BundleIP == "" {
-		return a, fmt.Errorf("the bundle of bottle %s has no address on %s: run bottle-apply to replace it", bottle, ResourceName(bottle, RoleInternal))
+		return a, fmt.Errorf("the bundle of bottle %s has no address on %s: run bottle-apply to replace it", bottleName, bottle.ResourceName(bottleName, bottle.RoleInternal))
 	}
 	return a, nil
 }
@@ -76,7 +78,7 @@ const ProbeDir = "/.bottle-apply"
 // InstallProbe copies the static program bin into the bottle's agent under
 // ProbeDir, at a new name each time, and returns its path: a copy that the
 // agent had changed is never run.
-func (p *Provider) InstallProbe(ctx context.Context, bottle, bin string) (string, error) {
+func (p *Provider) InstallProbe(ctx context.Context, bottleName, bin string) (string, error) {
 	g, err := p.guestEngine()
 	if err != nil {
 		return "", err
@@ -88,7 +90,7 @@ func (p *Provider) InstallProbe(ctx context.Context, bottle, bin string) (string
 	if err != nil {
 		return "", err
 	}
-	id, err := p.Agent(ctx, bottle)
+	id, err := p.Agent(ctx, bottleName)
 	if err != nil {
 		return "", err
 	}
@@ -100,7 +102,7 @@ func (p *Provider) InstallProbe(ctx context.Context, bottle, bin string) (string
 	err = g.CopyToContainer(ctx, id, "/", pr, container.CopyToContainerOptions{})
 	pr.CloseWithError(err)
 	if err != nil {
-		return "", fmt.Errorf("copy the probe program into the agent of bottle %s: %w", bottle, err)
+		return "", fmt.Errorf("copy the probe program into the agent of bottle %s: %w", bottleName, err)
 	}
 	return guest, nil
 }

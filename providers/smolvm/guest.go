@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // ExecOptions is a command to run in a bottle's machine.
@@ -20,8 +22,8 @@ type ExecOptions struct {
 // and returns the command's exit code (a non-zero code is not an error).
 // smolvm never starts a machine for exec: a stopped one fails with exit 1
 // and "Error: ... is not running" on stdio.Err, as does a missing one.
-func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio Stdio) (int, error) {
-	name := machineName(bottle, roleAgent)
+func (p *Provider) Exec(ctx context.Context, bottleName string, o ExecOptions, stdio Stdio) (int, error) {
+	name := bottle.ResourceName(bottleName, bottle.RoleAgent)
 	code, err := p.cli.exec(ctx, name, o, stdio)
 	if err != nil {
 		return code, fmt.Errorf("exec in machine %s: %w", name, err)
@@ -39,11 +41,11 @@ func (p *Provider) Exec(ctx context.Context, bottle string, o ExecOptions, stdio
 //
 // A host path that starts with a colon must be written "./:name". With an
 // empty side there is nothing to copy, and Copy does nothing.
-func (p *Provider) Copy(ctx context.Context, bottle string, src, dst string) error {
+func (p *Provider) Copy(ctx context.Context, bottleName string, src, dst string) error {
 	if src == "" || dst == "" {
 		return nil
 	}
-	name := machineName(bottle, roleAgent)
+	name := bottle.ResourceName(bottleName, bottle.RoleAgent)
 	gs, gd := strings.HasPrefix(src, ":"), strings.HasPrefix(dst, ":")
 	if gs == gd {
 		return errors.New("copy: write the machine's side, and only it, as :PATH")

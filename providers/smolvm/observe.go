@@ -7,6 +7,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
@@ -35,7 +36,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	}
 	recs := map[string]*record{}
 	for _, m := range ms {
-		if m.Labels[labelName] != "" || !strings.HasPrefix(m.Name, namePrefix) {
+		if m.Labels[bottle.LabelName] != "" || !strings.HasPrefix(m.Name, bottle.NamePrefix) {
 			continue
 		}
 		rec, err := p.readRecord(m.Name)
@@ -55,14 +56,14 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []reconcile.Resource {
 	namesakes := make(map[string]string, len(scope.Bottles))
 	for _, b := range scope.Bottles {
-		namesakes[machineName(b, roleAgent)] = b
+		namesakes[bottle.ResourceName(b, bottle.RoleAgent)] = b
 	}
 	var out []reconcile.Resource
 	for _, m := range ms {
 		r := reconcile.Resource{Provider: ProviderName, Kind: kindMachine, Name: m.Name, EngineID: m.Name}
-		if l := m.Labels; l[labelName] != "" {
-			r.Bottle, r.Role, r.Hash, r.Inputs = l[labelName], l[labelRole], l[labelHash], reconcile.DecodeInputs(l[labelInputs])
-		} else if rec := recs[m.Name]; rec != nil && strings.HasPrefix(m.Name, namePrefix) {
+		if l := m.Labels; l[bottle.LabelName] != "" {
+			r.Bottle, r.Role, r.Hash, r.Inputs = l[bottle.LabelName], l[bottle.LabelRole], l[bottle.LabelHash], reconcile.DecodeInputs(l[bottle.LabelInputs])
+		} else if rec := recs[m.Name]; rec != nil && strings.HasPrefix(m.Name, bottle.NamePrefix) {
 			r.Bottle, r.Role, r.Hash, r.Inputs = rec.Bottle, rec.Role, rec.Hash, rec.Inputs
 		}
 		r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
@@ -78,8 +79,8 @@ func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []re
 			r.Hash, r.Inputs = "", nil
 		} else {
 			r.DependsOn = []string{
-				dockerID(dockerNetwork, r.Bottle, dockerRoleNetwork),
-				dockerID(dockerContainer, r.Bottle, dockerRoleBundle),
+				dockerID(dockerNetwork, r.Bottle, bottle.RoleInternal),
+				dockerID(dockerContainer, r.Bottle, bottle.RoleBundle),
 			}
 		}
 		r.State, r.Status = machineState(m.State)

@@ -6,6 +6,8 @@ import (
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 func TestParseVersion(t *testing.T) {
@@ -99,7 +101,7 @@ func TestParseMachines(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := ms[0]
-		if m.CPUs != 2 || m.MemoryMiB != 1024 || m.PID != 41233 || m.Labels[labelName] != "hello" || m.Labels[labelRole] != "agent" {
+		if m.CPUs != 2 || m.MemoryMiB != 1024 || m.PID != 41233 || m.Labels[bottle.LabelName] != "hello" || m.Labels[bottle.LabelRole] != "agent" {
 			t.Errorf("machine = %+v", m)
 		}
 	})

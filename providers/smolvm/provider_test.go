@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -348,7 +349,7 @@ func TestStartStoppedMachine(t *testing.T) {
 	e := newTestProvider(t, nil)
 	r := desiredOne(t, e.p, testBottle("hello"))
 	ls := fmt.Sprintf(`[{"name": "bottle-hello-agent", "state": "stopped", "labels": {%q: "hello", %q: "agent", %q: %q, %q: %q}}]`,
-		labelName, labelRole, labelHash, r.Hash, labelInputs, reconcile.EncodeInputs(r.Inputs))
+		bottle.LabelName, bottle.LabelRole, bottle.LabelHash, r.Hash, bottle.LabelInputs, reconcile.EncodeInputs(r.Inputs))
 	e.p.cli.r.(*fakeRunner).script = []call{
 		{argv: argv("machine", "ls", "--json"), stdout: ls},
 		{argv: argv("machine", "start", "--name", "bottle-hello-agent")},

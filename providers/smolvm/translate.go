@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -32,8 +33,8 @@ type machineConfig struct {
 	Secrets []string
 }
 
-func dockerID(kind, bottle, role string) string {
-	r := reconcile.Resource{Provider: dockerProvider, Kind: kind, Bottle: bottle, Role: role}
+func dockerID(kind, bottleName, role string) string {
+	r := reconcile.Resource{Provider: dockerProvider, Kind: kind, Bottle: bottleName, Role: role}
 	return r.ID()
 }
 
@@ -71,11 +72,11 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	}
 	h, inputs := f.Hash()
 	r := reconcile.Resource{
-		Provider: ProviderName, Kind: kindMachine, Bottle: name, Role: roleAgent,
-		Name: machineName(name, roleAgent), Hash: h, Inputs: inputs,
+		Provider: ProviderName, Kind: kindMachine, Bottle: name, Role: bottle.RoleAgent,
+		Name: bottle.ResourceName(name, bottle.RoleAgent), Hash: h, Inputs: inputs,
 		DependsOn: []string{
-			dockerID(dockerNetwork, name, dockerRoleNetwork),
-			dockerID(dockerContainer, name, dockerRoleBundle),
+			dockerID(dockerNetwork, name, bottle.RoleInternal),
+			dockerID(dockerContainer, name, bottle.RoleBundle),
 		},
 		Summary: map[string]string{"image": a.Image, "allow": strings.Join(cidrs, ",")},
 	}
@@ -85,7 +86,7 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 
 	// The proxy address derives from the bundle IP, which the allowCIDRs
 	// input covers.
-	proxy := fmt.Sprintf("http://%s:%d", bundleIP, proxyPort)
+	proxy := fmt.Sprintf("http://%s:%d", bundleIP, bottle.ProxyPort)
 	env := make([]string, 0, len(a.Env)+len(a.Secrets)+6)
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
@@ -98,13 +99,13 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
 	sort.Strings(env)
-	rec := record{Name: r.Name, Bottle: name, Role: roleAgent, Hash: h, Inputs: inputs, Version: version}
+	rec := record{Name: r.Name, Bottle: name, Role: bottle.RoleAgent, Hash: h, Inputs: inputs, Version: version}
 	r.Config = machineConfig{
 		Name: r.Name, Bottle: name, Image: a.Image, Cmd: slices.Clone(a.Command), Workdir: a.Workdir,
 		Env: env, AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.Memory,
 		Labels: map[string]string{
-			labelName: name, labelRole: roleAgent, labelHash: h,
-			labelInputs: reconcile.EncodeInputs(inputs), labelVersion: version,
+			bottle.LabelName: name, bottle.LabelRole: bottle.RoleAgent, bottle.LabelHash: h,
+			bottle.LabelInputs: reconcile.EncodeInputs(inputs), bottle.LabelVersion: version,
 		},
 		Record: rec, Secrets: secrets,
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/secret"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -45,7 +46,7 @@ func TestTranslate(t *testing.T) {
 			"http_proxy=http://10.77.0.2:8888", "https_proxy=http://10.77.0.2:8888", "no_proxy=localhost,127.0.0.1"},
 		AllowCIDRs: []string{"10.77.0.2/32", "192.0.2.0/24"}, CPUs: 2, MemoryMiB: 1024,
 		Labels: map[string]string{
-			labelName: "hello", labelRole: "agent", labelHash: r.Hash, labelInputs: reconcile.EncodeInputs(r.Inputs), labelVersion: "test",
+			bottle.LabelName: "hello", bottle.LabelRole: "agent", bottle.LabelHash: r.Hash, bottle.LabelInputs: reconcile.EncodeInputs(r.Inputs), bottle.LabelVersion: "test",
 		},
 		Record: record{Name: "bottle-hello-agent", Bottle: "hello", Role: "agent", Hash: r.Hash, Inputs: r.Inputs, Version: "test"},
 	}

@@ -1,0 +1,42 @@
+// Package bottle is the provider-neutral model of a bottle: what every
+// backend agrees on. It names a bottle's parts (roles, resource names), the
+// ports its bundle serves, the labels that make a resource bottle-apply's
+// (and the rule that says so), and where automatic subnets come from.
+//
+// It imports spec only: providers translate a bottle into their own
+// resources, reconcile plans over those.
+package bottle
+
+// Labels put on every resource bottle-apply creates, where its backend has
+// labels. A resource without LabelName, LabelRole and a non-empty LabelHash
+// is not bottle-apply's and is never touched.
+const (
+	LabelName    = "io.bottle-apply.name"
+	LabelRole    = "io.bottle-apply.role"
+	LabelHash    = "io.bottle-apply.config-hash"
+	LabelInputs  = "io.bottle-apply.inputs"
+	LabelVersion = "io.bottle-apply.version"
+)
+
+// Roles of a bottle's resources.
+const (
+	RoleInternal = "internal" // the bottle's network with no route out
+	RoleEgress   = "egress"   // the bundle's way out
+	RoleBundle   = "bundle"
+	RoleAgent    = "agent"
+)
+
+// ProxyPort is the port of the bundle's egress proxy that the agent's
+// HTTP_PROXY points at.
+const ProxyPort = 8888
+
+// DNSPort is the bundle's DNS daemon's port.
+const DNSPort = 53
+
+// NamePrefix starts the name of every resource of a bottle. It is
+// reserved: where a backend cannot label (smolvm before 1.8), a resource is
+// bottle-apply's only if it bears this prefix and a record of ours.
+const NamePrefix = "bottle-"
+
+// ResourceName is the engine name of a bottle's resource: bottle-NAME-ROLE.
+func ResourceName(bottle, role string) string { return NamePrefix + bottle + "-" + role }
