@@ -3,21 +3,21 @@ package main
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bottle-apply/bottle-apply/app"
 )
 
 // run calls Run in-process and returns the exit code and both streams.
 func run(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Run(t.Context(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	code := Run(t.Context(), args, app.Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
 	return code, out.String(), errb.String()
 }
 
@@ -43,8 +43,8 @@ func TestRunUsageErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			code, out, errs := run(t, "", tc.args...)
-			if code != exitError {
-				t.Errorf("exit %d, want %d", code, exitError)
+			if code != app.ExitError {
+				t.Errorf("exit %d, want %d", code, app.ExitError)
 			}
 			if out != "" {
 				t.Errorf("stdout = %q, want nothing", out)
@@ -67,7 +67,7 @@ func TestRunInvalidSpecChangesNothing(t *testing.T) {
 	// DOCKER_HOST points nowhere: a spec error must be reported before any
 	// engine is contacted.
 	code, out, errs := run(t, "", "-f", path, "--log-format", "json")
-	if code != exitError || out != "" {
+	if code != app.ExitError || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
 	for _, want := range []string{"invalid spec, nothing was changed", path + ":4:9: metadata.name"} {
@@ -84,7 +84,7 @@ func TestRunInvalidSpecJSON(t *testing.T) {
 		Error   string `json:"error"`
 		Changed bool   `json:"changed"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != exitError {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != app.ExitError {
 		t.Fatalf("exit %d, stdout not JSON (%v): %q", code, err, out)
 	}
 	if !strings.Contains(doc.Error, "<stdin>:1:1: apiVersion: required field is missing") || doc.Changed {
@@ -100,7 +100,7 @@ func TestBundleOutlivesTimeout(t *testing.T) {
 	done := make(chan int, 1)
 	var out bytes.Buffer
 	go func() {
-		done <- Run(ctx, []string{"bundle", "--timeout", "100ms"}, Streams{In: strings.NewReader(""), Out: &out, Err: &out})
+		done <- Run(ctx, []string{"bundle", "--timeout", "100ms"}, app.Streams{In: strings.NewReader(""), Out: &out, Err: &out})
 	}()
 	select {
 	case code := <-done:
@@ -118,42 +118,5 @@ func TestRunVersion(t *testing.T) {
 	code, out, _ := run(t, "", "--version")
 	if code != 0 || !strings.Contains(out, "bottle-apply version dev") {
 		t.Fatalf("exit %d, stdout %q", code, out)
-	}
-}
-
-func TestDockerHostFromContext(t *testing.T) {
-	dir := t.TempDir()
-	t.Setenv("DOCKER_HOST", "")
-	t.Setenv("DOCKER_CONFIG", dir)
-	t.Setenv("DOCKER_CONTEXT", "")
-	write := func(p, s string) {
-		t.Helper()
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(s), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if h, err := dockerHostFromContext(); h != "" || err != nil {
-		t.Fatalf("no config: %q %v", h, err)
-	}
-	write(filepath.Join(dir, "config.json"), `{"currentContext":"remote"}`)
-	if _, err := dockerHostFromContext(); err == nil || !strings.Contains(err.Error(), `docker context "remote" not found`) {
-		t.Fatalf("missing context: %v", err)
-	}
-	sum := sha256.Sum256([]byte("remote"))
-	write(filepath.Join(dir, "contexts", "meta", hex.EncodeToString(sum[:]), "meta.json"),
-		`{"Name":"remote","Endpoints":{"docker":{"Host":"ssh://me@box","SkipTLSVerify":false}}}`)
-	if h, err := dockerHostFromContext(); h != "ssh://me@box" || err != nil {
-		t.Fatalf("current context: %q %v", h, err)
-	}
-	t.Setenv("DOCKER_CONTEXT", "default")
-	if h, err := dockerHostFromContext(); h != "" || err != nil {
-		t.Fatalf("DOCKER_CONTEXT=default: %q %v", h, err)
-	}
-	t.Setenv("DOCKER_HOST", "tcp://1.2.3.4:2375")
-	if h, err := dockerHostFromContext(); h != "" || err != nil {
-		t.Fatalf("DOCKER_HOST wins: %q %v", h, err)
 	}
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/probe"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/verify"
 )
 
 // egressSpec is a bottle whose agent may reach allowed.test and
@@ -354,8 +355,8 @@ func TestE2EEgressExample(t *testing.T) {
 		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
 	}
 	var doc struct {
-		Changed bool           `json:"changed"`
-		Verify  []verifyReport `json:"verify"`
+		Changed bool            `json:"changed"`
+		Verify  []verify.Report `json:"verify"`
 	}
 	if err := json.Unmarshal([]byte(out), &doc); err != nil {
 		t.Fatalf("stdout is not JSON: %v\n%s", err, out)

@@ -11,12 +11,13 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/bundle"
 )
 
 // logsCommand prints a bottle's egress decisions: what its agent tried to
 // reach, and what the bundle let through.
-func logsCommand(o *options) *cobra.Command {
+func logsCommand(o *app.Options) *cobra.Command {
 	var follow, denied bool
 	c := &cobra.Command{
 		Use:   "logs [-f] [--denied] NAME",
@@ -28,16 +29,12 @@ func logsCommand(o *options) *cobra.Command {
 			return nil
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			ps, err := newProviders(o)
-			if err != nil {
-				return err
-			}
-			rc, err := ps.docker.BundleLogs(cmd.Context(), args[0], follow)
+			rc, err := app.Logs(cmd.Context(), o, args[0], follow)
 			if err != nil {
 				return err
 			}
 			defer rc.Close()
-			err = printDecisions(cmd.OutOrStdout(), rc, o.output == "json", denied)
+			err = printDecisions(cmd.OutOrStdout(), rc, o.Output == "json", denied)
 			if cmd.Context().Err() != nil {
 				return nil // Ctrl-C ends -f: not an error
 			}

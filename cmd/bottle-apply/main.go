@@ -8,6 +8,8 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+
+	"github.com/bottle-apply/bottle-apply/app"
 )
 
 func main() {
@@ -24,7 +26,10 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bottle-apply: interrupted again: exiting now; what was done is labelled, and the next run converges from it")
 		os.Exit(130)
 	}()
-	code := Run(ctx, os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	code := Run(ctx, os.Args[1:], app.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	cancel()
 	os.Exit(code)
 }
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"

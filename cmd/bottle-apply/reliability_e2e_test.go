@@ -287,7 +287,7 @@ func converge(t *testing.T, c *client.Client, bin, name, what string, kp *killPo
 		return true
 	}
 	t.Errorf("%s: the next run exits %d\n%s\n%s\nthe engine has:%s", what, code, out, errs, lookBottle(t, c, name))
-	kp.failure = "the next run exits " + strconv.Itoa(code) + ": " + lastOutputLine(errs)
+	kp.failure = "the next run exits " + strconv.Itoa(code) + ": " + lastLine(errs)
 	time.Sleep(2 * time.Second)
 	code, out, errs = runBin(t, bin, "", args...)
 	if code != 0 {
@@ -545,7 +545,7 @@ func TestE2EConcurrentAppliesOfTenSpecs(t *testing.T) {
 	for i, r := range runs {
 		code, out, errs := r.wait(t)
 		if applied[i] = code == 0; !applied[i] {
-			failed = append(failed, names[i]+": "+lastOutputLine(errs))
+			failed = append(failed, names[i]+": "+lastLine(errs))
 			t.Errorf("apply of %s: exit %d\n%s\n%s\nthe engine has:%s", names[i], code, out, errs, lookBottle(t, c, names[i]))
 		}
 	}
@@ -830,4 +830,10 @@ func ensureEngine(t *testing.T, args []string) {
 	if err := waitEngine(60 * time.Second); err != nil {
 		t.Errorf("the engine does not answer after the test: %v", err)
 	}
+}
+
+// lastLine is the last line of a command's output.
+func lastLine(s string) string {
+	s = strings.TrimSpace(s)
+	return s[strings.LastIndexByte(s, '\n')+1:]
 }

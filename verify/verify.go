@@ -1,4 +1,7 @@
-package main
+// Package verify is the isolation self-test: it copies the probe into a
+// bottle's agent, runs the standard checks there, and makes the verdict
+// on the host from what the probe saw.
+package verify
 
 import (
 	"bytes"
@@ -9,11 +12,9 @@ import (
 	"io"
 	"os"
 	"runtime"
-	"slices"
 	"strings"
 	"time"
 
-	"github.com/spf13/cobra"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -23,8 +24,8 @@ import (
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
-// verifyReport is the self-test of one bottle.
-type verifyReport struct {
+// Report is the self-test of one bottle.
+type Report struct {
 	Bottle     string         `json:"bottle"`
 	OK         bool           `json:"ok"`
 	Results    []probe.Result `json:"results,omitempty"`
@@ -33,9 +34,9 @@ type verifyReport struct {
 	DurationMS int64          `json:"durationMs"`
 }
 
-// errHoles says that a self-test found the isolation open somewhere, or
+// ErrHoles says that a self-test found the isolation open somewhere, or
 // could not run.
-var errHoles = errors.New("the isolation self-test failed")
+var ErrHoles = errors.New("the isolation self-test failed")
 
 // probeArgv runs the probe copied to path in an agent. The standard checks
 // expect silence from the host's addresses: a live peer on the same host
@@ -48,21 +49,21 @@ func probeArgv(path string) []string {
 // bundleReadyWait bounds the wait for a new bundle's daemons to listen.
 const bundleReadyWait = 10 * time.Second
 
-// verifyBottles runs the self-test in the agent of each bottle, at most a
+// Bottles runs the self-test in the agent of each bottle, at most a
 // few at a time, and returns one report per bottle in their order. The
 // error names every hole found and every bottle that could not be tested.
-func verifyBottles(ctx context.Context, ps *providerSet, bottles []spec.Bottle) ([]verifyReport, error) {
+func Bottles(ctx context.Context, dp *docker.Provider, bottles []spec.Bottle) ([]Report, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable for the probe: %w", err)
 	}
-	reports := make([]verifyReport, len(bottles))
+	reports := make([]Report, len(bottles))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for i := range bottles {
 		g.Go(func() error {
 			started := time.Now()
-			r := verifyBottle(gctx, ps.docker, exe, &bottles[i])
+			r := verifyBottle(gctx, dp, exe, &bottles[i])
 			r.DurationMS = time.Since(started).Milliseconds()
 			reports[i] = r
 			return nil
@@ -79,17 +80,17 @@ func verifyBottles(ctx context.Context, ps *providerSet, bottles []spec.Bottle) 
 		}
 	}
 	if len(msgs) > 0 {
-		return reports, fmt.Errorf("%w\n%s\nthe bottles are as the spec says, but their confinement is not proven: fix what is named above, then run bottle-apply --verify", errHoles, strings.Join(msgs, "\n"))
+		return reports, fmt.Errorf("%w\n%s\nthe bottles are as the spec says, but their confinement is not proven: fix what is named above, then run bottle-apply --verify", ErrHoles, strings.Join(msgs, "\n"))
 	}
 	return reports, nil
 }
 
 // verifyBottle copies the probe into the bottle's agent and runs the
 // standard checks there.
-func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.Bottle) verifyReport {
+func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.Bottle) Report {
 	name := b.Metadata.Name
-	r := verifyReport{Bottle: name}
-	fail := func(err error) verifyReport {
+	r := Report{Bottle: name}
+	fail := func(err error) Report {
 		r.Error = err.Error()
 		return r
 	}
@@ -200,8 +201,8 @@ func waitBundleReady(ctx context.Context, dp *docker.Provider, bottleName string
 	}
 }
 
-// printVerify writes the verdict of each report for humans.
-func printVerify(w io.Writer, reports []verifyReport) {
+// Print writes the verdict of each report for humans.
+func Print(w io.Writer, reports []Report) {
 	for _, r := range reports {
 		switch {
 		case r.Error != "":
@@ -215,47 +216,6 @@ func printVerify(w io.Writer, reports []verifyReport) {
 				fmt.Fprintf(w, "  - %s\n", h)
 			}
 		}
-	}
-}
-
-// changedBottles returns the bottles that a run changed something of.
-func changedBottles(bottles []spec.Bottle, changed []string) []spec.Bottle {
-	var out []spec.Bottle
-	for _, b := range bottles {
-		if slices.Contains(changed, b.Metadata.Name) {
-			out = append(out, b)
-		}
-	}
-	return out
-}
-
-// probeCommand is the program that runs inside an agent during a
-// self-test: checks as JSON on stdin, results as JSON on stdout.
-func probeCommand(code *int) *cobra.Command {
-	return &cobra.Command{
-		Use:    "probe",
-		Short:  "Run isolation checks (inside a bottle's agent, for --verify)",
-		Hidden: true,
-		Args:   cobra.ArbitraryArgs,
-		// The probe parses its own flags.
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			*code = probe.Main(args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-			return nil
-		},
-	}
-}
-
-// bundleStatusCommand asks the bundle program, from inside the bundle,
-// whether its daemons are ready.
-func bundleStatusCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Print the bundle's daemons' status (inside the bundle container)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return bundle.PrintStatus(cmd.Context(), cmd.OutOrStdout(), os.Getenv)
-		},
 	}
 }
 

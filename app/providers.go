@@ -1,0 +1,100 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/providers/smolvm"
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// Providers is every backend, for the reconciler and for exec and cp.
+type Providers struct {
+	engine string // the Docker engine's address, "" for the default
+	docker *docker.Provider
+	all    []reconcile.Provider
+	guests []func(ctx context.Context, bottle string) (Guest, error)
+}
+
+func NewProviders(o *Options) (*Providers, error) {
+	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
+	engine := os.Getenv("DOCKER_HOST")
+	if host, err := dockerHostFromContext(); err != nil {
+		return nil, err
+	} else if host != "" {
+		opts = append(opts, client.WithHost(host))
+		engine = host
+	}
+	c, err := client.NewClientWithOpts(opts...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client: %w; check DOCKER_HOST", err)
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable for the bundle image: %w", err)
+	}
+	ref, err := docker.BundleImageRef(exe)
+	if err != nil {
+		return nil, err
+	}
+	dp := docker.New(c, docker.Options{BundleImage: ref, BundleBinary: exe, SubnetPool: o.SubnetPool, Version: o.Version})
+	// smolvm is optional: without the binary it observes nothing, and only
+	// smolvm bottles fail, saying so.
+	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
+	return &Providers{
+		engine: engine,
+		docker: dp,
+		all:    []reconcile.Provider{dp, sp},
+		guests: []func(context.Context, string) (Guest, error){
+			func(ctx context.Context, bottle string) (Guest, error) {
+				if _, err := dp.Agent(ctx, bottle); err != nil {
+					return nil, err
+				}
+				return dockerGuest{p: dp, bottle: bottle}, nil
+			},
+			func(ctx context.Context, bottle string) (Guest, error) {
+				if err := smolvmAgent(ctx, sp, bottle); err != nil {
+					return nil, err
+				}
+				return smolvmGuest{p: sp, bottle: bottle}, nil
+			},
+		},
+	}, nil
+}
+
+// LockDir holds the bottles' locks, per engine: the same bottle name on two
+// engines is two bottles.
+func LockDir(engine string) string {
+	base := stateDir()
+	if base == "" {
+		// No home: a directory of this user's own in the temporary
+		// directory (lock.Acquire refuses it if someone else made it).
+		base = filepath.Join(os.TempDir(), "bottle-apply-"+strconv.Itoa(os.Geteuid()))
+	}
+	return LockDirIn(base, engine)
+}
+
+// LockDirIn is LockDir under the state directory base.
+func LockDirIn(base, engine string) string {
+	sum := sha256.Sum256([]byte(engine))
+	return filepath.Join(base, "bottle-apply", "locks", hex.EncodeToString(sum[:])[:12])
+}
+
+// Logs streams the decision log of the bottle's bundle (its daemons' JSON
+// lines), following it with follow, until ctx is done.
+func Logs(ctx context.Context, o *Options, bottleName string, follow bool) (io.ReadCloser, error) {
+	ps, err := NewProviders(o)
+	if err != nil {
+		return nil, err
+	}
+	return ps.docker.BundleLogs(ctx, bottleName, follow)
+}

@@ -1,0 +1,125 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"regexp"
+	"strings"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/bottle-apply/bottle-apply/app"
+	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/probe"
+)
+
+func execCommand(o *app.Options, s app.Streams, code *int) *cobra.Command {
+	var eo app.ExecOptions
+	c := &cobra.Command{
+		Use:   "exec [-i] [-t] [-e K=V] [-w DIR] NAME -- CMD [ARG...]",
+		Short: "Run a command in a bottle's agent (stdout, stderr and the exit code are passed through)",
+		Args: func(cmd *cobra.Command, args []string) error {
+			dash := cmd.ArgsLenAtDash()
+			if len(args) < 2 || dash != 1 {
+				return usageError("exec takes the bottle's name, then -- and the command: bottle-apply exec NAME -- CMD [ARG...]")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			g, err := app.FindGuest(ctx, o, args[0])
+			if err != nil {
+				return err
+			}
+			eo.Cmd = args[1:]
+			// Raw mode only when stdin goes to the command: without -i,
+			// Ctrl-C must still reach bottle-apply.
+			if eo.Tty && eo.Interactive {
+				if f, ok := s.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+					if w, h, err := term.GetSize(int(f.Fd())); err == nil {
+						eo.Width, eo.Height = uint(w), uint(h)
+					}
+					old, err := term.MakeRaw(int(f.Fd()))
+					if err == nil {
+						defer term.Restore(int(f.Fd()), old)
+					}
+				}
+			}
+			*code, err = g.Exec(ctx, eo, s)
+			return err
+		},
+	}
+	c.Flags().BoolVarP(&eo.Interactive, "interactive", "i", false, "pass stdin to the command")
+	c.Flags().BoolVarP(&eo.Tty, "tty", "t", false, "allocate a terminal")
+	c.Flags().StringArrayVarP(&eo.Env, "env", "e", nil, "set an environment variable K=V (repeatable)")
+	c.Flags().StringVarP(&eo.Workdir, "workdir", "w", "", "working directory in the agent")
+	return c
+}
+
+// guestPath matches NAME:PATH, NAME being a bottle name.
+var guestPath = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?):(.*)$`)
+
+func cpCommand(o *app.Options) *cobra.Command {
+	return &cobra.Command{
+		Use:   "cp SRC NAME:DST | cp NAME:SRC DST",
+		Short: "Copy files or directories between the host and a bottle's agent",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) != 2 {
+				return usageError("cp takes two arguments: bottle-apply cp SRC NAME:DST, or cp NAME:SRC DST")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			src, dst := args[0], args[1]
+			ms, md := guestPath.FindStringSubmatch(src), guestPath.FindStringSubmatch(dst)
+			if (ms == nil) == (md == nil) {
+				return usageError(fmt.Sprintf("cp %s %s: exactly one side must be NAME:PATH", src, dst))
+			}
+			bottle := ""
+			if ms != nil {
+				bottle, src = ms[1], ":"+ms[3]
+			} else {
+				bottle, dst = md[1], ":"+md[3]
+			}
+			if strings.TrimPrefix(src, ":") == "" || strings.TrimPrefix(dst, ":") == "" {
+				return nil // nothing to copy
+			}
+			g, err := app.FindGuest(cmd.Context(), o, bottle)
+			if err != nil {
+				return err
+			}
+			return g.Copy(cmd.Context(), src, dst)
+		},
+	}
+}
+
+// probeCommand is the program that runs inside an agent during a
+// self-test: checks as JSON on stdin, results as JSON on stdout.
+func probeCommand(code *int) *cobra.Command {
+	return &cobra.Command{
+		Use:    "probe",
+		Short:  "Run isolation checks (inside a bottle's agent, for --verify)",
+		Hidden: true,
+		Args:   cobra.ArbitraryArgs,
+		// The probe parses its own flags.
+		DisableFlagParsing: true,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			*code = probe.Main(args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
+			return nil
+		},
+	}
+}
+
+// bundleStatusCommand asks the bundle program, from inside the bundle,
+// whether its daemons are ready.
+func bundleStatusCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "status",
+		Short: "Print the bundle's daemons' status (inside the bundle container)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return bundle.PrintStatus(cmd.Context(), cmd.OutOrStdout(), os.Getenv)
+		},
+	}
+}
