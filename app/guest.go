@@ -5,89 +5,72 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/guest"
 	"github.com/bottle-apply/bottle-apply/providers/smolvm"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
-// Guest is a bottle's agent as the exec and cp commands see it, whatever
-// its backend.
-type Guest interface {
-	Exec(ctx context.Context, o ExecOptions, s Streams) (int, error)
-	Copy(ctx context.Context, src, dst string) error
-}
-
-type ExecOptions struct {
-	Cmd         []string
-	Env         []string
-	Workdir     string
-	Interactive bool
-	Tty         bool
-	Height      uint
-	Width       uint
-}
-
-type dockerGuest struct {
-	p      *docker.Provider
-	bottle string
-}
-
-func (g dockerGuest) Exec(ctx context.Context, o ExecOptions, s Streams) (int, error) {
-	return g.p.Exec(ctx, g.bottle, docker.ExecOptions{Cmd: o.Cmd, Env: o.Env, Workdir: o.Workdir,
-		Interactive: o.Interactive, TTY: o.Tty, Height: o.Height, Width: o.Width},
-		docker.Stdio{In: s.In, Out: s.Out, Err: s.Err})
-}
-
-func (g dockerGuest) Copy(ctx context.Context, src, dst string) error {
-	return g.p.Copy(ctx, g.bottle, src, dst)
-}
-
-type smolvmGuest struct {
-	p      *smolvm.Provider
-	bottle string
-}
-
-func (g smolvmGuest) Exec(ctx context.Context, o ExecOptions, s Streams) (int, error) {
-	return g.p.Exec(ctx, g.bottle, smolvm.ExecOptions{Cmd: o.Cmd, Env: o.Env, Workdir: o.Workdir,
-		Interactive: o.Interactive, TTY: o.Tty}, smolvm.Stdio{In: s.In, Out: s.Out, Err: s.Err})
-}
-
-func (g smolvmGuest) Copy(ctx context.Context, src, dst string) error {
-	return g.p.Copy(ctx, g.bottle, src, dst)
-}
-
 // smolvmAgent checks that the bottle has a machine that bottle-apply
 // manages.
-func smolvmAgent(ctx context.Context, p *smolvm.Provider, bottle string) error {
-	rs, err := p.Observe(ctx, reconcile.Scope{Bottles: []string{bottle}})
+func smolvmAgent(ctx context.Context, p *smolvm.Provider, bottleName string) error {
+	rs, err := p.Observe(ctx, reconcile.Scope{Bottles: []string{bottleName}})
 	if err != nil {
 		return err
 	}
 	for _, r := range rs {
-		if r.Bottle == bottle && r.Role == "agent" {
+		if r.Bottle == bottleName && r.Role == bottle.RoleAgent {
 			if !r.Managed {
 				return fmt.Errorf("smolvm machine %s: %w", r.Name, reconcile.ErrNotManaged)
 			}
 			return nil
 		}
 	}
-	return fmt.Errorf("bottle %s has no smolvm machine", bottle)
+	return fmt.Errorf("bottle %s has no smolvm machine", bottleName)
 }
 
 // FindGuest returns the agent of the named bottle, asking each backend in
 // turn.
-func FindGuest(ctx context.Context, o *Options, bottle string) (Guest, error) {
+func FindGuest(ctx context.Context, o *Options, bottleName string) (guest.Guest, error) {
 	ps, err := NewProviders(o)
 	if err != nil {
 		return nil, err
 	}
-	var errs []error
-	for _, f := range ps.guests {
-		g, err := f(ctx, bottle)
-		if err == nil {
-			return g, nil
-		}
-		errs = append(errs, err)
+	return ps.agent(ctx, bottleName)
+}
+
+// agent returns the bottle's running agent, from whichever backend has it.
+func (ps *Providers) agent(ctx context.Context, bottleName string) (guest.Guest, error) {
+	g, derr := ps.docker.Guest(ctx, bottleName, bottle.RoleAgent)
+	if derr == nil {
+		return g, nil
 	}
-	return nil, fmt.Errorf("bottle %s has no agent to run in: %w", bottle, errors.Join(errs...))
+	serr := smolvmAgent(ctx, ps.smolvm, bottleName)
+	if serr == nil {
+		return ps.smolvm.Guest(bottleName), nil
+	}
+	return nil, fmt.Errorf("bottle %s has no agent to run in: %w", bottleName, errors.Join(derr, serr))
+}
+
+// Exec runs a command in the bottle's agent and returns its exit code.
+func Exec(ctx context.Context, o *Options, bottleName string, eo guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	g, err := FindGuest(ctx, o, bottleName)
+	if err != nil {
+		return 0, err
+	}
+	return g.Exec(ctx, eo, stdio)
+}
+
+// Copy copies between the host and the bottle's agent: the host path src
+// to dst in the agent when in is set, else src in the agent to the host
+// path dst.
+func Copy(ctx context.Context, o *Options, bottleName, src, dst string, in bool) error {
+	g, err := FindGuest(ctx, o, bottleName)
+	if err != nil {
+		return err
+	}
+	if in {
+		return g.CopyIn(ctx, src, dst)
+	}
+	return g.CopyOut(ctx, src, dst)
 }

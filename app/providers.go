@@ -21,8 +21,8 @@ import (
 type Providers struct {
 	engine string // the Docker engine's address, "" for the default
 	docker *docker.Provider
+	smolvm *smolvm.Provider
 	all    []reconcile.Provider
-	guests []func(ctx context.Context, bottle string) (Guest, error)
 }
 
 func NewProviders(o *Options) (*Providers, error) {
@@ -50,25 +50,7 @@ func NewProviders(o *Options) (*Providers, error) {
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
-	return &Providers{
-		engine: engine,
-		docker: dp,
-		all:    []reconcile.Provider{dp, sp},
-		guests: []func(context.Context, string) (Guest, error){
-			func(ctx context.Context, bottle string) (Guest, error) {
-				if _, err := dp.Agent(ctx, bottle); err != nil {
-					return nil, err
-				}
-				return dockerGuest{p: dp, bottle: bottle}, nil
-			},
-			func(ctx context.Context, bottle string) (Guest, error) {
-				if err := smolvmAgent(ctx, sp, bottle); err != nil {
-					return nil, err
-				}
-				return smolvmGuest{p: sp, bottle: bottle}, nil
-			},
-		},
-	}, nil
+	return &Providers{engine: engine, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
 }
 
 // LockDir holds the bottles' locks, per engine: the same bottle name on two

@@ -1,42 +1,70 @@
 // Package verify is the isolation self-test: it copies the probe into a
-// bottle's agent, runs the standard checks there, and makes the verdict
-// on the host from what the probe saw.
+// bottle's agent through its guest.Guest, runs the standard checks there,
+// and makes the verdict on the host from what the probe saw. It knows no
+// provider: app hands it a Subject per bottle.
 package verify
 
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"debug/elf"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"os"
-	"runtime"
+	"path"
 	"strings"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/bottle-apply/bottle-apply/bottle"
-	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/guest"
 	"github.com/bottle-apply/bottle-apply/probe"
-	"github.com/bottle-apply/bottle-apply/providers/docker"
-	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Report is the self-test of one bottle.
 type Report struct {
-	Bottle     string         `json:"bottle"`
-	OK         bool           `json:"ok"`
-	Results    []probe.Result `json:"results,omitempty"`
-	Holes      []string       `json:"holes,omitempty"`
-	Error      string         `json:"error,omitempty"`
-	DurationMS int64          `json:"durationMs"`
+	Bottle  string         `json:"bottle"`
+	OK      bool           `json:"ok"`
+	Results []probe.Result `json:"results,omitempty"`
+	Holes   []string       `json:"holes,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	// Skipped says why the bottle got no verdict (its backend cannot be
+	// tested this way), with OK false and no error.
+	Skipped    string `json:"skipped,omitempty"`
+	DurationMS int64  `json:"durationMs"`
 }
 
 // ErrHoles says that a self-test found the isolation open somewhere, or
 // could not run.
 var ErrHoles = errors.New("the isolation self-test failed")
+
+// Subject is one bottle to test.
+type Subject struct {
+	Bottle string
+	// Err, when set, says why the bottle could not be made ready for the
+	// test (no agent, no bundle address): its report holds it.
+	Err error
+	// Skip, when set, says why the bottle cannot be tested: it gets a
+	// report that says so instead of a verdict, and nothing else is used.
+	Skip string
+	// Agent is where the probe runs.
+	Agent guest.Guest
+	// Target is what the checks expect of the bottle.
+	Target probe.Target
+	// Bundle and ReadyCmd, when both set, are asked (ReadyCmd run in the
+	// bundle until it exits 0) while the probe is copied in, so that a
+	// bundle that just started has its daemons listening.
+	Bundle   guest.Guest
+	ReadyCmd []string
+	// Hint is said when the bundle does not get ready: where to look.
+	Hint string
+}
+
+// ProbeDir is where the probe is copied in an agent, at a new name each
+// time, so that a copy that the agent had changed is never run.
+const ProbeDir = "/.bottle-apply"
 
 // probeArgv runs the probe copied to path in an agent. The standard checks
 // expect silence from the host's addresses: a live peer on the same host
@@ -49,21 +77,18 @@ func probeArgv(path string) []string {
 // bundleReadyWait bounds the wait for a new bundle's daemons to listen.
 const bundleReadyWait = 10 * time.Second
 
-// Bottles runs the self-test in the agent of each bottle, at most a
-// few at a time, and returns one report per bottle in their order. The
-// error names every hole found and every bottle that could not be tested.
-func Bottles(ctx context.Context, dp *docker.Provider, bottles []spec.Bottle) ([]Report, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own executable for the probe: %w", err)
-	}
-	reports := make([]Report, len(bottles))
+// Run tests each subject, at most a few at a time, with the probe program
+// at the host path probeBin (a static linux executable), and returns one
+// report per subject in their order. The error names every hole found and
+// every bottle that could not be tested.
+func Run(ctx context.Context, probeBin string, subjects []Subject) ([]Report, error) {
+	reports := make([]Report, len(subjects))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
-	for i := range bottles {
+	for i := range subjects {
 		g.Go(func() error {
 			started := time.Now()
-			r := verifyBottle(gctx, dp, exe, &bottles[i])
+			r := One(gctx, probeBin, &subjects[i])
 			r.DurationMS = time.Since(started).Milliseconds()
 			reports[i] = r
 			return nil
@@ -85,46 +110,33 @@ func Bottles(ctx context.Context, dp *docker.Provider, bottles []spec.Bottle) ([
 	return reports, nil
 }
 
-// verifyBottle copies the probe into the bottle's agent and runs the
-// standard checks there.
-func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.Bottle) Report {
-	name := b.Metadata.Name
-	r := Report{Bottle: name}
+// One copies the probe into the subject's agent and runs the standard
+// checks there.
+func One(ctx context.Context, probeBin string, s *Subject) Report {
+	r := Report{Bottle: s.Bottle}
+	if s.Skip != "" {
+		r.Skipped = s.Skip
+		return r
+	}
 	fail := func(err error) Report {
 		r.Error = err.Error()
 		return r
 	}
-	if b.Spec.Backend != spec.BackendDocker {
-		// The agent is a microVM: the probe would go through smolvm's cp
-		// and exec, which this build does not drive yet.
-		return fail(fmt.Errorf("the self-test runs in docker agents only; this bottle's backend is %s", b.Spec.Backend))
+	if s.Err != nil {
+		return fail(s.Err)
 	}
-	addrs, err := dp.Addresses(ctx, name)
-	if err != nil {
-		return fail(err)
-	}
-	target := probe.Target{
-		BundleIP: addrs.BundleIP, ProxyPort: bottle.ProxyPort, DNSPort: bottle.DNSPort,
-		InternalPorts: []int{bundle.StatusPort},
-		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Spec.Network.AllowCIDRs,
-	}
-	for _, a := range []string{addrs.InternalGateway, addrs.EgressGateway} {
-		if a != "" {
-			target.HostAddrs = append(target.HostAddrs, a)
-		}
-	}
-	checks, err := probe.Standard(target)
+	checks, err := probe.Standard(s.Target)
 	if err != nil {
 		return fail(err)
 	}
 	// The probe goes in while the bundle's daemons come up.
 	var probePath string
 	g, gctx := errgroup.WithContext(ctx)
-	if b.Spec.Bundle.Image == "" && len(b.Spec.Bundle.Daemons) > 0 {
-		g.Go(func() error { return waitBundleReady(gctx, dp, name) })
+	if s.Bundle != nil && len(s.ReadyCmd) > 0 {
+		g.Go(func() error { return waitReady(gctx, s) })
 	}
 	g.Go(func() (err error) {
-		probePath, err = dp.InstallProbe(gctx, name, exe)
+		probePath, err = install(gctx, s.Agent, probeBin)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -135,21 +147,21 @@ func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.
 		return fail(err)
 	}
 	var out, errOut bytes.Buffer
-	code, err := dp.Exec(ctx, name, docker.ExecOptions{Cmd: probeArgv(probePath), Interactive: true},
-		docker.Stdio{In: bytes.NewReader(in), Out: &out, Err: &errOut})
+	code, err := s.Agent.Exec(ctx, guest.ExecOptions{Cmd: probeArgv(probePath), Interactive: true},
+		guest.Stdio{In: bytes.NewReader(in), Out: &out, Err: &errOut})
 	if err != nil {
 		return fail(err)
 	}
 	if err := json.Unmarshal(out.Bytes(), &r.Results); err != nil || len(r.Results) != len(checks) {
-		return fail(fmt.Errorf("the probe in the agent exited %d without a result (%s); does the agent's image run static linux/%s programs?",
-			code, strings.TrimSpace(lastOutputLine(errOut.String())), goarch()))
+		return fail(fmt.Errorf("the probe in %s exited %d without a result (%s); does the agent's image run static linux/%s programs?",
+			s.Agent, code, strings.TrimSpace(lastOutputLine(errOut.String())), elfArch(probeBin)))
 	}
 	for i := range r.Results {
 		// The verdict is made here, from what the probe saw, for the
 		// checks sent: never taken from the agent's side.
 		res := &r.Results[i]
 		if res.Check != checks[i] {
-			return fail(fmt.Errorf("the probe in the agent answered for other checks than it was given (result %d: %q)", i+1, res.Name))
+			return fail(fmt.Errorf("the probe in %s answered for other checks than it was given (result %d: %q)", s.Agent, i+1, res.Name))
 		}
 		res.OK = res.Expect.Accepts(res.Got)
 		if !res.OK {
@@ -158,6 +170,53 @@ func verifyBottle(ctx context.Context, dp *docker.Provider, exe string, b *spec.
 	}
 	r.OK = len(r.Holes) == 0
 	return r
+}
+
+// install copies the probe into the agent under ProbeDir, at a new name,
+// and returns its path there.
+func install(ctx context.Context, agent guest.Guest, bin string) (string, error) {
+	if err := checkStatic(bin); err != nil {
+		return "", err
+	}
+	var nonce [8]byte
+	_, _ = rand.Read(nonce[:])
+	dst := path.Join(ProbeDir, "probe-"+hex.EncodeToString(nonce[:]))
+	if err := agent.CopyIn(ctx, bin, dst); err != nil {
+		return "", fmt.Errorf("copy the probe program into %s: %w", agent, err)
+	}
+	return dst, nil
+}
+
+// checkStatic fails unless bin is a statically linked ELF executable: the
+// agent's image may have no dynamic loader, or another one.
+func checkStatic(bin string) error {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return fmt.Errorf("the probe program %s is not an ELF executable: %w", bin, err)
+	}
+	defer f.Close()
+	for _, p := range f.Progs {
+		if p.Type == elf.PT_INTERP {
+			return fmt.Errorf("the probe program %s is dynamically linked; the self-test needs a static bottle-apply: rebuild it with CGO_ENABLED=0 (make build)", bin)
+		}
+	}
+	return nil
+}
+
+// elfArch names the architecture of the ELF executable bin, as Go does.
+func elfArch(bin string) string {
+	f, err := elf.Open(bin)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	switch f.Machine {
+	case elf.EM_X86_64:
+		return "amd64"
+	case elf.EM_AARCH64:
+		return "arm64"
+	}
+	return strings.ToLower(strings.TrimPrefix(f.Machine.String(), "EM_"))
 }
 
 func detail(d string) string {
@@ -175,16 +234,14 @@ func lastOutputLine(s string) string {
 	return s
 }
 
-// waitBundleReady asks the bundle program, inside the bundle, until its
-// daemons listen.
-func waitBundleReady(ctx context.Context, dp *docker.Provider, bottleName string) error {
+// waitReady runs the subject's ReadyCmd in its bundle until it exits 0.
+func waitReady(ctx context.Context, s *Subject) error {
 	ctx, cancel := context.WithTimeout(ctx, bundleReadyWait)
 	defer cancel()
 	var last string
 	for {
 		var out, errOut bytes.Buffer
-		code, err := dp.ExecBundle(ctx, bottleName, docker.ExecOptions{Cmd: []string{docker.BundleBinaryPath, "bundle", "status"}},
-			docker.Stdio{Out: &out, Err: &errOut})
+		code, err := s.Bundle.Exec(ctx, guest.ExecOptions{Cmd: s.ReadyCmd}, guest.Stdio{Out: &out, Err: &errOut})
 		if err == nil && code == 0 {
 			return nil
 		}
@@ -194,29 +251,8 @@ func waitBundleReady(ctx context.Context, dp *docker.Provider, bottleName string
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("the bundle's daemons are not ready after %s (%s); see bottle-apply logs %s and docker logs %s",
-				bundleReadyWait, last, bottleName, bottle.ResourceName(bottleName, bottle.RoleBundle))
+			return fmt.Errorf("the bundle's daemons are not ready after %s (%s)%s", bundleReadyWait, last, s.Hint)
 		case <-time.After(100 * time.Millisecond):
 		}
 	}
 }
-
-// Print writes the verdict of each report for humans.
-func Print(w io.Writer, reports []Report) {
-	for _, r := range reports {
-		switch {
-		case r.Error != "":
-			fmt.Fprintf(w, "Verify %s: could not run: %s\n", r.Bottle, r.Error)
-		case r.OK:
-			fmt.Fprintf(w, "Verify %s: %d checks passed in %s.\n",
-				r.Bottle, len(r.Results), (time.Duration(r.DurationMS) * time.Millisecond).String())
-		default:
-			fmt.Fprintf(w, "Verify %s: %d of %d checks FAILED:\n", r.Bottle, len(r.Holes), len(r.Results))
-			for _, h := range r.Holes {
-				fmt.Fprintf(w, "  - %s\n", h)
-			}
-		}
-	}
-}
-
-func goarch() string { return runtime.GOARCH }

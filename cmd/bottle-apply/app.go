@@ -16,13 +16,14 @@ import (
 	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/view"
 )
 
 // Run is the whole program but for os.Exit: it parses args, runs the
 // command and returns the exit code.
-func Run(ctx context.Context, args []string, s app.Streams) int {
+func Run(ctx context.Context, args []string, s Streams) int {
 	o := app.Options{Version: version}
-	code := app.ExitOK
+	code := exitOK
 	root := &cobra.Command{
 		Use:   "bottle-apply -f FILE [flags]",
 		Short: "Converge agent sandboxes (bottles) to their YAML spec",
@@ -45,7 +46,7 @@ func Run(ctx context.Context, args []string, s app.Streams) int {
 				return usageError("--verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify")
 			}
 			var err error
-			code, err = app.Apply(cmd.Context(), &o, s)
+			code, err = runApply(cmd.Context(), &o, s)
 			return err
 		},
 	}
@@ -97,11 +98,11 @@ func Run(ctx context.Context, args []string, s app.Streams) int {
 	var ue usageErr
 	if errors.As(logErr, &ue) {
 		fmt.Fprintf(s.Err, "bottle-apply: %v\nRun 'bottle-apply --help' for usage.\n", logErr)
-		return app.ExitError
+		return exitError
 	}
 	log, _ := newLogger(s.Err, o.LogLevel, o.LogFormat)
 	log.Error().Msg(logErr.Error())
-	return app.ExitError
+	return exitError
 }
 
 type usageErr string
@@ -143,4 +144,25 @@ func bundleCommand() *cobra.Command {
 	}
 	c.AddCommand(bundleStatusCommand())
 	return c
+}
+
+// runApply is the root command: apply, destroy, a dry run or --verify,
+// shown by the view -o picks.
+func runApply(ctx context.Context, o *app.Options, s Streams) (int, error) {
+	color := false
+	if f, ok := s.Out.(*os.File); ok {
+		color = isatty.IsTerminal(f.Fd())
+	}
+	v := view.NewApply(o.Output, s.Out, color)
+	res, err := app.Apply(ctx, o, s.In, v.Plan)
+	if verr := v.Result(res, err); err == nil && verr != nil {
+		err = verr
+	}
+	if err != nil {
+		return exitError, err
+	}
+	if o.DetailedExitcode && res.Changed() {
+		return exitChanges, nil
+	}
+	return exitOK, nil
 }

@@ -9,15 +9,13 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/bottle-apply/bottle-apply/app"
 )
 
 // run calls Run in-process and returns the exit code and both streams.
 func run(t *testing.T, stdin string, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	code := Run(t.Context(), args, app.Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
+	code := Run(t.Context(), args, Streams{In: strings.NewReader(stdin), Out: &out, Err: &errb})
 	return code, out.String(), errb.String()
 }
 
@@ -43,8 +41,8 @@ func TestRunUsageErrors(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			code, out, errs := run(t, "", tc.args...)
-			if code != app.ExitError {
-				t.Errorf("exit %d, want %d", code, app.ExitError)
+			if code != exitError {
+				t.Errorf("exit %d, want %d", code, exitError)
 			}
 			if out != "" {
 				t.Errorf("stdout = %q, want nothing", out)
@@ -67,7 +65,7 @@ func TestRunInvalidSpecChangesNothing(t *testing.T) {
 	// DOCKER_HOST points nowhere: a spec error must be reported before any
 	// engine is contacted.
 	code, out, errs := run(t, "", "-f", path, "--log-format", "json")
-	if code != app.ExitError || out != "" {
+	if code != exitError || out != "" {
 		t.Fatalf("exit %d, stdout %q", code, out)
 	}
 	for _, want := range []string{"invalid spec, nothing was changed", path + ":4:9: metadata.name"} {
@@ -84,7 +82,7 @@ func TestRunInvalidSpecJSON(t *testing.T) {
 		Error   string `json:"error"`
 		Changed bool   `json:"changed"`
 	}
-	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != app.ExitError {
+	if err := json.Unmarshal([]byte(out), &doc); err != nil || code != exitError {
 		t.Fatalf("exit %d, stdout not JSON (%v): %q", code, err, out)
 	}
 	if !strings.Contains(doc.Error, "<stdin>:1:1: apiVersion: required field is missing") || doc.Changed {
@@ -100,7 +98,7 @@ func TestBundleOutlivesTimeout(t *testing.T) {
 	done := make(chan int, 1)
 	var out bytes.Buffer
 	go func() {
-		done <- Run(ctx, []string{"bundle", "--timeout", "100ms"}, app.Streams{In: strings.NewReader(""), Out: &out, Err: &out})
+		done <- Run(ctx, []string{"bundle", "--timeout", "100ms"}, Streams{In: strings.NewReader(""), Out: &out, Err: &out})
 	}()
 	select {
 	case code := <-done:

@@ -4,18 +4,18 @@ import (
 	"fmt"
 	"os"
 	"regexp"
-	"strings"
 
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
 	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/guest"
 	"github.com/bottle-apply/bottle-apply/probe"
 )
 
-func execCommand(o *app.Options, s app.Streams, code *int) *cobra.Command {
-	var eo app.ExecOptions
+func execCommand(o *app.Options, s Streams, code *int) *cobra.Command {
+	var eo guest.ExecOptions
 	c := &cobra.Command{
 		Use:   "exec [-i] [-t] [-e K=V] [-w DIR] NAME -- CMD [ARG...]",
 		Short: "Run a command in a bottle's agent (stdout, stderr and the exit code are passed through)",
@@ -28,14 +28,10 @@ func execCommand(o *app.Options, s app.Streams, code *int) *cobra.Command {
 		},
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
-			g, err := app.FindGuest(ctx, o, args[0])
-			if err != nil {
-				return err
-			}
 			eo.Cmd = args[1:]
 			// Raw mode only when stdin goes to the command: without -i,
 			// Ctrl-C must still reach bottle-apply.
-			if eo.Tty && eo.Interactive {
+			if eo.TTY && eo.Interactive {
 				if f, ok := s.In.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 					if w, h, err := term.GetSize(int(f.Fd())); err == nil {
 						eo.Width, eo.Height = uint(w), uint(h)
@@ -46,12 +42,13 @@ func execCommand(o *app.Options, s app.Streams, code *int) *cobra.Command {
 					}
 				}
 			}
-			*code, err = g.Exec(ctx, eo, s)
+			var err error
+			*code, err = app.Exec(ctx, o, args[0], eo, guest.Stdio{In: s.In, Out: s.Out, Err: s.Err})
 			return err
 		},
 	}
 	c.Flags().BoolVarP(&eo.Interactive, "interactive", "i", false, "pass stdin to the command")
-	c.Flags().BoolVarP(&eo.Tty, "tty", "t", false, "allocate a terminal")
+	c.Flags().BoolVarP(&eo.TTY, "tty", "t", false, "allocate a terminal")
 	c.Flags().StringArrayVarP(&eo.Env, "env", "e", nil, "set an environment variable K=V (repeatable)")
 	c.Flags().StringVarP(&eo.Workdir, "workdir", "w", "", "working directory in the agent")
 	return c
@@ -76,20 +73,17 @@ func cpCommand(o *app.Options) *cobra.Command {
 			if (ms == nil) == (md == nil) {
 				return usageError(fmt.Sprintf("cp %s %s: exactly one side must be NAME:PATH", src, dst))
 			}
-			bottle := ""
-			if ms != nil {
-				bottle, src = ms[1], ":"+ms[3]
+			in := md != nil
+			bottleName := ""
+			if in {
+				bottleName, dst = md[1], md[3]
 			} else {
-				bottle, dst = md[1], ":"+md[3]
+				bottleName, src = ms[1], ms[3]
 			}
-			if strings.TrimPrefix(src, ":") == "" || strings.TrimPrefix(dst, ":") == "" {
+			if src == "" || dst == "" {
 				return nil // nothing to copy
 			}
-			g, err := app.FindGuest(cmd.Context(), o, bottle)
-			if err != nil {
-				return err
-			}
-			return g.Copy(cmd.Context(), src, dst)
+			return app.Copy(cmd.Context(), o, bottleName, src, dst, in)
 		},
 	}
 }

@@ -121,17 +121,18 @@ func hostAddrs(t *testing.T) []string {
 	return out
 }
 
-// runProbes copies the probe into the bottle's agent the way the
-// self-test does, and runs checks there through bottle-apply exec.
+// runProbes copies the probe into the bottle's agent where the self-test
+// puts it (bottle-apply cp makes the missing directory), and runs checks
+// there through bottle-apply exec.
 func runProbes(t *testing.T, c *client.Client, bin, bottleName string, checks []probe.Check) []probe.Result {
 	t.Helper()
 	in, err := json.Marshal(checks)
 	if err != nil {
 		t.Fatal(err)
 	}
-	path, err := docker.New(c, docker.Options{}).InstallProbe(t.Context(), bottleName, bin)
-	if err != nil {
-		t.Fatal(err)
+	path := verify.ProbeDir + "/" + testenv.Name("probe")
+	if code, out, errs := cli(t, bin, "", "cp", bin, bottleName+":"+path); code != 0 {
+		t.Fatalf("cp the probe into the agent: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottleName, "--", path, "probe", "-remove-self")
 	var res []probe.Result

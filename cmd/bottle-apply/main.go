@@ -5,11 +5,10 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/signal"
 	"syscall"
-
-	"github.com/bottle-apply/bottle-apply/app"
 )
 
 func main() {
@@ -26,10 +25,23 @@ func main() {
 		fmt.Fprintln(os.Stderr, "bottle-apply: interrupted again: exiting now; what was done is labelled, and the next run converges from it")
 		os.Exit(130)
 	}()
-	code := Run(ctx, os.Args[1:], app.Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
+	code := Run(ctx, os.Args[1:], Streams{In: os.Stdin, Out: os.Stdout, Err: os.Stderr})
 	cancel()
 	os.Exit(code)
 }
 
 // version is set at build time with -ldflags "-X main.version=...".
 var version = "dev"
+
+// Exit codes, as terraform's -detailed-exitcode.
+const (
+	exitOK      = 0
+	exitError   = 1
+	exitChanges = 2
+)
+
+// Streams are the process's standard streams; tests pass buffers.
+type Streams struct {
+	In       io.Reader
+	Out, Err io.Writer
+}

@@ -158,6 +158,11 @@ func TestE2ESmolvmLifecycle(t *testing.T) {
 			if !strings.Contains(out, "+   smolvm-machine:"+e.name+"/agent") || !strings.Contains(out, "Plan: 4 to create") {
 				t.Fatalf("plan:\n%s", out)
 			}
+			// The self-test takes no verdict from the fake, whose guest
+			// commands run on the host: it says so instead.
+			if want := "Verify " + e.name + ": not verifiable with this smolvm"; !strings.Contains(out, want) {
+				t.Fatalf("apply output lacks %q:\n%s", want, out)
+			}
 			// A parallel test may win a subnet and force another round, so
 			// the first apply is checked without its ls calls.
 			calls := slices.DeleteFunc(e.argv(), func(c string) bool { return c == "machine ls --json" })
@@ -194,6 +199,13 @@ func TestE2ESmolvmLifecycle(t *testing.T) {
 				}
 			}
 
+			// --verify alone: no verdict from the fake, and no failure.
+			if code, out, errs := e.run(nil, "-f", e.path, "--verify"); code != 0 ||
+				!strings.Contains(out, "Verify "+e.name+": not verifiable with this smolvm (bottle-apply fake smolvm") {
+				t.Fatalf("--verify: exit %d\n%s\n%s", code, out, errs)
+			}
+			e.argv()
+
 			// No-op: smolvm is only asked what exists.
 			if out := e.mustApply("--detailed-exitcode"); !strings.HasPrefix(out, "No changes.") {
 				t.Fatalf("second apply:\n%s", out)
@@ -226,7 +238,9 @@ func TestE2ESmolvmLifecycle(t *testing.T) {
 			if out := e.mustApply(); !strings.Contains(out, "~   smolvm-machine:"+e.name+"/agent") {
 				t.Fatalf("apply after stop:\n%s", out)
 			}
-			hasPrefixes(t, e.argv(), "machine ls --json", "machine start --name "+machine, "machine ls --json")
+			// The self-test asks smolvm what it is (a new process knows no
+			// version yet).
+			hasPrefixes(t, e.argv(), "machine ls --json", "machine start --name "+machine, "machine ls --json", "--version")
 
 			// An env change replaces the machine: smolvm cannot change it in place.
 			e.writeSpec(map[string]string{"GREETING": "bonjour"})

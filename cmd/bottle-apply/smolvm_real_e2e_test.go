@@ -47,6 +47,19 @@ func TestE2ERealSmolvm(t *testing.T) {
 		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
 	}
 
+	// The self-test runs in the microVM through smolvm's cp and exec, and
+	// gives a verdict (a real smolvm is not the tests' fake).
+	code, out, errs := cli(t, bin, "", "-f", path, "--verify", "-o", "json")
+	var verdict struct {
+		Verify []struct {
+			OK      bool   `json:"ok"`
+			Skipped string `json:"skipped"`
+		} `json:"verify"`
+	}
+	if err := json.Unmarshal([]byte(out), &verdict); err != nil || code != 0 || len(verdict.Verify) != 1 ||
+		!verdict.Verify[0].OK || verdict.Verify[0].Skipped != "" {
+		t.Fatalf("--verify: exit %d, %v\n%s\n%s", code, err, out, errs)
+	}
 	// exec round trip.
 	if code, out, errs := cli(t, bin, "", "exec", name, "--", "echo", "hello"); code != 0 || out != "hello\n" {
 		t.Fatalf("exec: exit %d, stdout %q, stderr %q", code, out, errs)
@@ -60,7 +73,7 @@ func TestE2ERealSmolvm(t *testing.T) {
 	}
 	defer ln.Close()
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	code, out, errs := cli(t, bin, "", "exec", name, "--", "sh", "-c", "echo x | nc -w 3 127.0.0.1 "+port+"; echo rc=$?")
+	code, out, errs = cli(t, bin, "", "exec", name, "--", "sh", "-c", "echo x | nc -w 3 127.0.0.1 "+port+"; echo rc=$?")
 	if code != 0 || strings.Contains(out, "rc=0") {
 		t.Fatalf("the agent reached 127.0.0.1:%s: exit %d, %q %q", port, code, out, errs)
 	}

@@ -17,7 +17,7 @@ func TestVersion(t *testing.T) {
 		t.Run(v, func(t *testing.T) {
 			t.Parallel()
 			f := newFake(t, v)
-			checkResult(t, "--version", f.run("--version"), result{stdout: "smolvm " + v + "\n"})
+			checkResult(t, "--version", f.run("--version"), result{stdout: "smolvm " + v + "\n" + Announcement + "\n"})
 		})
 	}
 }
@@ -486,7 +486,7 @@ func TestStateIsRequired(t *testing.T) {
 	f := newFake(t, v080)
 	f.env = []string{"PATH=" + os.Getenv("PATH")}
 	checkResult(t, "ls", f.run("machine", "ls"), result{code: 1, stderr: "Error: fake smolvm: FAKE_SMOLVM_STATE is not set\n"})
-	checkResult(t, "--version", f.run("--version"), result{stdout: "smolvm 0.8.0\n"})
+	checkResult(t, "--version", f.run("--version"), result{stdout: "smolvm 0.8.0\n" + Announcement + "\n"})
 	checkResult(t, "bad version", f.runEnv([]string{"FAKE_SMOLVM_VERSION=1.0.0"}, "", "--version"),
 		result{code: 1, stderr: "Error: fake smolvm: FAKE_SMOLVM_VERSION=\"1.0.0\": want 0.8.0 or 1.9.3\n"})
 }

@@ -19,24 +19,8 @@ import (
 	"github.com/docker/docker/pkg/stdcopy"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/guest"
 )
-
-// ExecOptions says what to run in a bottle's agent and how.
-type ExecOptions struct {
-	Cmd         []string
-	Env         []string // K=V, on top of the agent's own
-	Workdir     string
-	Interactive bool // pass stdin
-	TTY         bool // allocate a terminal
-	Height      uint // terminal size, with TTY
-	Width       uint
-}
-
-// Stdio are the streams of an exec.
-type Stdio struct {
-	In       io.Reader
-	Out, Err io.Writer
-}
 
 // ErrNoAgent says a bottle has no agent on this provider.
 var ErrNoAgent = errors.New("no agent")
@@ -93,35 +77,43 @@ func pickOurs(cs []container.Summary, bottleName, role string) (container.Summar
 	return container.Summary{}, false
 }
 
-// Exec runs a command in the bottle's agent container and returns its exit
-// code; an error means it could not be run.
-func (p *Provider) Exec(ctx context.Context, bottleName string, o ExecOptions, stdio Stdio) (int, error) {
+// Guest returns the bottle's running container of a role (bottle.RoleAgent
+// or bottle.RoleBundle), ours by label, to run commands in and copy files
+// to and from.
+func (p *Provider) Guest(ctx context.Context, bottleName, role string) (guest.Guest, error) {
 	g, err := p.guestEngine()
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	id, err := p.Agent(ctx, bottleName)
+	id, err := p.running(ctx, bottleName, role)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
-	return execIn(ctx, g, id, "bottle "+bottleName, o, stdio)
+	where := "bottle " + bottleName
+	if role != bottle.RoleAgent {
+		where = "the " + role + " of bottle " + bottleName
+	}
+	return &containerGuest{g: g, id: id, where: where}, nil
 }
 
-// ExecBundle runs a command in the bottle's bundle container.
-func (p *Provider) ExecBundle(ctx context.Context, bottleName string, o ExecOptions, stdio Stdio) (int, error) {
-	g, err := p.guestEngine()
-	if err != nil {
-		return 0, err
-	}
-	id, err := p.running(ctx, bottleName, bottle.RoleBundle)
-	if err != nil {
-		return 0, err
-	}
-	return execIn(ctx, g, id, "the bundle of bottle "+bottleName, o, stdio)
+// containerGuest is a running container of a bottle.
+type containerGuest struct {
+	g     guestEngine
+	id    string
+	where string // names it in messages
+}
+
+var _ guest.Guest = (*containerGuest)(nil)
+
+func (c *containerGuest) String() string { return c.where }
+
+// Exec implements guest.Guest.
+func (c *containerGuest) Exec(ctx context.Context, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	return execIn(ctx, c.g, c.id, c.where, o, stdio)
 }
 
 // execIn runs an exec in container id; where names it in errors.
-func execIn(ctx context.Context, g guestEngine, id, where string, o ExecOptions, stdio Stdio) (int, error) {
+func execIn(ctx context.Context, g guestEngine, id, where string, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
 	created, err := g.ContainerExecCreate(ctx, id, container.ExecOptions{
 		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.Workdir, Tty: o.TTY,
 		AttachStdin: o.Interactive, AttachStdout: true, AttachStderr: true,
@@ -174,57 +166,63 @@ func orDiscard(w io.Writer) io.Writer {
 	return w
 }
 
-// Copy copies between the host and the bottle's agent container, like
-// `docker cp`: the guest side is written ":PATH". A directory is copied
-// whole. An empty side is a no-op.
-func (p *Provider) Copy(ctx context.Context, bottleName, src, dst string) error {
-	if src == "" || dst == "" {
-		return nil
+// CopyIn implements guest.Guest, like docker cp: into an existing
+// directory, under the source's name. A directory is copied whole. Missing
+// parent directories of dst are made (mode 0755); existing ones are left
+// as they are.
+func (c *containerGuest) CopyIn(ctx context.Context, src, dst string) error {
+	guestPath := path.Clean(dst)
+	dir, as := path.Dir(guestPath), path.Base(guestPath)
+	if st, err := c.g.ContainerStatPath(ctx, c.id, guestPath); err == nil && st.Mode.IsDir() {
+		dir, as = guestPath, filepath.Base(filepath.Clean(src))
 	}
-	g, err := p.guestEngine()
-	if err != nil {
-		return err
-	}
-	gsrc, gdst := strings.HasPrefix(src, ":"), strings.HasPrefix(dst, ":")
-	if gsrc == gdst {
-		return fmt.Errorf("copy %s %s: exactly one side must be in the bottle (NAME:PATH)", src, dst)
-	}
-	id, err := p.Agent(ctx, bottleName)
-	if err != nil {
-		return err
-	}
-	if gdst {
-		guest := path.Clean(dst[1:])
-		dir, as := path.Dir(guest), path.Base(guest)
-		// Like docker cp: into an existing directory, under the source's name.
-		if st, err := g.ContainerStatPath(ctx, id, guest); err == nil && st.Mode.IsDir() {
-			dir, as = guest, filepath.Base(filepath.Clean(src))
+	// Extract at the nearest directory that exists, with entries for the
+	// missing ones below it.
+	var missing []string
+	for dir != "/" {
+		if _, err := c.g.ContainerStatPath(ctx, c.id, dir); err == nil {
+			break
 		}
-		pr, pw := io.Pipe()
-		go func() { pw.CloseWithError(tarPath(pw, src, as)) }()
-		err := g.CopyToContainer(ctx, id, dir, pr, container.CopyToContainerOptions{})
-		pr.CloseWithError(err)
-		if err != nil {
-			return fmt.Errorf("copy %s to %s:%s: %w", src, bottleName, guest, err)
-		}
-		return nil
+		missing = append([]string{path.Base(dir)}, missing...)
+		dir = path.Dir(dir)
 	}
-	guest := path.Clean(src[1:])
-	rc, _, err := g.CopyFromContainer(ctx, id, guest)
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarPath(pw, src, missing, as)) }()
+	err := c.g.CopyToContainer(ctx, c.id, dir, pr, container.CopyToContainerOptions{})
+	pr.CloseWithError(err)
 	if err != nil {
-		return fmt.Errorf("copy %s:%s: %w", bottleName, guest, err)
+		return fmt.Errorf("copy %s to %s:%s: %w", src, c.where, guestPath, err)
+	}
+	return nil
+}
+
+// CopyOut implements guest.Guest.
+func (c *containerGuest) CopyOut(ctx context.Context, src, dst string) error {
+	guestPath := path.Clean(src)
+	rc, _, err := c.g.CopyFromContainer(ctx, c.id, guestPath)
+	if err != nil {
+		return fmt.Errorf("copy %s:%s: %w", c.where, guestPath, err)
 	}
 	defer rc.Close()
-	if err := untarTo(rc, path.Base(guest), dst); err != nil {
-		return fmt.Errorf("copy %s:%s to %s: %w", bottleName, guest, dst, err)
+	if err := untarTo(rc, path.Base(guestPath), dst); err != nil {
+		return fmt.Errorf("copy %s:%s to %s: %w", c.where, guestPath, dst, err)
 	}
 	return nil
 }
 
 // tarPath writes src (a file or a directory) as a tar stream whose top
-// entry is named as.
-func tarPath(w io.Writer, src, as string) error {
+// entry is named as, below directory entries for parents (each inside the
+// one before).
+func tarPath(w io.Writer, src string, parents []string, as string) error {
 	tw := tar.NewWriter(w)
+	prefix := ""
+	for _, p := range parents {
+		prefix = path.Join(prefix, p)
+		if err := tw.WriteHeader(&tar.Header{Name: prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}); err != nil {
+			return err
+		}
+	}
+	as = path.Join(prefix, as)
 	root := filepath.Clean(src)
 	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {

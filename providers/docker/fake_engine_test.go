@@ -2,10 +2,8 @@ package docker
 
 import (
 	"archive/tar"
-	"bytes"
 	"context"
 	"debug/elf"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -28,6 +26,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -365,42 +364,6 @@ func (f *fakeEngine) ImageImport(_ context.Context, src image.ImportSource, ref 
 
 func (f *fakeEngine) ClientVersion() string { return "1.51" }
 
-// writeELF writes a minimal 64-bit little-endian ELF executable header for
-// machine, with a PT_INTERP program header when dynamic, and returns its
-// path. checkStatic only looks at these.
-func writeELF(t *testing.T, machine elf.Machine, dynamic bool) string {
-	t.Helper()
-	h := elf.Header64{
-		Type: uint16(elf.ET_EXEC), Machine: uint16(machine), Version: uint32(elf.EV_CURRENT),
-		Ehsize: 64, Phentsize: 56,
-	}
-	copy(h.Ident[:], elf.ELFMAG)
-	h.Ident[elf.EI_CLASS] = byte(elf.ELFCLASS64)
-	h.Ident[elf.EI_DATA] = byte(elf.ELFDATA2LSB)
-	h.Ident[elf.EI_VERSION] = byte(elf.EV_CURRENT)
-	var buf bytes.Buffer
-	interp := []byte("/lib64/ld-linux-x86-64.so.2\x00")
-	if dynamic {
-		h.Phoff, h.Phnum = 64, 1
-	}
-	if err := binary.Write(&buf, binary.LittleEndian, h); err != nil {
-		t.Fatal(err)
-	}
-	if dynamic {
-		p := elf.Prog64{Type: uint32(elf.PT_INTERP), Flags: uint32(elf.PF_R), Off: 64 + 56,
-			Filesz: uint64(len(interp)), Memsz: uint64(len(interp)), Align: 1}
-		if err := binary.Write(&buf, binary.LittleEndian, p); err != nil {
-			t.Fatal(err)
-		}
-		buf.Write(interp)
-	}
-	path := filepath.Join(t.TempDir(), "bottle-apply")
-	if err := os.WriteFile(path, buf.Bytes(), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return path
-}
-
 func TestCheckStatic(t *testing.T) {
 	t.Parallel()
 	notELF := filepath.Join(t.TempDir(), "script")
@@ -412,10 +375,10 @@ func TestCheckStatic(t *testing.T) {
 		path    string
 		wantErr string
 	}{
-		{"static amd64", writeELF(t, elf.EM_X86_64, false), ""},
-		{"static arm64", writeELF(t, elf.EM_AARCH64, false), ""},
-		{"dynamic", writeELF(t, elf.EM_X86_64, true), "dynamically linked"},
-		{"foreign machine", writeELF(t, elf.EM_RISCV, false), "which the engine cannot run"},
+		{"static amd64", testenv.WriteELF(t, elf.EM_X86_64, false), ""},
+		{"static arm64", testenv.WriteELF(t, elf.EM_AARCH64, false), ""},
+		{"dynamic", testenv.WriteELF(t, elf.EM_X86_64, true), "dynamically linked"},
+		{"foreign machine", testenv.WriteELF(t, elf.EM_RISCV, false), "which the engine cannot run"},
 		{"not ELF", notELF, "is not an ELF executable"},
 		{"missing", filepath.Join(t.TempDir(), "nope"), "is not an ELF executable"},
 	}
@@ -665,8 +628,8 @@ func TestApply(t *testing.T) {
 			}
 		}
 	}
-	staticBin := writeELF(t, elf.EM_X86_64, false)
-	dynamicBin := writeELF(t, elf.EM_X86_64, true)
+	staticBin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	dynamicBin := testenv.WriteELF(t, elf.EM_X86_64, true)
 
 	agentObs := observedRes(KindContainer, bottle.RoleAgent, "c-agent", true)
 	startStep := step(reconcile.Start, rs[bottle.RoleAgent])

@@ -9,6 +9,9 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
+
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
 // cli runs one smolvm subcommand per method. Each method is a thin call
@@ -48,13 +51,21 @@ func (c cli) run(ctx context.Context, args []string) ([]byte, error) {
 }
 
 // version runs `smolvm --version`.
-func (c cli) version(ctx context.Context) (Version, error) {
+// version returns the version smolvm reports, and whether it announces
+// itself as bottle-apply's fake (FakeAnnouncement).
+func (c cli) version(ctx context.Context) (Version, bool, error) {
 	out, err := c.run(ctx, versionArgs())
 	if err != nil {
-		return Version{}, err
+		return Version{}, false, err
 	}
-	return ParseVersion(string(out))
+	v, err := ParseVersion(string(out))
+	return v, strings.Contains(string(out), FakeAnnouncement), err
 }
+
+// FakeAnnouncement is what the fake smolvm the tests build says of itself
+// in --version (internal/fakesmolvm.Announcement): its guest commands run
+// on the host, so no self-test verdict can be taken from them.
+const FakeAnnouncement = "bottle-apply fake smolvm"
 
 func versionArgs() []string { return []string{"--version"} }
 
@@ -183,7 +194,7 @@ func statusArgs(name string) []string {
 // exec runs `machine exec` with the given streams and returns the guest's
 // exit code. smolvm's own failures (no such machine, not running) also
 // exit 1 with "Error: ..." on stderr, which the caller sees.
-func (c cli) exec(ctx context.Context, name string, o ExecOptions, stdio Stdio) (int, error) {
+func (c cli) exec(ctx context.Context, name string, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
 	if len(o.Cmd) == 0 {
 		return -1, errors.New("exec: no command")
 	}
@@ -195,7 +206,7 @@ func (c cli) exec(ctx context.Context, name string, o ExecOptions, stdio Stdio) 
 }
 
 // execArgs never uses -n: exec knows --name only.
-func execArgs(name string, o ExecOptions) []string {
+func execArgs(name string, o guest.ExecOptions) []string {
 	args := []string{"machine", "exec", "--name", name}
 	if o.Interactive {
 		args = append(args, "-i")

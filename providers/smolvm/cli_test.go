@@ -5,6 +5,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
 var (
@@ -87,11 +89,11 @@ func TestArgs(t *testing.T) {
 		{"delete 1.9.3 --name", deleteArgs(v193, "m"), "machine delete --name m -f"},
 		{"ls", lsArgs(), "machine ls --json"},
 		{"status", statusArgs("m"), "machine status --name m --json"},
-		{"exec plain", execArgs("m", ExecOptions{Cmd: []string{"ls", "-l"}}), "machine exec --name m -- ls -l"},
-		{"exec all flags", execArgs("m", ExecOptions{
+		{"exec plain", execArgs("m", guest.ExecOptions{Cmd: []string{"ls", "-l"}}), "machine exec --name m -- ls -l"},
+		{"exec all flags", execArgs("m", guest.ExecOptions{
 			Cmd: []string{"sh", "-c", "echo $A"}, Env: []string{"B=1", "A=2"}, Workdir: "/w", Interactive: true, TTY: true,
 		}), "machine exec --name m -i -t -w /w -e B=1 -e A=2 -- sh -c echo_$A"},
-		{"exec command that looks like a flag", execArgs("m", ExecOptions{Cmd: []string{"--help"}}), "machine exec --name m -- --help"},
+		{"exec command that looks like a flag", execArgs("m", guest.ExecOptions{Cmd: []string{"--help"}}), "machine exec --name m -- --help"},
 		{"cp upload", cpArgs("./f", "m:/p"), "machine cp ./f m:/p"},
 		{"cp download", cpArgs("m:/p", "./f"), "machine cp m:/p ./f"},
 		{"pack create", packCreateArgs("127.0.0.1:5000/agent:1", "/c/packs/k/agent"), "pack create -I 127.0.0.1:5000/agent:1 -o /c/packs/k/agent"},
@@ -137,11 +139,11 @@ func TestCLIExecReturnsTheGuestCode(t *testing.T) {
 	t.Parallel()
 	f := newFakeRunner(t, nil, call{argv: []string{"smolvm", "machine", "exec", "--name", "m", "--", "false"}, code: 3, stdout: "out"})
 	var out bytes.Buffer
-	code, err := cli{r: f, bin: "smolvm"}.exec(t.Context(), "m", ExecOptions{Cmd: []string{"false"}}, Stdio{Out: &out})
+	code, err := cli{r: f, bin: "smolvm"}.exec(t.Context(), "m", guest.ExecOptions{Cmd: []string{"false"}}, guest.Stdio{Out: &out})
 	if code != 3 || err != nil || out.String() != "out" {
 		t.Errorf("exec = %d, %v (output %q), want 3, nil (output \"out\")", code, err, out.String())
 	}
-	if _, err := (cli{r: f, bin: "smolvm"}).exec(t.Context(), "m", ExecOptions{}, Stdio{}); err == nil {
+	if _, err := (cli{r: f, bin: "smolvm"}).exec(t.Context(), "m", guest.ExecOptions{}, guest.Stdio{}); err == nil {
 		t.Error("exec without a command should fail")
 	}
 }

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
 // fakeRunner replays a script of calls in exact order, like kubernetes/utils
@@ -77,7 +79,7 @@ func (f *fakeRunner) Run(_ context.Context, name string, args ...string) ([]byte
 	return []byte(c.stdout), c.err
 }
 
-func (f *fakeRunner) Stream(_ context.Context, stdio Stdio, name string, args ...string) (int, error) {
+func (f *fakeRunner) Stream(_ context.Context, stdio guest.Stdio, name string, args ...string) (int, error) {
 	c := f.take(append([]string{name}, args...))
 	if c.do != nil {
 		c.do()

@@ -2,64 +2,63 @@ package smolvm
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"strings"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
-// ExecOptions is a command to run in a bottle's machine.
-type ExecOptions struct {
-	Cmd     []string // required
-	Env     []string // K=V, passed in this order
-	Workdir string   // "" for the machine's (spec.agent.workdir)
-	// Interactive passes standard input; TTY allocates a terminal.
-	Interactive, TTY bool
+// Guest returns the bottle's agent machine, which must be running for
+// exec and cp to work (smolvm starts no machine for them: a stopped or
+// missing one fails with exit 1 and "Error: ... is not running").
+func (p *Provider) Guest(bottleName string) guest.Guest {
+	return &machineGuest{cli: p.cli, name: bottle.ResourceName(bottleName, bottle.RoleAgent), bottle: bottleName}
 }
 
-// Exec runs a command in a bottle's agent machine with the given streams
-// and returns the command's exit code (a non-zero code is not an error).
-// smolvm never starts a machine for exec: a stopped one fails with exit 1
-// and "Error: ... is not running" on stdio.Err, as does a missing one.
-func (p *Provider) Exec(ctx context.Context, bottleName string, o ExecOptions, stdio Stdio) (int, error) {
-	name := bottle.ResourceName(bottleName, bottle.RoleAgent)
-	code, err := p.cli.exec(ctx, name, o, stdio)
+// machineGuest is a bottle's agent machine.
+type machineGuest struct {
+	cli    cli
+	name   string // the machine's
+	bottle string
+}
+
+var _ guest.Guest = (*machineGuest)(nil)
+
+func (m *machineGuest) String() string { return "the agent machine of bottle " + m.bottle }
+
+// Exec implements guest.Guest. Height and Width are not passed: smolvm
+// sizes the terminal itself.
+func (m *machineGuest) Exec(ctx context.Context, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	code, err := m.cli.exec(ctx, m.name, o, stdio)
 	if err != nil {
-		return code, fmt.Errorf("exec in machine %s: %w", name, err)
+		return code, fmt.Errorf("exec in machine %s: %w", m.name, err)
 	}
 	return code, nil
 }
 
-// Copy copies a file between the host and a bottle's agent machine, which
-// must be running. The guest side is written ":PATH" (a leading colon; the
-// provider puts the machine's name before it), the host side is a plain
-// path; exactly one side is the guest:
-//
-//	Copy(ctx, "hello", "./notes.txt", ":/work/notes.txt")  // upload
-//	Copy(ctx, "hello", ":/work/out.log", "out.log")        // download
-//
-// A host path that starts with a colon must be written "./:name". With an
-// empty side there is nothing to copy, and Copy does nothing.
-func (p *Provider) Copy(ctx context.Context, bottleName string, src, dst string) error {
-	if src == "" || dst == "" {
-		return nil
-	}
-	name := bottle.ResourceName(bottleName, bottle.RoleAgent)
-	gs, gd := strings.HasPrefix(src, ":"), strings.HasPrefix(dst, ":")
-	if gs == gd {
-		return errors.New("copy: write the machine's side, and only it, as :PATH")
-	}
-	if src == ":" || dst == ":" {
-		return errors.New("copy: the machine's side has no path (write :PATH)")
-	}
-	if gs {
-		src = name + src
-	} else {
-		dst = name + dst
-	}
-	if err := p.cli.cp(ctx, src, dst); err != nil {
+// CopyIn implements guest.Guest.
+func (m *machineGuest) CopyIn(ctx context.Context, src, dst string) error {
+	return m.copy(ctx, hostArg(src), m.name+":"+dst)
+}
+
+// CopyOut implements guest.Guest.
+func (m *machineGuest) CopyOut(ctx context.Context, src, dst string) error {
+	return m.copy(ctx, m.name+":"+src, hostArg(dst))
+}
+
+func (m *machineGuest) copy(ctx context.Context, src, dst string) error {
+	if err := m.cli.cp(ctx, src, dst); err != nil {
 		return fmt.Errorf("copy %s to %s: %w", src, dst, err)
 	}
 	return nil
+}
+
+// hostArg keeps a host path that holds a colon from reading as
+// MACHINE:PATH to smolvm.
+func hostArg(p string) string {
+	if strings.Contains(p, ":") && !strings.HasPrefix(p, "/") && !strings.HasPrefix(p, ".") {
+		return "./" + p
+	}
+	return p
 }

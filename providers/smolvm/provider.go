@@ -58,6 +58,7 @@ type Provider struct {
 	mu      sync.Mutex
 	ver     Version
 	verOK   bool // ver was detected
+	fake    bool // the smolvm found is the tests' fake
 	missing bool // the last detection found no smolvm binary
 
 	images singleflight.Group // per image-cache key
@@ -117,14 +118,29 @@ func (p *Provider) Available(ctx context.Context) (Version, error) {
 	if p.verOK {
 		return p.ver, nil
 	}
-	v, err := p.cli.version(ctx)
+	v, fake, err := p.cli.version(ctx)
 	if err != nil {
 		p.missing = errors.Is(err, ErrNotInstalled)
 		return Version{}, fmt.Errorf("detect smolvm version: %w", err)
 	}
-	p.ver, p.verOK, p.missing = v, true, false
+	p.ver, p.verOK, p.missing, p.fake = v, true, false, fake
 	zerolog.Ctx(ctx).Debug().Str("provider", ProviderName).Str("version", v.String()).Msg("smolvm detected")
 	return v, nil
+}
+
+// NotVerifiable says why the self-test cannot judge this smolvm's machines
+// ("" when it can): the fake smolvm of the tests runs guest commands on the
+// host, whose network is not the VM's.
+func (p *Provider) NotVerifiable(ctx context.Context) string {
+	if _, err := p.Available(ctx); err != nil {
+		return ""
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.fake {
+		return "not verifiable with this smolvm (" + FakeAnnouncement + ": its guest commands run on the host)"
+	}
+	return ""
 }
 
 // detected returns what the last detection found, without running smolvm.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/guest"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -588,7 +589,7 @@ func TestExec(t *testing.T) {
 		argv: argv("machine", "exec", "--name", "bottle-hello-agent", "-i", "-t", "-w", "/tmp", "-e", "X=1", "--", "sh"),
 		code: 42,
 	})
-	code, err := e.p.Exec(t.Context(), "hello", ExecOptions{Cmd: []string{"sh"}, Env: []string{"X=1"}, Workdir: "/tmp", Interactive: true, TTY: true}, Stdio{})
+	code, err := e.p.Guest("hello").Exec(t.Context(), guest.ExecOptions{Cmd: []string{"sh"}, Env: []string{"X=1"}, Workdir: "/tmp", Interactive: true, TTY: true}, guest.Stdio{})
 	if code != 42 || err != nil {
 		t.Errorf("Exec = %d, %v; want 42, nil", code, err)
 	}
@@ -600,7 +601,7 @@ func TestExecNotInstalled(t *testing.T) {
 		argv: argv("machine", "exec", "--name", "bottle-hello-agent", "--", "true"),
 		err:  &RunError{ExitCode: -1, Err: &exec.Error{Name: "smolvm", Err: exec.ErrNotFound}},
 	})
-	if _, err := e.p.Exec(t.Context(), "hello", ExecOptions{Cmd: []string{"true"}}, Stdio{}); !errors.Is(err, ErrNotInstalled) {
+	if _, err := e.p.Guest("hello").Exec(t.Context(), guest.ExecOptions{Cmd: []string{"true"}}, guest.Stdio{}); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("Exec = %v, want ErrNotInstalled", err)
 	}
 }
@@ -610,21 +611,19 @@ func TestCopy(t *testing.T) {
 	e := newTestProvider(t, nil,
 		call{argv: argv("machine", "cp", "./notes.txt", "bottle-hello-agent:/work/notes.txt")},
 		call{argv: argv("machine", "cp", "bottle-hello-agent:/work/out.log", "out.log")},
+		call{argv: argv("machine", "cp", "./a:b", "bottle-hello-agent:/x")},
 	)
 	ctx := t.Context()
-	if err := e.p.Copy(ctx, "hello", "./notes.txt", ":/work/notes.txt"); err != nil {
+	g := e.p.Guest("hello")
+	if err := g.CopyIn(ctx, "./notes.txt", "/work/notes.txt"); err != nil {
 		t.Error(err)
 	}
-	if err := e.p.Copy(ctx, "hello", ":/work/out.log", "out.log"); err != nil {
+	if err := g.CopyOut(ctx, "/work/out.log", "out.log"); err != nil {
 		t.Error(err)
 	}
-	if err := e.p.Copy(ctx, "hello", "", ":/x"); err != nil {
-		t.Errorf("empty side = %v, want a no-op", err)
-	}
-	for _, p := range [][2]string{{"a", "b"}, {":/a", ":/b"}, {":", "b"}} {
-		if err := e.p.Copy(ctx, "hello", p[0], p[1]); err == nil {
-			t.Errorf("Copy(%q, %q) should fail", p[0], p[1])
-		}
+	// A host path with a colon must not read as MACHINE:PATH.
+	if err := g.CopyIn(ctx, "a:b", "/x"); err != nil {
+		t.Error(err)
 	}
 }
 
@@ -632,7 +631,7 @@ func TestCopyMachineNotRunning(t *testing.T) {
 	t.Parallel()
 	cp := argv("machine", "cp", "f", "bottle-hello-agent:/f")
 	e := newTestProvider(t, nil, call{argv: cp, err: smolErr(errNotRunning, cp...)})
-	err := e.p.Copy(t.Context(), "hello", "f", ":/f")
+	err := e.p.Guest("hello").CopyIn(t.Context(), "f", "/f")
 	if err == nil || !isNotRunning(err) || !strings.HasPrefix(err.Error(), "copy f to bottle-hello-agent:/f: smolvm machine cp") {
 		t.Errorf("Copy = %v", err)
 	}

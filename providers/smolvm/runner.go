@@ -5,7 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"os/exec"
 	"regexp"
 	"slices"
@@ -13,6 +12,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
 // Runner runs smolvm. The provider never calls os/exec itself: tests inject
@@ -24,14 +25,7 @@ type Runner interface {
 	// Stream runs the command with the given standard streams and returns
 	// its exit code when it ran, whatever the code; err is set only when it
 	// could not run (or was killed).
-	Stream(ctx context.Context, stdio Stdio, name string, args ...string) (exitCode int, err error)
-}
-
-// Stdio holds the standard streams of a streamed command. A nil field is
-// the null device.
-type Stdio struct {
-	In       io.Reader
-	Out, Err io.Writer
+	Stream(ctx context.Context, stdio guest.Stdio, name string, args ...string) (exitCode int, err error)
 }
 
 // DefaultTimeout bounds one Run call of an ExecRunner with a zero Timeout.
@@ -91,7 +85,7 @@ func (r ExecRunner) Run(ctx context.Context, name string, args ...string) ([]byt
 }
 
 // Stream implements Runner.
-func (r ExecRunner) Stream(ctx context.Context, stdio Stdio, name string, args ...string) (int, error) {
+func (r ExecRunner) Stream(ctx context.Context, stdio guest.Stdio, name string, args ...string) (int, error) {
 	argv := append([]string{name}, args...)
 	zerolog.Ctx(ctx).Debug().Strs("argv", Redact(argv)).Msg("run (streamed)")
 	cmd := exec.CommandContext(ctx, name, args...)

@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
 func TestPrettyCommand(t *testing.T) {
@@ -103,7 +105,7 @@ func TestExecRunnerNotFound(t *testing.T) {
 	if !errors.As(err, &re) || re.ExitCode != -1 {
 		t.Errorf("want a *RunError with exit code -1, got %#v", err)
 	}
-	code, err := ExecRunner{}.Stream(t.Context(), Stdio{}, "smolvm-does-not-exist-here")
+	code, err := ExecRunner{}.Stream(t.Context(), guest.Stdio{}, "smolvm-does-not-exist-here")
 	if !errors.Is(err, exec.ErrNotFound) || code != -1 {
 		t.Errorf("Stream of a missing binary = %d, %v", code, err)
 	}
@@ -134,7 +136,7 @@ func TestExecRunnerCancelled(t *testing.T) {
 func TestExecRunnerStream(t *testing.T) {
 	t.Parallel()
 	var out, errOut bytes.Buffer
-	code, err := ExecRunner{}.Stream(t.Context(), Stdio{In: strings.NewReader("hi\n"), Out: &out, Err: &errOut},
+	code, err := ExecRunner{}.Stream(t.Context(), guest.Stdio{In: strings.NewReader("hi\n"), Out: &out, Err: &errOut},
 		"sh", "-c", "read x; echo got $x; echo warn >&2; exit 7")
 	if code != 7 || err != nil {
 		t.Errorf("Stream = %d, %v; want 7, nil", code, err)

@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/providers/smolvm"
 )
 
 func TestBuild(t *testing.T) {
@@ -22,7 +24,11 @@ func TestBuild(t *testing.T) {
 	if err != nil {
 		t.Fatalf("smolvm --version: %v", err)
 	}
-	if got := strings.TrimSpace(string(out)); got != "smolvm 1.9.3" {
-		t.Fatalf("smolvm --version = %q, want %q", got, "smolvm 1.9.3")
+	// The version first, as smolvm prints it; then the words by which
+	// the provider knows the fake (and reports its machines not
+	// verifiable).
+	first, rest, _ := strings.Cut(strings.TrimSpace(string(out)), "\n")
+	if first != "smolvm 1.9.3" || !strings.HasPrefix(rest, smolvm.FakeAnnouncement) {
+		t.Fatalf("smolvm --version = %q, want %q, then a line starting %q", out, "smolvm 1.9.3", smolvm.FakeAnnouncement)
 	}
 }

@@ -1,4 +1,4 @@
-package main
+package view
 
 import (
 	"bytes"
@@ -36,7 +36,7 @@ func TestPrintDecisions(t *testing.T) {
 	}
 	for _, tt := range tests {
 		var out bytes.Buffer
-		if err := printDecisions(&out, strings.NewReader(bundleLog), tt.json, tt.denied); err != nil {
+		if err := Decisions(&out, strings.NewReader(bundleLog), tt.json, tt.denied); err != nil {
 			t.Fatal(err)
 		}
 		if out.String() != tt.want {
@@ -45,7 +45,7 @@ func TestPrintDecisions(t *testing.T) {
 	}
 	// JSON: one decision per line, the non-decision lines left out.
 	var out bytes.Buffer
-	if err := printDecisions(&out, strings.NewReader(bundleLog), true, false); err != nil {
+	if err := Decisions(&out, strings.NewReader(bundleLog), true, false); err != nil {
 		t.Fatal(err)
 	}
 	lines := strings.Split(strings.TrimSpace(out.String()), "\n")

@@ -1,0 +1,79 @@
+package app
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/probe"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/spec"
+	"github.com/bottle-apply/bottle-apply/verify"
+)
+
+// verifyBottles runs the self-test in the agent of each bottle, whatever
+// its backend, and returns one report per bottle in their order.
+func (ps *Providers) verifyBottles(ctx context.Context, bottles []spec.Bottle) ([]verify.Report, error) {
+	exe, err := os.Executable()
+	if err != nil {
+		return nil, fmt.Errorf("find own executable for the probe: %w", err)
+	}
+	subjects := make([]verify.Subject, len(bottles))
+	for i := range bottles {
+		subjects[i] = ps.subject(ctx, &bottles[i])
+	}
+	return verify.Run(ctx, exe, subjects)
+}
+
+// subject is what the self-test needs of one bottle: where its agent runs,
+// where its bundle is, what the checks expect.
+func (ps *Providers) subject(ctx context.Context, b *spec.Bottle) verify.Subject {
+	name := b.Metadata.Name
+	s := verify.Subject{Bottle: name}
+	if b.Spec.Backend == spec.BackendSmolvm {
+		if s.Skip = ps.smolvm.NotVerifiable(ctx); s.Skip != "" {
+			return s
+		}
+	}
+	// The bottle's networks and bundle are docker's on every backend.
+	addrs, err := ps.docker.Addresses(ctx, name)
+	if err != nil {
+		s.Err = err
+		return s
+	}
+	s.Target = probe.Target{
+		BundleIP: addrs.BundleIP, ProxyPort: bottle.ProxyPort, DNSPort: bottle.DNSPort,
+		InternalPorts: []int{bundle.StatusPort},
+		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Spec.Network.AllowCIDRs,
+	}
+	for _, a := range []string{addrs.InternalGateway, addrs.EgressGateway} {
+		if a != "" {
+			s.Target.HostAddrs = append(s.Target.HostAddrs, a)
+		}
+	}
+	switch b.Spec.Backend {
+	case spec.BackendSmolvm:
+		if err := smolvmAgent(ctx, ps.smolvm, name); err != nil {
+			s.Err = err
+			return s
+		}
+		s.Agent = ps.smolvm.Guest(name)
+	default:
+		if s.Agent, err = ps.docker.Guest(ctx, name, bottle.RoleAgent); err != nil {
+			s.Err = err
+			return s
+		}
+	}
+	// The built-in bundle says when its daemons listen.
+	if b.Spec.Bundle.Image == "" && len(b.Spec.Bundle.Daemons) > 0 {
+		if s.Bundle, err = ps.docker.Guest(ctx, name, bottle.RoleBundle); err != nil {
+			s.Err = err
+			return s
+		}
+		s.ReadyCmd = []string{docker.BundleBinaryPath, "bundle", "status"}
+		s.Hint = fmt.Sprintf("; see bottle-apply logs %s and docker logs %s", name, bottle.ResourceName(name, bottle.RoleBundle))
+	}
+	return s
+}

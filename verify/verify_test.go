@@ -1,0 +1,270 @@
+package verify
+
+import (
+	"context"
+	"debug/elf"
+	"encoding/json"
+	"errors"
+	"io"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+	"github.com/bottle-apply/bottle-apply/probe"
+)
+
+// fakeGuest records what the self-test does to a guest. Running the probe
+// reads the checks it is given and writes the report answer makes of them,
+// as the probe would: a canned report, without any network.
+type fakeGuest struct {
+	name   string
+	answer func([]probe.Check) []probe.Result
+	// ready, in a bundle: the exit codes of the ready command, in turn
+	// (the last one repeats).
+	ready []int
+
+	mu      sync.Mutex
+	copied  []string // "src -> dst"
+	execs   [][]string
+	execErr error
+}
+
+func (g *fakeGuest) String() string { return g.name }
+
+func (g *fakeGuest) CopyIn(_ context.Context, src, dst string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.copied = append(g.copied, src+" -> "+dst)
+	return nil
+}
+
+func (g *fakeGuest) CopyOut(context.Context, string, string) error {
+	return errors.New("the self-test copies nothing out")
+}
+
+func (g *fakeGuest) Exec(_ context.Context, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	g.mu.Lock()
+	g.execs = append(g.execs, o.Cmd)
+	n := len(g.execs)
+	g.mu.Unlock()
+	if g.execErr != nil {
+		return 0, g.execErr
+	}
+	if g.ready != nil {
+		return g.ready[min(n, len(g.ready))-1], nil
+	}
+	if g.answer == nil {
+		io.WriteString(stdio.Err, "exec /.bottle-apply/probe: exec format error\n")
+		return 126, nil
+	}
+	var checks []probe.Check
+	if err := json.NewDecoder(stdio.In).Decode(&checks); err != nil {
+		return 2, err
+	}
+	b, _ := json.Marshal(g.answer(checks))
+	stdio.Out.Write(b)
+	return 0, nil
+}
+
+// asExpected answers every check with the outcome it wants: a bottle
+// without a hole.
+func asExpected(checks []probe.Check) []probe.Result {
+	out := make([]probe.Result, len(checks))
+	for i, c := range checks {
+		got := string(c.Expect)
+		switch c.Expect {
+		case probe.ExpectClosed:
+			got = "refused"
+		case probe.ExpectFails:
+			got = "nxdomain"
+		}
+		out[i] = probe.Result{Check: c, Got: got, OK: true}
+	}
+	return out
+}
+
+// answering changes the outcome of the checks whose name contains part.
+func answering(part, got string, claimOK bool) func([]probe.Check) []probe.Result {
+	return func(checks []probe.Check) []probe.Result {
+		out := asExpected(checks)
+		for i := range out {
+			if strings.Contains(out[i].Name, part) {
+				out[i].Got, out[i].OK = got, claimOK
+			}
+		}
+		return out
+	}
+}
+
+var target = probe.Target{
+	BundleIP: "10.213.4.2", ProxyPort: 8888, DNSPort: 53, InternalPorts: []int{9901},
+	Daemons: []string{"egress", "dns"}, Allow: []string{"api.example.com"},
+	HostAddrs: []string{"10.213.4.1", "10.213.5.97"},
+}
+
+func TestOne(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	checks, err := probe.Standard(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name      string
+		subject   Subject
+		wantOK    bool
+		wantHoles []string // each a part of one hole, in order
+		wantErr   string
+		wantSkip  string
+		noCalls   bool
+	}{
+		{name: "no hole", subject: Subject{Agent: &fakeGuest{answer: asExpected}}, wantOK: true},
+		{
+			name:      "the host answers on a gateway",
+			subject:   Subject{Agent: &fakeGuest{answer: answering("10.213.4.1:9", "refused", false)}},
+			wantHoles: []string{"the agent can reach the host", "(got refused, want unreachable)"},
+		},
+		{
+			// The agent's side may lie: the verdict is made on the host.
+			name:      "a probe that claims a hole is fine",
+			subject:   Subject{Agent: &fakeGuest{answer: answering("10.213.4.1:9", "open", true)}},
+			wantHoles: []string{"(got open, want unreachable)"},
+		},
+		{
+			name: "a probe that answers for other checks",
+			subject: Subject{Agent: &fakeGuest{answer: func(cs []probe.Check) []probe.Result {
+				out := asExpected(cs)
+				out[0].Name = "something easier"
+				return out
+			}}},
+			wantErr: "answered for other checks than it was given (result 1",
+		},
+		{
+			name:    "a probe that cannot run",
+			subject: Subject{Agent: &fakeGuest{name: "the agent of bottle b"}},
+			wantErr: "the probe in the agent of bottle b exited 126 without a result (exec /.bottle-apply/probe: exec format error); does the agent's image run static linux/amd64 programs?",
+		},
+		{
+			name:    "no exec at all",
+			subject: Subject{Agent: &fakeGuest{execErr: errors.New("container is not running")}},
+			wantErr: "container is not running",
+		},
+		{
+			name:     "a backend that cannot be verified",
+			subject:  Subject{Skip: "not verifiable with this smolvm", Agent: &fakeGuest{answer: asExpected}},
+			wantSkip: "not verifiable with this smolvm", noCalls: true,
+		},
+		{
+			name:    "a bottle not ready for the test",
+			subject: Subject{Err: errors.New("bottle b has no internal network: apply its spec first"), Agent: &fakeGuest{answer: asExpected}},
+			wantErr: "bottle b has no internal network", noCalls: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			s := tt.subject
+			s.Bottle, s.Target = "b", target
+			r := One(t.Context(), bin, &s)
+			if r.OK != tt.wantOK || r.Skipped != tt.wantSkip || !strings.Contains(r.Error, tt.wantErr) || (tt.wantErr == "") != (r.Error == "") {
+				t.Fatalf("report = %+v\nwant OK %v, skipped %q, error containing %q", r, tt.wantOK, tt.wantSkip, tt.wantErr)
+			}
+			if len(r.Holes) != min(len(tt.wantHoles), 1) {
+				t.Fatalf("holes = %q, want one holding %q", r.Holes, tt.wantHoles)
+			}
+			for _, part := range tt.wantHoles {
+				if !strings.Contains(r.Holes[0], part) {
+					t.Errorf("hole %q lacks %q", r.Holes[0], part)
+				}
+			}
+			g := s.Agent.(*fakeGuest)
+			if tt.noCalls {
+				if len(g.copied)+len(g.execs) > 0 {
+					t.Errorf("the agent was used: copied %q, ran %q", g.copied, g.execs)
+				}
+				return
+			}
+			// The probe went in under ProbeDir at a new name, and that copy ran.
+			if len(g.copied) != 1 || !strings.HasPrefix(g.copied[0], bin+" -> "+ProbeDir+"/probe-") {
+				t.Fatalf("copied %q, want the probe into %s", g.copied, ProbeDir)
+			}
+			dst := strings.TrimPrefix(g.copied[0], bin+" -> ")
+			if len(g.execs) != 1 || !slices.Equal(g.execs[0], probeArgv(dst)) {
+				t.Errorf("ran %q, want %q", g.execs, probeArgv(dst))
+			}
+			if r.Error == "" && len(r.Results) != len(checks) {
+				t.Errorf("%d results, want one per standard check (%d)", len(r.Results), len(checks))
+			}
+		})
+	}
+}
+
+func TestOneNewNameEachTime(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	g := &fakeGuest{answer: asExpected}
+	s := Subject{Bottle: "b", Target: target, Agent: g}
+	One(t.Context(), bin, &s)
+	One(t.Context(), bin, &s)
+	if len(g.copied) != 2 || g.copied[0] == g.copied[1] {
+		t.Errorf("copies %q: want two, to different names", g.copied)
+	}
+}
+
+func TestOneRefusesADynamicProbe(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, true)
+	g := &fakeGuest{answer: asExpected}
+	r := One(t.Context(), bin, &Subject{Bottle: "b", Target: target, Agent: g})
+	if !strings.Contains(r.Error, "dynamically linked") || len(g.copied) != 0 {
+		t.Errorf("report %+v, copied %q: want a refusal before any copy", r, g.copied)
+	}
+}
+
+func TestOneWaitsForTheBundle(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	bundle := &fakeGuest{ready: []int{1, 1, 0}}
+	s := Subject{Bottle: "b", Target: target, Agent: &fakeGuest{answer: asExpected},
+		Bundle: bundle, ReadyCmd: []string{"/bottle-apply", "bundle", "status"}}
+	if r := One(t.Context(), bin, &s); !r.OK {
+		t.Fatalf("report %+v", r)
+	}
+	if len(bundle.execs) != 3 || !slices.Equal(bundle.execs[2], s.ReadyCmd) {
+		t.Errorf("the bundle ran %q, want the ready command until it exits 0 (3 times)", bundle.execs)
+	}
+}
+
+func TestRunNamesEveryHole(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	subjects := []Subject{
+		{Bottle: "good", Target: target, Agent: &fakeGuest{answer: asExpected}},
+		{Bottle: "open", Target: target, Agent: &fakeGuest{answer: answering("10.213.5.97:9", "refused", false)}},
+		{Bottle: "smol", Skip: "not verifiable with this smolvm"},
+		{Bottle: "broken", Err: errors.New("no agent")},
+	}
+	reports, err := Run(t.Context(), bin, subjects)
+	if !errors.Is(err, ErrHoles) {
+		t.Fatalf("Run error = %v, want ErrHoles", err)
+	}
+	for _, want := range []string{"bottle open: 1 hole(s)", "bottle broken: the self-test could not run: no agent"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q lacks %q", err, want)
+		}
+	}
+	if strings.Contains(err.Error(), "good") || strings.Contains(err.Error(), "smol") {
+		t.Errorf("error %q names a bottle without a hole", err)
+	}
+	for i, r := range reports {
+		if r.Bottle != subjects[i].Bottle {
+			t.Errorf("report %d is of %s, want %s: reports keep the subjects' order", i, r.Bottle, subjects[i].Bottle)
+		}
+	}
+	if _, err := Run(t.Context(), bin, subjects[:1]); err != nil {
+		t.Errorf("one good bottle: %v", err)
+	}
+}
