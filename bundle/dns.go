@@ -178,7 +178,11 @@ func (d *dnsDaemon) shutdown(ctx context.Context) {
 func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 	select {
 	case d.inFlight <- struct{}{}:
-		defer func() { <-d.inFlight }()
+		// The slot is free again before the answer leaves: a client that
+		// has its answer may ask again at once.
+		rw := &releasingWriter{ResponseWriter: w, release: sync.OnceFunc(func() { <-d.inFlight })}
+		defer rw.release()
+		w = rw
 	default:
 		d.turnAway(w, r)
 		return
@@ -260,4 +264,16 @@ func (d *dnsDaemon) turnAway(w dns.ResponseWriter, r *dns.Msg) {
 			Msg("dns: too many queries in flight; answered SERVFAIL")
 	}
 	_ = w.WriteMsg(new(dns.Msg).SetRcode(r, dns.RcodeServerFailure))
+}
+
+// releasingWriter releases a query's in-flight slot before its answer is
+// written.
+type releasingWriter struct {
+	dns.ResponseWriter
+	release func()
+}
+
+func (w *releasingWriter) WriteMsg(m *dns.Msg) error {
+	w.release()
+	return w.ResponseWriter.WriteMsg(m)
 }
