@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/lock"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -71,10 +72,11 @@ func Apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 }
 
 func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile.Plan), res *Result) error {
-	bottles, err := spec.Load(o.Files, in)
+	specs, err := spec.Load(o.Files, in)
 	if err != nil {
 		return fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
 	}
+	bottles := bottle.NewAll(specs)
 	if o.Verify {
 		for i := range bottles {
 			res.Bottles = append(res.Bottles, bottles[i].Metadata.Name)
@@ -130,8 +132,8 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 }
 
 // changedBottles returns the bottles that a run changed something of.
-func changedBottles(bottles []spec.Bottle, changed []string) []spec.Bottle {
-	var out []spec.Bottle
+func changedBottles(bottles []bottle.Bottle, changed []string) []bottle.Bottle {
+	var out []bottle.Bottle
 	for _, b := range bottles {
 		if slices.Contains(changed, b.Metadata.Name) {
 			out = append(out, b)

@@ -4,8 +4,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/secret"
-	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // resolveSecrets reads the secrets the bottles name (spec.agent.secretEnv)
@@ -13,7 +13,7 @@ import (
 // digests them with the user's key, made on first use under the state
 // directory ($XDG_STATE_HOME, or ~/.local/state). Without secrets it reads
 // and writes nothing. Its errors never hold a secret's value.
-func resolveSecrets(bottles []spec.Bottle) error {
+func resolveSecrets(bottles []bottle.Bottle) error {
 	var key []byte
 	for i := range bottles {
 		if len(bottles[i].Spec.Agent.SecretEnv) == 0 {

@@ -6,6 +6,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -31,7 +32,7 @@ func TestResolveSecretsStateDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := resolveSecrets(bottles); err != nil {
+	if err := resolveSecrets(bottle.NewAll(bottles)); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := os.Stat(keyFile); !os.IsNotExist(err) {
@@ -41,10 +42,11 @@ func TestResolveSecretsStateDir(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := resolveSecrets(bottles); err != nil {
+	resolved := bottle.NewAll(bottles)
+	if err := resolveSecrets(resolved); err != nil {
 		t.Fatal(err)
 	}
-	if s := bottles[1].Spec.Agent.Secrets; len(s) != 1 || s[0].Value != "sk-unit-value" || len(s[0].Digest) != 24 {
+	if s := resolved[1].Secrets; len(s) != 1 || s[0].Value != "sk-unit-value" || len(s[0].Digest) != 24 {
 		t.Errorf("secrets %v", s)
 	}
 	if fi, err := os.Stat(keyFile); err != nil || fi.Mode().Perm() != 0o600 {

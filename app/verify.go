@@ -15,7 +15,7 @@ import (
 
 // verifyBottles runs the self-test in the agent of each bottle, whatever
 // its backend, and returns one report per bottle in their order.
-func (ps *Providers) verifyBottles(ctx context.Context, bottles []spec.Bottle) ([]verify.Report, error) {
+func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle) ([]verify.Report, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, fmt.Errorf("find own executable for the probe: %w", err)
@@ -29,7 +29,7 @@ func (ps *Providers) verifyBottles(ctx context.Context, bottles []spec.Bottle) (
 
 // subject is what the self-test needs of one bottle: where its agent runs,
 // where its bundle is, what the checks expect.
-func (ps *Providers) subject(ctx context.Context, b *spec.Bottle) verify.Subject {
+func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subject {
 	name := b.Metadata.Name
 	s := verify.Subject{Bottle: name}
 	if b.Spec.Backend == spec.BackendSmolvm {
@@ -46,7 +46,7 @@ func (ps *Providers) subject(ctx context.Context, b *spec.Bottle) verify.Subject
 	s.Target = probe.Target{
 		BundleIP: addrs.BundleIP, ProxyPort: bottle.ProxyPort, DNSPort: bottle.DNSPort,
 		InternalPorts: []int{bundle.StatusPort},
-		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Spec.Network.AllowCIDRs,
+		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Network.AllowCIDRs,
 	}
 	for _, a := range []string{addrs.InternalGateway, addrs.EgressGateway} {
 		if a != "" {

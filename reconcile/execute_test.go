@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bottle-apply/bottle-apply/spec"
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // recorder is a provider that records the calls it gets.
@@ -23,8 +23,10 @@ type recorder struct {
 	maxBusy int
 }
 
-func (r *recorder) Name() string { return "docker" }
-func (r *recorder) Desired([]*spec.Bottle, []Resource) ([]Resource, error) {
+func (r *recorder) Name() string                               { return "docker" }
+func (r *recorder) Resolve([]*bottle.Bottle, []Resource) error { return nil }
+
+func (r *recorder) Desired([]*bottle.Bottle, []Resource) ([]Resource, error) {
 	return nil, nil
 }
 func (r *recorder) Observe(context.Context, Scope) ([]Resource, error) { return nil, nil }

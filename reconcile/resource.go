@@ -10,7 +10,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/bottle-apply/bottle-apply/spec"
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // ErrNotManaged marks a resource that has a name bottle-apply wants but lacks
@@ -97,12 +97,17 @@ type Scope struct {
 
 // Provider manages one backend's resources.
 //
-// Desired is pure: it translates specs (and what already exists, for choices
-// such as a free subnet) into resources. Observe reads reality only. Apply
-// carries out one step and makes no decisions of its own.
+// A plan takes four steps of every provider. Observe reads reality only.
+// Resolve makes the choices the provider owns for the bottles, from what
+// exists (a free subnet, the bundle's address), filling in only what is
+// still empty; every provider resolves before any translates, and one with
+// nothing to choose does nothing. Desired is pure: it translates resolved
+// bottles into resources. Apply carries out one step and makes no
+// decisions of its own.
 type Provider interface {
 	Name() string
-	Desired(bottles []*spec.Bottle, observed []Resource) ([]Resource, error)
 	Observe(ctx context.Context, scope Scope) ([]Resource, error)
+	Resolve(bottles []*bottle.Bottle, observed []Resource) error
+	Desired(bottles []*bottle.Bottle, observed []Resource) ([]Resource, error)
 	Apply(ctx context.Context, step Step) error
 }

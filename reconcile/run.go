@@ -5,13 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
-	"github.com/bottle-apply/bottle-apply/spec"
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // DefaultMaxRounds bounds the observe-diff-execute loop.
@@ -28,13 +29,6 @@ var ErrNotConverged = errors.New("did not converge")
 // address conflict with a run that acted concurrently: the next round
 // observes what that run made.
 var ErrRetry = errors.New("retry after observing again")
-
-// Resolver is implemented by providers that make choices for a spec before
-// any provider translates it, such as a free subnet and the bundle's IP.
-// Resolve fills in the empty fields of the (copied) bottles from what exists.
-type Resolver interface {
-	Resolve(bottles []*spec.Bottle, observed []Resource) error
-}
 
 // Options tune Run.
 type Options struct {
@@ -62,7 +56,7 @@ func (r *Result) Changed() bool { return r.Plan != nil && r.Plan.Changes() > 0 }
 
 // Run observes, diffs and executes until nothing is left to do, or the round
 // bound is reached. Bottles are not modified.
-func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts Options) (*Result, error) {
+func Run(ctx context.Context, providers []Provider, bottles []bottle.Bottle, opts Options) (*Result, error) {
 	maxRounds := opts.MaxRounds
 	if maxRounds <= 0 {
 		maxRounds = DefaultMaxRounds
@@ -147,7 +141,7 @@ func Run(ctx context.Context, providers []Provider, bottles []spec.Bottle, opts 
 
 // PlanOnce observes every provider (in parallel), resolves and translates
 // the bottles, and diffs.
-func PlanOnce(ctx context.Context, providers []Provider, bottles []spec.Bottle, scope Scope, destroy bool) (*Plan, error) {
+func PlanOnce(ctx context.Context, providers []Provider, bottles []bottle.Bottle, scope Scope, destroy bool) (*Plan, error) {
 	obs := make([][]Resource, len(providers))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, p := range providers {
@@ -169,16 +163,17 @@ func PlanOnce(ctx context.Context, providers []Provider, bottles []spec.Bottle, 
 	}
 	var desired []Resource
 	if !destroy {
-		bs := make([]*spec.Bottle, len(bottles))
+		bs := make([]*bottle.Bottle, len(bottles))
 		for i := range bottles {
-			b := bottles[i] // copy: resolution must not leak into the caller's spec
+			// A copy: what a round resolves must not leak into the next
+			// round, which observes again.
+			b := bottles[i]
+			b.Network.AllowCIDRs = slices.Clone(b.Network.AllowCIDRs)
 			bs[i] = &b
 		}
 		for _, p := range providers {
-			if r, ok := p.(Resolver); ok {
-				if err := r.Resolve(bs, observed); err != nil {
-					return nil, err
-				}
+			if err := p.Resolve(bs, observed); err != nil {
+				return nil, err
 			}
 		}
 		for _, p := range providers {

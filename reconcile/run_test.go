@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -24,7 +25,9 @@ type memProvider struct {
 
 func (m *memProvider) Name() string { return "docker" }
 
-func (m *memProvider) Desired([]*spec.Bottle, []Resource) ([]Resource, error) {
+func (m *memProvider) Resolve([]*bottle.Bottle, []Resource) error { return nil }
+
+func (m *memProvider) Desired([]*bottle.Bottle, []Resource) ([]Resource, error) {
 	return m.desired, nil
 }
 
@@ -66,10 +69,10 @@ func (m *memProvider) Apply(_ context.Context, s Step) error {
 	return nil
 }
 
-func bottles(names ...string) []spec.Bottle {
-	var out []spec.Bottle
+func bottles(names ...string) []bottle.Bottle {
+	var out []bottle.Bottle
 	for _, n := range names {
-		out = append(out, spec.Bottle{Metadata: spec.Metadata{Name: n}})
+		out = append(out, bottle.New(spec.Bottle{Metadata: spec.Metadata{Name: n}}))
 	}
 	return out
 }

@@ -1,7 +1,7 @@
 // Package secret resolves the secrets a spec names (spec.agent.secretEnv)
 // into their values, and keeps the key that digests them.
 //
-// Values go into spec.Agent.Secrets and from there to the providers, which
+// Values go into bottle.Bottle.Secrets and from there to the providers, which
 // hand them to the agent. Everything else sees a digest: config hashes and
 // labels hold an HMAC of each value under a key of the user's
 // (LoadKey), so that a label cannot be checked against guessed values by
@@ -23,6 +23,7 @@ import (
 	"syscall"
 	"unicode/utf8"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -36,7 +37,7 @@ const DigestLen = 24
 const MinKeyLen = 16
 
 // Resolve reads the value of every secret of every bottle and sets
-// b.Spec.Agent.Secrets, sorted by name, each with its Digest: the first
+// b.Secrets, sorted by name, each with its Digest: the first
 // DigestLen hex digits of HMAC-SHA256(key, name + "\x00" + value). A
 // valueFrom.env secret is the variable's value as getenv returns it (nil
 // means os.Getenv); a valueFrom.file secret is the file's contents, without
@@ -48,7 +49,7 @@ const MinKeyLen = 16
 // Resolve reports every problem of every bottle, each naming the bottle, the
 // secret and its source and saying what to do; none holds a value. On an
 // error the bottles may be partly resolved and must not be applied.
-func Resolve(bottles []spec.Bottle, key []byte, getenv func(string) string) error {
+func Resolve(bottles []bottle.Bottle, key []byte, getenv func(string) string) error {
 	if getenv == nil {
 		getenv = os.Getenv
 	}
@@ -56,7 +57,7 @@ func Resolve(bottles []spec.Bottle, key []byte, getenv func(string) string) erro
 	for i := range bottles {
 		b := &bottles[i]
 		a := &b.Spec.Agent
-		a.Secrets = nil
+		b.Secrets = nil
 		if len(a.SecretEnv) == 0 {
 			continue
 		}
@@ -66,12 +67,12 @@ func Resolve(bottles []spec.Bottle, key []byte, getenv func(string) string) erro
 		var dir *dirRoot
 		for _, name := range slices.Sorted(maps.Keys(a.SecretEnv)) {
 			from := a.SecretEnv[name].ValueFrom
-			value, err := read(b, name, from, getenv, &dir)
+			value, err := read(&b.Bottle, name, from, getenv, &dir)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("bottle %s: secret %s: %w", b.Metadata.Name, name, err))
 				continue
 			}
-			a.Secrets = append(a.Secrets, spec.Secret{Name: name, Value: value, Digest: Digest(key, name, value)})
+			b.Secrets = append(b.Secrets, bottle.Secret{Name: name, Value: value, Digest: Digest(key, name, value)})
 		}
 		dir.close()
 	}

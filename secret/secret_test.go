@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -20,7 +21,7 @@ const planted = "sk-planted-0f1e2d3c"
 
 var testKey = bytes.Repeat([]byte{7}, KeyLen)
 
-func bottle(name, file string, secrets map[string]spec.ValueFrom) spec.Bottle {
+func newBottle(name, file string, secrets map[string]spec.ValueFrom) bottle.Bottle {
 	b := spec.Bottle{Metadata: spec.Metadata{Name: name}, Source: spec.Source{File: file, Line: 1}}
 	b.Spec.Agent.Image = "alpine"
 	if secrets != nil {
@@ -29,7 +30,7 @@ func bottle(name, file string, secrets map[string]spec.ValueFrom) spec.Bottle {
 			b.Spec.Agent.SecretEnv[k] = spec.SecretSource{ValueFrom: v}
 		}
 	}
-	return b
+	return bottle.New(b)
 }
 
 func env(vars map[string]string) func(string) string {
@@ -77,16 +78,16 @@ func TestResolve(t *testing.T) {
 	if err := os.Symlink("../nl", filepath.Join(dir, "inner", "uplink")); err != nil {
 		t.Fatal(err)
 	}
-	bottles := []spec.Bottle{
-		bottle("a", specFile, map[string]spec.ValueFrom{
+	bottles := []bottle.Bottle{
+		newBottle("a", specFile, map[string]spec.ValueFrom{
 			"Z_ENV": {Env: "TOKEN"}, "PLAIN": {File: "plain"}, "NL": {File: "./nl"}, "CRLF": {File: "crlf"},
 			"TWO": {File: "two"}, "MULTI": {File: "inner/multi"}, "LINK": {File: "inner/link"}, "UPLINK": {File: "inner/uplink"},
 			"MAX": {File: "max"},
 		}),
-		bottle("none", specFile, nil),
-		bottle("stdin-env", spec.StdinName, map[string]spec.ValueFrom{"K": {Env: "TOKEN"}}),
+		newBottle("none", specFile, nil),
+		newBottle("stdin-env", spec.StdinName, map[string]spec.ValueFrom{"K": {Env: "TOKEN"}}),
 	}
-	bottles[1].Spec.Agent.Secrets = []spec.Secret{{Name: "STALE"}} // dropped
+	bottles[1].Secrets = []bottle.Secret{{Name: "STALE"}} // dropped
 	if err := Resolve(bottles, testKey, env(map[string]string{"TOKEN": planted})); err != nil {
 		t.Fatal(err)
 	}
@@ -95,7 +96,7 @@ func TestResolve(t *testing.T) {
 		"PLAIN": "no-newline", "TWO": "two\n", "UPLINK": "with-newline", "Z_ENV": planted,
 	}
 	var names []string
-	for _, s := range bottles[0].Spec.Agent.Secrets {
+	for _, s := range bottles[0].Secrets {
 		names = append(names, s.Name)
 		if s.Value != want[s.Name] {
 			t.Errorf("%s = %q, want %q", s.Name, s.Value, want[s.Name])
@@ -107,14 +108,14 @@ func TestResolve(t *testing.T) {
 	if wantNames := []string{"CRLF", "LINK", "MAX", "MULTI", "NL", "PLAIN", "TWO", "UPLINK", "Z_ENV"}; !reflect.DeepEqual(names, wantNames) {
 		t.Errorf("secrets %q, want sorted %q", names, wantNames)
 	}
-	if s := bottles[1].Spec.Agent.Secrets; s != nil {
+	if s := bottles[1].Secrets; s != nil {
 		t.Errorf("a bottle without secretEnv kept %v", s)
 	}
-	if s := bottles[2].Spec.Agent.Secrets; len(s) != 1 || s[0].Value != planted {
+	if s := bottles[2].Secrets; len(s) != 1 || s[0].Value != planted {
 		t.Errorf("stdin bottle: %v", s)
 	}
 	// No secrets at all: no key needed.
-	if err := Resolve([]spec.Bottle{bottle("none", specFile, nil)}, nil, nil); err != nil {
+	if err := Resolve([]bottle.Bottle{newBottle("none", specFile, nil)}, nil, nil); err != nil {
 		t.Errorf("no secrets, no key: %v", err)
 	}
 }
@@ -142,56 +143,56 @@ func TestResolveErrors(t *testing.T) {
 	getenv := env(map[string]string{"NUL": "a\x00" + planted, "BAD_UTF8": planted + "\xff"})
 	tests := []struct {
 		name string
-		b    spec.Bottle
+		b    bottle.Bottle
 		want string
 	}{
-		{"env unset", bottle("b", specFile, map[string]spec.ValueFrom{"API_KEY": {Env: "ANTHROPIC_API_KEY"}}),
+		{"env unset", newBottle("b", specFile, map[string]spec.ValueFrom{"API_KEY": {Env: "ANTHROPIC_API_KEY"}}),
 			"bottle b: secret API_KEY: environment variable ANTHROPIC_API_KEY is not set (or is empty); set ANTHROPIC_API_KEY in the environment of bottle-apply"},
-		{"env NUL", bottle("b", specFile, map[string]spec.ValueFrom{"K": {Env: "NUL"}}),
+		{"env NUL", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {Env: "NUL"}}),
 			"bottle b: secret K: environment variable NUL holds a NUL byte, which an environment variable cannot; set NUL to the secret itself"},
-		{"env not UTF-8", bottle("b", specFile, map[string]spec.ValueFrom{"K": {Env: "BAD_UTF8"}}),
+		{"env not UTF-8", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {Env: "BAD_UTF8"}}),
 			"bottle b: secret K: environment variable BAD_UTF8 is not valid UTF-8, which the engine cannot pass on unchanged; set BAD_UTF8 to the secret itself"},
-		{"missing file", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "nope/token"}}),
+		{"missing file", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "nope/token"}}),
 			"bottle b: secret K: file " + dir + "/nope/token: does not exist; create it with the secret in it (the path is relative to the spec file's directory)"},
-		{"too large", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "big"}}),
+		{"too large", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "big"}}),
 			"bottle b: secret K: file " + dir + "/big: is larger than the limit of 65536 bytes (64 KiB); a secret file holds the secret only"},
-		{"empty", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "empty"}}),
+		{"empty", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "empty"}}),
 			"bottle b: secret K: file " + dir + "/empty: is empty; write the secret into it"},
-		{"only a newline", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "newline"}}),
+		{"only a newline", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "newline"}}),
 			"bottle b: secret K: file " + dir + "/newline: is empty; write the secret into it"},
-		{"file NUL", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "nul"}}),
+		{"file NUL", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "nul"}}),
 			"bottle b: secret K: file " + dir + "/nul holds a NUL byte, which an environment variable cannot; write the secret into it"},
-		{"file not UTF-8", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "latin1"}}),
+		{"file not UTF-8", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "latin1"}}),
 			"bottle b: secret K: file " + dir + "/latin1 is not valid UTF-8, which the engine cannot pass on unchanged; write the secret into it"},
-		{"directory", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "sub"}}),
+		{"directory", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "sub"}}),
 			"bottle b: secret K: file " + dir + "/sub: is not a regular file (d---------); name a file that holds the secret"},
-		{"fifo", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "fifo"}}),
+		{"fifo", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "fifo"}}),
 			"bottle b: secret K: file " + dir + "/fifo: is not a regular file (p---------); name a file that holds the secret"},
-		{"absolute symlink", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "abs"}}),
+		{"absolute symlink", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "abs"}}),
 			"bottle b: secret K: file " + dir + "/abs: leads out of the spec file's directory (through a symlink?); secrets are read only from inside it: put the file itself there"},
-		{"relative symlink out", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "up"}}),
+		{"relative symlink out", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "up"}}),
 			"bottle b: secret K: file " + dir + "/up: leads out of the spec file's directory (through a symlink?); secrets are read only from inside it: put the file itself there"},
-		{"symlink out from a subdirectory", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "sub/up"}}),
+		{"symlink out from a subdirectory", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "sub/up"}}),
 			"bottle b: secret K: file " + dir + "/sub/up: leads out of the spec file's directory (through a symlink?); secrets are read only from inside it: put the file itself there"},
-		{"dot-dot path", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "sub/../../" + filepath.Base(outside) + "/stolen"}}),
+		{"dot-dot path", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: "sub/../../" + filepath.Base(outside) + "/stolen"}}),
 			"bottle b: secret K: valueFrom.file: \"sub/../../" + filepath.Base(outside) + "/stolen\" holds \"..\"; a secret file must be inside the spec file's directory"},
-		{"absolute path", bottle("b", specFile, map[string]spec.ValueFrom{"K": {File: filepath.Join(outside, "stolen")}}),
+		{"absolute path", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {File: filepath.Join(outside, "stolen")}}),
 			"bottle b: secret K: valueFrom.file: \"" + outside + "/stolen\" is an absolute path; write it relative to the spec file's directory"},
-		{"stdin", bottle("b", spec.StdinName, map[string]spec.ValueFrom{"K": {File: "sub/f"}}),
+		{"stdin", newBottle("b", spec.StdinName, map[string]spec.ValueFrom{"K": {File: "sub/f"}}),
 			"bottle b: secret K: valueFrom.file \"sub/f\": a spec read from standard input has no directory to read it from; use valueFrom.env, or pass the spec with -f FILE"},
-		{"no source file", bottle("b", "", map[string]spec.ValueFrom{"K": {File: "sub/f"}}),
+		{"no source file", newBottle("b", "", map[string]spec.ValueFrom{"K": {File: "sub/f"}}),
 			"bottle b: secret K: valueFrom.file \"sub/f\": a spec read from standard input has no directory to read it from; use valueFrom.env, or pass the spec with -f FILE"},
-		{"no source", bottle("b", specFile, map[string]spec.ValueFrom{"K": {}}),
+		{"no source", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {}}),
 			"bottle b: secret K: valueFrom needs exactly one of env and file"},
-		{"two sources", bottle("b", specFile, map[string]spec.ValueFrom{"K": {Env: "X", File: "y"}}),
+		{"two sources", newBottle("b", specFile, map[string]spec.ValueFrom{"K": {Env: "X", File: "y"}}),
 			"bottle b: secret K: valueFrom needs exactly one of env and file"},
-		{"spec directory gone", bottle("b", filepath.Join(dir, "gone", "bottle.yaml"), map[string]spec.ValueFrom{"K": {File: "f"}}),
+		{"spec directory gone", newBottle("b", filepath.Join(dir, "gone", "bottle.yaml"), map[string]spec.ValueFrom{"K": {File: "f"}}),
 			"bottle b: secret K: file " + dir + "/gone/f: cannot open the spec file's directory: no such file or directory"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			err := Resolve([]spec.Bottle{tt.b}, testKey, getenv)
+			err := Resolve([]bottle.Bottle{tt.b}, testKey, getenv)
 			if err == nil || err.Error() != tt.want {
 				t.Fatalf("error:\n%v\nwant:\n%s", err, tt.want)
 			}
@@ -209,7 +210,7 @@ func TestResolveUnreadable(t *testing.T) {
 	}
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "locked"), planted, 0o000)
-	err := Resolve([]spec.Bottle{bottle("b", filepath.Join(dir, "x.yaml"), map[string]spec.ValueFrom{"K": {File: "locked"}})}, testKey, nil)
+	err := Resolve([]bottle.Bottle{newBottle("b", filepath.Join(dir, "x.yaml"), map[string]spec.ValueFrom{"K": {File: "locked"}})}, testKey, nil)
 	want := "bottle b: secret K: file " + dir + "/locked: cannot be read (permission denied); let the user who runs bottle-apply read it"
 	if err == nil || err.Error() != want {
 		t.Fatalf("error %v\nwant %s", err, want)
@@ -221,9 +222,9 @@ func TestResolveUnreadable(t *testing.T) {
 func TestResolveAllErrors(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	bottles := []spec.Bottle{
-		bottle("one", filepath.Join(dir, "s.yaml"), map[string]spec.ValueFrom{"A": {Env: "UNSET_A"}, "B": {Env: "UNSET_B"}}),
-		bottle("two", filepath.Join(dir, "s.yaml"), map[string]spec.ValueFrom{"C": {File: "missing"}}),
+	bottles := []bottle.Bottle{
+		newBottle("one", filepath.Join(dir, "s.yaml"), map[string]spec.ValueFrom{"A": {Env: "UNSET_A"}, "B": {Env: "UNSET_B"}}),
+		newBottle("two", filepath.Join(dir, "s.yaml"), map[string]spec.ValueFrom{"C": {File: "missing"}}),
 	}
 	err := Resolve(bottles, testKey, env(nil))
 	want := "bottle one: secret A: environment variable UNSET_A is not set (or is empty); set UNSET_A in the environment of bottle-apply\n" +
@@ -243,8 +244,8 @@ func TestResolveRelativeSpec(t *testing.T) {
 	dir := t.TempDir()
 	write(t, filepath.Join(dir, "specs", "tok"), planted+"\n", 0o600)
 	t.Chdir(dir)
-	bs := []spec.Bottle{bottle("r", "specs/b.yaml", map[string]spec.ValueFrom{"T": {File: "tok"}})}
-	if err := Resolve(bs, testKey, nil); err != nil || bs[0].Spec.Agent.Secrets[0].Value != planted {
-		t.Fatalf("Resolve = %v, %v", err, bs[0].Spec.Agent.Secrets)
+	bs := []bottle.Bottle{newBottle("r", "specs/b.yaml", map[string]spec.ValueFrom{"T": {File: "tok"}})}
+	if err := Resolve(bs, testKey, nil); err != nil || bs[0].Secrets[0].Value != planted {
+		t.Fatalf("Resolve = %v, %v", err, bs[0].Secrets)
 	}
 }

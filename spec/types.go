@@ -68,11 +68,6 @@ type Agent struct {
 	// the spec names but does not hold: the environment of bottle-apply or
 	// a file next to the spec. Checked in validate.go.
 	SecretEnv map[string]SecretSource `yaml:"secretEnv" json:"secretEnv,omitempty" validate:"dive,keys,envname,noproxy,endkeys"`
-
-	// Secrets are the values of SecretEnv, sorted by name, once resolved
-	// (package secret does it); never read from YAML, never marshalled, and
-	// printed with their values redacted.
-	Secrets []Secret `yaml:"-" json:"-"`
 }
 
 // SecretSource says where the value of a secret comes from.
@@ -86,16 +81,6 @@ type SecretSource struct {
 type ValueFrom struct {
 	Env  string `yaml:"env" json:"env,omitempty"`
 	File string `yaml:"file" json:"file,omitempty"`
-}
-
-// Secret is a resolved secret: the variable Name, its Value and Digest, a
-// keyed hash of name and value that stands for the value in config hashes.
-// Value never appears when a Secret is formatted (%v, %+v, %#v, %s...) or
-// marshalled to JSON: only Name and Digest do.
-type Secret struct {
-	Name   string
-	Value  string
-	Digest string
 }
 
 // Network is the bottle's private network.

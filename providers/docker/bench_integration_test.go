@@ -4,6 +4,7 @@ import (
 	"context"
 	"testing"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -18,16 +19,16 @@ func BenchmarkIntegrationApply(b *testing.B) {
 	ref := "bottle-apply-test/bundle:" + testenv.Name("b")
 	p := newProvider(c, Options{BundleImage: ref, BundleBinary: bin, Version: "bench"})
 	agent := testenv.AgentImage(b, c)
-	newBottle := func() spec.Bottle {
+	newBottle := func() bottle.Bottle {
 		name := testenv.Name("bench")
 		testenv.CleanupBottle(b, c, name)
 		bt := spec.Bottle{APIVersion: spec.APIVersion, Kind: spec.KindBottle, Metadata: spec.Metadata{Name: name},
 			Spec: spec.Spec{Agent: spec.Agent{Image: agent, Command: []string{"sleep", "infinity"}}}}
 		bt.Default()
-		return bt
+		return bottle.New(bt)
 	}
-	apply := func(bt spec.Bottle, destroy bool) {
-		res, err := reconcile.Run(context.Background(), []reconcile.Provider{p}, []spec.Bottle{bt}, reconcile.Options{Destroy: destroy})
+	apply := func(bt bottle.Bottle, destroy bool) {
+		res, err := reconcile.Run(context.Background(), []reconcile.Provider{p}, []bottle.Bottle{bt}, reconcile.Options{Destroy: destroy})
 		if err != nil || !res.Converged {
 			b.Fatalf("apply: %v", err)
 		}

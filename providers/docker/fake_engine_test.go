@@ -28,7 +28,6 @@ import (
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
-	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // fakeEngine is an in-memory engine. Every call is logged as "Method arg"
@@ -1207,7 +1206,7 @@ func TestUnstartableContainerIsReplaced(t *testing.T) {
 	f.images["agent:1"], f.images[bundleRef] = true, true
 	p := newProvider(f, Options{BundleImage: bundleRef})
 	b := *helloBottle()
-	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{}); err != nil {
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []bottle.Bottle{b}, reconcile.Options{}); err != nil {
 		t.Fatalf("first apply: %v", err)
 	}
 	agent := bottle.ResourceName("hello", bottle.RoleAgent)
@@ -1220,7 +1219,7 @@ func TestUnstartableContainerIsReplaced(t *testing.T) {
 	// A new process: nothing remembered from the first run. Its first
 	// round starts the agent and fails; the next plan replaces it.
 	p = newProvider(f, Options{BundleImage: bundleRef})
-	_, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{MaxRounds: 1})
+	_, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []bottle.Bottle{b}, reconcile.Options{MaxRounds: 1})
 	if err == nil {
 		t.Fatal("one round converged: the start of a stuck container cannot succeed")
 	}
@@ -1229,7 +1228,7 @@ func TestUnstartableContainerIsReplaced(t *testing.T) {
 			t.Errorf("after one round: %v\nwant it to contain %q", err, want)
 		}
 	}
-	res, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []spec.Bottle{b}, reconcile.Options{})
+	res, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []bottle.Bottle{b}, reconcile.Options{})
 	if err != nil || !res.Converged {
 		t.Fatalf("the next round: converged %v, %v", res.Converged, err)
 	}

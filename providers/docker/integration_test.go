@@ -48,7 +48,7 @@ func newIT(t *testing.T) *itEnv {
 	return &itEnv{c: c, cnt: cnt, p: p, agent: testenv.AgentImage(t, c)}
 }
 
-func (e *itEnv) bottleName(t *testing.T, subnet string) spec.Bottle {
+func (e *itEnv) newBottle(t *testing.T, subnet string) bottle.Bottle {
 	t.Helper()
 	name := testenv.Name("it")
 	testenv.CleanupBottle(t, e.c, name)
@@ -58,10 +58,10 @@ func (e *itEnv) bottleName(t *testing.T, subnet string) spec.Bottle {
 			Network: spec.Network{Subnet: subnet},
 		}}
 	b.Default()
-	return b
+	return bottle.New(b)
 }
 
-func (e *itEnv) run(t *testing.T, b []spec.Bottle, destroy bool) *reconcile.Result {
+func (e *itEnv) run(t *testing.T, b []bottle.Bottle, destroy bool) *reconcile.Result {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
 	defer cancel()
@@ -123,11 +123,11 @@ func wantSteps(t *testing.T, res *reconcile.Result, want ...string) {
 func TestIntegrationLifecycle(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	b := e.bottleName(t, "")
+	b := e.newBottle(t, "")
 	name := b.Metadata.Name
 
 	// Apply from nothing.
-	res := e.run(t, []spec.Bottle{b}, false)
+	res := e.run(t, []bottle.Bottle{b}, false)
 	if res.Plan.Count(reconcile.Create) != 4 || res.Rounds != 1 {
 		t.Fatalf("first apply: %d creates in %d rounds:\n%s", res.Plan.Count(reconcile.Create), res.Rounds, res.Plan)
 	}
@@ -170,7 +170,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 
 	// A second apply changes nothing and writes nothing.
 	e.cnt.Reset()
-	res = e.run(t, []spec.Bottle{b}, false)
+	res = e.run(t, []bottle.Bottle{b}, false)
 	calls := e.cnt.Reset()
 	if res.Plan.Changes() != 0 || res.Rounds != 0 {
 		t.Fatalf("second apply planned:\n%s", res.Plan)
@@ -184,7 +184,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 	if err := e.c.ContainerRemove(t.Context(), bundle.ID, container.RemoveOptions{Force: true}); err != nil {
 		t.Fatal(err)
 	}
-	res = e.run(t, []spec.Bottle{b}, false)
+	res = e.run(t, []bottle.Bottle{b}, false)
 	wantSteps(t, res, "Create bundle: not found")
 	s = e.look(t, name)
 	if s.ctrs[bottle.RoleAgent].ID != agent.ID || s.ctrs[bottle.RoleBundle].State != "running" {
@@ -196,7 +196,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 	if err := e.c.ContainerStop(t.Context(), agent.ID, container.StopOptions{Timeout: &timeout}); err != nil {
 		t.Fatal(err)
 	}
-	res = e.run(t, []spec.Bottle{b}, false)
+	res = e.run(t, []bottle.Bottle{b}, false)
 	if got := stepsOf(res); len(got) != 1 || !strings.HasPrefix(got[0], "Start agent: stopped (Exited") {
 		t.Fatalf("plan after stopping the agent: %q", got)
 	}
@@ -208,7 +208,7 @@ func TestIntegrationLifecycle(t *testing.T) {
 	// A changed env replaces only the agent.
 	before := s
 	b.Spec.Agent.Env = map[string]string{"FOO": "baz"}
-	res = e.run(t, []spec.Bottle{b}, false)
+	res = e.run(t, []bottle.Bottle{b}, false)
 	wantSteps(t, res, "Replace agent: env changed")
 	s = e.look(t, name)
 	if s.ctrs[bottle.RoleAgent].ID == before.ctrs[bottle.RoleAgent].ID || s.ctrs[bottle.RoleBundle].ID != before.ctrs[bottle.RoleBundle].ID ||
@@ -219,10 +219,10 @@ func TestIntegrationLifecycle(t *testing.T) {
 	// A changed subnet replaces the network, the bundle and the agent.
 	before = s
 	newSubnet, _ := bottle.FreeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c), 0)
-	b.Spec.Network.Subnet = newSubnet.String()
-	b.Spec.Network.BundleIP = ""
+	b.Network.Subnet = newSubnet.String()
+	b.Network.BundleIP = ""
 	b.Default()
-	res = e.run(t, []spec.Bottle{b}, false)
+	res = e.run(t, []bottle.Bottle{b}, false)
 	wantSteps(t, res,
 		"Replace internal: subnet changed",
 		"Replace agent: ip, proxy changed; network bottle-"+name+"-internal is replaced",
@@ -237,14 +237,14 @@ func TestIntegrationLifecycle(t *testing.T) {
 	}
 
 	// Destroy leaves nothing labelled, and destroying again succeeds.
-	res = e.run(t, []spec.Bottle{b}, true)
+	res = e.run(t, []bottle.Bottle{b}, true)
 	if res.Plan.Count(reconcile.Delete) != 4 {
 		t.Fatalf("destroy plan:\n%s", res.Plan)
 	}
 	if left := testenv.Leftovers(t, e.c, name); len(left) != 0 {
 		t.Fatalf("left after destroy: %q", left)
 	}
-	res = e.run(t, []spec.Bottle{b}, true)
+	res = e.run(t, []bottle.Bottle{b}, true)
 	if res.Plan.Changes() != 0 {
 		t.Fatalf("second destroy planned:\n%s", res.Plan)
 	}
@@ -287,12 +287,12 @@ func TestIntegrationRefusesUnlabelledNamesakes(t *testing.T) {
 	}
 	for _, tc := range cases {
 		t.Run(tc.kind, func(t *testing.T) {
-			b := e.bottleName(t, "")
+			b := e.newBottle(t, "")
 			name := b.Metadata.Name
 			id, remove := tc.create(name)
 			t.Cleanup(remove)
 			e.cnt.Reset()
-			_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{})
+			_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{b}, reconcile.Options{})
 			if !errors.Is(err, reconcile.ErrNotManaged) || !strings.Contains(err.Error(), tc.kind+` "bottle-`+name+"-") {
 				t.Fatalf("apply error = %v, want a refusal naming the %s", err, tc.kind)
 			}
@@ -303,7 +303,7 @@ func TestIntegrationRefusesUnlabelledNamesakes(t *testing.T) {
 				t.Fatalf("the refused apply created %q", left)
 			}
 			// Destroy leaves it alone too, and says so.
-			res, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{Destroy: true})
+			res, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{b}, reconcile.Options{Destroy: true})
 			if err != nil {
 				t.Fatalf("destroy: %v", err)
 			}
@@ -324,7 +324,7 @@ func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
 	dir := t.TempDir()
 	var names []string
 	for i := range 3 {
-		b := e.bottleName(t, "")
+		b := e.newBottle(t, "")
 		names = append(names, b.Metadata.Name)
 		doc := fmt.Sprintf("apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: %s\nspec:\n  agent:\n    image: %s\n    command: [sleep, infinity]\n",
 			b.Metadata.Name, e.agent)
@@ -336,7 +336,7 @@ func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	res := e.run(t, bottles, false)
+	res := e.run(t, bottle.NewAll(bottles), false)
 	if res.Plan.Count(reconcile.Create) != 12 {
 		t.Fatalf("plan:\n%s", res.Plan)
 	}
@@ -370,10 +370,10 @@ func TestIntegrationDirectoryOfThreeBottles(t *testing.T) {
 	if !overlap {
 		t.Fatalf("no two network creates overlapped in time: steps ran one by one")
 	}
-	if res := e.run(t, bottles, false); res.Plan.Changes() != 0 {
+	if res := e.run(t, bottle.NewAll(bottles), false); res.Plan.Changes() != 0 {
 		t.Fatalf("second apply of the directory planned:\n%s", res.Plan)
 	}
-	e.run(t, bottles, true)
+	e.run(t, bottle.NewAll(bottles), true)
 	for _, n := range names {
 		if left := testenv.Leftovers(t, e.c, n); len(left) != 0 {
 			t.Fatalf("left after destroy: %q", left)
@@ -411,17 +411,17 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
 	sub, _ := bottle.FreeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c), 0)
-	b := e.bottleName(t, sub.String())
+	b := e.newBottle(t, sub.String())
 	// The bundle takes the address the agent gets by default...
-	b.Spec.Network.BundleIP = agentAddr(sub, "")
-	e.run(t, []spec.Bottle{b}, false)
+	b.Network.BundleIP = agentAddr(sub, "")
+	e.run(t, []bottle.Bottle{b}, false)
 	agentBefore := e.look(t, b.Metadata.Name).ctrs[bottle.RoleAgent].ID
 
 	// ...and gives it back: the new agent may only take it once the old
 	// bundle is gone.
-	b.Spec.Network.BundleIP = ""
+	b.Network.BundleIP = ""
 	b.Default()
-	res := e.run(t, []spec.Bottle{b}, false)
+	res := e.run(t, []bottle.Bottle{b}, false)
 	if res.Plan.Count(reconcile.Replace) != 2 {
 		t.Fatalf("plan:\n%s", res.Plan)
 	}
@@ -437,7 +437,7 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 		t.Fatal("the agent was not replaced when its address changed")
 	}
 	b.Spec.Agent.Image = "127.0.0.1:1/bottle-apply-test/absent:none"
-	_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []spec.Bottle{b}, reconcile.Options{})
+	_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{b}, reconcile.Options{})
 	if err == nil || !strings.Contains(err.Error(), "is not present locally and pulling it failed") ||
 		!strings.Contains(err.Error(), "was left as it is") {
 		t.Fatalf("apply with an image that cannot be pulled: %v", err)
@@ -450,14 +450,14 @@ func TestIntegrationReplaceSafety(t *testing.T) {
 func TestIntegrationForeignNetworkIsDrift(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	b := e.bottleName(t, "")
-	e.run(t, []spec.Bottle{b}, false)
+	b := e.newBottle(t, "")
+	e.run(t, []bottle.Bottle{b}, false)
 	agent := e.look(t, b.Metadata.Name).ctrs[bottle.RoleAgent]
 	// A route out added by hand: the default bridge.
 	if err := e.c.NetworkConnect(t.Context(), "bridge", agent.ID, nil); err != nil {
 		t.Fatal(err)
 	}
-	res := e.run(t, []spec.Bottle{b}, false)
+	res := e.run(t, []bottle.Bottle{b}, false)
 	wantSteps(t, res, "Replace agent: also attached to network bridge")
 	now := e.look(t, b.Metadata.Name).ctrs[bottle.RoleAgent]
 	if len(now.NetworkSettings.Networks) != 1 || now.NetworkSettings.Networks["bridge"] != nil {

@@ -45,10 +45,7 @@ type Provider struct {
 	unstartable sync.Map
 }
 
-var (
-	_ reconcile.Provider = (*Provider)(nil)
-	_ reconcile.Resolver = (*Provider)(nil)
-)
+var _ reconcile.Provider = (*Provider)(nil)
 
 // New returns a provider over a Docker client (create it with
 // client.FromEnv and client.WithAPIVersionNegotiation).
@@ -68,10 +65,10 @@ func newProvider(e engine, opts Options) *Provider {
 func (p *Provider) Name() string { return ProviderName }
 
 // Desired implements reconcile.Provider. Bottles must be resolved first.
-func (p *Provider) Desired(bottles []*spec.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
+func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
 	var out []reconcile.Resource
 	for _, b := range bottles {
-		if b.Spec.Backend == spec.BackendDocker && !b.Spec.Agent.SecretsResolved() {
+		if b.Spec.Backend == spec.BackendDocker && !b.SecretsResolved() {
 			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
 		}
 		out = append(out, translate(b, p.opts.BundleImage, p.opts.Version)...)

@@ -14,7 +14,7 @@ import (
 // first free range of the pool, one that overlaps no existing network nor
 // another bottle's choice in this run. Egress networks come from the pool
 // too, so that bottles never exhaust the engine's own default pools.
-func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource) error {
+func (p *Provider) Resolve(bottles []*bottle.Bottle, observed []reconcile.Resource) error {
 	pool, err := bottle.ParsePrefix(p.opts.SubnetPool)
 	if err != nil {
 		return fmt.Errorf("subnet pool %q: %w", p.opts.SubnetPool, err)
@@ -52,7 +52,7 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 	for _, b := range bottles {
 		for _, e := range []struct {
 			role, field, value string
-		}{{bottle.RoleInternal, "subnet", b.Spec.Network.Subnet}, {bottle.RoleEgress, "egressSubnet", b.Spec.Network.EgressSubnet}} {
+		}{{bottle.RoleInternal, "subnet", b.Network.Subnet}, {bottle.RoleEgress, "egressSubnet", b.Network.EgressSubnet}} {
 			sub, err := bottle.ParsePrefix(e.value)
 			if err != nil {
 				continue
@@ -78,7 +78,7 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 			used = append(used, sub)
 		}
 	}
-	pick := func(b *spec.Bottle, role string, bits int) (string, error) {
+	pick := func(b *bottle.Bottle, role string, bits int) (string, error) {
 		key := netKey{b.Metadata.Name, role}
 		sub, ok := current[key]
 		for _, x := range explicit {
@@ -97,7 +97,7 @@ func (p *Provider) Resolve(bottles []*spec.Bottle, observed []reconcile.Resource
 		return sub.String(), nil
 	}
 	for _, b := range bottles {
-		n := &b.Spec.Network
+		n := &b.Network
 		if n.Subnet == "" {
 			if n.Subnet, err = pick(b, bottle.RoleInternal, bottle.InternalBits); err != nil {
 				return err

@@ -62,7 +62,7 @@ func resourceID(bottleName, kind, role string) string {
 	return r.ID()
 }
 
-func newResource(b *spec.Bottle, kind, role string, f reconcile.Fragment) reconcile.Resource {
+func newResource(b *bottle.Bottle, kind, role string, f reconcile.Fragment) reconcile.Resource {
 	h, inputs := f.Hash()
 	return reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role,
@@ -82,9 +82,9 @@ func labels(r *reconcile.Resource, version string) map[string]string {
 
 // translate turns one resolved bottle (subnet and bundle IP filled in) into
 // the docker resources it needs. It is pure.
-func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource {
+func translate(b *bottle.Bottle, bundleImage, version string) []reconcile.Resource {
 	name := b.Metadata.Name
-	n := &b.Spec.Network
+	n := &b.Network
 	gw, agentIP := "", ""
 	if p, err := bottle.ParsePrefix(n.Subnet); err == nil {
 		gw = spec.GatewayIP(p).String()
@@ -173,11 +173,11 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 
 	proxy := fmt.Sprintf("http://%s:%d", n.BundleIP, bottle.ProxyPort)
 	a := &b.Spec.Agent
-	env := make([]string, 0, len(a.Env)+len(a.Secrets)+6)
+	env := make([]string, 0, len(a.Env)+len(b.Secrets)+6)
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
 	}
-	for _, s := range a.Secrets {
+	for _, s := range b.Secrets {
 		env = append(env, s.Name+"="+s.Value)
 	}
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
@@ -199,8 +199,8 @@ func translate(b *spec.Bottle, bundleImage, version string) []reconcile.Resource
 		f = append(f, reconcile.In("memory", a.Memory))
 	}
 	// Secrets enter as their keyed digests, never their values.
-	if len(a.Secrets) > 0 {
-		f = append(f, reconcile.In("secretEnv", a.SecretDigests()))
+	if len(b.Secrets) > 0 {
+		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
 	agent := newResource(b, KindContainer, bottle.RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known

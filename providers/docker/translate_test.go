@@ -16,8 +16,8 @@ import (
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
-func helloBottle() *spec.Bottle {
-	return &spec.Bottle{
+func helloBottle() *bottle.Bottle {
+	b := bottle.New(spec.Bottle{
 		APIVersion: spec.APIVersion, Kind: spec.KindBottle, Metadata: spec.Metadata{Name: "hello"},
 		Spec: spec.Spec{
 			Backend: spec.BackendDocker,
@@ -27,7 +27,8 @@ func helloBottle() *spec.Bottle {
 				AllowCIDRs: []string{"10.1.0.0/16"}},
 			Bundle: spec.Bundle{Daemons: []string{"egress"}, Egress: spec.Egress{Allow: []string{"api.example.com", "*.pkg.example.org:443"}}},
 		},
-	}
+	})
+	return &b
 }
 
 func byRole(rs []reconcile.Resource) map[string]reconcile.Resource {
@@ -149,25 +150,25 @@ func TestHashReasons(t *testing.T) {
 	base := byRole(translate(helloBottle(), "img", "v"))
 	cases := []struct {
 		name   string
-		change func(b *spec.Bottle)
+		change func(b *bottle.Bottle)
 		want   map[string]string // role -> changed inputs ("" = same hash)
 	}{
-		{"env", func(b *spec.Bottle) { b.Spec.Agent.Env["FOO"] = "baz" },
+		{"env", func(b *bottle.Bottle) { b.Spec.Agent.Env["FOO"] = "baz" },
 			map[string]string{bottle.RoleAgent: "env changed"}},
-		{"subnet", func(b *spec.Bottle) {
-			b.Spec.Network.Subnet, b.Spec.Network.BundleIP = "192.168.241.0/24", "192.168.241.2"
+		{"subnet", func(b *bottle.Bottle) {
+			b.Network.Subnet, b.Network.BundleIP = "192.168.241.0/24", "192.168.241.2"
 		}, map[string]string{bottle.RoleInternal: "subnet changed", bottle.RoleBundle: "ip changed", bottle.RoleAgent: "ip, proxy changed"}},
-		{"bundle takes the agent's address", func(b *spec.Bottle) { b.Spec.Network.BundleIP = "192.168.240.254" },
+		{"bundle takes the agent's address", func(b *bottle.Bottle) { b.Network.BundleIP = "192.168.240.254" },
 			map[string]string{bottle.RoleBundle: "ip changed", bottle.RoleAgent: "ip, proxy changed"}},
-		{"daemons", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = nil },
+		{"daemons", func(b *bottle.Bottle) { b.Spec.Bundle.Daemons = nil },
 			map[string]string{bottle.RoleBundle: "daemons changed", bottle.RoleAgent: "bundle changed"}},
-		{"egress allowlist", func(b *spec.Bottle) { b.Spec.Bundle.Egress.Allow = append(b.Spec.Bundle.Egress.Allow, "pypi.org") },
+		{"egress allowlist", func(b *bottle.Bottle) { b.Spec.Bundle.Egress.Allow = append(b.Spec.Bundle.Egress.Allow, "pypi.org") },
 			map[string]string{bottle.RoleBundle: "egressAllow changed", bottle.RoleAgent: "bundle changed"}},
-		{"allowCIDRs", func(b *spec.Bottle) { b.Spec.Network.AllowCIDRs = nil },
+		{"allowCIDRs", func(b *bottle.Bottle) { b.Network.AllowCIDRs = nil },
 			map[string]string{bottle.RoleBundle: "allowCIDRs changed", bottle.RoleAgent: "bundle changed"}},
-		{"daemon order does not matter", func(b *spec.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
-		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{bottle.RoleAgent: "image changed"}},
-		{"resources", func(b *spec.Bottle) { b.Spec.Agent.CPUs, b.Spec.Agent.Memory = 2, 512 },
+		{"daemon order does not matter", func(b *bottle.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
+		{"image", func(b *bottle.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{bottle.RoleAgent: "image changed"}},
+		{"resources", func(b *bottle.Bottle) { b.Spec.Agent.CPUs, b.Spec.Agent.Memory = 2, 512 },
 			map[string]string{bottle.RoleAgent: "cpus, memory changed"}},
 	}
 	for _, tc := range cases {
@@ -216,24 +217,24 @@ func TestAgentAddr(t *testing.T) {
 
 func TestResolve(t *testing.T) {
 	t.Parallel()
-	resolve := func() []*spec.Bottle {
+	resolve := func() []*bottle.Bottle {
 		a, b, c := helloBottle(), helloBottle(), helloBottle()
 		a.Metadata.Name, b.Metadata.Name, c.Metadata.Name = "a", "b", "c"
-		a.Spec.Network = spec.Network{}
-		b.Spec.Network = spec.Network{}
-		c.Spec.Network = spec.Network{Subnet: "10.213.1.0/24", BundleIP: "10.213.1.9"}
+		a.Network = spec.Network{}
+		b.Network = spec.Network{}
+		c.Network = spec.Network{Subnet: "10.213.1.0/24", BundleIP: "10.213.1.9"}
 		observed := []reconcile.Resource{
 			{Provider: ProviderName, Kind: KindNetwork, Name: "foreign", Summary: map[string]string{"subnet": "10.213.0.0/24"}},
 			{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-b-internal", Bottle: "b", Role: bottle.RoleInternal, Managed: true,
 				Summary: map[string]string{"subnet": "10.213.7.0/24"}},
 		}
-		if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{a, b, c}, observed); err != nil {
+		if err := newProvider(nil, Options{}).Resolve([]*bottle.Bottle{a, b, c}, observed); err != nil {
 			t.Fatal(err)
 		}
-		return []*spec.Bottle{a, b, c}
+		return []*bottle.Bottle{a, b, c}
 	}
 	bs := resolve()
-	a, b, c := bs[0].Spec.Network, bs[1].Spec.Network, bs[2].Spec.Network
+	a, b, c := bs[0].Network, bs[1].Network, bs[2].Network
 	// b keeps the subnet its network has; c keeps what it pins.
 	if b.Subnet != "10.213.7.0/24" || b.BundleIP != "10.213.7.2" || c.Subnet != "10.213.1.0/24" || c.BundleIP != "10.213.1.9" {
 		t.Fatalf("resolved b=%+v c=%+v", b, c)
@@ -278,11 +279,11 @@ func TestResolveSpreadsBottles(t *testing.T) {
 	for i := range 10 {
 		b := helloBottle()
 		b.Metadata.Name = fmt.Sprintf("b%d", i)
-		b.Spec.Network = spec.Network{}
-		if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{b}, nil); err != nil {
+		b.Network = spec.Network{}
+		if err := newProvider(nil, Options{}).Resolve([]*bottle.Bottle{b}, nil); err != nil {
 			t.Fatal(err)
 		}
-		seen[b.Spec.Network.Subnet] = true
+		seen[b.Network.Subnet] = true
 	}
 	if len(seen) < 9 {
 		t.Fatalf("10 bottles resolved alone chose only %d distinct subnets", len(seen))
@@ -319,23 +320,23 @@ func TestResolveRefusesOverlaps(t *testing.T) {
 	foreign := reconcile.Resource{Provider: ProviderName, Kind: KindNetwork, Name: "corp-vpn", Summary: map[string]string{"subnet": "192.168.240.0/20"}}
 	otherBottle := reconcile.Resource{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-web-internal", Bottle: "web",
 		Role: bottle.RoleInternal, Managed: true, Summary: map[string]string{"subnet": "10.50.0.0/24"}}
-	withSubnet := func(name, subnet string) *spec.Bottle {
+	withSubnet := func(name, subnet string) *bottle.Bottle {
 		b := helloBottle()
 		b.Metadata.Name = name
-		b.Spec.Network = spec.Network{Subnet: subnet}
+		b.Network = spec.Network{Subnet: subnet}
 		return b
 	}
 	cases := []struct {
 		name     string
-		bottles  []*spec.Bottle
+		bottles  []*bottle.Bottle
 		observed []reconcile.Resource
 		want     string
 	}{
-		{"a network that is not ours", []*spec.Bottle{withSubnet("hello", "192.168.241.0/24")}, []reconcile.Resource{foreign},
+		{"a network that is not ours", []*bottle.Bottle{withSubnet("hello", "192.168.241.0/24")}, []reconcile.Resource{foreign},
 			"bottle hello: spec.network.subnet 192.168.241.0/24 overlaps network corp-vpn (192.168.240.0/20), which is not bottle-apply's; choose another range"},
-		{"another bottle's network", []*spec.Bottle{withSubnet("hello", "10.50.0.0/24")}, []reconcile.Resource{otherBottle},
+		{"another bottle's network", []*bottle.Bottle{withSubnet("hello", "10.50.0.0/24")}, []reconcile.Resource{otherBottle},
 			"bottle hello: spec.network.subnet 10.50.0.0/24 overlaps network bottle-web-internal (10.50.0.0/24), of bottle web; choose another range"},
-		{"two bottles of the run", []*spec.Bottle{withSubnet("a", "10.60.0.0/24"), withSubnet("b", "10.60.0.0/25")}, nil,
+		{"two bottles of the run", []*bottle.Bottle{withSubnet("a", "10.60.0.0/24"), withSubnet("b", "10.60.0.0/25")}, nil,
 			"bottle b: spec.network.subnet 10.60.0.0/25 overlaps the subnet 10.60.0.0/24 of bottle a; choose another range"},
 	}
 	for _, tc := range cases {
@@ -354,17 +355,17 @@ func TestResolveRefusesOverlaps(t *testing.T) {
 func TestResolveMovesOwnNetworkOutOfTheWay(t *testing.T) {
 	t.Parallel()
 	b := helloBottle()
-	b.Spec.Network = spec.Network{Subnet: "10.213.0.0/24", BundleIP: "10.213.0.2"}
+	b.Network = spec.Network{Subnet: "10.213.0.0/24", BundleIP: "10.213.0.2"}
 	observed := []reconcile.Resource{
 		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-internal", Bottle: "hello", Role: bottle.RoleInternal, Managed: true,
 			Summary: map[string]string{"subnet": "10.213.1.0/24"}},
 		{Provider: ProviderName, Kind: KindNetwork, Name: "bottle-hello-egress", Bottle: "hello", Role: bottle.RoleEgress, Managed: true,
 			Summary: map[string]string{"subnet": "10.213.0.16/28"}},
 	}
-	if err := newProvider(nil, Options{}).Resolve([]*spec.Bottle{b}, observed); err != nil {
+	if err := newProvider(nil, Options{}).Resolve([]*bottle.Bottle{b}, observed); err != nil {
 		t.Fatal(err)
 	}
-	got := netip.MustParsePrefix(b.Spec.Network.EgressSubnet)
+	got := netip.MustParsePrefix(b.Network.EgressSubnet)
 	for _, taken := range []string{"10.213.0.0/24", "10.213.1.0/24", "10.213.0.16/28"} {
 		if got.Overlaps(netip.MustParsePrefix(taken)) {
 			t.Fatalf("egress subnet = %s overlaps %s; want a new range out of the pinned subnet's way", got, taken)
@@ -375,8 +376,8 @@ func TestResolveMovesOwnNetworkOutOfTheWay(t *testing.T) {
 func TestEmptyHashesLikeAbsent(t *testing.T) {
 	t.Parallel()
 	absent, empty := helloBottle(), helloBottle()
-	absent.Spec.Agent.Env, absent.Spec.Agent.Command, absent.Spec.Bundle.Daemons, absent.Spec.Network.AllowCIDRs = nil, nil, nil, nil
-	empty.Spec.Agent.Env, empty.Spec.Agent.Command, empty.Spec.Bundle.Daemons, empty.Spec.Network.AllowCIDRs =
+	absent.Spec.Agent.Env, absent.Spec.Agent.Command, absent.Spec.Bundle.Daemons, absent.Network.AllowCIDRs = nil, nil, nil, nil
+	empty.Spec.Agent.Env, empty.Spec.Agent.Command, empty.Spec.Bundle.Daemons, empty.Network.AllowCIDRs =
 		map[string]string{}, []string{}, []string{}, []string{}
 	a, e := byRole(translate(absent, "img", "v")), byRole(translate(empty, "img", "v"))
 	for role := range a {
@@ -390,13 +391,13 @@ func TestEmptyHashesLikeAbsent(t *testing.T) {
 var secretKey = []byte("0123456789abcdef0123456789abcdef")
 
 // withSecrets gives a bottle resolved secrets, as secret.Resolve does.
-func withSecrets(b *spec.Bottle, values map[string]string) *spec.Bottle {
+func withSecrets(b *bottle.Bottle, values map[string]string) *bottle.Bottle {
 	b.Spec.Agent.SecretEnv = map[string]spec.SecretSource{}
-	b.Spec.Agent.Secrets = nil
+	b.Secrets = nil
 	for _, name := range []string{"ANTHROPIC_API_KEY", "GITHUB_TOKEN", "Z_LAST"} {
 		if v, ok := values[name]; ok {
 			b.Spec.Agent.SecretEnv[name] = spec.SecretSource{ValueFrom: spec.ValueFrom{Env: name}}
-			b.Spec.Agent.Secrets = append(b.Spec.Agent.Secrets, spec.Secret{Name: name, Value: v, Digest: secret.Digest(secretKey, name, v)})
+			b.Secrets = append(b.Secrets, bottle.Secret{Name: name, Value: v, Digest: secret.Digest(secretKey, name, v)})
 		}
 	}
 	return b
@@ -504,7 +505,7 @@ func TestHashReasonsSecrets(t *testing.T) {
 	// No secrets hash as before secrets existed: see the pinned hashes.
 	none := byRole(translate(helloBottle(), "img", "v"))
 	empty := helloBottle()
-	empty.Spec.Agent.SecretEnv, empty.Spec.Agent.Secrets = map[string]spec.SecretSource{}, []spec.Secret{}
+	empty.Spec.Agent.SecretEnv, empty.Secrets = map[string]spec.SecretSource{}, []bottle.Secret{}
 	for role, r := range byRole(translate(empty, "img", "v")) {
 		if r.Hash != none[role].Hash {
 			t.Errorf("%s: an empty secretEnv changes the hash", role)
@@ -519,17 +520,17 @@ func TestDesiredRefusesUnresolvedSecrets(t *testing.T) {
 	t.Parallel()
 	b := withSecrets(helloBottle(), map[string]string{"ANTHROPIC_API_KEY": plantedSecret})
 	p := newProvider(nil, Options{})
-	if _, err := p.Desired([]*spec.Bottle{b}, nil); err != nil {
+	if _, err := p.Desired([]*bottle.Bottle{b}, nil); err != nil {
 		t.Fatalf("resolved: %v", err)
 	}
-	b.Spec.Agent.Secrets = nil
-	_, err := p.Desired([]*spec.Bottle{b}, nil)
+	b.Secrets = nil
+	_, err := p.Desired([]*bottle.Bottle{b}, nil)
 	if want := "internal: bottle hello: the secrets of spec.agent.secretEnv were not read"; err == nil || err.Error() != want {
 		t.Fatalf("Desired = %v, want %s", err, want)
 	}
 	// A smolvm bottle's agent is not the docker provider's business.
 	b.Spec.Backend = spec.BackendSmolvm
-	if _, err := p.Desired([]*spec.Bottle{b}, nil); err != nil {
+	if _, err := p.Desired([]*bottle.Bottle{b}, nil); err != nil {
 		t.Fatalf("smolvm bottle: %v", err)
 	}
 }

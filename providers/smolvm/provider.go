@@ -24,6 +24,7 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/singleflight"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -150,11 +151,15 @@ func (p *Provider) detected() (v Version, ok, missing bool) {
 	return p.ver, p.verOK, p.missing
 }
 
+// Resolve implements reconcile.Provider: a machine needs no choice of its
+// own (its bundle's address is the docker provider's).
+func (p *Provider) Resolve([]*bottle.Bottle, []reconcile.Resource) error { return nil }
+
 // Desired implements reconcile.Provider: one agent machine per smolvm
 // bottle. Bottles must be resolved first (the docker provider fills in the
 // bundle IP). If Observe found no smolvm binary, a smolvm bottle is an
 // error now rather than at apply.
-func (p *Provider) Desired(bottles []*spec.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
+func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
 	v, known, missing := p.detected()
 	route := ""
 	if known {

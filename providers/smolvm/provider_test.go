@@ -20,8 +20,8 @@ import (
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
-func testBottle(name string) *spec.Bottle {
-	return &spec.Bottle{
+func testBottle(name string) *bottle.Bottle {
+	b := bottle.New(spec.Bottle{
 		APIVersion: spec.APIVersion, Kind: spec.KindBottle,
 		Metadata: spec.Metadata{Name: name},
 		Spec: spec.Spec{
@@ -35,7 +35,8 @@ func testBottle(name string) *spec.Bottle {
 				AllowCIDRs: []string{"192.0.2.0/24"},
 			},
 		},
-	}
+	})
+	return &b
 }
 
 type testEnv struct {
@@ -59,9 +60,9 @@ func newTestProvider(t *testing.T, ids map[string]string, script ...call) *testE
 	return e
 }
 
-func desiredOne(t *testing.T, p *Provider, b *spec.Bottle) reconcile.Resource {
+func desiredOne(t *testing.T, p *Provider, b *bottle.Bottle) reconcile.Resource {
 	t.Helper()
-	rs, err := p.Desired([]*spec.Bottle{b}, nil)
+	rs, err := p.Desired([]*bottle.Bottle{b}, nil)
 	if err != nil || len(rs) != 1 {
 		t.Fatalf("Desired = %v, %v", rs, err)
 	}
@@ -565,10 +566,10 @@ func TestNotInstalled(t *testing.T) {
 	}
 	docker := testBottle("plain")
 	docker.Spec.Backend = spec.BackendDocker
-	if rs, err := e.p.Desired([]*spec.Bottle{docker}, nil); err != nil || len(rs) != 0 {
+	if rs, err := e.p.Desired([]*bottle.Bottle{docker}, nil); err != nil || len(rs) != 0 {
 		t.Errorf("Desired of a docker bottle = %v, %v", rs, err)
 	}
-	_, err = e.p.Desired([]*spec.Bottle{testBottle("hello")}, nil)
+	_, err = e.p.Desired([]*bottle.Bottle{testBottle("hello")}, nil)
 	if !errors.Is(err, ErrNotInstalled) || !strings.Contains(err.Error(), "smolvm not found on PATH; install it or use backend: docker") {
 		t.Errorf("Desired = %v, want ErrNotInstalled", err)
 	}

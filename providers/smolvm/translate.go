@@ -9,7 +9,6 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
-	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // machineConfig is what the provider needs to create a bottle's machine.
@@ -40,10 +39,10 @@ func dockerID(kind, bottleName, role string) string {
 
 // translate turns one resolved smolvm bottle (bundle IP filled in) into its
 // agent machine. It is pure; route is the image route to show, if known.
-func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error) {
+func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, error) {
 	name := b.Metadata.Name
-	n := &b.Spec.Network
-	if !b.Spec.Agent.SecretsResolved() {
+	n := &b.Network
+	if !b.SecretsResolved() {
 		return reconcile.Resource{}, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", name)
 	}
 	bundleIP, err := netip.ParseAddr(n.BundleIP)
@@ -67,8 +66,8 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	}
 	// Secrets enter as their keyed digests, never their values; like the
 	// sizes, only when there are some.
-	if len(a.Secrets) > 0 {
-		f = append(f, reconcile.In("secretEnv", a.SecretDigests()))
+	if len(b.Secrets) > 0 {
+		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
 	h, inputs := f.Hash()
 	r := reconcile.Resource{
@@ -87,12 +86,12 @@ func translate(b *spec.Bottle, version, route string) (reconcile.Resource, error
 	// The proxy address derives from the bundle IP, which the allowCIDRs
 	// input covers.
 	proxy := fmt.Sprintf("http://%s:%d", bundleIP, bottle.ProxyPort)
-	env := make([]string, 0, len(a.Env)+len(a.Secrets)+6)
+	env := make([]string, 0, len(a.Env)+len(b.Secrets)+6)
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
 	}
 	var secrets []string
-	for _, s := range a.Secrets {
+	for _, s := range b.Secrets {
 		env = append(env, s.Name+"="+s.Value)
 		secrets = append(secrets, s.Value)
 	}

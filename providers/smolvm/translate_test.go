@@ -60,19 +60,19 @@ func TestTranslateInputs(t *testing.T) {
 	base, _ := translate(testBottle("hello"), "test", "")
 	tests := []struct {
 		name    string
-		edit    func(b *spec.Bottle)
+		edit    func(b *bottle.Bottle)
 		changed string // the inputs whose digests change, sorted
 	}{
-		{"nothing but bottle-apply's version", func(*spec.Bottle) {}, ""},
-		{"image", func(b *spec.Bottle) { b.Spec.Agent.Image = "agent:2" }, "image"},
-		{"command", func(b *spec.Bottle) { b.Spec.Agent.Command = []string{"sh"} }, "command"},
-		{"workdir", func(b *spec.Bottle) { b.Spec.Agent.Workdir = "/" }, "workdir"},
-		{"env", func(b *spec.Bottle) { b.Spec.Agent.Env["B"] = "2" }, "env"},
-		{"bundle IP", func(b *spec.Bottle) { b.Spec.Network.BundleIP = "10.77.0.3" }, "allowCIDRs"},
-		{"allowCIDRs", func(b *spec.Bottle) { b.Spec.Network.AllowCIDRs = nil }, "allowCIDRs"},
-		{"cpus", func(b *spec.Bottle) { b.Spec.Agent.CPUs = 4 }, "cpus"},
-		{"memory unset", func(b *spec.Bottle) { b.Spec.Agent.Memory = 0 }, "memory"},
-		{"egress subnet is the bundle's business", func(b *spec.Bottle) { b.Spec.Network.EgressSubnet = "10.99.0.0/28" }, ""},
+		{"nothing but bottle-apply's version", func(*bottle.Bottle) {}, ""},
+		{"image", func(b *bottle.Bottle) { b.Spec.Agent.Image = "agent:2" }, "image"},
+		{"command", func(b *bottle.Bottle) { b.Spec.Agent.Command = []string{"sh"} }, "command"},
+		{"workdir", func(b *bottle.Bottle) { b.Spec.Agent.Workdir = "/" }, "workdir"},
+		{"env", func(b *bottle.Bottle) { b.Spec.Agent.Env["B"] = "2" }, "env"},
+		{"bundle IP", func(b *bottle.Bottle) { b.Network.BundleIP = "10.77.0.3" }, "allowCIDRs"},
+		{"allowCIDRs", func(b *bottle.Bottle) { b.Network.AllowCIDRs = nil }, "allowCIDRs"},
+		{"cpus", func(b *bottle.Bottle) { b.Spec.Agent.CPUs = 4 }, "cpus"},
+		{"memory unset", func(b *bottle.Bottle) { b.Spec.Agent.Memory = 0 }, "memory"},
+		{"egress subnet is the bundle's business", func(b *bottle.Bottle) { b.Network.EgressSubnet = "10.99.0.0/28" }, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -136,7 +136,7 @@ func TestTranslateNoSizes(t *testing.T) {
 func TestTranslateNeedsBundleIP(t *testing.T) {
 	t.Parallel()
 	b := testBottle("hello")
-	b.Spec.Network.BundleIP = ""
+	b.Network.BundleIP = ""
 	if _, err := translate(b, "test", ""); err == nil || !strings.HasPrefix(err.Error(), "internal:") {
 		t.Errorf("translate = %v, want an internal error", err)
 	}
@@ -149,7 +149,7 @@ func TestDesired(t *testing.T) {
 	docker.Spec.Backend = spec.BackendDocker
 	dflt := testBottle("dflt")
 	dflt.Spec.Backend = "" // defaults make it docker; never smolvm
-	rs, err := e.p.Desired([]*spec.Bottle{docker, testBottle("a"), dflt, testBottle("b")}, nil)
+	rs, err := e.p.Desired([]*bottle.Bottle{docker, testBottle("a"), dflt, testBottle("b")}, nil)
 	if err != nil || len(rs) != 2 || rs[0].Bottle != "a" || rs[1].Bottle != "b" || rs[0].Summary["route"] != "" {
 		t.Fatalf("Desired = %v, %v", rs, err)
 	}
@@ -157,7 +157,7 @@ func TestDesired(t *testing.T) {
 	if _, err := e.p.Available(t.Context()); err != nil {
 		t.Fatal(err)
 	}
-	rs, _ = e.p.Desired([]*spec.Bottle{testBottle("a")}, nil)
+	rs, _ = e.p.Desired([]*bottle.Bottle{testBottle("a")}, nil)
 	if got := rs[0].Summary["route"]; got != "loopback-pack|registry-pack" {
 		t.Errorf("route = %q", got)
 	}
@@ -170,9 +170,9 @@ func TestDesired(t *testing.T) {
 const plantedSecret = "sk-planted-5e4d3c"
 
 // withSecret gives a bottle one resolved secret, as secret.Resolve does.
-func withSecret(b *spec.Bottle, value string) *spec.Bottle {
+func withSecret(b *bottle.Bottle, value string) *bottle.Bottle {
 	b.Spec.Agent.SecretEnv = map[string]spec.SecretSource{"API_KEY": {ValueFrom: spec.ValueFrom{Env: "ANTHROPIC_API_KEY"}}}
-	b.Spec.Agent.Secrets = []spec.Secret{{Name: "API_KEY", Value: value,
+	b.Secrets = []bottle.Secret{{Name: "API_KEY", Value: value,
 		Digest: secret.Digest([]byte("0123456789abcdef0123456789abcdef"), "API_KEY", value)}}
 	return b
 }
@@ -220,12 +220,12 @@ func TestTranslateSecrets(t *testing.T) {
 	// Without secrets the machine hashes as before (the pinned hash in
 	// TestTranslate): an empty secretEnv changes nothing.
 	empty := testBottle("hello")
-	empty.Spec.Agent.SecretEnv, empty.Spec.Agent.Secrets = map[string]spec.SecretSource{}, []spec.Secret{}
+	empty.Spec.Agent.SecretEnv, empty.Secrets = map[string]spec.SecretSource{}, []bottle.Secret{}
 	if e, _ := translate(empty, "test", ""); e.Hash != base.Hash {
 		t.Error("an empty secretEnv changes the hash")
 	}
 	unresolved := withSecret(testBottle("hello"), plantedSecret)
-	unresolved.Spec.Agent.Secrets = nil
+	unresolved.Secrets = nil
 	if _, err := translate(unresolved, "test", ""); err == nil || err.Error() != "internal: bottle hello: the secrets of spec.agent.secretEnv were not read" {
 		t.Errorf("unresolved secrets: %v", err)
 	}
