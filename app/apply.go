@@ -14,6 +14,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/lock"
+	"github.com/bottle-apply/bottle-apply/internal/xdg"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 	"github.com/bottle-apply/bottle-apply/verify"
@@ -103,7 +104,7 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 	}
 	if !o.DryRun {
 		// One apply or destroy per bottle at a time (per engine).
-		locks, err := lock.Acquire(ctx, LockDir(ps.engine), res.Bottles, o.LockTimeout)
+		locks, err := lock.Acquire(ctx, xdg.LockDir(ps.engine), res.Bottles, o.LockTimeout)
 		if err != nil {
 			return err
 		}

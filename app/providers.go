@@ -2,13 +2,9 @@ package app
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strconv"
 
 	"github.com/docker/docker/client"
 
@@ -51,24 +47,6 @@ func NewProviders(o *Options) (*Providers, error) {
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
 	return &Providers{engine: engine, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
-}
-
-// LockDir holds the bottles' locks, per engine: the same bottle name on two
-// engines is two bottles.
-func LockDir(engine string) string {
-	base := stateDir()
-	if base == "" {
-		// No home: a directory of this user's own in the temporary
-		// directory (lock.Acquire refuses it if someone else made it).
-		base = filepath.Join(os.TempDir(), "bottle-apply-"+strconv.Itoa(os.Geteuid()))
-	}
-	return LockDirIn(base, engine)
-}
-
-// LockDirIn is LockDir under the state directory base.
-func LockDirIn(base, engine string) string {
-	sum := sha256.Sum256([]byte(engine))
-	return filepath.Join(base, "bottle-apply", "locks", hex.EncodeToString(sum[:])[:12])
 }
 
 // Logs streams the decision log of the bottle's bundle (its daemons' JSON

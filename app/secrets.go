@@ -2,9 +2,9 @@ package app
 
 import (
 	"os"
-	"path/filepath"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/xdg"
 	"github.com/bottle-apply/bottle-apply/secret"
 )
 
@@ -20,23 +20,10 @@ func resolveSecrets(bottles []bottle.Bottle) error {
 			continue
 		}
 		var err error
-		if key, err = secret.LoadKey(stateDir()); err != nil {
+		if key, err = secret.LoadKey(xdg.StateHome()); err != nil {
 			return err
 		}
 		break
 	}
 	return secret.Resolve(bottles, key, os.Getenv)
-}
-
-// stateDir is $XDG_STATE_HOME when it is absolute (the XDG rule), else
-// ~/.local/state; "" when neither is known.
-func stateDir() string {
-	if base := os.Getenv("XDG_STATE_HOME"); filepath.IsAbs(base) {
-		return base
-	}
-	home, err := os.UserHomeDir()
-	if err != nil || home == "" {
-		return ""
-	}
-	return filepath.Join(home, ".local", "state")
 }

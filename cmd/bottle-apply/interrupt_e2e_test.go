@@ -13,9 +13,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/internal/lock"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
+	"github.com/bottle-apply/bottle-apply/internal/xdg"
 )
 
 // startUntil starts the binary and returns once a stderr line contains
@@ -110,7 +110,7 @@ func TestE2ELockTimeoutNamesTheHolder(t *testing.T) {
 	img := testenv.AgentImage(t, c)
 	path, name := example(t, c, "hello.yaml", img)
 	state := t.TempDir()
-	held, err := lock.Acquire(t.Context(), app.LockDirIn(state, os.Getenv("DOCKER_HOST")), []string{name}, time.Second)
+	held, err := lock.Acquire(t.Context(), xdg.LockDirIn(state, os.Getenv("DOCKER_HOST")), []string{name}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"os"
 	"path/filepath"
 	"sync"
 
@@ -25,6 +24,7 @@ import (
 	"golang.org/x/sync/singleflight"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/xdg"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -73,12 +73,10 @@ func New(r Runner, opts Options) *Provider {
 		opts.Binary = defaultBinary
 	}
 	if opts.CacheDir == "" {
-		if d, err := os.UserCacheDir(); err == nil {
-			opts.CacheDir = filepath.Join(d, "bottle-apply", "smolvm")
-		}
+		opts.CacheDir = xdg.CacheDir("smolvm")
 	}
 	if opts.StateDir == "" {
-		opts.StateDir = defaultStateDir()
+		opts.StateDir = xdg.StateDir("smolvm")
 	}
 	// smolvm tells a docker-save archive from a registry reference by a
 	// leading "/" (or "./"): keep the cache absolute.
@@ -93,18 +91,6 @@ func New(r Runner, opts Options) *Provider {
 		opts.Version = "dev"
 	}
 	return &Provider{cli: cli{r: r, bin: opts.Binary}, opts: opts}
-}
-
-func defaultStateDir() string {
-	base := os.Getenv("XDG_STATE_HOME")
-	if !filepath.IsAbs(base) {
-		home, err := os.UserHomeDir()
-		if err != nil {
-			return ""
-		}
-		base = filepath.Join(home, ".local", "state")
-	}
-	return filepath.Join(base, "bottle-apply", "smolvm")
 }
 
 // Name implements reconcile.Provider.

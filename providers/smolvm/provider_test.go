@@ -650,7 +650,7 @@ func TestDefaults(t *testing.T) {
 	}
 	t.Setenv("XDG_STATE_HOME", "")
 	t.Setenv("HOME", "/home/u")
-	if d := defaultStateDir(); d != "/home/u/.local/state/bottle-apply/smolvm" {
-		t.Errorf("defaultStateDir = %s", d)
+	if p := New(ExecRunner{}, Options{}); p.opts.StateDir != "/home/u/.local/state/bottle-apply/smolvm" {
+		t.Errorf("StateDir without XDG_STATE_HOME = %s", p.opts.StateDir)
 	}
 }
