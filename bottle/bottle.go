@@ -1,7 +1,9 @@
 package bottle
 
 import (
+	"fmt"
 	"slices"
+	"sort"
 
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -33,4 +35,29 @@ func NewAll(specs []spec.Bottle) []Bottle {
 		out[i] = New(specs[i])
 	}
 	return out
+}
+
+// ProxyURL is the bundle's egress proxy as the agent's HTTP(S)_PROXY names
+// it.
+func (b *Bottle) ProxyURL() string {
+	return fmt.Sprintf("http://%s:%d", b.Network.BundleIP, ProxyPort)
+}
+
+// AgentEnv is the agent's environment, sorted: spec.agent.env, the secrets'
+// values, and the proxy variables pointing at the bundle (with loopback
+// exempt). It holds secret values: it goes to the agent and nowhere else.
+func (b *Bottle) AgentEnv() []string {
+	a := &b.Spec.Agent
+	proxy := b.ProxyURL()
+	env := make([]string, 0, len(a.Env)+len(b.Secrets)+6)
+	for k, v := range a.Env {
+		env = append(env, k+"="+v)
+	}
+	for _, s := range b.Secrets {
+		env = append(env, s.Name+"="+s.Value)
+	}
+	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
+		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	sort.Strings(env)
+	return env
 }

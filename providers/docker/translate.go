@@ -81,113 +81,154 @@ func labels(r *reconcile.Resource, version string) map[string]string {
 }
 
 // translate turns one resolved bottle (subnet and bundle IP filled in) into
-// the docker resources it needs. It is pure.
+// the docker resources it needs, one pure builder per role: the two
+// networks, the bundle and, on the docker backend, the agent.
 func translate(b *bottle.Bottle, bundleImage, version string) []reconcile.Resource {
-	name := b.Metadata.Name
-	n := &b.Network
-	gw, agentIP := "", ""
-	if p, err := bottle.ParsePrefix(n.Subnet); err == nil {
-		gw = spec.GatewayIP(p).String()
-		agentIP = agentAddr(p, n.BundleIP)
+	at := placeOf(b)
+	out := []reconcile.Resource{
+		internalNetwork(b, at, version),
+		egressNetwork(b, at, version),
+		bundleContainer(b, at, bundleImage, version),
 	}
-	internalID := resourceID(name, KindNetwork, bottle.RoleInternal)
-	egressID := resourceID(name, KindNetwork, bottle.RoleEgress)
+	if b.Spec.Backend == spec.BackendDocker {
+		out = append(out, agentContainer(b, at, version))
+	}
+	return out
+}
 
-	// A docker agent's internal network gets no address on the host: an
-	// internal network only stops forwarding, and a bridge with the
-	// gateway's address would let the agent reach every service the host
-	// listens on. Without it, the gateway answers nothing. A smolvm agent
-	// reaches the bundle from the host (its sockets are the host's), so
-	// the host keeps its address there; smolvm's --allow-cidr confines it.
+// place is where a bottle's parts are on its networks, worked out once for
+// every builder.
+type place struct {
+	internalID, egressID string // resource IDs
+	internalGW, egressGW string // the gateways' addresses ("" without a subnet)
+	agentIP              string
+}
+
+func placeOf(b *bottle.Bottle) place {
+	n := &b.Network
+	at := place{
+		internalID: resourceID(b.Metadata.Name, KindNetwork, bottle.RoleInternal),
+		egressID:   resourceID(b.Metadata.Name, KindNetwork, bottle.RoleEgress),
+	}
+	if p, err := bottle.ParsePrefix(n.Subnet); err == nil {
+		at.internalGW = spec.GatewayIP(p).String()
+		at.agentIP = agentAddr(p, n.BundleIP)
+	}
+	if p, err := bottle.ParsePrefix(n.EgressSubnet); err == nil {
+		at.egressGW = spec.GatewayIP(p).String()
+	}
+	return at
+}
+
+// internalNetwork is the bottle's network with no route out.
+//
+// A docker agent's internal network gets no address on the host: an
+// internal network only stops forwarding, and a bridge with the gateway's
+// address would let the agent reach every service the host listens on.
+// Without it, the gateway answers nothing. A smolvm agent reaches the
+// bundle from the host (its sockets are the host's), so the host keeps its
+// address there; smolvm's --allow-cidr confines it.
+func internalNetwork(b *bottle.Bottle, at place, version string) reconcile.Resource {
+	n := &b.Network
 	nf := reconcile.Fragment{reconcile.In("internal", true), reconcile.In("subnet", n.Subnet)}
 	var opts map[string]string
 	if b.Spec.Backend == spec.BackendDocker {
 		nf = append(nf, reconcile.In("hostAddress", false))
 		opts = map[string]string{OptionInhibitIPv4: "true"}
 	}
-	internal := newResource(b, KindNetwork, bottle.RoleInternal, nf)
-	internal.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
-	internal.Config = networkConfig{Name: internal.Name, Internal: true, Subnet: n.Subnet, Gateway: gw,
-		Options: opts, Labels: labels(&internal, version)}
+	r := newResource(b, KindNetwork, bottle.RoleInternal, nf)
+	r.Summary = map[string]string{"subnet": n.Subnet, "internal": "true"}
+	r.Config = networkConfig{Name: r.Name, Internal: true, Subnet: n.Subnet, Gateway: at.internalGW,
+		Options: opts, Labels: labels(&r, version)}
+	return r
+}
 
-	egressGW := ""
-	if p, err := bottle.ParsePrefix(n.EgressSubnet); err == nil {
-		egressGW = spec.GatewayIP(p).String()
-	}
-	egress := newResource(b, KindNetwork, bottle.RoleEgress, reconcile.Fragment{reconcile.In("internal", false), reconcile.In("subnet", n.EgressSubnet)})
-	egress.Summary = map[string]string{"subnet": n.EgressSubnet}
-	egress.Config = networkConfig{Name: egress.Name, Subnet: n.EgressSubnet, Gateway: egressGW, Labels: labels(&egress, version)}
+// egressNetwork is the bundle's way out.
+func egressNetwork(b *bottle.Bottle, at place, version string) reconcile.Resource {
+	n := &b.Network
+	r := newResource(b, KindNetwork, bottle.RoleEgress, reconcile.Fragment{reconcile.In("internal", false), reconcile.In("subnet", n.EgressSubnet)})
+	r.Summary = map[string]string{"subnet": n.EgressSubnet}
+	r.Config = networkConfig{Name: r.Name, Subnet: n.EgressSubnet, Gateway: at.egressGW, Labels: labels(&r, version)}
+	return r
+}
 
+// bundleSettings are the bundle's settings as they enter hashes: sorted,
+// and empty lists as absent ones.
+type bundleSettings struct {
+	daemons, allowCIDRs, egressAllow []string
+}
+
+func bundleSettingsOf(b *bottle.Bottle) bundleSettings {
 	daemons := emptyNil(slices.Clone(b.Spec.Bundle.Daemons))
 	sort.Strings(daemons)
-	allow := emptyNil(n.AllowCIDRs)
-	egressAllow := emptyNil(b.Spec.Bundle.Egress.Allow)
+	return bundleSettings{daemons: daemons, allowCIDRs: emptyNil(b.Network.AllowCIDRs), egressAllow: emptyNil(b.Spec.Bundle.Egress.Allow)}
+}
+
+// bundleContainer is the bundle, on both networks at its fixed address.
+func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) reconcile.Resource {
+	n := &b.Network
+	set := bundleSettingsOf(b)
 	image := b.Spec.Bundle.Image
 	builtin := image == ""
 	if builtin {
 		image = bundleImage
 	}
-	bundle := newResource(b, KindContainer, bottle.RoleBundle, reconcile.Fragment{
-		reconcile.In("image", image), reconcile.In("daemons", daemons), reconcile.In("allowCIDRs", allow), reconcile.In("ip", n.BundleIP),
-		reconcile.In("egressAllow", egressAllow), reconcile.In("hardening", hardening),
+	r := newResource(b, KindContainer, bottle.RoleBundle, reconcile.Fragment{
+		reconcile.In("image", image), reconcile.In("daemons", set.daemons), reconcile.In("allowCIDRs", set.allowCIDRs), reconcile.In("ip", n.BundleIP),
+		reconcile.In("egressAllow", set.egressAllow), reconcile.In("hardening", hardening),
 	})
-	bundle.DependsOn = []string{internalID, egressID}
-	bundle.BoundTo = []string{internalID, egressID}
-	bundle.Summary = map[string]string{"image": image, "ip": n.BundleIP}
-	if len(daemons) > 0 {
-		bundle.Summary["daemons"] = strings.Join(daemons, ",")
+	r.DependsOn = []string{at.internalID, at.egressID}
+	r.BoundTo = []string{at.internalID, at.egressID}
+	r.Summary = map[string]string{"image": image, "ip": n.BundleIP}
+	if len(set.daemons) > 0 {
+		r.Summary["daemons"] = strings.Join(set.daemons, ",")
 	}
-	bcfg := containerConfig{
-		Name: bundle.Name, Image: image, Builtin: builtin, Hostname: bundle.Name,
+	cfg := containerConfig{
+		Name: r.Name, Image: image, Builtin: builtin, Hostname: r.Name,
 		Env: []string{
 			"BOTTLE_ALLOW_CIDRS=" + strings.Join(n.AllowCIDRs, ","),
-			"BOTTLE_DAEMONS=" + strings.Join(daemons, ","),
+			"BOTTLE_DAEMONS=" + strings.Join(set.daemons, ","),
 			fmt.Sprintf("BOTTLE_DNS_PORT=%d", bottle.DNSPort),
-			"BOTTLE_EGRESS_ALLOW=" + strings.Join(egressAllow, ","),
+			"BOTTLE_EGRESS_ALLOW=" + strings.Join(set.egressAllow, ","),
 			// The host's addresses on the bottle's networks: the proxy never
 			// connects there, whatever a name resolves to.
-			"BOTTLE_HOST_ADDRS=" + strings.Join(nonEmpty(gw, egressGW), ","),
+			"BOTTLE_HOST_ADDRS=" + strings.Join(nonEmpty(at.internalGW, at.egressGW), ","),
 			"BOTTLE_LISTEN_IP=" + n.BundleIP,
-			"BOTTLE_NAME=" + name,
+			"BOTTLE_NAME=" + b.Metadata.Name,
 			fmt.Sprintf("BOTTLE_PROXY_PORT=%d", bottle.ProxyPort),
 		},
-		Networks: []endpoint{{Network: internal.Name, IP: n.BundleIP}, {Network: egress.Name}},
-		Labels:   labels(&bundle, version),
+		Networks: []endpoint{
+			{Network: bottle.ResourceName(b.Metadata.Name, bottle.RoleInternal), IP: n.BundleIP},
+			{Network: bottle.ResourceName(b.Metadata.Name, bottle.RoleEgress)},
+		},
+		Labels: labels(&r, version),
 	}
 	if builtin {
 		// The built-in bundle needs nothing but to bind its front ports
 		// (53 is below 1024) and to write to its stdout.
-		bcfg.CapDrop, bcfg.CapAdd = []string{"ALL"}, []string{"NET_BIND_SERVICE"}
-		bcfg.ReadonlyRootfs, bcfg.NoNewPrivileges = true, true
+		cfg.CapDrop, cfg.CapAdd = []string{"ALL"}, []string{"NET_BIND_SERVICE"}
+		cfg.ReadonlyRootfs, cfg.NoNewPrivileges = true, true
 		// An agent that floods its proxy hurts only its own bottle.
-		bcfg.MemoryBytes, bcfg.PidsLimit = bundleMemory, bundlePids
+		cfg.MemoryBytes, cfg.PidsLimit = bundleMemory, bundlePids
 	}
 	// The decision log is the agent's to fill: bounded, whatever the
 	// engine's default log driver.
-	bcfg.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}
-	bundle.Config = bcfg
-	out := []reconcile.Resource{internal, egress, bundle}
-	if b.Spec.Backend != spec.BackendDocker {
-		return out
-	}
+	cfg.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}
+	r.Config = cfg
+	return r
+}
 
-	proxy := fmt.Sprintf("http://%s:%d", n.BundleIP, bottle.ProxyPort)
+// agentContainer is the agent, on the internal network only.
+func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resource {
+	n := &b.Network
+	set := bundleSettingsOf(b)
+	proxy := b.ProxyURL()
 	a := &b.Spec.Agent
-	env := make([]string, 0, len(a.Env)+len(b.Secrets)+6)
-	for k, v := range a.Env {
-		env = append(env, k+"="+v)
-	}
-	for _, s := range b.Secrets {
-		env = append(env, s.Name+"="+s.Value)
-	}
-	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
-		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
-	sort.Strings(env)
 	f := reconcile.Fragment{
 		reconcile.In("image", a.Image), reconcile.In("command", emptyNil(a.Command)), reconcile.In("workdir", a.Workdir), reconcile.In("env", emptyNilMap(a.Env)),
-		reconcile.In("proxy", proxy), reconcile.In("ip", agentIP),
+		reconcile.In("proxy", proxy), reconcile.In("ip", at.agentIP),
 		// New bundle settings mean a new agent: its proxy may behave differently.
-		reconcile.In("bundle", []any{b.Spec.Bundle.Image, daemons, allow, egressAllow}),
+		reconcile.In("bundle", []any{b.Spec.Bundle.Image, set.daemons, set.allowCIDRs, set.egressAllow}),
 		reconcile.In("hardening", hardening),
 	}
 	// Inputs added after the first release enter the hash only when set, so
@@ -202,15 +243,16 @@ func translate(b *bottle.Bottle, bundleImage, version string) []reconcile.Resour
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
-	agent := newResource(b, KindContainer, bottle.RoleAgent, f)
+	r := newResource(b, KindContainer, bottle.RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known
 	// in advance.
-	agent.DependsOn = []string{internalID}
-	agent.BoundTo = []string{internalID}
-	agent.Summary = map[string]string{"image": a.Image, "proxy": proxy, "ip": agentIP}
-	agent.Config = containerConfig{
-		Name: agent.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: env, Workdir: a.Workdir,
-		Hostname: name, Init: true, Networks: []endpoint{{Network: internal.Name, IP: agentIP}},
+	r.DependsOn = []string{at.internalID}
+	r.BoundTo = []string{at.internalID}
+	r.Summary = map[string]string{"image": a.Image, "proxy": proxy, "ip": at.agentIP}
+	r.Config = containerConfig{
+		Name: r.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: b.AgentEnv(), Workdir: a.Workdir,
+		Hostname: b.Metadata.Name, Init: true,
+		Networks: []endpoint{{Network: bottle.ResourceName(b.Metadata.Name, bottle.RoleInternal), IP: at.agentIP}},
 		NanoCPUs: int64(a.CPUs) * 1e9, MemoryBytes: int64(a.Memory) << 20,
 		// Lookups go to the bundle (the engine's resolver in the agent
 		// forwards what it does not know there, from the agent's network
@@ -222,9 +264,9 @@ func translate(b *bottle.Bottle, bundleImage, version string) []reconcile.Resour
 		// Raw sockets could craft frames for addresses the agent has no
 		// route to.
 		CapDrop: []string{"NET_RAW"},
-		Labels:  labels(&agent, version),
+		Labels:  labels(&r, version),
 	}
-	return append(out, agent)
+	return r
 }
 
 // hardening names the version of the containers' isolation settings (the

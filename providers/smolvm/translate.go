@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
-	"sort"
 	"strings"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -83,25 +82,17 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 		r.Summary["route"] = route
 	}
 
-	// The proxy address derives from the bundle IP, which the allowCIDRs
-	// input covers.
-	proxy := fmt.Sprintf("http://%s:%d", bundleIP, bottle.ProxyPort)
-	env := make([]string, 0, len(a.Env)+len(b.Secrets)+6)
-	for k, v := range a.Env {
-		env = append(env, k+"="+v)
-	}
+	// The environment's proxy address derives from the bundle IP, which
+	// the allowCIDRs input covers. The secrets' values are kept to redact
+	// them from errors.
 	var secrets []string
 	for _, s := range b.Secrets {
-		env = append(env, s.Name+"="+s.Value)
 		secrets = append(secrets, s.Value)
 	}
-	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
-		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
-	sort.Strings(env)
 	rec := record{Name: r.Name, Bottle: name, Role: bottle.RoleAgent, Hash: h, Inputs: inputs, Version: version}
 	r.Config = machineConfig{
 		Name: r.Name, Bottle: name, Image: a.Image, Cmd: slices.Clone(a.Command), Workdir: a.Workdir,
-		Env: env, AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.Memory,
+		Env: b.AgentEnv(), AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.Memory,
 		Labels: map[string]string{
 			bottle.LabelName: name, bottle.LabelRole: bottle.RoleAgent, bottle.LabelHash: h,
 			bottle.LabelInputs: reconcile.EncodeInputs(inputs), bottle.LabelVersion: version,
