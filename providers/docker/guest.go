@@ -1,35 +1,334 @@
 package docker
 
 import (
+	"archive/tar"
 	"context"
+	"errors"
+	"fmt"
 	"io"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
 
-	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
-	"github.com/docker/docker/client"
+	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/pkg/stdcopy"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/guest"
 )
 
-// guestEngine is what exec, copy and image export need on top of engine.
-// Only those paths use it, so the reconcile path's fake stays small.
-type guestEngine interface {
-	engine
-	ImageSave(ctx context.Context, imageIDs []string, opts ...client.ImageSaveOption) (io.ReadCloser, error)
-	ContainerExecCreate(ctx context.Context, containerID string, options container.ExecOptions) (container.ExecCreateResponse, error)
-	ContainerExecAttach(ctx context.Context, execID string, config container.ExecAttachOptions) (types.HijackedResponse, error)
-	ContainerExecInspect(ctx context.Context, execID string) (container.ExecInspect, error)
-	ContainerExecResize(ctx context.Context, execID string, options container.ResizeOptions) error
-	CopyToContainer(ctx context.Context, containerID, dstPath string, content io.Reader, options container.CopyToContainerOptions) error
-	CopyFromContainer(ctx context.Context, containerID, srcPath string) (io.ReadCloser, container.PathStat, error)
-	ContainerStatPath(ctx context.Context, containerID, path string) (container.PathStat, error)
-	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
+// ErrNoAgent says a bottle has no agent on this provider.
+var ErrNoAgent = errors.New("no agent")
+
+// Agent finds the bottle's running agent container, ours by label, and
+// returns its ID.
+func (p *Provider) Agent(ctx context.Context, bottleName string) (string, error) {
+	return p.running(ctx, bottleName, bottle.RoleAgent)
 }
 
-var _ guestEngine = (*client.Client)(nil)
-
-func (p *Provider) guestEngine() (guestEngine, error) {
-	g, ok := p.eng.(guestEngine)
-	if !ok {
-		return nil, errNoGuestEngine
+// running finds the bottle's running container of a role, ours by label.
+func (p *Provider) running(ctx context.Context, bottleName, role string) (string, error) {
+	c, err := p.ours(ctx, bottleName, role)
+	if err != nil {
+		return "", err
 	}
-	return g, nil
+	if c.State != "running" {
+		return "", fmt.Errorf("the %s of bottle %s is %s; run bottle-apply to start it", role, bottleName, c.State)
+	}
+	return c.ID, nil
+}
+
+// bundleContainer finds the bottle's bundle, running or not.
+func (p *Provider) bundleContainer(ctx context.Context, bottleName string) (string, error) {
+	c, err := p.ours(ctx, bottleName, bottle.RoleBundle)
+	return c.ID, err
+}
+
+// ours finds the bottle's container of a role, ours by label and name.
+func (p *Provider) ours(ctx context.Context, bottleName, role string) (container.Summary, error) {
+	f := filters.NewArgs(filters.Arg("label", bottle.LabelName+"="+bottleName), filters.Arg("label", bottle.LabelRole+"="+role))
+	cs, err := p.eng.ContainerList(ctx, container.ListOptions{All: true, Filters: f})
+	if err != nil {
+		return container.Summary{}, fmt.Errorf("find the %s of bottle %s: %w", role, bottleName, err)
+	}
+	if c, ok := pickOurs(cs, bottleName, role); ok {
+		return c, nil
+	}
+	if role == bottle.RoleAgent {
+		return container.Summary{}, fmt.Errorf("bottle %s has no docker agent container (%w): apply its spec first", bottleName, ErrNoAgent)
+	}
+	return container.Summary{}, fmt.Errorf("bottle %s has no %s container: apply its spec first", bottleName, role)
+}
+
+// pickOurs returns the bottle's container of a role among cs: labelled
+// with a hash and named as ours (labels survive `docker commit` into
+// look-alikes).
+func pickOurs(cs []container.Summary, bottleName, role string) (container.Summary, bool) {
+	for _, c := range cs {
+		if c.Labels[bottle.LabelHash] != "" && c.Labels[bottle.LabelRole] == role && slices.Contains(c.Names, "/"+bottle.ResourceName(bottleName, role)) {
+			return c, true
+		}
+	}
+	return container.Summary{}, false
+}
+
+// Guest returns the bottle's running container of a role (bottle.RoleAgent
+// or bottle.RoleBundle), ours by label, to run commands in and copy files
+// to and from.
+func (p *Provider) Guest(ctx context.Context, bottleName, role string) (guest.Guest, error) {
+	g, err := p.guestEngine()
+	if err != nil {
+		return nil, err
+	}
+	id, err := p.running(ctx, bottleName, role)
+	if err != nil {
+		return nil, err
+	}
+	where := "bottle " + bottleName
+	if role != bottle.RoleAgent {
+		where = "the " + role + " of bottle " + bottleName
+	}
+	return &containerGuest{g: g, id: id, where: where}, nil
+}
+
+// containerGuest is a running container of a bottle.
+type containerGuest struct {
+	g     guestEngine
+	id    string
+	where string // names it in messages
+}
+
+var _ guest.Guest = (*containerGuest)(nil)
+
+func (c *containerGuest) String() string { return c.where }
+
+// Exec implements guest.Guest.
+func (c *containerGuest) Exec(ctx context.Context, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	return execIn(ctx, c.g, c.id, c.where, o, stdio)
+}
+
+// execIn runs an exec in container id; where names it in errors.
+func execIn(ctx context.Context, g guestEngine, id, where string, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	created, err := g.ContainerExecCreate(ctx, id, container.ExecOptions{
+		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.Workdir, Tty: o.TTY,
+		AttachStdin: o.Interactive, AttachStdout: true, AttachStderr: true,
+	})
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", where, err)
+	}
+	resp, err := g.ContainerExecAttach(ctx, created.ID, container.ExecAttachOptions{Tty: o.TTY})
+	if err != nil {
+		return 0, fmt.Errorf("attach to exec in %s: %w", where, err)
+	}
+	defer resp.Close()
+	// Interrupted: close the stream so that the copies below return.
+	stop := context.AfterFunc(ctx, resp.Close)
+	defer stop()
+	if o.TTY && o.Height > 0 && o.Width > 0 {
+		_ = g.ContainerExecResize(ctx, created.ID, container.ResizeOptions{Height: o.Height, Width: o.Width})
+	}
+	if o.Interactive && stdio.In != nil {
+		go func() {
+			_, _ = io.Copy(resp.Conn, stdio.In)
+			_ = resp.CloseWrite()
+		}()
+	}
+	out, errw := orDiscard(stdio.Out), orDiscard(stdio.Err)
+	if o.TTY {
+		_, err = io.Copy(out, resp.Reader)
+	} else {
+		_, err = stdcopy.StdCopy(out, errw, resp.Reader)
+	}
+	if ctx.Err() != nil {
+		return 0, fmt.Errorf("exec in %s: %w", where, ctx.Err())
+	}
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, fmt.Errorf("exec in %s: read output: %w", where, err)
+	}
+	ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	insp, err := g.ContainerExecInspect(ictx, created.ID)
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", where, err)
+	}
+	return insp.ExitCode, nil
+}
+
+func orDiscard(w io.Writer) io.Writer {
+	if w == nil {
+		return io.Discard
+	}
+	return w
+}
+
+// CopyIn implements guest.Guest, like docker cp: into an existing
+// directory, under the source's name. A directory is copied whole. Missing
+// parent directories of dst are made (mode 0755); existing ones are left
+// as they are.
+func (c *containerGuest) CopyIn(ctx context.Context, src, dst string) error {
+	guestPath := path.Clean(dst)
+	dir, as := path.Dir(guestPath), path.Base(guestPath)
+	if st, err := c.g.ContainerStatPath(ctx, c.id, guestPath); err == nil && st.Mode.IsDir() {
+		dir, as = guestPath, filepath.Base(filepath.Clean(src))
+	}
+	// Extract at the nearest directory that exists, with entries for the
+	// missing ones below it.
+	var missing []string
+	for dir != "/" {
+		if _, err := c.g.ContainerStatPath(ctx, c.id, dir); err == nil {
+			break
+		}
+		missing = append([]string{path.Base(dir)}, missing...)
+		dir = path.Dir(dir)
+	}
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(tarPath(pw, src, missing, as)) }()
+	err := c.g.CopyToContainer(ctx, c.id, dir, pr, container.CopyToContainerOptions{})
+	pr.CloseWithError(err)
+	if err != nil {
+		return fmt.Errorf("copy %s to %s:%s: %w", src, c.where, guestPath, err)
+	}
+	return nil
+}
+
+// CopyOut implements guest.Guest.
+func (c *containerGuest) CopyOut(ctx context.Context, src, dst string) error {
+	guestPath := path.Clean(src)
+	rc, _, err := c.g.CopyFromContainer(ctx, c.id, guestPath)
+	if err != nil {
+		return fmt.Errorf("copy %s:%s: %w", c.where, guestPath, err)
+	}
+	defer rc.Close()
+	if err := untarTo(rc, path.Base(guestPath), dst); err != nil {
+		return fmt.Errorf("copy %s:%s to %s: %w", c.where, guestPath, dst, err)
+	}
+	return nil
+}
+
+// tarPath writes src (a file or a directory) as a tar stream whose top
+// entry is named as, below directory entries for parents (each inside the
+// one before).
+func tarPath(w io.Writer, src string, parents []string, as string) error {
+	tw := tar.NewWriter(w)
+	prefix := ""
+	for _, p := range parents {
+		prefix = path.Join(prefix, p)
+		if err := tw.WriteHeader(&tar.Header{Name: prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}); err != nil {
+			return err
+		}
+	}
+	as = path.Join(prefix, as)
+	root := filepath.Clean(src)
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		info, err := d.Info()
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(root, p)
+		name := path.Join(as, filepath.ToSlash(rel))
+		link := ""
+		if info.Mode()&fs.ModeSymlink != 0 {
+			if link, err = os.Readlink(p); err != nil {
+				return err
+			}
+		}
+		hdr, err := tar.FileInfoHeader(info, link)
+		if err != nil {
+			return err
+		}
+		hdr.Name = name
+		if d.IsDir() {
+			hdr.Name += "/"
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return err
+		}
+		if info.Mode().IsRegular() {
+			f, err := os.Open(p)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			_, err = io.Copy(tw, f)
+			return err
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return tw.Close()
+}
+
+// untarTo extracts a tar stream whose top entry is named top into dst: an
+// existing directory receives it inside, anything else is replaced by it.
+// Everything is written through an os.Root, so neither an entry name nor a
+// symlink (from the stream or already on disk) can lead outside; an
+// existing file is replaced, never written through.
+func untarTo(r io.Reader, top, dst string) error {
+	target := filepath.Clean(dst)
+	dir, base := filepath.Dir(target), filepath.Base(target)
+	if st, err := os.Stat(target); err == nil && st.IsDir() {
+		dir, base = target, top
+	}
+	root, err := os.OpenRoot(dir)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
+	tr := tar.NewReader(r)
+	for {
+		hdr, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		rel, ok := strings.CutPrefix(path.Clean(hdr.Name), top)
+		name := filepath.FromSlash(path.Join(base, rel))
+		if !ok || !filepath.IsLocal(name) || rel != "" && !strings.HasPrefix(rel, "/") {
+			return fmt.Errorf("refusing entry %q outside the destination", hdr.Name)
+		}
+		switch hdr.Typeflag {
+		case tar.TypeDir:
+			if err := root.MkdirAll(name, 0o755); err != nil {
+				return err
+			}
+		case tar.TypeReg, tar.TypeSymlink:
+			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
+				return err
+			}
+			if fi, err := root.Lstat(name); err == nil && !fi.IsDir() {
+				if err := root.Remove(name); err != nil {
+					return err
+				}
+			}
+			if hdr.Typeflag == tar.TypeSymlink {
+				if err := root.Symlink(hdr.Linkname, name); err != nil {
+					return err
+				}
+				continue
+			}
+			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fs.FileMode(hdr.Mode)&0o777)
+			if err != nil {
+				return err
+			}
+			_, err = io.Copy(f, tr)
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err != nil {
+				return err
+			}
+		}
+	}
 }
