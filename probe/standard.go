@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -30,7 +31,7 @@ type Target struct {
 	BundleIP string
 	// ProxyPort is the egress proxy's front port (8888).
 	ProxyPort int
-	// DNSPort is the DNS daemon's port; 0 is 53.
+	// DNSPort is the DNS daemon's port; 0 is bottle.DNSPort.
 	DNSPort int
 	// InternalPorts are the bundle's ports bound to its loopback only,
 	// such as the status port 9901.
@@ -45,6 +46,10 @@ type Target struct {
 	// the bottle's networks: their gateways.
 	HostAddrs []string
 }
+
+// dnsPort is where a resolver on the host would answer, whatever port the
+// bundle's own DNS daemon has.
+const dnsPort = 53
 
 // Standard returns the checks that verify one bottle's isolation:
 //
@@ -133,7 +138,7 @@ func Standard(t Target) ([]Check, error) {
 	if slices.Contains(t.Daemons, spec.DaemonDNS) {
 		port := t.DNSPort
 		if port == 0 {
-			port = 53
+			port = bottle.DNSPort
 		}
 		if !validPort(port) {
 			return nil, fmt.Errorf("DNS port %d is not a port", t.DNSPort)
@@ -164,9 +169,9 @@ func Standard(t Target) ([]Check, error) {
 				Kind: KindTCP, Addr: at(h, 9), Expect: ExpectUnreachable,
 			},
 			Check{
-				Name: "a DNS query for " + VerifyHost + " to the host through the gateway " + at(h, 53),
+				Name: "a DNS query for " + VerifyHost + " to the host through the gateway " + at(h, dnsPort),
 				Hole: "the agent can reach the host over UDP: a DNS server or the host's kernel answered",
-				Kind: KindDNS, Addr: at(h, 53), Target: VerifyHost, Expect: ExpectUnreachable,
+				Kind: KindDNS, Addr: at(h, dnsPort), Target: VerifyHost, Expect: ExpectUnreachable,
 			})
 	}
 	checks = append(checks, Check{
