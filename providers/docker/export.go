@@ -14,10 +14,13 @@ import (
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/versions"
+	"github.com/docker/docker/client"
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 	"github.com/rs/zerolog"
 )
 
@@ -38,11 +41,20 @@ func (p *Provider) ImageID(ctx context.Context, ref string) (string, error) {
 }
 
 // Save writes a docker-save archive of ref to path (atomically: a partial
-// archive never has the final name).
-func (p *Provider) Save(ctx context.Context, ref, path string) error {
+// archive never has the final name), of the one platform ("linux/arm64")
+// that will run it when the engine can say so (API 1.48): a multi-platform
+// image on the containerd image store is otherwise saved with an index that
+// names manifests whose blobs are not in the archive. Older engines, whose
+// stores hold one platform of an image, save it whole.
+func (p *Provider) Save(ctx context.Context, ref, platform, path string) error {
 	g, err := p.guestEngine()
 	if err != nil {
 		return err
+	}
+	var opts []client.ImageSaveOption
+	if platform != "" && versions.GreaterThanOrEqualTo(g.ClientVersion(), "1.48") {
+		goos, arch, _ := strings.Cut(platform, "/")
+		opts = append(opts, client.ImageSaveWithPlatforms(ocispec.Platform{OS: goos, Architecture: arch}))
 	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
@@ -52,7 +64,7 @@ func (p *Provider) Save(ctx context.Context, ref, path string) error {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	rc, err := g.ImageSave(ctx, []string{ref})
+	rc, err := g.ImageSave(ctx, []string{ref}, opts...)
 	if err != nil {
 		tmp.Close()
 		return fmt.Errorf("export image %s from the engine: %w", ref, err)
@@ -68,17 +80,17 @@ func (p *Provider) Save(ctx context.Context, ref, path string) error {
 	return os.Rename(tmp.Name(), path)
 }
 
-// Serve exports ref from the engine into a registry that listens on
+// Serve exports ref (of platform, as Save) from the engine into a registry that listens on
 // 127.0.0.1 for as long as stop is not called, and returns the reference
 // to pull it by. smolvm's pack pulls registry references only.
-func (p *Provider) Serve(ctx context.Context, ref string) (pullRef string, stop func(), err error) {
+func (p *Provider) Serve(ctx context.Context, ref, platform string) (pullRef string, stop func(), err error) {
 	dir, err := os.MkdirTemp("", "bottle-apply-serve-")
 	if err != nil {
 		return "", nil, err
 	}
 	cleanup := func() { os.RemoveAll(dir) }
 	archive := filepath.Join(dir, "image.tar")
-	if err := p.Save(ctx, ref, archive); err != nil {
+	if err := p.Save(ctx, ref, platform, archive); err != nil {
 		cleanup()
 		return "", nil, err
 	}

@@ -5,10 +5,15 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/docker/docker/client"
 
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
@@ -27,9 +32,10 @@ func TestIntegrationImageExport(t *testing.T) {
 		t.Fatalf("ImageID of a missing image = %q, %v; want \"\", nil", id, err)
 	}
 
-	// Save writes a docker-save archive.
+	// Save writes a docker-save archive, of the engine's platform (asked
+	// for on engines from API 1.48).
 	archive := filepath.Join(t.TempDir(), "sub", "image.tar")
-	if err := p.Save(t.Context(), ref, archive); err != nil {
+	if err := p.Save(t.Context(), ref, "linux/"+runtime.GOARCH, archive); err != nil {
 		t.Fatal(err)
 	}
 	f, err := os.Open(archive)
@@ -54,7 +60,7 @@ func TestIntegrationImageExport(t *testing.T) {
 	}
 
 	// Serve makes it pullable from a loopback registry until stopped.
-	pullRef, stop, err := p.Serve(t.Context(), ref)
+	pullRef, stop, err := p.Serve(t.Context(), ref, "linux/"+runtime.GOARCH)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,5 +87,50 @@ func TestIntegrationImageExport(t *testing.T) {
 	stop()
 	if _, err := manifest(); err == nil {
 		t.Fatalf("the registry still answers after stop")
+	}
+}
+
+// TestSaveAsksForThePlatformFromAPI148 checks the request Save makes: the
+// platform rides along only where the engine's API takes it (1.48, Docker
+// 28), and older engines get the request they accept.
+func TestSaveAsksForThePlatformFromAPI148(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		api, platform, want string
+	}{
+		{"1.41", "linux/arm64", ""},
+		{"1.47", "linux/arm64", ""},
+		{"1.48", "linux/arm64", `{"architecture":"arm64","os":"linux"}`},
+		{"1.56", "linux/amd64", `{"architecture":"amd64","os":"linux"}`},
+		{"1.56", "", ""},
+	} {
+		t.Run(tc.api+" "+tc.platform, func(t *testing.T) {
+			t.Parallel()
+			var got []string
+			srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if !strings.HasSuffix(r.URL.Path, "/images/get") {
+					http.NotFound(w, r)
+					return
+				}
+				got = r.URL.Query()["platform"]
+				_, _ = io.WriteString(w, "tar")
+			}))
+			defer srv.Close()
+			c, err := client.NewClientWithOpts(client.WithHost("tcp://"+srv.Listener.Addr().String()), client.WithVersion(tc.api))
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			if err := newProvider(c, Options{}).Save(t.Context(), "agent:1", tc.platform, filepath.Join(t.TempDir(), "a.tar")); err != nil {
+				t.Fatal(err)
+			}
+			var want []string
+			if tc.want != "" {
+				want = []string{tc.want}
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("platform = %q on API %s, want %q", got, tc.api, want)
+			}
+		})
 	}
 }

@@ -2,9 +2,11 @@ package smolvm
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -109,13 +111,19 @@ func (f *fakeImages) ImageID(_ context.Context, ref string) (string, error) {
 	return f.ids[ref], nil
 }
 
-func (f *fakeImages) Save(_ context.Context, ref, path string) error {
+func (f *fakeImages) Save(_ context.Context, ref, platform, path string) error {
 	*f.events = append(*f.events, "save "+ref)
+	if platform != "linux/"+runtime.GOARCH {
+		return fmt.Errorf("save %s for %q: a machine runs linux/%s", ref, platform, runtime.GOARCH)
+	}
 	return os.WriteFile(path, []byte("archive of "+ref), 0o644)
 }
 
-func (f *fakeImages) Serve(_ context.Context, ref string) (string, func(), error) {
+func (f *fakeImages) Serve(_ context.Context, ref, platform string) (string, func(), error) {
 	*f.events = append(*f.events, "serve "+ref)
+	if platform != "linux/"+runtime.GOARCH {
+		return "", nil, fmt.Errorf("serve %s for %q: a machine runs linux/%s", ref, platform, runtime.GOARCH)
+	}
 	return "127.0.0.1:5000/" + ref, func() { *f.events = append(*f.events, "stop-serving "+ref) }, nil
 }
 

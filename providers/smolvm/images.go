@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 
 	"github.com/rs/zerolog"
 )
@@ -19,11 +20,12 @@ type ImageSource interface {
 	// ImageID returns the content ID of ref in the local engine: "" and
 	// nil when the engine does not have it.
 	ImageID(ctx context.Context, ref string) (id string, err error)
-	// Save writes a docker-save archive of ref to path.
-	Save(ctx context.Context, ref, path string) error
+	// Save writes a docker-save archive of ref to path, of the platform
+	// ("linux/arm64") that will run it.
+	Save(ctx context.Context, ref, platform, path string) error
 	// Serve serves ref from an in-process loopback registry until stop is
 	// called, and returns the reference to pull it by.
-	Serve(ctx context.Context, ref string) (pullRef string, stop func(), err error)
+	Serve(ctx context.Context, ref, platform string) (pullRef string, stop func(), err error)
 }
 
 // Image routes: how an agent image reaches smolvm. The provider picks one
@@ -41,6 +43,10 @@ const (
 	// the reference from its registry, then create --from.
 	routePull = "registry-pack"
 )
+
+// machinePlatform is the platform of the images a machine runs: smolvm runs
+// Linux microVMs of the host's architecture.
+const machinePlatform = "linux/" + runtime.GOARCH
 
 // plannedRoute is what the plan shows before the local engine is asked:
 // the route for a local image, else the registry one.
@@ -120,7 +126,7 @@ func (p *Provider) save(ctx context.Context, ref, path string) error {
 	}
 	tmp.Close()
 	defer os.Remove(tmp.Name())
-	if err := p.opts.Images.Save(ctx, ref, tmp.Name()); err != nil {
+	if err := p.opts.Images.Save(ctx, ref, machinePlatform, tmp.Name()); err != nil {
 		return fmt.Errorf("save image %s from the local Docker engine: %w", ref, err)
 	}
 	if err := os.Rename(tmp.Name(), path); err != nil {
@@ -153,7 +159,7 @@ func (p *Provider) pack(ctx context.Context, dir, ref string, local bool) error 
 	stop := func() {}
 	if local {
 		var err error
-		if pullRef, stop, err = p.opts.Images.Serve(ctx, ref); err != nil {
+		if pullRef, stop, err = p.opts.Images.Serve(ctx, ref, machinePlatform); err != nil {
 			return fmt.Errorf("serve image %s to smolvm: %w", ref, err)
 		}
 	}

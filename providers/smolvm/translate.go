@@ -76,7 +76,7 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 			dockerID(dockerNetwork, name, bottle.RoleInternal),
 			dockerID(dockerContainer, name, bottle.RoleBundle),
 		},
-		Summary: map[string]string{"image": a.Image, "allow": strings.Join(cidrs, ",")},
+		Summary: map[string]string{"image": a.Image, "allow": strings.Join(cidrs, ","), "platform": machinePlatform},
 	}
 	if route != "" {
 		r.Summary["route"] = route

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -35,7 +36,9 @@ func TestTranslate(t *testing.T) {
 	if want := []string{"docker-network:hello/internal", "docker-container:hello/bundle"}; !slices.Equal(r.DependsOn, want) {
 		t.Errorf("DependsOn = %q, want %q", r.DependsOn, want)
 	}
-	wantSummary := map[string]string{"image": "agent:1", "allow": "10.77.0.2/32,192.0.2.0/24", "route": "docker-save|registry-pack"}
+	// The plan says which platform of the image the machine gets.
+	wantSummary := map[string]string{"image": "agent:1", "allow": "10.77.0.2/32,192.0.2.0/24", "route": "docker-save|registry-pack",
+		"platform": "linux/" + runtime.GOARCH}
 	if !reflect.DeepEqual(r.Summary, wantSummary) {
 		t.Errorf("Summary = %v, want %v", r.Summary, wantSummary)
 	}
