@@ -4,7 +4,7 @@ BIN     := bin/bottle-apply
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: build deps unit test e2e fuzz lint fmt bench demo demo-image clean
+.PHONY: build deps unit test test-engine29 e2e fuzz lint fmt bench demo demo-image clean
 
 ## build: static binaries: bottle-apply (the built-in bundle image is made of it) and bottle-bundle (the bundle program alone, for a bundle image of your own)
 build:
@@ -28,6 +28,10 @@ test: deps lint
 		echo "BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply"; \
 		BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply; \
 	else echo "skipping the engine-restart test outside CI (it restarts dockerd)"; fi
+
+## test-engine29: the tests again against Docker 29 in a network namespace of its own (root; built once into ~/.cache/bottle-apply/engines/docker-29): all of them on the containerd image store with iptables, then the e2e tests on overlay2 with nftables (hack/engine/test.sh)
+test-engine29: deps
+	GO=$(GO) hack/engine/test.sh
 
 ## e2e: build the binary and apply the examples on the real engine
 e2e: deps
