@@ -346,18 +346,19 @@ func TestE2EKillAtEveryCall(t *testing.T) {
 	img := testenv.AgentImage(t, c)
 
 	// Each bottle of this test takes its automatic subnets from a pool of
-	// its own (a /23 of 10.214.0.0/16), so that parallel scenarios never
-	// collide on a range and each kill point hits the same call sequence.
+	// its own (a /23 of testenv.SubnetsKillPoints), so that parallel
+	// scenarios never collide on a range and each kill point hits the same
+	// call sequence.
 	var poolMu sync.Mutex
 	nextPool := 0
 	pool := func(t *testing.T) string {
 		t.Helper()
 		poolMu.Lock()
 		defer poolMu.Unlock()
-		if nextPool >= 128 {
+		s := testenv.NthSubnet(testenv.SubnetsKillPoints, 23, nextPool)
+		if s == "" {
 			t.Fatal("out of test subnet pools")
 		}
-		s := fmt.Sprintf("10.214.%d.0/23", 2*nextPool)
 		nextPool++
 		return s
 	}
@@ -535,7 +536,7 @@ func TestE2EConcurrentAppliesOfTenSpecs(t *testing.T) {
 	// The ten race each other for automatic subnets in a pool of their own,
 	// so that the other tests, which take theirs from the default pool, do
 	// not have to race them too.
-	const pool = "10.215.0.0/16"
+	const pool = testenv.SubnetsConcurrentApplies
 	runs := make([]*proc, len(paths))
 	for i, path := range paths {
 		runs[i] = startBin(t, bin, "", "-f", path, "--subnet-pool", pool)

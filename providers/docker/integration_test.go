@@ -218,7 +218,9 @@ func TestIntegrationLifecycle(t *testing.T) {
 
 	// A changed subnet replaces the network, the bundle and the agent.
 	before = s
-	newSubnet, _ := bottle.FreeSubnet(netipPool(t, "10.214.0.0/16"), 24, usedSubnets(t, e.c), 0)
+	// From a range no other package takes subnets from (see testenv): a
+	// network another package makes meanwhile cannot overlap it.
+	newSubnet, _ := bottle.FreeSubnet(netipPool(t, testenv.SubnetsDockerLifecycle), 24, usedSubnets(t, e.c), 0)
 	b.Network.Subnet = newSubnet.String()
 	b.Network.BundleIP = ""
 	b.Default()
@@ -410,7 +412,7 @@ func usedSubnets(t *testing.T, c *client.Client) []netip.Prefix {
 func TestIntegrationReplaceSafety(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
-	sub, _ := bottle.FreeSubnet(netipPool(t, "10.215.0.0/16"), 24, usedSubnets(t, e.c), 0)
+	sub, _ := bottle.FreeSubnet(netipPool(t, testenv.SubnetsDockerReplace), 24, usedSubnets(t, e.c), 0)
 	b := e.newBottle(t, sub.String())
 	// The bundle takes the address the agent gets by default...
 	b.Network.BundleIP = agentAddr(sub, "")
