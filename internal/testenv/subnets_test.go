@@ -4,14 +4,14 @@ import (
 	"net/netip"
 	"testing"
 
-	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
 // TestSubnetRangesAreDisjoint keeps the tests' subnet ranges apart from
 // each other and from the default pool: packages that run at the same
 // time never name subnets that overlap.
 func TestSubnetRangesAreDisjoint(t *testing.T) {
-	ranges := map[string]netip.Prefix{"docker.DefaultSubnetPool": netip.MustParsePrefix(docker.DefaultSubnetPool)}
+	ranges := map[string]netip.Prefix{"bottle.DefaultSubnetPool": netip.MustParsePrefix(bottle.DefaultSubnetPool)}
 	for name, r := range subnetRanges {
 		p, err := netip.ParsePrefix(r)
 		if err != nil || p != p.Masked() {
