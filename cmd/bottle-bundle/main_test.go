@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"debug/elf"
 	"encoding/json"
 	"net"
 	"strconv"
@@ -10,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/probe"
 )
 
@@ -97,5 +100,37 @@ func TestBundleProgramUsage(t *testing.T) {
 		return map[string]string{"BOTTLE_STATUS_ADDR": addr}[k]
 	}); code != 1 || !strings.Contains(errOut.String(), "bottle-bundle: ") {
 		t.Errorf("status with nothing listening = %d, %q", code, errOut.String())
+	}
+}
+
+// TestCrossBuilds builds the program as make build and a release do, for
+// every architecture bottle-apply ships it for, and checks each is a
+// static linux executable for its machine: CI's guard that bottle-bundle
+// still cross-builds (no cgo, nothing platform-bound).
+func TestCrossBuilds(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds bottle-bundle for every architecture: skipped under -short")
+	}
+	t.Parallel()
+	want := map[string]elf.Machine{"amd64": elf.EM_X86_64, "arm64": elf.EM_AARCH64}
+	if len(bundlebin.Arches) != len(want) {
+		t.Fatalf("bundlebin.Arches = %q: name the ELF machine of each here", bundlebin.Arches)
+	}
+	for _, arch := range bundlebin.Arches {
+		t.Run(arch, func(t *testing.T) {
+			t.Parallel()
+			bin := testenv.BundleBinary(t, arch)
+			if err := bundlebin.Check(bin, arch); err != nil {
+				t.Fatal(err)
+			}
+			f, err := elf.Open(bin)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if f.Machine != want[arch] || f.Class != elf.ELFCLASS64 {
+				t.Errorf("the linux/%s build is for %s (%s), want %s", arch, f.Machine, f.Class, want[arch])
+			}
+		})
 	}
 }

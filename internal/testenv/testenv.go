@@ -1,6 +1,6 @@
 // Package testenv gives integration and end-to-end tests a real Docker
-// engine, a static bottle-apply binary, a local agent image and unique
-// names, and cleans up after them.
+// engine, a static bottle-apply binary with the bottle-bundle builds it
+// ships, a local agent image and unique names, and cleans up after them.
 package testenv
 
 import (
@@ -29,6 +29,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 )
 
 // Docker returns a client for the engine of the environment. With no
@@ -113,38 +115,88 @@ func Name(prefix string) string {
 	return prefix + "-" + hex.EncodeToString(b)
 }
 
-var (
-	buildOnce sync.Once
-	buildPath string
-	buildErr  error
-)
-
-// Binary builds a static bottle-apply once per test process and returns its
-// path.
-func Binary(t testing.TB) string {
-	t.Helper()
-	buildOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "bottle-apply-test-bin-")
-		if err != nil {
-			buildErr = err
-			return
-		}
-		buildPath = filepath.Join(dir, "bottle-apply")
-		buildErr = buildStatic("./cmd/bottle-apply", buildPath)
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return buildPath
+// builds are the programs the tests build, each once per test process,
+// in one directory: the key is the file name.
+var builds struct {
+	mu   sync.Mutex
+	dir  string
+	done map[string]*build
 }
 
-// buildStatic builds the module's package pkg, statically linked, into out.
-func buildStatic(pkg, out string) error {
+type build struct {
+	once sync.Once
+	path string
+	err  error
+}
+
+// buildOnce builds, the first time it is asked for name, the module's
+// package pkg statically into sub/name of the test process's build
+// directory, with env added (GOOS, GOARCH), and returns its path.
+func buildOnce(sub, name, pkg string, env ...string) (string, error) {
+	builds.mu.Lock()
+	if builds.dir == "" {
+		dir, err := os.MkdirTemp("", "bottle-apply-test-bin-")
+		if err != nil {
+			builds.mu.Unlock()
+			return "", err
+		}
+		builds.dir, builds.done = dir, map[string]*build{}
+	}
+	key := filepath.Join(sub, name)
+	b := builds.done[key]
+	if b == nil {
+		b = &build{}
+		builds.done[key] = b
+	}
+	dir := filepath.Join(builds.dir, sub)
+	builds.mu.Unlock()
+	b.once.Do(func() {
+		b.path = filepath.Join(dir, name)
+		b.err = buildStatic(pkg, b.path, env...)
+	})
+	return b.path, b.err
+}
+
+// Binary builds a static bottle-apply once per test process and returns its
+// path. Beside it is the linux build of bottle-bundle for this machine's
+// architecture, as make build leaves them in bin/: the built-in bundle
+// image and the probe for the local engine. A build for another
+// architecture (BundleBinary) never lands there, so that the built-in
+// bundle image's tag, which names every build beside bottle-apply, stays
+// the same for the whole test process.
+func Binary(t testing.TB) string {
+	t.Helper()
+	if _, err := buildOnce("", bundlebin.Name(runtime.GOARCH), "./cmd/bottle-bundle", "GOOS=linux", "GOARCH="+runtime.GOARCH); err != nil {
+		t.Fatal(err)
+	}
+	bin, err := buildOnce("", "bottle-apply", "./cmd/bottle-apply")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// BundleBinary builds the static linux bottle-bundle for goarch once per
+// test process, as make build does, and returns its path. The builds of
+// every architecture asked for share a directory (bundlebin.Dir of the
+// path), apart from Binary's.
+func BundleBinary(t testing.TB, goarch string) string {
+	t.Helper()
+	bin, err := buildOnce("bundles", bundlebin.Name(goarch), "./cmd/bottle-bundle", "GOOS=linux", "GOARCH="+goarch)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// buildStatic builds the module's package pkg, statically linked, into out,
+// with env added to the environment.
+func buildStatic(pkg, out string, env ...string) error {
 	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
 	cmd.Dir = moduleRoot()
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = append(append(os.Environ(), "CGO_ENABLED=0"), env...)
 	if b, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("go build %s: %v\n%s", pkg, err, b)
+		return fmt.Errorf("%s go build %s: %v\n%s", strings.Join(env, " "), pkg, err, b)
 	}
 	return nil
 }
