@@ -4,12 +4,36 @@ BIN     := bin/bottle-apply
 LDFLAGS := -X main.version=$(VERSION)
 PKGS    := ./...
 
-.PHONY: build deps unit test test-engine29 e2e fuzz lint fmt bench demo demo-image clean
+# The architectures bottle-bundle is built for (internal/bundlebin.Arches):
+# the bundle and the probe run on the engine's, whatever bottle-apply's.
+BUNDLE_ARCHES := amd64 arm64
+# The platforms a release holds a bottle-apply for.
+RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-## build: static binaries: bottle-apply (the built-in bundle image is made of it) and bottle-bundle (the bundle program alone, for a bundle image of your own)
-build:
+.PHONY: build bundles deps unit test test-engine29 e2e fuzz lint fmt bench demo demo-image release clean
+
+## build: bin/bottle-apply for this machine, and beside it the static linux bottle-bundle of each of BUNDLE_ARCHES (the built-in bundle image and the self-test's probe are made of the engine's)
+build: bundles
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/bottle-apply
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/bottle-bundle ./cmd/bottle-bundle
+
+## bundles: bin/bottle-bundle-linux-ARCH for each of BUNDLE_ARCHES
+bundles:
+	@set -e; for arch in $(BUNDLE_ARCHES); do \
+		echo "CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -o bin/bottle-bundle-linux-$$arch ./cmd/bottle-bundle"; \
+		CGO_ENABLED=0 GOOS=linux GOARCH=$$arch $(GO) build -trimpath -o bin/bottle-bundle-linux-$$arch ./cmd/bottle-bundle; \
+	done
+
+## release: dist/bottle-apply-VERSION-OS-ARCH.tar.gz for each of RELEASE_PLATFORMS: one directory, bottle-apply for that platform beside every bottle-bundle build; keep the files together
+release: bundles
+	rm -rf dist && mkdir -p dist
+	@set -e; for p in $(RELEASE_PLATFORMS); do \
+		os=$${p%/*}; arch=$${p#*/}; d=bottle-apply-$(VERSION)-$$os-$$arch; \
+		echo "CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -o dist/$$d/bottle-apply ./cmd/bottle-apply"; \
+		CGO_ENABLED=0 GOOS=$$os GOARCH=$$arch $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o dist/$$d/bottle-apply ./cmd/bottle-apply; \
+		cp bin/bottle-bundle-linux-* dist/$$d/; \
+		tar -C dist -czf dist/$$d.tar.gz $$d; \
+	done
+	@ls -l dist/*.tar.gz
 
 ## deps: a Docker engine that answers and a static busybox (installs them as root)
 deps:
@@ -65,4 +89,4 @@ demo-image:
 	@hack/demo-image.sh
 
 clean:
-	rm -rf bin
+	rm -rf bin dist
