@@ -15,10 +15,11 @@ import (
 
 // Providers is every backend, for the reconciler and for exec and cp.
 type Providers struct {
-	engine string // the Docker engine's address, "" for the default
-	docker *docker.Provider
-	smolvm *smolvm.Provider
-	all    []reconcile.Provider
+	engine  string // the Docker engine's address, "" for the default
+	bundles bundles
+	docker  *docker.Provider
+	smolvm  *smolvm.Provider
+	all     []reconcile.Provider
 }
 
 func NewProviders(o *Options) (*Providers, error) {
@@ -34,19 +35,15 @@ func NewProviders(o *Options) (*Providers, error) {
 	if err != nil {
 		return nil, fmt.Errorf("docker client: %w; check DOCKER_HOST", err)
 	}
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own executable for the bundle image: %w", err)
-	}
-	ref, err := docker.BundleImageRef(exe)
+	bs, err := shippedBundles()
 	if err != nil {
 		return nil, err
 	}
-	dp := docker.New(c, docker.Options{BundleImage: ref, BundleBinary: exe, SubnetPool: o.SubnetPool, Version: o.Version})
+	dp := docker.New(c, docker.Options{BundleImage: bs.ref, BundleBinary: bs.dir.Path, SubnetPool: o.SubnetPool, Version: o.Version})
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
-	return &Providers{engine: engine, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
+	return &Providers{engine: engine, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
 }
 
 // Logs streams the decision log of the bottle's bundle (its daemons' JSON

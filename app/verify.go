@@ -66,13 +66,15 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 			return s
 		}
 	}
-	// The built-in bundle says when its daemons listen.
-	if b.Spec.Bundle.Image == "" && len(b.Spec.Bundle.Daemons) > 0 {
+	// The built-in bundle says when its daemons listen; one made by an
+	// older bottle-apply (before an apply replaces it) has been running
+	// since then, and may hold another program.
+	if b.Spec.Bundle.Image == "" && len(b.Spec.Bundle.Daemons) > 0 && addrs.BundleImage == ps.bundles.ref {
 		if s.Bundle, err = ps.docker.Guest(ctx, name, bottle.RoleBundle); err != nil {
 			s.Err = err
 			return s
 		}
-		s.ReadyCmd = []string{docker.BundleBinaryPath, "bundle", "status"}
+		s.ReadyCmd = docker.BundleStatusCmd
 		s.Hint = fmt.Sprintf("; see bottle-apply logs %s and docker logs %s", name, bottle.ResourceName(name, bottle.RoleBundle))
 	}
 	return s

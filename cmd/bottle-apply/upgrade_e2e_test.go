@@ -35,12 +35,13 @@ const upgradeSecretVar = "BOTTLE_UPGRADE_E2E_KEY"
 // the current binary plans nothing for them: the labels and config hashes
 // the old binary wrote are the ones the new one computes.
 //
-// The built-in bundle image is named after the binary it is made of, so a
+// The built-in bundle image is named after the builds it is made of, so a
 // new bottle-apply replaces built-in bundles (and nothing else) by design.
 // The bottles that must be a strict no-op therefore name a bundle image of
 // their own, the same for both binaries; one more bottle keeps the
 // built-in bundle, and its plan must be exactly that bundle's replacement
-// for "image changed".
+// for "image changed"; the new binary's self-test must pass on the old
+// bundle, and its apply replace that bundle alone.
 func TestE2EUpgradeIsNoOp(t *testing.T) {
 	t.Parallel()
 	c := testenv.Docker(t)
@@ -48,12 +49,14 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 	newBin := testenv.Binary(t)
 	img := testenv.AgentImage(t, c)
 
-	// Images go after the bottles: cleanups run last-registered first.
-	oldBuiltin, err := docker.BundleImageRef(oldBin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeImageAtEnd(t, c, oldBuiltin)
+	// Images go after the bottles: cleanups run last-registered first. The
+	// old binary's built-in image is known once it has made it.
+	var oldBuiltin string
+	t.Cleanup(func() {
+		if oldBuiltin != "" {
+			removeImage(c, oldBuiltin)
+		}
+	})
 	bundleImg := "bottle-apply-test/bundle:" + testenv.Name("t")
 	importBundleImage(t, c, oldBin, bundleImg)
 
@@ -70,7 +73,7 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 	add("hello.yaml", "      GREETING: hello\n", "      GREETING: hello\n    cpus: 1\n    memory: 128\n")
 	add("hello.yaml", "      GREETING: hello\n", "      GREETING: hello\n"+
 		"    secretEnv:\n      API_KEY:\n        valueFrom: {env: "+upgradeSecretVar+"}\n")
-	builtinPath, builtinName := example(t, c, "hello.yaml", img)
+	builtinPath, builtinName := example(t, c, "egress.yaml", img)
 	bottles = append(bottles, builtinName)
 
 	// Both binaries share the state directory, hence the secrets' HMAC key.
@@ -90,6 +93,7 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 		t.Fatalf("apply with the old binary: stdout lacks %q:\n%s", want, out)
 	}
 	t.Logf("the old binary applied %d bottles in %s", len(bottles), time.Since(start).Round(time.Millisecond))
+	oldBuiltin = bundleImageOf(t, c, builtinName)
 
 	// The new binary plans nothing: first a dry run, which names what
 	// differs without touching it, then real applies, in text and in JSON.
@@ -118,6 +122,27 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 	if code != 2 || len(doc.Plan.Steps) != 4 || len(changes) != 1 || changes[0] != want {
 		t.Fatalf("the new binary's plan for a built-in bundle: exit %d, %d steps, changes %q; want exit 2, 4 steps, only %q\nstderr:\n%s",
 			code, len(doc.Plan.Steps), changes, want, errs)
+	}
+
+	// The new binary's self-test works on the old bundle, before any apply
+	// replaces it: its probe is the new bottle-bundle, and it does not wait
+	// for a status command that the old image does not have.
+	code, out, errs = runCLI(t, newBin, "", env, "-f", builtinPath, "--verify")
+	if code != 0 {
+		t.Fatalf("the new binary's --verify of a bundle the old one made: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	// Its apply replaces that bundle alone, with its own built-in image,
+	// and tests the bottle.
+	agentID := containerID(t, c, "bottle-"+builtinName+"-agent")
+	code, out, errs = runCLI(t, newBin, "", env, "-f", builtinPath)
+	if code != 0 || !strings.Contains(out, "Apply complete: 0 created, 0 started, 1 replaced, 0 deleted") {
+		t.Fatalf("the new binary's apply of the built-in bundle: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	}
+	if id := containerID(t, c, "bottle-"+builtinName+"-agent"); id != agentID {
+		t.Errorf("the new built-in bundle image replaced the agent")
+	}
+	if img := bundleImageOf(t, c, builtinName); img == oldBuiltin || !strings.HasPrefix(img, docker.BundleRepo+":") {
+		t.Errorf("the bundle runs %s after the new binary's apply, want a new built-in image (the old one was %s)", img, oldBuiltin)
 	}
 
 	// The new binary destroys what the old one made, all of it.
@@ -325,9 +350,23 @@ func importBundleImage(t *testing.T, c *client.Client, bin, ref string) {
 // removeImageAtEnd removes the image ref when the test ends, if no
 // container uses it any more.
 func removeImageAtEnd(t *testing.T, c *client.Client, ref string) {
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		_, _ = c.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
-	})
+	t.Cleanup(func() { removeImage(c, ref) })
+}
+
+// removeImage removes the image ref, if no container uses it any more.
+func removeImage(c *client.Client, ref string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, _ = c.ImageRemove(ctx, ref, image.RemoveOptions{PruneChildren: true})
+}
+
+// bundleImageOf returns the image the bottle's bundle container was made
+// of.
+func bundleImageOf(t *testing.T, c *client.Client, bottleName string) string {
+	t.Helper()
+	insp, err := c.ContainerInspect(t.Context(), containerID(t, c, "bottle-"+bottleName+"-bundle"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return insp.Config.Image
 }

@@ -36,6 +36,7 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
@@ -145,7 +146,8 @@ func run(ctx context.Context, rounds int, outPath string) error {
 		return err
 	}
 	defer removeImage()
-	bundleRef, _ := docker.BundleImageRef(ba)
+	builds, _ := bundlebin.Dir(filepath.Dir(ba)).All()
+	bundleRef, _ := docker.BundleImageRef(builds)
 	_, err = dc.ImageInspect(ctx, bundleRef)
 	hadBundle := err == nil
 

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
 
@@ -40,9 +42,14 @@ func goCmd(ctx context.Context, dir string, env []string, args ...string) ([]byt
 	return out, nil
 }
 
-// buildBottleApply builds a static bottle-apply (the built-in bundle image
-// is made of it) into dir.
+// buildBottleApply builds bottle-apply into dir, with the linux
+// bottle-bundle for this machine's architecture beside it (the built-in
+// bundle image of the local engine is made of it), as make build does.
 func buildBottleApply(ctx context.Context, root, dir string) (string, error) {
+	bundle := filepath.Join(dir, bundlebin.Name(runtime.GOARCH))
+	if _, err := goCmd(ctx, root, []string{"CGO_ENABLED=0", "GOOS=linux"}, "build", "-trimpath", "-o", bundle, "./cmd/bottle-bundle"); err != nil {
+		return "", err
+	}
 	bin := filepath.Join(dir, "bottle-apply")
 	_, err := goCmd(ctx, root, []string{"CGO_ENABLED=0"}, "build", "-o", bin, "./cmd/bottle-apply")
 	return bin, err

@@ -20,6 +20,9 @@ type Addresses struct {
 	InternalGateway string // the gateway's address; the host does not hold it
 	EgressSubnet    string
 	EgressGateway   string // the host's address on the egress network
+	// BundleImage is the image the bundle container was made of, as the
+	// engine lists it.
+	BundleImage string
 }
 
 // Addresses reads the bottle's networks and bundle from the engine.
@@ -59,6 +62,9 @@ func (p *Provider) Addresses(ctx context.Context, bottleName string) (Addresses,
 		return ""
 	}
 	a.BundleIP, a.AgentIP = ip(bottle.RoleBundle), ip(bottle.RoleAgent)
+	if c, ok := pickOurs(cs, bottleName, bottle.RoleBundle); ok {
+		a.BundleImage = c.Image
+	}
 	if a.BundleIP == "" {
 		return a, fmt.Errorf("the bundle of bottle %s has no address on %s: run bottle-apply to replace it", bottleName, bottle.ResourceName(bottleName, bottle.RoleInternal))
 	}

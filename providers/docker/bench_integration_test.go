@@ -2,9 +2,12 @@ package docker
 
 import (
 	"context"
+	"path/filepath"
+	"runtime"
 	"testing"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -15,9 +18,9 @@ import (
 // Docker API calls each makes (api-calls/op, writes/op).
 func BenchmarkIntegrationApply(b *testing.B) {
 	c, cnt := testenv.CountingDocker(b)
-	bin := testenv.Binary(b)
+	builds := bundlebin.Dir(filepath.Dir(testenv.BundleBinary(b, runtime.GOARCH)))
 	ref := "bottle-apply-test/bundle:" + testenv.Name("b")
-	p := newProvider(c, Options{BundleImage: ref, BundleBinary: bin, Version: "bench"})
+	p := newProvider(c, Options{BundleImage: ref, BundleBinary: builds.Path, Version: "bench"})
 	agent := testenv.AgentImage(b, c)
 	newBottle := func() bottle.Bottle {
 		name := testenv.Name("bench")

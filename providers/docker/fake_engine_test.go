@@ -7,8 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"reflect"
 	"regexp"
 	"slices"
@@ -22,11 +20,11 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
-	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
@@ -52,6 +50,8 @@ type fakeEngine struct {
 	importStream string
 	// inspectGate, when set, blocks ImageInspect until it is closed.
 	inspectGate chan struct{}
+	// info is what Info answers: the engine's platform.
+	info system.Info
 
 	// Arguments, recorded for assertions.
 	netCreates  map[string]network.CreateOptions
@@ -73,7 +73,8 @@ type ctrCreate struct {
 type imageImport struct {
 	ref     string
 	opts    image.ImportOptions
-	entries []string // names in the imported tar
+	entries []string          // names in the imported tar
+	files   map[string][]byte // the regular files' content, by name
 }
 
 var _ engine = (*fakeEngine)(nil)
@@ -84,6 +85,7 @@ func newFakeEngine() *fakeEngine {
 		containers:   map[string]container.Summary{},
 		images:       map[string]bool{},
 		fail:         map[string]error{},
+		info:         system.Info{OSType: "linux", Architecture: "x86_64"},
 		pullStream:   `{"status":"Pulling fs layer","id":"abc"}` + "\n" + `{"status":"Download complete"}`,
 		importStream: `{"status":"sha256:0123"}`,
 		netCreates:   map[string]network.CreateOptions{},
@@ -341,6 +343,7 @@ func (f *fakeEngine) ImageImport(_ context.Context, src image.ImportSource, ref 
 	}
 	// Read the whole source, as the engine would, outside the lock.
 	var entries []string
+	files := map[string][]byte{}
 	tr := tar.NewReader(src.Source)
 	for {
 		h, err := tr.Next()
@@ -351,52 +354,31 @@ func (f *fakeEngine) ImageImport(_ context.Context, src image.ImportSource, ref 
 			return nil, fmt.Errorf("read import source: %w", err)
 		}
 		entries = append(entries, h.Name)
+		if h.Typeflag == tar.TypeReg {
+			if files[h.Name], err = io.ReadAll(tr); err != nil {
+				return nil, fmt.Errorf("read import source: %w", err)
+			}
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.imports = append(f.imports, imageImport{ref: ref, opts: opts, entries: entries})
+	f.imports = append(f.imports, imageImport{ref: ref, opts: opts, entries: entries, files: files})
 	if !strings.Contains(f.importStream, `"error"`) {
 		f.images[ref] = true
 	}
 	return io.NopCloser(strings.NewReader(f.importStream)), nil
 }
 
-func (f *fakeEngine) ClientVersion() string { return "1.51" }
-
-func TestCheckStatic(t *testing.T) {
-	t.Parallel()
-	notELF := filepath.Join(t.TempDir(), "script")
-	if err := os.WriteFile(notELF, []byte("#!/bin/sh\n"), 0o755); err != nil {
-		t.Fatal(err)
+func (f *fakeEngine) Info(context.Context) (system.Info, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("Info"); err != nil {
+		return system.Info{}, err
 	}
-	tests := []struct {
-		name    string
-		path    string
-		wantErr string
-	}{
-		{"static amd64", testenv.WriteELF(t, elf.EM_X86_64, false), ""},
-		{"static arm64", testenv.WriteELF(t, elf.EM_AARCH64, false), ""},
-		{"dynamic", testenv.WriteELF(t, elf.EM_X86_64, true), "dynamically linked"},
-		{"foreign machine", testenv.WriteELF(t, elf.EM_RISCV, false), "which the engine cannot run"},
-		{"not ELF", notELF, "is not an ELF executable"},
-		{"missing", filepath.Join(t.TempDir(), "nope"), "is not an ELF executable"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			t.Parallel()
-			err := checkStatic(tt.path)
-			if tt.wantErr == "" {
-				if err != nil {
-					t.Fatalf("checkStatic: %v", err)
-				}
-				return
-			}
-			if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
-				t.Fatalf("checkStatic error = %v, want it to contain %q", err, tt.wantErr)
-			}
-		})
-	}
+	return f.info, nil
 }
+
+func (f *fakeEngine) ClientVersion() string { return "1.51" }
 
 func TestContainerState(t *testing.T) {
 	t.Parallel()
@@ -627,8 +609,7 @@ func TestApply(t *testing.T) {
 			}
 		}
 	}
-	staticBin := testenv.WriteELF(t, elf.EM_X86_64, false)
-	dynamicBin := testenv.WriteELF(t, elf.EM_X86_64, true)
+	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
 
 	agentObs := observedRes(KindContainer, bottle.RoleAgent, "c-agent", true)
 	startStep := step(reconcile.Start, rs[bottle.RoleAgent])
@@ -810,61 +791,65 @@ func TestApply(t *testing.T) {
 			wantErr:   "inspect image agent:1: connection reset",
 		},
 		{
-			name:  "missing builtin image is imported from a static binary",
-			opts:  Options{BundleBinary: staticBin, Version: "v9"},
+			name:  "missing builtin image is imported from the engine's build",
+			opts:  Options{BundleBinary: builds.Path, Version: "v9"},
 			setup: withNetworks,
 			step:  step(reconcile.Create, rs[bottle.RoleBundle]),
-			wantCalls: append([]string{"ImageInspect " + bundleRef, "ImageImport " + bundleRef},
+			wantCalls: append([]string{"ImageInspect " + bundleRef, "Info", "ImageImport " + bundleRef},
 				bundleCalls[1:]...),
 			check: func(t *testing.T, f *fakeEngine) {
 				if len(f.imports) != 1 {
 					t.Fatalf("imports = %+v", f.imports)
 				}
 				imp := f.imports[0]
-				wantChanges := []string{`ENTRYPOINT ["/bottle-apply","bundle"]`, "LABEL " + bottle.LabelVersion + "=v9"}
+				wantChanges := []string{`ENTRYPOINT ["/bottle-bundle"]`, "LABEL " + bottle.LabelVersion + "=v9"}
 				if imp.ref != bundleRef || !slices.Equal(imp.opts.Changes, wantChanges) {
 					t.Errorf("import = %q %q, want %q %q", imp.ref, imp.opts.Changes, bundleRef, wantChanges)
 				}
-				if want := []string{"tmp/", "bottle-apply"}; !slices.Equal(imp.entries, want) {
+				if want := []string{"tmp/", "bottle-bundle"}; !slices.Equal(imp.entries, want) {
 					t.Errorf("imported rootfs = %q, want %q", imp.entries, want)
 				}
 			},
 		},
 		{
-			name:      "missing builtin image from a dynamic binary is refused",
-			opts:      Options{BundleBinary: dynamicBin},
+			name:      "missing builtin image without bundle builds",
 			setup:     withNetworks,
 			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
-			wantCalls: []string{"ImageInspect " + bundleRef},
-			wantErr:   "is dynamically linked",
+			wantCalls: []string{"ImageInspect " + bundleRef, "Info"},
+			wantErr:   "internal: no bottle-bundle builds",
 		},
 		{
-			name:      "missing builtin image without a bundle binary",
-			setup:     withNetworks,
+			name: "the engine's platform unknown",
+			opts: Options{BundleBinary: builds.Path},
+			setup: func(f *fakeEngine) {
+				withNetworks(f)
+				f.fail["Info"] = wrapped(cerrdefs.ErrUnavailable, "engine restarting")
+			},
 			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
-			wantCalls: []string{"ImageInspect " + bundleRef},
-			wantErr:   "internal: no bundle binary",
+			wantCalls: []string{"ImageInspect " + bundleRef, "Info"},
+			wantErr:   "make the built-in bundle image " + bundleRef + ": ask the engine for its platform (docker info): engine restarting",
+			wantIs:    []error{reconcile.ErrRetry},
 		},
 		{
 			name: "import stream error",
-			opts: Options{BundleBinary: staticBin},
+			opts: Options{BundleBinary: builds.Path},
 			setup: func(f *fakeEngine) {
 				withNetworks(f)
 				f.importStream = `{"error":"no space left on device"}`
 			},
 			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
-			wantCalls: []string{"ImageInspect " + bundleRef, "ImageImport " + bundleRef},
+			wantCalls: []string{"ImageInspect " + bundleRef, "Info", "ImageImport " + bundleRef},
 			wantErr:   "import bundle image " + bundleRef + ": no space left on device",
 		},
 		{
 			name: "import call error",
-			opts: Options{BundleBinary: staticBin},
+			opts: Options{BundleBinary: builds.Path},
 			setup: func(f *fakeEngine) {
 				withNetworks(f)
 				f.fail["ImageImport"] = errors.New("refused")
 			},
 			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
-			wantCalls: []string{"ImageInspect " + bundleRef, "ImageImport " + bundleRef},
+			wantCalls: []string{"ImageInspect " + bundleRef, "Info", "ImageImport " + bundleRef},
 			wantErr:   "import bundle image " + bundleRef + ": refused",
 		},
 		{

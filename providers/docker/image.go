@@ -12,6 +12,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
+	"slices"
+	"strings"
 	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -22,34 +25,64 @@ import (
 )
 
 // BundleRepo is the repository of the built-in bundle image. Its tag is
-// derived from the binary it is made of, so a new bottle-apply brings a new
-// bundle image (and replaces bundles, but not agents).
+// derived from the bottle-bundle builds bottle-apply ships, so a new
+// bottle-apply brings a new bundle image (and replaces bundles, but not
+// agents).
 const BundleRepo = "bottle-apply/bundle"
 
-// BundleBinaryPath is where the built-in bundle image holds bottle-apply.
-const BundleBinaryPath = "/bottle-apply"
+// BundleBinaryPath is where the built-in bundle image holds bottle-bundle,
+// its entrypoint.
+const BundleBinaryPath = "/bottle-bundle"
+
+// BundleStatusCmd asks the built-in bundle whether its daemons listen.
+var BundleStatusCmd = []string{BundleBinaryPath, "status"}
 
 // bundleEntrypoint runs the bundle program inside the built-in image.
-var bundleEntrypoint = []string{BundleBinaryPath, "bundle"}
+var bundleEntrypoint = []string{BundleBinaryPath}
 
-// BundleImageRef returns the built-in bundle image's reference for a
-// binary: its Go build ID (or, without one, its content) names the tag.
-func BundleImageRef(binaryPath string) (string, error) {
-	id, err := goBuildID(binaryPath)
-	if err != nil || id == "" {
-		f, err := os.Open(binaryPath)
-		if err != nil {
-			return "", fmt.Errorf("bundle binary: %w", err)
-		}
-		defer f.Close()
-		h := sha256.New()
-		if _, err := io.Copy(h, f); err != nil {
-			return "", fmt.Errorf("bundle binary %s: %w", binaryPath, err)
-		}
-		return BundleRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12], nil
+// bundleImageFormat names how the built-in image is made of a build (its
+// path, its entrypoint): a new format is a new tag for the same builds.
+const bundleImageFormat = "bottle-bundle/1"
+
+// BundleImageRef returns the built-in bundle image's reference for the
+// bottle-bundle builds bottle-apply ships (their paths): the Go build ID
+// (or, without one, the content) of every build names the tag. The
+// engine's architecture does not enter it, so that planning needs no
+// docker info: the image of each engine holds that engine's build.
+func BundleImageRef(builds []string) (string, error) {
+	if len(builds) == 0 {
+		return "", errors.New("internal: no bottle-bundle build to name the built-in bundle image after")
 	}
-	sum := sha256.Sum256([]byte(id))
-	return BundleRepo + ":" + hex.EncodeToString(sum[:])[:12], nil
+	builds = slices.Clone(builds)
+	slices.SortFunc(builds, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
+	h := sha256.New()
+	fmt.Fprintln(h, bundleImageFormat)
+	for _, b := range builds {
+		id, err := buildID(b)
+		if err != nil {
+			return "", err
+		}
+		fmt.Fprintln(h, filepath.Base(b), id)
+	}
+	return BundleRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12], nil
+}
+
+// buildID is the Go build ID of the executable path, or, without one, a
+// digest of its content.
+func buildID(path string) (string, error) {
+	if id, err := goBuildID(path); err == nil && id != "" {
+		return id, nil
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("bundle binary: %w", err)
+	}
+	defer f.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, f); err != nil {
+		return "", fmt.Errorf("bundle binary %s: %w", path, err)
+	}
+	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // goBuildID reads the Go build ID note of an ELF executable.
@@ -76,25 +109,6 @@ func goBuildID(path string) (string, error) {
 	return string(data[off : off+int(descSize)]), nil
 }
 
-// checkStatic fails unless path is a statically linked ELF executable: the
-// built-in image has nothing but this one file.
-func checkStatic(path string) error {
-	f, err := elf.Open(path)
-	if err != nil {
-		return fmt.Errorf("bundle binary %s is not an ELF executable: %w", path, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("bundle binary %s is dynamically linked; the built-in bundle image needs a static bottle-apply: rebuild it with CGO_ENABLED=0 (make build), or set spec.bundle.image", path)
-		}
-	}
-	if f.Machine != elf.EM_X86_64 && f.Machine != elf.EM_AARCH64 {
-		return fmt.Errorf("bundle binary %s is for %s, which the engine cannot run", path, f.Machine)
-	}
-	return nil
-}
-
 // ensureImage makes sure the engine has ref: the built-in bundle image is
 // made from the bundle binary, any other image is pulled. Concurrent calls
 // for one ref share the work.
@@ -113,13 +127,14 @@ func (p *Provider) ensureImage(ctx context.Context, ref string, builtin bool) er
 	return err
 }
 
+// importBundleImage makes the built-in bundle image ref of the bottle-bundle
+// build for the engine's platform.
 func (p *Provider) importBundleImage(ctx context.Context, ref string) error {
-	bin := p.opts.BundleBinary
-	if bin == "" {
-		return fmt.Errorf("internal: no bundle binary to build %s from", ref)
-	}
-	if err := checkStatic(bin); err != nil {
-		return err
+	bin, err := p.bundleBinary(ctx)
+	if errors.Is(err, ErrPlatform) {
+		return fmt.Errorf("make the built-in bundle image %s: %w; set spec.bundle.image to a bundle image of your own", ref, err)
+	} else if err != nil {
+		return fmt.Errorf("make the built-in bundle image %s: %w", ref, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("image", ref).Str("from", bin).Msg("building the built-in bundle image")
 	pr, pw := io.Pipe()
@@ -139,8 +154,8 @@ func (p *Provider) importBundleImage(ctx context.Context, ref string) error {
 	return nil
 }
 
-// writeRootfs writes a root file system holding the bundle binary and an
-// empty /tmp.
+// writeRootfs writes a root file system holding the bottle-bundle build bin
+// and an empty /tmp.
 func writeRootfs(w io.Writer, bin string) error {
 	f, err := os.Open(bin)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -20,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -37,14 +39,14 @@ type itEnv struct {
 func newIT(t *testing.T) *itEnv {
 	t.Helper()
 	c, cnt := testenv.CountingDocker(t)
-	bin := testenv.Binary(t)
+	builds := bundlebin.Dir(filepath.Dir(testenv.BundleBinary(t, runtime.GOARCH)))
 	// A test-only bundle tag, removed at the end, so that parallel test
 	// packages never remove each other's image.
 	ref := "bottle-apply-test/bundle:" + testenv.Name("t")
 	t.Cleanup(func() {
 		_, _ = c.ImageRemove(context.Background(), ref, image.RemoveOptions{Force: true})
 	})
-	p := newProvider(c, Options{BundleImage: ref, BundleBinary: bin, Version: "test"})
+	p := newProvider(c, Options{BundleImage: ref, BundleBinary: builds.Path, Version: "test"})
 	return &itEnv{c: c, cnt: cnt, p: p, agent: testenv.AgentImage(t, c)}
 }
 

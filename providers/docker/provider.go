@@ -21,11 +21,15 @@ const ProviderName = "docker"
 // Options configure the provider.
 type Options struct {
 	// BundleImage is the reference of the built-in bundle image, used when a
-	// spec leaves spec.bundle.image empty.
+	// spec leaves spec.bundle.image empty (BundleImageRef names it); empty
+	// when bottle-apply ships no bottle-bundle build, and then such a spec
+	// fails to plan.
 	BundleImage string
-	// BundleBinary is the static executable the built-in bundle image is
-	// made of when the engine does not have it yet.
-	BundleBinary string
+	// BundleBinary returns the static linux bottle-bundle build for an
+	// architecture (a GOARCH): the built-in bundle image is made of the
+	// engine's when the engine does not have the image yet, and the
+	// self-test copies it into docker agents as the probe.
+	BundleBinary func(goarch string) (string, error)
 	// SubnetPool is where automatic subnets come from; bottle.DefaultSubnetPool
 	// when empty.
 	SubnetPool string
@@ -38,6 +42,14 @@ type Provider struct {
 	eng    engine
 	opts   Options
 	images singleflight.Group
+
+	// platform is the engine's, asked once (docker info) and only when a
+	// bottle-bundle build must be chosen.
+	platform struct {
+		sync.Mutex
+		known      bool
+		os, goarch string
+	}
 
 	// unstartable holds the containers (engine ID -> the engine's error)
 	// that the engine refused to start for good in this run: Observe
@@ -70,6 +82,10 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 	for _, b := range bottles {
 		if b.Spec.Backend == spec.BackendDocker && !b.SecretsResolved() {
 			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
+		}
+		if b.Spec.Bundle.Image == "" && p.opts.BundleImage == "" {
+			return nil, fmt.Errorf("bottle %s uses the built-in bundle image, but this bottle-apply ships no bottle-bundle build to make it of "+
+				"(make build puts bin/bottle-bundle-linux-* beside bin/bottle-apply): install bottle-apply with them, or set spec.bundle.image to a bundle image of your own", b.Metadata.Name)
 		}
 		out = append(out, translate(b, p.opts.BundleImage, p.opts.Version)...)
 	}

@@ -195,6 +195,38 @@ func TestHashReasons(t *testing.T) {
 	}
 }
 
+// A new built-in bundle image (a new bottle-apply, new bottle-bundle
+// builds) replaces the bundles made of the old one, and nothing else: the
+// agent hashes spec.bundle.image, never the built-in image's reference.
+func TestBuiltinImageReplacesTheBundleAlone(t *testing.T) {
+	t.Parallel()
+	before := byRole(translate(helloBottle(), "bottle-apply/bundle:old", "v1"))
+	after := byRole(translate(helloBottle(), "bottle-apply/bundle:new", "v2"))
+	for role, r := range after {
+		var observed []reconcile.Resource
+		for _, o := range before {
+			observed = append(observed, withManaged(o))
+		}
+		p, err := reconcile.Diff([]reconcile.Resource{r}, observed, reconcile.Scope{Bottles: []string{"hello"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		for _, s := range p.Steps {
+			if s.ResourceID == r.ID() && s.Action != reconcile.NoOp {
+				got = s.Action.String() + ": " + s.Reason
+			}
+		}
+		want := ""
+		if role == bottle.RoleBundle {
+			want = reconcile.Replace.String() + ": image changed"
+		}
+		if got != want {
+			t.Errorf("%s: %q, want %q", role, got, want)
+		}
+	}
+}
+
 func withManaged(r reconcile.Resource) reconcile.Resource {
 	r.Managed, r.State, r.DependsOn, r.BoundTo = true, reconcile.StateRunning, nil, nil
 	return r
@@ -519,7 +551,7 @@ func TestHashReasonsSecrets(t *testing.T) {
 func TestDesiredRefusesUnresolvedSecrets(t *testing.T) {
 	t.Parallel()
 	b := withSecrets(helloBottle(), map[string]string{"ANTHROPIC_API_KEY": plantedSecret})
-	p := newProvider(nil, Options{})
+	p := newProvider(nil, Options{BundleImage: bundleRef})
 	if _, err := p.Desired([]*bottle.Bottle{b}, nil); err != nil {
 		t.Fatalf("resolved: %v", err)
 	}

@@ -1,0 +1,227 @@
+package docker
+
+import (
+	"bytes"
+	"debug/elf"
+	"errors"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/system"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// goArchOf names an ELF machine as Go does.
+var goArchOf = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_RISCV: "riscv64"}
+
+// fakeBuilds writes, in a directory of their own, a bottle-bundle build
+// (an ELF header, nothing that runs) for each machine, named as a release
+// ships them.
+func fakeBuilds(t testing.TB, machines ...elf.Machine) bundlebin.Dir {
+	t.Helper()
+	dir := t.TempDir()
+	for _, m := range machines {
+		data, err := os.ReadFile(testenv.WriteELF(t, m, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, bundlebin.Name(goArchOf[m])), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundlebin.Dir(dir)
+}
+
+func TestGoArch(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]string{
+		"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "AMD64": "amd64",
+		"armv7l": "arm", "i686": "386", "riscv64": "riscv64", "s390x": "s390x", "ppc64le": "ppc64le",
+	} {
+		if got := goArch(in); got != want {
+			t.Errorf("goArch(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// The built-in bundle image holds the bottle-bundle build for the engine's
+// platform, whatever bottle-apply's own; a platform with no build fails,
+// before any import, naming the way out.
+func TestBundleImageFollowsEnginePlatform(t *testing.T) {
+	t.Parallel()
+	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	rs := hello()
+	tests := []struct {
+		name         string
+		os, arch     string
+		wantMachine  elf.Machine
+		wantErr      []string
+		wantNotRetry bool
+	}{
+		{name: "amd64 engine", os: "linux", arch: "x86_64", wantMachine: elf.EM_X86_64},
+		{name: "arm64 engine", os: "linux", arch: "aarch64", wantMachine: elf.EM_AARCH64},
+		{name: "arm64 engine that says arm64", os: "linux", arch: "arm64", wantMachine: elf.EM_AARCH64},
+		{
+			name: "windows engine", os: "windows", arch: "x86_64",
+			wantErr: []string{"make the built-in bundle image " + bundleRef + ": bottle-apply cannot serve the engine's platform: " +
+				"the engine runs windows/amd64 containers, and bottle-bundle is a linux program; set spec.bundle.image to a bundle image of your own"},
+		},
+		{
+			name: "an architecture with no build", os: "linux", arch: "riscv64",
+			wantErr: []string{"make the built-in bundle image " + bundleRef + ": bottle-apply cannot serve the engine's platform: " +
+				"no bottle-bundle build for linux/riscv64: there is no bottle-bundle-linux-riscv64 in " + string(builds) +
+				"; set spec.bundle.image to a bundle image of your own"},
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeEngine()
+			f.info = system.Info{OSType: tt.os, Architecture: tt.arch}
+			for _, r := range []reconcile.Resource{rs[bottle.RoleInternal], rs[bottle.RoleEgress]} {
+				name := r.Config.(networkConfig).Name
+				f.networks[name] = network.Summary{Name: name, ID: "id-" + name}
+			}
+			p := newProvider(f, Options{BundleImage: bundleRef, BundleBinary: builds.Path})
+			err := p.Apply(t.Context(), step(reconcile.Create, rs[bottle.RoleBundle]))
+			if len(tt.wantErr) > 0 {
+				if err == nil {
+					t.Fatal("Apply succeeded")
+				}
+				for _, want := range tt.wantErr {
+					if err.Error() != want {
+						t.Errorf("Apply error =\n%v\nwant\n%s", err, want)
+					}
+				}
+				if !errors.Is(err, ErrPlatform) || errors.Is(err, reconcile.ErrRetry) {
+					t.Errorf("Apply error %v: want ErrPlatform, not retried", err)
+				}
+				if want := []string{"ImageInspect " + bundleRef, "Info"}; !slices.Equal(f.callLog(), want) {
+					t.Errorf("calls = %q, want %q", f.callLog(), want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("Apply: %v", err)
+			}
+			if len(f.imports) != 1 {
+				t.Fatalf("imports = %d, want 1", len(f.imports))
+			}
+			data := f.imports[0].files[BundleBinaryPath[1:]]
+			ef, err := elf.NewFile(bytes.NewReader(data))
+			if err != nil {
+				t.Fatalf("the image's %s is not an ELF executable: %v", BundleBinaryPath, err)
+			}
+			if ef.Machine != tt.wantMachine {
+				t.Errorf("the image holds the build for %s, want %s", ef.Machine, tt.wantMachine)
+			}
+		})
+	}
+}
+
+// Planning never asks the engine's platform: a no-op apply is the two
+// lists; the platform is asked once, when the image is made, and the
+// probe then reuses the answer.
+func TestPlatformAskedOnlyToMakeTheImage(t *testing.T) {
+	t.Parallel()
+	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	f := newFakeEngine()
+	f.info = system.Info{OSType: "linux", Architecture: "aarch64"}
+	f.images["agent:1"] = true
+	opts := Options{BundleImage: bundleRef, BundleBinary: builds.Path}
+	b := []bottle.Bottle{*helloBottle()}
+
+	p := newProvider(f, opts)
+	if res, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{}); err != nil || !res.Converged {
+		t.Fatalf("first apply: %v", err)
+	}
+	if n := f.count("Info"); n != 1 {
+		t.Errorf("the first apply asked the platform %d times, want 1 (to make the image)", n)
+	}
+	probe, err := p.ProbeBinary(t.Context())
+	if err != nil || probe != filepath.Join(string(builds), "bottle-bundle-linux-arm64") {
+		t.Errorf("ProbeBinary = %q, %v; want the arm64 build", probe, err)
+	}
+	if n := f.count("Info"); n != 1 {
+		t.Errorf("the probe asked the platform again (%d asks)", n)
+	}
+
+	// A new process: the image is there, nothing to make.
+	before := len(f.callLog())
+	p = newProvider(f, opts)
+	if res, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{}); err != nil || res.Plan.Changes() != 0 {
+		t.Fatalf("no-op apply: %v", err)
+	}
+	calls := slices.Sorted(slices.Values(f.callLog()[before:]))
+	if want := []string{"ContainerList", "NetworkList"}; !slices.Equal(calls, want) {
+		t.Errorf("no-op apply calls = %q, want %q", calls, want)
+	}
+}
+
+func TestProbeBinaryNamesTheWayOut(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	f.info = system.Info{OSType: "linux", Architecture: "s390x"}
+	p := newProvider(f, Options{BundleImage: bundleRef, BundleBinary: fakeBuilds(t, elf.EM_X86_64).Path})
+	_, err := p.ProbeBinary(t.Context())
+	if err == nil || !errors.Is(err, ErrPlatform) || !strings.HasPrefix(err.Error(), "the self-test's probe: bottle-apply cannot serve the engine's platform: no bottle-bundle build for linux/s390x") ||
+		!strings.HasSuffix(err.Error(), "skip the self-test with --no-verify") {
+		t.Errorf("ProbeBinary error = %v", err)
+	}
+}
+
+func TestBundleImageRef(t *testing.T) {
+	t.Parallel()
+	amd := fakeBuilds(t, elf.EM_X86_64)
+	both := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	ref := func(paths ...string) string {
+		t.Helper()
+		r, err := BundleImageRef(paths)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.HasPrefix(r, BundleRepo+":") || len(r) != len(BundleRepo)+1+12 {
+			t.Fatalf("ref %q", r)
+		}
+		return r
+	}
+	a, _ := amd.Path("amd64")
+	b1, _ := both.Path("amd64")
+	b2, _ := both.Path("arm64")
+	if ref(a) != ref(b1) {
+		t.Error("the same build in another directory names another image")
+	}
+	if ref(b1, b2) != ref(b2, b1) {
+		t.Error("the order of the builds changes the image")
+	}
+	if ref(b1, b2) == ref(b1) {
+		t.Error("a build more does not change the image")
+	}
+	if _, err := BundleImageRef(nil); err == nil {
+		t.Error("a ref without any build")
+	}
+}
+
+// Without bottle-bundle builds, a bottle that needs the built-in image
+// fails to plan, saying what to do; one with its own bundle image plans.
+func TestDesiredWithoutBundleBuilds(t *testing.T) {
+	t.Parallel()
+	p := newProvider(nil, Options{})
+	b := helloBottle()
+	_, err := p.Desired([]*bottle.Bottle{b}, nil)
+	if err == nil || !strings.Contains(err.Error(), "ships no bottle-bundle build") || !strings.Contains(err.Error(), "set spec.bundle.image") {
+		t.Errorf("Desired = %v", err)
+	}
+	b.Spec.Bundle.Image = "my/bundle:1"
+	if _, err := p.Desired([]*bottle.Bottle{b}, nil); err != nil {
+		t.Errorf("Desired with a bundle image of one's own: %v", err)
+	}
+}
