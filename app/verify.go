@@ -3,7 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
-	"os"
+	"runtime"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
@@ -16,19 +16,16 @@ import (
 // verifyBottles runs the self-test in the agent of each bottle, whatever
 // its backend, and returns one report per bottle in their order.
 func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle) ([]verify.Report, error) {
-	exe, err := os.Executable()
-	if err != nil {
-		return nil, fmt.Errorf("find own executable for the probe: %w", err)
-	}
 	subjects := make([]verify.Subject, len(bottles))
 	for i := range bottles {
 		subjects[i] = ps.subject(ctx, &bottles[i])
 	}
-	return verify.Run(ctx, exe, subjects)
+	return verify.Run(ctx, subjects)
 }
 
 // subject is what the self-test needs of one bottle: where its agent runs,
-// where its bundle is, what the checks expect.
+// the probe for the agent's platform, where its bundle is, what the checks
+// expect.
 func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subject {
 	name := b.Metadata.Name
 	s := verify.Subject{Bottle: name}
@@ -60,8 +57,18 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 			return s
 		}
 		s.Agent = ps.smolvm.Guest(name)
+		// A microVM runs on this host's architecture.
+		if s.Probe, err = ps.bundles.dir.Path(runtime.GOARCH); err != nil {
+			s.Err = fmt.Errorf("the self-test's probe: %w; skip the self-test with --no-verify", err)
+			return s
+		}
 	default:
 		if s.Agent, err = ps.docker.Guest(ctx, name, bottle.RoleAgent); err != nil {
+			s.Err = err
+			return s
+		}
+		// A container runs on the engine's.
+		if s.Probe, err = ps.docker.ProbeBinary(ctx); err != nil {
 			s.Err = err
 			return s
 		}

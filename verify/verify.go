@@ -51,6 +51,10 @@ type Subject struct {
 	Skip string
 	// Agent is where the probe runs.
 	Agent guest.Guest
+	// Probe is the probe program on the host: a static linux executable
+	// for the agent's architecture (which need not be the host's), run in
+	// the agent as `<path> probe ...`.
+	Probe string
 	// Target is what the checks expect of the bottle.
 	Target probe.Target
 	// Bundle and ReadyCmd, when both set, are asked (ReadyCmd run in the
@@ -77,18 +81,17 @@ func probeArgv(path string) []string {
 // bundleReadyWait bounds the wait for a new bundle's daemons to listen.
 const bundleReadyWait = 10 * time.Second
 
-// Run tests each subject, at most a few at a time, with the probe program
-// at the host path probeBin (a static linux executable), and returns one
-// report per subject in their order. The error names every hole found and
-// every bottle that could not be tested.
-func Run(ctx context.Context, probeBin string, subjects []Subject) ([]Report, error) {
+// Run tests each subject, at most a few at a time, and returns one report
+// per subject in their order. The error names every hole found and every
+// bottle that could not be tested.
+func Run(ctx context.Context, subjects []Subject) ([]Report, error) {
 	reports := make([]Report, len(subjects))
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(4)
 	for i := range subjects {
 		g.Go(func() error {
 			started := time.Now()
-			r := One(gctx, probeBin, &subjects[i])
+			r := One(gctx, &subjects[i])
 			r.DurationMS = time.Since(started).Milliseconds()
 			reports[i] = r
 			return nil
@@ -110,9 +113,9 @@ func Run(ctx context.Context, probeBin string, subjects []Subject) ([]Report, er
 	return reports, nil
 }
 
-// One copies the probe into the subject's agent and runs the standard
+// One copies the subject's probe into its agent and runs the standard
 // checks there.
-func One(ctx context.Context, probeBin string, s *Subject) Report {
+func One(ctx context.Context, s *Subject) Report {
 	r := Report{Bottle: s.Bottle}
 	if s.Skip != "" {
 		r.Skipped = s.Skip
@@ -136,7 +139,7 @@ func One(ctx context.Context, probeBin string, s *Subject) Report {
 		g.Go(func() error { return waitReady(gctx, s) })
 	}
 	g.Go(func() (err error) {
-		probePath, err = install(gctx, s.Agent, probeBin)
+		probePath, err = install(gctx, s.Agent, s.Probe)
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -154,7 +157,7 @@ func One(ctx context.Context, probeBin string, s *Subject) Report {
 	}
 	if err := json.Unmarshal(out.Bytes(), &r.Results); err != nil || len(r.Results) != len(checks) {
 		return fail(fmt.Errorf("the probe in %s exited %d without a result (%s); does the agent's image run static linux/%s programs?",
-			s.Agent, code, strings.TrimSpace(lastOutputLine(errOut.String())), elfArch(probeBin)))
+			s.Agent, code, strings.TrimSpace(lastOutputLine(errOut.String())), elfArch(s.Probe)))
 	}
 	for i := range r.Results {
 		// The verdict is made here, from what the probe saw, for the
@@ -175,6 +178,9 @@ func One(ctx context.Context, probeBin string, s *Subject) Report {
 // install copies the probe into the agent under ProbeDir, at a new name,
 // and returns its path there.
 func install(ctx context.Context, agent guest.Guest, bin string) (string, error) {
+	if bin == "" {
+		return "", fmt.Errorf("internal: no probe program for %s", agent)
+	}
 	if err := checkStatic(bin); err != nil {
 		return "", err
 	}
@@ -197,7 +203,7 @@ func checkStatic(bin string) error {
 	defer f.Close()
 	for _, p := range f.Progs {
 		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("the probe program %s is dynamically linked; the self-test needs a static bottle-apply: rebuild it with CGO_ENABLED=0 (make build)", bin)
+			return fmt.Errorf("the probe program %s is dynamically linked; the self-test needs a static one: rebuild it with CGO_ENABLED=0 (make build)", bin)
 		}
 	}
 	return nil

@@ -167,8 +167,8 @@ func TestOne(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			s := tt.subject
-			s.Bottle, s.Target = "b", target
-			r := One(t.Context(), bin, &s)
+			s.Bottle, s.Target, s.Probe = "b", target, bin
+			r := One(t.Context(), &s)
 			if r.OK != tt.wantOK || r.Skipped != tt.wantSkip || !strings.Contains(r.Error, tt.wantErr) || (tt.wantErr == "") != (r.Error == "") {
 				t.Fatalf("report = %+v\nwant OK %v, skipped %q, error containing %q", r, tt.wantOK, tt.wantSkip, tt.wantErr)
 			}
@@ -206,9 +206,9 @@ func TestOneNewNameEachTime(t *testing.T) {
 	t.Parallel()
 	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
 	g := &fakeGuest{answer: asExpected}
-	s := Subject{Bottle: "b", Target: target, Agent: g}
-	One(t.Context(), bin, &s)
-	One(t.Context(), bin, &s)
+	s := Subject{Bottle: "b", Target: target, Agent: g, Probe: bin}
+	One(t.Context(), &s)
+	One(t.Context(), &s)
 	if len(g.copied) != 2 || g.copied[0] == g.copied[1] {
 		t.Errorf("copies %q: want two, to different names", g.copied)
 	}
@@ -218,9 +218,31 @@ func TestOneRefusesADynamicProbe(t *testing.T) {
 	t.Parallel()
 	bin := testenv.WriteELF(t, elf.EM_X86_64, true)
 	g := &fakeGuest{answer: asExpected}
-	r := One(t.Context(), bin, &Subject{Bottle: "b", Target: target, Agent: g})
+	r := One(t.Context(), &Subject{Bottle: "b", Target: target, Agent: g, Probe: bin})
 	if !strings.Contains(r.Error, "dynamically linked") || len(g.copied) != 0 {
 		t.Errorf("report %+v, copied %q: want a refusal before any copy", r, g.copied)
+	}
+}
+
+// Each subject brings the probe for its agent's platform: a docker agent
+// gets the engine's, a microVM the host's.
+func TestRunCopiesEachSubjectsProbe(t *testing.T) {
+	t.Parallel()
+	amd, arm := testenv.WriteELF(t, elf.EM_X86_64, false), testenv.WriteELF(t, elf.EM_AARCH64, false)
+	ga, gb, gc := &fakeGuest{answer: asExpected}, &fakeGuest{name: "the agent of bottle b"}, &fakeGuest{answer: asExpected}
+	reports, _ := Run(t.Context(), []Subject{
+		{Bottle: "a", Target: target, Agent: ga, Probe: amd},
+		{Bottle: "b", Target: target, Agent: gb, Probe: arm},
+		{Bottle: "c", Target: target, Agent: gc},
+	})
+	if len(ga.copied) != 1 || !strings.HasPrefix(ga.copied[0], amd+" -> ") || len(gb.copied) != 1 || !strings.HasPrefix(gb.copied[0], arm+" -> ") {
+		t.Errorf("copied %q and %q, want each subject's own probe", ga.copied, gb.copied)
+	}
+	if want := "does the agent's image run static linux/arm64 programs?"; !strings.Contains(reports[1].Error, want) {
+		t.Errorf("report of b: %q, want it to name the probe's architecture: %q", reports[1].Error, want)
+	}
+	if want := "internal: no probe program for"; !strings.Contains(reports[2].Error, want) || len(gc.copied) != 0 {
+		t.Errorf("report of a subject without a probe: %q (copied %q), want %q", reports[2].Error, gc.copied, want)
 	}
 }
 
@@ -228,9 +250,9 @@ func TestOneWaitsForTheBundle(t *testing.T) {
 	t.Parallel()
 	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
 	bundle := &fakeGuest{ready: []int{1, 1, 0}}
-	s := Subject{Bottle: "b", Target: target, Agent: &fakeGuest{answer: asExpected},
-		Bundle: bundle, ReadyCmd: []string{"/bottle-apply", "bundle", "status"}}
-	if r := One(t.Context(), bin, &s); !r.OK {
+	s := Subject{Bottle: "b", Target: target, Agent: &fakeGuest{answer: asExpected}, Probe: bin,
+		Bundle: bundle, ReadyCmd: []string{"/bottle-bundle", "status"}}
+	if r := One(t.Context(), &s); !r.OK {
 		t.Fatalf("report %+v", r)
 	}
 	if len(bundle.execs) != 3 || !slices.Equal(bundle.execs[2], s.ReadyCmd) {
@@ -242,12 +264,12 @@ func TestRunNamesEveryHole(t *testing.T) {
 	t.Parallel()
 	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
 	subjects := []Subject{
-		{Bottle: "good", Target: target, Agent: &fakeGuest{answer: asExpected}},
-		{Bottle: "open", Target: target, Agent: &fakeGuest{answer: answering("10.213.5.97:9", "refused", false)}},
+		{Bottle: "good", Target: target, Agent: &fakeGuest{answer: asExpected}, Probe: bin},
+		{Bottle: "open", Target: target, Agent: &fakeGuest{answer: answering("10.213.5.97:9", "refused", false)}, Probe: bin},
 		{Bottle: "smol", Skip: "not verifiable with this smolvm"},
 		{Bottle: "broken", Err: errors.New("no agent")},
 	}
-	reports, err := Run(t.Context(), bin, subjects)
+	reports, err := Run(t.Context(), subjects)
 	if !errors.Is(err, ErrHoles) {
 		t.Fatalf("Run error = %v, want ErrHoles", err)
 	}
@@ -264,7 +286,7 @@ func TestRunNamesEveryHole(t *testing.T) {
 			t.Errorf("report %d is of %s, want %s: reports keep the subjects' order", i, r.Bottle, subjects[i].Bottle)
 		}
 	}
-	if _, err := Run(t.Context(), bin, subjects[:1]); err != nil {
+	if _, err := Run(t.Context(), subjects[:1]); err != nil {
 		t.Errorf("one good bottle: %v", err)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -122,9 +123,10 @@ func hostAddrs(t *testing.T) []string {
 	return out
 }
 
-// runProbes copies the probe into the bottle's agent where the self-test
-// puts it (bottle-apply cp makes the missing directory), and runs checks
-// there through bottle-apply exec.
+// runProbes copies the probe (the bottle-bundle build for the engine's
+// architecture) into the bottle's agent where the self-test puts it
+// (bottle-apply cp makes the missing directory), and runs checks there
+// through bottle-apply exec.
 func runProbes(t *testing.T, c *client.Client, bin, bottleName string, checks []probe.Check) []probe.Result {
 	t.Helper()
 	in, err := json.Marshal(checks)
@@ -132,7 +134,7 @@ func runProbes(t *testing.T, c *client.Client, bin, bottleName string, checks []
 		t.Fatal(err)
 	}
 	path := verify.ProbeDir + "/" + testenv.Name("probe")
-	if code, out, errs := cli(t, bin, "", "cp", bin, bottleName+":"+path); code != 0 {
+	if code, out, errs := cli(t, bin, "", "cp", testenv.BundleBinary(t, runtime.GOARCH), bottleName+":"+path); code != 0 {
 		t.Fatalf("cp the probe into the agent: exit %d\n%s\n%s", code, out, errs)
 	}
 	code, out, errOut := cli(t, bin, string(in), "exec", "-i", bottleName, "--", path, "probe", "-remove-self")
