@@ -1,8 +1,9 @@
 // Package probe is the network self-test that runs inside a bottle's agent.
 //
-// The CLI copies its own static binary into the agent and runs its hidden
-// probe subcommand, which calls Main: a list of Checks comes in as JSON on
-// stdin, and a list of Results goes out as JSON on stdout. Each check says
+// The self-test copies the bottle-bundle build for the agent's platform
+// into the agent and runs its probe subcommand, which calls Main: a list of
+// Checks comes in as JSON on stdin, and a list of Results goes out as JSON
+// on stdout. Each check says
 // what it probes (Name), what a failure means (Hole), and which outcome is
 // the safe one (Expect). Standard builds the list for one bottle.
 //

@@ -15,7 +15,6 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/bottle"
-	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/view"
 )
 
@@ -69,7 +68,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	pf.StringVar(&o.LogFormat, "log-format", "console", "log format: console or json")
 	pf.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "bound on a whole apply or destroy (0: none)")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another run on the same bottles to finish")
-	root.AddCommand(bundleCommand(), execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o), probeCommand(&code))
+	root.AddCommand(execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o))
 
 	var logErr error
 	cancel := context.CancelFunc(func() {})
@@ -83,8 +82,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 			return usageError(fmt.Sprintf("--output %q: want text or json", o.Output))
 		}
 		ctx := log.WithContext(cmd.Context())
-		// --timeout bounds apply and destroy only: the bundle program runs
-		// until stopped, and exec and cp last as long as the user's command.
+		// --timeout bounds apply and destroy only: exec and cp last as long
+		// as the user's command, logs -f until interrupted.
 		if cmd == root && o.Timeout > 0 {
 			ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		}
@@ -128,22 +127,6 @@ func newLogger(w io.Writer, level, format string) (zerolog.Logger, error) {
 		return zerolog.New(cw).Level(lvl).With().Timestamp().Logger(), nil
 	}
 	return zerolog.Nop(), fmt.Errorf("--log-format %q: want console or json", format)
-}
-
-// bundleCommand is the program of the built-in bundle image, which holds a
-// copy of this very binary.
-func bundleCommand() *cobra.Command {
-	c := &cobra.Command{
-		Use:    "bundle",
-		Short:  "Run the bottle's daemons (inside the bundle container)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return bundle.Run(cmd.Context(), bundle.ConfigFromEnv(os.Getenv), cmd.OutOrStdout())
-		},
-	}
-	c.AddCommand(bundleStatusCommand())
-	return c
 }
 
 // runApply is the root command: apply, destroy, a dry run or --verify,

@@ -2,13 +2,11 @@ package main
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
 // run calls Run in-process and returns the exit code and both streams.
@@ -87,27 +85,6 @@ func TestRunInvalidSpecJSON(t *testing.T) {
 	}
 	if !strings.Contains(doc.Error, "<stdin>:1:1: apiVersion: required field is missing") || doc.Changed {
 		t.Fatalf("JSON error = %+v", doc)
-	}
-}
-
-// The bundle program runs until it is stopped: --timeout, which bounds
-// apply, must not end it.
-func TestBundleOutlivesTimeout(t *testing.T) {
-	t.Parallel()
-	ctx, cancel := context.WithCancel(t.Context())
-	done := make(chan int, 1)
-	var out bytes.Buffer
-	go func() {
-		done <- Run(ctx, []string{"bundle", "--timeout", "100ms"}, Streams{In: strings.NewReader(""), Out: &out, Err: &out})
-	}()
-	select {
-	case code := <-done:
-		t.Fatalf("the bundle program ended after --timeout (exit %d): %s", code, out.String())
-	case <-time.After(time.Second):
-	}
-	cancel()
-	if code := <-done; code != 0 {
-		t.Fatalf("exit %d after cancel", code)
 	}
 }
 

@@ -9,9 +9,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/bottle-apply/bottle-apply/app"
-	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/guest"
-	"github.com/bottle-apply/bottle-apply/probe"
 )
 
 func execCommand(o *app.Options, s Streams, code *int) *cobra.Command {
@@ -84,36 +82,6 @@ func cpCommand(o *app.Options) *cobra.Command {
 				return nil // nothing to copy
 			}
 			return app.Copy(cmd.Context(), o, bottleName, src, dst, in)
-		},
-	}
-}
-
-// probeCommand is the program that runs inside an agent during a
-// self-test: checks as JSON on stdin, results as JSON on stdout.
-func probeCommand(code *int) *cobra.Command {
-	return &cobra.Command{
-		Use:    "probe",
-		Short:  "Run isolation checks (inside a bottle's agent, for --verify)",
-		Hidden: true,
-		Args:   cobra.ArbitraryArgs,
-		// The probe parses its own flags.
-		DisableFlagParsing: true,
-		RunE: func(cmd *cobra.Command, args []string) error {
-			*code = probe.Main(args, cmd.InOrStdin(), cmd.OutOrStdout(), cmd.ErrOrStderr())
-			return nil
-		},
-	}
-}
-
-// bundleStatusCommand asks the bundle program, from inside the bundle,
-// whether its daemons are ready.
-func bundleStatusCommand() *cobra.Command {
-	return &cobra.Command{
-		Use:   "status",
-		Short: "Print the bundle's daemons' status (inside the bundle container)",
-		Args:  cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			return bundle.PrintStatus(cmd.Context(), cmd.OutOrStdout(), os.Getenv)
 		},
 	}
 }

@@ -1,10 +1,12 @@
-// Command bottle-bundle is the bundle program on its own: the daemons of a
-// bottle's bundle (package bundle) and the isolation probe (package probe),
-// without the rest of bottle-apply. bottle-apply carries the same program
-// (`bottle-apply bundle`, `bottle-apply probe`) and bakes itself into the
-// built-in bundle image, so that the default needs no second file; this
-// smaller static binary is for a bundle image of your own
-// (spec.bundle.image): COPY it in and make it the entrypoint.
+// Command bottle-bundle is the bundle program: the daemons of a bottle's
+// bundle (package bundle) and the isolation probe (package probe), a
+// static linux binary apart from bottle-apply, because it runs where the
+// engine runs, whatever platform bottle-apply runs on. bottle-apply ships
+// a build an architecture beside itself (bottle-bundle-linux-amd64,
+// bottle-bundle-linux-arm64: make build): the built-in bundle image is
+// made of the engine's, and the self-test copies one into an agent as the
+// probe. For a bundle image of your own (spec.bundle.image), COPY the
+// build for your engine in and make it the entrypoint.
 //
 //	bottle-bundle          run the daemons BOTTLE_DAEMONS names until SIGTERM
 //	bottle-bundle status   print whether they are ready (exit 1 if not)
