@@ -50,17 +50,8 @@ ip netns exec "$NS" /bin/bash -c "
   nohup containerd --config $RUN/containerd.toml >$RUN/containerd.log 2>&1 </dev/null & echo \$! >$RUN/containerd.pid
   for i in \$(seq 1 100); do [ -S $RUN/containerd/containerd.sock ] && break; sleep 0.1; done
   [ -S $RUN/containerd/containerd.sock ] || { echo 'containerd did not make its socket in 10 s:' >&2; tail -n 20 $RUN/containerd.log >&2; exit 1; }
-  nohup dockerd --config-file $RUN/daemon.json --containerd $RUN/containerd/containerd.sock \
-    --data-root $ROOT/docker --exec-root $RUN/docker -H unix://$RUN/docker.sock \
-    --pidfile $RUN/dockerd.pid --cgroup-parent /$NS >$RUN/dockerd.log 2>&1 </dev/null &
 "
-for _ in $(seq 1 60); do
-  if ip netns exec "$NS" env DOCKER_HOST="unix://$RUN/docker.sock" docker version >/dev/null 2>&1; then
-    echo "DOCKER_HOST=unix://$RUN/docker.sock (netns $NS; containerd-snapshotter=$SNAPSHOTTER, firewall-backend=$FIREWALL)"
-    exit 0
-  fi
-  sleep 1
-done
-echo "start.sh: dockerd did not answer in 60 s:" >&2
-tail -n 30 "$RUN/dockerd.log" >&2
-exit 1
+# dockerd joins containerd's namespaces (dockerd.sh, which the engine-restart test
+# uses too, to start it again the same way); it waits until dockerd answers.
+"$here/dockerd.sh" start
+echo "DOCKER_HOST=unix://$RUN/docker.sock (netns $NS; containerd-snapshotter=$SNAPSHOTTER, firewall-backend=$FIREWALL)"
