@@ -592,26 +592,27 @@ func TestE2EConcurrentAppliesOfTenSpecs(t *testing.T) {
 	t.Logf("10 concurrent applies of 10 specs, then checks and a destroy: %s", time.Since(start).Round(time.Millisecond))
 }
 
-// TestE2EEngineRestartDuringApply restarts dockerd in the middle of an apply
-// (right after its first container create): the next apply converges.
+// TestE2EEngineRestartDuringApply restarts dockerd in the middle of an
+// apply: the next apply converges. It restarts the engine DOCKER_HOST
+// names (see findDockerd): the local system dockerd, or Docker 29 in the
+// network namespace of hack/engine. Opt-in: it stops every container on
+// the engine, so it runs alone.
 func TestE2EEngineRestartDuringApply(t *testing.T) {
 	if os.Getenv("BOTTLE_APPLY_TEST_ENGINE_RESTART") != "1" {
 		t.Skip("restarts the Docker engine, which disturbs every other test: set BOTTLE_APPLY_TEST_ENGINE_RESTART=1 and run it alone")
 	}
 	c := testenv.Docker(t)
-	if h := os.Getenv("DOCKER_HOST"); h != "" && h != "unix:///var/run/docker.sock" {
-		t.Skipf("DOCKER_HOST=%s: the engine is not the local dockerd this test can restart", h)
-	}
-	if os.Geteuid() != 0 {
-		t.Skip("restarting dockerd needs root")
-	}
+	d := findDockerd(t)
 	bin := testenv.Binary(t)
 	img := testenv.AgentImage(t, c)
-	_, args := dockerdProcess(t)
-	t.Cleanup(func() { ensureEngine(t, args) })
+	v, err := c.ServerVersion(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("restarting %s: Docker %s (API %s)", d, v.Version, v.APIVersion)
+	t.Cleanup(func() { d.ensure(t) })
 
 	t.Run("SIGTERM after the first container create", func(t *testing.T) {
-		pid, args := dockerdProcess(t)
 		path, name := relSpec(t, c, "", img)
 		p := testenv.StartProxy(t, "")
 		var (
@@ -623,14 +624,14 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 			mu.Lock()
 			defer mu.Unlock()
 			t0 := time.Now()
-			restartErr = restartDockerd(pid, args)
+			restartErr = d.restart()
 			restarted = time.Since(t0)
 		})
 		code, out, errs := runBin(t, bin, p.Host(), "-f", path)
 		mu.Lock()
 		defer mu.Unlock()
 		if restartErr != nil {
-			t.Fatalf("restart dockerd: %v", restartErr)
+			t.Fatalf("restart %s: %v", d, restartErr)
 		}
 		t.Logf("dockerd restarted in %s after the first container create; the interrupted apply exited %d:\n%s\n%s",
 			restarted.Round(time.Millisecond), code, out, errs)
@@ -642,7 +643,6 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 	// later start of that container answers "task ...: already exists". The
 	// apply must replace the container, not retry its start for ever.
 	t.Run("SIGKILL as a container's task is made", func(t *testing.T) {
-		pid, args := dockerdProcess(t)
 		path, name := relSpec(t, c, "", img)
 		p := testenv.StartProxy(t, "")
 		restarted := make(chan error, 1)
@@ -651,7 +651,7 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 			return strings.HasPrefix(call, "POST /containers/") && strings.HasSuffix(call, "/start")
 		}, func(call string) {
 			stuck = strings.TrimSuffix(strings.TrimPrefix(call, "POST /containers/"), "/start")
-			go func() { restarted <- killDockerdAtTask(pid, args, stuck) }()
+			go func() { restarted <- d.killAtTask(stuck) }()
 		})
 		t.Cleanup(func() { killShims(t, stuck) })
 		code, out, errs := runBin(t, bin, p.Host(), "-f", path)
@@ -662,7 +662,7 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 			err = errors.New("the apply made no container start call, or the restart hangs")
 		}
 		if err != nil {
-			t.Fatalf("kill and restart dockerd: %v", err)
+			t.Fatalf("kill and restart %s: %v", d, err)
 		}
 		t.Logf("dockerd killed as the task of %s was made; the interrupted apply exited %d:\n%s\n%s", stuck, code, out, errs)
 		errs2 := convergesAfterRestart(t, c, bin, path, name)
@@ -696,26 +696,6 @@ func convergesAfterRestart(t *testing.T, c *client.Client, bin, path, name strin
 	return errs
 }
 
-// killDockerdAtTask waits until the runtime shim of container id runs (the
-// engine has made its task), kills dockerd with SIGKILL at once, and starts
-// it again.
-func killDockerdAtTask(pid int, args []string, id string) error {
-	deadline := time.Now().Add(30 * time.Second)
-	for len(shims(id)) == 0 {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("no shim of container %s within 30s", id)
-		}
-		time.Sleep(time.Millisecond)
-	}
-	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
-		return fmt.Errorf("SIGKILL dockerd %d: %w", pid, err)
-	}
-	for syscall.Kill(pid, 0) == nil {
-		time.Sleep(10 * time.Millisecond)
-	}
-	return startDockerd(args)
-}
-
 // shims returns the pids of the runtime shims of container id.
 func shims(id string) []int {
 	if id == "" {
@@ -746,61 +726,190 @@ func killShims(t *testing.T, id string) {
 	}
 }
 
-// dockerdProcess finds the one running dockerd and its arguments, or skips.
-func dockerdProcess(t *testing.T) (int, []string) {
-	t.Helper()
-	out, err := exec.Command("pgrep", "-x", "dockerd").Output()
-	fields := strings.Fields(string(out))
-	if err != nil || len(fields) != 1 {
-		t.Skipf("no single dockerd process to restart (pgrep -x dockerd: %q, %v)", out, err)
+// dockerd is the engine this test restarts: the one DOCKER_HOST names.
+type dockerd struct {
+	// The engine of BOTTLE_APPLY_TEST_DOCKERD_PIDFILE, and the shell
+	// command that starts it again (BOTTLE_APPLY_TEST_DOCKERD_START).
+	pidfile, start string
+	// Else the local system dockerd, and its arguments: it starts again
+	// as hack/ensure-deps.sh started it.
+	args []string
+}
+
+func (d *dockerd) String() string {
+	if d.pidfile != "" {
+		return "the dockerd of " + d.pidfile
 	}
-	pid, err := strconv.Atoi(fields[0])
+	return "the local system dockerd"
+}
+
+// cannotRun skips the test, saying why, unless CI is set: there it fails.
+func cannotRun(t *testing.T, format string, args ...any) {
+	t.Helper()
+	msg := fmt.Sprintf(format, args...)
+	if os.Getenv("CI") != "" {
+		t.Fatalf("CI is set but %s", msg)
+	}
+	t.Skip(msg)
+}
+
+// findDockerd finds the dockerd that DOCKER_HOST names and how to start it
+// again. hack/engine/run.sh names Docker 29 in its network namespace with
+// BOTTLE_APPLY_TEST_DOCKERD_PIDFILE (its PID file) and
+// BOTTLE_APPLY_TEST_DOCKERD_START (hack/engine/dockerd.sh start, which
+// starts it in the mount and network namespaces of its containerd, with
+// the arguments hack/engine/start.sh gave it). Without them, DOCKER_HOST
+// must be the local system engine's socket: the test restarts the one
+// dockerd of its network namespace, started with nohup as
+// hack/ensure-deps.sh does, not by systemd. It skips when it cannot (fails
+// under CI).
+func findDockerd(t *testing.T) *dockerd {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		cannotRun(t, "restarting dockerd needs root")
+	}
+	if pf := os.Getenv("BOTTLE_APPLY_TEST_DOCKERD_PIDFILE"); pf != "" {
+		d := &dockerd{pidfile: pf, start: os.Getenv("BOTTLE_APPLY_TEST_DOCKERD_START")}
+		if d.start == "" {
+			t.Fatalf("BOTTLE_APPLY_TEST_DOCKERD_PIDFILE=%s, but BOTTLE_APPLY_TEST_DOCKERD_START (the command that starts that dockerd again) is not set", pf)
+		}
+		if _, err := d.pid(); err != nil {
+			t.Fatalf("BOTTLE_APPLY_TEST_DOCKERD_PIDFILE: %v", err)
+		}
+		return d
+	}
+	if h := os.Getenv("DOCKER_HOST"); h != "" && h != "unix:///var/run/docker.sock" {
+		cannotRun(t, "DOCKER_HOST=%s is not the local system engine, and BOTTLE_APPLY_TEST_DOCKERD_PIDFILE and BOTTLE_APPLY_TEST_DOCKERD_START do not say how to restart it (hack/engine/run.sh sets them for its engine)", h)
+	}
+	pid, err := systemDockerd()
 	if err != nil {
-		t.Skipf("pgrep -x dockerd: %q", out)
+		cannotRun(t, "%v", err)
 	}
 	if cg, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", pid)); strings.Contains(string(cg), "docker.service") {
-		t.Skip("dockerd is a systemd service (docker.service): restart it with systemctl, not from this test")
+		cannotRun(t, "dockerd is a systemd service (docker.service): restart it with systemctl, not from this test")
 	}
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
 	if err != nil {
-		t.Skipf("dockerd %d: %v", pid, err)
+		cannotRun(t, "dockerd %d: %v", pid, err)
 	}
 	argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-	return pid, argv[1:]
+	return &dockerd{args: argv[1:]}
 }
 
-// restartDockerd stops dockerd with SIGTERM, waits for it to exit and
-// starts it again as hack/ensure-deps.sh does (with the arguments it had),
-// in a session of its own, then waits until it answers.
-func restartDockerd(pid int, args []string) error {
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("SIGTERM dockerd %d: %w", pid, err)
+// systemDockerd finds the one dockerd process in this process's network
+// namespace (a Docker 29 of hack/engine may run beside it, in its own).
+func systemDockerd() (int, error) {
+	out, err := exec.Command("pgrep", "-x", "dockerd").Output()
+	if err != nil && len(out) > 0 {
+		return 0, fmt.Errorf("pgrep -x dockerd: %v", err)
+	}
+	self, _ := os.Readlink("/proc/self/ns/net")
+	var pids []int
+	for _, f := range strings.Fields(string(out)) {
+		pid, err := strconv.Atoi(f)
+		if err != nil {
+			return 0, fmt.Errorf("pgrep -x dockerd: %q", out)
+		}
+		if ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/net", pid)); ns == self {
+			pids = append(pids, pid)
+		}
+	}
+	if len(pids) != 1 {
+		return 0, fmt.Errorf("no single dockerd process to restart in this network namespace (pgrep -x dockerd: %q; here: %v)", out, pids)
+	}
+	return pids[0], nil
+}
+
+// pid is the PID of the running dockerd.
+func (d *dockerd) pid() (int, error) {
+	if d.pidfile == "" {
+		return systemDockerd()
+	}
+	raw, err := os.ReadFile(d.pidfile)
+	if err != nil {
+		return 0, err
+	}
+	pid, err := strconv.Atoi(strings.TrimSpace(string(raw)))
+	if err != nil {
+		return 0, fmt.Errorf("%s: %q is no PID", d.pidfile, raw)
+	}
+	comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil || strings.TrimSpace(string(comm)) != "dockerd" {
+		return 0, fmt.Errorf("%s: PID %d is not a running dockerd", d.pidfile, pid)
+	}
+	return pid, nil
+}
+
+// stop sends dockerd sig and waits (90s at most) until it has exited.
+func (d *dockerd) stop(sig syscall.Signal) error {
+	pid, err := d.pid()
+	if err != nil {
+		return err
+	}
+	if err := syscall.Kill(pid, sig); err != nil {
+		return fmt.Errorf("%v dockerd %d: %w", sig, pid, err)
 	}
 	deadline := time.Now().Add(90 * time.Second)
 	for syscall.Kill(pid, 0) == nil {
 		if time.Now().After(deadline) {
-			return fmt.Errorf("dockerd %d did not exit within 90s of SIGTERM", pid)
+			return fmt.Errorf("dockerd %d did not exit within 90s of %v", pid, sig)
 		}
-		time.Sleep(100 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	return startDockerd(args)
+	return nil
 }
 
-func startDockerd(args []string) error {
+// restart stops dockerd with SIGTERM, waits for it to exit and starts it
+// again.
+func (d *dockerd) restart() error {
+	if err := d.stop(syscall.SIGTERM); err != nil {
+		return err
+	}
+	return d.startAgain()
+}
+
+// killAtTask waits until the runtime shim of container id runs (the
+// engine is making its task), kills dockerd with SIGKILL at once, and
+// starts it again.
+func (d *dockerd) killAtTask(id string) error {
+	deadline := time.Now().Add(30 * time.Second)
+	for len(shims(id)) == 0 {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no shim of container %s within 30s", id)
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := d.stop(syscall.SIGKILL); err != nil {
+		return err
+	}
+	return d.startAgain()
+}
+
+// startAgain starts dockerd, in a session of its own, and waits until it
+// answers.
+func (d *dockerd) startAgain() error {
+	if d.pidfile != "" {
+		if out, err := exec.Command("sh", "-c", d.start).CombinedOutput(); err != nil {
+			return fmt.Errorf("start dockerd (%s): %v: %s", d.start, err, out)
+		}
+		return waitEngine(60*time.Second, "")
+	}
 	line := "nohup dockerd"
-	for _, a := range args {
+	for _, a := range d.args {
 		line += " '" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 	}
-	line += " >/var/log/bottle-apply-dockerd.log 2>&1 &"
+	const log = "/var/log/bottle-apply-dockerd.log"
+	line += " >" + log + " 2>&1 &"
 	cmd := exec.Command("setsid", "sh", "-c", line)
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("start dockerd: %v: %s", err, out)
 	}
-	return waitEngine(60 * time.Second)
+	return waitEngine(60*time.Second, log)
 }
 
-// waitEngine waits until `docker info` answers.
-func waitEngine(d time.Duration) error {
+// waitEngine waits until `docker info` answers; when it does not, the
+// error ends with the last lines of dockerd's log, if given.
+func waitEngine(d time.Duration, log string) error {
 	deadline := time.Now().Add(d)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -810,25 +919,29 @@ func waitEngine(d time.Duration) error {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			log, _ := exec.Command("tail", "-n", "20", "/var/log/bottle-apply-dockerd.log").Output()
-			return fmt.Errorf("docker info does not answer after %s: %v; dockerd's log ends with:\n%s", d, err, log)
+			err = fmt.Errorf("docker info does not answer after %s: %v", d, err)
+			if log != "" {
+				tail, _ := exec.Command("tail", "-n", "20", log).Output()
+				err = fmt.Errorf("%w; dockerd's log ends with:\n%s", err, tail)
+			}
+			return err
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 }
 
-// ensureEngine starts dockerd again when a failed test left it stopped.
-func ensureEngine(t *testing.T, args []string) {
-	if waitEngine(5*time.Second) == nil {
+// ensure starts dockerd again when a failed test left it stopped.
+func (d *dockerd) ensure(t *testing.T) {
+	if waitEngine(5*time.Second, "") == nil {
 		return
 	}
-	if out, _ := exec.Command("pgrep", "-x", "dockerd").Output(); len(bytes.TrimSpace(out)) == 0 {
-		if err := startDockerd(args); err != nil {
+	if _, err := d.pid(); err != nil {
+		if err := d.startAgain(); err != nil {
 			t.Errorf("the engine is down after the test and could not be started again: %v", err)
 		}
 		return
 	}
-	if err := waitEngine(60 * time.Second); err != nil {
+	if err := waitEngine(60*time.Second, ""); err != nil {
 		t.Errorf("the engine does not answer after the test: %v", err)
 	}
 }

@@ -2,11 +2,16 @@
 # Runs a command inside the engine's network namespace with DOCKER_HOST set, e.g.
 #   hack/engine/run.sh go test ./...
 # Tests must run there: the self-test and the e2e tests probe "the host", and the
-# engine's host is the namespace.
+# engine's host is the namespace. The engine-restart test (opt-in with
+# BOTTLE_APPLY_TEST_ENGINE_RESTART=1) finds this engine's dockerd and how to start it
+# again in BOTTLE_APPLY_TEST_DOCKERD_PIDFILE and BOTTLE_APPLY_TEST_DOCKERD_START.
 set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
 NS=${ENGINE_NETNS:-bottle-docker29}
 if ! ip netns list | grep -qw "$NS"; then
   echo "run.sh: no network namespace $NS; start the engine with hack/engine/start.sh" >&2
   exit 1
 fi
-exec ip netns exec "$NS" env DOCKER_HOST="unix:///run/$NS/docker.sock" PATH="$PATH:/usr/local/go/bin" "$@"
+start=$(printf 'ENGINE_NETNS=%q ENGINE_DIR=%q %q start' "$NS" "${ENGINE_DIR:-$HOME/.cache/bottle-apply/engines/docker-29}" "$here/dockerd.sh")
+exec ip netns exec "$NS" env DOCKER_HOST="unix:///run/$NS/docker.sock" PATH="$PATH:/usr/local/go/bin" \
+  BOTTLE_APPLY_TEST_DOCKERD_PIDFILE="/run/$NS/dockerd.pid" BOTTLE_APPLY_TEST_DOCKERD_START="$start" "$@"
