@@ -53,7 +53,7 @@ test: deps lint
 		BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $(GO) test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply; \
 	else echo "skipping the engine-restart test outside CI (it restarts dockerd)"; fi
 
-## test-engine29: the tests again against Docker 29 in a network namespace of its own (root; built once into ~/.cache/bottle-apply/engines/docker-29): all of them on the containerd image store with iptables, then the e2e tests on overlay2 with nftables (hack/engine/test.sh)
+## test-engine29: the tests again against Docker 29 in a network namespace of its own (root; built once into ~/.cache/bottle-apply/engines/docker-29): all of them on the containerd image store with iptables, then the engine-restart test alone, then the e2e tests on overlay2 with nftables (hack/engine/test.sh)
 test-engine29: deps
 	GO=$(GO) hack/engine/test.sh
 

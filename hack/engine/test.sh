@@ -2,10 +2,12 @@
 # The CI pass against Docker 29 (make test-engine29): builds the engine once (cached in
 # ~/.cache/bottle-apply/engines/docker-29), starts it in its own network namespace and
 # runs the tests there:
-#   1. the containerd image store (Docker 29's default) and iptables: the whole suite;
+#   1. the containerd image store (Docker 29's default) and iptables: the whole suite,
+#      then the engine-restart test alone (it restarts dockerd, as make test does on
+#      the system engine under CI);
 #   2. overlay2 and nftables: the e2e tests.
-# The engine is stopped and removed at the end, whatever happened. Both runs go to
-# the end; the exit status says whether either failed. Needs root.
+# The engine is stopped and removed at the end, whatever happened. Every run goes to
+# the end; the exit status says whether any failed. Needs root.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 here=hack/engine
@@ -37,6 +39,12 @@ timed "start (containerd store, iptables)" env SNAPSHOTTER=true FIREWALL=iptable
 engine
 timed "whole suite (containerd store, iptables)" "$here/run.sh" "$GO" test -race -count=1 -timeout 20m ./... ||
   failed+=("the whole suite on the containerd image store with iptables")
+# Alone: it kills and restarts this engine's dockerd (hack/engine/dockerd.sh, named by
+# the environment run.sh sets), which stops every container on it.
+echo "BOTTLE_APPLY_TEST_ENGINE_RESTART=1 $GO test -count=1 -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply"
+timed "engine restart (containerd store, iptables)" "$here/run.sh" env BOTTLE_APPLY_TEST_ENGINE_RESTART=1 \
+  "$GO" test -count=1 -timeout 10m -run TestE2EEngineRestartDuringApply ./cmd/bottle-apply ||
+  failed+=("the engine-restart test on the containerd image store with iptables")
 timed "stop" "$here/stop.sh"
 
 echo "== Docker 29, overlay2, nftables: go test -run E2E ./cmd/..."
