@@ -209,6 +209,27 @@ func remaining(p *Plan) string {
 // ErrRetry: with retryDelay, about 30 seconds in all.
 const maxRetries = 8
 
+// Retry calls f until it returns nil or an error not marked ErrRetry,
+// waiting between calls as Run waits between rounds (about 30 seconds in
+// all), and returns f's last error. It is for what a run does before its
+// rounds, such as asking the engine who it is: an engine that restarts is
+// waited for as long there as in the rounds.
+func Retry(ctx context.Context, what string, f func() error) error {
+	for n := 1; ; n++ {
+		err := f()
+		if err == nil || !errors.Is(err, ErrRetry) || n > maxRetries || ctx.Err() != nil {
+			return err
+		}
+		wait := retryDelay(n)
+		zerolog.Ctx(ctx).Warn().Err(err).Str("in", wait.String()).Msg(what + ": trying again")
+		select {
+		case <-time.After(wait):
+		case <-ctx.Done():
+			return fmt.Errorf("%s interrupted: %w (the last attempt: %w)", what, ctx.Err(), err)
+		}
+	}
+}
+
 // retryDelay backs off exponentially from 250ms to 4s, with up to 50%
 // jitter so that concurrent runs do not collide in lockstep.
 func retryDelay(n int) time.Duration {
