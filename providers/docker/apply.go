@@ -2,16 +2,12 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"strings"
-	"syscall"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
-	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/reconcile"
@@ -21,22 +17,6 @@ import (
 // Delete and decides nothing.
 func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 	return transient(p.apply(ctx, s))
-}
-
-// transient marks engine errors that a later attempt may not meet (the
-// engine restarting, or out of reach for a moment) so that the run
-// observes again, with backoff, instead of failing.
-func transient(err error) error {
-	if err == nil || errors.Is(err, reconcile.ErrRetry) {
-		return err
-	}
-	// A daemon that is shutting down answers 500s ("failed to update
-	// store ..."): an internal error is retried too, within the bound.
-	if client.IsErrConnectionFailed(err) || cerrdefs.IsUnavailable(err) || cerrdefs.IsInternal(err) || errors.Is(err, syscall.ECONNREFUSED) ||
-		errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) || errors.Is(err, io.ErrUnexpectedEOF) {
-		return fmt.Errorf("%w (%w)", err, reconcile.ErrRetry)
-	}
-	return err
 }
 
 func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {

@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"testing/synctest"
 
@@ -1156,29 +1155,6 @@ func TestEnsureImageSharesWork(t *testing.T) {
 			}
 		}
 	})
-}
-
-func TestTransientErrorsAreRetried(t *testing.T) {
-	t.Parallel()
-	cases := []struct {
-		err   error
-		retry bool
-	}{
-		{fmt.Errorf("list: %w", syscall.ECONNREFUSED), true},
-		{fmt.Errorf("create: %w", io.ErrUnexpectedEOF), true},
-		{fmt.Errorf("create: %w", cerrdefs.ErrUnavailable), true},
-		{fmt.Errorf("start: %w", cerrdefs.ErrInternal), true},
-		{fmt.Errorf("create: %w", cerrdefs.ErrInvalidArgument), false},
-		{errors.New("no such image"), false},
-	}
-	for _, tc := range cases {
-		if got := errors.Is(transient(tc.err), reconcile.ErrRetry); got != tc.retry {
-			t.Errorf("transient(%v) retries = %v, want %v", tc.err, got, tc.retry)
-		}
-	}
-	if transient(nil) != nil {
-		t.Error("transient(nil) != nil")
-	}
 }
 
 // TestUnstartableContainerIsReplaced is the engine restart that left a
