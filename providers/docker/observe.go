@@ -7,9 +7,12 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -23,6 +26,9 @@ import (
 func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
 	if len(scope.Bottles) == 0 {
 		return nil, nil
+	}
+	if err := p.negotiate(ctx); err != nil {
+		return nil, transient(err)
 	}
 	var (
 		nets []network.Summary
@@ -167,4 +173,38 @@ func containerState(s string) reconcile.State {
 	// paused (someone is looking at it) and removing (going by itself):
 	// left alone.
 	return reconcile.StateUnknown
+}
+
+// negotiator is how a client settles the engine's API version; the real
+// one has it, the fake does not need it.
+type negotiator interface {
+	Ping(ctx context.Context) (types.Ping, error)
+	NegotiateAPIVersionPing(types.Ping)
+}
+
+var _ negotiator = (*client.Client)(nil)
+
+// negotiate settles the API version before calls go in parallel. The
+// client negotiates on its first call, and some calls read the version
+// before they make it, unlocked (ContainerList, for its filters): two
+// first calls at once race. One ping does it, the ping the first call
+// would have made.
+func (p *Provider) negotiate(ctx context.Context) error {
+	n, ok := p.eng.(negotiator)
+	if !ok || p.negotiated.Load() {
+		return nil
+	}
+	p.negotiateMu.Lock()
+	defer p.negotiateMu.Unlock()
+	if p.negotiated.Load() {
+		return nil
+	}
+	zerolog.Ctx(ctx).Debug().Msg("Ping")
+	ping, err := n.Ping(ctx)
+	if err != nil {
+		return fmt.Errorf("ask the engine its API version: %w", err)
+	}
+	n.NegotiateAPIVersionPing(ping)
+	p.negotiated.Store(true)
+	return nil
 }

@@ -6,6 +6,7 @@ package docker
 import (
 	"fmt"
 	"sync"
+	"sync/atomic"
 
 	"github.com/docker/docker/client"
 	"golang.org/x/sync/singleflight"
@@ -55,6 +56,10 @@ type Provider struct {
 	// that the engine refused to start for good in this run: Observe
 	// reports them failed, so that the next round replaces them.
 	unstartable sync.Map
+
+	// negotiated is set once the client settled the API version.
+	negotiated  atomic.Bool
+	negotiateMu sync.Mutex
 }
 
 var _ reconcile.Provider = (*Provider)(nil)
