@@ -15,25 +15,32 @@ import (
 
 // Providers is every backend, for the reconciler and for exec and cp.
 type Providers struct {
-	engine  string // the Docker engine's address, "" for the default
+	endpoint endpoint // the Docker engine's address
+	// engine keys the locks: DOCKER_HOST or the context's address, ""
+	// for the default.
+	engine  string
 	bundles bundles
 	docker  *docker.Provider
 	smolvm  *smolvm.Provider
 	all     []reconcile.Provider
 }
 
+// NewProviders makes the providers over the Docker engine that the
+// environment names, as the docker CLI finds it. It makes no call: an
+// address that can never work (an unknown scheme, a context that is not
+// there) is an error here.
 func NewProviders(o *Options) (*Providers, error) {
-	opts := []client.Opt{client.FromEnv, client.WithAPIVersionNegotiation()}
-	engine := os.Getenv("DOCKER_HOST")
-	if host, err := dockerHostFromContext(); err != nil {
-		return nil, err
-	} else if host != "" {
-		opts = append(opts, client.WithHost(host))
-		engine = host
-	}
-	c, err := client.NewClientWithOpts(opts...)
+	ep, err := findEndpoint()
 	if err != nil {
-		return nil, fmt.Errorf("docker client: %w; check DOCKER_HOST", err)
+		return nil, err
+	}
+	opts, err := ep.clientOpts()
+	if err != nil {
+		return nil, err
+	}
+	c, err := client.NewClientWithOpts(append(opts, client.WithAPIVersionNegotiation())...)
+	if err != nil {
+		return nil, fmt.Errorf("docker client for %s %s: %w", ep.Source, ep.Host, err)
 	}
 	bs, err := shippedBundles()
 	if err != nil {
@@ -43,7 +50,11 @@ func NewProviders(o *Options) (*Providers, error) {
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
-	return &Providers{engine: engine, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
+	engine := ep.Host
+	if ep.Context == "" && os.Getenv("DOCKER_HOST") == "" {
+		engine = ""
+	}
+	return &Providers{endpoint: ep, engine: engine, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
 }
 
 // Logs streams the decision log of the bottle's bundle (its daemons' JSON
