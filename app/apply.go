@@ -103,8 +103,13 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		return err
 	}
 	if !o.DryRun {
-		// One apply or destroy per bottle at a time (per engine).
-		locks, err := lock.Acquire(ctx, xdg.LockDir(ps.engine), res.Bottles, o.LockTimeout)
+		// One apply or destroy per bottle at a time on an engine, whatever
+		// the address it is reached by.
+		eng, err := ps.Engine(ctx)
+		if err != nil {
+			return err
+		}
+		locks, err := lock.Acquire(ctx, xdg.LockDir(eng.LockKey()), res.Bottles, o.LockTimeout)
 		if err != nil {
 			return err
 		}

@@ -20,7 +20,6 @@ import (
 	"github.com/docker/docker/client"
 
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
-	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
 // writeFile writes s at p, making its directories.
@@ -152,9 +151,8 @@ func TestClientOptsRefusesAddressesThatCannotWork(t *testing.T) {
 }
 
 // fakeTLSEngine is an engine API on 127.0.0.1 that answers the version
-// ping and the lists of an observe over TLS, asking for a client
-// certificate signed by the CA of certs, as `dockerd --tlsverify` does.
-// It counts its calls.
+// ping and docker info over TLS, asking for a client certificate signed by
+// the CA of certs, as `dockerd --tlsverify` does. It counts its calls.
 func fakeTLSEngine(t *testing.T, certs *testenv.Certs) (host string, calls *atomic.Int32) {
 	t.Helper()
 	calls = new(atomic.Int32)
@@ -162,8 +160,8 @@ func fakeTLSEngine(t *testing.T, certs *testenv.Certs) (host string, calls *atom
 		calls.Add(1)
 		w.Header().Set("Api-Version", "1.41")
 		w.Header().Set("Ostype", "linux")
-		if strings.HasSuffix(r.URL.Path, "/networks") || strings.HasSuffix(r.URL.Path, "/containers/json") {
-			_, _ = io.WriteString(w, "[]")
+		if strings.HasSuffix(r.URL.Path, "/info") {
+			_, _ = io.WriteString(w, `{"ID":"fake-engine-id","OSType":"linux","Architecture":"aarch64"}`)
 			return
 		}
 		_, _ = io.WriteString(w, "OK")
@@ -184,7 +182,8 @@ func fakeTLSEngine(t *testing.T, certs *testenv.Certs) (host string, calls *atom
 // TestTLSFromEnv is DOCKER_HOST=tcp:// with DOCKER_TLS_VERIFY and
 // DOCKER_CERT_PATH, which client.FromEnv reads (DOCKER_TLS_VERIFY alone
 // takes the certificates from the docker CLI's config directory, as the
-// CLI does), against an engine that wants a client certificate.
+// CLI does), against an engine that wants a client certificate. The
+// engine's description comes from its docker info, once.
 func TestTLSFromEnv(t *testing.T) {
 	certs := testenv.NewCerts(t)
 	other := testenv.NewCerts(t)
@@ -207,16 +206,18 @@ func TestTLSFromEnv(t *testing.T) {
 			t.Setenv("DOCKER_TLS_VERIFY", tc.verify)
 			t.Setenv("DOCKER_CERT_PATH", tc.certPath)
 			t.Setenv("DOCKER_CONFIG", tc.config)
+			t.Setenv("XDG_CACHE_HOME", t.TempDir())
 			start := time.Now()
 			ps, err := NewProviders(&Options{})
+			var e Engine
 			if err == nil {
-				_, err = ps.docker.Observe(t.Context(), reconcile.Scope{Bottles: []string{"b"}})
+				e, err = ps.Engine(t.Context())
 			}
 			if tc.want != "" {
-				t.Logf("error: %v (%s)", err, time.Since(start))
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
-					t.Fatalf("Observe: %v; want an error containing %q", err, tc.want)
+					t.Fatalf("Engine: %v; want an error containing %q", err, tc.want)
 				}
+				t.Logf("error: %v (%s)", err, time.Since(start))
 				if took := time.Since(start); took > 5*time.Second {
 					t.Fatalf("an address that cannot work took %s to fail: retried?", took)
 				}
@@ -225,8 +226,23 @@ func TestTLSFromEnv(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if n := calls.Load(); n != 3 {
-				t.Fatalf("%d calls, want 3 (the version ping, two lists)", n)
+			want := Engine{Endpoint: host, ID: "fake-engine-id", OS: "linux", Arch: "aarch64"}
+			if e != want || e.Platform() != "linux/arm64" {
+				t.Fatalf("Engine = %+v (%s), want %+v", e, e.Platform(), want)
+			}
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("%d calls, want 2 (the version ping, docker info)", n)
+			}
+			// The next run reads the record, and asks nothing.
+			ps, err = NewProviders(&Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if e, err := ps.Engine(t.Context()); e != want || err != nil {
+				t.Fatalf("Engine from the record = %+v, %v", e, err)
+			}
+			if n := calls.Load(); n != 2 {
+				t.Fatalf("%d calls after a second Engine, want still 2", n)
 			}
 		})
 	}

@@ -4,7 +4,7 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
+	"sync"
 
 	"github.com/docker/docker/client"
 
@@ -16,13 +16,13 @@ import (
 // Providers is every backend, for the reconciler and for exec and cp.
 type Providers struct {
 	endpoint endpoint // the Docker engine's address
-	// engine keys the locks: DOCKER_HOST or the context's address, ""
-	// for the default.
-	engine  string
-	bundles bundles
-	docker  *docker.Provider
-	smolvm  *smolvm.Provider
-	all     []reconcile.Provider
+	bundles  bundles
+	docker   *docker.Provider
+	smolvm   *smolvm.Provider
+	all      []reconcile.Provider
+
+	engineMu   sync.Mutex
+	engineInfo *Engine // once Engine has looked it up
 }
 
 // NewProviders makes the providers over the Docker engine that the
@@ -50,11 +50,7 @@ func NewProviders(o *Options) (*Providers, error) {
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
-	engine := ep.Host
-	if ep.Context == "" && os.Getenv("DOCKER_HOST") == "" {
-		engine = ""
-	}
-	return &Providers{endpoint: ep, engine: engine, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
+	return &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
 }
 
 // Logs streams the decision log of the bottle's bundle (its daemons' JSON

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/internal/lock"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/internal/xdg"
@@ -110,7 +111,12 @@ func TestE2ELockTimeoutNamesTheHolder(t *testing.T) {
 	img := testenv.AgentImage(t, c)
 	path, name := example(t, c, "hello.yaml", img)
 	state := t.TempDir()
-	held, err := lock.Acquire(t.Context(), xdg.LockDirIn(state, os.Getenv("DOCKER_HOST")), []string{name}, time.Second)
+	// Locks are the engine's, whatever its address.
+	info, err := c.Info(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	held, err := lock.Acquire(t.Context(), xdg.LockDirIn(state, app.Engine{ID: info.ID}.LockKey()), []string{name}, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}

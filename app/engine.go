@@ -1,0 +1,194 @@
+package app
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/internal/xdg"
+	"github.com/bottle-apply/bottle-apply/reconcile"
+)
+
+// Engine is the Docker engine a run talks to: where it is and who it is.
+type Engine struct {
+	// Endpoint is the address the run reaches it by (DOCKER_HOST, the
+	// docker context's, or the default socket).
+	Endpoint string
+	// ID is the engine's own (docker info's ID): the same whatever the
+	// address it is reached by. Empty for an engine that has none.
+	ID   string
+	OS   string // docker info's OSType: "linux"
+	Arch string // docker info's Architecture, the kernel's name: "x86_64", "aarch64"
+}
+
+// Platform is the engine's OS and architecture as images name them
+// ("linux/amd64", "linux/arm64/v8" is "linux/arm64").
+func (e Engine) Platform() string {
+	return e.OS + "/" + GOARCH(e.Arch)
+}
+
+// GOARCH names a kernel's architecture (uname -m, docker info's
+// Architecture) as Go and image platforms do: x86_64 is amd64, aarch64 is
+// arm64. A name it does not know is returned as it is.
+func GOARCH(arch string) string {
+	switch arch {
+	case "x86_64", "x86-64", "amd64":
+		return "amd64"
+	case "aarch64", "arm64", "armv8l":
+		return "arm64"
+	case "i386", "i486", "i586", "i686", "386":
+		return "386"
+	case "ppc64le", "s390x", "riscv64", "mips64le":
+		return arch
+	}
+	if strings.HasPrefix(arch, "armv") || arch == "arm" {
+		return "arm"
+	}
+	return arch
+}
+
+// LockKey names the engine's locks: its ID, so that every address of one
+// engine takes the same locks; its address when it has no ID.
+func (e Engine) LockKey() string {
+	if e.ID != "" {
+		return "engine-id:" + e.ID
+	}
+	return "endpoint:" + e.Endpoint
+}
+
+// engineRecordTTL is how long a record of who answers at an address is
+// trusted: an engine can be replaced behind an address, and a day of a
+// stale record at worst costs one docker info a day.
+const engineRecordTTL = 24 * time.Hour
+
+// engineRecord is what bottle-apply remembers of the engine at an
+// address, so that a run does not ask it who it is every time: a no-op
+// apply stays at three calls (the version ping, two lists).
+type engineRecord struct {
+	Endpoint string    `json:"endpoint"`
+	ID       string    `json:"id"`
+	OS       string    `json:"os"`
+	Arch     string    `json:"arch"`
+	Checked  time.Time `json:"checked"`
+	// Socket is when the engine's unix socket was made: an engine that
+	// restarts makes it anew, and is then asked again.
+	Socket time.Time `json:"socket,omitzero"`
+}
+
+// engineRecordPath is where the record of the engine at endpoint lives,
+// "" when there is no cache directory.
+func engineRecordPath(endpoint string) string {
+	dir := xdg.CacheDir("engines")
+	if dir == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(endpoint))
+	return filepath.Join(dir, hex.EncodeToString(sum[:])[:16], "engine.json")
+}
+
+// socketTime is when the unix socket of endpoint was made; zero for
+// other addresses, and when it cannot be seen.
+func socketTime(endpoint string) time.Time {
+	path, ok := strings.CutPrefix(endpoint, "unix://")
+	if !ok {
+		return time.Time{}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return time.Time{}
+	}
+	return st.ModTime()
+}
+
+// loadEngineRecord returns the record of the engine at endpoint, if one
+// is there and still to be trusted at now.
+func loadEngineRecord(path, endpoint string, now time.Time) (engineRecord, bool) {
+	if path == "" {
+		return engineRecord{}, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return engineRecord{}, false
+	}
+	var r engineRecord
+	if json.Unmarshal(b, &r) != nil || r.Endpoint != endpoint || r.ID == "" {
+		return engineRecord{}, false
+	}
+	if now.Sub(r.Checked) > engineRecordTTL || now.Before(r.Checked) || !r.Socket.Equal(socketTime(endpoint)) {
+		return engineRecord{}, false
+	}
+	return r, true
+}
+
+// saveEngineRecord writes r at path, whole or not at all.
+func saveEngineRecord(path string, r engineRecord) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".engine-*.json")
+	if err != nil {
+		return err
+	}
+	_, werr := f.Write(append(b, '\n'))
+	cerr := f.Close()
+	if err := errors.Join(werr, cerr); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return nil
+}
+
+// Engine says which engine the providers talk to: from the record of its
+// address when there is one to trust, else by asking the engine (docker
+// info, retried as a run's rounds are while the engine restarts) and
+// recording the answer. It is looked up once per Providers.
+func (ps *Providers) Engine(ctx context.Context) (Engine, error) {
+	ps.engineMu.Lock()
+	defer ps.engineMu.Unlock()
+	if ps.engineInfo != nil {
+		return *ps.engineInfo, nil
+	}
+	host := ps.endpoint.Host
+	path := engineRecordPath(host)
+	now := time.Now()
+	if r, ok := loadEngineRecord(path, host, now); ok {
+		e := Engine{Endpoint: host, ID: r.ID, OS: r.OS, Arch: r.Arch}
+		ps.engineInfo = &e
+		return e, nil
+	}
+	socket := socketTime(host)
+	var e Engine
+	err := reconcile.Retry(ctx, "ask the engine who it is", func() error {
+		info, err := ps.docker.EngineInfo(ctx)
+		e = Engine{Endpoint: host, ID: info.ID, OS: info.OS, Arch: info.Arch}
+		return err
+	})
+	if err != nil {
+		return Engine{}, err
+	}
+	if path != "" && e.ID != "" {
+		r := engineRecord{Endpoint: host, ID: e.ID, OS: e.OS, Arch: e.Arch, Checked: now, Socket: socket}
+		if err := saveEngineRecord(path, r); err != nil {
+			// The next run asks again; nothing else is lost.
+			zerolog.Ctx(ctx).Debug().Err(err).Str("path", path).Msg("record the engine")
+		}
+	}
+	ps.engineInfo = &e
+	return e, nil
+}
