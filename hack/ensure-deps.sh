@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Makes sure what the demo and the tests need is here: a Docker engine that
-# answers (installed from Debian's docker.io and started when missing) and a
-# static busybox for the local demo and test agent images (busybox-static).
+# answers (installed from Debian's docker.io and started when missing), a
+# static busybox for the local demo and test agent images (busybox-static),
+# and ssh with an sshd for the tests that reach the engine over ssh://
+# (openssh-client, openssh-server; the tests start their own sshd, on
+# 127.0.0.1, and the package's service is not needed).
 set -euo pipefail
 
 missing=()
@@ -17,6 +20,8 @@ static_busybox() {
 if ! static_busybox; then
   missing+=(busybox-static)
 fi
+{ command -v ssh && command -v ssh-keygen; } >/dev/null 2>&1 || missing+=(openssh-client)
+command -v sshd >/dev/null 2>&1 || [ -x /usr/sbin/sshd ] || missing+=(openssh-server)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "ensure-deps: need root to install ${missing[*]} (apt-get install -y ${missing[*]})" >&2
