@@ -18,6 +18,23 @@ const (
 	LabelVersion = "io.bottle-apply.version"
 )
 
+// Owned is the rule that makes a resource bottle-apply's: it names a
+// bottle, a role and a config hash (in its labels, or in the record smolvm
+// keeps where a machine cannot be labelled). Nothing else is ever touched.
+func Owned(bottleName, role, hash string) bool {
+	return bottleName != "" && role != "" && hash != ""
+}
+
+// Labels are the ownership labels of a bottle's resource: inputs is the
+// encoded digest per input (reconcile.EncodeInputs), version bottle-apply's
+// (for humans; it is in no hash).
+func Labels(bottleName, role, hash, inputs, version string) map[string]string {
+	return map[string]string{
+		LabelName: bottleName, LabelRole: role, LabelHash: hash,
+		LabelInputs: inputs, LabelVersion: version,
+	}
+}
+
 // Roles of a bottle's resources.
 const (
 	RoleInternal = "internal" // the bottle's network with no route out

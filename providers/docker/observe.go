@@ -155,7 +155,7 @@ func fromLabels(kind, name, id string, labels map[string]string) reconcile.Resou
 		Bottle: labels[bottle.LabelName], Role: labels[bottle.LabelRole], Hash: labels[bottle.LabelHash],
 		Inputs: reconcile.DecodeInputs(labels[bottle.LabelInputs]),
 	}
-	r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
+	r.Managed = bottle.Owned(r.Bottle, r.Role, r.Hash)
 	return r
 }
 

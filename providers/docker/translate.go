@@ -71,13 +71,7 @@ func newResource(b *bottle.Bottle, kind, role string, f reconcile.Fragment) reco
 }
 
 func labels(r *reconcile.Resource, version string) map[string]string {
-	return map[string]string{
-		bottle.LabelName:    r.Bottle,
-		bottle.LabelRole:    r.Role,
-		bottle.LabelHash:    r.Hash,
-		bottle.LabelInputs:  reconcile.EncodeInputs(r.Inputs),
-		bottle.LabelVersion: version,
-	}
+	return bottle.Labels(r.Bottle, r.Role, r.Hash, reconcile.EncodeInputs(r.Inputs), version)
 }
 
 // translate turns one resolved bottle (subnet and bundle IP filled in) into

@@ -66,7 +66,7 @@ func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []re
 		} else if rec := recs[m.Name]; rec != nil && strings.HasPrefix(m.Name, bottle.NamePrefix) {
 			r.Bottle, r.Role, r.Hash, r.Inputs = rec.Bottle, rec.Role, rec.Hash, rec.Inputs
 		}
-		r.Managed = r.Bottle != "" && r.Role != "" && r.Hash != ""
+		r.Managed = bottle.Owned(r.Bottle, r.Role, r.Hash)
 		if !r.Managed {
 			// Keep a bottle's namesake (the diff refuses to replace it)
 			// and what carries a bottle's label (it warns); skip the rest.

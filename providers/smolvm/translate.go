@@ -93,10 +93,7 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	r.Config = machineConfig{
 		Name: r.Name, Bottle: name, Image: a.Image, Cmd: slices.Clone(a.Command), Workdir: a.Workdir,
 		Env: b.AgentEnv(), AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.Memory,
-		Labels: map[string]string{
-			bottle.LabelName: name, bottle.LabelRole: bottle.RoleAgent, bottle.LabelHash: h,
-			bottle.LabelInputs: reconcile.EncodeInputs(inputs), bottle.LabelVersion: version,
-		},
+		Labels: bottle.Labels(name, bottle.RoleAgent, h, reconcile.EncodeInputs(inputs), version),
 		Record: rec, Secrets: secrets,
 	}
 	return r, nil
