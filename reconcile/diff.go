@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -17,26 +18,48 @@ import (
 // ErrNotManaged: nothing is planned for it. Unmanaged resources that carry
 // a bottle's name label are reported in Plan.Warnings and left alone.
 func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
+	plan := &Plan{}
+	own, err := sortOwnership(desired, observed, scope, plan)
+	if err != nil {
+		return nil, err
+	}
+	stepOf, err := planDesired(plan, desired, own)
+	if err != nil {
+		return nil, err
+	}
+	planDeletes(plan, own, stepOf)
+	return plan, nil
+}
+
+// ownership is what the first phase of a diff makes of the observed
+// resources: ours by ID, and ours to delete.
+type ownership struct {
+	byID  map[string]*Resource // managed, in scope, one per ID
+	index map[string]*Resource // the same, kept whole for decide
+	extra []*Resource          // managed, in scope, but duplicates
+}
+
+// sortOwnership is the diff's first phase: it keeps the managed resources
+// of the bottles in scope, one per ID (the others of an ID are
+// duplicates), refuses unmanaged namesakes of desired resources, and warns
+// of unmanaged resources that carry a bottle's name.
+func sortOwnership(desired, observed []Resource, scope Scope, plan *Plan) (*ownership, error) {
 	inScope := make(map[string]bool, len(scope.Bottles))
 	for _, b := range scope.Bottles {
 		inScope[b] = true
 	}
-
 	desiredNames := make(map[string]string, len(desired)) // provider-kind/name -> ID
 	for i := range desired {
 		desiredNames[nameKey(&desired[i])] = desired[i].ID()
 	}
-
 	inUse := map[string]bool{} // engine IDs something is attached to
 	for i := range observed {
 		for _, id := range observed[i].Attached {
 			inUse[id] = true
 		}
 	}
-	plan := &Plan{}
+	own := &ownership{byID: make(map[string]*Resource, len(observed))}
 	var conflicts []error
-	obsByID := make(map[string]*Resource, len(observed))
-	var extra []*Resource // managed, in scope, but duplicate or not desired
 	for i := range observed {
 		o := &observed[i]
 		if !o.Managed {
@@ -55,7 +78,7 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 			continue
 		}
 		id := o.ID()
-		if prev, dup := obsByID[id]; dup {
+		if prev, dup := own.byID[id]; dup {
 			// Keep the one with the expected name, then the one something
 			// is attached to, then the one with the lower engine ID, so that
 			// every run drops the same one.
@@ -63,35 +86,38 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 			if better(o, prev, desiredNames[nameKey(o)] == id, desiredNames[nameKey(prev)] == id, inUse) {
 				keep, drop = o, prev
 			}
-			obsByID[id] = keep
-			extra = append(extra, drop)
+			own.byID[id] = keep
+			own.extra = append(own.extra, drop)
 			continue
 		}
-		obsByID[id] = o
+		own.byID[id] = o
 	}
 	sort.Strings(plan.Warnings) // the engine lists in no particular order
 	if len(conflicts) > 0 {
 		slices.SortFunc(conflicts, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
 		return nil, errors.Join(conflicts...)
 	}
+	own.index = maps.Clone(own.byID)
+	return own, nil
+}
 
-	index := make(map[string]*Resource, len(obsByID))
-	for id, o := range obsByID {
-		index[id] = o
-	}
+// planDesired is the diff's second phase: a step for each desired
+// resource, parents first, with what to do and why. What it matches is
+// taken out of own.byID; what is left there is not desired.
+func planDesired(plan *Plan, desired []Resource, own *ownership) (map[string]*Step, error) {
 	order, err := topoOrder(desired)
 	if err != nil {
 		return nil, err
 	}
-	stepOf := make(map[string]*Step, len(desired)+len(extra))
+	stepOf := make(map[string]*Step, len(desired)+len(own.extra))
 	for _, d := range order {
 		id := d.ID()
 		s := Step{ID: len(plan.Steps) + 1, ResourceID: id, Resource: *d}
-		if o, ok := obsByID[id]; ok {
+		if o, ok := own.byID[id]; ok {
 			s.Observed = o
-			delete(obsByID, id)
+			delete(own.byID, id)
 		}
-		s.Action, s.Reason = decide(d, s.Observed, stepOf, index)
+		s.Action, s.Reason = decide(d, s.Observed, stepOf, own.index)
 		for _, dep := range d.DependsOn {
 			if p, ok := stepOf[dep]; ok {
 				s.DependsOn = append(s.DependsOn, p.ID)
@@ -101,9 +127,14 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 		plan.Steps = append(plan.Steps, s)
 		stepOf[id] = &plan.Steps[len(plan.Steps)-1]
 	}
+	return stepOf, nil
+}
 
-	// Deletes: what is left of the observed resources, and duplicates.
-	for _, o := range obsByID {
+// planDeletes is the diff's last phase: a delete for each managed resource
+// that is not desired and for each duplicate, dependents first.
+func planDeletes(plan *Plan, own *ownership, stepOf map[string]*Step) {
+	extra := own.extra
+	for _, o := range own.byID {
 		extra = append(extra, o)
 	}
 	dels := deleteOrder(extra)
@@ -130,7 +161,6 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 		delStep[o] = s.ID
 		plan.Steps = append(plan.Steps, s)
 	}
-	return plan, nil
 }
 
 // decide picks the action for one desired resource and says why.
