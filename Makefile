@@ -45,6 +45,7 @@ unit:
 
 ## test: everything CI runs: lint, unit and integration tests against the real engine with -race, e2e, a short fuzz run
 test: deps lint
+	@docker version --format 'Server: Docker Engine {{.Server.Version}} (API {{.Server.APIVersion}}, {{.Server.Os}}/{{.Server.Arch}})' 2>/dev/null || true
 	$(GO) test -race -count=1 -timeout 20m $(PKGS)
 	$(MAKE) fuzz FUZZTIME=15s
 	@# Restarting the engine stops every container on it: CI only, alone.
