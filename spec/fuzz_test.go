@@ -89,7 +89,10 @@ func FuzzValidate(f *testing.F) {
 			"  network:\n    subnet: " + q(subnet) + "\n    bundleIP: " + q(bundleIP) + "\n    allowCIDRs: [" + q(cidr) + "]\n" +
 			"  bundle:\n    daemons: [" + q(daemon) + "]\n" +
 			// The daemon's string doubles as an egress rule.
-			"    egress: {allow: [" + q(daemon) + ", " + q(daemon+":"+strconv.Itoa(cpus)) + "]}\n"
+			"    egress: {allow: [" + q(daemon) + ", " + q(daemon+":"+strconv.Itoa(cpus)) + "],\n" +
+			// The numbers double as the DNS limits.
+			"      dns: {maxNameLength: " + strconv.Itoa(mem) + ", maxLabelLength: " + strconv.Itoa(cpus) +
+			", newNamesPerMinute: " + strconv.Itoa(mem-cpus) + "}}\n"
 		_, err := Parse("v.yaml", []byte(doc))
 		if err == nil {
 			return

@@ -118,8 +118,15 @@ var invalidCases = []struct {
 		"testdata/invalid-egress.yaml:19:11: spec.bundle.egress.allow[7]: \"API.Example.com.\" is already listed at spec.bundle.egress.allow[0]",
 		"testdata/invalid-egress.yaml:20:11: spec.bundle.egress.allow[8]: \"*\" would allow every host, which a bottle exists to prevent; list the hosts the agent needs",
 		"testdata/invalid-egress.yaml:21:11: spec.bundle.egress.allow[9]: \"host.example:99999\" has port \"99999\"; a port is a number from 1 to 65535, or * for any",
-		"testdata/invalid-egress.yaml:22:7: spec.bundle.egress.deny: unknown field (known fields: allow)",
+		"testdata/invalid-egress.yaml:22:7: spec.bundle.egress.deny: unknown field (did you mean \"dns\"?)",
 		"testdata/invalid-egress.yaml:33:14: spec.bundle.egress.allow: has no effect: no daemon enforces it; add egress (and dns, optionally) to spec.bundle.daemons",
+	}},
+	{"invalid-egress-dns.yaml", nil, []string{
+		"testdata/invalid-egress-dns.yaml:11:24: spec.bundle.egress.dns.maxNameLength: 254 is above the maximum of 253",
+		"testdata/invalid-egress-dns.yaml:12:25: spec.bundle.egress.dns.maxLabelLength: expected a whole number, got a number",
+		"testdata/invalid-egress-dns.yaml:13:28: spec.bundle.egress.dns.newNamesPerMinute: expected a whole number, got a string",
+		"testdata/invalid-egress-dns.yaml:14:9: spec.bundle.egress.dns.perSecond: unknown field (known fields: maxNameLength, maxLabelLength, newNamesPerMinute)",
+		"testdata/invalid-egress-dns.yaml:22:59: spec.bundle.egress.dns.newNamesPerMinute: 10001 is above the maximum of 10000",
 	}},
 	{"invalid-egress-subnet.yaml", nil, []string{
 		"testdata/invalid-egress-subnet.yaml:10:19: spec.network.egressSubnet: 10.9.0.16/28 overlaps spec.network.subnet 10.9.0.0/24; the bundle's way out needs a range of its own",
@@ -357,6 +364,8 @@ func TestLoadValid(t *testing.T) {
 			Bundle: Bundle{
 				Image:   "ghcr.io/example/bundle@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 				Daemons: []string{DaemonEgress, DaemonDNS},
+				Egress: Egress{Allow: []string{"*.example.com"},
+					DNS: EgressDNS{MaxNameLength: 80, MaxLabelLength: 32, NewNamesPerMinute: 120}},
 			},
 		})}},
 		{"valid-multi-doc.yaml", []Bottle{

@@ -114,4 +114,29 @@ type Egress struct {
 	// EgressRule). Anything else is denied; so are IP literals outside
 	// network.allowCIDRs.
 	Allow []string `yaml:"allow" json:"allow,omitempty" validate:"dive,egressrule"`
+	// DNS bounds the names looked up under wildcard rules, so that names
+	// carry little data out.
+	DNS EgressDNS `yaml:"dns" json:"dns,omitzero"`
 }
+
+// EgressDNS bounds the names under a wildcard rule (*.example.com) that
+// the DNS daemon answers and the egress proxy resolves; names of exact
+// rules are not bounded. Zero means the default (DefaultDNSMaxNameLength,
+// DefaultDNSMaxLabelLength, DefaultDNSNewNamesPerMinute).
+type EgressDNS struct {
+	// MaxNameLength is the longest name, in characters without the
+	// trailing dot.
+	MaxNameLength int `yaml:"maxNameLength" json:"maxNameLength,omitempty" validate:"omitempty,min=1,max=253"`
+	// MaxLabelLength is the longest label of a name.
+	MaxLabelLength int `yaml:"maxLabelLength" json:"maxLabelLength,omitempty" validate:"omitempty,min=1,max=63"`
+	// NewNamesPerMinute is how many distinct names a bottle may look up in
+	// a minute; a name already looked up within the minute counts once.
+	NewNamesPerMinute int `yaml:"newNamesPerMinute" json:"newNamesPerMinute,omitempty" validate:"omitempty,min=1,max=10000"`
+}
+
+// The bounds of EgressDNS when the spec sets none.
+const (
+	DefaultDNSMaxNameLength     = 100
+	DefaultDNSMaxLabelLength    = 40
+	DefaultDNSNewNamesPerMinute = 60
+)
