@@ -92,6 +92,14 @@ type Config struct {
 	// forwards allowed queries to; empty means the first nameserver of
 	// /etc/resolv.conf, port 53.
 	DNSUpstream string
+	// DNSMaxNameLength, DNSMaxLabelLength and DNSNewNamesPerMinute are
+	// BOTTLE_DNS_MAX_NAME_LENGTH, BOTTLE_DNS_MAX_LABEL_LENGTH and
+	// BOTTLE_DNS_NEW_NAMES_PER_MINUTE (spec.bundle.egress.dns): the limits
+	// on names under wildcard rules, which the DNS daemon and the proxy
+	// share. Empty or "0" means spec's default.
+	DNSMaxNameLength     string
+	DNSMaxLabelLength    string
+	DNSNewNamesPerMinute string
 
 	// Seams for this package's tests; the zero values are the production
 	// behaviour. lookup resolves a name, checkAddr says why the proxy must
@@ -99,7 +107,8 @@ type Config struct {
 	// the DNS upstream defaults from, procNet the directory of the routing
 	// tables (route, ipv6_route), tunnelIdle how long a tunnel may carry
 	// no byte, maxConns the proxy's cap on client connections and
-	// dnsInFlight the DNS daemon's cap on queries being answered.
+	// dnsInFlight the DNS daemon's cap on queries being answered; now is
+	// the clock of the name limits.
 	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
 	checkAddr   func(netip.AddrPort) string
 	resolvConf  string
@@ -107,6 +116,7 @@ type Config struct {
 	tunnelIdle  time.Duration
 	maxConns    int
 	dnsInFlight int
+	now         func() time.Time
 }
 
 // ConfigFromEnv reads the variables the docker provider sets, with the
@@ -123,6 +133,10 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		DNSPort:     strings.TrimSpace(getenv("BOTTLE_DNS_PORT")),
 		StatusAddr:  strings.TrimSpace(getenv("BOTTLE_STATUS_ADDR")),
 		DNSUpstream: strings.TrimSpace(getenv("BOTTLE_DNS_UPSTREAM")),
+
+		DNSMaxNameLength:     strings.TrimSpace(getenv("BOTTLE_DNS_MAX_NAME_LENGTH")),
+		DNSMaxLabelLength:    strings.TrimSpace(getenv("BOTTLE_DNS_MAX_LABEL_LENGTH")),
+		DNSNewNamesPerMinute: strings.TrimSpace(getenv("BOTTLE_DNS_NEW_NAMES_PER_MINUTE")),
 	}.withDefaults()
 }
 
@@ -269,7 +283,10 @@ type policy struct {
 	upstream   string
 	// hosts are the host's addresses (BOTTLE_HOST_ADDRS) and the gateways
 	// of the bundle's routes, each with why the proxy never connects there.
-	hosts       map[netip.Addr]string
+	hosts map[netip.Addr]string
+	// names holds the names under wildcard rules to their limits, for the
+	// DNS daemon and the proxy.
+	names       *nameGuard
 	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
 	checkAddr   func(netip.AddrPort) string
 	resolvConf  string
@@ -338,6 +355,19 @@ func newPolicy(cfg Config) (*policy, error) {
 	} else {
 		p.statusAddr = ap
 	}
+	maxName, err := parseLimit("BOTTLE_DNS_MAX_NAME_LENGTH", cfg.DNSMaxNameLength, spec.DefaultDNSMaxNameLength, spec.MaxHostLen)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	maxLabel, err := parseLimit("BOTTLE_DNS_MAX_LABEL_LENGTH", cfg.DNSMaxLabelLength, spec.DefaultDNSMaxLabelLength, spec.MaxLabelLen)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	perMinute, err := parseLimit("BOTTLE_DNS_NEW_NAMES_PER_MINUTE", cfg.DNSNewNamesPerMinute, spec.DefaultDNSNewNamesPerMinute, maxNewNamesPerMinute)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	p.names = newNameGuard(maxName, maxLabel, perMinute, cfg.now)
 	p.dnsWanted = slices.Contains(cfg.Daemons, spec.DaemonDNS)
 	if p.dnsWanted {
 		if p.upstream, err = dnsUpstream(cfg.DNSUpstream, p.resolvConf); err != nil {

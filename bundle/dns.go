@@ -228,6 +228,17 @@ func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
 		return
 	}
+	// The type before the name's limits: a refused query counts no name.
+	if msg := refusedType(q.Qtype); msg != "" {
+		d.dl.dns(host, qtype, "", msg)
+		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
+		return
+	}
+	if msg := d.p.names.check(host, rule); msg != "" {
+		d.dl.dns(host, qtype, "", msg)
+		_ = w.WriteMsg(m.SetRcode(r, dns.RcodeRefused))
+		return
+	}
 	d.dl.dns(host, qtype, rule.String(), "")
 	ctx, cancel := context.WithTimeout(d.base, dnsForwardTimeout)
 	defer cancel()

@@ -409,6 +409,12 @@ func (p *policy) decideTarget(v *verdict, self netip.AddrPort) {
 	ip, err := netip.ParseAddr(v.host)
 	if err != nil {
 		if r, ok := p.rules.Match(v.host, v.port); ok {
+			// The proxy's lookup of the name is a lookup as the DNS
+			// daemon's are: the same limits, before any query.
+			if reason := p.names.check(v.host, r); reason != "" {
+				v.deny(http.StatusForbidden, deniedNameLimit, reason)
+				return
+			}
 			v.rule = r.String()
 			return
 		}
