@@ -253,6 +253,7 @@ func (d *dnsDaemon) ServeDNS(w dns.ResponseWriter, r *dns.Msg) {
 		return
 	}
 	resp.Id = r.Id
+	stripECH(resp)
 	resp.Compress = true
 	if network == "udp" {
 		size := dns.MinMsgSize

@@ -142,3 +142,29 @@ func parseLimit(name, s string, def, max int) (int, error) {
 	}
 	return n, nil
 }
+
+// stripECH drops the ech parameter (and its mention in mandatory) from
+// every SVCB and HTTPS record of m: with it, a client would hide the name
+// it connects to behind an outer SNI that the proxy cannot check.
+func stripECH(m *dns.Msg) {
+	for _, rrs := range [][]dns.RR{m.Answer, m.Ns, m.Extra} {
+		for _, rr := range rrs {
+			var s *dns.SVCB
+			switch rr := rr.(type) {
+			case *dns.SVCB:
+				s = rr
+			case *dns.HTTPS:
+				s = &rr.SVCB
+			default:
+				continue
+			}
+			s.Value = slices.DeleteFunc(s.Value, func(kv dns.SVCBKeyValue) bool {
+				if m, ok := kv.(*dns.SVCBMandatory); ok {
+					m.Code = slices.DeleteFunc(m.Code, func(k dns.SVCBKey) bool { return k == dns.SVCB_ECHCONFIG })
+					return len(m.Code) == 0
+				}
+				return kv.Key() == dns.SVCB_ECHCONFIG
+			})
+		}
+	}
+}

@@ -331,6 +331,50 @@ func TestNameGuardWindow(t *testing.T) {
 	}
 }
 
+// HTTPS and SVCB answers lose their ech parameter, and its mention in
+// mandatory: with ECH, a client would hide the name it reaches behind an
+// outer SNI.
+func TestDNSStripsECH(t *testing.T) {
+	t.Parallel()
+	b, _ := startNamesBundle(t, newResolver(nil), nil)
+	for _, qtype := range []uint16{dns.TypeHTTPS, dns.TypeSVCB} {
+		for _, name := range []string{"allowed.test", "a.wild.test"} {
+			resp := query(t, b.dns, name, qtype)
+			if resp.Rcode != dns.RcodeSuccess || len(resp.Answer) != 1 {
+				t.Fatalf("%s %s = %s %v, want one answer", name, dns.Type(qtype), dns.RcodeToString[resp.Rcode], resp.Answer)
+			}
+			var s *dns.SVCB
+			switch rr := resp.Answer[0].(type) {
+			case *dns.HTTPS:
+				s = &rr.SVCB
+			case *dns.SVCB:
+				s = rr
+			}
+			if s == nil {
+				t.Fatalf("%s %s answer = %T", name, dns.Type(qtype), resp.Answer[0])
+			}
+			var keys []string
+			for _, kv := range s.Value {
+				keys = append(keys, kv.Key().String()+"="+kv.String())
+			}
+			if got, want := strings.Join(keys, " "), "mandatory=alpn alpn=h2 ipv4hint=192.0.2.7"; got != want {
+				t.Errorf("%s %s parameters = %q, want %q", name, dns.Type(qtype), got, want)
+			}
+		}
+	}
+}
+
+func TestStripECHDropsEmptyMandatory(t *testing.T) {
+	t.Parallel()
+	m := new(dns.Msg)
+	m.Extra = []dns.RR{&dns.SVCB{Hdr: dns.RR_Header{Name: "x.", Rrtype: dns.TypeSVCB, Class: dns.ClassINET}, Priority: 1, Target: ".",
+		Value: []dns.SVCBKeyValue{&dns.SVCBMandatory{Code: []dns.SVCBKey{dns.SVCB_ECHCONFIG}}, &dns.SVCBECHConfig{ECH: []byte{1}}}}}
+	stripECH(m)
+	if v := m.Extra[0].(*dns.SVCB).Value; len(v) != 0 {
+		t.Errorf("parameters left = %v, want none", v)
+	}
+}
+
 func TestParseLimit(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
