@@ -167,10 +167,18 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	if builtin {
 		image = bundleImage
 	}
-	r := newResource(b, KindContainer, bottle.RoleBundle, reconcile.Fragment{
+	f := reconcile.Fragment{
 		reconcile.In("image", image), reconcile.In("daemons", set.daemons), reconcile.In("allowCIDRs", set.allowCIDRs), reconcile.In("ip", n.BundleIP),
 		reconcile.In("egressAllow", set.egressAllow), reconcile.In("hardening", hardening),
-	})
+	}
+	// Inputs added after the first release enter the hash only when set,
+	// so that existing bundles keep their hash. The DNS limits change the
+	// bundle alone: the agent's proxy and resolver stay where they are.
+	dnsLimits := b.Spec.Bundle.Egress.DNS
+	if dnsLimits != (spec.EgressDNS{}) {
+		f = append(f, reconcile.In("egressDNS", dnsLimits))
+	}
+	r := newResource(b, KindContainer, bottle.RoleBundle, f)
 	r.DependsOn = []string{at.internalID, at.egressID}
 	r.BoundTo = []string{at.internalID, at.egressID}
 	r.Summary = map[string]string{"image": image, "ip": n.BundleIP}
@@ -197,6 +205,20 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 		},
 		Labels: labels(&r, version),
 	}
+	// Set only when the spec sets them: the bundle knows the defaults.
+	for _, v := range []struct {
+		name  string
+		value int
+	}{
+		{"BOTTLE_DNS_MAX_NAME_LENGTH", dnsLimits.MaxNameLength},
+		{"BOTTLE_DNS_MAX_LABEL_LENGTH", dnsLimits.MaxLabelLength},
+		{"BOTTLE_DNS_NEW_NAMES_PER_MINUTE", dnsLimits.NewNamesPerMinute},
+	} {
+		if v.value != 0 {
+			cfg.Env = append(cfg.Env, fmt.Sprintf("%s=%d", v.name, v.value))
+		}
+	}
+	sort.Strings(cfg.Env)
 	if builtin {
 		// The built-in bundle needs nothing but to bind its front ports
 		// (53 is below 1024) and to write to its stdout.

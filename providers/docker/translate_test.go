@@ -112,6 +112,30 @@ func TestTranslate(t *testing.T) {
 	}
 }
 
+// The DNS limits reach the bundle as BOTTLE_DNS_* variables, only those
+// the spec sets, in the env's sorted order; the agent's env is unchanged.
+func TestBundleDNSLimitsEnv(t *testing.T) {
+	t.Parallel()
+	base := byRole(translate(helloBottle(), "img", "v"))
+	b := helloBottle()
+	b.Spec.Bundle.Egress.DNS = spec.EgressDNS{MaxLabelLength: 20, NewNamesPerMinute: 300}
+	rs := byRole(translate(b, "img", "v"))
+	var got []string
+	for _, e := range rs[bottle.RoleBundle].Config.(containerConfig).Env {
+		if strings.HasPrefix(e, "BOTTLE_DNS_") {
+			got = append(got, e)
+		}
+	}
+	want := []string{"BOTTLE_DNS_MAX_LABEL_LENGTH=20", "BOTTLE_DNS_NEW_NAMES_PER_MINUTE=300", "BOTTLE_DNS_PORT=53"}
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("bundle DNS env = %q, want %q", got, want)
+	}
+	agent, was := rs[bottle.RoleAgent].Config.(containerConfig), base[bottle.RoleAgent].Config.(containerConfig)
+	if !reflect.DeepEqual(agent.Env, was.Env) || rs[bottle.RoleAgent].Hash != base[bottle.RoleAgent].Hash {
+		t.Errorf("the agent changed with the bundle's DNS limits")
+	}
+}
+
 // The hashes are part of the contract with resources made by earlier
 // versions: a change here replaces every user's bottles.
 func TestHashIsStable(t *testing.T) {
@@ -166,6 +190,11 @@ func TestHashReasons(t *testing.T) {
 			map[string]string{bottle.RoleBundle: "egressAllow changed", bottle.RoleAgent: "bundle changed"}},
 		{"allowCIDRs", func(b *bottle.Bottle) { b.Network.AllowCIDRs = nil },
 			map[string]string{bottle.RoleBundle: "allowCIDRs changed", bottle.RoleAgent: "bundle changed"}},
+		{"dns limits", func(b *bottle.Bottle) { b.Spec.Bundle.Egress.DNS.NewNamesPerMinute = 120 },
+			map[string]string{bottle.RoleBundle: "egressDNS changed"}},
+		{"dns limits set to the defaults", func(b *bottle.Bottle) {
+			b.Spec.Bundle.Egress.DNS = spec.EgressDNS{MaxNameLength: 100, MaxLabelLength: 40, NewNamesPerMinute: 60}
+		}, map[string]string{bottle.RoleBundle: "egressDNS changed"}},
 		{"daemon order does not matter", func(b *bottle.Bottle) { b.Spec.Bundle.Daemons = []string{"egress"} }, nil},
 		{"image", func(b *bottle.Bottle) { b.Spec.Agent.Image = "agent:2" }, map[string]string{bottle.RoleAgent: "image changed"}},
 		{"resources", func(b *bottle.Bottle) { b.Spec.Agent.CPUs, b.Spec.Agent.Memory = 2, 512 },
