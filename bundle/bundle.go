@@ -117,6 +117,12 @@ type Config struct {
 	maxConns    int
 	dnsInFlight int
 	now         func() time.Time
+
+	// sniffTimeout is how long a checked tunnel waits for its first
+	// bytes, sniffPorts which CONNECT ports are checked and how (nil: 443
+	// for TLS, 80 for HTTP).
+	sniffTimeout time.Duration
+	sniffPorts   map[int]sniffKind
 }
 
 // ConfigFromEnv reads the variables the docker provider sets, with the
@@ -294,6 +300,9 @@ type policy struct {
 	tunnelIdle  time.Duration
 	maxConns    int
 	dnsInFlight int
+
+	sniffTimeout time.Duration
+	sniffPorts   map[int]sniffKind // nil: sniffFor's defaults
 }
 
 // newPolicy validates cfg and reports every problem at once.
@@ -304,6 +313,7 @@ func newPolicy(cfg Config) (*policy, error) {
 		maxConns:    orDefault(cfg.maxConns, maxProxyConns),
 		dnsInFlight: orDefault(cfg.dnsInFlight, maxDNSInFlight),
 	}
+	p.sniffTimeout, p.sniffPorts = orDefault(cfg.sniffTimeout, sniffTimeout), cfg.sniffPorts
 	var errs []error
 	var err error
 	if p.rules, err = spec.ParseEgressRules(cfg.EgressAllow); err != nil {

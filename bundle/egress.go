@@ -258,6 +258,10 @@ func (e *egress) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 	}
 	a := newAttempt(e, v, clientConn(ctx.Req))
 	ctx.UserData = a
+	if k := e.p.sniffFor(v.port); k != sniffNone {
+		// Checked tunnels (sniff.go): the first bytes, then the dial.
+		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: e.checkedTunnel(a, k)}, v.target()
+	}
 	ctx.Dialer = a.dial
 	return &goproxy.ConnectAction{Action: goproxy.ConnectAccept}, v.target()
 }

@@ -1,26 +1,66 @@
 package bundle
 
 import (
+	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"strings"
+	"time"
 
+	"github.com/elazarl/goproxy"
 	"golang.org/x/crypto/cryptobyte"
 
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
+// Checked tunnels. A CONNECT to port 443 must open with a TLS ClientHello
+// whose SNI is the CONNECT host; every HTTP request in a CONNECT to port
+// 80 must carry the CONNECT host as its Host. The proxy answers the
+// CONNECT with 200, reads the first bytes from the client, and dials only
+// when they match; a refusal closes the connection and logs a decision
+// line. Other ports (ssh to github.com:22, name:*) pass unsniffed.
+
 const (
+	// sniffTimeout bounds the wait for a checked tunnel's first bytes: a
+	// ClientHello, or the first request's header.
+	sniffTimeout = 10 * time.Second
 	// maxClientHello caps the ClientHello handshake message, reassembled
 	// across records and TCP segments (post-quantum ones are about 1.8 KiB).
 	maxClientHello = 16 << 10
 	// maxRecordLen is TLS's cap on a record's plaintext (RFC 8446 5.1).
 	maxRecordLen = 16 << 10
+
+	deniedSNI  = "sni-mismatch"
+	deniedHost = "host-mismatch"
 )
+
+type sniffKind int
+
+const (
+	sniffNone sniffKind = iota
+	sniffTLS
+	sniffHTTP
+)
+
+// sniffFor says what a tunnel to port carries that the proxy checks.
+func (p *policy) sniffFor(port int) sniffKind {
+	if p.sniffPorts != nil {
+		return p.sniffPorts[port]
+	}
+	switch port {
+	case 443:
+		return sniffTLS
+	case 80:
+		return sniffHTTP
+	}
+	return sniffNone
+}
 
 var errNotClientHello = errors.New("not a TLS ClientHello")
 
@@ -170,4 +210,220 @@ func hostMismatch(h, host string, port int) string {
 		return fmt.Sprintf("a request in the tunnel is for Host %s, not the CONNECT host %s", quoteClip(clip(h, maxHostLen)), host)
 	}
 	return ""
+}
+
+// checkedTunnel answers an allowed CONNECT whose first bytes are checked.
+func (e *egress) checkedTunnel(a *attempt, k sniffKind) func(*http.Request, net.Conn, *goproxy.ProxyCtx) {
+	return func(r *http.Request, client net.Conn, ctx *goproxy.ProxyCtx) {
+		defer client.Close()
+		if err := a.preflight(r.Context()); err != nil {
+			e.connectError(client, ctx, err) // a 403 or a 502, as before
+			return
+		}
+		if _, err := io.WriteString(client, connectOK(r)); err != nil {
+			return
+		}
+		_ = client.SetReadDeadline(time.Now().Add(e.p.sniffTimeout))
+		var first []byte      // what the client sent, relayed unchanged
+		var req *http.Request // the first request of an HTTP tunnel
+		var br *bufio.Reader
+		var lr *io.LimitedReader
+		var why string
+		switch k {
+		case sniffTLS:
+			raw, sni, err := readClientHello(client)
+			switch {
+			case err != nil:
+				why = e.sniffError("TLS ClientHello", err)
+			default:
+				why = sniMismatch(sni, a.host)
+			}
+			first = raw
+		case sniffHTTP:
+			lr = &io.LimitedReader{R: client, N: maxHeaderBytes}
+			br = bufio.NewReader(lr)
+			var err error
+			if req, err = http.ReadRequest(br); err != nil {
+				why = e.sniffError("HTTP request", err)
+			} else {
+				why = hostMismatch(req.Host, a.host, a.port)
+			}
+		}
+		if why != "" {
+			a.refuse(k, why)
+			return
+		}
+		_ = client.SetReadDeadline(time.Time{})
+		v, _, _, _ := a.outcome()
+		up, err := a.dial(r.Context(), "tcp", v.target())
+		if err != nil {
+			return // logged; the client sees the tunnel close
+		}
+		defer up.Close()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			_, _ = io.Copy(client, up)
+			_ = client.Close() // unblocks a read of the client
+		}()
+		var ended bool // the client closed its side: pass it on
+		if k == sniffTLS {
+			if _, err := up.Write(first); err == nil {
+				_, err = io.Copy(up, client)
+				ended = err == nil
+			}
+		} else {
+			ended = e.relayRequests(a, req, client, br, lr, up)
+		}
+		if ended {
+			closeWrite(up)
+		} else {
+			_ = up.Close() // a refusal or an error: both ends close now
+			_ = client.Close()
+		}
+		<-done
+	}
+}
+
+// relayRequests writes req and every following request from br to up,
+// each checked for its Host; a mismatch, or bytes that are not HTTP, end
+// the tunnel with a decision line. It reports whether the client ended
+// cleanly. An Upgrade (a ws:// websocket) ends the tunnel at the client's
+// first frame: after it the proxy could no longer tell whether the
+// upstream switched protocols or the client goes on with requests no
+// check sees.
+func (e *egress) relayRequests(a *attempt, req *http.Request, client net.Conn, br *bufio.Reader, lr *io.LimitedReader, up net.Conn) bool {
+	for {
+		lr.N = 1<<63 - 1 // the body is not capped
+		if _, ok := req.Header["User-Agent"]; !ok {
+			req.Header["User-Agent"] = []string{""} // Write adds none then
+		}
+		if err := req.Write(up); err != nil {
+			return false
+		}
+		// The tunnel may idle between requests (up to tunnelIdle); once a
+		// request starts, its header has sniffTimeout to arrive.
+		lr.N = maxHeaderBytes
+		b, err := br.Peek(1)
+		if errors.Is(err, io.EOF) {
+			return true
+		}
+		why := ""
+		switch {
+		case err != nil:
+			return false
+		case b[0] < 'A' || b[0] > 'Z':
+			why = fmt.Sprintf("the tunnel carries something other than HTTP (a byte 0x%02x where a request starts)", b[0])
+		default:
+			_ = client.SetReadDeadline(time.Now().Add(e.p.sniffTimeout))
+			req, err = http.ReadRequest(br)
+			_ = client.SetReadDeadline(time.Time{})
+		}
+		switch {
+		case why != "":
+		case err != nil:
+			why = e.sniffError("HTTP request", err)
+		default:
+			why = hostMismatch(req.Host, a.host, a.port)
+		}
+		if why != "" {
+			v, _, _, _ := a.outcome()
+			v.deny(http.StatusForbidden, deniedHost, why)
+			e.dl.egress(v.method, v.host, v.port, "", v.reason)
+			return false
+		}
+	}
+}
+
+// preflight resolves a named target and checks its addresses, as dial
+// does but without connecting, so that a CONNECT to a name that does not
+// resolve, or resolves only to addresses the proxy never connects to, is
+// answered 502 or 403 before the tunnel opens. The dial after the check
+// resolves and checks again: this is for the answer, not the policy.
+func (a *attempt) preflight(ctx context.Context) error {
+	if _, err := netip.ParseAddr(a.host); err == nil {
+		return nil // decide checked the address
+	}
+	ctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	defer cancel()
+	addrs, err := a.e.d.lookup(ctx, a.host)
+	switch {
+	case err != nil:
+		err = fmt.Errorf("resolve %s: %w", a.host, err)
+	case len(addrs) == 0:
+		err = fmt.Errorf("resolve %s: no addresses", a.host)
+	}
+	var b *blockedError
+	for _, ip := range addrs {
+		kind, never := a.e.d.check(netip.AddrPortFrom(ip.Unmap(), uint16(a.port)), true)
+		if kind == "" {
+			return nil
+		}
+		if b == nil {
+			b = &blockedError{host: a.host, addr: ip.Unmap(), kind: kind, never: never}
+		}
+	}
+	a.mu.Lock()
+	switch {
+	case b != nil && b.never:
+		a.blocked, err = true, b
+		a.v.deny(http.StatusForbidden, deniedBlocked, b.Error()+"; the proxy never connects there")
+	case b != nil:
+		a.blocked, err = true, b
+		a.v.deny(http.StatusForbidden, deniedAddress, b.Error())
+	default:
+		a.dialErr = err
+	}
+	a.mu.Unlock()
+	a.record()
+	if b == nil {
+		a.e.dl.log.Warn().Str(FieldDaemon, spec.DaemonEgress).Str(FieldHost, a.host).Int(FieldPort, a.port).
+			Err(err).Msg("egress dial failed")
+	}
+	return err
+}
+
+// refuse logs a checked tunnel's refusal; the caller closes it.
+func (a *attempt) refuse(k sniffKind, why string) {
+	short := deniedSNI
+	if k == sniffHTTP {
+		short = deniedHost
+	}
+	a.mu.Lock()
+	a.v.deny(http.StatusForbidden, short, why)
+	a.mu.Unlock()
+	a.record()
+}
+
+// sniffError says why a checked tunnel did not open with what ("TLS
+// ClientHello" or "HTTP request"). It quotes no byte the client sent:
+// only the TLS parser's own words.
+func (e *egress) sniffError(what string, err error) string {
+	var ne net.Error
+	switch {
+	case errors.As(err, &ne) && ne.Timeout():
+		return fmt.Sprintf("no %s within %s of the CONNECT", what, e.p.sniffTimeout)
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Sprintf("the client closed the tunnel before a whole %s", what)
+	case errors.Is(err, errNotClientHello):
+		return fmt.Sprintf("the tunnel does not open with a %s: %s", what, clip(err.Error(), maxReasonLen/2))
+	}
+	return fmt.Sprintf("the tunnel does not carry a well-formed %s", what)
+}
+
+// connectOK is the 200 that opens a tunnel, in the CONNECT's HTTP version.
+func connectOK(r *http.Request) string {
+	major, minor := r.ProtoMajor, r.ProtoMinor
+	if major != 1 {
+		major, minor = 1, 1
+	}
+	return fmt.Sprintf("HTTP/%d.%d 200 Connection established\r\n\r\n", major, minor)
+}
+
+func closeWrite(c net.Conn) {
+	if cw, ok := c.(interface{ CloseWrite() error }); ok {
+		_ = cw.CloseWrite()
+		return
+	}
+	_ = c.Close()
 }
