@@ -14,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/internal/xdg"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
@@ -32,27 +33,7 @@ type Engine struct {
 // Platform is the engine's OS and architecture as images name them
 // ("linux/amd64", "linux/arm64/v8" is "linux/arm64").
 func (e Engine) Platform() string {
-	return e.OS + "/" + GOARCH(e.Arch)
-}
-
-// GOARCH names a kernel's architecture (uname -m, docker info's
-// Architecture) as Go and image platforms do: x86_64 is amd64, aarch64 is
-// arm64. A name it does not know is returned as it is.
-func GOARCH(arch string) string {
-	switch arch {
-	case "x86_64", "x86-64", "amd64":
-		return "amd64"
-	case "aarch64", "arm64", "armv8l":
-		return "arm64"
-	case "i386", "i486", "i586", "i686", "386":
-		return "386"
-	case "ppc64le", "s390x", "riscv64", "mips64le":
-		return arch
-	}
-	if strings.HasPrefix(arch, "armv") || arch == "arm" {
-		return "arm"
-	}
-	return arch
+	return e.OS + "/" + docker.GoArch(e.Arch)
 }
 
 // LockKey names the engine's locks: its ID, so that every address of one

@@ -2,11 +2,9 @@ package docker
 
 import (
 	"context"
-	"errors"
 	"fmt"
+	"strings"
 
-	"github.com/docker/docker/api/types/system"
-	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
 )
 
@@ -19,25 +17,33 @@ type EngineInfo struct {
 	Arch string // the engine's kernel's name for its architecture: "x86_64", "aarch64"
 }
 
-// infoEngine is the call EngineInfo makes; *client.Client has it.
-type infoEngine interface {
-	Info(ctx context.Context) (system.Info, error)
-}
-
-var _ infoEngine = (*client.Client)(nil)
-
-// EngineInfo asks the engine who it is, in one call (docker info). An
-// error that a later attempt may not meet is marked reconcile.ErrRetry,
-// as in Observe; one that says the address can never work says why.
+// EngineInfo asks the engine who it is (docker info). An error that a
+// later attempt may not meet is marked reconcile.ErrRetry, as in Observe;
+// one that says the address can never work says why.
 func (p *Provider) EngineInfo(ctx context.Context) (EngineInfo, error) {
-	e, ok := p.eng.(infoEngine)
-	if !ok {
-		return EngineInfo{}, errors.New("internal: this engine cannot say who it is")
-	}
-	zerolog.Ctx(ctx).Debug().Msg("Info")
-	info, err := e.Info(ctx)
+	info, err := p.askInfo(ctx)
 	if err != nil {
 		return EngineInfo{}, transient(fmt.Errorf("ask the engine who it is: %w", err))
 	}
-	return EngineInfo{ID: info.ID, OS: info.OSType, Arch: info.Architecture}, nil
+	return info, nil
+}
+
+// askInfo makes the one docker info call of a provider: the locks (the
+// engine's ID) and the choice of a bottle-bundle build (its platform)
+// share the answer. A failed call is made again next time.
+func (p *Provider) askInfo(ctx context.Context) (EngineInfo, error) {
+	p.info.Lock()
+	defer p.info.Unlock()
+	if p.info.known {
+		return p.info.EngineInfo, nil
+	}
+	zerolog.Ctx(ctx).Debug().Msg("Info")
+	info, err := p.eng.Info(ctx)
+	if err != nil {
+		return EngineInfo{}, err
+	}
+	p.info.EngineInfo = EngineInfo{ID: info.ID, OS: strings.ToLower(info.OSType), Arch: info.Architecture}
+	p.info.known = true
+	zerolog.Ctx(ctx).Debug().Str("os", info.OSType).Str("architecture", info.Architecture).Msg("the engine's platform")
+	return p.info.EngineInfo, nil
 }

@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-
-	"github.com/rs/zerolog"
 )
 
 // ErrPlatform says that bottle-apply has no bottle-bundle build for the
@@ -15,26 +13,19 @@ import (
 var ErrPlatform = errors.New("bottle-apply cannot serve the engine's platform")
 
 // enginePlatform returns the engine's operating system and architecture,
-// the latter as Go names it (x86_64 is amd64): docker info, asked once per
-// provider, and only when a build must be chosen (never to plan).
+// the latter as Go names it (x86_64 is amd64), from the provider's one
+// docker info: asked only when a build must be chosen (never to plan).
 func (p *Provider) enginePlatform(ctx context.Context) (goos, goarch string, err error) {
-	p.platform.Lock()
-	defer p.platform.Unlock()
-	if !p.platform.known {
-		info, err := p.eng.Info(ctx)
-		if err != nil {
-			return "", "", fmt.Errorf("ask the engine for its platform (docker info): %w", transient(err))
-		}
-		p.platform.os, p.platform.goarch = strings.ToLower(info.OSType), goArch(info.Architecture)
-		p.platform.known = true
-		zerolog.Ctx(ctx).Debug().Str("os", info.OSType).Str("architecture", info.Architecture).Msg("the engine's platform")
+	info, err := p.askInfo(ctx)
+	if err != nil {
+		return "", "", fmt.Errorf("ask the engine for its platform (docker info): %w", transient(err))
 	}
-	return p.platform.os, p.platform.goarch, nil
+	return info.OS, GoArch(info.Arch), nil
 }
 
-// goArch maps an engine's architecture (uname -m on its host, as docker
+// GoArch maps an engine's architecture (uname -m on its host, as docker
 // info reports it) to Go's name for it; a name Go shares passes through.
-func goArch(arch string) string {
+func GoArch(arch string) string {
 	switch a := strings.ToLower(arch); a {
 	case "x86_64", "x86-64", "amd64":
 		return "amd64"

@@ -46,8 +46,8 @@ func TestGoArch(t *testing.T) {
 		"x86_64": "amd64", "aarch64": "arm64", "arm64": "arm64", "AMD64": "amd64",
 		"armv7l": "arm", "i686": "386", "riscv64": "riscv64", "s390x": "s390x", "ppc64le": "ppc64le",
 	} {
-		if got := goArch(in); got != want {
-			t.Errorf("goArch(%q) = %q, want %q", in, got, want)
+		if got := GoArch(in); got != want {
+			t.Errorf("GoArch(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
@@ -223,5 +223,26 @@ func TestDesiredWithoutBundleBuilds(t *testing.T) {
 	b.Spec.Bundle.Image = "my/bundle:1"
 	if _, err := p.Desired([]*bottle.Bottle{b}, nil); err != nil {
 		t.Errorf("Desired with a bundle image of one's own: %v", err)
+	}
+}
+
+// TestOneInfoCall: the locks (the engine's ID) and the bottle-bundle build
+// (its platform) share one docker info call per provider.
+func TestOneInfoCall(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	p := newProvider(f, Options{})
+	if _, err := p.EngineInfo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	goos, arch, err := p.enginePlatform(t.Context())
+	if err != nil || goos != "linux" || arch != "amd64" {
+		t.Fatalf("enginePlatform = %s/%s, %v; want linux/amd64", goos, arch, err)
+	}
+	if _, err := p.EngineInfo(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if n := f.count("Info"); n != 1 {
+		t.Errorf("%d Info calls, want 1", n)
 	}
 }

@@ -44,12 +44,12 @@ type Provider struct {
 	opts   Options
 	images singleflight.Group
 
-	// platform is the engine's, asked once (docker info) and only when a
-	// bottle-bundle build must be chosen.
-	platform struct {
+	// info is the engine's answer to docker info, asked once, and only
+	// for the locks or when a bottle-bundle build must be chosen.
+	info struct {
 		sync.Mutex
-		known      bool
-		os, goarch string
+		known bool
+		EngineInfo
 	}
 
 	// unstartable holds the containers (engine ID -> the engine's error)
