@@ -8,7 +8,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
-	"debug/elf"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -20,6 +19,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/probe"
 )
 
@@ -157,7 +157,7 @@ func One(ctx context.Context, s *Subject) Report {
 	}
 	if err := json.Unmarshal(out.Bytes(), &r.Results); err != nil || len(r.Results) != len(checks) {
 		return fail(fmt.Errorf("the probe in %s exited %d without a result (%s); does the agent's image run static linux/%s programs?",
-			s.Agent, code, strings.TrimSpace(lastOutputLine(errOut.String())), elfArch(s.Probe)))
+			s.Agent, code, strings.TrimSpace(lastOutputLine(errOut.String())), bundlebin.Arch(s.Probe)))
 	}
 	for i := range r.Results {
 		// The verdict is made here, from what the probe saw, for the
@@ -181,7 +181,7 @@ func install(ctx context.Context, agent guest.Guest, bin string) (string, error)
 	if bin == "" {
 		return "", fmt.Errorf("internal: no probe program for %s", agent)
 	}
-	if err := checkStatic(bin); err != nil {
+	if err := bundlebin.Check(bin, ""); err != nil {
 		return "", err
 	}
 	var nonce [8]byte
@@ -191,38 +191,6 @@ func install(ctx context.Context, agent guest.Guest, bin string) (string, error)
 		return "", fmt.Errorf("copy the probe program into %s: %w", agent, err)
 	}
 	return dst, nil
-}
-
-// checkStatic fails unless bin is a statically linked ELF executable: the
-// agent's image may have no dynamic loader, or another one.
-func checkStatic(bin string) error {
-	f, err := elf.Open(bin)
-	if err != nil {
-		return fmt.Errorf("the probe program %s is not an ELF executable: %w", bin, err)
-	}
-	defer f.Close()
-	for _, p := range f.Progs {
-		if p.Type == elf.PT_INTERP {
-			return fmt.Errorf("the probe program %s is dynamically linked; the self-test needs a static one: rebuild it with CGO_ENABLED=0 (make build)", bin)
-		}
-	}
-	return nil
-}
-
-// elfArch names the architecture of the ELF executable bin, as Go does.
-func elfArch(bin string) string {
-	f, err := elf.Open(bin)
-	if err != nil {
-		return "?"
-	}
-	defer f.Close()
-	switch f.Machine {
-	case elf.EM_X86_64:
-		return "amd64"
-	case elf.EM_AARCH64:
-		return "arm64"
-	}
-	return strings.ToLower(strings.TrimPrefix(f.Machine.String(), "EM_"))
 }
 
 func detail(d string) string {

@@ -97,8 +97,8 @@ var machines = map[string]elf.Machine{
 }
 
 // Check fails unless path is a statically linked linux ELF executable for
-// goarch: an image FROM scratch, and an agent's image, may have no dynamic
-// loader.
+// goarch ("" for any): an image FROM scratch, and an agent's image, may
+// have no dynamic loader.
 func Check(path, goarch string) error {
 	f, err := elf.Open(path)
 	if err != nil {
@@ -114,4 +114,20 @@ func Check(path, goarch string) error {
 		return fmt.Errorf("the bottle-bundle build %s is for %s, not linux/%s: rebuild it (make build)", path, f.Machine, goarch)
 	}
 	return nil
+}
+
+// Arch names the architecture of the ELF executable at path as Go does
+// ("amd64"); "?" when it cannot be read.
+func Arch(path string) string {
+	f, err := elf.Open(path)
+	if err != nil {
+		return "?"
+	}
+	defer f.Close()
+	for goarch, m := range machines {
+		if f.Machine == m {
+			return goarch
+		}
+	}
+	return strings.ToLower(strings.TrimPrefix(f.Machine.String(), "EM_"))
 }

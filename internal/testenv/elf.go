@@ -11,7 +11,7 @@ import (
 
 // writeELF writes a minimal 64-bit little-endian ELF executable header for
 // machine, with a PT_INTERP program header when dynamic, and returns its
-// path. checkStatic only looks at these.
+// path. the ELF checks look at nothing else.
 // WriteELF writes a minimal 64-bit little-endian ELF executable header for
 // machine, dynamically linked (a PT_INTERP) or not, and returns its path:
 // enough for code that inspects executables, nothing that runs.
