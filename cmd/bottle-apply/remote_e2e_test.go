@@ -74,6 +74,13 @@ func startRemote(t *testing.T) *remote {
 		{"tls", append(slices.Clone(plainEnv), tlsEnv...)},
 		{"context", append(slices.Clone(plainEnv), "DOCKER_CONFIG="+cfg, "DOCKER_CONTEXT="+ctxName)},
 	}
+	// Where the engine itself listens with TLS (hack/engine starts Docker 29
+	// so, and run.sh names it), its own listener too: the engine, not a
+	// front, checks the client's certificate.
+	if host, certs := os.Getenv("BOTTLE_APPLY_TEST_TLS_ENGINE"), os.Getenv("BOTTLE_APPLY_TEST_TLS_CERTS"); host != "" {
+		r.kinds = append(r.kinds, connKind{"tls engine", append(slices.Clone(plainEnv),
+			"DOCKER_HOST="+host, "DOCKER_TLS_VERIFY=1", "DOCKER_CERT_PATH="+certs)})
+	}
 	return r
 }
 

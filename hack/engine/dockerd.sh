@@ -16,6 +16,8 @@ set -euo pipefail
 ENGINE_DIR=${ENGINE_DIR:-$HOME/.cache/bottle-apply/engines/docker-29}
 NS=${ENGINE_NETNS:-bottle-docker29}
 RUN=/run/$NS ROOT=/var/lib/$NS B=$ENGINE_DIR/bin
+# TLS_PORT: where the engine listens with TLS, on the namespace's loopback.
+TLS_PORT=2376
 say() { echo "dockerd.sh: $*" >&2; }
 usage() { say "usage: dockerd.sh start | stop [SIGNAL]"; exit 2; }
 [ $# -ge 1 ] || usage
@@ -40,6 +42,8 @@ start)
   setsid nsenter -t "$cpid" -m -n -- env PATH="$B:$PATH" \
     dockerd --config-file "$RUN/daemon.json" --containerd "$RUN/containerd/containerd.sock" \
     --data-root "$ROOT/docker" --exec-root "$RUN/docker" -H "unix://$RUN/docker.sock" \
+    -H "tcp://127.0.0.1:$TLS_PORT" --tlsverify --tlscacert "$RUN/tls/ca.pem" \
+    --tlscert "$RUN/tls/server-cert.pem" --tlskey "$RUN/tls/server-key.pem" \
     --pidfile "$RUN/dockerd.pid" --cgroup-parent "/$NS" >>"$RUN/dockerd.log" 2>&1 </dev/null &
   for _ in $(seq 1 120); do
     DOCKER_HOST="unix://$RUN/docker.sock" docker version >/dev/null 2>&1 && exit 0

@@ -30,6 +30,10 @@ done
 mkdir -p "$RUN" "$ROOT"
 sed "s|@ROOT@|$ROOT|g; s|@RUN@|$RUN|g" "$here/containerd-config.toml" >"$RUN/containerd.toml"
 printf '{"features": {"containerd-snapshotter": %s}, "firewall-backend": "%s"}\n' "$SNAPSHOTTER" "$FIREWALL" >"$RUN/daemon.json"
+# The engine also listens with TLS on the namespace's loopback, wanting a client
+# certificate, so that the tests reach a real TLS-listening engine (run.sh names it to
+# them): a throwaway CA, a server certificate for 127.0.0.1, a client certificate.
+"$here/tls.sh" "$RUN/tls"
 ip netns add "$NS"
 ip netns exec "$NS" ip link set lo up
 # The namespace has no way out. Its resolv.conf names its own loopback, where nothing
