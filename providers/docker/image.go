@@ -22,6 +22,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
 // BundleRepo is the repository of the built-in bundle image. Its tag is
@@ -120,7 +121,17 @@ func (p *Provider) ensureImage(ctx context.Context, ref string, builtin bool) er
 			return nil, fmt.Errorf("inspect image %s: %w", ref, err)
 		}
 		if builtin {
-			return nil, p.importBundleImage(ctx, ref)
+			err := p.importBundleImage(ctx, ref)
+			if err != nil && strings.Contains(err.Error(), "already exists") {
+				// Another run imported the same image at the same moment:
+				// Docker 29's containerd store then refuses this import, and
+				// may not show the other's yet. Use it, or observe again.
+				if _, ierr := p.eng.ImageInspect(ctx, ref); ierr == nil {
+					return nil, nil
+				}
+				return nil, fmt.Errorf("%w (%w)", err, reconcile.ErrRetry)
+			}
+			return nil, err
 		}
 		return nil, p.pull(ctx, ref)
 	})

@@ -246,3 +246,25 @@ func TestOneInfoCall(t *testing.T) {
 		t.Errorf("%d Info calls, want 1", n)
 	}
 }
+
+// TestConcurrentBundleImport: ten runs that import the built-in image at
+// once on Docker 29's containerd store see "already exists" and, until the
+// other import shows, "No such image": a run observes again instead of
+// failing.
+func TestConcurrentBundleImport(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	f.fail["ImageImport"] = errors.New("Error response from daemon: creating image docker.io/" + bundleRef +
+		" failed because it already exists, but accessing it also failed: No such image: " + bundleRef)
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	p := newProvider(f, Options{BundleImage: bundleRef, BundleBinary: func(string) (string, error) { return bin, nil }})
+	err := p.ensureImage(t.Context(), bundleRef, true)
+	if !errors.Is(err, reconcile.ErrRetry) || !strings.Contains(err.Error(), "already exists") {
+		t.Fatalf("ensureImage = %v, want the engine's words, to retry", err)
+	}
+	// Once the other run's image shows, it is used.
+	f.images[bundleRef] = true
+	if err := p.ensureImage(t.Context(), bundleRef, true); err != nil {
+		t.Fatalf("ensureImage with the image there = %v", err)
+	}
+}
