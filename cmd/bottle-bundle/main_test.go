@@ -31,29 +31,38 @@ func freePort(t *testing.T) int {
 // carries, on loopback.
 func TestBundleProgram(t *testing.T) {
 	t.Parallel()
-	proxyPort, statusPort := freePort(t), freePort(t)
-	env := map[string]string{
-		"BOTTLE_NAME": "standalone", "BOTTLE_DAEMONS": "egress", "BOTTLE_LISTEN_IP": "127.0.0.1",
-		"BOTTLE_PROXY_PORT": strconv.Itoa(proxyPort), "BOTTLE_STATUS_ADDR": "127.0.0.1:" + strconv.Itoa(statusPort),
-		"BOTTLE_EGRESS_ALLOW": "allowed.test:80",
-	}
-	getenv := func(k string) string { return env[k] }
-	ctx, cancel := context.WithCancel(t.Context())
-	var daemonOut bytes.Buffer
-	done := make(chan int, 1)
-	go func() { done <- run(ctx, nil, nil, &daemonOut, &bytes.Buffer{}, getenv) }()
-
-	var out, errOut bytes.Buffer
-	for deadline := time.Now().Add(10 * time.Second); ; {
-		out.Reset()
-		if run(t.Context(), []string{"status"}, nil, &out, &errOut, getenv) == 0 {
+	// The ports are free when picked, and another test may take one
+	// before the daemons bind it: a daemon that exits on that is started
+	// again on new ports; any other early exit fails, with its output.
+	var (
+		proxyPort int
+		getenv    func(string) string
+		cancel    context.CancelFunc
+		daemonOut *bytes.Buffer
+		done      chan int
+		out       bytes.Buffer
+		errOut    bytes.Buffer
+	)
+	for attempt := 1; ; attempt++ {
+		var statusPort int
+		proxyPort, statusPort = freePort(t), freePort(t)
+		env := map[string]string{
+			"BOTTLE_NAME": "standalone", "BOTTLE_DAEMONS": "egress", "BOTTLE_LISTEN_IP": "127.0.0.1",
+			"BOTTLE_PROXY_PORT": strconv.Itoa(proxyPort), "BOTTLE_STATUS_ADDR": "127.0.0.1:" + strconv.Itoa(statusPort),
+			"BOTTLE_EGRESS_ALLOW": "allowed.test:80",
+		}
+		getenv = func(k string) string { return env[k] }
+		var ctx context.Context
+		ctx, cancel = context.WithCancel(t.Context())
+		daemonOut, done = &bytes.Buffer{}, make(chan int, 1)
+		go func() { done <- run(ctx, nil, nil, daemonOut, &bytes.Buffer{}, getenv) }()
+		if waitStatus(t, getenv, done, &out, &errOut, daemonOut) {
 			break
 		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatalf("status never ready: %s", errOut.String())
+		cancel()
+		if attempt == 3 || !strings.Contains(daemonOut.String(), "address already in use") {
+			t.Fatalf("the daemons exited before they were ready:\n%s", daemonOut.String())
 		}
-		time.Sleep(20 * time.Millisecond)
 	}
 	var st struct {
 		Bottle string `json:"bottle"`
@@ -132,5 +141,27 @@ func TestCrossBuilds(t *testing.T) {
 				t.Errorf("the linux/%s build is for %s (%s), want %s", arch, f.Machine, f.Class, want[arch])
 			}
 		})
+	}
+}
+
+// waitStatus asks the daemons' status until they are ready (true), or
+// until they exit (false); 10 seconds of neither fails the test.
+func waitStatus(t *testing.T, getenv func(string) string, done chan int, out, errOut, daemonOut *bytes.Buffer) bool {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		out.Reset()
+		if run(t.Context(), []string{"status"}, nil, out, errOut, getenv) == 0 {
+			return true
+		}
+		select {
+		case code := <-done:
+			done <- code
+			return false
+		default:
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("status never ready: %s\nthe daemons said:\n%s", errOut.String(), daemonOut.String())
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 }
