@@ -11,6 +11,9 @@
 //	bottle-bundle          run the daemons BOTTLE_DAEMONS names until SIGTERM
 //	bottle-bundle status   print whether they are ready (exit 1 if not)
 //	bottle-bundle probe    run isolation checks (JSON on stdin, results on stdout)
+//	bottle-bundle hostguard [-install -pool CIDR...]
+//	                       on the engine's host network: keep bottles off the
+//	                       host (package hostguard), print its addresses
 package main
 
 import (
@@ -22,6 +25,7 @@ import (
 	"syscall"
 
 	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/hostguard"
 	"github.com/bottle-apply/bottle-apply/probe"
 )
 
@@ -41,8 +45,10 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = bundle.PrintStatus(ctx, stdout, getenv)
 	case args[0] == "probe":
 		return probe.Main(args[1:], stdin, stdout, stderr)
+	case args[0] == "hostguard":
+		return hostguard.Main(args[1:], stdout, stderr)
 	default:
-		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags]]\n", args)
+		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | hostguard [flags]]\n", args)
 		return 2
 	}
 	if err != nil {

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package hostguard
+
+import "net/netip"
+
+// Install is not available off linux.
+func Install([]netip.Prefix) ([]netip.Prefix, error) { return nil, ErrUnsupported }
