@@ -77,6 +77,16 @@ type Config struct {
 	// networks (their gateways). The proxy never connects to them, nor to
 	// any gateway of the bundle's routing table, whatever AllowCIDRs says.
 	HostAddrs []string
+	// DenyCIDRs is BOTTLE_DENY_CIDRS: ranges and addresses the proxy never
+	// connects to, whatever AllowCIDRs or a name says: the subnet pool
+	// (every bottle's networks) and each of the host's interface
+	// addresses, as /32 or /128.
+	DenyCIDRs []string
+	// EgressSubnet is BOTTLE_EGRESS_SUBNET, the bundle's egress network:
+	// the one part of DenyCIDRs the proxy may reach (when AllowCIDRs says
+	// so), where the bottle's own upstreams may sit. Its gateway is the
+	// host's, in HostAddrs.
+	EgressSubnet string
 	// ListenIP is BOTTLE_LISTEN_IP, the bundle's address on the bottle's
 	// internal network: the daemons listen there and nowhere else. Required
 	// when a daemon is selected.
@@ -129,16 +139,18 @@ type Config struct {
 // defaults filled in.
 func ConfigFromEnv(getenv func(string) string) Config {
 	return Config{
-		Bottle:      getenv("BOTTLE_NAME"),
-		Daemons:     splitList(getenv("BOTTLE_DAEMONS")),
-		EgressAllow: splitList(getenv("BOTTLE_EGRESS_ALLOW")),
-		AllowCIDRs:  splitList(getenv("BOTTLE_ALLOW_CIDRS")),
-		HostAddrs:   splitList(getenv("BOTTLE_HOST_ADDRS")),
-		ListenIP:    strings.TrimSpace(getenv("BOTTLE_LISTEN_IP")),
-		ProxyPort:   strings.TrimSpace(getenv("BOTTLE_PROXY_PORT")),
-		DNSPort:     strings.TrimSpace(getenv("BOTTLE_DNS_PORT")),
-		StatusAddr:  strings.TrimSpace(getenv("BOTTLE_STATUS_ADDR")),
-		DNSUpstream: strings.TrimSpace(getenv("BOTTLE_DNS_UPSTREAM")),
+		Bottle:       getenv("BOTTLE_NAME"),
+		Daemons:      splitList(getenv("BOTTLE_DAEMONS")),
+		EgressAllow:  splitList(getenv("BOTTLE_EGRESS_ALLOW")),
+		AllowCIDRs:   splitList(getenv("BOTTLE_ALLOW_CIDRS")),
+		HostAddrs:    splitList(getenv("BOTTLE_HOST_ADDRS")),
+		DenyCIDRs:    splitList(getenv("BOTTLE_DENY_CIDRS")),
+		EgressSubnet: strings.TrimSpace(getenv("BOTTLE_EGRESS_SUBNET")),
+		ListenIP:     strings.TrimSpace(getenv("BOTTLE_LISTEN_IP")),
+		ProxyPort:    strings.TrimSpace(getenv("BOTTLE_PROXY_PORT")),
+		DNSPort:      strings.TrimSpace(getenv("BOTTLE_DNS_PORT")),
+		StatusAddr:   strings.TrimSpace(getenv("BOTTLE_STATUS_ADDR")),
+		DNSUpstream:  strings.TrimSpace(getenv("BOTTLE_DNS_UPSTREAM")),
 
 		DNSMaxNameLength:     strings.TrimSpace(getenv("BOTTLE_DNS_MAX_NAME_LENGTH")),
 		DNSMaxLabelLength:    strings.TrimSpace(getenv("BOTTLE_DNS_MAX_LABEL_LENGTH")),
@@ -290,6 +302,9 @@ type policy struct {
 	// hosts are the host's addresses (BOTTLE_HOST_ADDRS) and the gateways
 	// of the bundle's routes, each with why the proxy never connects there.
 	hosts map[netip.Addr]string
+	// denied are BOTTLE_DENY_CIDRS, but egressSubnet.
+	denied       []netip.Prefix
+	egressSubnet netip.Prefix
 	// names holds the names under wildcard rules to their limits, for the
 	// DNS daemon and the proxy.
 	names       *nameGuard
@@ -334,6 +349,22 @@ func newPolicy(cfg Config) (*policy, error) {
 			continue
 		}
 		p.hosts[ip.Unmap().WithZone("")] = hostAddrKind
+	}
+	for _, s := range cfg.DenyCIDRs {
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("BOTTLE_DENY_CIDRS: %q is not a CIDR", s))
+			continue
+		}
+		p.denied = append(p.denied, pfx.Masked())
+	}
+	if cfg.EgressSubnet != "" {
+		pfx, err := netip.ParsePrefix(cfg.EgressSubnet)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("BOTTLE_EGRESS_SUBNET: %q is not a CIDR", cfg.EgressSubnet))
+		} else {
+			p.egressSubnet = pfx.Masked()
+		}
 	}
 	gws, err := routeGateways(orDefault(cfg.procNet, defaultProcNet))
 	if err != nil {

@@ -57,12 +57,33 @@ func ownAddrs() (map[netip.Addr]bool, error) {
 const (
 	hostAddrKind = "the host's address on the bottle's networks"
 	gatewayKind  = "a gateway of the bundle's routes (the host, or a router past it)"
+	// hostIfaceKind is an address of any of the host's interfaces: a
+	// bridge's gateway, its LAN or public address.
+	hostIfaceKind = "an address of the engine's host"
 )
 
 // hostKind says why the proxy never connects to ip if it is one of the
-// host's addresses or a gateway, else "".
+// host's addresses, a gateway or inside a denied range (BOTTLE_DENY_CIDRS,
+// but for the bundle's own egress subnet), else "".
 func (p *policy) hostKind(ip netip.Addr) string {
-	return p.hosts[ip.Unmap().WithZone("")]
+	ip = ip.Unmap().WithZone("")
+	if k := p.hosts[ip]; k != "" {
+		return k
+	}
+	for _, d := range p.denied {
+		if d.IsSingleIP() && d.Addr() == ip {
+			return hostIfaceKind
+		}
+	}
+	if p.egressSubnet.IsValid() && p.egressSubnet.Contains(ip) {
+		return ""
+	}
+	for _, d := range p.denied {
+		if d.Contains(ip) {
+			return fmt.Sprintf("inside %s, the bottles' subnets", d)
+		}
+	}
+	return ""
 }
 
 // inCIDRs reports whether a range of spec.network.allowCIDRs holds ip.

@@ -142,3 +142,34 @@ func TestEgressPrivateNames(t *testing.T) {
 		t.Errorf("decision = %+v", d)
 	}
 }
+
+// The engine's host and the bottles' subnets are refused whatever
+// allowCIDRs and names say (issue 12, holes 1, 2 and 6): a range of
+// BOTTLE_DENY_CIDRS or an address of the host answers 403 at once, on any
+// port, open or closed, and nothing is dialled. The bundle's own egress
+// subnet stays reachable, as allowCIDRs says.
+func TestEgressDeniedRanges(t *testing.T) {
+	t.Parallel()
+	b, _, never := startBlocking(t, map[string]string{"lan.test": "127.0.0.9", "pool.test": "127.0.5.5", "up.test": "127.0.0.1"}, func(c *Config) {
+		c.DenyCIDRs = []string{"127.0.0.0/8", "127.0.0.9/32", "127.0.0.2/32"}
+		c.EgressSubnet = "127.0.0.0/28"
+	})
+	port := strconv.Itoa(never.port)
+	closed := "1" // a port nothing listens on: refused the same way
+	tests := []blockedCase{
+		{"CONNECT", "127.0.0.17:" + port, "127.0.0.17 is inside 127.0.0.0/8, the bottles' subnets; the proxy never connects there"},
+		{"CONNECT", "127.0.0.17:" + closed, "127.0.0.17 is inside 127.0.0.0/8, the bottles' subnets"},
+		{"CONNECT", "127.0.0.9:" + port, "127.0.0.9 is an address of the engine's host"},
+		{"CONNECT", "127.0.0.2:" + port, "127.0.0.2 is an address of the engine's host"}, // inside the egress subnet
+		{"GET", "http://lan.test:" + port + "/", "lan.test resolves to 127.0.0.9, an address of the engine's host"},
+		{"CONNECT", "pool.test:" + port, "pool.test resolves to 127.0.5.5, inside 127.0.0.0/8, the bottles' subnets"},
+	}
+	expectBlocked(t, b, never, tests)
+
+	// The egress subnet is the exception: allowCIDRs holds it, so it is
+	// dialled.
+	resp, body := dialProxy(t, b.proxy).do(t, "CONNECT", "up.test:"+port, "")
+	if resp.StatusCode != http.StatusOK || never.accepts.Load() != 1 {
+		t.Fatalf("CONNECT up.test (inside the egress subnet) = %s %q, %d dials; want it dialled", resp.Status, body, never.accepts.Load())
+	}
+}
