@@ -115,6 +115,13 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		}
 		defer locks.Release()
 	}
+	if !o.Destroy {
+		// The bundles refuse the host's addresses: known from the last run
+		// on this engine, or learned now.
+		if err := ps.learnHost(ctx); err != nil {
+			return err
+		}
+	}
 	run, runErr := reconcile.Run(ctx, ps.all, bottles, reconcile.Options{Destroy: o.Destroy, DryRun: o.DryRun, OnPlan: onPlan})
 	res.Run = run
 	switch {

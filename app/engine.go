@@ -6,9 +6,11 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -111,18 +113,24 @@ func loadEngineRecord(path, endpoint string, now time.Time) (engineRecord, bool)
 
 // saveEngineRecord writes r at path, whole or not at all.
 func saveEngineRecord(path string, r engineRecord) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".engine-*.json")
+	return writeFileAtomic(path, append(b, '\n'))
+}
+
+// writeFileAtomic writes b at path, whole or not at all, making its
+// directory (0700) if needed.
+func writeFileAtomic(path string, b []byte) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(path), ".tmp-*")
 	if err != nil {
 		return err
 	}
-	_, werr := f.Write(append(b, '\n'))
+	_, werr := f.Write(b)
 	cerr := f.Close()
 	if err := errors.Join(werr, cerr); err != nil {
 		os.Remove(f.Name())
@@ -172,4 +180,81 @@ func (ps *Providers) Engine(ctx context.Context) (Engine, error) {
 	}
 	ps.engineInfo = &e
 	return e, nil
+}
+
+// hostCache keeps the addresses of the engine's host beside the engine's
+// record (docker.HostCache): learning them takes a container, and a no-op
+// apply starts none. They are trusted for the engine they were seen on;
+// the host guard that runs before a bundle starts sees them anew.
+type hostCache struct {
+	mu       sync.Mutex
+	endpoint string
+	engineID string // set once the engine is known; empty loads nothing
+}
+
+type hostRecord struct {
+	EngineID string    `json:"engineId"`
+	Addrs    []string  `json:"addrs"`
+	Checked  time.Time `json:"checked"`
+}
+
+func (c *hostCache) path() string {
+	p := engineRecordPath(c.endpoint)
+	if p == "" {
+		return ""
+	}
+	return filepath.Join(filepath.Dir(p), "host.json")
+}
+
+func (c *hostCache) setEngine(id string) {
+	c.mu.Lock()
+	c.engineID = id
+	c.mu.Unlock()
+}
+
+// LoadHostAddrs implements docker.HostCache.
+func (c *hostCache) LoadHostAddrs() ([]netip.Addr, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	path := c.path()
+	if c.engineID == "" || path == "" {
+		return nil, false
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, false
+	}
+	var r hostRecord
+	if json.Unmarshal(b, &r) != nil || r.EngineID != c.engineID {
+		return nil, false
+	}
+	addrs := make([]netip.Addr, 0, len(r.Addrs))
+	for _, s := range r.Addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, false
+		}
+		addrs = append(addrs, a)
+	}
+	return addrs, true
+}
+
+// SaveHostAddrs implements docker.HostCache. A failure costs the next run
+// a container, nothing else.
+func (c *hostCache) SaveHostAddrs(addrs []netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	path := c.path()
+	if c.engineID == "" || path == "" {
+		return
+	}
+	r := hostRecord{EngineID: c.engineID, Checked: time.Now().UTC()}
+	for _, a := range addrs {
+		r.Addrs = append(r.Addrs, a.String())
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return
+	}
+	_ = writeFileAtomic(path, append(b, '\n'))
 }

@@ -21,6 +21,7 @@ type Providers struct {
 	smolvm   *smolvm.Provider
 	all      []reconcile.Provider
 
+	host       *hostCache
 	engineMu   sync.Mutex
 	engineInfo *Engine // once Engine has looked it up
 }
@@ -46,11 +47,12 @@ func NewProviders(o *Options) (*Providers, error) {
 	if err != nil {
 		return nil, err
 	}
-	dp := docker.New(c, docker.Options{BundleImage: bs.ref, BundleBinary: bs.dir.Path, SubnetPool: o.SubnetPool, Version: o.Version})
+	hc := &hostCache{endpoint: ep.Host}
+	dp := docker.New(c, docker.Options{BundleImage: bs.ref, BundleBinary: bs.dir.Path, SubnetPool: o.SubnetPool, Version: o.Version, HostCache: hc})
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
-	return &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}}, nil
+	return &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}, host: hc}, nil
 }
 
 // Logs streams the decision log of the bottle's bundle (its daemons' JSON
@@ -61,4 +63,18 @@ func Logs(ctx context.Context, o *Options, bottleName string, follow bool) (io.R
 		return nil, err
 	}
 	return ps.docker.BundleLogs(ctx, bottleName, follow)
+}
+
+// learnHost makes the engine host's addresses known to the docker
+// provider, from the record of the engine or from the engine.
+func (ps *Providers) learnHost(ctx context.Context) error {
+	eng, err := ps.Engine(ctx)
+	if err != nil {
+		return err
+	}
+	ps.host.setEngine(eng.ID)
+	if err := ps.docker.LearnHost(ctx); err != nil {
+		return fmt.Errorf("%w\nthe bundles refuse every address of the engine's host: check that the engine can run a container of the built-in bundle image on its host's network", err)
+	}
+	return nil
 }

@@ -16,9 +16,24 @@ type Bottle struct {
 	// Network is spec.network with the choices that providers make in
 	// their Resolve step filled in: the subnets and the bundle's address.
 	Network spec.Network
+	// Host is what the bundle must never dial, whatever spec.network.allowCIDRs
+	// says: providers fill it in their Resolve step.
+	Host Host
 	// Secrets are the values of spec.agent.secretEnv, sorted by name, once
 	// read (package secret does it); printed with their values redacted.
 	Secrets []Secret
+}
+
+// Host is the engine's host as a bundle must see it: somewhere it never
+// connects to.
+type Host struct {
+	// Denied are CIDRs the bundle never dials: the subnet pool, which
+	// holds the bottles' networks. The bundle's egress subnet is the exception, but for its gateway: the
+	// bundle's way out, where a test's stand-in for the internet may sit.
+	Denied []string
+	// Addrs are the host's interface addresses: every bridge's gateway,
+	// its LAN and public addresses, as the host guard last saw them.
+	Addrs []string
 }
 
 // New returns the bottle of a spec, with nothing resolved yet.

@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types/network"
 	"github.com/rs/zerolog"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
@@ -50,11 +51,28 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 		if !ok {
 			return fmt.Errorf("internal: %s has no container config", r.ID())
 		}
+		if err := p.guardBundle(ctx, r); err != nil {
+			return err
+		}
 		return p.createContainer(ctx, cfg)
 	case s.Action == reconcile.Start && r.Kind == KindContainer && s.Observed != nil:
+		if err := p.guardBundle(ctx, r); err != nil {
+			return err
+		}
 		return p.startContainer(ctx, s.Observed.EngineID, s.Observed.Name)
 	}
 	return fmt.Errorf("internal: the docker provider cannot %s a %s", s.Action, r.Kind)
+}
+
+// guardBundle guards the engine's host before a bundle starts.
+func (p *Provider) guardBundle(ctx context.Context, r *reconcile.Resource) error {
+	if r.Role != bottle.RoleBundle {
+		return nil
+	}
+	if err := p.guardHost(ctx); err != nil {
+		return fmt.Errorf("%w; the bundle %s was not started: without the rule, an address of the host that it does not know (a bridge made later) would be open to it", err, r.Name)
+	}
+	return nil
 }
 
 func (p *Provider) createNetwork(ctx context.Context, cfg networkConfig) error {

@@ -36,6 +36,9 @@ type Options struct {
 	SubnetPool string
 	// Version is recorded in a label for humans; it is not part of any hash.
 	Version string
+	// HostCache keeps the engine host's addresses between runs; nil
+	// learns them once a Provider.
+	HostCache HostCache
 }
 
 // Provider manages docker networks and containers.
@@ -56,6 +59,9 @@ type Provider struct {
 	// that the engine refused to start for good in this run: Observe
 	// reports them failed, so that the next round replaces them.
 	unstartable sync.Map
+
+	// host is what this run knows of the engine's host.
+	host hostState
 
 	// negotiated is set once the client settled the API version.
 	negotiated  atomic.Bool

@@ -3,6 +3,7 @@ package docker
 import (
 	"fmt"
 	"net/netip"
+	"slices"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
@@ -96,6 +97,7 @@ func (p *Provider) Resolve(bottles []*bottle.Bottle, observed []reconcile.Resour
 		}
 		return sub.String(), nil
 	}
+	defer p.resolveHost(bottles, pool)
 	for _, b := range bottles {
 		n := &b.Network
 		if n.Subnet == "" {
@@ -111,4 +113,29 @@ func (p *Provider) Resolve(bottles []*bottle.Bottle, observed []reconcile.Resour
 		}
 	}
 	return nil
+}
+
+// resolveHost tells each bottle what its bundle must never dial: the
+// subnet pool and the host's addresses as this run knows them. The host
+// guard's rule covers the pool and every subnet a spec sets outside it.
+func (p *Provider) resolveHost(bottles []*bottle.Bottle, pool netip.Prefix) {
+	p.host.mu.Lock()
+	defer p.host.mu.Unlock()
+	addPool := func(r netip.Prefix) {
+		if !pool.Contains(r.Addr()) && !slices.Contains(p.host.pools, r) {
+			p.host.pools = append(p.host.pools, r)
+		}
+	}
+	if !slices.Contains(p.host.pools, pool) {
+		p.host.pools = append([]netip.Prefix{pool}, p.host.pools...)
+	}
+	addrs := addrStrings(p.host.addrs)
+	for _, b := range bottles {
+		for _, s := range []string{b.Network.Subnet, b.Network.EgressSubnet} {
+			if sub, err := bottle.ParsePrefix(s); err == nil {
+				addPool(sub)
+			}
+		}
+		b.Host = bottle.Host{Denied: []string{pool.String()}, Addrs: addrs}
+	}
 }

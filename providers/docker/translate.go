@@ -178,6 +178,14 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	if dnsLimits != (spec.EgressDNS{}) {
 		f = append(f, reconcile.In("egressDNS", dnsLimits))
 	}
+	// What the bundle must never dial changes the bundle alone: the
+	// agent's way out stays where it is.
+	if len(b.Host.Denied) > 0 {
+		f = append(f, reconcile.In("deniedRanges", b.Host.Denied))
+	}
+	if len(b.Host.Addrs) > 0 {
+		f = append(f, reconcile.In("hostAddresses", b.Host.Addrs))
+	}
 	r := newResource(b, KindContainer, bottle.RoleBundle, f)
 	r.DependsOn = []string{at.internalID, at.egressID}
 	r.BoundTo = []string{at.internalID, at.egressID}
@@ -204,6 +212,17 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 			{Network: bottle.ResourceName(b.Metadata.Name, bottle.RoleEgress)},
 		},
 		Labels: labels(&r, version),
+	}
+	if len(b.Host.Denied)+len(b.Host.Addrs) > 0 {
+		// The proxy never connects there, whatever allowCIDRs or a name
+		// says, but for its own egress subnet (not its gateway).
+		deny := slices.Clone(b.Host.Denied)
+		for _, a := range b.Host.Addrs {
+			if ip, err := netip.ParseAddr(a); err == nil {
+				deny = append(deny, netip.PrefixFrom(ip, ip.BitLen()).String())
+			}
+		}
+		cfg.Env = append(cfg.Env, "BOTTLE_DENY_CIDRS="+strings.Join(deny, ","), "BOTTLE_EGRESS_SUBNET="+n.EgressSubnet)
 	}
 	// Set only when the spec sets them: the bundle knows the defaults.
 	for _, v := range []struct {

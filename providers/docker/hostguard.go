@@ -1,0 +1,261 @@
+package docker
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
+	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+)
+
+// HostCache keeps the engine's host addresses between runs, so that a run
+// starts no container to learn them (app keeps them per engine).
+type HostCache interface {
+	LoadHostAddrs() ([]netip.Addr, bool)
+	SaveHostAddrs([]netip.Addr)
+}
+
+// RoleHostGuard labels the short-lived container that guards the host.
+const RoleHostGuard = "hostguard"
+
+// hostEngine is what the host guard needs on top of engine.
+type hostEngine interface {
+	engine
+	ContainerWait(ctx context.Context, containerID string, condition container.WaitCondition) (<-chan container.WaitResponse, <-chan error)
+	ContainerLogs(ctx context.Context, containerID string, options container.LogsOptions) (io.ReadCloser, error)
+}
+
+var _ hostEngine = (*client.Client)(nil)
+
+// hostState is what a run knows of the engine's host.
+type hostState struct {
+	mu    sync.Mutex
+	known bool
+	addrs []netip.Addr
+	// pools are the ranges the guard's rule must cover: the subnet pool
+	// and every subnet a spec sets outside it (Resolve adds them).
+	pools []netip.Prefix
+	// guarded is set once this run installed the rule; guardErr is why it
+	// could not.
+	guarded  bool
+	guardErr error
+}
+
+// LearnHost makes the engine host's interface addresses known to the run,
+// for the bundles to refuse: from the cache, else from a run of the host
+// guard that installs nothing (once a Provider). Call it before a plan.
+func (p *Provider) LearnHost(ctx context.Context) error {
+	_, err := p.hostAddrs(ctx)
+	return err
+}
+
+func (p *Provider) hostAddrs(ctx context.Context) ([]netip.Addr, error) {
+	p.host.mu.Lock()
+	defer p.host.mu.Unlock()
+	if p.host.known {
+		return p.host.addrs, nil
+	}
+	if p.opts.HostCache != nil {
+		if addrs, ok := p.opts.HostCache.LoadHostAddrs(); ok {
+			p.host.known, p.host.addrs = true, addrs
+			return addrs, nil
+		}
+	}
+	addrs, err := p.runHostGuard(ctx, nil)
+	if errors.Is(err, errNoHostEngine) {
+		p.host.known = true // the fake engine's host has no address
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if pool, err := bottle.ParsePrefix(p.opts.SubnetPool); err == nil {
+		addrs = outside(addrs, []netip.Prefix{pool})
+	}
+	p.host.known, p.host.addrs = true, addrs
+	if p.opts.HostCache != nil {
+		p.opts.HostCache.SaveHostAddrs(addrs)
+	}
+	return addrs, nil
+}
+
+// guardHost installs the host guard's rule for the run's pools, once a
+// Provider, before the first bundle is created or started: after a reboot
+// or a firewall reload the rule is gone, and the bundle's own refusals
+// know only the addresses the host had when it was made. What the guard
+// saw of the host goes to the cache: if it changed, the next run updates
+// the bundles.
+func (p *Provider) guardHost(ctx context.Context) error {
+	p.host.mu.Lock()
+	defer p.host.mu.Unlock()
+	if p.host.guarded {
+		return nil
+	}
+	if p.host.guardErr != nil {
+		return p.host.guardErr
+	}
+	pools := p.host.pools
+	if len(pools) == 0 {
+		pool, err := bottle.ParsePrefix(p.opts.SubnetPool)
+		if err != nil {
+			return fmt.Errorf("subnet pool %q: %w", p.opts.SubnetPool, err)
+		}
+		pools = []netip.Prefix{pool}
+	}
+	addrs, err := p.runHostGuard(ctx, pools)
+	if errors.Is(err, errNoHostEngine) {
+		// The unit tests' fake engine has no host to guard; every
+		// *client.Client can run the guard.
+		p.host.guarded = true
+		return nil
+	}
+	if err != nil {
+		if ctx.Err() == nil {
+			p.host.guardErr = err
+		}
+		return err
+	}
+	p.host.guarded = true
+	addrs = outside(addrs, pools)
+	if p.host.known && !slices.Equal(addrs, p.host.addrs) {
+		zerolog.Ctx(ctx).Info().Strs("was", addrStrings(p.host.addrs)).Strs("now", addrStrings(addrs)).
+			Msg("the engine's host has new addresses: the next run updates the bundles (the host guard's rule covers them meanwhile)")
+	}
+	if p.opts.HostCache != nil {
+		p.opts.HostCache.SaveHostAddrs(addrs)
+	}
+	return nil
+}
+
+// errNoHostEngine says that the engine client cannot run the host guard.
+var errNoHostEngine = errors.New("internal: this engine client cannot run containers to the end")
+
+// runHostGuard runs `bottle-bundle hostguard` in a container on the
+// engine host's network: with pools, it installs the rule that drops what
+// those ranges send to the host (NET_ADMIN, nothing else); it always
+// reports the host's addresses. The container is removed after.
+func (p *Provider) runHostGuard(ctx context.Context, pools []netip.Prefix) (addrs []netip.Addr, err error) {
+	he, ok := p.eng.(hostEngine)
+	if !ok {
+		return nil, errNoHostEngine
+	}
+	what := "learn the engine host's addresses"
+	args := []string{"hostguard"}
+	capAdd := []string(nil)
+	if len(pools) > 0 {
+		what = "guard the engine's host"
+		args = append(args, "-install")
+		for _, p := range pools {
+			args = append(args, "-pool", p.String())
+		}
+		capAdd = []string{"NET_ADMIN"}
+	}
+	defer func() {
+		if err != nil {
+			err = fmt.Errorf("%s (a container of the built-in bundle image on the host's network, with NET_ADMIN, installs a firewall rule that keeps bottles off the host): %w", what, err)
+		}
+	}()
+	ref := p.opts.BundleImage
+	if ref == "" {
+		return nil, errors.New("this bottle-apply ships no bottle-bundle build to run it (make build puts bin/bottle-bundle-linux-* beside bin/bottle-apply)")
+	}
+	if err := p.ensureImage(ctx, ref, true); err != nil {
+		return nil, err
+	}
+	var suffix [4]byte
+	_, _ = rand.Read(suffix[:])
+	name := "bottle-apply-hostguard-" + hex.EncodeToString(suffix[:])
+	config := &container.Config{Image: ref, Cmd: args, Labels: map[string]string{bottle.LabelRole: RoleHostGuard, bottle.LabelVersion: p.opts.Version}}
+	host := &container.HostConfig{NetworkMode: "host", CapDrop: []string{"ALL"}, CapAdd: capAdd,
+		ReadonlyRootfs: true, SecurityOpt: []string{"no-new-privileges"}}
+	zerolog.Ctx(ctx).Debug().Str("container", name).Strs("args", args).Msg("ContainerCreate")
+	created, err := he.ContainerCreate(ctx, config, host, nil, nil, name)
+	if err != nil {
+		return nil, fmt.Errorf("create container %s: %w", name, err)
+	}
+	defer func() {
+		_ = he.ContainerRemove(context.WithoutCancel(ctx), created.ID, container.RemoveOptions{Force: true})
+	}()
+	if err := he.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		return nil, fmt.Errorf("start container %s: %w", name, err)
+	}
+	waitc, errc := he.ContainerWait(ctx, created.ID, container.WaitConditionNotRunning)
+	var code int64
+	select {
+	case w := <-waitc:
+		code = w.StatusCode
+	case err := <-errc:
+		return nil, fmt.Errorf("wait for container %s: %w", name, err)
+	}
+	rc, err := he.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	if err != nil {
+		return nil, fmt.Errorf("read the output of container %s: %w", name, err)
+	}
+	defer rc.Close()
+	var stdout, stderr bytes.Buffer
+	if _, err := stdcopy.StdCopy(&stdout, &stderr, io.LimitReader(rc, 1<<20)); err != nil {
+		return nil, fmt.Errorf("read the output of container %s: %w", name, err)
+	}
+	if code != 0 {
+		return nil, fmt.Errorf("it exited %d: %s", code, strings.TrimSpace(stderr.String()))
+	}
+	return parseHostReport(stdout.Bytes())
+}
+
+// parseHostReport reads the addresses of the guard's JSON report.
+func parseHostReport(b []byte) ([]netip.Addr, error) {
+	var r struct {
+		Addrs []string `json:"addrs"`
+	}
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("read its report %q: %w", clipBytes(b, 200), err)
+	}
+	out := make([]netip.Addr, 0, len(r.Addrs))
+	for _, s := range r.Addrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("its report names %q, not an address", s)
+		}
+		out = append(out, a.Unmap())
+	}
+	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
+	return slices.Compact(out), nil
+}
+
+func clipBytes(b []byte, n int) string {
+	if len(b) > n {
+		return string(b[:n]) + "…"
+	}
+	return string(b)
+}
+
+func addrStrings(addrs []netip.Addr) []string {
+	out := make([]string, len(addrs))
+	for i, a := range addrs {
+		out[i] = a.String()
+	}
+	return out
+}
+
+// outside drops the addresses that pools hold: the bottles' gateways,
+// which the bundles refuse as part of the pool. A bottle made or removed
+// then changes no bundle.
+func outside(addrs []netip.Addr, pools []netip.Prefix) []netip.Addr {
+	return slices.DeleteFunc(slices.Clone(addrs), func(a netip.Addr) bool {
+		return slices.ContainsFunc(pools, func(p netip.Prefix) bool { return p.Contains(a) })
+	})
+}
