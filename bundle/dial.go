@@ -70,6 +70,9 @@ func (p *policy) hostKind(ip netip.Addr) string {
 	if k := p.hosts[ip]; k != "" {
 		return k
 	}
+	if holes.host {
+		return ""
+	}
 	for _, d := range p.denied {
 		if d.IsSingleIP() && d.Addr() == ip {
 			return hostIfaceKind

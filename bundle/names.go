@@ -47,7 +47,7 @@ var answeredTypes = map[uint16]bool{
 // refusedType says why the DNS daemon does not answer a query of qtype, or
 // "" when it does.
 func refusedType(qtype uint16) string {
-	if answeredTypes[qtype] {
+	if answeredTypes[qtype] || holes.dnsTypes {
 		return ""
 	}
 	return fmt.Sprintf("query type %s is not answered; the DNS daemon answers A, AAAA, CNAME, HTTPS and SVCB only", dns.Type(qtype))
@@ -83,7 +83,7 @@ func newNameGuard(maxName, maxLabel, perMinute int, now func() time.Time) *nameG
 // looked up; an allowed name is counted. host is normalized and passed
 // checkHost. Names of exact rules are never limited.
 func (g *nameGuard) check(host string, rule spec.EgressRule) string {
-	if !rule.Wildcard {
+	if !rule.Wildcard || holes.dnsTypes {
 		return ""
 	}
 	// The name is the agent's: say how long it is, never what it holds.

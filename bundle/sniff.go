@@ -176,6 +176,9 @@ func parseClientHello(body []byte) (string, error) {
 // literal target takes no SNI (clients send none for one); a name must
 // be named.
 func sniMismatch(sni, host string) string {
+	if holes.sni {
+		return ""
+	}
 	if _, err := netip.ParseAddr(host); err == nil {
 		if sni == "" {
 			return ""
@@ -195,6 +198,9 @@ func sniMismatch(sni, host string) string {
 // host:port, or "" when it may. The Host may leave out the port, or name
 // the tunnel's own.
 func hostMismatch(h, host string, port int) string {
+	if holes.sni {
+		return ""
+	}
 	name, p, err := net.SplitHostPort(h)
 	if err != nil {
 		name, p = strings.TrimSuffix(strings.TrimPrefix(h, "["), "]"), ""
