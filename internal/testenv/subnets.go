@@ -25,6 +25,9 @@ const (
 	// SubnetsDockerReplace: providers/docker,
 	// TestIntegrationReplaceSafety, the subnet of its bottle.
 	SubnetsDockerReplace = "10.217.0.0/16"
+	// SubnetsHostGuard: cmd/bottle-apply, TestE2EHostNeverDialled, the
+	// bridge it makes after a bundle and the address it gives the host.
+	SubnetsHostGuard = "10.218.0.0/16"
 )
 
 // subnetRanges are the ranges above by name, for the test that keeps them
@@ -34,6 +37,7 @@ var subnetRanges = map[string]string{
 	"SubnetsConcurrentApplies": SubnetsConcurrentApplies,
 	"SubnetsDockerLifecycle":   SubnetsDockerLifecycle,
 	"SubnetsDockerReplace":     SubnetsDockerReplace,
+	"SubnetsHostGuard":         SubnetsHostGuard,
 }
 
 // NthSubnet returns the n-th (from 0) prefix of length bits in the range
