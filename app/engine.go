@@ -188,7 +188,6 @@ func (ps *Providers) Engine(ctx context.Context) (Engine, error) {
 // the host guard that runs before a bundle starts sees them anew.
 type hostCache struct {
 	mu       sync.Mutex
-	endpoint string
 	engineID string // set once the engine is known; empty loads nothing
 }
 
@@ -198,12 +197,15 @@ type hostRecord struct {
 	Checked  time.Time `json:"checked"`
 }
 
+// path is keyed by the engine, not by its address: every address of one
+// engine shares what was learned of its host.
 func (c *hostCache) path() string {
-	p := engineRecordPath(c.endpoint)
-	if p == "" {
+	dir := xdg.CacheDir("engines")
+	if dir == "" || c.engineID == "" {
 		return ""
 	}
-	return filepath.Join(filepath.Dir(p), "host.json")
+	sum := sha256.Sum256([]byte(c.engineID))
+	return filepath.Join(dir, "by-id", hex.EncodeToString(sum[:])[:16], "host.json")
 }
 
 func (c *hostCache) setEngine(id string) {

@@ -47,7 +47,7 @@ func NewProviders(o *Options) (*Providers, error) {
 	if err != nil {
 		return nil, err
 	}
-	hc := &hostCache{endpoint: ep.Host}
+	hc := &hostCache{}
 	dp := docker.New(c, docker.Options{BundleImage: bs.ref, BundleBinary: bs.dir.Path, SubnetPool: o.SubnetPool, Version: o.Version, HostCache: hc})
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.

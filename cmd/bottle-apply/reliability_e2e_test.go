@@ -74,7 +74,9 @@ func startBin(t *testing.T, bin, host string, args ...string) *proc {
 		env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 			return strings.HasPrefix(kv, "DOCKER_HOST=") || strings.HasPrefix(kv, "DOCKER_CONTEXT=")
 		})
-		r.cmd.Env = append(env, "DOCKER_HOST="+host)
+		// A proxy's address is new each time: its engine record goes to
+		// the tests' cache, not the user's.
+		r.cmd.Env = append(env, "DOCKER_HOST="+host, "XDG_CACHE_HOME="+testCache)
 	}
 	if err := r.cmd.Start(); err != nil {
 		cancel()
