@@ -13,8 +13,10 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/client"
 	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/rs/zerolog"
@@ -141,6 +143,10 @@ func (p *Provider) guardHost(ctx context.Context) error {
 	return nil
 }
 
+// staleGuard is how old a host guard's container must be for another run
+// to remove it: a guard is done in a second.
+const staleGuard = 5 * time.Minute
+
 // errNoHostEngine says that the engine client cannot run the host guard.
 var errNoHostEngine = errors.New("internal: this engine client cannot run containers to the end")
 
@@ -175,6 +181,16 @@ func (p *Provider) runHostGuard(ctx context.Context, pools []netip.Prefix) (addr
 	}
 	if err := p.ensureImage(ctx, ref, true); err != nil {
 		return nil, err
+	}
+	// A run killed while its guard ran left the container: remove those
+	// made long enough ago that no run still reads them.
+	if old, err := he.ContainerList(ctx, container.ListOptions{All: true, Filters: filters.NewArgs(
+		filters.Arg("label", bottle.LabelRole+"="+RoleHostGuard))}); err == nil {
+		for _, o := range old {
+			if time.Since(time.Unix(o.Created, 0)) > staleGuard {
+				_ = he.ContainerRemove(ctx, o.ID, container.RemoveOptions{Force: true})
+			}
+		}
 	}
 	var suffix [4]byte
 	_, _ = rand.Read(suffix[:])
