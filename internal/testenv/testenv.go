@@ -379,3 +379,40 @@ func TestServerImage(t testing.TB, c *client.Client) string {
 	removeImage(t, c, ref)
 	return ref
 }
+
+// HoleyBundleImage builds bottle-bundle for this machine's architecture
+// with the bottleholes tag and the holes named (see bundle/holes.go:
+// host, sni, dns-types) linked in, imports it FROM scratch as a bundle
+// image (entrypoint /bottle-bundle, an empty /tmp) with the environment
+// env (KEY=VALUE), and removes the image when the test ends. Only tests
+// can make such a bundle: released builds have no holes to open.
+func HoleyBundleImage(t testing.TB, c *client.Client, holes string, env ...string) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "bottle-bundle")
+	cmd := exec.Command("go", "build", "-trimpath", "-tags", "bottleholes",
+		"-ldflags", "-X github.com/bottle-apply/bottle-apply/bundle.openHoles="+holes, "-o", bin, "./cmd/bottle-bundle")
+	cmd.Dir = moduleRoot()
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build a bundle with holes %s: %v\n%s", holes, err, out)
+	}
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	changes := []string{`ENTRYPOINT ["/bottle-bundle"]`}
+	for _, e := range env {
+		changes = append(changes, "ENV "+e)
+	}
+	ref := "bottle-apply-test/holey-bundle:" + Name("t")
+	err = importImage(context.Background(), c, ref, changes, func(tw *tar.Writer) {
+		_ = tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
+		_ = tw.WriteHeader(&tar.Header{Name: "bottle-bundle", Mode: 0o755, Size: int64(len(data)), ModTime: epoch})
+		_, _ = tw.Write(data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	removeImage(t, c, ref)
+	return ref
+}
