@@ -79,6 +79,9 @@ type Resource struct {
 	// Summary holds a few human-facing attributes (image, subnet, ip) for the
 	// plan. Providers must never put secret values here.
 	Summary map[string]string
+	// Keeps and Discards say, for the plan of a replace, what goes on as
+	// it was and what is lost with the old resource.
+	Keeps, Discards string
 
 	// Config is the provider's own desired configuration; reconcile never
 	// looks inside it.

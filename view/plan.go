@@ -64,6 +64,14 @@ func Render(w io.Writer, p *reconcile.Plan, color bool) error {
 		if s.Action == reconcile.Create || s.Action == reconcile.Replace {
 			fmt.Fprintf(&b, "        %s\n", attrs(&s.Resource))
 		}
+		if s.Action == reconcile.Replace {
+			if k := s.Resource.Keeps; k != "" {
+				fmt.Fprintf(&b, "        keeps: %s\n", k)
+			}
+			if d := s.Resource.Discards; d != "" {
+				fmt.Fprintf(&b, "        discards: %s\n", d)
+			}
+		}
 	}
 	fmt.Fprintf(&b, "\n%s %d to create, %d to start, %d to replace, %d to delete.\n",
 		paint(ansiBold, "Plan:"), p.Count(reconcile.Create), p.Count(reconcile.Start), p.Count(reconcile.Replace), p.Count(reconcile.Delete))
@@ -94,6 +102,9 @@ type StepDoc struct {
 	Reason    string            `json:"reason,omitempty"`
 	DependsOn []int             `json:"dependsOn,omitempty"`
 	Summary   map[string]string `json:"attributes,omitempty"`
+	// Keeps and Discards are set on replaces (see reconcile.Resource).
+	Keeps    string `json:"keeps,omitempty"`
+	Discards string `json:"discards,omitempty"`
 }
 
 // PlanDoc is the plan in machine-readable output. NoOp steps are included
@@ -110,10 +121,14 @@ func Doc(p *reconcile.Plan) PlanDoc {
 		"create": p.Count(reconcile.Create), "start": p.Count(reconcile.Start), "replace": p.Count(reconcile.Replace), "delete": p.Count(reconcile.Delete),
 	}}
 	for _, s := range p.Steps {
-		d.Steps = append(d.Steps, StepDoc{
+		sd := StepDoc{
 			ID: s.ID, Action: s.Action, Resource: s.ResourceID, Name: s.Resource.Name,
 			Bottle: s.Resource.Bottle, Reason: s.Reason, DependsOn: s.DependsOn, Summary: s.Resource.Summary,
-		})
+		}
+		if s.Action == reconcile.Replace {
+			sd.Keeps, sd.Discards = s.Resource.Keeps, s.Resource.Discards
+		}
+		d.Steps = append(d.Steps, sd)
 	}
 	return d
 }

@@ -52,6 +52,8 @@ func (w world) desired() []Resource {
 	agent := Resource{Provider: "docker", Kind: "container", Bottle: b, Role: "agent", Name: "bottle-" + b + "-agent",
 		Inputs:    map[string]string{"env": w.env, "bundle": w.bundle},
 		DependsOn: []string{internal.ID()}, BoundTo: []string{internal.ID()}}
+	bundle.Keeps, bundle.Discards = "the agent as it runs", "open connections"
+	agent.Keeps, agent.Discards = "the networks and the bundle", "the agent's files"
 	out := []Resource{internal, egress, bundle, agent}
 	for i := range out {
 		var h strings.Builder
@@ -163,5 +165,45 @@ func TestPlanDocJSON(t *testing.T) {
 	}
 	if !strings.Contains(string(b), `"resource":"docker-network:hello/egress"`) {
 		t.Fatalf("plan JSON lacks resource IDs: %s", b)
+	}
+}
+
+// A replace says what it keeps and discards, in text and JSON; a create
+// has nothing to keep.
+func TestPlanSaysWhatAReplaceKeeps(t *testing.T) {
+	t.Parallel()
+	changed := hello
+	changed.env = "e2"
+	plan, err := Diff(changed.desired(), hello.observed(), Scope{Bottles: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	if err := Render(&buf, plan, false); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"keeps: the networks and the bundle\n", "discards: the agent's files\n"} {
+		if !strings.Contains(buf.String(), want) {
+			t.Errorf("the plan lacks %q:\n%s", want, buf.String())
+		}
+	}
+	if strings.Contains(buf.String(), "the agent as it runs") {
+		t.Errorf("the plan says what an unchanged bundle keeps:\n%s", buf.String())
+	}
+	for _, sd := range Doc(plan).Steps {
+		if (sd.Action == Replace) != (sd.Keeps != "") {
+			t.Errorf("step %s %s: keeps %q", sd.Action, sd.Resource, sd.Keeps)
+		}
+	}
+	created, err := Diff(hello.desired(), nil, Scope{Bottles: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	buf.Reset()
+	if err := Render(&buf, created, false); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(buf.String(), "keeps:") {
+		t.Errorf("a plan of creates says what it keeps:\n%s", buf.String())
 	}
 }

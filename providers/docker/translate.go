@@ -87,6 +87,7 @@ func translate(b *bottle.Bottle, bundleImage, version string) []reconcile.Resour
 	if b.Spec.Backend == spec.BackendDocker {
 		out = append(out, agentContainer(b, at, version))
 	}
+	explainReplace(out)
 	return out
 }
 

@@ -77,6 +77,9 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 			dockerID(dockerContainer, name, bottle.RoleBundle),
 		},
 		Summary: map[string]string{"image": a.Image, "allow": strings.Join(cidrs, ","), "platform": machinePlatform},
+		Keeps:   "the bottle's networks and bundle",
+		// smolvm machine delete drops the machine's disk with it.
+		Discards: "the machine's processes, and every file written in it",
 	}
 	if route != "" {
 		r.Summary["route"] = route
