@@ -16,6 +16,25 @@ func (b *Bottle) Default() {
 	}
 }
 
+// MemoryLimit is the agent's memory in MiB: spec.agent.memory, else
+// DefaultAgentMemory. Unlike Default, it leaves the spec as written, so
+// that a spec without memory hashes as it always did.
+func (a *Agent) MemoryLimit() int {
+	if a.Memory != 0 {
+		return a.Memory
+	}
+	return DefaultAgentMemory
+}
+
+// PidsLimit is the agent's process limit: spec.agent.pids, else
+// DefaultAgentPids.
+func (a *Agent) PidsLimit() int {
+	if a.Pids != 0 {
+		return a.Pids
+	}
+	return DefaultAgentPids
+}
+
 // GatewayIP returns the first host address of p (192.168.240.1 for
 // 192.168.240.0/24), which bottle networks use as their gateway. It returns
 // the zero Addr for an invalid p.

@@ -59,3 +59,37 @@ func TestDefault(t *testing.T) {
 		})
 	}
 }
+
+// The agent's limits: the spec's when set, else the defaults; the spec
+// itself stays as written, so that its hash does not move.
+func TestAgentLimits(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name         string
+		in           Agent
+		memory, pids int
+	}{
+		{"defaults", Agent{}, DefaultAgentMemory, DefaultAgentPids},
+		{"memory set", Agent{Memory: 512}, 512, DefaultAgentPids},
+		{"pids set", Agent{Pids: 100}, DefaultAgentMemory, 100},
+		{"both set", Agent{Memory: 65536, Pids: 100000}, 65536, 100000},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			a := tt.in
+			if got := a.MemoryLimit(); got != tt.memory {
+				t.Errorf("MemoryLimit = %d, want %d", got, tt.memory)
+			}
+			if got := a.PidsLimit(); got != tt.pids {
+				t.Errorf("PidsLimit = %d, want %d", got, tt.pids)
+			}
+			if !reflect.DeepEqual(a, tt.in) {
+				t.Errorf("the limits changed the spec: %+v", a)
+			}
+		})
+	}
+	if DefaultAgentMemory != 8<<10 || DefaultAgentPids != 4096 {
+		t.Errorf("defaults %d MiB, %d pids; README's upgrade notes say 8 GiB and 4096", DefaultAgentMemory, DefaultAgentPids)
+	}
+}

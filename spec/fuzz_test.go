@@ -85,7 +85,7 @@ func FuzzValidate(f *testing.F) {
 			"  backend: " + q(backend) + "\n" +
 			"  agent:\n    image: " + q(image) + "\n    workdir: " + q(workdir) + "\n" +
 			"    env: {" + q(envKey) + ": " + q(envVal) + "}\n" +
-			"    cpus: " + strconv.Itoa(cpus) + "\n    memory: " + strconv.Itoa(mem) + "\n" +
+			"    cpus: " + strconv.Itoa(cpus) + "\n    memory: " + strconv.Itoa(mem) + "\n    pids: " + strconv.Itoa(mem*cpus) + "\n" +
 			"  network:\n    subnet: " + q(subnet) + "\n    bundleIP: " + q(bundleIP) + "\n    allowCIDRs: [" + q(cidr) + "]\n" +
 			"  bundle:\n    daemons: [" + q(daemon) + "]\n" +
 			// The daemon's string doubles as an egress rule.

@@ -137,6 +137,10 @@ var invalidCases = []struct {
 		"testdata/invalid-resources.yaml:10:13: spec.agent.memory: 32 is below the minimum of 64",
 		"testdata/invalid-resources.yaml:15:37: spec.agent.cpus: 65 is above the maximum of 64",
 		"testdata/invalid-resources.yaml:15:49: spec.agent.memory: expected a whole number, got a string",
+		"testdata/invalid-resources.yaml:23:11: spec.agent.pids: 4194305 is above the maximum of 4194304",
+		"testdata/invalid-resources.yaml:28:37: spec.agent.pids: expected a whole number, got a number",
+		"testdata/invalid-resources.yaml:33:37: spec.agent.pids: expected a whole number, got a string",
+		"testdata/invalid-resources.yaml:40:32: spec.agent.pids: has no effect on backend smolvm, which has no process limit (a microVM's processes are bounded by its memory); remove it, or use backend: docker",
 	}},
 	{"invalid-secret-env.yaml", nil, []string{
 		"testdata/invalid-secret-env.yaml:13:7: spec.agent.secretEnv.1BAD: not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
@@ -161,8 +165,8 @@ var invalidCases = []struct {
 		"testdata/invalid-secret-type.yaml:24:16: spec.agent.secretEnv: expected a mapping, got a list",
 	}},
 	{"invalid-secrets-field.yaml", nil, []string{
-		"testdata/invalid-secrets-field.yaml:9:5: spec.agent.secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, secretEnv)",
-		"testdata/invalid-secrets-field.yaml:11:5: spec.agent.Secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, secretEnv)",
+		"testdata/invalid-secrets-field.yaml:9:5: spec.agent.secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, pids, secretEnv)",
+		"testdata/invalid-secrets-field.yaml:11:5: spec.agent.Secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, pids, secretEnv)",
 	}},
 	{"invalid-subnet.yaml", nil, []string{
 		"testdata/invalid-subnet.yaml:12:13: spec.network.subnet: \"10.0.0.0/33\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",
@@ -369,7 +373,7 @@ func TestLoadValid(t *testing.T) {
 			},
 		})}},
 		{"valid-multi-doc.yaml", []Bottle{
-			header("first", 2, Spec{Backend: BackendDocker, Agent: Agent{Image: "alpine:3.20"},
+			header("first", 2, Spec{Backend: BackendDocker, Agent: Agent{Image: "alpine:3.20", Memory: 2048, Pids: 512},
 				Network: Network{Subnet: "192.168.240.0/24", BundleIP: "192.168.240.2"}}),
 			header("second", 11, Spec{Backend: BackendDocker, Agent: Agent{Image: "busybox"},
 				Network: Network{Subnet: "172.30.8.0/29", BundleIP: "172.30.8.2"}}),

@@ -61,9 +61,15 @@ type Agent struct {
 	Workdir string            `yaml:"workdir" json:"workdir,omitempty" validate:"omitempty,abspath"`
 	Env     map[string]string `yaml:"env" json:"env,omitempty" validate:"dive,keys,envname,noproxy,endkeys"`
 	// CPUs and Memory (MiB) size the agent: a microVM's resources on smolvm,
-	// limits on docker. Zero means the backend's default.
+	// limits on docker. Zero CPUs means the backend's default (no limit on
+	// docker); zero memory means DefaultAgentMemory.
 	CPUs   int `yaml:"cpus" json:"cpus,omitempty" validate:"omitempty,min=1,max=64"`
 	Memory int `yaml:"memory" json:"memory,omitempty" validate:"omitempty,min=64,max=1048576"`
+	// Pids caps the processes (and threads) of a docker agent, so that a
+	// fork bomb hurts only its bottle; zero means DefaultAgentPids. The
+	// maximum is the kernel's own ceiling on PIDs (PID_MAX_LIMIT). smolvm
+	// has no such knob, so a smolvm bottle may not set it (validate.go).
+	Pids int `yaml:"pids" json:"pids,omitempty" validate:"omitempty,min=1,max=4194304"`
 	// SecretEnv sets environment variables of the agent from secrets that
 	// the spec names but does not hold: the environment of bottle-apply or
 	// a file next to the spec. Checked in validate.go.
@@ -139,4 +145,11 @@ const (
 	DefaultDNSMaxNameLength     = 100
 	DefaultDNSMaxLabelLength    = 40
 	DefaultDNSNewNamesPerMinute = 60
+)
+
+// The agent's limits when the spec sets none: an agent that runs away (a
+// leak, a fork bomb) stops at them instead of taking the host down.
+const (
+	DefaultAgentMemory = 8192 // MiB
+	DefaultAgentPids   = 4096
 )

@@ -70,6 +70,12 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 			sl.ReportError(b.Metadata.Name, "metadata.name", "Name", "smolvmname",
 				fmt.Sprintf("%s holds \"--\", which smolvm machine names may not", quote(b.Metadata.Name)))
 		}
+		// A limit that silently does nothing is worse than none: the user
+		// believes the agent bounded.
+		if b.Spec.Backend == BackendSmolvm && b.Spec.Agent.Pids != 0 {
+			sl.ReportError(b.Spec.Agent.Pids, "spec.agent.pids", "Pids", "smolvmpids",
+				"has no effect on backend smolvm, which has no process limit (a microVM's processes are bounded by its memory); remove it, or use backend: docker")
+		}
 	}, Bottle{})
 	v.RegisterStructValidation(validateSecretEnv, Agent{})
 	v.RegisterStructValidation(func(sl validator.StructLevel) {
@@ -267,7 +273,7 @@ func message(fe validator.FieldError, field string, found bool) string {
 		return fmt.Sprintf("%s is not one of: %s", quote(value), strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "unique":
 		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
-	case "bundleip", "egresssubnet", "smolvmname", "secretkey", "secretfrom", "secretsource", "egressdaemon":
+	case "bundleip", "egresssubnet", "smolvmname", "smolvmpids", "secretkey", "secretfrom", "secretsource", "egressdaemon":
 		return fe.Param()
 	case "min":
 		return fmt.Sprintf("%v is below the minimum of %s", fe.Value(), fe.Param())
