@@ -58,21 +58,35 @@ func (b *Bottle) ProxyURL() string {
 	return fmt.Sprintf("http://%s:%d", b.Network.BundleIP, ProxyPort)
 }
 
+// NodeUseEnvProxy makes Node's fetch and http honour HTTP(S)_PROXY (Node
+// 22.21+ and 24.5+; older ones ignore it), which they otherwise do not:
+// coding agents are Node programs, and without it their requests go
+// straight out, where the bottle lets nothing through, instead of to the
+// proxy.
+const NodeUseEnvProxy = "NODE_USE_ENV_PROXY"
+
 // AgentEnv is the agent's environment, sorted: spec.agent.env, the secrets'
-// values, and the proxy variables pointing at the bundle (with loopback
-// exempt). It holds secret values: it goes to the agent and nowhere else.
+// values, the proxy variables pointing at the bundle (with loopback
+// exempt), and NODE_USE_ENV_PROXY=1 unless the spec sets it (to anything,
+// "0" and "" included). It holds secret values: it goes to the agent and
+// nowhere else.
 func (b *Bottle) AgentEnv() []string {
 	a := &b.Spec.Agent
 	proxy := b.ProxyURL()
-	env := make([]string, 0, len(a.Env)+len(b.Secrets)+6)
+	env := make([]string, 0, len(a.Env)+len(b.Secrets)+7)
+	_, nodeSet := a.Env[NodeUseEnvProxy]
 	for k, v := range a.Env {
 		env = append(env, k+"="+v)
 	}
 	for _, s := range b.Secrets {
 		env = append(env, s.Name+"="+s.Value)
+		nodeSet = nodeSet || s.Name == NodeUseEnvProxy
 	}
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
+	if !nodeSet {
+		env = append(env, NodeUseEnvProxy+"=1")
+	}
 	sort.Strings(env)
 	return env
 }

@@ -58,7 +58,7 @@ func TestTranslate(t *testing.T) {
 	config, host, netcfg := containerSpec(rs[bottle.RoleAgent].Config.(containerConfig))
 	proxy := "http://192.168.240.2:8888"
 	wantEnv := []string{"API_KEY=s3cret", "FOO=bar", "HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy,
-		"NO_PROXY=localhost,127.0.0.1", "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
+		"NODE_USE_ENV_PROXY=1", "NO_PROXY=localhost,127.0.0.1", "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
 	if !reflect.DeepEqual(config.Env, wantEnv) {
 		t.Errorf("agent env = %q, want %q", config.Env, wantEnv)
 	}
@@ -474,7 +474,7 @@ func TestTranslateSecrets(t *testing.T) {
 	cfg := agent.Config.(containerConfig)
 	proxy := "http://192.168.240.2:8888"
 	wantEnv := []string{"ANTHROPIC_API_KEY=" + plantedSecret, "API_KEY=s3cret", "FOO=bar", "HTTPS_PROXY=" + proxy, "HTTP_PROXY=" + proxy,
-		"NO_PROXY=localhost,127.0.0.1", "Z_LAST=zz-" + plantedSecret, "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
+		"NODE_USE_ENV_PROXY=1", "NO_PROXY=localhost,127.0.0.1", "Z_LAST=zz-" + plantedSecret, "http_proxy=" + proxy, "https_proxy=" + proxy, "no_proxy=localhost,127.0.0.1"}
 	if !reflect.DeepEqual(cfg.Env, wantEnv) {
 		t.Errorf("agent env = %q, want %q", cfg.Env, wantEnv)
 	}

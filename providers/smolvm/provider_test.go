@@ -79,6 +79,7 @@ var agentFlags = []string{
 	"-e", "A=1",
 	"-e", "HTTPS_PROXY=http://10.77.0.2:8888",
 	"-e", "HTTP_PROXY=http://10.77.0.2:8888",
+	"-e", "NODE_USE_ENV_PROXY=1",
 	"-e", "NO_PROXY=localhost,127.0.0.1",
 	"-e", "http_proxy=http://10.77.0.2:8888",
 	"-e", "https_proxy=http://10.77.0.2:8888",

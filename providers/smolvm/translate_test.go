@@ -45,8 +45,8 @@ func TestTranslate(t *testing.T) {
 	cfg := r.Config.(machineConfig)
 	wantCfg := machineConfig{
 		Name: "bottle-hello-agent", Bottle: "hello", Image: "agent:1", Cmd: []string{"sleep", "infinity"}, Workdir: "/work",
-		Env: []string{"A=1", "HTTPS_PROXY=http://10.77.0.2:8888", "HTTP_PROXY=http://10.77.0.2:8888", "NO_PROXY=localhost,127.0.0.1",
-			"http_proxy=http://10.77.0.2:8888", "https_proxy=http://10.77.0.2:8888", "no_proxy=localhost,127.0.0.1"},
+		Env: []string{"A=1", "HTTPS_PROXY=http://10.77.0.2:8888", "HTTP_PROXY=http://10.77.0.2:8888", "NODE_USE_ENV_PROXY=1",
+			"NO_PROXY=localhost,127.0.0.1", "http_proxy=http://10.77.0.2:8888", "https_proxy=http://10.77.0.2:8888", "no_proxy=localhost,127.0.0.1"},
 		AllowCIDRs: []string{"10.77.0.2/32", "192.0.2.0/24"}, CPUs: 2, MemoryMiB: 1024,
 		Labels: map[string]string{
 			bottle.LabelName: "hello", bottle.LabelRole: "agent", bottle.LabelHash: r.Hash, bottle.LabelInputs: reconcile.EncodeInputs(r.Inputs), bottle.LabelVersion: "test",
