@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -18,6 +19,7 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/client"
+	"github.com/docker/docker/pkg/stdcopy"
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -166,8 +168,26 @@ func TestIntegrationLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !slices.Contains(insp.Config.Env, "HTTPS_PROXY=http://"+bundleIP+":8888") || !slices.Contains(insp.Config.Env, "FOO=bar") {
+	if !slices.Contains(insp.Config.Env, "HTTPS_PROXY=http://"+bundleIP+":8888") || !slices.Contains(insp.Config.Env, "FOO=bar") ||
+		!slices.Contains(insp.Config.Env, "NODE_USE_ENV_PROXY=1") {
 		t.Fatalf("agent env = %q", insp.Config.Env)
+	}
+	// The defaults, as the engine took them.
+	if h := insp.HostConfig; h.Memory != 8<<30 || h.PidsLimit == nil || *h.PidsLimit != 4096 {
+		t.Fatalf("agent limits: memory %d, pids %v; want 8 GiB and 4096", h.Memory, h.PidsLimit)
+	}
+	binsp, err := e.c.ContainerInspect(t.Context(), bundle.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := binsp.HostConfig.Sysctls; s["net.ipv4.ip_forward"] != "0" || s["net.ipv6.conf.all.forwarding"] != "0" {
+		t.Fatalf("bundle sysctls = %v, want forwarding off", s)
+	}
+	// And as the kernel has them, read from the bundle's network namespace
+	// (the bundle's image has no shell): without the sysctl, a namespace
+	// inherits the host's ip_forward, which Docker turns on.
+	if got := execInNetns(t, e, bundle.ID, "cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/ipv6/conf/all/forwarding"); got != "0\n0\n" {
+		t.Fatalf("forwarding in the bundle's namespace: %q, want 0 and 0", got)
 	}
 
 	// A second apply changes nothing and writes nothing.
@@ -467,4 +487,44 @@ func TestIntegrationForeignNetworkIsDrift(t *testing.T) {
 	if len(now.NetworkSettings.Networks) != 1 || now.NetworkSettings.Networks["bridge"] != nil {
 		t.Fatalf("agent networks after apply: %v", now.NetworkSettings.Networks)
 	}
+}
+
+// execInNetns runs sh -c script in a container of the agent image that
+// shares the network namespace of the container id, and returns its
+// output. The container is removed before it returns.
+func execInNetns(t *testing.T, e *itEnv, id, script string) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(t.Context(), time.Minute)
+	defer cancel()
+	name := testenv.Name("netns")
+	created, err := e.c.ContainerCreate(ctx, &container.Config{Image: e.agent, Cmd: []string{"sh", "-c", script}},
+		&container.HostConfig{NetworkMode: container.NetworkMode("container:" + id)}, nil, nil, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = e.c.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	}()
+	if err := e.c.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitC, errC := e.c.ContainerWait(ctx, created.ID, container.WaitConditionNotRunning)
+	select {
+	case w := <-waitC:
+		if w.StatusCode != 0 {
+			t.Fatalf("%s exited %d", script, w.StatusCode)
+		}
+	case err := <-errC:
+		t.Fatal(err)
+	}
+	rc, err := e.c.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	var out strings.Builder
+	if _, err := stdcopy.StdCopy(&out, io.Discard, rc); err != nil {
+		t.Fatal(err)
+	}
+	return out.String()
 }

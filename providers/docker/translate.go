@@ -187,6 +187,9 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	if len(b.Host.Addrs) > 0 {
 		f = append(f, reconcile.In("hostAddresses", b.Host.Addrs))
 	}
+	// Always there, unlike the inputs above: every bundle must get the
+	// defaults, so every bundle made before them is replaced once.
+	f = append(f, reconcile.In("defaults", defaults))
 	r := newResource(b, KindContainer, bottle.RoleBundle, f)
 	r.DependsOn = []string{at.internalID, at.egressID}
 	r.BoundTo = []string{at.internalID, at.egressID}
@@ -247,6 +250,12 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 		// An agent that floods its proxy hurts only its own bottle.
 		cfg.MemoryBytes, cfg.PidsLimit = bundleMemory, bundlePids
 	}
+	// The bundle is a proxy, never a router: with forwarding on (a new
+	// network namespace inherits the host's ip_forward, which Docker
+	// turns on), only the host's Docker isolation rules stop an agent
+	// that routes through it. IPv6 forwarding is off by default; it is set
+	// all the same, like the agent's IPv6 sysctls.
+	cfg.Sysctls = map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
 	// The decision log is the agent's to fill: bounded, whatever the
 	// engine's default log driver.
 	cfg.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}
@@ -275,10 +284,15 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 	if a.Memory != 0 {
 		f = append(f, reconcile.In("memory", a.Memory))
 	}
+	if a.Pids != 0 {
+		f = append(f, reconcile.In("pids", a.Pids))
+	}
 	// Secrets enter as their keyed digests, never their values.
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
+	// Always there, like the bundle's: every agent must get the defaults.
+	f = append(f, reconcile.In("defaults", defaults))
 	r := newResource(b, KindContainer, bottle.RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known
 	// in advance.
@@ -289,7 +303,9 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 		Name: r.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: b.AgentEnv(), Workdir: a.Workdir,
 		Hostname: b.Metadata.Name, Init: true,
 		Networks: []endpoint{{Network: bottle.ResourceName(b.Metadata.Name, bottle.RoleInternal), IP: at.agentIP}},
-		NanoCPUs: int64(a.CPUs) * 1e9, MemoryBytes: int64(a.Memory) << 20,
+		// No CPU limit unless the spec sets one; memory and processes are
+		// limited whatever it says (spec.Agent.MemoryLimit, PidsLimit).
+		NanoCPUs: int64(a.CPUs) * 1e9, MemoryBytes: int64(a.MemoryLimit()) << 20, PidsLimit: int64(a.PidsLimit()),
 		// Lookups go to the bundle (the engine's resolver in the agent
 		// forwards what it does not know there, from the agent's network
 		// namespace), never to the host's resolvers.
@@ -309,6 +325,15 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 // agent's DNS, sysctls and capabilities; the built-in bundle's). Raising it
 // replaces the containers made under older settings.
 const hardening = 2
+
+// defaults names the version of what bottle-apply gives a bottle that its
+// spec leaves out, beyond isolation (see hardening): raising it replaces
+// every agent and bundle, and the plan says "defaults changed". Version 1:
+// the agent's memory limit (spec.DefaultAgentMemory) and pids limit
+// (spec.DefaultAgentPids), NODE_USE_ENV_PROXY=1 in its env (bottle.AgentEnv),
+// and the bundle's IP forwarding off. The spec's own memory and pids enter
+// as inputs of their own: setting them replaces the agent for them alone.
+const defaults = 1
 
 // The built-in bundle's limits.
 const (

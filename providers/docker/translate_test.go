@@ -1,7 +1,11 @@
 package docker
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
+	"maps"
 	"net/netip"
 	"reflect"
 	"strings"
@@ -75,6 +79,10 @@ func TestTranslate(t *testing.T) {
 		!reflect.DeepEqual([]string(host.CapDrop), []string{"NET_RAW"}) || host.Privileged {
 		t.Errorf("agent isolation: DNS=%v sysctls=%v capdrop=%v", host.DNS, host.Sysctls, host.CapDrop)
 	}
+	// The defaults: 8 GiB, 4096 processes, no CPU limit.
+	if host.Memory != 8<<30 || host.PidsLimit == nil || *host.PidsLimit != 4096 || host.NanoCPUs != 0 {
+		t.Errorf("agent limits: memory=%d pids=%v cpus=%d; want 8 GiB, 4096, none", host.Memory, host.PidsLimit, host.NanoCPUs)
+	}
 	wantAgentEP := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.254"}}
 	if len(netcfg.EndpointsConfig) != 1 || !reflect.DeepEqual(netcfg.EndpointsConfig["bottle-hello-internal"], wantAgentEP) {
 		t.Errorf("agent endpoints = %+v", netcfg.EndpointsConfig)
@@ -99,6 +107,10 @@ func TestTranslate(t *testing.T) {
 	if bhost.Memory != 512<<20 || bhost.PidsLimit == nil || *bhost.PidsLimit != 1024 ||
 		bhost.LogConfig.Type != "json-file" || bhost.LogConfig.Config["max-size"] != "10m" || bhost.LogConfig.Config["max-file"] != "3" {
 		t.Errorf("bundle limits: memory=%d pids=%v log=%+v", bhost.Memory, bhost.PidsLimit, bhost.LogConfig)
+	}
+	// A proxy, never a router.
+	if want := map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}; !reflect.DeepEqual(bhost.Sysctls, want) {
+		t.Errorf("bundle sysctls = %v, want %v", bhost.Sysctls, want)
 	}
 	want := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.2"}}
 	if !reflect.DeepEqual(bnet.EndpointsConfig["bottle-hello-internal"], want) || bhost.NetworkMode != "bottle-hello-internal" {
@@ -159,15 +171,118 @@ func TestHashIsStable(t *testing.T) {
 	}
 }
 
-// Changed on purpose once: the internal network lost its host address and
-// the containers got their isolation settings and limits (hardening 2), which existing
-// bottles must get too.
+// Changed on purpose twice: once when the internal network lost its host
+// address and the containers got their isolation settings and limits
+// (hardening 2), then when the agent and the bundle got the defaults
+// (defaults 1: memory, pids, NODE_USE_ENV_PROXY, IP forwarding off). Each
+// time, existing bottles had to get them too. TestDefaultsInputAlone
+// checks that the second change is the "defaults" input and nothing else.
 const (
 	pinInternal = "75e87628d4c3a22b"
 	pinEgress   = "9703da613b50ed75"
-	pinBundle   = "0ac8f2f6737ee663"
-	pinAgent    = "0255f3f195d00351"
+	pinBundle   = "557438b22acdaf13"
+	pinAgent    = "161d3086a1887aa3"
 )
+
+// The hashes before the defaults: what bottle-apply wrote on the
+// containers of every bottle made before them.
+const (
+	pinBundleBeforeDefaults = "0ac8f2f6737ee663"
+	pinAgentBeforeDefaults  = "0255f3f195d00351"
+)
+
+// TestDefaultsInputAlone: without the "defaults" input, the agent and the
+// bundle hash as they did before it, so that the first apply after the
+// upgrade says "defaults changed" for them, and nothing else.
+func TestDefaultsInputAlone(t *testing.T) {
+	t.Parallel()
+	rs := byRole(translate(helloBottle(), "bottle-apply/bundle:abc", "v"))
+	for role, pin := range map[string]string{bottle.RoleAgent: pinAgentBeforeDefaults, bottle.RoleBundle: pinBundleBeforeDefaults} {
+		r := rs[role]
+		if r.Inputs["defaults"] == "" {
+			t.Fatalf("%s has no defaults input: %v", role, r.Inputs)
+		}
+		old := maps.Clone(r.Inputs)
+		delete(old, "defaults")
+		raw, err := json.Marshal(old)
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum := sha256.Sum256(raw)
+		if got := hex.EncodeToString(sum[:])[:16]; got != pin {
+			t.Errorf("%s without the defaults input hashes %s, want %s (the hash before the defaults)", role, got, pin)
+		}
+		// What the plan says on the first apply after the upgrade.
+		before := withManaged(r)
+		before.Inputs, before.Hash = old, hex.EncodeToString(sum[:])
+		p, err := reconcile.Diff([]reconcile.Resource{r}, []reconcile.Resource{before}, reconcile.Scope{Bottles: []string{"hello"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if s := p.Steps[0]; s.Action != reconcile.Replace || s.Reason != "defaults changed" {
+			t.Errorf("%s: %s, %q; want Replace, \"defaults changed\"", role, s.Action, s.Reason)
+		}
+	}
+}
+
+// The agent's limits: memory and processes always limited, by the spec's
+// values or the defaults; CPUs only when the spec says. Setting one
+// replaces the agent for that one alone.
+func TestAgentLimits(t *testing.T) {
+	t.Parallel()
+	base := byRole(translate(helloBottle(), "img", "v"))[bottle.RoleAgent]
+	tests := []struct {
+		name                 string
+		cpus, memory, pids   int
+		nanoCPUs, mem, limit int64
+		reason               string
+	}{
+		{"defaults", 0, 0, 0, 0, 8 << 30, 4096, ""},
+		{"memory", 0, 512, 0, 0, 512 << 20, 4096, "memory changed"},
+		{"memory at the default", 0, 8192, 0, 0, 8 << 30, 4096, "memory changed"},
+		{"pids", 0, 0, 100, 0, 8 << 30, 100, "pids changed"},
+		{"cpus", 2, 0, 0, 2e9, 8 << 30, 4096, "cpus changed"},
+		{"all", 4, 65536, 100000, 4e9, 64 << 30, 100000, "cpus, memory, pids changed"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			b := helloBottle()
+			b.Spec.Agent.CPUs, b.Spec.Agent.Memory, b.Spec.Agent.Pids = tt.cpus, tt.memory, tt.pids
+			r := byRole(translate(b, "img", "v"))[bottle.RoleAgent]
+			_, host, _ := containerSpec(r.Config.(containerConfig))
+			if host.NanoCPUs != tt.nanoCPUs || host.Memory != tt.mem || host.PidsLimit == nil || *host.PidsLimit != tt.limit {
+				t.Errorf("limits: cpus=%d memory=%d pids=%v; want %d, %d, %d", host.NanoCPUs, host.Memory, host.PidsLimit, tt.nanoCPUs, tt.mem, tt.limit)
+			}
+			reason := ""
+			if r.Hash != base.Hash {
+				p, err := reconcile.Diff([]reconcile.Resource{r}, []reconcile.Resource{withManaged(base)}, reconcile.Scope{Bottles: []string{"hello"}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				reason = p.Steps[0].Reason
+			}
+			if reason != tt.reason {
+				t.Errorf("reason %q, want %q", reason, tt.reason)
+			}
+		})
+	}
+}
+
+// A bundle of the spec's own image is no router either; it keeps its own
+// limits and capabilities, which bottle-apply does not know.
+func TestCustomBundleSysctls(t *testing.T) {
+	t.Parallel()
+	b := helloBottle()
+	b.Spec.Bundle.Image = "example.com/my-bundle:1"
+	_, host, _ := containerSpec(byRole(translate(b, "img", "v"))[bottle.RoleBundle].Config.(containerConfig))
+	if host.Sysctls["net.ipv4.ip_forward"] != "0" || host.Sysctls["net.ipv6.conf.all.forwarding"] != "0" {
+		t.Errorf("custom bundle sysctls = %v, want forwarding off", host.Sysctls)
+	}
+	if host.Memory != 0 || host.PidsLimit != nil || len(host.CapDrop) != 0 {
+		t.Errorf("custom bundle: memory=%d pids=%v capdrop=%v, want the image's own", host.Memory, host.PidsLimit, host.CapDrop)
+	}
+}
 
 func TestHashReasons(t *testing.T) {
 	t.Parallel()
