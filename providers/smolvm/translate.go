@@ -23,7 +23,7 @@ type machineConfig struct {
 	Env        []string // sorted K=V, the proxy variables and secrets included
 	AllowCIDRs []string // the bundle's /32 first
 	CPUs       int      // 0: smolvm's default
-	MemoryMiB  int      // 0: smolvm's default
+	MemoryMiB  int      // the spec's, else spec.DefaultAgentMemory
 	Labels     map[string]string
 	Record     record
 	// Secrets are the values of the secrets in Env, which no error may
@@ -68,6 +68,9 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
+	// Always there, unlike the sizes: every machine must get the defaults,
+	// so every machine made before them is replaced once.
+	f = append(f, reconcile.In("defaults", defaults))
 	h, inputs := f.Hash()
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kindMachine, Bottle: name, Role: bottle.RoleAgent,
@@ -95,9 +98,18 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	rec := record{Name: r.Name, Bottle: name, Role: bottle.RoleAgent, Hash: h, Inputs: inputs, Version: version}
 	r.Config = machineConfig{
 		Name: r.Name, Bottle: name, Image: a.Image, Cmd: slices.Clone(a.Command), Workdir: a.Workdir,
-		Env: b.AgentEnv(), AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.Memory,
+		Env: b.AgentEnv(), AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.MemoryLimit(),
 		Labels: bottle.Labels(name, bottle.RoleAgent, h, reconcile.EncodeInputs(inputs), version),
 		Record: rec, Secrets: secrets,
 	}
 	return r, nil
 }
+
+// defaults names the version of what bottle-apply gives a machine that its
+// spec leaves out: raising it replaces every machine, and the plan says
+// "defaults changed". Version 1: the memory (spec.DefaultAgentMemory),
+// passed to smolvm rather than left to its own default, which differs
+// between versions and front ends; and NODE_USE_ENV_PROXY=1 in the env
+// (bottle.AgentEnv). smolvm has no process limit: the docker agent's
+// default pids limit has no counterpart here.
+const defaults = 1

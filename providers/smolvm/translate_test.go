@@ -1,8 +1,12 @@
 package smolvm
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"reflect"
 	"runtime"
@@ -25,12 +29,13 @@ func TestTranslate(t *testing.T) {
 	if r.ID() != "smolvm-machine:hello/agent" || r.Name != "bottle-hello-agent" {
 		t.Errorf("ID %s, name %s", r.ID(), r.Name)
 	}
-	// The hash is pinned: a change replaces every machine.
-	if r.Hash != "4df765aeb2e167a08aeca08d57dcdb5f2532da74fe1efb6c1d8e58d686d99f0a" {
+	// The hash is pinned: a change replaces every machine. Changed on
+	// purpose once, for the defaults (see TestTranslateDefaults).
+	if r.Hash != "8a32e525ff4745a166a474a89d44f0180819ad34b1df7cc1733b925dc4277502" {
 		t.Errorf("hash = %s; if the change is intended, every smolvm agent will be replaced", r.Hash)
 	}
 	if got, want := reconcile.EncodeInputs(r.Inputs),
-		"allowCIDRs=b3e869832954,command=b6d1f2b79cf8,cpus=d4735e3a265e,env=c73dd9fca58e,image=aafef1ff3662,memory=e39eef82f61b,workdir=34a2a48f0969"; got != want {
+		"allowCIDRs=b3e869832954,command=b6d1f2b79cf8,cpus=d4735e3a265e,defaults=6b86b273ff34,env=c73dd9fca58e,image=aafef1ff3662,memory=e39eef82f61b,workdir=34a2a48f0969"; got != want {
 		t.Errorf("inputs = %s, want %s", got, want)
 	}
 	if want := []string{"docker-network:hello/internal", "docker-container:hello/bundle"}; !slices.Equal(r.DependsOn, want) {
@@ -75,6 +80,8 @@ func TestTranslateInputs(t *testing.T) {
 		{"allowCIDRs", func(b *bottle.Bottle) { b.Network.AllowCIDRs = nil }, "allowCIDRs"},
 		{"cpus", func(b *bottle.Bottle) { b.Spec.Agent.CPUs = 4 }, "cpus"},
 		{"memory unset", func(b *bottle.Bottle) { b.Spec.Agent.Memory = 0 }, "memory"},
+		{"memory at the default", func(b *bottle.Bottle) { b.Spec.Agent.Memory = spec.DefaultAgentMemory }, "memory"},
+		{"NODE_USE_ENV_PROXY set", func(b *bottle.Bottle) { b.Spec.Agent.Env["NODE_USE_ENV_PROXY"] = "0" }, "env"},
 		{"egress subnet is the bundle's business", func(b *bottle.Bottle) { b.Network.EgressSubnet = "10.99.0.0/28" }, ""},
 	}
 	for _, tt := range tests {
@@ -131,8 +138,45 @@ func TestTranslateNoSizes(t *testing.T) {
 	if _, ok := r.Summary["route"]; ok {
 		t.Error("no route is shown before smolvm is detected")
 	}
-	if args := createArgs(v193, createOpts{Name: "n", Image: "i", CPUs: r.Config.(machineConfig).CPUs}); slices.Contains(args, "--cpus") {
+	// No CPUs: smolvm's default. No memory: bottle-apply's, passed.
+	cfg := r.Config.(machineConfig)
+	args := createArgs(v193, createOpts{Name: "n", Image: "i", CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB})
+	if slices.Contains(args, "--cpus") {
 		t.Errorf("unset cpus passed: %q", args)
+	}
+	if i := slices.Index(args, "--mem"); i < 0 || i+1 >= len(args) || args[i+1] != "8192" {
+		t.Errorf("create argv %q: want --mem 8192, the default", args)
+	}
+	if cfg.MemoryMiB != spec.DefaultAgentMemory || !slices.Contains(cfg.Env, "NODE_USE_ENV_PROXY=1") {
+		t.Errorf("config: memory %d MiB, env %q; want the defaults", cfg.MemoryMiB, cfg.Env)
+	}
+}
+
+// TestTranslateDefaults: the hash before the defaults is the hash without
+// the "defaults" input, so that the first apply after the upgrade replaces
+// every machine saying "defaults changed", and nothing else.
+func TestTranslateDefaults(t *testing.T) {
+	t.Parallel()
+	r, err := translate(testBottle("hello"), "test", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := maps.Clone(r.Inputs)
+	delete(before, "defaults")
+	raw, err := json.Marshal(before)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sum := sha256.Sum256(raw)
+	// The hash TestTranslate pinned before the defaults.
+	if got := hex.EncodeToString(sum[:]); got != "4df765aeb2e167a08aeca08d57dcdb5f2532da74fe1efb6c1d8e58d686d99f0a" {
+		t.Fatalf("without the defaults input the hash is %s, not the one before the defaults", got)
+	}
+	p, err := reconcile.Diff([]reconcile.Resource{r}, []reconcile.Resource{{Provider: r.Provider, Kind: r.Kind, Bottle: r.Bottle,
+		Role: r.Role, Name: r.Name, Hash: hex.EncodeToString(sum[:]), Inputs: before, Managed: true, State: reconcile.StateRunning}},
+		reconcile.Scope{Bottles: []string{"hello"}})
+	if err != nil || len(p.Steps) != 1 || p.Steps[0].Action != reconcile.Replace || p.Steps[0].Reason != "defaults changed" {
+		t.Fatalf("a machine made before the defaults: %v, %v; want a replace, defaults changed", p, err)
 	}
 }
 
