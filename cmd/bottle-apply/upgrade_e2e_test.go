@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -30,19 +31,24 @@ const upgradeFrom = "315e48f9c433d0cd9cabb89e61cdc8a4c0850bee"
 // upgrade test's secretEnv reads.
 const upgradeSecretVar = "BOTTLE_UPGRADE_E2E_KEY"
 
-// TestE2EUpgradeIsNoOp applies representative bottles with the bottle-apply
-// of upgradeFrom, built from this repository's history, then checks that
-// the current binary plans nothing for them: the labels and config hashes
-// the old binary wrote are the ones the new one computes.
+// TestE2EUpgradeReplacesForDefaults applies representative bottles with
+// the bottle-apply of upgradeFrom, built from this repository's history,
+// then checks exactly what the current binary plans for them: the labels
+// and config hashes the old binary wrote are the ones the new one computes,
+// but for the "defaults" input (the agent's memory and pids limits and
+// NODE_USE_ENV_PROXY, the bundle's IP forwarding off), which every agent
+// and bundle made before it lacks. So the first apply after the upgrade
+// replaces each agent and bundle for "defaults changed", and for nothing
+// else (any other input that moved would be named too), and the next
+// apply changes nothing.
 //
 // The built-in bundle image is named after the builds it is made of, so a
-// new bottle-apply replaces built-in bundles (and nothing else) by design.
-// The bottles that must be a strict no-op therefore name a bundle image of
-// their own, the same for both binaries; one more bottle keeps the
-// built-in bundle, and its plan must be exactly that bundle's replacement
-// for "image changed"; the new binary's self-test must pass on the old
-// bundle, and its apply replace that bundle alone.
-func TestE2EUpgradeIsNoOp(t *testing.T) {
+// new bottle-apply also replaces built-in bundles for their image. The
+// bottles whose plan must be the defaults alone therefore name a bundle
+// image of their own, the same for both binaries; one more bottle keeps
+// the built-in bundle, and its bundle is replaced for "defaults, image
+// changed"; the new binary's self-test must pass on the old bundle first.
+func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 	t.Parallel()
 	c := testenv.Docker(t)
 	oldBin := buildAtCommit(t, upgradeFrom)
@@ -60,17 +66,19 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 	bundleImg := "bottle-apply-test/bundle:" + testenv.Name("t")
 	importBundleImage(t, c, oldBin, bundleImg)
 
-	// The strict no-op set: the examples' shapes, with the pinned bundle.
+	// The set replaced for the defaults alone: the examples' shapes, with
+	// the pinned bundle.
 	var pinned, bottles []string // spec files; the bottles' names
-	add := func(file string, edits ...string) {
+	add := func(file string, edits ...string) string {
 		t.Helper()
 		path, name := example(t, c, file, img)
 		editFile(t, path, append([]string{"  bundle:\n", "  bundle:\n    image: " + bundleImg + "\n"}, edits...)...)
 		pinned, bottles = append(pinned, path), append(bottles, name)
+		return name
 	}
-	add("hello.yaml")
+	hello := add("hello.yaml")
 	add("egress.yaml", "  network:\n", "  network:\n    allowCIDRs: [10.99.0.0/16, 192.168.77.0/24]\n")
-	add("hello.yaml", "      GREETING: hello\n", "      GREETING: hello\n    cpus: 1\n    memory: 128\n")
+	sized := add("hello.yaml", "      GREETING: hello\n", "      GREETING: hello\n    cpus: 1\n    memory: 128\n")
 	add("hello.yaml", "      GREETING: hello\n", "      GREETING: hello\n"+
 		"    secretEnv:\n      API_KEY:\n        valueFrom: {env: "+upgradeSecretVar+"}\n")
 	builtinPath, builtinName := example(t, c, "egress.yaml", img)
@@ -95,17 +103,38 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 	t.Logf("the old binary applied %d bottles in %s", len(bottles), time.Since(start).Round(time.Millisecond))
 	oldBuiltin = bundleImageOf(t, c, builtinName)
 
-	// The new binary plans nothing: first a dry run, which names what
-	// differs without touching it, then real applies, in text and in JSON.
+	// The new binary's plan: first a dry run, which names what differs
+	// without touching it: each agent and bundle, for the defaults alone.
 	code, out, errs = runCLI(t, newBin, "", env, append(pinnedArgs, "--dry-run", "--detailed-exitcode", "-o", "json")...)
 	doc := parseUpgradeDoc(t, out)
-	if changes := doc.changes(); code != 0 || doc.Changed || len(changes) != 0 || len(doc.Plan.Steps) != 4*len(pinned) {
-		t.Fatalf("the new binary's plan after the old one's apply: exit %d, changed=%v, %d steps, changes:\n  %s\nwant exit 0, no change, %d steps\nstderr:\n%s",
-			code, doc.Changed, len(doc.Plan.Steps), strings.Join(changes, "\n  "), 4*len(pinned), errs)
+	var want []string
+	for _, name := range bottles[:len(pinned)] {
+		want = append(want, "replace docker-container:"+name+"/agent: defaults changed",
+			"replace docker-container:"+name+"/bundle: defaults changed")
 	}
+	if changes := doc.changes(); code != 2 || !doc.Changed || !sameSet(changes, want) || len(doc.Plan.Steps) != 4*len(pinned) {
+		t.Fatalf("the new binary's plan after the old one's apply: exit %d, changed=%v, %d steps, changes:\n  %s\nwant exit 2, changed, %d steps, changes:\n  %s\nstderr:\n%s",
+			code, doc.Changed, len(doc.Plan.Steps), strings.Join(changes, "\n  "), 4*len(pinned), strings.Join(want, "\n  "), errs)
+	}
+	// The apply does it, and tests the bottles on the way.
+	code, out, errs = runCLI(t, newBin, "", env, pinnedArgs...)
+	if want := fmt.Sprintf("Apply complete: 0 created, 0 started, %d replaced, 0 deleted", 2*len(pinned)); code != 0 || !strings.Contains(out, want) {
+		t.Fatalf("the new binary's first apply after the old one's: exit %d, want 0 and %q\nstdout:\n%s\nstderr:\n%s", code, want, out, errs)
+	}
+	// The agents have the default limits, or the spec's.
+	for name, wantMem := range map[string]int64{hello: 8 << 30, sized: 128 << 20} {
+		insp, err := c.ContainerInspect(t.Context(), containerID(t, c, "bottle-"+name+"-agent"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := insp.HostConfig; h.Memory != wantMem || h.PidsLimit == nil || *h.PidsLimit != 4096 {
+			t.Errorf("agent of %s after the upgrade: memory %d, pids %v; want %d and 4096", name, h.Memory, h.PidsLimit, wantMem)
+		}
+	}
+	// Then nothing more to do, in text and in JSON.
 	code, out, errs = runCLI(t, newBin, "", env, append(pinnedArgs, "--detailed-exitcode")...)
 	if code != 0 || !strings.HasPrefix(out, "No changes.") {
-		t.Fatalf("the new binary's apply after the old one's: exit %d (want 0 and \"No changes.\")\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+		t.Fatalf("the new binary's second apply: exit %d (want 0 and \"No changes.\")\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	code, out, errs = runCLI(t, newBin, "", env, append(pinnedArgs, "--detailed-exitcode", "-o", "json")...)
 	doc = parseUpgradeDoc(t, out)
@@ -114,13 +143,15 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 			code, doc.Changed, len(doc.Steps), out, errs)
 	}
 
-	// The built-in bundle: replaced for its image alone.
+	// The built-in bundle: replaced for the defaults and its image, the
+	// agent for the defaults.
 	code, out, errs = runCLI(t, newBin, "", env, "-f", builtinPath, "--dry-run", "--detailed-exitcode", "-o", "json")
 	doc = parseUpgradeDoc(t, out)
 	changes := doc.changes()
-	want := "replace docker-container:" + builtinName + "/bundle: image changed"
-	if code != 2 || len(doc.Plan.Steps) != 4 || len(changes) != 1 || changes[0] != want {
-		t.Fatalf("the new binary's plan for a built-in bundle: exit %d, %d steps, changes %q; want exit 2, 4 steps, only %q\nstderr:\n%s",
+	want = []string{"replace docker-container:" + builtinName + "/agent: defaults changed",
+		"replace docker-container:" + builtinName + "/bundle: defaults, image changed"}
+	if code != 2 || len(doc.Plan.Steps) != 4 || !sameSet(changes, want) {
+		t.Fatalf("the new binary's plan for a built-in bundle: exit %d, %d steps, changes %q; want exit 2, 4 steps, %q\nstderr:\n%s",
 			code, len(doc.Plan.Steps), changes, want, errs)
 	}
 
@@ -131,15 +162,15 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("the new binary's --verify of a bundle the old one made: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	// Its apply replaces that bundle alone, with its own built-in image,
-	// and tests the bottle.
+	// Its apply replaces the bundle, with its own built-in image, and the
+	// agent, and tests the bottle.
 	agentID := containerID(t, c, "bottle-"+builtinName+"-agent")
 	code, out, errs = runCLI(t, newBin, "", env, "-f", builtinPath)
-	if code != 0 || !strings.Contains(out, "Apply complete: 0 created, 0 started, 1 replaced, 0 deleted") {
+	if code != 0 || !strings.Contains(out, "Apply complete: 0 created, 0 started, 2 replaced, 0 deleted") {
 		t.Fatalf("the new binary's apply of the built-in bundle: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
-	if id := containerID(t, c, "bottle-"+builtinName+"-agent"); id != agentID {
-		t.Errorf("the new built-in bundle image replaced the agent")
+	if id := containerID(t, c, "bottle-"+builtinName+"-agent"); id == agentID {
+		t.Errorf("the agent made before the defaults was not replaced")
 	}
 	if img := bundleImageOf(t, c, builtinName); img == oldBuiltin || !strings.HasPrefix(img, docker.BundleRepo+":") {
 		t.Errorf("the bundle runs %s after the new binary's apply, want a new built-in image (the old one was %s)", img, oldBuiltin)
@@ -155,6 +186,12 @@ func TestE2EUpgradeIsNoOp(t *testing.T) {
 			t.Errorf("left after the new binary's destroy: %q", left)
 		}
 	}
+}
+
+// sameSet reports whether got and want hold the same strings, as many
+// times each, in any order: a plan's order is the renderer's business.
+func sameSet(got, want []string) bool {
+	return slices.Equal(slices.Sorted(slices.Values(got)), slices.Sorted(slices.Values(want)))
 }
 
 // upgradeDoc is the part of the JSON result the upgrade test reads.
