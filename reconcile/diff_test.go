@@ -3,6 +3,7 @@ package reconcile
 import (
 	"errors"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -106,6 +107,13 @@ func with(rs []Resource, role string, f func(*Resource)) []Resource {
 	return out
 }
 
+// addDefaults gives r one more input, "defaults", which changes its hash.
+func addDefaults(r *Resource) {
+	r.Inputs = maps.Clone(r.Inputs)
+	r.Inputs["defaults"] = "1"
+	r.Hash = hashOf(r.Inputs) + "defaults=1;"
+}
+
 func TestDiff(t *testing.T) {
 	t.Parallel()
 	changed := func(w world, f func(*world)) world { f(&w); return w }
@@ -126,6 +134,10 @@ func TestDiff(t *testing.T) {
 		})},
 		{name: "env-changed", desired: changed(hello, func(w *world) { w.env = "e2" }).desired(), observed: hello.observed()},
 		{name: "bundle-settings-changed", desired: changed(hello, func(w *world) { w.bundle = "egress" }).desired(), observed: hello.observed()},
+		// An input that a new version adds to the containers, as the
+		// providers' "defaults": what the old version made lacks it, and
+		// the plan names it.
+		{name: "input-added", desired: with(with(hello.desired(), "agent", addDefaults), "bundle", addDefaults), observed: hello.observed()},
 		{name: "subnet-changed", desired: changed(hello, func(w *world) { w.subnet = "10.0.9" }).desired(), observed: hello.observed()},
 		{name: "network-recreated-by-hand", desired: hello.desired(), observed: with(hello.observed(), "internal", func(r *Resource) {
 			r.EngineID = "new-id"

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"flag"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -94,6 +95,14 @@ func with(rs []Resource, role string, f func(*Resource)) []Resource {
 	return out
 }
 
+// addDefaults gives r one more input, "defaults", as the providers' agents
+// and bundles got one: it changes the hash.
+func addDefaults(r *Resource) {
+	r.Inputs = maps.Clone(r.Inputs)
+	r.Inputs["defaults"] = "1"
+	r.Hash += "defaults=1;"
+}
+
 func TestRender(t *testing.T) {
 	t.Parallel()
 	changed := hello
@@ -116,6 +125,8 @@ func TestRender(t *testing.T) {
 		{name: "mixed", desired: mixed, observed: append(stopped, with(hello.observed(), "agent", func(r *Resource) {})...)[:4],
 			scope: []string{"hello", "new"}},
 		{name: "replace-and-start", desired: hello.desired(), observed: with(stopped, "x", nil), color: false},
+		// The first apply after an upgrade that adds the "defaults" input.
+		{name: "defaults-changed", desired: with(with(hello.desired(), "agent", addDefaults), "bundle", addDefaults), observed: hello.observed()},
 		{name: "destroy", observed: hello.observed()},
 		{name: "destroy-color", observed: hello.observed(), color: true},
 	}
