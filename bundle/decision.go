@@ -22,6 +22,8 @@ const (
 	FieldQType    = "qtype"
 	FieldRule     = "rule"
 	FieldReason   = "reason"
+	FieldStatus   = "status"
+	FieldClient   = "client"
 	FieldMessage  = "message"
 )
 
@@ -56,7 +58,13 @@ type Decision struct {
 	// form, or the allowCIDR that holds an IP literal.
 	Rule string `json:"rule,omitempty"`
 	// Reason says why a request was denied.
-	Reason  string `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// Status and Client are set on the refusals of requests the proxy's
+	// HTTP server turns away before the policy sees them (malformed,
+	// oversized, or cut short): the status it answered (absent when it
+	// answered nothing) and the client's address.
+	Status  int    `json:"status,omitempty"`
+	Client  string `json:"client,omitempty"`
 	Message string `json:"message"`
 }
 
@@ -89,6 +97,20 @@ type decisionLog struct {
 	st  *statusState
 }
 
+// line is a decision line's content but its time. Its fields are capped
+// and safe to log.
+type line struct {
+	daemon string
+	host   string
+	port   int
+	method string
+	qtype  string
+	rule   string
+	reason string
+	status int
+	client string
+}
+
 func (l *decisionLog) count(allowed bool) {
 	if allowed {
 		l.st.allow.Add(1)
@@ -100,21 +122,52 @@ func (l *decisionLog) count(allowed bool) {
 // egress logs one egress decision: allowed when reason is "". Every field
 // is capped (see logSafe), whatever the request held.
 func (l *decisionLog) egress(method, host string, port int, rule, reason string) {
-	l.count(reason == "")
-	e := l.log.Info().Str(FieldDaemon, spec.DaemonEgress).
-		Str(FieldDecision, decisionOf(reason)).Str(FieldHost, logSafe(host, maxHostLen)).Int(FieldPort, port).
-		Str(FieldMethod, logSafe(method, maxMethodLen))
-	addRuleOrReason(e, rule, reason).Msg(MessageEgressDecision)
+	l.decide(line{daemon: spec.DaemonEgress, host: logSafe(host, maxHostLen), port: port,
+		method: logSafe(method, maxMethodLen), rule: clip(rule, maxRuleLen), reason: clip(reason, maxReasonLen)})
+}
+
+// refused logs a request the proxy's HTTP server turned away before the
+// policy saw it, from client, answered status (0: nothing).
+func (l *decisionLog) refused(client string, status int, method, host string, port int, reason string) {
+	l.decide(line{daemon: spec.DaemonEgress, host: logSafe(host, maxHostLen), port: port,
+		method: logSafe(method, maxMethodLen), reason: clip(reason, maxReasonLen), status: status,
+		client: logSafe(client, maxClientLen)})
 }
 
 // dns logs one DNS decision: allowed when reason is "". Every field is
 // capped (see logSafe), whatever the query held.
 func (l *decisionLog) dns(host, qtype, rule, reason string) {
-	l.count(reason == "")
-	e := l.log.Info().Str(FieldDaemon, spec.DaemonDNS).
-		Str(FieldDecision, decisionOf(reason)).Str(FieldHost, logSafe(host, maxHostLen)).
-		Str(FieldQType, logSafe(qtype, maxMethodLen))
-	addRuleOrReason(e, rule, reason).Msg(MessageDNSDecision)
+	l.decide(line{daemon: spec.DaemonDNS, host: logSafe(host, maxHostLen), qtype: logSafe(qtype, maxMethodLen),
+		rule: clip(rule, maxRuleLen), reason: clip(reason, maxReasonLen)})
+}
+
+// decide counts d and logs it.
+func (l *decisionLog) decide(d line) {
+	l.count(d.reason == "")
+	l.write(d)
+}
+
+func (l *decisionLog) write(d line) {
+	e := l.log.Info().Str(FieldDaemon, d.daemon).Str(FieldDecision, decisionOf(d.reason)).Str(FieldHost, d.host)
+	msg := MessageEgressDecision
+	if d.daemon == spec.DaemonDNS {
+		e.Str(FieldQType, d.qtype)
+		msg = MessageDNSDecision
+	} else {
+		e.Int(FieldPort, d.port).Str(FieldMethod, d.method)
+	}
+	if d.status != 0 {
+		e.Int(FieldStatus, d.status)
+	}
+	if d.client != "" {
+		e.Str(FieldClient, d.client)
+	}
+	if d.reason != "" {
+		e.Str(FieldReason, d.reason)
+	} else {
+		e.Str(FieldRule, d.rule)
+	}
+	e.Msg(msg)
 }
 
 func decisionOf(reason string) string {
@@ -122,11 +175,4 @@ func decisionOf(reason string) string {
 		return DecisionAllow
 	}
 	return DecisionDeny
-}
-
-func addRuleOrReason(e *zerolog.Event, rule, reason string) *zerolog.Event {
-	if reason != "" {
-		return e.Str(FieldReason, clip(reason, maxReasonLen))
-	}
-	return e.Str(FieldRule, clip(rule, maxRuleLen))
 }

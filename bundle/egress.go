@@ -101,13 +101,15 @@ func listenEgress(p *policy, dl *decisionLog) (*egress, error) {
 	}
 	e := &egress{p: p, dl: dl, conns: &connSet{m: map[*trackedConn]struct{}{}}}
 	e.self = netip.MustParseAddrPort(ln.Addr().String())
-	e.ln = newLimitListener(ln, p.maxConns, e.conns)
+	// Every client connection is an auditConn (refusal.go): the requests
+	// net/http refuses before the handler are logged too.
+	e.ln = auditListener{Listener: newLimitListener(ln, p.maxConns, e.conns), dl: dl}
 	e.d = dialer{lookup: p.lookup, check: func(ap netip.AddrPort, named bool) (string, bool) {
 		return p.checkDial(ap, named, e.self)
 	}}
 	e.base, e.cancelBase = context.WithCancel(context.Background())
 	e.srv = &http.Server{
-		Handler:           e.proxy(),
+		Handler:           e.audited(e.proxy()),
 		ReadHeaderTimeout: readHeaderTimeout,
 		IdleTimeout:       idleTimeout,
 		MaxHeaderBytes:    maxHeaderBytes,
@@ -118,8 +120,11 @@ func listenEgress(p *policy, dl *decisionLog) (*egress, error) {
 			return context.WithValue(ctx, clientConnKey{}, c)
 		},
 		ConnState: func(c net.Conn, s http.ConnState) {
-			if tc, ok := c.(*trackedConn); ok {
-				tc.state.Store(int32(s))
+			if ac, ok := c.(*auditConn); ok {
+				ac.state.Store(int32(s))
+				if s == http.StateIdle {
+					ac.idle()
+				}
 			}
 		},
 	}
@@ -166,6 +171,18 @@ func (e *egress) proxy() *goproxy.ProxyHttpServer {
 	gp.OnRequest().HandleConnectFunc(e.onConnect)
 	gp.OnRequest().DoFunc(e.onRequest)
 	return gp
+}
+
+// audited marks each request's connection as taken by the handler before
+// h runs: what it answers is logged by the policy, not as a refusal of the
+// server's.
+func (e *egress) audited(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if ac, ok := clientConn(r).(*auditConn); ok {
+			ac.handle()
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 // clientConnKey holds a request's client connection in its context.

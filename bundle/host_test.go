@@ -125,7 +125,7 @@ func TestEgressHugeHost(t *testing.T) {
 
 // Through the proxy: a host too long for a name is a 400 bad-target with
 // a small log line; one too long for the request line is refused by
-// net/http before the proxy sees it, and not logged at all.
+// net/http before the proxy sees it, and logged as a 431 (refusal.go).
 func TestEgressLongHostThroughProxy(t *testing.T) {
 	t.Parallel()
 	never := startListener(t, "tcp", "127.0.0.1:0", false)
@@ -150,8 +150,11 @@ func TestEgressLongHostThroughProxy(t *testing.T) {
 		t.Fatalf("the long name was resolved")
 	}
 	ds := b.log.decisions()
-	if len(ds) != 4 {
-		t.Fatalf("%d decision lines, want 4:\n%.2000s", len(ds), b.log)
+	if len(ds) != 5 {
+		t.Fatalf("%d decision lines, want 5:\n%.2000s", len(ds), b.log)
+	}
+	if d := ds[4]; d.Status != http.StatusRequestHeaderFieldsTooLarge || d.Host != "" || d.Client == "" {
+		t.Errorf("decision of the 431 = %+v", d)
 	}
 	for _, l := range b.log.lines() {
 		if len(l) >= 2<<10 {
