@@ -118,7 +118,7 @@ type Config struct {
 	// tables (route, ipv6_route), tunnelIdle how long a tunnel may carry
 	// no byte, maxConns the proxy's cap on client connections and
 	// dnsInFlight the DNS daemon's cap on queries being answered; now is
-	// the clock of the name limits.
+	// the clock of the name limits and of the decision log's refusal windows.
 	lookup      func(ctx context.Context, host string) ([]netip.Addr, error)
 	checkAddr   func(netip.AddrPort) string
 	resolvConf  string
@@ -234,7 +234,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 		return err
 	}
 	st := &statusState{bottle: cfg.Bottle}
-	dl := &decisionLog{log: log, st: st}
+	dl := newDecisionLog(log, st, cfg.now)
 	var servers []server
 	closeAll := func() {
 		ctx, cancel := context.WithCancel(context.Background())
@@ -285,6 +285,7 @@ func Run(ctx context.Context, cfg Config, w io.Writer) error {
 	}
 	sw.Wait()
 	wg.Wait()
+	dl.close() // the last window's summaries
 	log.Info().Msg("stopped")
 	return err
 }

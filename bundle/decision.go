@@ -2,6 +2,8 @@ package bundle
 
 import (
 	"encoding/json"
+	"fmt"
+	"net/netip"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -24,6 +26,7 @@ const (
 	FieldReason   = "reason"
 	FieldStatus   = "status"
 	FieldClient   = "client"
+	FieldMore     = "more"
 	FieldMessage  = "message"
 )
 
@@ -63,8 +66,13 @@ type Decision struct {
 	// HTTP server turns away before the policy sees them (malformed,
 	// oversized, or cut short): the status it answered (absent when it
 	// answered nothing) and the client's address.
-	Status  int    `json:"status,omitempty"`
-	Client  string `json:"client,omitempty"`
+	Status int    `json:"status,omitempty"`
+	Client string `json:"client,omitempty"`
+	// More, when set, makes the line a summary, not a decision: it stands
+	// for More refusals like it (the same fields but time) that were not
+	// logged one by one in the last second. A summary without a host
+	// counts the refusals of every kind beyond the log's rate.
+	More    int    `json:"more,omitempty"`
 	Message string `json:"message"`
 }
 
@@ -91,14 +99,34 @@ func ParseDecision(line []byte) (Decision, bool) {
 }
 
 // decisionLog writes decision lines and counts them for the status
-// endpoint.
+// endpoint. Every decision is counted; refusals are logged one by one up
+// to a rate (see refusalGate).
 type decisionLog struct {
 	log zerolog.Logger
 	st  *statusState
+	// gate aggregates refusals; nil logs each in full.
+	gate *refusalGate
+}
+
+// newDecisionLog aggregates refusals in windows of now's clock (nil: the
+// wall clock).
+func newDecisionLog(log zerolog.Logger, st *statusState, now func() time.Time) *decisionLog {
+	l := &decisionLog{log: log, st: st}
+	l.gate = newRefusalGate(now, l.summaries)
+	return l
+}
+
+// close writes what the current window counted; refusals after it are
+// logged in full.
+func (l *decisionLog) close() {
+	if l.gate != nil {
+		l.gate.close()
+	}
 }
 
 // line is a decision line's content but its time. Its fields are capped
-// and safe to log.
+// and safe to log; with client reduced to an address (key), it is what
+// makes refusals alike.
 type line struct {
 	daemon string
 	host   string
@@ -109,6 +137,15 @@ type line struct {
 	reason string
 	status int
 	client string
+}
+
+// key is l without the client's port: refusals alike come from one
+// address, over any number of connections.
+func (l line) key() line {
+	if ap, err := netip.ParseAddrPort(l.client); err == nil {
+		l.client = ap.Addr().String()
+	}
+	return l
 }
 
 func (l *decisionLog) count(allowed bool) {
@@ -141,13 +178,33 @@ func (l *decisionLog) dns(host, qtype, rule, reason string) {
 		rule: clip(rule, maxRuleLen), reason: clip(reason, maxReasonLen)})
 }
 
-// decide counts d and logs it.
+// decide counts d and logs it, or leaves it to a summary.
 func (l *decisionLog) decide(d line) {
-	l.count(d.reason == "")
-	l.write(d)
+	allowed := d.reason == ""
+	l.count(allowed)
+	if !allowed && l.gate != nil {
+		full, done := l.gate.admit(d)
+		l.summaries(done)
+		if !full {
+			return
+		}
+	}
+	l.write(d, 0)
 }
 
-func (l *decisionLog) write(d line) {
+func (l *decisionLog) summaries(ss []summary) {
+	for _, s := range ss {
+		d := s.line
+		if d.reason == "" {
+			d.reason = fmt.Sprintf("%d more refusals in the last second, of kinds beyond the %d a second logged one by one", s.more, refusalRate)
+		} else {
+			d.reason = clip(fmt.Sprintf("%d more like this in the last second: %s", s.more, d.reason), maxReasonLen)
+		}
+		l.write(d, s.more)
+	}
+}
+
+func (l *decisionLog) write(d line, more int) {
 	e := l.log.Info().Str(FieldDaemon, d.daemon).Str(FieldDecision, decisionOf(d.reason)).Str(FieldHost, d.host)
 	msg := MessageEgressDecision
 	if d.daemon == spec.DaemonDNS {
@@ -161,6 +218,9 @@ func (l *decisionLog) write(d line) {
 	}
 	if d.client != "" {
 		e.Str(FieldClient, d.client)
+	}
+	if more > 0 {
+		e.Int(FieldMore, more)
 	}
 	if d.reason != "" {
 		e.Str(FieldReason, d.reason)

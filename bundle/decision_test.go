@@ -83,7 +83,7 @@ func TestDecisionLineFields(t *testing.T) {
 func TestDecisionJSONTags(t *testing.T) {
 	t.Parallel()
 	b, err := json.Marshal(Decision{Time: time.Now(), Level: "info", Bottle: "b", Daemon: "egress", Decision: "allow",
-		Host: "h", Port: 1, Method: "GET", QType: "A", Rule: "r", Reason: "x", Status: 400, Client: "c", Message: "m"})
+		Host: "h", Port: 1, Method: "GET", QType: "A", Rule: "r", Reason: "x", Status: 400, Client: "c", More: 2, Message: "m"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,7 +92,7 @@ func TestDecisionJSONTags(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{FieldTime, FieldLevel, FieldBottle, FieldDaemon, FieldDecision, FieldHost, FieldPort,
-		FieldMethod, FieldQType, FieldRule, FieldReason, FieldStatus, FieldClient, FieldMessage}
+		FieldMethod, FieldQType, FieldRule, FieldReason, FieldStatus, FieldClient, FieldMore, FieldMessage}
 	if got := slices.Sorted(maps.Keys(m)); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
 		t.Fatalf("Decision JSON keys = %v, want %v", got, want)
 	}
@@ -115,6 +115,9 @@ func TestParseDecision(t *testing.T) {
 		{"refused before the handler", `{"level":"info","bottle":"b","daemon":"egress","decision":"deny","host":"","port":0,"method":"","status":400,"client":"10.1.2.3:40000","reason":"the request line is not METHOD TARGET HTTP/VERSION","time":"2026-01-02T03:04:05Z","message":"egress decision"}`,
 			true, Decision{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Level: "info", Bottle: "b", Daemon: "egress", Decision: "deny",
 				Status: 400, Client: "10.1.2.3:40000", Reason: "the request line is not METHOD TARGET HTTP/VERSION", Message: "egress decision"}},
+		{"summary", `{"level":"info","bottle":"b","daemon":"dns","decision":"deny","host":"x.test","qtype":"TXT","more":7,"reason":"7 more like this in the last second: no rule","time":"2026-01-02T03:04:05Z","message":"dns decision"}`,
+			true, Decision{Time: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC), Level: "info", Bottle: "b", Daemon: "dns", Decision: "deny",
+				Host: "x.test", QType: "TXT", More: 7, Reason: "7 more like this in the last second: no rule", Message: "dns decision"}},
 		{"ready", `{"level":"info","bottle":"b","daemons":[{"name":"egress","listen":"10.1.2.2:8888"}],"message":"ready"}`, false, Decision{}},
 		{"dial failure", `{"level":"warn","daemon":"egress","host":"a.test","port":443,"error":"x","message":"egress dial failed"}`, false, Decision{}},
 		{"daemon mismatch", `{"daemon":"dns","decision":"allow","host":"a.test","message":"egress decision"}`, false, Decision{}},

@@ -121,7 +121,7 @@ func TestEgressRefusalsBeforeTheHandler(t *testing.T) {
 		}
 		d := waitDecisions(t, b.log, i+1)[i]
 		if d.Allowed() || d.Daemon != "egress" || d.Status != tt.status || !strings.Contains(d.Reason, tt.reason) ||
-			d.Method != tt.method || d.Host != tt.host || d.Port != tt.port || !strings.HasPrefix(d.Client, "127.0.0.1:") {
+			d.Method != tt.method || d.Host != tt.host || d.Port != tt.port || !strings.HasPrefix(d.Client, "127.0.0.1:") || d.More != 0 {
 			t.Errorf("%s: decision %+v; want deny %d %q %s %s:%d from 127.0.0.1", tt.name, d, tt.status, tt.reason, tt.method, tt.host, tt.port)
 		}
 	}
