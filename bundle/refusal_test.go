@@ -170,6 +170,38 @@ func TestEgressRefusalCutByShutdown(t *testing.T) {
 	checkNoSecrets(t, b.log)
 }
 
+// A request whose header does not arrive within readHeaderTimeout is
+// dropped by the server without an answer: logged, without a status. A
+// connection that sent nothing in that time is not. Skipped with -short:
+// it waits the real 10 seconds.
+func TestEgressRefusalHeaderTimeout(t *testing.T) {
+	if testing.Short() {
+		t.Skip("waits readHeaderTimeout (10s)")
+	}
+	t.Parallel()
+	b := startBundle(t, baseConfig(newResolver(nil), "allowed.test:*"))
+	slow, idle := dialProxy(t, b.proxy), dialProxy(t, b.proxy)
+	if _, err := io.WriteString(slow, "CONNECT allowed.test:443 HTTP/1.1\r\nX-Secret: hunter2\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []*proxyConn{slow, idle} {
+		_ = c.SetReadDeadline(time.Now().Add(readHeaderTimeout + 5*time.Second))
+		if n, err := c.r.Read(make([]byte, 1)); n != 0 || !errors.Is(err, io.EOF) {
+			t.Fatalf("read = %d, %v; want the proxy to close the connection", n, err)
+		}
+	}
+	d := waitDecisions(t, b.log, 1)[0]
+	if d.Status != 0 || d.Host != "allowed.test" || d.Port != 443 || d.Method != "CONNECT" ||
+		d.Reason != "the client sent part of a request and no whole request header within 10s" {
+		t.Errorf("decision %+v, want the timed-out request", d)
+	}
+	time.Sleep(50 * time.Millisecond) // a line for the idle connection would show now
+	if n := len(b.log.decisions()); n != 1 {
+		t.Errorf("%d decision lines, want 1:\n%s", n, b.log)
+	}
+	checkNoSecrets(t, b.log)
+}
+
 // A TLS client pointed at the plain proxy port, as if HTTPS_PROXY were
 // https://: one refusal, whether the server answered its ClientHello 400
 // (it held a newline) or the client gave up first.
