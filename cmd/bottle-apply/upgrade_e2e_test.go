@@ -37,17 +37,20 @@ const upgradeSecretVar = "BOTTLE_UPGRADE_E2E_KEY"
 // and config hashes the old binary wrote are the ones the new one computes,
 // but for the "defaults" input (the agent's memory and pids limits and
 // NODE_USE_ENV_PROXY, the bundle's IP forwarding off), which every agent
-// and bundle made before it lacks. So the first apply after the upgrade
-// replaces each agent and bundle for "defaults changed", and for nothing
-// else (any other input that moved would be named too), and the next
-// apply changes nothing.
+// and bundle made before it lacks, and for what bundles now refuse (the
+// subnet pool, "deniedRanges", and the host's addresses,
+// "hostAddresses"). So the first apply after the upgrade replaces each
+// agent for "defaults changed" and each bundle for those three, and for
+// nothing else (any other input that moved would be named too), and the
+// next apply changes nothing.
 //
 // The built-in bundle image is named after the builds it is made of, so a
 // new bottle-apply also replaces built-in bundles for their image. The
 // bottles whose plan must be the defaults alone therefore name a bundle
 // image of their own, the same for both binaries; one more bottle keeps
-// the built-in bundle, and its bundle is replaced for "defaults, image
-// changed"; the new binary's self-test must pass on the old bundle first.
+// the built-in bundle, and its bundle is replaced for "defaults,
+// deniedRanges, hostAddresses, image changed"; the new binary's self-test
+// must pass on the old bundle first.
 func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 	t.Parallel()
 	c := testenv.Docker(t)
@@ -110,7 +113,7 @@ func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 	var want []string
 	for _, name := range bottles[:len(pinned)] {
 		want = append(want, "replace docker-container:"+name+"/agent: defaults changed",
-			"replace docker-container:"+name+"/bundle: defaults changed")
+			"replace docker-container:"+name+"/bundle: defaults, deniedRanges, hostAddresses changed")
 	}
 	if changes := doc.changes(); code != 2 || !doc.Changed || !sameSet(changes, want) || len(doc.Plan.Steps) != 4*len(pinned) {
 		t.Fatalf("the new binary's plan after the old one's apply: exit %d, changed=%v, %d steps, changes:\n  %s\nwant exit 2, changed, %d steps, changes:\n  %s\nstderr:\n%s",
@@ -149,7 +152,7 @@ func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 	doc = parseUpgradeDoc(t, out)
 	changes := doc.changes()
 	want = []string{"replace docker-container:" + builtinName + "/agent: defaults changed",
-		"replace docker-container:" + builtinName + "/bundle: defaults, image changed"}
+		"replace docker-container:" + builtinName + "/bundle: defaults, deniedRanges, hostAddresses, image changed"}
 	if code != 2 || len(doc.Plan.Steps) != 4 || !sameSet(changes, want) {
 		t.Fatalf("the new binary's plan for a built-in bundle: exit %d, %d steps, changes %q; want exit 2, 4 steps, %q\nstderr:\n%s",
 			code, len(doc.Plan.Steps), changes, want, errs)
