@@ -23,8 +23,8 @@ import (
 // whose SNI is the CONNECT host; every HTTP request in a CONNECT to port
 // 80 must carry the CONNECT host as its Host. The proxy answers the
 // CONNECT with 200, reads the first bytes from the client, and dials only
-// when they match; a refusal closes the connection and logs a decision
-// line. Other ports (ssh to github.com:22, name:*) pass unsniffed.
+// when they match; a refusal logs a decision line and closes the
+// connection, a TLS one after a TLS alert access_denied. Other ports (ssh to github.com:22, name:*) pass unsniffed.
 
 const (
 	// sniffTimeout bounds the wait for a checked tunnel's first bytes: a
@@ -257,6 +257,12 @@ func (e *egress) checkedTunnel(a *attempt, k sniffKind) func(*http.Request, net.
 		}
 		if why != "" {
 			a.refuse(k, why)
+			if k == sniffTLS {
+				// Said in TLS, so that a client (and the self-test) can
+				// tell the proxy's refusal from an upstream that closed.
+				_ = client.SetWriteDeadline(time.Now().Add(time.Second))
+				_, _ = client.Write(accessDenied[:])
+			}
 			return
 		}
 		_ = client.SetReadDeadline(time.Time{})
@@ -389,7 +395,13 @@ func (a *attempt) preflight(ctx context.Context) error {
 	return err
 }
 
-// refuse logs a checked tunnel's refusal; the caller closes it.
+// accessDenied is the TLS alert record the proxy sends when it refuses a
+// TLS tunnel: a fatal access_denied (RFC 8446 6.2), before any byte of a
+// server's. TLS 1.3 clients accept its legacy record version 3.3.
+var accessDenied = [...]byte{21, 3, 3, 0, 2, 2, 49}
+
+// refuse logs a checked tunnel's refusal; the caller closes it (a TLS
+// tunnel after accessDenied).
 func (a *attempt) refuse(k sniffKind, why string) {
 	short := deniedSNI
 	if k == sniffHTTP {

@@ -380,8 +380,8 @@ func TestSniffTLSAttackOtherSNI(t *testing.T) {
 	t.Parallel()
 	u := startRecordingTLS(t)
 	b := startChecked(t, u.port, 0, 0)
-	if _, err := connectTLS(t, b, u, "denied.test"); err == nil {
-		t.Fatalf("a ClientHello for denied.test went through a tunnel to allowed.test")
+	if _, err := connectTLS(t, b, u, "denied.test"); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("TLS as denied.test through a tunnel to allowed.test: %v, want the proxy's alert access_denied", err)
 	}
 	if n := len(u.received()); n != 0 {
 		t.Fatalf("the upstream was dialled %d times", n)
@@ -413,14 +413,31 @@ func checkedTunnel(t *testing.T, b *testBundle, port int, in []byte, piece int, 
 	return c
 }
 
-// expectClosed waits for the proxy to close c without a byte.
-func expectClosed(t *testing.T, c *proxyConn) {
+// expectClosed waits for the proxy to close c after want, and nothing
+// else.
+func expectClosed(t *testing.T, c *proxyConn, want []byte) {
 	t.Helper()
 	_ = c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	n, err := c.r.Read(make([]byte, 1))
+	got, err := io.ReadAll(io.LimitReader(c.r, 1<<10))
 	var ne net.Error
-	if n != 0 || err == nil || errors.As(err, &ne) && ne.Timeout() {
-		t.Fatalf("read after the refusal = %d, %v; want the connection closed", n, err)
+	if !bytes.Equal(got, want) || errors.As(err, &ne) && ne.Timeout() {
+		t.Fatalf("read after the refusal = %x, %v; want %x, then the connection closed", got, err, want)
+	}
+}
+
+// The refusal of a TLS tunnel is a TLS alert access_denied, then the close:
+// byte for byte, whatever the client sent.
+func TestSniffTLSRefusalAlert(t *testing.T) {
+	t.Parallel()
+	echo := startListener(t, "tcp", "127.0.0.1:0", true)
+	b := startChecked(t, echo.port, 0, 300*time.Millisecond)
+	alert := []byte{0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x31}
+	for _, in := range [][]byte{records(helloMsg(sniExt("denied.test")), 1<<14), []byte("SSH-2.0-x\r\n"), nil} {
+		c := checkedTunnel(t, b, echo.port, in, 1<<14, 0)
+		expectClosed(t, c, alert)
+	}
+	if n := echo.accepts.Load(); n != 0 {
+		t.Fatalf("the upstream was dialled %d times", n)
 	}
 }
 
@@ -458,7 +475,7 @@ func TestSniffTLSRaw(t *testing.T) {
 			c.echo(t, "and then the rest")
 			continue
 		}
-		expectClosed(t, c)
+		expectClosed(t, c, accessDenied[:])
 		if d := time.Since(start); d > 3*time.Second {
 			t.Errorf("%s: closed after %v", tt.name, d)
 		}
@@ -492,15 +509,15 @@ func TestSniffHTTPAttackOtherHost(t *testing.T) {
 	}
 	// Then one for denied.test on the same tunnel.
 	fmt.Fprintf(c, "POST /leak HTTP/1.1\r\nHost: denied.test\r\nContent-Length: 6\r\n\r\nsecret")
-	expectClosed(t, c)
+	expectClosed(t, c, nil)
 
 	// A tunnel whose first request names denied.test.
 	c = checkedTunnel(t, b, up.port, []byte("GET /leak HTTP/1.1\r\nHost: denied.test\r\n\r\n"), 1<<10, 0)
-	expectClosed(t, c)
+	expectClosed(t, c, nil)
 
 	// No request at all.
 	c = checkedTunnel(t, b, up.port, nil, 1, 0)
-	expectClosed(t, c)
+	expectClosed(t, c, nil)
 
 	for _, r := range up.requests() {
 		if !strings.HasPrefix(r, "allowed.test") || strings.Contains(r, "leak") {
@@ -583,7 +600,7 @@ func TestSniffClientHelloBeforeThe200(t *testing.T) {
 	if err != nil || resp.StatusCode != http.StatusOK {
 		t.Fatalf("CONNECT = %v, %v", resp, err)
 	}
-	expectClosed(t, c)
+	expectClosed(t, c, accessDenied[:])
 	if n := echo.accepts.Load(); n != 0 {
 		t.Fatalf("the upstream was dialled")
 	}
@@ -602,7 +619,7 @@ func TestSniffHTTPThenNotHTTP(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	_, _ = c.Write(records(helloMsg(sniExt("denied.test")), 1<<14))
-	expectClosed(t, c)
+	expectClosed(t, c, nil)
 	ds := b.log.decisions()
 	if len(ds) != 2 || ds[1].Allowed() || !strings.Contains(ds[1].Reason, "something other than HTTP (a byte 0x16") {
 		t.Fatalf("decisions = %+v", ds)
@@ -622,7 +639,7 @@ func TestSniffHTTPUpgradeStillChecked(t *testing.T) {
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	fmt.Fprintf(c, "GET /leak HTTP/1.1\r\nHost: denied.test\r\n\r\n")
-	expectClosed(t, c)
+	expectClosed(t, c, nil)
 	for _, r := range up.requests() {
 		if strings.Contains(r, "leak") {
 			t.Fatalf("the upstream received %q", r)
@@ -636,7 +653,7 @@ func TestSniffHTTPMalformedNotQuoted(t *testing.T) {
 	up := startHTTP(t)
 	b := startChecked(t, 0, up.port, 300*time.Millisecond)
 	c := checkedTunnel(t, b, up.port, []byte("GET /secret?token=hunter2 HTTP/9\r\nHost: allowed.test\r\n\r\n"), 1<<10, 0)
-	expectClosed(t, c)
+	expectClosed(t, c, nil)
 	ds := b.log.decisions()
 	if len(ds) != 1 || ds[0].Allowed() || ds[0].Reason != "the tunnel does not carry a well-formed HTTP request" {
 		t.Fatalf("decisions = %+v", ds)
