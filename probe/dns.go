@@ -14,7 +14,8 @@ import (
 	"github.com/miekg/dns"
 )
 
-// checkDNS sends one A query for c.Target to c.Addr over UDP.
+// checkDNS sends one query of type c.QType (A by default) for c.Target to
+// c.Addr over UDP.
 func checkDNS(ctx context.Context, c Check, opt Options) (got, detail string) {
 	addr, via := c.Addr, ""
 	if addr == "" {
@@ -37,8 +38,12 @@ func checkDNS(ctx context.Context, c Check, opt Options) (got, detail string) {
 	}
 	defer conn.Close()
 
+	qtype := dns.TypeA
+	if c.QType != "" {
+		qtype = dns.StringToType[c.QType]
+	}
 	m := new(dns.Msg)
-	m.SetQuestion(dns.Fqdn(c.Target), dns.TypeA)
+	m.SetQuestion(dns.Fqdn(c.Target), qtype)
 	client := &dns.Client{Net: "udp", Timeout: opt.DNSTimeout}
 	r, _, err := client.ExchangeWithConnContext(ctx, m, &dns.Conn{Conn: conn})
 	from := addr + via
@@ -53,21 +58,27 @@ func checkDNS(ctx context.Context, c Check, opt Options) (got, detail string) {
 		}
 		return gotError, "query " + from + ": " + err.Error()
 	}
-	return classifyAnswer(r, from)
+	return classifyAnswer(r, qtype, from)
 }
 
-// classifyAnswer sorts a DNS answer by its rcode and A records.
-func classifyAnswer(r *dns.Msg, from string) (got, detail string) {
+// classifyAnswer sorts a DNS answer by its rcode and its records of type
+// qtype.
+func classifyAnswer(r *dns.Msg, qtype uint16, from string) (got, detail string) {
 	switch r.Rcode {
 	case dns.RcodeSuccess:
 		var as []string
 		for _, rr := range r.Answer {
+			if rr.Header().Rrtype != qtype {
+				continue
+			}
 			if a, ok := rr.(*dns.A); ok {
 				as = append(as, a.A.String())
+			} else {
+				as = append(as, dns.TypeToString[qtype]+" record")
 			}
 		}
 		if len(as) == 0 {
-			return gotNoAnswer, from + " answered without an A record"
+			return gotNoAnswer, from + " answered without a record of type " + dns.TypeToString[qtype]
 		}
 		return string(ExpectResolves), from + " answered " + strings.Join(as, ", ")
 	case dns.RcodeNameError:

@@ -11,8 +11,9 @@ import (
 )
 
 // dnsServer starts a DNS server on loopback: ok.test has two A records,
-// empty.test none, refused.test and servfail.test get those rcodes, and
-// every other name NXDOMAIN.
+// empty.test none, refused.test and servfail.test get those rcodes, names
+// under open.test have a TXT record, names under strict.test get REFUSED
+// for every type but A, and every other name NXDOMAIN.
 func dnsServer(t *testing.T) string {
 	t.Helper()
 	pc, err := net.ListenPacket("udp", "127.0.0.1:0")
@@ -24,7 +25,19 @@ func dnsServer(t *testing.T) string {
 		Handler: dns.HandlerFunc(func(w dns.ResponseWriter, q *dns.Msg) {
 			m := new(dns.Msg)
 			m.SetReply(q)
-			switch strings.ToLower(q.Question[0].Name) {
+			name := strings.ToLower(q.Question[0].Name)
+			switch {
+			case strings.HasSuffix(name, ".open.test."):
+				rr, _ := dns.NewRR(name + " 60 IN TXT \"data\"")
+				m.Answer = append(m.Answer, rr)
+				w.WriteMsg(m)
+				return
+			case strings.HasSuffix(name, ".strict.test.") && q.Question[0].Qtype != dns.TypeA:
+				m.Rcode = dns.RcodeRefused
+				w.WriteMsg(m)
+				return
+			}
+			switch name {
 			case "ok.test.":
 				for _, ip := range []string{"192.0.2.10", "192.0.2.11"} {
 					rr, _ := dns.NewRR("ok.test. 60 IN A " + ip)
@@ -73,7 +86,7 @@ func TestDNS(t *testing.T) {
 		{"resolves", srv, "ok.test", nil, ExpectResolves, "resolves", true, "answered 192.0.2.10, 192.0.2.11"},
 		{"resolves fqdn", srv, "OK.test.", nil, ExpectResolves, "resolves", true, "192.0.2.10"},
 		{"resolves is a hole", srv, "ok.test", nil, ExpectFails, "resolves", false, ""},
-		{"no A record", srv, "empty.test", nil, ExpectFails, "noanswer", true, "without an A record"},
+		{"no A record", srv, "empty.test", nil, ExpectFails, "noanswer", true, "without a record of type A"},
 		{"refused", srv, "refused.test", nil, ExpectFails, "refused", true, "answered REFUSED"},
 		{"refused is what a policy says", srv, "refused.test", nil, ExpectRefused, "refused", true, "answered REFUSED"},
 		{"nxdomain is not a refusal", srv, "bottle-apply-verify.invalid", nil, ExpectRefused, "nxdomain", false, ""},
@@ -129,6 +142,34 @@ func TestParseResolvConf(t *testing.T) {
 			got, err := parseResolvConf(strings.NewReader(tt.conf))
 			if got != tt.want || (err == nil) != (tt.err == "") || err != nil && !strings.Contains(err.Error(), tt.err) {
 				t.Fatalf("parseResolvConf() = %q, %v; want %q, error with %q", got, err, tt.want, tt.err)
+			}
+		})
+	}
+}
+
+// A query of another type than A: the records counted are the type's.
+func TestDNSQType(t *testing.T) {
+	t.Parallel()
+	srv := dnsServer(t)
+	tests := []struct {
+		name, target, qtype string
+		expect              Expect
+		got                 string
+		ok                  bool
+	}{
+		{"TXT refused", "x1.strict.test", "TXT", ExpectRefused, "refused", true},
+		{"TXT answered is a hole", "x1.open.test", "TXT", ExpectRefused, "resolves", false},
+		{"TXT answered resolves", "x1.open.test", "TXT", ExpectResolves, "resolves", true},
+		{"an A record is not a TXT answer", "ok.test", "TXT", ExpectResolves, "noanswer", false},
+		{"a TXT record is not an A answer", "x1.open.test", "", ExpectResolves, "noanswer", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Check{Name: tt.name, Kind: KindDNS, Addr: srv, Target: tt.target, QType: tt.qtype, Expect: tt.expect}
+			r := Run(t.Context(), []Check{c}, Options{DNSTimeout: time.Second})[0]
+			if r.Got != tt.got || r.OK != tt.ok {
+				t.Fatalf("result = %+v, want got %s, ok %v", r, tt.got, tt.ok)
 			}
 		})
 	}

@@ -37,7 +37,12 @@ const (
 	KindProxyConnect Kind = "proxy-connect"
 	// KindProxyHTTP sends GET Target (an absolute URL) to the proxy at Addr.
 	KindProxyHTTP Kind = "proxy-http"
-	// KindDNS sends one A query for Target to the server at Addr over UDP.
+	// KindProxyTLS asks the proxy at Addr to CONNECT to Target (host:port)
+	// and, if it does, sends a TLS ClientHello for SNI through the tunnel:
+	// domain fronting, when SNI is not Target's host.
+	KindProxyTLS Kind = "proxy-tls"
+	// KindDNS sends one query of type QType (A by default) for Target to
+	// the server at Addr over UDP.
 	KindDNS Kind = "dns"
 	// KindIPv6 looks for IPv6 addresses and routes in the agent.
 	KindIPv6 Kind = "ipv6"
@@ -57,11 +62,14 @@ const (
 	ExpectUnreachable Expect = "unreachable"
 	// ExpectAllowed: the proxy lets the request through and it succeeds.
 	ExpectAllowed Expect = "allowed"
-	// ExpectDenied: the proxy answers 403.
+	// ExpectDenied: the proxy answers 403; for proxy-tls, the proxy
+	// answers the ClientHello with a TLS alert access_denied of its own,
+	// or opens no tunnel at all.
 	ExpectDenied Expect = "denied"
-	// ExpectResolves: the DNS server answers with an A record.
+	// ExpectResolves: the DNS server answers with a record of the type
+	// asked (A by default).
 	ExpectResolves Expect = "resolves"
-	// ExpectFails: the DNS query gets no A record, whatever the reason.
+	// ExpectFails: the DNS query gets no such record, whatever the reason.
 	ExpectFails Expect = "fails"
 	// ExpectRefused: the DNS server answers REFUSED: a policy decision,
 	// where NXDOMAIN would only say that some upstream knows no such name.
@@ -77,8 +85,12 @@ const (
 	gotPortUnreachable = "port-unreachable" // dns: ICMP port unreachable, the peer's kernel answered
 	gotTimeout         = "timeout"          // dns: no answer in time
 	gotNXDomain        = "nxdomain"         // dns
-	gotNoAnswer        = "noanswer"         // dns: NOERROR without an A record
+	gotNoAnswer        = "noanswer"         // dns: NOERROR without a record of the type asked
 	gotPresent         = "present"          // ipv6
+	gotNoTunnel        = "no-tunnel"        // proxy-tls: the proxy answered the CONNECT with an error, and dialled nothing
+	gotHandshake       = "handshake"        // proxy-tls: a server answered the ClientHello
+	gotAlert           = "alert"            // proxy-tls: a TLS alert that is not the proxy's
+	gotClosed          = "closed"           // proxy-tls: the tunnel closed with no alert: the proxy dialled
 	gotError           = "error"            // the check could not run or got something unexpected
 )
 
@@ -87,6 +99,7 @@ var expects = map[Kind][]Expect{
 	KindTCP:          {ExpectOpen, ExpectClosed, ExpectUnreachable},
 	KindProxyConnect: {ExpectAllowed, ExpectDenied},
 	KindProxyHTTP:    {ExpectAllowed, ExpectDenied},
+	KindProxyTLS:     {ExpectDenied},
 	KindDNS:          {ExpectResolves, ExpectFails, ExpectRefused, ExpectUnreachable},
 	KindIPv6:         {ExpectNone},
 }
@@ -103,9 +116,14 @@ type Check struct {
 	// proxy; dns: the server ("" is the first nameserver of
 	// /etc/resolv.conf); ipv6: unused.
 	Addr string `json:"addr,omitempty"`
-	// Target is, for proxy-connect, the host:port to CONNECT to; for
-	// proxy-http, the absolute URL to GET; for dns, the name to look up.
+	// Target is, for proxy-connect and proxy-tls, the host:port to CONNECT
+	// to; for proxy-http, the absolute URL to GET; for dns, the name to
+	// look up.
 	Target string `json:"target,omitempty"`
+	// SNI is, for proxy-tls, the server name of the ClientHello.
+	SNI string `json:"sni,omitempty"`
+	// QType is, for dns, the query type ("TXT"); "" is A.
+	QType  string `json:"qtype,omitempty"`
 	Expect Expect `json:"expect"`
 }
 
@@ -113,7 +131,8 @@ type Check struct {
 type Result struct {
 	Check
 	// Got is the outcome: open, refused, unreachable (tcp); allowed,
-	// denied, unreachable, error (proxy-*); resolves, refused, nxdomain,
+	// denied, unreachable, error (proxy-*); no-tunnel, handshake, alert,
+	// closed, timeout (proxy-tls); resolves, refused, nxdomain,
 	// servfail (or another lower-case rcode), noanswer, timeout,
 	// port-unreachable, unreachable (dns); none, present (ipv6). Any kind
 	// reports error when the check could not run.
@@ -136,7 +155,10 @@ func (e Expect) Accepts(got string) bool {
 		return got != "" && got != string(ExpectResolves) && got != gotError
 	case ExpectRefused:
 		return got == gotRefused
-	case ExpectOpen, ExpectAllowed, ExpectDenied, ExpectResolves, ExpectNone:
+	case ExpectDenied:
+		// No tunnel means nothing to front: the proxy dialled nothing.
+		return got == string(e) || got == gotNoTunnel
+	case ExpectOpen, ExpectAllowed, ExpectResolves, ExpectNone:
 		return got == string(e)
 	}
 	return false
@@ -147,7 +169,7 @@ func (e Expect) Accepts(got string) bool {
 func (c Check) Validate() error {
 	allowed, ok := expects[c.Kind]
 	if !ok {
-		return fmt.Errorf("kind %q is not one of tcp, proxy-connect, proxy-http, dns, ipv6", c.Kind)
+		return fmt.Errorf("kind %q is not one of tcp, proxy-connect, proxy-http, proxy-tls, dns, ipv6", c.Kind)
 	}
 	if !slices.Contains(allowed, c.Expect) {
 		return fmt.Errorf("a %s check cannot expect %q; it expects one of %v", c.Kind, c.Expect, allowed)
@@ -157,10 +179,16 @@ func (c Check) Validate() error {
 	} else if _, err := netip.ParseAddrPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q is not an IP address and port (such as 10.0.0.2:8888 or [fd00::2]:53)", c.Addr)
 	}
+	if c.SNI != "" && c.Kind != KindProxyTLS || c.QType != "" && c.Kind != KindDNS {
+		return fmt.Errorf("a %s check takes no sni or qtype", c.Kind)
+	}
 	switch c.Kind {
-	case KindProxyConnect:
+	case KindProxyConnect, KindProxyTLS:
 		if _, port, err := net.SplitHostPort(c.Target); err != nil || port == "" {
 			return fmt.Errorf("target %q is not a host:port to CONNECT to", c.Target)
+		}
+		if _, ok := dns.IsDomainName(c.SNI); c.Kind == KindProxyTLS && (!ok || c.SNI == "") {
+			return fmt.Errorf("sni %q is not a server name", c.SNI)
 		}
 	case KindProxyHTTP:
 		u, err := url.Parse(c.Target)
@@ -170,6 +198,9 @@ func (c Check) Validate() error {
 	case KindDNS:
 		if _, ok := dns.IsDomainName(c.Target); !ok || c.Target == "" {
 			return fmt.Errorf("target %q is not a name to look up", c.Target)
+		}
+		if _, ok := dns.StringToType[c.QType]; c.QType != "" && !ok {
+			return fmt.Errorf("qtype %q is not a DNS query type (such as A, AAAA, TXT)", c.QType)
 		}
 	}
 	return nil
@@ -285,6 +316,8 @@ func runOne(ctx context.Context, c Check, opt Options) Result {
 		got, detail = viaProxy(ctx, c, opt, proxyConnect)
 	case KindProxyHTTP:
 		got, detail = viaProxy(ctx, c, opt, proxyGet)
+	case KindProxyTLS:
+		got, detail = viaProxy(ctx, c, opt, proxyTLS)
 	case KindDNS:
 		got, detail = checkDNS(ctx, c, opt)
 	case KindIPv6:

@@ -17,16 +17,17 @@ import (
 func TestExpectAccepts(t *testing.T) {
 	t.Parallel()
 	gots := []string{"open", "refused", "unreachable", "timeout", "port-unreachable", "allowed", "denied",
-		"resolves", "nxdomain", "servfail", "noanswer", "none", "present", "error", ""}
+		"resolves", "nxdomain", "servfail", "noanswer", "none", "present", "error", "",
+		"no-tunnel", "handshake", "alert", "closed"}
 	accepts := map[Expect][]string{
 		ExpectOpen:        {"open"},
 		ExpectClosed:      {"refused", "unreachable"},
 		ExpectUnreachable: {"unreachable", "timeout"},
 		ExpectAllowed:     {"allowed"},
-		ExpectDenied:      {"denied"},
+		ExpectDenied:      {"denied", "no-tunnel"},
 		ExpectResolves:    {"resolves"},
 		ExpectFails: {"open", "refused", "unreachable", "timeout", "port-unreachable", "allowed", "denied",
-			"nxdomain", "servfail", "noanswer", "none", "present"},
+			"nxdomain", "servfail", "noanswer", "none", "present", "no-tunnel", "handshake", "alert", "closed"},
 		ExpectNone:    {"none"},
 		ExpectRefused: {"refused"},
 		"bogus":       nil,
@@ -66,6 +67,14 @@ func TestValidate(t *testing.T) {
 		{"dns system", Check{Kind: KindDNS, Target: "a.example", Expect: ExpectResolves}, ""},
 		{"dns no name", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Expect: ExpectFails}, "not a name"},
 		{"dns open", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Target: "a.example", Expect: ExpectOpen}, "cannot expect"},
+		{"dns txt", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Target: "a.example", QType: "TXT", Expect: ExpectRefused}, ""},
+		{"dns bad qtype", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Target: "a.example", QType: "txt", Expect: ExpectRefused}, "qtype \"txt\""},
+		{"qtype on a tcp check", Check{Kind: KindTCP, Addr: "10.0.0.2:1", QType: "A", Expect: ExpectOpen}, "takes no sni or qtype"},
+		{"tls", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", Expect: ExpectDenied}, ""},
+		{"tls without sni", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", Expect: ExpectDenied}, "sni \"\""},
+		{"tls without port", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example", SNI: "b.example", Expect: ExpectDenied}, "host:port"},
+		{"tls expects allowed", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", Expect: ExpectAllowed}, "cannot expect"},
+		{"sni on a connect", Check{Kind: KindProxyConnect, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", Expect: ExpectDenied}, "takes no sni"},
 		{"ipv6", Check{Kind: KindIPv6, Expect: ExpectNone}, ""},
 		{"ipv6 present", Check{Kind: KindIPv6, Expect: "present"}, "cannot expect"},
 	}

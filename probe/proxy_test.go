@@ -1,6 +1,7 @@
 package probe
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -23,6 +24,12 @@ type fakeProxy struct {
 	tunnels map[string]string // CONNECT target -> upstream address
 	plain   map[string]int    // GET host -> status
 	header  bool              // send bundle.DeniedHeader with a 403
+	// late tunnels a CONNECT target after the 200, as the bundle does
+	// for a checked tunnel: a dial that fails then only closes it.
+	late map[string]string
+	// sniffing targets get the 200, then the bundle's alert
+	// access_denied once the client has sent something, and no dial.
+	sniffing map[string]bool
 }
 
 func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -42,23 +49,48 @@ func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Error(w, "bad target", http.StatusBadRequest)
 			return
 		}
+		if p.sniffing[r.URL.Host] {
+			conn, brw, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+			conn.SetReadDeadline(time.Now().Add(time.Second))
+			brw.Reader.ReadByte()
+			conn.Write(accessDenied)
+			return
+		}
 		up, ok := p.tunnels[r.URL.Host]
+		late := false
 		if !ok {
+			up, late = p.late[r.URL.Host]
+		}
+		if up == "" {
 			deny(r.URL.Host)
 			return
 		}
-		upc, err := net.Dial("tcp", up)
-		if err != nil {
-			http.Error(w, err.Error(), http.StatusBadGateway)
-			return
+		var upc net.Conn
+		var err error
+		if !late {
+			if upc, err = net.Dial("tcp", up); err != nil {
+				http.Error(w, err.Error(), http.StatusBadGateway)
+				return
+			}
+			defer upc.Close()
 		}
-		defer upc.Close()
 		conn, _, err := http.NewResponseController(w).Hijack()
 		if err != nil {
 			return
 		}
 		defer conn.Close()
 		io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+		if late {
+			if upc, err = net.Dial("tcp", up); err != nil {
+				return
+			}
+			defer upc.Close()
+		}
 		var wg sync.WaitGroup
 		wg.Go(func() { io.Copy(upc, conn) })
 		io.Copy(conn, upc)
@@ -131,6 +163,78 @@ func silent(t *testing.T) string {
 		}
 	}()
 	return ln.Addr().String()
+}
+
+// answering starts a listener that writes out to every connection, then
+// closes it.
+func answering(t *testing.T, out []byte) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Write(out)
+			c.Close()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// TestProxyTLS tells the bundle's refusal of a ClientHello from every way
+// a proxy that dialled shows it: only the proxy's own alert, or no tunnel
+// at all, passes.
+func TestProxyTLS(t *testing.T) {
+	t.Parallel()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	t.Cleanup(srv.Close)
+	p := fakeProxy{
+		sniffing: map[string]bool{"allowed.test:443": true},
+		tunnels: map[string]string{
+			"front.test:443":   srv.Listener.Addr().String(),
+			"alert.test:443":   answering(t, []byte{21, 3, 3, 0, 2, 2, 40}),
+			"denied2.test:443": answering(t, append(bytes.Clone(accessDenied), 22, 3, 3)),
+			"close.test:443":   answering(t, nil),
+			"junk.test:443":    answering(t, []byte("SSH-2.0-x\r\n")),
+			"silent.test:443":  silent(t),
+		},
+		late:   map[string]string{"down.test:443": closedPort(t, "tcp")},
+		header: true,
+	}
+	proxy := proxyServer(t, p)
+	tests := []struct {
+		name, target string
+		got          string
+		ok           bool
+		detail       string
+	}{
+		{"refused with the proxy's alert", "allowed.test:443", "denied", true, "alert access_denied"},
+		{"no tunnel: denied", "denied.test:443", "no-tunnel", true, "403 Forbidden: no rule allows denied.test:443"},
+		{"no tunnel: the proxy could not dial", "bad-gateway.test:443", "no-tunnel", true, "502 Bad Gateway"},
+		{"a server answers: fronted", "front.test:443", "handshake", false, "a server answered the ClientHello"},
+		{"another alert: an upstream's", "alert.test:443", "alert", false, "not the proxy's (15030300020228)"},
+		{"the alert, then more", "denied2.test:443", "alert", false, "not the proxy's"},
+		{"closed without an alert: dialled", "close.test:443", "closed", false, "without the proxy's alert"},
+		{"dialled after the 200 and failed", "down.test:443", "closed", false, "without the proxy's alert"},
+		{"not TLS", "junk.test:443", "error", false, "not TLS"},
+		{"no answer", "silent.test:443", "timeout", false, "no answer to the ClientHello within 300ms"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			c := Check{Name: tt.name, Kind: KindProxyTLS, Addr: proxy, Target: tt.target, SNI: "bottle-apply-verify.invalid", Expect: ExpectDenied}
+			r := Run(t.Context(), []Check{c}, Options{ProxyTimeout: 300 * time.Millisecond})[0]
+			if r.Got != tt.got || r.OK != tt.ok || !strings.Contains(r.Detail, tt.detail) {
+				t.Fatalf("result = %+v, want got %s, ok %v, detail with %q", r, tt.got, tt.ok, tt.detail)
+			}
+		})
+	}
 }
 
 func TestProxy(t *testing.T) {
