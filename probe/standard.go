@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"regexp"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -45,7 +47,26 @@ type Target struct {
 	// HostAddrs are the addresses by which the host may be reached from
 	// the bottle's networks: their gateways.
 	HostAddrs []string
+	// HostInterfaceAddrs are every address of the engine's host: docker0,
+	// every bridge's gateway, its LAN and public addresses. Empty when
+	// the provider cannot tell; the checks through them are left out.
+	HostInterfaceAddrs []string
+	// DNSMaxLabelLength is spec.bundle.egress.dns.maxLabelLength; 0 is
+	// spec.DefaultDNSMaxLabelLength.
+	DNSMaxLabelLength int
+	// Nonce makes the names looked up under a wildcard rule new at each
+	// run, so that no cache answers for a hole (lower-case letters and
+	// digits; "" leaves it out).
+	Nonce string
 }
+
+// maxHostChecks bounds the host's addresses tried, each directly and
+// through the proxy.
+const maxHostChecks = 8
+
+// hostPort is the port the host's addresses are tried on (discard): a
+// host that answers on it, even with a reset, has been reached.
+const hostPort = 9
 
 // dnsPort is where a resolver on the host would answer, whatever port the
 // bundle's own DNS daemon has.
@@ -58,10 +79,21 @@ const dnsPort = 53
 //     documentation IP address outside AllowCIDRs, and a CONNECT to a port
 //     the first non-wildcard rule with limited ports does not allow; the
 //     proxy refuses all of these before it resolves or dials anything;
+//   - with the egress daemon and a rule that allows a name on port 443,
+//     the proxy refuses a tunnel there that carries a TLS ClientHello for
+//     VerifyHost, with its own TLS alert and before it dials (domain
+//     fronting);
+//   - with the egress daemon, the proxy denies a CONNECT to the host's
+//     own addresses (the gateways and up to 8 of HostInterfaceAddrs,
+//     those inside AllowCIDRs first), before it dials: a 502 means it
+//     dialled;
 //   - with the dns daemon, the daemon gives no address for VerifyHost;
+//     under the first wildcard rule, it refuses a TXT query and a name
+//     whose label is one character longer than DNSMaxLabelLength;
 //   - each internal port of the bundle is closed to the agent;
 //   - each host address answers nothing: no TCP reset on port 9, no DNS
-//     answer nor ICMP error on port 53;
+//     answer nor ICMP error on port 53 (the gateways); no TCP reset on
+//     port 9 (the other interface addresses);
 //   - the agent has no IPv6.
 //
 // It fails only on a malformed Target, such as one built from an
@@ -93,6 +125,24 @@ func Standard(t Target) ([]Check, error) {
 		if !slices.Contains(hosts, a) {
 			hosts = append(hosts, a)
 		}
+	}
+	ifaces := make([]netip.Addr, 0, len(t.HostInterfaceAddrs))
+	for _, s := range t.HostInterfaceAddrs {
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("host interface address %q is not an IP address", s)
+		}
+		ifaces = append(ifaces, a.Unmap())
+	}
+	// Through the proxy: the gateways too, which the host holds.
+	viaProxy := pickHostAddrs(append(slices.Clone(hosts), ifaces...), cidrs)
+	ifaces = pickHostAddrs(ifaces, cidrs)
+	if t.Nonce != "" && !nonceRE.MatchString(t.Nonce) {
+		return nil, fmt.Errorf("nonce %q is not 1 to 16 lower-case letters and digits", t.Nonce)
+	}
+	maxLabel := t.DNSMaxLabelLength
+	if maxLabel == 0 {
+		maxLabel = spec.DefaultDNSMaxLabelLength
 	}
 	at := func(a netip.Addr, port int) string { return netip.AddrPortFrom(a, uint16(port)).String() }
 
@@ -134,6 +184,24 @@ func Standard(t Target) ([]Check, error) {
 				Kind: KindProxyConnect, Addr: proxy, Target: target, Expect: ExpectDenied,
 			})
 		}
+		if host, r, ok := tlsHost(rules); ok {
+			target := net.JoinHostPort(host, "443")
+			checks = append(checks, Check{
+				Name: "a CONNECT through the egress proxy to " + target + " (the rule " + r.String() + " allows it) carrying a TLS ClientHello for " + VerifyHost,
+				Hole: "the egress proxy opens a TLS tunnel whose SNI is not its CONNECT host (domain fronting)",
+				Kind: KindProxyTLS, Addr: proxy, Target: target, SNI: VerifyHost, Expect: ExpectDenied,
+			})
+		}
+		for _, h := range viaProxy {
+			target := at(h, hostPort)
+			name := "a CONNECT through the egress proxy to " + target + ", an address of the host"
+			hole := "the egress proxy connects to the host's own address " + h.String() + ": the agent can reach the host's services"
+			if covered(cidrs, h) {
+				name += " inside network.allowCIDRs"
+				hole = "the egress proxy connects to the host's own address " + h.String() + ", which allowCIDRs covers: the agent can reach the host's services"
+			}
+			checks = append(checks, Check{Name: name, Hole: hole, Kind: KindProxyConnect, Addr: proxy, Target: target, Expect: ExpectDenied})
+		}
 	}
 	if slices.Contains(t.Daemons, spec.DaemonDNS) {
 		port := t.DNSPort
@@ -149,6 +217,33 @@ func Standard(t Target) ([]Check, error) {
 			Hole: "the bundle's DNS daemon resolves names no rule allows",
 			Kind: KindDNS, Addr: addr, Target: VerifyHost, Expect: ExpectRefused,
 		})
+		if i := slices.IndexFunc(rules, func(r spec.EgressRule) bool { return r.Wildcard }); i >= 0 {
+			r := rules[i]
+			label := "verify"
+			if t.Nonce != "" {
+				label += "-" + t.Nonce
+			}
+			// Within the label limit, so that only the type is refused.
+			label = label[:min(len(label), maxLabel)]
+			name := label + "." + r.Host
+			checks = append(checks, Check{
+				Name: "a TXT query for " + name + " to the bundle's DNS daemon at " + addr + ", under the rule " + r.String(),
+				Hole: "the bundle's DNS daemon forwards TXT queries under a wildcard rule (a data channel)",
+				Kind: KindDNS, Addr: addr, Target: name, QType: "TXT", Expect: ExpectRefused,
+			})
+			if maxLabel < spec.MaxLabelLen {
+				long := (label + "-" + strings.Repeat("x", spec.MaxLabelLen))[:maxLabel+1]
+				if strings.HasSuffix(long, "-") {
+					long = long[:len(long)-1] + "x"
+				}
+				name := long + "." + r.Host
+				checks = append(checks, Check{
+					Name: fmt.Sprintf("a DNS query for a name under the rule %s whose first label has %d characters, one more than allowed", r.String(), len(long)),
+					Hole: "the bundle's DNS daemon forwards names with labels longer than the limit under a wildcard rule (a data channel)",
+					Kind: KindDNS, Addr: addr, Target: name, Expect: ExpectRefused,
+				})
+			}
+		}
 	}
 	for _, p := range t.InternalPorts {
 		if !validPort(p) {
@@ -159,6 +254,16 @@ func Standard(t Target) ([]Check, error) {
 			Name: "the bundle's internal port " + addr,
 			Hole: "the agent can reach the bundle's internal port " + strconv.Itoa(p) + ", which should listen on the bundle's loopback only",
 			Kind: KindTCP, Addr: addr, Expect: ExpectClosed,
+		})
+	}
+	for _, h := range ifaces {
+		if slices.Contains(hosts, h) {
+			continue // below
+		}
+		checks = append(checks, Check{
+			Name: "the host through its address " + at(h, hostPort),
+			Hole: "the agent can reach the host at its address " + h.String() + ": it answered (a TCP reset counts)",
+			Kind: KindTCP, Addr: at(h, hostPort), Expect: ExpectUnreachable,
 		})
 	}
 	for _, h := range hosts {
@@ -184,12 +289,58 @@ func Standard(t Target) ([]Check, error) {
 
 func validPort(p int) bool { return p > 0 && p < 65536 }
 
+var nonceRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
+
+// covered reports whether a prefix of cidrs holds a.
+func covered(cidrs []netip.Prefix, a netip.Addr) bool {
+	return slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(a) })
+}
+
+// pickHostAddrs returns at most maxHostChecks of the host's IPv4
+// addresses, in their order: those inside allowCIDRs first (the proxy's
+// rules would let it dial them), and at least one outside when there is
+// one. Loopback and unspecified addresses are left out: the agent's own
+// loopback is not the host's.
+func pickHostAddrs(addrs []netip.Addr, cidrs []netip.Prefix) []netip.Addr {
+	var in, out []netip.Addr
+	for _, a := range addrs {
+		switch {
+		case !a.Is4() || a.IsLoopback() || a.IsUnspecified() || slices.Contains(in, a) || slices.Contains(out, a):
+		case covered(cidrs, a):
+			in = append(in, a)
+		default:
+			out = append(out, a)
+		}
+	}
+	if len(out) > 0 && len(in) >= maxHostChecks {
+		in = in[:maxHostChecks-1]
+	}
+	picked := append(in, out...)
+	return picked[:min(len(picked), maxHostChecks)]
+}
+
+// tlsHost returns a name that a rule allows on port 443, where the proxy
+// checks the SNI of what a tunnel carries: the first exact rule's host,
+// else a name under the first wildcard rule.
+func tlsHost(rules spec.EgressRules) (string, spec.EgressRule, bool) {
+	for _, r := range rules {
+		if !r.Wildcard && r.Matches(r.Host, 443) {
+			return r.Host, r, true
+		}
+	}
+	for _, r := range rules {
+		if r.Wildcard && r.Matches("verify."+r.Host, 443) {
+			return "verify." + r.Host, r, true
+		}
+	}
+	return "", spec.EgressRule{}, false
+}
+
 // uncovered returns the first documentation address that no prefix
 // covers.
 func uncovered(cidrs []netip.Prefix) (string, bool) {
 	for _, s := range docAddrs {
-		a := netip.MustParseAddr(s)
-		if !slices.ContainsFunc(cidrs, func(p netip.Prefix) bool { return p.Contains(a) }) {
+		if !covered(cidrs, netip.MustParseAddr(s)) {
 			return s, true
 		}
 	}

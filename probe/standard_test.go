@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,8 +26,17 @@ func TestStandard(t *testing.T) {
 			BundleIP: "10.213.4.2", ProxyPort: 8888, DNSPort: 53, InternalPorts: []int{9901},
 			Daemons:    []string{"egress", "dns"},
 			Allow:      []string{"*.github.com", "example.com:8443", "pypi.org"},
-			AllowCIDRs: []string{"192.0.2.0/24", "10.9.0.0/16"},
+			AllowCIDRs: []string{"192.0.2.0/24", "10.9.0.0/16", "172.16.0.0/12"},
 			HostAddrs:  []string{"10.213.4.1", "172.30.0.1", "10.213.4.1"},
+			HostInterfaceAddrs: []string{"127.0.0.1", "172.17.0.1", "10.213.4.1", "172.30.0.1", "192.168.1.20",
+				"fe80::1", "10.9.3.4", "::ffff:172.18.0.1"},
+			Nonce: "a1b2c3",
+		}},
+		{"a wildcard rule only, a spec's label limit", Target{
+			BundleIP: "10.213.9.2", ProxyPort: 8888, Daemons: []string{"egress", "dns"},
+			Allow:             []string{"*.githubusercontent.com:443", "github.com:22"},
+			HostAddrs:         []string{"10.213.9.1"},
+			DNSMaxLabelLength: 5,
 		}},
 		{"egress without limited rules", Target{
 			BundleIP: "10.213.5.2", ProxyPort: 3128, Daemons: []string{"egress"},
@@ -82,6 +92,8 @@ func TestStandardErrors(t *testing.T) {
 		{"rule", func(t *Target) { t.Allow = []string{"example.com", "10.0.0.1"} }, "egress rules: \"10.0.0.1\" is an IP address"},
 		{"cidr", func(t *Target) { t.AllowCIDRs = []string{"10.0.0.0"} }, "allowCIDRs: \"10.0.0.0\""},
 		{"host", func(t *Target) { t.HostAddrs = []string{"gateway"} }, "host address \"gateway\""},
+		{"host interface", func(t *Target) { t.HostInterfaceAddrs = []string{"10.0.0.1/8"} }, "host interface address \"10.0.0.1/8\""},
+		{"nonce", func(t *Target) { t.Nonce = "A.B" }, "nonce \"A.B\""},
 		{"proxy port", func(t *Target) { t.ProxyPort = 0 }, "proxy port 0"},
 		{"dns port", func(t *Target) { t.DNSPort = 65536 }, "DNS port 65536"},
 		{"internal port", func(t *Target) { t.InternalPorts = []int{-1} }, "internal port -1"},
@@ -156,5 +168,80 @@ func TestDeniedPort(t *testing.T) {
 				t.Fatalf("deniedPort() = %q, want %q", got, tt.want)
 			}
 		})
+	}
+}
+
+func TestPickHostAddrs(t *testing.T) {
+	t.Parallel()
+	many := func(prefix string, n int) []string {
+		var out []string
+		for i := range n {
+			out = append(out, fmt.Sprintf("%s.%d", prefix, i+1))
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		addrs []string
+		cidrs []string
+		want  string
+	}{
+		{"none", nil, nil, ""},
+		{"inside first, in order", []string{"192.168.1.5", "172.17.0.1", "10.0.0.1"}, []string{"10.0.0.0/8", "172.16.0.0/12"},
+			"172.17.0.1 10.0.0.1 192.168.1.5"},
+		{"not loopback, unspecified, IPv6; unmapped; once", []string{"127.0.0.1", "0.0.0.0", "fd00::1", "::ffff:10.1.1.1", "10.1.1.1"}, nil,
+			"10.1.1.1"},
+		{"eight inside leave room for one outside", append(many("10.0.0", 10), "192.168.1.5"), []string{"10.0.0.0/8"},
+			"10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 10.0.0.7 192.168.1.5"},
+		{"eight inside, none outside", many("10.0.0", 10), []string{"10.0.0.0/8"},
+			"10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 10.0.0.7 10.0.0.8"},
+		{"outside only, bounded", many("10.0.0", 10), nil,
+			"10.0.0.1 10.0.0.2 10.0.0.3 10.0.0.4 10.0.0.5 10.0.0.6 10.0.0.7 10.0.0.8"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var addrs []netip.Addr
+			for _, s := range tt.addrs {
+				addrs = append(addrs, netip.MustParseAddr(s).Unmap())
+			}
+			var cidrs []netip.Prefix
+			for _, s := range tt.cidrs {
+				cidrs = append(cidrs, netip.MustParsePrefix(s))
+			}
+			var got []string
+			for _, a := range pickHostAddrs(addrs, cidrs) {
+				got = append(got, a.String())
+			}
+			if g := strings.Join(got, " "); g != tt.want {
+				t.Fatalf("pickHostAddrs() = %q, want %q", g, tt.want)
+			}
+		})
+	}
+}
+
+func TestTLSHost(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		allow []string
+		want  string // host and rule, or "" for none
+	}{
+		{[]string{"github.com:22", "example.com"}, "example.com example.com"},
+		{[]string{"*.example.com", "pypi.org:443"}, "pypi.org pypi.org:443"},
+		{[]string{"*.example.com:8443", "*.example.org:*"}, "verify.example.org *.example.org:*"},
+		{[]string{"example.com:8443", "github.com:22", "*.example.net:80"}, ""},
+	}
+	for _, tt := range tests {
+		rules, err := spec.ParseEgressRules(tt.allow)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := ""
+		if h, r, ok := tlsHost(rules); ok {
+			got = h + " " + r.String()
+		}
+		if got != tt.want {
+			t.Errorf("tlsHost(%q) = %q, want %q", tt.allow, got, tt.want)
+		}
 	}
 }

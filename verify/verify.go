@@ -128,7 +128,11 @@ func One(ctx context.Context, s *Subject) Report {
 	if s.Err != nil {
 		return fail(s.Err)
 	}
-	checks, err := probe.Standard(s.Target)
+	target := s.Target
+	if target.Nonce == "" {
+		target.Nonce = nonce()
+	}
+	checks, err := probe.Standard(target)
 	if err != nil {
 		return fail(err)
 	}
@@ -184,13 +188,18 @@ func install(ctx context.Context, agent guest.Guest, bin string) (string, error)
 	if err := bundlebin.Check(bin, ""); err != nil {
 		return "", err
 	}
-	var nonce [8]byte
-	_, _ = rand.Read(nonce[:])
-	dst := path.Join(ProbeDir, "probe-"+hex.EncodeToString(nonce[:]))
+	dst := path.Join(ProbeDir, "probe-"+nonce())
 	if err := agent.CopyIn(ctx, bin, dst); err != nil {
 		return "", fmt.Errorf("copy the probe program into %s: %w", agent, err)
 	}
 	return dst, nil
+}
+
+// nonce is 16 random lower-case hex digits.
+func nonce() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
 }
 
 func detail(d string) string {

@@ -101,7 +101,7 @@ func answering(part, got string, claimOK bool) func([]probe.Check) []probe.Resul
 
 var target = probe.Target{
 	BundleIP: "10.213.4.2", ProxyPort: 8888, DNSPort: 53, InternalPorts: []int{9901},
-	Daemons: []string{"egress", "dns"}, Allow: []string{"api.example.com"},
+	Daemons: []string{"egress", "dns"}, Allow: []string{"api.example.com", "*.example.org"},
 	HostAddrs: []string{"10.213.4.1", "10.213.5.97"},
 }
 
@@ -124,13 +124,13 @@ func TestOne(t *testing.T) {
 		{name: "no hole", subject: Subject{Agent: &fakeGuest{answer: asExpected}}, wantOK: true},
 		{
 			name:      "the host answers on a gateway",
-			subject:   Subject{Agent: &fakeGuest{answer: answering("10.213.4.1:9", "refused", false)}},
+			subject:   Subject{Agent: &fakeGuest{answer: answering("the gateway 10.213.4.1:9", "refused", false)}},
 			wantHoles: []string{"the agent can reach the host", "(got refused, want unreachable)"},
 		},
 		{
 			// The agent's side may lie: the verdict is made on the host.
 			name:      "a probe that claims a hole is fine",
-			subject:   Subject{Agent: &fakeGuest{answer: answering("10.213.4.1:9", "open", true)}},
+			subject:   Subject{Agent: &fakeGuest{answer: answering("the gateway 10.213.4.1:9", "open", true)}},
 			wantHoles: []string{"(got open, want unreachable)"},
 		},
 		{
@@ -205,12 +205,23 @@ func TestOne(t *testing.T) {
 func TestOneNewNameEachTime(t *testing.T) {
 	t.Parallel()
 	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
-	g := &fakeGuest{answer: asExpected}
+	var txt []string // the TXT names asked under the wildcard rule
+	g := &fakeGuest{answer: func(cs []probe.Check) []probe.Result {
+		for _, c := range cs {
+			if c.QType == "TXT" {
+				txt = append(txt, c.Target)
+			}
+		}
+		return asExpected(cs)
+	}}
 	s := Subject{Bottle: "b", Target: target, Agent: g, Probe: bin}
 	One(t.Context(), &s)
 	One(t.Context(), &s)
 	if len(g.copied) != 2 || g.copied[0] == g.copied[1] {
 		t.Errorf("copies %q: want two, to different names", g.copied)
+	}
+	if len(txt) != 2 || txt[0] == txt[1] || !strings.HasSuffix(txt[0], ".example.org") {
+		t.Errorf("TXT queries for %q: want two, for new names under example.org", txt)
 	}
 }
 
@@ -265,7 +276,7 @@ func TestRunNamesEveryHole(t *testing.T) {
 	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
 	subjects := []Subject{
 		{Bottle: "good", Target: target, Agent: &fakeGuest{answer: asExpected}, Probe: bin},
-		{Bottle: "open", Target: target, Agent: &fakeGuest{answer: answering("10.213.5.97:9", "refused", false)}, Probe: bin},
+		{Bottle: "open", Target: target, Agent: &fakeGuest{answer: answering("the gateway 10.213.5.97:9", "refused", false)}, Probe: bin},
 		{Bottle: "smol", Skip: "not verifiable with this smolvm"},
 		{Bottle: "broken", Err: errors.New("no agent")},
 	}
