@@ -3,7 +3,10 @@ package app
 import (
 	"context"
 	"fmt"
+	"net/netip"
 	"runtime"
+
+	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
@@ -16,11 +19,45 @@ import (
 // verifyBottles runs the self-test in the agent of each bottle, whatever
 // its backend, and returns one report per bottle in their order.
 func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle) ([]verify.Report, error) {
+	host := ps.hostInterfaceAddrs(ctx)
 	subjects := make([]verify.Subject, len(bottles))
 	for i := range bottles {
 		subjects[i] = ps.subject(ctx, &bottles[i])
+		subjects[i].Target.HostInterfaceAddrs = host
 	}
 	return verify.Run(ctx, subjects)
+}
+
+// hostAddrSource is what the self-test asks of the engine's provider: every
+// address of the engine's host (docker0, every bridge's gateway, its LAN
+// and public addresses), which the checks try directly and through the
+// egress proxy.
+type hostAddrSource interface {
+	HostAddrs(ctx context.Context) ([]netip.Addr, error)
+}
+
+// hostInterfaceAddrs is the one seam between the self-test and the
+// provider's per-engine cache of the host's addresses. Until
+// *docker.Provider has a HostAddrs method of hostAddrSource's signature,
+// it finds none, and the checks through the host's interface addresses
+// are left out (those through the gateways stay). An engine that cannot
+// tell is no error: the checks it would feed are left out, and the log
+// says why.
+func (ps *Providers) hostInterfaceAddrs(ctx context.Context) []string {
+	src, ok := any(ps.docker).(hostAddrSource)
+	if !ok || ps.docker == nil {
+		return nil
+	}
+	addrs, err := src.HostAddrs(ctx)
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("the self-test does not try the host's own addresses")
+		return nil
+	}
+	out := make([]string, 0, len(addrs))
+	for _, a := range addrs {
+		out = append(out, a.String())
+	}
+	return out
 }
 
 // subject is what the self-test needs of one bottle: where its agent runs,
@@ -44,6 +81,7 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 		BundleIP: addrs.BundleIP, ProxyPort: bottle.ProxyPort, DNSPort: bottle.DNSPort,
 		InternalPorts: []int{bundle.StatusPort},
 		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Network.AllowCIDRs,
+		DNSMaxLabelLength: b.Spec.Bundle.Egress.DNS.MaxLabelLength,
 	}
 	for _, a := range []string{addrs.InternalGateway, addrs.EgressGateway} {
 		if a != "" {
