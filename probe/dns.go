@@ -25,7 +25,8 @@ func checkDNS(ctx context.Context, c Check, opt Options) (got, detail string) {
 		}
 		addr, via = a, " (the system resolver)"
 	}
-	ctx, cancel := context.WithTimeout(ctx, opt.DNSTimeout)
+	timeout := opt.bound(c, opt.DNSTimeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	conn, err := opt.dial(ctx, "udp", addr)
 	if err != nil {
@@ -44,7 +45,7 @@ func checkDNS(ctx context.Context, c Check, opt Options) (got, detail string) {
 	}
 	m := new(dns.Msg)
 	m.SetQuestion(dns.Fqdn(c.Target), qtype)
-	client := &dns.Client{Net: "udp", Timeout: opt.DNSTimeout}
+	client := &dns.Client{Net: "udp", Timeout: timeout}
 	r, _, err := client.ExchangeWithConnContext(ctx, m, &dns.Conn{Conn: conn})
 	from := addr + via
 	if err != nil {
@@ -52,7 +53,7 @@ func checkDNS(ctx context.Context, c Check, opt Options) (got, detail string) {
 		case errors.Is(err, syscall.ECONNREFUSED):
 			return gotPortUnreachable, "ICMP port unreachable from " + from + ": the peer's kernel answered"
 		case isTimeout(err):
-			return gotTimeout, fmt.Sprintf("no answer from %s within %s", from, opt.DNSTimeout)
+			return gotTimeout, fmt.Sprintf("no answer from %s within %s", from, timeout)
 		case isUnreachable(err):
 			return string(ExpectUnreachable), err.Error()
 		}

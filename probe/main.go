@@ -27,6 +27,7 @@ const maxInput = 1 << 20
 // the subcommand's name:
 //
 //	-connect-timeout 700ms  -dns-timeout 1.5s  -proxy-timeout 5s
+//	-silence 100ms (how long a check that expects unreachable waits)
 //	-timeout 30s (the whole run)  -parallel 16
 //	-remove-self (delete the probe's own executable first: a copy made
 //	for this one run leaves nothing behind)
@@ -36,6 +37,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.SetOutput(stderr)
 	fs.DurationVar(&opt.ConnectTimeout, "connect-timeout", DefaultConnectTimeout, "bound on a TCP connect")
 	fs.DurationVar(&opt.DNSTimeout, "dns-timeout", DefaultDNSTimeout, "bound on a DNS query")
+	fs.DurationVar(&opt.Silence, "silence", DefaultSilence, "how long a check that expects unreachable waits for an answer")
 	fs.DurationVar(&opt.ProxyTimeout, "proxy-timeout", DefaultProxyTimeout, "bound on a proxy check")
 	fs.DurationVar(&opt.Total, "timeout", DefaultTotal, "bound on the whole run")
 	fs.IntVar(&opt.Parallel, "parallel", DefaultParallel, "checks run at once")

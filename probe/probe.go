@@ -214,6 +214,14 @@ type Options struct {
 	ConnectTimeout time.Duration
 	// DNSTimeout bounds a DNS query (default 1.5s).
 	DNSTimeout time.Duration
+	// Silence bounds the TCP connect or DNS query of a check that expects
+	// unreachable: how long nothing must answer (default 100ms). Every
+	// peer the checks expect silence from is on the agent's own host, its
+	// gateways and the host's addresses: a live one answers a SYN or a
+	// query in well under 50ms, and an ICMP error comes back at once. A
+	// check that expects an answer waits ConnectTimeout or DNSTimeout,
+	// which only a failing check ever reaches.
+	Silence time.Duration
 	// ProxyTimeout bounds a proxy check's exchange with the proxy, from
 	// the connect on (default 5s).
 	ProxyTimeout time.Duration
@@ -234,6 +242,7 @@ type Options struct {
 const (
 	DefaultConnectTimeout = 700 * time.Millisecond
 	DefaultDNSTimeout     = 1500 * time.Millisecond
+	DefaultSilence        = 100 * time.Millisecond
 	DefaultProxyTimeout   = 5 * time.Second
 	DefaultTotal          = 30 * time.Second
 	DefaultParallel       = 16
@@ -245,6 +254,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DNSTimeout <= 0 {
 		o.DNSTimeout = DefaultDNSTimeout
+	}
+	if o.Silence <= 0 {
+		o.Silence = DefaultSilence
 	}
 	if o.ProxyTimeout <= 0 {
 		o.ProxyTimeout = DefaultProxyTimeout
@@ -330,6 +342,15 @@ func runOne(ctx context.Context, c Check, opt Options) Result {
 		got, detail = gotError, "interrupted: "+err.Error()+" ("+detail+")"
 	}
 	return finish(c, got, detail, start)
+}
+
+// bound is how long c waits for an answer: d, or opt.Silence when c
+// expects none.
+func (o Options) bound(c Check, d time.Duration) time.Duration {
+	if c.Expect == ExpectUnreachable {
+		return o.Silence
+	}
+	return d
 }
 
 func finish(c Check, got, detail string, start time.Time) Result {

@@ -169,7 +169,7 @@ func TestRunCutShort(t *testing.T) {
 	t.Run("total", func(t *testing.T) {
 		t.Parallel()
 		start := time.Now()
-		rs := Run(t.Context(), checks, Options{dial: blackhole, ConnectTimeout: 10 * time.Second,
+		rs := Run(t.Context(), checks, Options{dial: blackhole, ConnectTimeout: 10 * time.Second, Silence: 10 * time.Second,
 			Total: 100 * time.Millisecond, Parallel: 1})
 		if d := time.Since(start); d > 2*time.Second {
 			t.Errorf("Run took %s, want about the 100ms total", d)
@@ -184,7 +184,7 @@ func TestRunCutShort(t *testing.T) {
 		t.Parallel()
 		ctx, cancel := context.WithCancel(t.Context())
 		var once sync.Once
-		opt := Options{dial: blackhole, ConnectTimeout: 10 * time.Second,
+		opt := Options{dial: blackhole, ConnectTimeout: 10 * time.Second, Silence: 10 * time.Second,
 			beforeCheck: func(int) { once.Do(func() { time.AfterFunc(50*time.Millisecond, cancel) }) }}
 		for i, r := range Run(ctx, checks, opt) {
 			if r.OK || r.Got != gotError {

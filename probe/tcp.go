@@ -11,9 +11,10 @@ import (
 
 // checkTCP connects to c.Addr and hangs up.
 func checkTCP(ctx context.Context, c Check, opt Options) (got, detail string) {
-	conn, err := dialTimeout(ctx, opt, "tcp", c.Addr, opt.ConnectTimeout)
+	timeout := opt.bound(c, opt.ConnectTimeout)
+	conn, err := dialTimeout(ctx, opt, "tcp", c.Addr, timeout)
 	if err != nil {
-		return classifyDial(err, opt.ConnectTimeout)
+		return classifyDial(err, timeout)
 	}
 	conn.Close()
 	return string(ExpectOpen), "connected"

@@ -82,9 +82,9 @@ func TestTCP(t *testing.T) {
 		{"refused is closed", closed, nil, ExpectClosed, "refused", true, "refused"},
 		{"refused answered", closed, nil, ExpectUnreachable, "refused", false, "refused"},
 		{"refused is not open", closed, nil, ExpectOpen, "refused", false, ""},
-		{"timeout", "192.0.2.1:9", blackhole, ExpectUnreachable, "unreachable", true, "no answer within 50ms"},
-		{"timeout is closed", "192.0.2.1:9", blackhole, ExpectClosed, "unreachable", true, ""},
-		{"timeout is not open", "192.0.2.1:9", blackhole, ExpectOpen, "unreachable", false, ""},
+		{"timeout", "192.0.2.1:9", blackhole, ExpectUnreachable, "unreachable", true, "no answer within 30ms"},
+		{"timeout is closed", "192.0.2.1:9", blackhole, ExpectClosed, "unreachable", true, "no answer within 50ms"},
+		{"timeout is not open", "192.0.2.1:9", blackhole, ExpectOpen, "unreachable", false, "no answer within 50ms"},
 		{"no route to host", "192.0.2.1:9", failDial(errHostUnreach), ExpectUnreachable, "unreachable", true, "no route to host"},
 		{"network unreachable", "192.0.2.1:9", failDial(errNetUnreach), ExpectUnreachable, "unreachable", true, "unreachable"},
 		{"address not available", "192.0.2.1:9", failDial(errAddrNotAvail), ExpectUnreachable, "unreachable", true, ""},
@@ -94,7 +94,7 @@ func TestTCP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			c := Check{Name: tt.name, Kind: KindTCP, Addr: tt.addr, Expect: tt.expect}
-			r := Run(t.Context(), []Check{c}, Options{ConnectTimeout: 50 * time.Millisecond, dial: tt.dial})[0]
+			r := Run(t.Context(), []Check{c}, Options{ConnectTimeout: 50 * time.Millisecond, Silence: 30 * time.Millisecond, dial: tt.dial})[0]
 			if r.Got != tt.got || r.OK != tt.ok || !strings.Contains(r.Detail, tt.detail) {
 				t.Fatalf("result = %+v, want got %s, ok %v, detail with %q", r, tt.got, tt.ok, tt.detail)
 			}
