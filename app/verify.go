@@ -7,6 +7,7 @@ import (
 	"runtime"
 
 	"github.com/rs/zerolog"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
@@ -19,10 +20,17 @@ import (
 // verifyBottles runs the self-test in the agent of each bottle, whatever
 // its backend, and returns one report per bottle in their order.
 func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle) ([]verify.Report, error) {
-	host := ps.hostInterfaceAddrs(ctx)
+	// A few engine calls each, which need not wait for one another.
+	var host []string
 	subjects := make([]verify.Subject, len(bottles))
+	var g errgroup.Group
+	g.SetLimit(8)
+	g.Go(func() error { host = ps.hostInterfaceAddrs(ctx); return nil })
 	for i := range bottles {
-		subjects[i] = ps.subject(ctx, &bottles[i])
+		g.Go(func() error { subjects[i] = ps.subject(ctx, &bottles[i]); return nil })
+	}
+	_ = g.Wait()
+	for i := range subjects {
 		subjects[i].Target.HostInterfaceAddrs = host
 	}
 	return verify.Run(ctx, subjects)
