@@ -144,6 +144,14 @@ type Result struct {
 	Millis int64  `json:"millis"`
 }
 
+// Unproven reports a result that passed without reaching what it checks:
+// a proxy-tls check whose CONNECT the proxy did not open (the allowed name
+// did not resolve, say), so no ClientHello was sent. It is safe, not
+// proven.
+func (r Result) Unproven() bool {
+	return r.OK && r.Got == gotNoTunnel
+}
+
 // Accepts reports whether the outcome got satisfies e.
 func (e Expect) Accepts(got string) bool {
 	switch e {

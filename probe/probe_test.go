@@ -204,3 +204,19 @@ func TestRunInvalid(t *testing.T) {
 		t.Fatalf("result = %+v, want a failed invalid check", rs[0])
 	}
 }
+
+func TestUnproven(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		r    Result
+		want bool
+	}{
+		{Result{Got: gotNoTunnel, OK: true}, true},
+		{Result{Got: gotNoTunnel}, false},
+		{Result{Got: "denied", OK: true}, false},
+	} {
+		if got := tt.r.Unproven(); got != tt.want {
+			t.Errorf("%+v.Unproven() = %v, want %v", tt.r, got, tt.want)
+		}
+	}
+}

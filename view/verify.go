@@ -19,6 +19,11 @@ func Verify(w io.Writer, reports []verify.Report) {
 		case r.OK:
 			fmt.Fprintf(w, "Verify %s: %d checks passed in %s.\n",
 				r.Bottle, len(r.Results), (time.Duration(r.DurationMS) * time.Millisecond).String())
+			for _, res := range r.Results {
+				if res.Unproven() {
+					fmt.Fprintf(w, "  (passed without reaching what it checks: %s: %s)\n", res.Name, res.Detail)
+				}
+			}
 		default:
 			fmt.Fprintf(w, "Verify %s: %d of %d checks FAILED:\n", r.Bottle, len(r.Holes), len(r.Results))
 			for _, h := range r.Holes {
