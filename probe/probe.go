@@ -9,8 +9,8 @@
 //
 // The probe sends traffic only to the addresses in its checks: every Addr
 // is an IP literal (or, for DNS, empty: the first nameserver of
-// /etc/resolv.conf), and names in a Target are only ever sent to the proxy
-// or DNS server at Addr, never resolved by the probe itself.
+// /etc/resolv.conf), and names in a Target or an SNI are only ever sent to
+// the proxy or DNS server at Addr, never resolved by the probe itself.
 package probe
 
 import (
