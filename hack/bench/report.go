@@ -162,10 +162,22 @@ func (b *bench) report(rounds int, took time.Duration, engine string, comp compo
 			destroyT.Breakdown += "; the same calls from a client with no process to start (floors): " + strings.Join(fl, ", ")
 		}
 	}
+	// What the self-test adds to a first apply: the medians of the same
+	// rounds, with it and with --no-verify.
+	verifyT := targetDoc{Name: "self-test adds ≤ 300 ms to first apply", Value: "n/a"}
+	if v, n := byName[firstVerified], byName["first apply"]; v != nil && n != nil && v.A != nil && n.A != nil {
+		added := v.A.MedianMS - n.A.MedianMS
+		ok := added <= 300
+		verifyT.Value, verifyT.Holds = fmt.Sprintf("%.0f ms", added), &ok
+		if !ok {
+			verifyT.Breakdown = breakdown(v.A.median)
+		}
+	}
 	rep.Targets = []targetDoc{
 		callsT,
 		ratioTarget("no-op apply ≤ 0.5× compose up -d", "no-op apply", 0.5),
 		ratioTarget("first apply ≤ 0.8× compose up -d", "first apply", 0.8),
+		verifyT,
 		destroyT,
 		scaleT,
 	}
