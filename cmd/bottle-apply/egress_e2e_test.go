@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -28,9 +29,9 @@ import (
 	"github.com/bottle-apply/bottle-apply/verify"
 )
 
-// egressSpec is a bottle whose agent may reach allowed.test and
-// private.test on port 80 only, through the bundle's proxy, and resolve
-// those names only; cidrs are its allowCIDRs.
+// egressSpec is a bottle whose agent may reach allowed.test on ports 80
+// and 443 and private.test on port 80 only, through the bundle's proxy,
+// and resolve those names only; cidrs are its allowCIDRs.
 func egressSpec(name, image string, cidrs ...string) string {
 	return fmt.Sprintf(`apiVersion: bottle-apply/v1
 kind: Bottle
@@ -48,6 +49,7 @@ spec:
     egress:
       allow:
         - allowed.test:80
+        - allowed.test:443
         - private.test:80
 `, name, image, strings.Join(cidrs, ", "))
 }
@@ -118,6 +120,17 @@ func hostAddrs(t *testing.T) []string {
 	for _, a := range addrs {
 		if n, ok := a.(*net.IPNet); ok && n.IP.To4() != nil && !n.IP.IsLoopback() {
 			out = append(out, n.IP.String())
+		}
+	}
+	return out
+}
+
+// bridgeGateways are the gateways of a network: the host's addresses on it.
+func bridgeGateways(n network.Inspect) []string {
+	var out []string
+	for _, cfg := range n.IPAM.Config {
+		if cfg.Gateway != "" {
+			out = append(out, cfg.Gateway)
 		}
 	}
 	return out
@@ -208,9 +221,21 @@ func TestE2EEgressProbes(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The stand-ins have private addresses, as a LAN's hosts do: a name
-	// that resolves to one is reachable only inside allowCIDRs. The
-	// egress gateway, the host, stays out even when a range holds it.
-	spec := egressSpec(name, agentImage, allowedIP+"/32", addrs.EgressGateway+"/32")
+	// that resolves to one is reachable only inside allowCIDRs. The host
+	// stays out even when a range holds it: the egress gateway, the
+	// default bridge's, and every address of the host's own (a corporate
+	// 10.0.0.0/8 or 172.16.0.0/12 holds them).
+	bridge, err := c.NetworkInspect(ctx, "bridge", network.InspectOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cidrs := []string{allowedIP + "/32"}
+	for _, a := range append([]string{addrs.EgressGateway}, append(bridgeGateways(bridge), hostAddrs(t)...)...) {
+		if a != "" && !slices.Contains(cidrs, a+"/32") {
+			cidrs = append(cidrs, a+"/32")
+		}
+	}
+	spec := egressSpec(name, agentImage, cidrs...)
 	if err := os.WriteFile(filepath.Join(dir, name+".yaml"), []byte(spec), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -227,10 +252,6 @@ func TestE2EEgressProbes(t *testing.T) {
 	}
 	loopPort, loopAccepted := hostListener(t, "127.0.0.1:0")
 	anyPort, anyAccepted := hostListener(t, "0.0.0.0:0")
-	bridge, err := c.NetworkInspect(ctx, "bridge", network.InspectOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
 
 	proxy := net.JoinHostPort(addrs.BundleIP, fmt.Sprint(bottle.ProxyPort))
 	bundleDNS := net.JoinHostPort(addrs.BundleIP, "53")
@@ -241,7 +262,9 @@ func TestE2EEgressProbes(t *testing.T) {
 	denialExpect, denialGot := resolverDenial(t, c)
 	// exact names the rows that accept one outcome only, of those their
 	// check's Expect accepts.
-	exact := map[string]string{"denied name through the agent's resolver": denialGot}
+	exact := map[string]string{"denied name through the agent's resolver": denialGot,
+		// The bundle's own TLS alert, not a tunnel that was never opened.
+		"a ClientHello for another name in a tunnel to an allowed name": "denied"}
 	rows := []row{
 		{"allowed name over CONNECT", probe.Check{Kind: probe.KindProxyConnect, Addr: proxy, Target: "allowed.test:80", Expect: probe.ExpectAllowed}},
 		{"allowed name over plain HTTP", probe.Check{Kind: probe.KindProxyHTTP, Addr: proxy, Target: "http://allowed.test/", Expect: probe.ExpectAllowed}},
@@ -264,6 +287,8 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"allowed name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
 		{"denied name through the agent's resolver", probe.Check{Kind: probe.KindDNS, Target: "denied.test", Expect: denialExpect}},
 		{"denied name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "denied.test", Expect: probe.ExpectRefused}},
+		{"TXT of an allowed name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "allowed.test", QType: "TXT", Expect: probe.ExpectRefused}},
+		{"a ClientHello for another name in a tunnel to an allowed name", probe.Check{Kind: probe.KindProxyTLS, Addr: proxy, Target: "allowed.test:443", SNI: probe.VerifyHost, Expect: probe.ExpectDenied}},
 		{"allowed name at the bundle's DNS", probe.Check{Kind: probe.KindDNS, Addr: bundleDNS, Target: "allowed.test", Expect: probe.ExpectResolves}},
 		{"another resolver (a DNS server the test runs)", probe.Check{Kind: probe.KindDNS, Addr: deniedIP + ":53", Target: "allowed.test", Expect: probe.ExpectUnreachable}},
 		{"the other bottle's bundle", probe.Check{Kind: probe.KindTCP, Addr: net.JoinHostPort(otherAddrs.BundleIP, fmt.Sprint(bottle.ProxyPort)), Expect: probe.ExpectUnreachable}},
@@ -273,10 +298,7 @@ func TestE2EEgressProbes(t *testing.T) {
 	// A server on the host at 0.0.0.0, through every address the host
 	// has: the gateways of the bottle's networks, the default bridge's,
 	// and the host's own.
-	gateways := []string{addrs.InternalGateway, addrs.EgressGateway}
-	for _, cfg := range bridge.IPAM.Config {
-		gateways = append(gateways, cfg.Gateway)
-	}
+	gateways := append([]string{addrs.InternalGateway, addrs.EgressGateway}, bridgeGateways(bridge)...)
 	seen := map[string]bool{"": true}
 	for _, a := range append(gateways, hostAddrs(t)...) {
 		if seen[a] {
@@ -334,6 +356,7 @@ func TestE2EEgressProbes(t *testing.T) {
 		{"egress", "deny", "denied.test", "GET", 80},
 		{"egress", "deny", deniedIP, "CONNECT", 80},
 		{"egress", "deny", "allowed.test", "CONNECT", 8080},
+		{"egress", "deny", "allowed.test", "CONNECT", 443}, // the ClientHello for another name
 		{"egress", "deny", "private.test", "GET", 80},
 		{"egress", "allow", allowedIP, "GET", 80},
 		{"dns", "allow", "allowed.test", "", 0},
