@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"net/netip"
 	"runtime"
 
 	"github.com/rs/zerolog"
@@ -36,31 +35,17 @@ func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle)
 	return verify.Run(ctx, subjects)
 }
 
-// hostAddrSource is what the self-test asks of the engine's provider: every
-// address of the engine's host (docker0, every bridge's gateway, its LAN
-// and public addresses), which the checks try directly and through the
-// egress proxy.
-type hostAddrSource interface {
-	HostAddrs(ctx context.Context) ([]netip.Addr, error)
-}
-
-// hostInterfaceAddrs is the one seam between the self-test and the
-// provider's per-engine cache of the host's addresses. Until
-// *docker.Provider has a HostAddrs method of hostAddrSource's signature,
-// it finds none, and the checks through the host's interface addresses
-// are left out (those through the gateways stay). An engine that cannot
-// tell is no error: the checks it would feed are left out, and the log
-// says why.
+// hostInterfaceAddrs are the addresses of the engine's host (docker0,
+// every bridge's gateway, its LAN and public addresses) that the checks
+// try directly and through the egress proxy: what the run learned, or the
+// record of the engine. An engine that cannot tell is no error: the
+// checks it would feed are left out, and the log says why.
 func (ps *Providers) hostInterfaceAddrs(ctx context.Context) []string {
-	src, ok := any(ps.docker).(hostAddrSource)
-	if !ok || ps.docker == nil {
-		return nil
-	}
-	addrs, err := src.HostAddrs(ctx)
-	if err != nil {
+	if err := ps.learnHost(ctx); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("the self-test does not try the host's own addresses")
 		return nil
 	}
+	addrs := ps.docker.HostAddrs()
 	out := make([]string, 0, len(addrs))
 	for _, a := range addrs {
 		out = append(out, a.String())
