@@ -45,6 +45,8 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 		if !ok {
 			return fmt.Errorf("internal: %s has no network config", r.ID())
 		}
+		// A new bottle's bundle comes next: guard the host meanwhile.
+		p.startGuard(ctx)
 		return p.createNetwork(ctx, cfg)
 	case s.Action == reconcile.Create && r.Kind == KindContainer:
 		cfg, ok := r.Config.(containerConfig)
@@ -69,7 +71,12 @@ func (p *Provider) guardBundle(ctx context.Context, r *reconcile.Resource) error
 	if r.Role != bottle.RoleBundle {
 		return nil
 	}
-	if err := p.guardHost(ctx); err != nil {
+	select {
+	case <-p.startGuard(ctx):
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := p.host.guardErr; err != nil {
 		return fmt.Errorf("%w; the bundle %s was not started: without the rule, an address of the host that it does not know (a bridge made later) would be open to it", err, r.Name)
 	}
 	return nil

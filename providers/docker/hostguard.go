@@ -51,10 +51,11 @@ type hostState struct {
 	// pools are the ranges the guard's rule must cover: the subnet pool
 	// and every subnet a spec sets outside it (Resolve adds them).
 	pools []netip.Prefix
-	// guarded is set once this run installed the rule; guardErr is why it
-	// could not.
-	guarded  bool
-	guardErr error
+	// guardOnce starts the guard's run once a Provider; guardDone is
+	// closed when it ends, and guardErr is then why it failed.
+	guardOnce sync.Once
+	guardDone chan struct{}
+	guardErr  error
 }
 
 // LearnHost makes the engine host's interface addresses known to the run,
@@ -63,6 +64,14 @@ type hostState struct {
 func (p *Provider) LearnHost(ctx context.Context) error {
 	_, err := p.hostAddrs(ctx)
 	return err
+}
+
+// HostAddrs are the engine host's interface addresses as the run knows
+// them (LearnHost), but those inside the subnet pool.
+func (p *Provider) HostAddrs() []netip.Addr {
+	p.host.mu.Lock()
+	defer p.host.mu.Unlock()
+	return slices.Clone(p.host.addrs)
 }
 
 func (p *Provider) hostAddrs(ctx context.Context) ([]netip.Addr, error) {
@@ -95,22 +104,30 @@ func (p *Provider) hostAddrs(ctx context.Context) ([]netip.Addr, error) {
 	return addrs, nil
 }
 
-// guardHost installs the host guard's rule for the run's pools, once a
-// Provider, before the first bundle is created or started: after a reboot
-// or a firewall reload the rule is gone, and the bundle's own refusals
-// know only the addresses the host had when it was made. What the guard
-// saw of the host goes to the cache: if it changed, the next run updates
-// the bundles.
+// startGuard starts, once a Provider, the host guard that installs the
+// rule for the run's pools, and returns a channel closed when it is done.
+// A run that creates networks starts it then, so that it overlaps them;
+// the bundle waits for it.
+func (p *Provider) startGuard(ctx context.Context) <-chan struct{} {
+	p.host.guardOnce.Do(func() {
+		p.host.guardDone = make(chan struct{})
+		go func() {
+			defer close(p.host.guardDone)
+			p.host.guardErr = p.guardHost(ctx)
+		}()
+	})
+	return p.host.guardDone
+}
+
+// guardHost installs the host guard's rule for the run's pools, before the
+// first bundle is created or started: after a reboot or a firewall reload
+// the rule is gone, and the bundle's own refusals know only the addresses
+// the host had when it was made. What the guard saw of the host goes to
+// the cache: if it changed, the next run updates the bundles.
 func (p *Provider) guardHost(ctx context.Context) error {
 	p.host.mu.Lock()
-	defer p.host.mu.Unlock()
-	if p.host.guarded {
-		return nil
-	}
-	if p.host.guardErr != nil {
-		return p.host.guardErr
-	}
-	pools := p.host.pools
+	pools := slices.Clone(p.host.pools)
+	p.host.mu.Unlock()
 	if len(pools) == 0 {
 		pool, err := bottle.ParsePrefix(p.opts.SubnetPool)
 		if err != nil {
@@ -122,17 +139,14 @@ func (p *Provider) guardHost(ctx context.Context) error {
 	if errors.Is(err, errNoHostEngine) {
 		// The unit tests' fake engine has no host to guard; every
 		// *client.Client can run the guard.
-		p.host.guarded = true
 		return nil
 	}
 	if err != nil {
-		if ctx.Err() == nil {
-			p.host.guardErr = err
-		}
 		return err
 	}
-	p.host.guarded = true
 	addrs = outside(addrs, pools)
+	p.host.mu.Lock()
+	defer p.host.mu.Unlock()
 	if p.host.known && !slices.Equal(addrs, p.host.addrs) {
 		zerolog.Ctx(ctx).Info().Strs("was", addrStrings(p.host.addrs)).Strs("now", addrStrings(addrs)).
 			Msg("the engine's host has new addresses: the next run updates the bundles (the host guard's rule covers them meanwhile)")
