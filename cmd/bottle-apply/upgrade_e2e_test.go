@@ -119,8 +119,10 @@ func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 		t.Fatalf("the new binary's plan after the old one's apply: exit %d, changed=%v, %d steps, changes:\n  %s\nwant exit 2, changed, %d steps, changes:\n  %s\nstderr:\n%s",
 			code, doc.Changed, len(doc.Plan.Steps), strings.Join(changes, "\n  "), 4*len(pinned), strings.Join(want, "\n  "), errs)
 	}
-	// The apply does it, and tests the bottles on the way.
-	code, out, errs = runCLI(t, newBin, "", env, pinnedArgs...)
+	// The apply does it. The pinned bundle image holds the old bundle
+	// program, whose DNS holes the self-test would name (as it does below
+	// for the built-in bottle's old bundle): not tested here.
+	code, out, errs = runCLI(t, newBin, "", env, append(pinnedArgs, "--no-verify")...)
 	if want := fmt.Sprintf("Apply complete: 0 created, 0 started, %d replaced, 0 deleted", 2*len(pinned)); code != 0 || !strings.Contains(out, want) {
 		t.Fatalf("the new binary's first apply after the old one's: exit %d, want 0 and %q\nstdout:\n%s\nstderr:\n%s", code, want, out, errs)
 	}
@@ -160,10 +162,14 @@ func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 
 	// The new binary's self-test works on the old bundle, before any apply
 	// replaces it: its probe is the new bottle-bundle, and it does not wait
-	// for a status command that the old image does not have.
+	// for a status command that the old image does not have. It names the
+	// holes that the old bundle has and the new one closes (issue 12): its
+	// DNS daemon forwards a TXT query, and an over-long label, under a
+	// wildcard rule.
 	code, out, errs = runCLI(t, newBin, "", env, "-f", builtinPath, "--verify")
-	if code != 0 {
-		t.Fatalf("the new binary's --verify of a bundle the old one made: exit %d\nstdout:\n%s\nstderr:\n%s", code, out, errs)
+	if code != 1 || !strings.Contains(out, "forwards TXT queries under a wildcard rule") ||
+		!strings.Contains(out, "forwards names with labels longer than the limit") {
+		t.Fatalf("the new binary's --verify of a bundle the old one made: exit %d, want 1 naming the old bundle's DNS holes\nstdout:\n%s\nstderr:\n%s", code, out, errs)
 	}
 	// Its apply replaces the bundle, with its own built-in image, and the
 	// agent, and tests the bottle.
