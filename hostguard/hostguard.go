@@ -38,6 +38,10 @@ type Report struct {
 	// Addrs are the host's interface addresses, loopback excluded: every
 	// bridge's gateway, the LAN and public addresses.
 	Addrs []string `json:"addrs"`
+	// Bridges are those of Addrs that are on a bridge the engine made for
+	// one of its networks (br-*): they come and go with the networks,
+	// and the rule covers them whatever the bundles know.
+	Bridges []string `json:"bridges,omitempty"`
 	// Pools are the ranges whose new connections to the host the rule
 	// drops (with -install).
 	Pools []string `json:"pools,omitempty"`
@@ -95,6 +99,14 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	for _, a := range addrs {
 		r.Addrs = append(r.Addrs, a.String())
 	}
+	bridges, err := bridgeAddrs()
+	if err != nil {
+		fmt.Fprintf(stderr, "hostguard: %v\n", err)
+		return 1
+	}
+	for _, a := range bridges {
+		r.Bridges = append(r.Bridges, a.String())
+	}
 	if err := json.NewEncoder(stdout).Encode(r); err != nil {
 		fmt.Fprintf(stderr, "hostguard: %v\n", err)
 		return 1
@@ -144,4 +156,28 @@ func ParseReport(b []byte) (Report, error) {
 		return r, fmt.Errorf("read the host guard's report: %w", err)
 	}
 	return r, nil
+}
+
+// engineBridgePrefix starts the name of the bridge the engine makes for
+// each of its bridge networks but the default one (docker0).
+const engineBridgePrefix = "br-"
+
+// bridgeAddrs lists the addresses of the engine's network bridges.
+func bridgeAddrs() ([]netip.Addr, error) {
+	ifaces, err := net.Interfaces()
+	if err != nil {
+		return nil, fmt.Errorf("list the host's interfaces: %w", err)
+	}
+	var out []netip.Addr
+	for _, ifc := range ifaces {
+		if !strings.HasPrefix(ifc.Name, engineBridgePrefix) {
+			continue
+		}
+		addrs, err := ifc.Addrs()
+		if err != nil {
+			continue // gone meanwhile
+		}
+		out = append(out, usable(addrs)...)
+	}
+	return out, nil
 }

@@ -106,6 +106,26 @@ func installInNetns(t *testing.T) {
 	if got := guardedPools(rules); !slices.Equal(got, []netip.Prefix{a, b}) {
 		t.Fatalf("guarded pools %v, want %v", got, []netip.Prefix{a, b})
 	}
+	// The engine's bridges are told apart in the report: they come and go.
+	for _, args := range [][]string{
+		{"link", "add", "br-bt0", "type", "bridge"}, {"addr", "add", "10.99.1.1/24", "dev", "br-bt0"},
+		{"link", "add", "bt1", "type", "bridge"}, {"addr", "add", "10.99.2.1/24", "dev", "bt1"},
+	} {
+		if out, err := exec.Command("ip", args...).CombinedOutput(); err != nil {
+			t.Fatalf("ip %q: %v\n%s", args, err, out)
+		}
+	}
+	var out, errOut bytes.Buffer
+	if code := Main(nil, &out, &errOut); code != 0 {
+		t.Fatalf("Main() = %d: %s", code, errOut.String())
+	}
+	r, err := ParseReport(out.Bytes())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(r.Addrs, "10.99.1.1") || !slices.Contains(r.Addrs, "10.99.2.1") || !slices.Equal(r.Bridges, []string{"10.99.1.1"}) {
+		t.Fatalf("report %+v: want both addresses, and only br-bt0's among the engine's bridges", r)
+	}
 	chain, err := c.ListChain(table, Chain)
 	if err != nil {
 		t.Fatal(err)

@@ -246,10 +246,14 @@ func (p *Provider) runHostGuard(ctx context.Context, pools []netip.Prefix) (addr
 	return parseHostReport(stdout.Bytes())
 }
 
-// parseHostReport reads the addresses of the guard's JSON report.
+// parseHostReport reads the addresses of the guard's JSON report, but
+// those on the engine's own bridges: they come and go with its networks
+// (another tool's compose project), and a bundle that knew them would be
+// replaced each time. The guard's rule covers them.
 func parseHostReport(b []byte) ([]netip.Addr, error) {
 	var r struct {
-		Addrs []string `json:"addrs"`
+		Addrs   []string `json:"addrs"`
+		Bridges []string `json:"bridges"`
 	}
 	if err := json.Unmarshal(b, &r); err != nil {
 		return nil, fmt.Errorf("read its report %q: %w", clipBytes(b, 200), err)
@@ -260,7 +264,9 @@ func parseHostReport(b []byte) ([]netip.Addr, error) {
 		if err != nil {
 			return nil, fmt.Errorf("its report names %q, not an address", s)
 		}
-		out = append(out, a.Unmap())
+		if !slices.Contains(r.Bridges, s) {
+			out = append(out, a.Unmap())
+		}
 	}
 	slices.SortFunc(out, func(a, b netip.Addr) int { return a.Compare(b) })
 	return slices.Compact(out), nil

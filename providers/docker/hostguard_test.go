@@ -94,7 +94,7 @@ func TestResolveHost(t *testing.T) {
 
 func TestParseHostReport(t *testing.T) {
 	t.Parallel()
-	got, err := parseHostReport([]byte(`{"addrs":["192.0.2.2","172.17.0.1","::ffff:10.0.0.1","172.17.0.1"]}`))
+	got, err := parseHostReport([]byte(`{"addrs":["192.0.2.2","172.17.0.1","::ffff:10.0.0.1","172.17.0.1","172.18.0.1"],"bridges":["172.18.0.1"]}`))
 	if err != nil {
 		t.Fatal(err)
 	}
