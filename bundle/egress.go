@@ -275,7 +275,7 @@ func (e *egress) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 	}
 	a := newAttempt(e, v, clientConn(ctx.Req))
 	ctx.UserData = a
-	if k := e.p.sniffFor(v.port); k != sniffNone {
+	if k := e.p.sniffFor(v.host, v.port); k != sniffNone {
 		// Checked tunnels (sniff.go): the first bytes, then the dial.
 		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: e.checkedTunnel(a, k)}, v.target()
 	}

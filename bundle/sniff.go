@@ -48,10 +48,17 @@ const (
 	sniffHTTP
 )
 
-// sniffFor says what a tunnel to port carries that the proxy checks.
-func (p *policy) sniffFor(port int) sniffKind {
+// sniffFor says what a tunnel to host:port carries that the proxy
+// checks: TLS on 443 and on the ports of a rule marked /tls that allows
+// the tunnel, HTTP on 80.
+func (p *policy) sniffFor(host string, port int) sniffKind {
 	if p.sniffPorts != nil {
 		return p.sniffPorts[port]
+	}
+	for _, r := range p.rules {
+		if r.TLS && r.Matches(host, port) {
+			return sniffTLS
+		}
 	}
 	switch port {
 	case 443:

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/bottle-apply/bottle-apply/spec"
 	"golang.org/x/crypto/cryptobyte"
 )
 
@@ -549,10 +550,25 @@ func TestSniffOtherPortsUnchecked(t *testing.T) {
 
 func TestSniffForDefaults(t *testing.T) {
 	t.Parallel()
-	p := &policy{}
-	for port, want := range map[int]sniffKind{443: sniffTLS, 80: sniffHTTP, 22: sniffNone, 8443: sniffNone, 8080: sniffNone} {
-		if got := p.sniffFor(port); got != want {
-			t.Errorf("sniffFor(%d) = %d, want %d", port, got, want)
+	rules, err := spec.ParseEgressRules([]string{"api.test:8443/tls", "*.cdn.test:*/tls", "plain.test:8443", "api.test:22"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := &policy{rules: rules}
+	for _, tt := range []struct {
+		host string
+		port int
+		want sniffKind
+	}{
+		{"any.test", 443, sniffTLS}, {"any.test", 80, sniffHTTP}, {"any.test", 22, sniffNone},
+		{"any.test", 8443, sniffNone}, {"any.test", 8080, sniffNone},
+		// A rule marked /tls makes its ports checked as 443 is.
+		{"api.test", 8443, sniffTLS}, {"API.test.", 8443, sniffTLS}, {"api.test", 22, sniffNone},
+		{"x.cdn.test", 9000, sniffTLS}, {"x.cdn.test", 80, sniffTLS},
+		{"plain.test", 8443, sniffNone},
+	} {
+		if got := p.sniffFor(tt.host, tt.port); got != tt.want {
+			t.Errorf("sniffFor(%s, %d) = %d, want %d", tt.host, tt.port, got, tt.want)
 		}
 	}
 }
@@ -659,4 +675,25 @@ func TestSniffHTTPMalformedNotQuoted(t *testing.T) {
 		t.Fatalf("decisions = %+v", ds)
 	}
 	checkNoSecrets(t, b.log)
+}
+
+// A rule marked /tls makes its port checked as 443 is: a ClientHello for
+// another name is refused before the dial; without the mark the same
+// tunnel goes through unchecked.
+func TestSniffRuleMarkedTLS(t *testing.T) {
+	t.Parallel()
+	u := startRecordingTLS(t)
+	res := newResolver(map[string]string{"allowed.test": "127.0.0.1"})
+	port := strconv.Itoa(u.port)
+	marked := startBundle(t, baseConfig(res, "allowed.test:"+port+"/tls"))
+	if _, err := connectTLS(t, marked, u, "denied.test"); err == nil || !strings.Contains(err.Error(), "access denied") {
+		t.Fatalf("a ClientHello for denied.test through a /tls rule's port: %v, want the bundle's access_denied alert", err)
+	}
+	if _, err := connectTLS(t, marked, u, "allowed.test"); err != nil {
+		t.Fatalf("a ClientHello for allowed.test through a /tls rule's port: %v", err)
+	}
+	plain := startBundle(t, baseConfig(res, "allowed.test:"+port))
+	if _, err := connectTLS(t, plain, u, "denied.test"); err != nil {
+		t.Fatalf("an unmarked port is not checked, but: %v", err)
+	}
 }

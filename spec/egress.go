@@ -16,6 +16,8 @@ import (
 //	example.com:*         example.com on any port
 //	*.example.com         any name under example.com (not example.com itself), ports 80 and 443
 //	*.example.com:22      the same, port 22 only
+//	example.com:8443/tls  port 8443, which carries TLS: its tunnels are
+//	                      checked as those to port 443 are (the SNI)
 //
 // Names are matched case-insensitively and without a trailing dot. IP
 // addresses are not rules: the ranges in network.allowCIDRs say which IP
@@ -27,7 +29,14 @@ type EgressRule struct {
 	Wildcard bool
 	// Ports are the ports allowed; nil means any port.
 	Ports []int
+	// TLS marks the ports as carrying TLS (a "/tls" suffix): a tunnel to
+	// them is opened only for a ClientHello whose SNI is its host, as
+	// one to port 443 always is.
+	TLS bool
 }
+
+// tlsSuffix marks a rule whose ports carry TLS.
+const tlsSuffix = "/tls"
 
 // DefaultEgressPorts are the ports of a rule that names none.
 var DefaultEgressPorts = []int{80, 443}
@@ -35,9 +44,13 @@ var DefaultEgressPorts = []int{80, 443}
 // ParseEgressRule parses one allow entry.
 func ParseEgressRule(s string) (EgressRule, error) {
 	var r EgressRule
-	host, port := s, ""
-	if i := strings.LastIndexByte(s, ':'); i >= 0 {
-		host, port = s[:i], s[i+1:]
+	rest := s
+	if n := len(s) - len(tlsSuffix); n >= 0 && strings.EqualFold(s[n:], tlsSuffix) {
+		rest, r.TLS = s[:n], true
+	}
+	host, port := rest, ""
+	if i := strings.LastIndexByte(rest, ':'); i >= 0 {
+		host, port = rest[:i], rest[i+1:]
 		if port == "" {
 			return r, fmt.Errorf("%s ends with \":\"; write a port number or * after it, or leave the port out (80 and 443)", quote(s))
 		}
@@ -169,9 +182,12 @@ func (r EgressRule) String() string {
 	}
 	switch {
 	case r.Ports == nil:
-		return h + ":*"
+		h += ":*"
 	case len(r.Ports) == 1:
-		return h + ":" + strconv.Itoa(r.Ports[0])
+		h += ":" + strconv.Itoa(r.Ports[0])
+	}
+	if r.TLS {
+		h += tlsSuffix
 	}
 	return h
 }
