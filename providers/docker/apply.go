@@ -71,12 +71,7 @@ func (p *Provider) guardBundle(ctx context.Context, r *reconcile.Resource) error
 	if r.Role != bottle.RoleBundle {
 		return nil
 	}
-	select {
-	case <-p.startGuard(ctx):
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	if err := p.host.guardErr; err != nil {
+	if err := p.guarded(ctx); err != nil {
 		return fmt.Errorf("%w; the bundle %s was not started: without the rule, an address of the host that it does not know (a bridge made later) would be open to it", err, r.Name)
 	}
 	return nil

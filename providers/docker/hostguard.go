@@ -51,11 +51,13 @@ type hostState struct {
 	// pools are the ranges the guard's rule must cover: the subnet pool
 	// and every subnet a spec sets outside it (Resolve adds them).
 	pools []netip.Prefix
-	// guardOnce starts the guard's run once a Provider; guardDone is
-	// closed when it ends, and guardErr is then why it failed.
-	guardOnce sync.Once
+	// guardDone is closed when the guard's run ends; guardErr is then why
+	// it failed, and guardCut whether its context ended it (a new run
+	// is then started when a step wants one).
+	guardMu   sync.Mutex
 	guardDone chan struct{}
 	guardErr  error
+	guardCut  bool
 }
 
 // LearnHost makes the engine host's interface addresses known to the run,
@@ -104,19 +106,53 @@ func (p *Provider) hostAddrs(ctx context.Context) ([]netip.Addr, error) {
 	return addrs, nil
 }
 
-// startGuard starts, once a Provider, the host guard that installs the
-// rule for the run's pools, and returns a channel closed when it is done.
-// A run that creates networks starts it then, so that it overlaps them;
-// the bundle waits for it.
+// startGuard starts the host guard that installs the rule for the run's
+// pools, unless it ran or runs already, and returns a channel closed when
+// it is done. A run that creates networks starts it then, so that it
+// overlaps them; the bundle waits for it (guardBundle). A guard cut short
+// by its step's context (a round that ended early) is started again by
+// the next step that wants it.
 func (p *Provider) startGuard(ctx context.Context) <-chan struct{} {
-	p.host.guardOnce.Do(func() {
-		p.host.guardDone = make(chan struct{})
-		go func() {
-			defer close(p.host.guardDone)
-			p.host.guardErr = p.guardHost(ctx)
-		}()
-	})
-	return p.host.guardDone
+	p.host.guardMu.Lock()
+	defer p.host.guardMu.Unlock()
+	if done := p.host.guardDone; done != nil {
+		select {
+		case <-done:
+			if !p.host.guardCut {
+				return done
+			}
+		default:
+			return done
+		}
+	}
+	done := make(chan struct{})
+	p.host.guardDone = done
+	go func() {
+		err := p.guardHost(ctx)
+		p.host.guardMu.Lock()
+		p.host.guardErr, p.host.guardCut = err, err != nil && ctx.Err() != nil
+		p.host.guardMu.Unlock()
+		close(done)
+	}()
+	return done
+}
+
+// guarded waits for the host guard, started now if need be, and says why
+// it failed.
+func (p *Provider) guarded(ctx context.Context) error {
+	for {
+		select {
+		case <-p.startGuard(ctx):
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		p.host.guardMu.Lock()
+		err, cut := p.host.guardErr, p.host.guardCut
+		p.host.guardMu.Unlock()
+		if !cut || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 // guardHost installs the host guard's rule for the run's pools, before the
