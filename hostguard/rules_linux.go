@@ -21,48 +21,74 @@ const (
 	tagPool        = "bottle-apply pool "
 )
 
-// Install makes sure that the guard's chain drops every new connection
-// from each pool to an address of the host, and returns the pools that
-// were not guarded before. One nftables transaction flushes the chain and
-// writes it anew with the pools already there and these: the rules never
-// have a gap.
+// Install makes sure that the guard's chains drop every new connection
+// from each pool to the host, and returns the pools that were not guarded
+// before. It only adds: the rules of another run, made at the same time
+// for other pools, stay (two runs may add the same rule twice; a rule
+// twice drops the same).
 //
-// The chain hooks prerouting at the mangle priority: after conntrack, so
-// that replies to connections the host opened (to a smolvm agent's
-// bundle) pass, and before the engine's destination NAT, so that a port
-// the host publishes is dropped too.
+// Two chains, each its own rules: prerouting at the mangle priority, after
+// conntrack and before the engine's destination NAT, drops what goes to
+// an address of the host (ports the engine publishes on the host
+// included); input, after every NAT, drops what is delivered to the host
+// whatever its first destination (an address that NAT turns into the
+// host's, a broadcast). Both let replies to connections the host opened
+// through (a smolvm agent's, to its bundle).
 func Install(pools []netip.Prefix) ([]netip.Prefix, error) {
 	c, err := nftables.New()
 	if err != nil {
 		return nil, fmt.Errorf("open netlink to the firewall: %w", err)
 	}
 	table := &nftables.Table{Name: Table, Family: nftables.TableFamilyIPv4}
-	policy := nftables.ChainPolicyAccept
-	chain := &nftables.Chain{Name: Chain, Table: table, Type: nftables.ChainTypeFilter,
-		Hooknum: nftables.ChainHookPrerouting, Priority: nftables.ChainPriorityMangle, Policy: &policy}
-	var have []netip.Prefix
-	if rules, err := c.GetRules(table, chain); err == nil {
-		have = guardedPools(rules)
-	}
-	var added []netip.Prefix
-	all := slices.Clone(have)
-	for _, p := range pools {
-		if !slices.Contains(all, p) {
-			all = append(all, p)
-			added = append(added, p)
-		}
-	}
 	c.AddTable(table)
-	c.AddChain(chain)
-	c.FlushChain(chain)
-	for _, r := range Rules(all) {
-		r.Table, r.Chain = table, chain
-		c.AddRule(r)
+	var added []netip.Prefix
+	for _, h := range hooks {
+		policy := nftables.ChainPolicyAccept
+		chain := &nftables.Chain{Name: h.chain, Table: table, Type: nftables.ChainTypeFilter,
+			Hooknum: h.hook, Priority: h.priority, Policy: &policy}
+		c.AddChain(chain)
+		var have []*nftables.Rule
+		if rules, err := c.GetRules(table, chain); err == nil {
+			have = rules
+		}
+		if !slices.ContainsFunc(have, func(r *nftables.Rule) bool { return string(r.UserData) == tagEstablished }) {
+			r := establishedRule()
+			r.Table, r.Chain = table, chain
+			c.InsertRule(r) // first: replies pass before any drop
+		}
+		guarded := guardedPools(have)
+		for _, p := range pools {
+			if slices.Contains(guarded, p) {
+				continue
+			}
+			r := poolRule(p, h.local)
+			r.Table, r.Chain = table, chain
+			c.AddRule(r)
+			if h.chain == Chain && !slices.Contains(added, p) {
+				added = append(added, p)
+			}
+		}
 	}
 	if err := c.Flush(); err != nil {
 		return nil, fmt.Errorf("install the firewall rule on the engine's host (nftables table ip %s): %w", Table, err)
 	}
 	return added, nil
+}
+
+// InputChain is the guard's chain on the input hook.
+const InputChain = "host_guard_input"
+
+// hooks are the guard's chains: where they hook, and whether their drop
+// asks that the destination be an address of the host (on input it is,
+// by definition).
+var hooks = []struct {
+	chain    string
+	hook     *nftables.ChainHook
+	priority *nftables.ChainPriority
+	local    bool
+}{
+	{Chain, nftables.ChainHookPrerouting, nftables.ChainPriorityMangle, true},
+	{InputChain, nftables.ChainHookInput, nftables.ChainPriorityFilter, false},
 }
 
 // guardedPools reads back the pools of the rules a guard wrote.
@@ -80,13 +106,24 @@ func guardedPools(rules []*nftables.Rule) []netip.Prefix {
 	return out
 }
 
-// Rules are the chain's rules, in order (without table and chain):
+// Rules are the prerouting chain's rules, in order (without table and
+// chain):
 //
 //	ct state established,related accept
 //	ip saddr POOL fib daddr type local counter drop   (one per pool)
+//
+// The input chain's are the same without the fib match.
 func Rules(pools []netip.Prefix) []*nftables.Rule {
+	out := []*nftables.Rule{establishedRule()}
+	for _, p := range pools {
+		out = append(out, poolRule(p, true))
+	}
+	return out
+}
+
+func establishedRule() *nftables.Rule {
 	zero := []byte{0, 0, 0, 0}
-	out := []*nftables.Rule{{
+	return &nftables.Rule{
 		UserData: []byte(tagEstablished),
 		Exprs: []expr.Any{
 			&expr.Ct{Register: 1, Key: expr.CtKeySTATE},
@@ -95,28 +132,31 @@ func Rules(pools []netip.Prefix) []*nftables.Rule {
 			&expr.Cmp{Op: expr.CmpOpNeq, Register: 1, Data: zero},
 			&expr.Verdict{Kind: expr.VerdictAccept},
 		},
-	}}
-	for _, p := range pools {
-		p = p.Masked()
-		mask := make([]byte, 4)
-		for i := range p.Bits() {
-			mask[i/8] |= 0x80 >> (i % 8)
-		}
-		network := p.Addr().As4()
-		out = append(out, &nftables.Rule{
-			UserData: []byte(tagPool + p.String()),
-			Exprs: []expr.Any{
-				// ip saddr
-				&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
-				&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: zero},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]},
-				// fib daddr type local
-				&expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true},
-				&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
-				&expr.Counter{},
-				&expr.Verdict{Kind: expr.VerdictDrop},
-			},
-		})
 	}
-	return out
+}
+
+// poolRule drops what p sends, to an address of the host when local.
+func poolRule(p netip.Prefix, local bool) *nftables.Rule {
+	zero := []byte{0, 0, 0, 0}
+	p = p.Masked()
+	mask := make([]byte, 4)
+	for i := range p.Bits() {
+		mask[i/8] |= 0x80 >> (i % 8)
+	}
+	network := p.Addr().As4()
+	exprs := []expr.Any{
+		// ip saddr
+		&expr.Payload{DestRegister: 1, Base: expr.PayloadBaseNetworkHeader, Offset: 12, Len: 4},
+		&expr.Bitwise{SourceRegister: 1, DestRegister: 1, Len: 4, Mask: mask, Xor: zero},
+		&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: network[:]},
+	}
+	if local {
+		exprs = append(exprs,
+			// fib daddr type local
+			&expr.Fib{Register: 1, ResultADDRTYPE: true, FlagDADDR: true},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: binaryutil.NativeEndian.PutUint32(unix.RTN_LOCAL)},
+		)
+	}
+	exprs = append(exprs, &expr.Counter{}, &expr.Verdict{Kind: expr.VerdictDrop})
+	return &nftables.Rule{UserData: []byte(tagPool + p.String()), Exprs: exprs}
 }

@@ -106,6 +106,31 @@ func installInNetns(t *testing.T) {
 	if got := guardedPools(rules); !slices.Equal(got, []netip.Prefix{a, b}) {
 		t.Fatalf("guarded pools %v, want %v", got, []netip.Prefix{a, b})
 	}
+	// The input chain: the same pools, whatever the destination (NAT
+	// made it the host's, or a broadcast).
+	input, err := c.GetRules(table, &nftables.Chain{Name: InputChain, Table: table})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(input) != 3 || string(input[0].UserData) != tagEstablished || !slices.Equal(guardedPools(input), []netip.Prefix{a, b}) {
+		t.Fatalf("the input chain holds %d rules (pools %v), want established then the two pools", len(input), guardedPools(input))
+	}
+	for _, r := range input[1:] {
+		if slices.ContainsFunc(r.Exprs, func(e expr.Any) bool { _, ok := e.(*expr.Fib); return ok }) {
+			t.Fatalf("an input rule asks for a local destination: %#v", r.Exprs)
+		}
+	}
+	// A run at the same time, for another pool, loses no one's rule.
+	other := netip.MustParsePrefix("10.98.0.0/16")
+	if _, err := Install([]netip.Prefix{other}); err != nil {
+		t.Fatal(err)
+	}
+	if rules, err = c.GetRules(table, &nftables.Chain{Name: Chain, Table: table}); err != nil {
+		t.Fatal(err)
+	}
+	if got := guardedPools(rules); !slices.Equal(got, []netip.Prefix{a, b, other}) {
+		t.Fatalf("after a run for %s alone, guarded pools %v", other, got)
+	}
 	// The engine's bridges are told apart in the report: they come and go.
 	for _, args := range [][]string{
 		{"link", "add", "br-bt0", "type", "bridge"}, {"addr", "add", "10.99.1.1/24", "dev", "br-bt0"},
