@@ -254,8 +254,12 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	// network namespace inherits the host's ip_forward, which Docker
 	// turns on), only the host's Docker isolation rules stop an agent
 	// that routes through it. IPv6 forwarding is off by default; it is set
-	// all the same, like the agent's IPv6 sysctls.
-	cfg.Sysctls = map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}
+	// all the same. And no IPv6 at all, as in the agent: an engine whose
+	// default network options turn IPv6 on (Docker 27 and later) would
+	// give the egress network addresses that neither the bundle's list
+	// nor the host guard's (IPv4) rule covers.
+	cfg.Sysctls = map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0",
+		"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}
 	// The decision log is the agent's to fill: bounded, whatever the
 	// engine's default log driver.
 	cfg.LogConfig = container.LogConfig{Type: "json-file", Config: map[string]string{"max-size": "10m", "max-file": "3"}}

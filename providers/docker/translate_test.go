@@ -109,7 +109,8 @@ func TestTranslate(t *testing.T) {
 		t.Errorf("bundle limits: memory=%d pids=%v log=%+v", bhost.Memory, bhost.PidsLimit, bhost.LogConfig)
 	}
 	// A proxy, never a router.
-	if want := map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0"}; !reflect.DeepEqual(bhost.Sysctls, want) {
+	if want := map[string]string{"net.ipv4.ip_forward": "0", "net.ipv6.conf.all.forwarding": "0",
+		"net.ipv6.conf.all.disable_ipv6": "1", "net.ipv6.conf.default.disable_ipv6": "1"}; !reflect.DeepEqual(bhost.Sysctls, want) {
 		t.Errorf("bundle sysctls = %v, want %v", bhost.Sysctls, want)
 	}
 	want := &network.EndpointSettings{IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "192.168.240.2"}}
