@@ -52,12 +52,12 @@ type hostState struct {
 	// and every subnet a spec sets outside it (Resolve adds them).
 	pools []netip.Prefix
 	// guardDone is closed when the guard's run ends; guardErr is then why
-	// it failed, and guardCut whether its context ended it (a new run
-	// is then started when a step wants one).
-	guardMu   sync.Mutex
-	guardDone chan struct{}
-	guardErr  error
-	guardCut  bool
+	// it failed. A failed run is run again by the next step that wants
+	// it.
+	guardMu     sync.Mutex
+	guardDone   chan struct{}
+	guardErr    error
+	guardFailed bool
 }
 
 // LearnHost makes the engine host's interface addresses known to the run,
@@ -109,16 +109,16 @@ func (p *Provider) hostAddrs(ctx context.Context) ([]netip.Addr, error) {
 // startGuard starts the host guard that installs the rule for the run's
 // pools, unless it ran or runs already, and returns a channel closed when
 // it is done. A run that creates networks starts it then, so that it
-// overlaps them; the bundle waits for it (guardBundle). A guard cut short
-// by its step's context (a round that ended early) is started again by
-// the next step that wants it.
+// overlaps them; the bundle waits for it (guardBundle). A guard that
+// failed (cut short by its step's context when a round ended early, or an
+// engine error) is started again by the next step that wants it.
 func (p *Provider) startGuard(ctx context.Context) <-chan struct{} {
 	p.host.guardMu.Lock()
 	defer p.host.guardMu.Unlock()
 	if done := p.host.guardDone; done != nil {
 		select {
 		case <-done:
-			if !p.host.guardCut {
+			if !p.host.guardFailed {
 				return done
 			}
 		default:
@@ -130,7 +130,10 @@ func (p *Provider) startGuard(ctx context.Context) <-chan struct{} {
 	go func() {
 		err := p.guardHost(ctx)
 		p.host.guardMu.Lock()
-		p.host.guardErr, p.host.guardCut = err, err != nil && ctx.Err() != nil
+		// Any failure is tried again by the next step that waits: a
+		// context cut short, or an engine error the next round may not
+		// meet.
+		p.host.guardErr, p.host.guardFailed = err, err != nil
 		p.host.guardMu.Unlock()
 		close(done)
 	}()
@@ -147,11 +150,12 @@ func (p *Provider) guarded(ctx context.Context) error {
 			return ctx.Err()
 		}
 		p.host.guardMu.Lock()
-		err, cut := p.host.guardErr, p.host.guardCut
+		err, failed := p.host.guardErr, p.host.guardFailed
 		p.host.guardMu.Unlock()
-		if !cut || ctx.Err() != nil {
+		if !failed || !errors.Is(err, context.Canceled) || ctx.Err() != nil {
 			return err
 		}
+		// Cut short by another step's round, not ours: again, now.
 	}
 }
 
@@ -246,7 +250,9 @@ func (p *Provider) runHostGuard(ctx context.Context, pools []netip.Prefix) (addr
 	_, _ = rand.Read(suffix[:])
 	name := "bottle-apply-hostguard-" + hex.EncodeToString(suffix[:])
 	config := &container.Config{Image: ref, Cmd: args, Labels: map[string]string{bottle.LabelRole: RoleHostGuard, bottle.LabelVersion: p.opts.Version}}
-	host := &container.HostConfig{NetworkMode: "host", CapDrop: []string{"ALL"}, CapAdd: capAdd,
+	// The host's user namespace too: an engine with userns-remap refuses
+	// the host's network otherwise.
+	host := &container.HostConfig{NetworkMode: "host", UsernsMode: "host", CapDrop: []string{"ALL"}, CapAdd: capAdd,
 		ReadonlyRootfs: true, SecurityOpt: []string{"no-new-privileges"}}
 	zerolog.Ctx(ctx).Debug().Str("container", name).Strs("args", args).Msg("ContainerCreate")
 	created, err := he.ContainerCreate(ctx, config, host, nil, nil, name)

@@ -113,3 +113,18 @@ func TestParseHostReport(t *testing.T) {
 		t.Fatalf("outside kept %v: a bottle's gateway would change every bundle when a bottle comes or goes", kept)
 	}
 }
+
+// A subnet that holds the whole pool is guarded too: starting at the
+// pool's address does not make it part of the pool.
+func TestResolveHostWiderSubnet(t *testing.T) {
+	t.Parallel()
+	p := newProvider(newFakeEngine(), Options{SubnetPool: "10.213.0.0/20"})
+	b := helloBottle()
+	b.Network.Subnet, b.Network.BundleIP = "10.213.0.0/16", "10.213.0.2"
+	if err := p.Resolve([]*bottle.Bottle{b}, nil); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(p.host.pools, netip.MustParsePrefix("10.213.0.0/16")) {
+		t.Fatalf("guarded pools %v lack the spec's 10.213.0.0/16", p.host.pools)
+	}
+}

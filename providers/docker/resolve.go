@@ -122,7 +122,7 @@ func (p *Provider) resolveHost(bottles []*bottle.Bottle, pool netip.Prefix) {
 	p.host.mu.Lock()
 	defer p.host.mu.Unlock()
 	addPool := func(r netip.Prefix) {
-		if !pool.Contains(r.Addr()) && !slices.Contains(p.host.pools, r) {
+		if !(pool.Bits() <= r.Bits() && pool.Contains(r.Addr())) && !slices.Contains(p.host.pools, r) {
 			p.host.pools = append(p.host.pools, r)
 		}
 	}
