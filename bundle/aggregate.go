@@ -16,8 +16,9 @@ import (
 // (on a timer, with or without a later refusal, and at shutdown) one line
 // per key says how many more there were. A shared bucket of full lines
 // bounds what many different keys can write: beyond it a refusal of a new
-// key counts towards one line per daemon. Allowed decisions are not
-// aggregated: each of them is a connection the agent made.
+// key counts towards one line per daemon. Allowed decisions go through a
+// gate of their own, with the same limits: a lookup or request repeated
+// as fast as the agent can is a flood too.
 //
 // With the defaults, a flood of one kind writes at most 6 lines a second
 // and a flood of ever new hosts at most about 42 (20 full lines, as many

@@ -63,7 +63,7 @@ type gateLog struct {
 func newGateLog() *gateLog {
 	g := &gateLog{buf: &logBuffer{}, st: &statusState{}, timers: &fakeTimers{}, now: time.Unix(1e9, 0)}
 	g.decisionLog = newDecisionLog(newLogger(g.buf, "hello"), g.st, func() time.Time { return g.now })
-	g.gate.afterFunc = g.timers.afterFunc
+	g.gate.afterFunc, g.allowGate.afterFunc = g.timers.afterFunc, g.timers.afterFunc
 	return g
 }
 
@@ -195,11 +195,23 @@ func TestRefusalGateClose(t *testing.T) {
 		g.egress("GET", "denied.test", 80, "", "no rule")
 	}
 	ds := g.account(t, 14)
-	if len(ds) != 50+refusalsPerKey+1+7 || ds[50+refusalsPerKey].More != 2 {
-		t.Fatalf("%d lines, want 50 allowed, 5 refused, a summary of 2, 7 refused", len(ds))
+	// Allowed decisions alike are summed up too, through a gate of their
+	// own: 5 allowed, 5 refused, at close the refusals' summary (2) and the
+	// allowed ones' (45), then 7 refused in full.
+	if len(ds) != 2*refusalsPerKey+2+7 {
+		t.Fatalf("%d lines, want 5 allowed, 5 refused, two summaries, 7 refused:\n%s", len(ds), g.buf)
 	}
-	if n := g.timers.count(); n != 1 {
-		t.Errorf("%d windows opened, want 1", n)
+	if d := ds[2*refusalsPerKey]; d.Allowed() || d.More != 2 {
+		t.Errorf("first summary %+v, want the 2 more refusals", d)
+	}
+	if d := ds[2*refusalsPerKey+1]; !d.Allowed() || d.More != 50-refusalsPerKey || d.Rule != "allowed.test:*" {
+		t.Errorf("second summary %+v, want the %d more allowed, with their rule", d, 50-refusalsPerKey)
+	}
+	if got := g.st.allow.Load(); got != 50 {
+		t.Errorf("status counts %d allowed, want 50", got)
+	}
+	if n := g.timers.count(); n != 2 {
+		t.Errorf("%d windows opened, want 2 (one a gate)", n)
 	}
 }
 
@@ -344,5 +356,35 @@ func TestDNSRefusalFlood(t *testing.T) {
 	lines, full, more := floodStats(b.log.decisions())
 	if full+more != n || lines > 4*(refusalsPerKey+1) {
 		t.Errorf("%d lines standing for %d refusals (%d full), want %d in a few lines:\n%s", lines, full+more, full, n, b.log)
+	}
+}
+
+// A flood of allowed lookups cannot flush the trail either: the same
+// name asked 10 000 times comes to a few lines that account for each.
+func TestAllowedFloodIsSummedUp(t *testing.T) {
+	t.Parallel()
+	g := newGateLog()
+	const sent = 10000
+	for range sent {
+		g.dns("allowed.test", "A", "allowed.test:*", "")
+	}
+	g.close()
+	ds := g.buf.decisions()
+	n := 0
+	for _, d := range ds {
+		if !d.Allowed() {
+			t.Fatalf("an allowed lookup logged as %+v", d)
+		}
+		if d.More > 0 {
+			n += d.More
+		} else {
+			n++
+		}
+	}
+	if n != sent || len(ds) > refusalsPerKey+1 {
+		t.Fatalf("%d lines standing for %d lookups, want at most %d lines for %d", len(ds), n, refusalsPerKey+1, sent)
+	}
+	if got := g.st.allow.Load(); got != sent {
+		t.Fatalf("status counts %d allowed, want %d", got, sent)
 	}
 }

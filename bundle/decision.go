@@ -99,20 +99,22 @@ func ParseDecision(line []byte) (Decision, bool) {
 }
 
 // decisionLog writes decision lines and counts them for the status
-// endpoint. Every decision is counted; refusals are logged one by one up
-// to a rate (see refusalGate).
+// endpoint. Every decision is counted; decisions alike are logged one by
+// one up to a rate (see refusalGate).
 type decisionLog struct {
 	log zerolog.Logger
 	st  *statusState
-	// gate aggregates refusals; nil logs each in full.
-	gate *refusalGate
+	// gate sums up repeated refusals, allowGate repeated allowed
+	// decisions; nil logs each in full.
+	gate, allowGate *refusalGate
 }
 
 // newDecisionLog aggregates refusals in windows of now's clock (nil: the
 // wall clock).
 func newDecisionLog(log zerolog.Logger, st *statusState, now func() time.Time) *decisionLog {
 	l := &decisionLog{log: log, st: st}
-	l.gate = newRefusalGate(now, l.summaries)
+	l.gate = newRefusalGate(now, func(ss []summary) { l.summaries(ss, false) })
+	l.allowGate = newRefusalGate(now, func(ss []summary) { l.summaries(ss, true) })
 	return l
 }
 
@@ -121,6 +123,9 @@ func newDecisionLog(log zerolog.Logger, st *statusState, now func() time.Time) *
 func (l *decisionLog) close() {
 	if l.gate != nil {
 		l.gate.close()
+	}
+	if l.allowGate != nil {
+		l.allowGate.close()
 	}
 }
 
@@ -182,30 +187,50 @@ func (l *decisionLog) dns(host, qtype, rule, reason string) {
 func (l *decisionLog) decide(d line) {
 	allowed := d.reason == ""
 	l.count(allowed)
-	if !allowed && l.gate != nil {
-		full, done := l.gate.admit(d)
-		l.summaries(done)
+	// Allowed decisions are summed up as refusals are: an agent that
+	// repeats an allowed lookup or request as fast as it can would
+	// otherwise flush the trail out of the rotated log just the same.
+	gate := l.gate
+	if allowed {
+		gate = l.allowGate
+	}
+	if gate != nil {
+		full, done := gate.admit(d)
+		l.summaries(done, allowed)
 		if !full {
 			return
 		}
 	}
-	l.write(d, 0)
+	l.write(d, 0, allowed)
 }
 
-func (l *decisionLog) summaries(ss []summary) {
+// summaries writes the summaries of a window of refusals, or of allowed
+// decisions.
+func (l *decisionLog) summaries(ss []summary, allowed bool) {
 	for _, s := range ss {
 		d := s.line
-		if d.reason == "" {
-			d.reason = fmt.Sprintf("%d more refusals in the last second, of kinds beyond the %d a second logged one by one", s.more, refusalRate)
-		} else {
+		switch {
+		case d.daemon != "" && d.host == "" && d.reason == "" && d.rule == "":
+			what := "refusals"
+			if allowed {
+				what = "allowed decisions"
+			}
+			d.reason = fmt.Sprintf("%d more %s in the last second, of kinds beyond the %d a second logged one by one", s.more, what, refusalRate)
+		case allowed:
+			d.reason = fmt.Sprintf("%d more like this in the last second", s.more)
+		default:
 			d.reason = clip(fmt.Sprintf("%d more like this in the last second: %s", s.more, d.reason), maxReasonLen)
 		}
-		l.write(d, s.more)
+		l.write(d, s.more, allowed)
 	}
 }
 
-func (l *decisionLog) write(d line, more int) {
-	e := l.log.Info().Str(FieldDaemon, d.daemon).Str(FieldDecision, decisionOf(d.reason)).Str(FieldHost, d.host)
+func (l *decisionLog) write(d line, more int, allowed bool) {
+	decision := DecisionDeny
+	if allowed {
+		decision = DecisionAllow
+	}
+	e := l.log.Info().Str(FieldDaemon, d.daemon).Str(FieldDecision, decision).Str(FieldHost, d.host)
 	msg := MessageEgressDecision
 	if d.daemon == spec.DaemonDNS {
 		e.Str(FieldQType, d.qtype)
@@ -222,10 +247,11 @@ func (l *decisionLog) write(d line, more int) {
 	if more > 0 {
 		e.Int(FieldMore, more)
 	}
+	if allowed {
+		e.Str(FieldRule, d.rule)
+	}
 	if d.reason != "" {
 		e.Str(FieldReason, d.reason)
-	} else {
-		e.Str(FieldRule, d.rule)
 	}
 	e.Msg(msg)
 }
