@@ -11,6 +11,9 @@
 //	bottle-bundle          run the daemons BOTTLE_DAEMONS names until SIGTERM
 //	bottle-bundle status   print whether they are ready (exit 1 if not)
 //	bottle-bundle probe    run isolation checks (JSON on stdin, results on stdout)
+//	bottle-bundle guardcheck
+//	                       in the bundle: exit 3 when the host answers past the
+//	                       proxy (the host guard's rule is missing), 0 when not
 //	bottle-bundle hostguard [-install -pool CIDR...]
 //	                       on the engine's host network: keep bottles off the
 //	                       host (package hostguard), print its addresses
@@ -23,11 +26,19 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
 
 	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/hostguard"
 	"github.com/bottle-apply/bottle-apply/probe"
 )
+
+// guardCheckTimeout is how long guardcheck waits for the host: it
+// answers a knock within a millisecond when nothing drops it.
+const guardCheckTimeout = 100 * time.Millisecond
+
+// exitGuardMissing is guardcheck's exit code when the host answered.
+const exitGuardMissing = 3
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -47,8 +58,19 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		return probe.Main(args[1:], stdin, stdout, stderr)
 	case args[0] == "hostguard":
 		return hostguard.Main(args[1:], stdout, stderr)
+	case args[0] == "guardcheck" && len(args) == 1:
+		answered, err := bundle.CheckHostGuard(ctx, "", guardCheckTimeout)
+		if err != nil {
+			fmt.Fprintf(stderr, "bottle-bundle: %v\n", err)
+			return 1
+		}
+		if len(answered) > 0 {
+			fmt.Fprintf(stdout, "the host answered at %v past the proxy: the host guard's rule is not installed on the engine's host\n", answered)
+			return exitGuardMissing
+		}
+		return 0
 	default:
-		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | hostguard [flags]]\n", args)
+		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | guardcheck | hostguard [flags]]\n", args)
 		return 2
 	}
 	if err != nil {
