@@ -112,7 +112,7 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 			s.Err = err
 			return s
 		}
-		s.ReadyCmd = docker.BundleStatusCmd
+		s.ReadyCmd, s.GuardCmd = docker.BundleStatusCmd, docker.BundleGuardCheckCmd
 		s.Hint = fmt.Sprintf("; see bottle-apply logs %s and docker logs %s", name, bottle.ResourceName(name, bottle.RoleBundle))
 	}
 	return s

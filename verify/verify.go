@@ -12,6 +12,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"path"
 	"strings"
 	"time"
@@ -64,7 +65,16 @@ type Subject struct {
 	ReadyCmd []string
 	// Hint is said when the bundle does not get ready: where to look.
 	Hint string
+	// GuardCmd, with Bundle, asks the bundle whether the host answers
+	// past its proxy (the host guard's rule missing): exit status
+	// GuardMissing is a hole, 0 none, anything else says nothing (a
+	// bundle program too old to know the command).
+	GuardCmd []string
 }
+
+// GuardMissing is the exit status of Subject.GuardCmd when the host
+// answered.
+const GuardMissing = 3
 
 // ProbeDir is where the probe is copied in an agent, at a new name each
 // time, so that a copy that the agent had changed is never run.
@@ -154,6 +164,9 @@ func One(ctx context.Context, s *Subject) Report {
 	if err != nil {
 		return fail(err)
 	}
+	// The bundle knocks on the host while the probe runs.
+	guardHole := make(chan string, 1)
+	go func() { guardHole <- checkGuard(ctx, s) }()
 	var out, errOut bytes.Buffer
 	code, err := s.Agent.Exec(ctx, guest.ExecOptions{Cmd: probeArgv(probePath), Interactive: true},
 		guest.Stdio{In: bytes.NewReader(in), Out: &out, Err: &errOut})
@@ -176,8 +189,26 @@ func One(ctx context.Context, s *Subject) Report {
 			r.Holes = append(r.Holes, fmt.Sprintf("%s: %s (got %s, want %s%s)", res.Hole, res.Name, res.Got, res.Expect, detail(res.Detail)))
 		}
 	}
+	if h := <-guardHole; h != "" {
+		r.Holes = append(r.Holes, h)
+	}
 	r.OK = len(r.Holes) == 0
 	return r
+}
+
+// checkGuard runs the subject's GuardCmd in its bundle and returns the
+// hole it found, or "".
+func checkGuard(ctx context.Context, s *Subject) string {
+	if s.Bundle == nil || len(s.GuardCmd) == 0 {
+		return ""
+	}
+	var out bytes.Buffer
+	code, err := s.Bundle.Exec(ctx, guest.ExecOptions{Cmd: s.GuardCmd}, guest.Stdio{Out: &out, Err: io.Discard})
+	if err != nil || code != GuardMissing {
+		return ""
+	}
+	return "the agent can reach the host through the bundle wherever the bundle's own list does not cover it (a bridge or an address made since it started): " +
+		strings.TrimSpace(lastOutputLine(out.String())) + "; an apply that starts a bundle installs the rule again"
 }
 
 // install copies the probe into the agent under ProbeDir, at a new name,

@@ -301,3 +301,26 @@ func TestRunNamesEveryHole(t *testing.T) {
 		t.Errorf("one good bottle: %v", err)
 	}
 }
+
+// The bundle's guard check is a hole when it exits GuardMissing, and says
+// nothing otherwise (0, or a bundle program that does not know it).
+func TestOneAsksTheBundleAboutTheGuard(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	for _, tt := range []struct {
+		code int
+		hole bool
+	}{{0, false}, {GuardMissing, true}, {2, false}, {1, false}} {
+		bundle := &fakeGuest{ready: []int{0, tt.code}}
+		s := Subject{Bottle: "b", Target: target, Agent: &fakeGuest{answer: asExpected}, Probe: bin,
+			Bundle: bundle, ReadyCmd: []string{"/bottle-bundle", "status"}, GuardCmd: []string{"/bottle-bundle", "guardcheck"}}
+		r := One(t.Context(), &s)
+		found := slices.ContainsFunc(r.Holes, func(h string) bool { return strings.Contains(h, "the agent can reach the host through the bundle") })
+		if found != tt.hole || r.OK == tt.hole {
+			t.Errorf("guard check exiting %d: report %+v, want a hole %v", tt.code, r, tt.hole)
+		}
+		if !slices.ContainsFunc(bundle.execs, func(c []string) bool { return slices.Equal(c, s.GuardCmd) }) {
+			t.Errorf("guard check exiting %d: the bundle ran %q, not the guard check", tt.code, bundle.execs)
+		}
+	}
+}

@@ -38,6 +38,10 @@ const BundleBinaryPath = "/bottle-bundle"
 // BundleStatusCmd asks the built-in bundle whether its daemons listen.
 var BundleStatusCmd = []string{BundleBinaryPath, "status"}
 
+// BundleGuardCheckCmd asks the built-in bundle whether the host answers
+// past its proxy (exit 3): whether the host guard's rule is missing.
+var BundleGuardCheckCmd = []string{BundleBinaryPath, "guardcheck"}
+
 // bundleEntrypoint runs the bundle program inside the built-in image.
 var bundleEntrypoint = []string{BundleBinaryPath}
 
