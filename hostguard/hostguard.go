@@ -55,6 +55,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("hostguard", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	install := fs.Bool("install", false, "install the rule that drops new connections from each -pool to the host's addresses")
+	uninstall := fs.Bool("uninstall", false, "remove the rules of every pool (the nftables table ip "+Table+")")
 	var pools []netip.Prefix
 	fs.Func("pool", "a subnet pool of bottles, as a CIDR (repeatable)", func(s string) error {
 		p, err := netip.ParsePrefix(strings.TrimSpace(s))
@@ -72,6 +73,17 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if fs.NArg() > 0 {
 		fmt.Fprintf(stderr, "hostguard: unexpected arguments %q\n", fs.Args())
 		return 2
+	}
+	if *uninstall {
+		if *install || len(pools) > 0 {
+			fmt.Fprintln(stderr, "hostguard: -uninstall takes no -install nor -pool")
+			return 2
+		}
+		if err := Uninstall(); err != nil {
+			fmt.Fprintf(stderr, "hostguard: %v\n", err)
+			return 1
+		}
+		return 0
 	}
 	if *install && len(pools) == 0 {
 		fmt.Fprintln(stderr, "hostguard: -install needs at least one -pool")

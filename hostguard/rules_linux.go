@@ -75,6 +75,24 @@ func Install(pools []netip.Prefix) ([]netip.Prefix, error) {
 	return added, nil
 }
 
+// Uninstall removes the guard's table, and so every pool's rules; a
+// table that is not there is no error.
+func Uninstall() error {
+	c, err := nftables.New()
+	if err != nil {
+		return fmt.Errorf("open netlink to the firewall: %w", err)
+	}
+	table := &nftables.Table{Name: Table, Family: nftables.TableFamilyIPv4}
+	if _, err := c.ListTableOfFamily(Table, nftables.TableFamilyIPv4); err != nil {
+		return nil
+	}
+	c.DelTable(table)
+	if err := c.Flush(); err != nil {
+		return fmt.Errorf("remove the firewall rules (nftables table ip %s): %w", Table, err)
+	}
+	return nil
+}
+
 // InputChain is the guard's chain on the input hook.
 const InputChain = "host_guard_input"
 

@@ -151,6 +151,18 @@ func installInNetns(t *testing.T) {
 	if !slices.Contains(r.Addrs, "10.99.1.1") || !slices.Contains(r.Addrs, "10.99.2.1") || !slices.Equal(r.Bridges, []string{"10.99.1.1"}) {
 		t.Fatalf("report %+v: want both addresses, and only br-bt0's among the engine's bridges", r)
 	}
+	defer func() {
+		// -uninstall removes the table, and is no error when it is gone.
+		for range 2 {
+			var out, errOut bytes.Buffer
+			if code := Main([]string{"-uninstall"}, &out, &errOut); code != 0 {
+				t.Fatalf("-uninstall = %d: %s", code, errOut.String())
+			}
+		}
+		if _, err := c.ListTableOfFamily(Table, nftables.TableFamilyIPv4); err == nil {
+			t.Fatal("the table is still there after -uninstall")
+		}
+	}()
 	chain, err := c.ListChain(table, Chain)
 	if err != nil {
 		t.Fatal(err)
