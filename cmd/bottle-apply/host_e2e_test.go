@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/network"
@@ -63,6 +64,10 @@ func TestE2EHostNeverDialled(t *testing.T) {
 	serverImage := testenv.TestServerImage(t, c)
 	ctx := t.Context()
 	dir := t.TempDir()
+	// A cache of its own: what it learns of the host (the address it adds
+	// for a while) stays out of the other tests' runs.
+	env := []string{"XDG_CACHE_HOME=" + t.TempDir()}
+	run := func(args ...string) (int, string, string) { return runCLI(t, bin, "", env, args...) }
 
 	// The host's own service, where a port scan would look.
 	port := fmt.Sprint(20000 + rand.IntN(20000))
@@ -82,7 +87,7 @@ func TestE2EHostNeverDialled(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if code, out, errOut := cli(t, bin, "", "-f", dir); code != 0 || !strings.Contains(out, "checks passed") {
+	if code, out, errOut := run("-f", dir); code != 0 || !strings.Contains(out, "checks passed") {
 		t.Fatalf("apply exited %d\n%s\n%s", code, out, errOut)
 	}
 
@@ -93,7 +98,7 @@ func TestE2EHostNeverDialled(t *testing.T) {
 	if err := os.WriteFile(laterSpec, []byte(hostSpec(later, agentImage, cidrs)), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if code, out, errOut := cli(t, bin, "", "-f", laterSpec); code != 0 {
+	if code, out, errOut := run("-f", laterSpec); code != 0 {
 		t.Fatalf("apply of the later bottle exited %d\n%s\n%s", code, out, errOut)
 	}
 	dp := docker.New(c, docker.Options{})
@@ -147,6 +152,30 @@ func TestE2EHostNeverDialled(t *testing.T) {
 		}
 		t.Logf("%-45s %-22s %s: %s", r.name, checks[i].Target, got.Got, got.Detail)
 	}
+
+	// The bundle learns the host's new address at its next apply, which
+	// replaces it alone.
+	spec := filepath.Join(dir, name+".yaml")
+	code, out, errOut := run("-f", spec)
+	if code != 0 || !strings.Contains(out, "docker-container:"+name+"/bundle  hostAddresses changed") || strings.Contains(out, name+"/agent") {
+		t.Errorf("the apply after the host got an address: exit %d, want the bundle alone replaced for hostAddresses\n%s\n%s", code, out, errOut)
+	}
+
+	// A firewall reload that drops the rule: --verify says so (the bundle
+	// knocks on the host past its proxy), and once the rule is back, not.
+	restore := func() {
+		onHost(t, c, addrs.BundleImage, true, "hostguard", "-install", "-pool", bottle.DefaultSubnetPool)
+	}
+	onHost(t, c, addrs.BundleImage, true, "hostguard", "-uninstall")
+	t.Cleanup(restore)
+	code, out, errOut = run("--verify", "-f", spec)
+	if code != 1 || !strings.Contains(out+errOut, "the agent can reach the host through the bundle") {
+		t.Errorf("--verify without the host guard's rule: exit %d, want 1 naming the missing rule\n%s\n%s", code, out, errOut)
+	}
+	restore()
+	if code, out, errOut := run("--verify", "-f", spec); code != 0 {
+		t.Errorf("--verify with the rule back: exit %d\n%s\n%s", code, out, errOut)
+	}
 }
 
 // onHost runs image on the engine host's network until the test ends,
@@ -154,7 +183,9 @@ func TestE2EHostNeverDialled(t *testing.T) {
 // once it exits when admin runs a command to the end.
 func onHost(t *testing.T, c *client.Client, image string, admin bool, args ...string) string {
 	t.Helper()
-	ctx := t.Context()
+	// Not t.Context(): cleanups run it too, after that is done.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	host := &container.HostConfig{NetworkMode: "host"}
 	if admin {
 		host.CapAdd = []string{"NET_ADMIN"}
@@ -177,17 +208,17 @@ func onHost(t *testing.T, c *client.Client, image string, admin bool, args ...st
 	select {
 	case w := <-waitc:
 		if w.StatusCode != 0 {
-			t.Fatalf("%q on the host exited %d: %s", args, w.StatusCode, containerOutput(t, c, created.ID))
+			t.Fatalf("%q on the host exited %d: %s", args, w.StatusCode, containerOutput(ctx, t, c, created.ID))
 		}
 	case err := <-errc:
 		t.Fatal(err)
 	}
-	return containerOutput(t, c, created.ID)
+	return containerOutput(ctx, t, c, created.ID)
 }
 
-func containerOutput(t *testing.T, c *client.Client, id string) string {
+func containerOutput(ctx context.Context, t *testing.T, c *client.Client, id string) string {
 	t.Helper()
-	rc, err := c.ContainerLogs(t.Context(), id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+	rc, err := c.ContainerLogs(ctx, id, container.LogsOptions{ShowStdout: true, ShowStderr: true})
 	if err != nil {
 		t.Fatal(err)
 	}
