@@ -364,13 +364,24 @@ func TestServerImage(t testing.TB, c *client.Client) string {
 	if err := buildStatic("./internal/testenv/testserver", bin); err != nil {
 		t.Fatal(err)
 	}
+	return programImage(t, c, "bottle-apply-test/server:"+Name("t"), bin, nil)
+}
+
+// programImage imports the program bin, FROM scratch, as the image ref
+// whose entrypoint it is (at the root, under its own name), with an empty
+// /tmp and the Dockerfile changes, and removes the image when the test
+// ends.
+func programImage(t testing.TB, c *client.Client, ref, bin string, changes []string) string {
+	t.Helper()
 	data, err := os.ReadFile(bin)
 	if err != nil {
 		t.Fatal(err)
 	}
-	ref := "bottle-apply-test/server:" + Name("t")
-	err = importImage(context.Background(), c, ref, []string{`ENTRYPOINT ["/testserver"]`}, func(tw *tar.Writer) {
-		_ = tw.WriteHeader(&tar.Header{Name: "testserver", Mode: 0o755, Size: int64(len(data)), ModTime: epoch})
+	name := filepath.Base(bin)
+	changes = append([]string{`ENTRYPOINT ["/` + name + `"]`}, changes...)
+	err = importImage(context.Background(), c, ref, changes, func(tw *tar.Writer) {
+		_ = tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
+		_ = tw.WriteHeader(&tar.Header{Name: name, Mode: 0o755, Size: int64(len(data)), ModTime: epoch})
 		_, _ = tw.Write(data)
 	})
 	if err != nil {
@@ -396,23 +407,9 @@ func HoleyBundleImage(t testing.TB, c *client.Client, holes string, env ...strin
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build a bundle with holes %s: %v\n%s", holes, err, out)
 	}
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		t.Fatal(err)
-	}
-	changes := []string{`ENTRYPOINT ["/bottle-bundle"]`}
+	var changes []string
 	for _, e := range env {
 		changes = append(changes, "ENV "+e)
 	}
-	ref := "bottle-apply-test/holey-bundle:" + Name("t")
-	err = importImage(context.Background(), c, ref, changes, func(tw *tar.Writer) {
-		_ = tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
-		_ = tw.WriteHeader(&tar.Header{Name: "bottle-bundle", Mode: 0o755, Size: int64(len(data)), ModTime: epoch})
-		_, _ = tw.Write(data)
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	removeImage(t, c, ref)
-	return ref
+	return programImage(t, c, "bottle-apply-test/holey-bundle:"+Name("t"), bin, changes)
 }
