@@ -74,9 +74,7 @@ func startBin(t *testing.T, bin, host string, args ...string) *proc {
 		env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
 			return strings.HasPrefix(kv, "DOCKER_HOST=") || strings.HasPrefix(kv, "DOCKER_CONTEXT=")
 		})
-		// A proxy's address is new each time: its engine record goes to
-		// the tests' cache, not the user's.
-		r.cmd.Env = append(env, "DOCKER_HOST="+host, "XDG_CACHE_HOME="+testCache)
+		r.cmd.Env = append(env, "DOCKER_HOST="+host)
 	}
 	if err := r.cmd.Start(); err != nil {
 		cancel()
