@@ -683,7 +683,13 @@ func TestE2EEngineRestartDuringApply(t *testing.T) {
 			made []string
 		)
 		p.BeforeFirst(func(call string) bool {
-			return strings.HasPrefix(call, "POST /containers/") && strings.HasSuffix(call, "/start")
+			if !strings.HasPrefix(call, "POST /containers/") || !strings.HasSuffix(call, "/start") {
+				return false
+			}
+			// One of the bottle's, not the host guard's short-lived one.
+			id := strings.TrimSuffix(strings.TrimPrefix(call, "POST /containers/"), "/start")
+			insp, err := c.ContainerInspect(context.Background(), id)
+			return err == nil && strings.HasPrefix(insp.Name, "/"+bottle.ResourceName(name, ""))
 		}, func(call string) {
 			stuck = strings.TrimSuffix(strings.TrimPrefix(call, "POST /containers/"), "/start")
 			go func() {
