@@ -25,6 +25,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
 
 // The labels every resource bottle-apply makes carries (see the README).
@@ -61,6 +62,19 @@ type proc struct {
 	err       error
 }
 
+// testCaches holds each test's cache directory (testCacheOf).
+var testCaches sync.Map
+
+// testCacheOf is the cache directory (XDG_CACHE_HOME) of t's runs, made
+// at its first.
+func testCacheOf(t *testing.T) string {
+	if dir, ok := testCaches.Load(t.Name()); ok {
+		return dir.(string)
+	}
+	dir, _ := testCaches.LoadOrStore(t.Name(), t.TempDir())
+	return dir.(string)
+}
+
 // startBin starts the binary with a deadline; host, when not empty, is its
 // DOCKER_HOST (the proxy), else it talks straight to the engine.
 func startBin(t *testing.T, bin, host string, args ...string) *proc {
@@ -70,12 +84,17 @@ func startBin(t *testing.T, bin, host string, args ...string) *proc {
 	r.cmd = exec.CommandContext(ctx, bin, args...)
 	r.cmd.Stdout, r.cmd.Stderr = &r.out, &r.errb
 	r.cmd.WaitDelay = 10 * time.Second
+	// Each test's runs keep a cache of their own: a run another test
+	// killed, or one on other pools, does not change what they learned
+	// of the engine's host between two of their applies.
+	env := append(os.Environ(), "XDG_CACHE_HOME="+testCacheOf(t))
 	if host != "" {
-		env := slices.DeleteFunc(os.Environ(), func(kv string) bool {
+		env = slices.DeleteFunc(env, func(kv string) bool {
 			return strings.HasPrefix(kv, "DOCKER_HOST=") || strings.HasPrefix(kv, "DOCKER_CONTEXT=")
 		})
-		r.cmd.Env = append(env, "DOCKER_HOST="+host)
+		env = append(env, "DOCKER_HOST="+host)
 	}
+	r.cmd.Env = env
 	if err := r.cmd.Start(); err != nil {
 		cancel()
 		t.Fatalf("start %s: %v", bin, err)
@@ -344,6 +363,9 @@ func TestE2EKillAtEveryCall(t *testing.T) {
 	t.Parallel()
 	start := time.Now()
 	c := testenv.Docker(t)
+	// A run killed while the host guard ran leaves its container; a
+	// later run removes those a few minutes old, the test its own now.
+	t.Cleanup(func() { removeHostGuards(t, c, start) })
 	bin := testenv.Binary(t)
 	img := testenv.AgentImage(t, c)
 
@@ -1136,4 +1158,21 @@ func bottleContainers(t *testing.T, c *client.Client, name string) []string {
 		ids[i] = cs[i].ID
 	}
 	return ids
+}
+
+// removeHostGuards removes the host guard containers made since start
+// that no longer run: those of the runs a test killed.
+func removeHostGuards(t *testing.T, c *client.Client, start time.Time) {
+	ctx := context.Background()
+	cs, err := c.ContainerList(ctx, container.ListOptions{All: true,
+		Filters: filters.NewArgs(filters.Arg("label", bottle.LabelRole+"="+docker.RoleHostGuard))})
+	if err != nil {
+		t.Errorf("list the host guards: %v", err)
+		return
+	}
+	for _, g := range cs {
+		if g.State != "running" && !time.Unix(g.Created, 0).Before(start.Add(-time.Second)) {
+			_ = c.ContainerRemove(ctx, g.ID, container.RemoveOptions{Force: true})
+		}
+	}
 }
