@@ -103,18 +103,13 @@ func Main(args []string, stdout, stderr io.Writer) int {
 			r.Added = append(r.Added, p.String())
 		}
 	}
-	addrs, err := HostAddrs()
+	addrs, bridges, err := interfaceAddrs()
 	if err != nil {
 		fmt.Fprintf(stderr, "hostguard: %v\n", err)
 		return 1
 	}
 	for _, a := range addrs {
 		r.Addrs = append(r.Addrs, a.String())
-	}
-	bridges, err := bridgeAddrs()
-	if err != nil {
-		fmt.Fprintf(stderr, "hostguard: %v\n", err)
-		return 1
 	}
 	for _, a := range bridges {
 		r.Bridges = append(r.Bridges, a.String())
@@ -174,22 +169,24 @@ func ParseReport(b []byte) (Report, error) {
 // each of its bridge networks but the default one (docker0).
 const engineBridgePrefix = "br-"
 
-// bridgeAddrs lists the addresses of the engine's network bridges.
-func bridgeAddrs() ([]netip.Addr, error) {
+// interfaceAddrs lists, in one pass over the interfaces (a bridge that
+// the engine makes meanwhile is in both lists or in neither), the host's
+// addresses (see usable) and those of them on the engine's bridges.
+func interfaceAddrs() (addrs, bridges []netip.Addr, err error) {
 	ifaces, err := net.Interfaces()
 	if err != nil {
-		return nil, fmt.Errorf("list the host's interfaces: %w", err)
+		return nil, nil, fmt.Errorf("list the host's interfaces: %w", err)
 	}
-	var out []netip.Addr
+	var all []net.Addr
 	for _, ifc := range ifaces {
-		if !strings.HasPrefix(ifc.Name, engineBridgePrefix) {
-			continue
-		}
-		addrs, err := ifc.Addrs()
+		as, err := ifc.Addrs()
 		if err != nil {
 			continue // gone meanwhile
 		}
-		out = append(out, usable(addrs)...)
+		all = append(all, as...)
+		if strings.HasPrefix(ifc.Name, engineBridgePrefix) {
+			bridges = append(bridges, usable(as)...)
+		}
 	}
-	return out, nil
+	return usable(all), bridges, nil
 }
