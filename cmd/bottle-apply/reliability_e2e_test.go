@@ -1161,18 +1161,40 @@ func bottleContainers(t *testing.T, c *client.Client, name string) []string {
 }
 
 // removeHostGuards removes the host guard containers made since start
-// that no longer run: those of the runs a test killed.
+// that the runs the test killed left: those done for a while (another
+// test's guard, just done, still has its output read by its run).
 func removeHostGuards(t *testing.T, c *client.Client, start time.Time) {
 	ctx := context.Background()
-	cs, err := c.ContainerList(ctx, container.ListOptions{All: true,
-		Filters: filters.NewArgs(filters.Arg("label", bottle.LabelRole+"="+docker.RoleHostGuard))})
-	if err != nil {
-		t.Errorf("list the host guards: %v", err)
-		return
-	}
-	for _, g := range cs {
-		if g.State != "running" && !time.Unix(g.Created, 0).Before(start.Add(-time.Second)) {
+	const settled = 10 * time.Second
+	for deadline := time.Now().Add(2 * settled); ; time.Sleep(time.Second) {
+		cs, err := c.ContainerList(ctx, container.ListOptions{All: true,
+			Filters: filters.NewArgs(filters.Arg("label", bottle.LabelRole+"="+docker.RoleHostGuard))})
+		if err != nil {
+			t.Errorf("list the host guards: %v", err)
+			return
+		}
+		pending := 0
+		for _, g := range cs {
+			made := time.Unix(g.Created, 0)
+			if g.State == "running" || made.Before(start.Add(-time.Second)) {
+				continue
+			}
+			since := made
+			if g.State == "exited" {
+				if insp, err := c.ContainerInspect(ctx, g.ID); err == nil && insp.State != nil {
+					if done, err := time.Parse(time.RFC3339Nano, insp.State.FinishedAt); err == nil {
+						since = done
+					}
+				}
+			}
+			if time.Since(since) < settled {
+				pending++
+				continue
+			}
 			_ = c.ContainerRemove(ctx, g.ID, container.RemoveOptions{Force: true})
+		}
+		if pending == 0 || time.Now().After(deadline) {
+			return
 		}
 	}
 }
