@@ -90,6 +90,10 @@ func ParseEgressRule(s string) (EgressRule, error) {
 	if last := host[strings.LastIndexByte(host, '.')+1:]; strings.Trim(last, "0123456789") == "" {
 		return r, fmt.Errorf("%s: the name ends with a number, as an IP address does; allow addresses with network.allowCIDRs", quote(s))
 	}
+	if r.TLS && port == "" {
+		// 80 and 443: plain HTTP on 80 would be refused as not TLS.
+		return r, fmt.Errorf("%s marks no port as TLS; name the port that carries it, as in %s", quote(s), quote(rest+":8443"+tlsSuffix))
+	}
 	r.Host = host
 	return r, nil
 }

@@ -24,7 +24,7 @@ func TestParseEgressRule(t *testing.T) {
 		{in: "localhost", want: EgressRule{Host: "localhost", Ports: []int{80, 443}}, str: "localhost"},
 		{in: "api.example.com:8443/tls", want: EgressRule{Host: "api.example.com", Ports: []int{8443}, TLS: true}, str: "api.example.com:8443/tls"},
 		{in: "*.example.com:8443/TLS", want: EgressRule{Host: "example.com", Wildcard: true, Ports: []int{8443}, TLS: true}, str: "*.example.com:8443/tls"},
-		{in: "api.example.com/tls", want: EgressRule{Host: "api.example.com", Ports: []int{80, 443}, TLS: true}, str: "api.example.com/tls"},
+		{in: "api.example.com/tls", wantErr: `marks no port as TLS; name the port that carries it, as in "api.example.com:8443/tls"`},
 		{in: "any.example.com:*/tls", want: EgressRule{Host: "any.example.com", TLS: true}, str: "any.example.com:*/tls"},
 		{in: "x.example:8443/tcp", wantErr: `has port "8443/tcp"`},
 		{in: "/tls", wantErr: "names no host"},
