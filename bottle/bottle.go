@@ -22,6 +22,10 @@ type Bottle struct {
 	// Secrets are the values of spec.agent.secretEnv, sorted by name, once
 	// read (package secret does it); printed with their values redacted.
 	Secrets []Secret
+	// Files are the contents of spec.agent.files, in the spec's order,
+	// once read (package secret does it); printed with their contents
+	// redacted.
+	Files []File
 }
 
 // Host is the engine's host as a bundle must see it: somewhere it never

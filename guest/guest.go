@@ -29,6 +29,9 @@ type ExecOptions struct {
 	Cmd     []string // required
 	Env     []string // K=V, on top of the guest's own, in this order
 	Workdir string   // "" for the guest's own
+	// User is a numeric uid[:gid] to run as; "" is the guest's own user
+	// (spec.agent.user for an agent that sets it).
+	User string
 	// Interactive passes standard input; TTY allocates a terminal, of
 	// Height rows and Width columns when they are set.
 	Interactive, TTY bool

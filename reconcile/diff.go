@@ -37,6 +37,8 @@ type ownership struct {
 	byID  map[string]*Resource // managed, in scope, one per ID
 	index map[string]*Resource // the same, kept whole for decide
 	extra []*Resource          // managed, in scope, but duplicates
+	// removePersistent is the scope's RemovePersistent.
+	removePersistent bool
 }
 
 // sortOwnership is the diff's first phase: it keeps the managed resources
@@ -58,7 +60,7 @@ func sortOwnership(desired, observed []Resource, scope Scope, plan *Plan) (*owne
 			inUse[id] = true
 		}
 	}
-	own := &ownership{byID: make(map[string]*Resource, len(observed))}
+	own := &ownership{byID: make(map[string]*Resource, len(observed)), removePersistent: scope.RemovePersistent}
 	var conflicts []error
 	for i := range observed {
 		o := &observed[i]
@@ -137,7 +139,16 @@ func planDeletes(plan *Plan, own *ownership, stepOf map[string]*Step) {
 	for _, o := range own.byID {
 		extra = append(extra, o)
 	}
-	dels := deleteOrder(extra)
+	var gone []*Resource
+	for _, o := range extra {
+		if _, isDup := stepOf[o.ID()]; o.Persistent && !isDup && !own.removePersistent {
+			plan.Kept = append(plan.Kept, *o)
+			continue
+		}
+		gone = append(gone, o)
+	}
+	slices.SortFunc(plan.Kept, func(a, b Resource) int { return strings.Compare(a.ID(), b.ID()) })
+	dels := deleteOrder(gone)
 	delStep := make(map[*Resource]int, len(dels))
 	dependents := make(map[string][]*Resource)
 	for _, o := range dels {
@@ -167,6 +178,11 @@ func planDeletes(plan *Plan, own *ownership, stepOf map[string]*Step) {
 func decide(d, o *Resource, stepOf map[string]*Step, observed map[string]*Resource) (Action, string) {
 	if o == nil {
 		return Create, "not found"
+	}
+	if d.Persistent && o.Persistent {
+		// Never replaced: that would throw the user's data away. What it
+		// is made from does not change; its labels may be older.
+		return NoOp, ""
 	}
 	var reasons []string
 	if o.Hash != d.Hash {

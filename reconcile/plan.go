@@ -66,6 +66,10 @@ type Plan struct {
 	Steps []Step
 	// Warnings name resources that were seen and deliberately left alone.
 	Warnings []string
+	// Kept are the persistent resources of the bottles in scope that are
+	// not desired but stay, as the scope does not let them go: a destroy
+	// without --volumes, a volume dropped from the spec.
+	Kept []Resource
 }
 
 // ChangedBottles names the bottles that some step changes, sorted.

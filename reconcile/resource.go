@@ -82,6 +82,11 @@ type Resource struct {
 	// Keeps and Discards say, for the plan of a replace, what goes on as
 	// it was and what is lost with the old resource.
 	Keeps, Discards string
+	// Persistent marks a resource that holds the user's data, such as a
+	// named volume. It is never replaced, and when it leaves the spec, or
+	// its bottle is destroyed, it is kept (Plan.Kept) unless the scope
+	// says RemovePersistent.
+	Persistent bool
 
 	// Config is the provider's own desired configuration; reconcile never
 	// looks inside it.
@@ -96,6 +101,9 @@ func (r *Resource) ID() string {
 // Scope says which bottles an observation covers.
 type Scope struct {
 	Bottles []string
+	// RemovePersistent lets the plan delete persistent resources that are
+	// not desired (destroy --volumes); otherwise they are kept.
+	RemovePersistent bool
 }
 
 // Provider manages one backend's resources.

@@ -32,7 +32,10 @@ var ErrRetry = errors.New("retry after observing again")
 
 // Options tune Run.
 type Options struct {
-	Destroy   bool // desire nothing: delete every managed resource of the bottles
+	Destroy bool // desire nothing: delete every managed resource of the bottles
+	// Volumes lets a destroy delete persistent resources (named volumes)
+	// too; without it they are kept, and Plan.Kept says which.
+	Volumes   bool
 	DryRun    bool // stop after the first plan
 	MaxRounds int  // 0 means DefaultMaxRounds
 	// Grace is how long running steps may go on once ctx is done;
@@ -69,7 +72,7 @@ func Run(ctx context.Context, providers []Provider, bottles []bottle.Bottle, opt
 	for _, p := range providers {
 		byName[p.Name()] = p
 	}
-	scope := Scope{}
+	scope := Scope{RemovePersistent: opts.Destroy && opts.Volumes}
 	for i := range bottles {
 		scope.Bottles = append(scope.Bottles, bottles[i].Metadata.Name)
 	}

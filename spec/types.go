@@ -4,6 +4,8 @@
 // It imports no other package of this module.
 package spec
 
+import "strings"
+
 // APIVersion and Kind are the only values accepted in a document's header.
 const (
 	APIVersion = "bottle-apply/v1"
@@ -74,7 +76,59 @@ type Agent struct {
 	// the spec names but does not hold: the environment of bottle-apply or
 	// a file next to the spec. Checked in validate.go.
 	SecretEnv map[string]SecretSource `yaml:"secretEnv" json:"secretEnv,omitempty" validate:"dive,keys,envname,noproxy,endkeys"`
+	// User is the numeric uid[:gid] the agent's command, exec and the
+	// files cp writes run as or belong to; empty is the image's own user.
+	// Checked in workspace.go.
+	User string `yaml:"user" json:"user,omitempty"`
+	// Volumes are what the agent's work lives on: host directories and the
+	// bottle's named volumes, which outlive the agent. Checked in
+	// workspace.go.
+	Volumes []Volume `yaml:"volumes" json:"volumes,omitempty"`
+	// Files are put in place in the agent every time it is created.
+	// Checked in workspace.go.
+	Files []File `yaml:"files" json:"files,omitempty"`
 }
+
+// Volume is one mount of the agent. In YAML it is either this mapping or
+// the short form "SOURCE:TARGET[:ro]". A Source that starts with "." or
+// "/" is a host directory (relative to the spec file's directory); a bare
+// DNS label is a named volume of the bottle.
+type Volume struct {
+	Source   string `yaml:"source" json:"source"`
+	Target   string `yaml:"target" json:"target"`
+	ReadOnly bool   `yaml:"readOnly" json:"readOnly,omitempty"`
+	// AllowSensitive lets a host directory be exactly /etc, /usr or the
+	// invoking user's home directory; bottle-apply warns when it is used.
+	AllowSensitive bool `yaml:"allowSensitive" json:"allowSensitive,omitempty"`
+	// HostPath is a host directory's Source made absolute with its
+	// symlinks resolved, set by Load once it has checked it; "" for a
+	// named volume (and for a spec loaded without host checks).
+	HostPath string `yaml:"-" json:"-"`
+}
+
+// Named reports whether the volume is a named volume of the bottle rather
+// than a host directory.
+func (v Volume) Named() bool {
+	return !strings.HasPrefix(v.Source, ".") && !strings.HasPrefix(v.Source, "/")
+}
+
+// File is a file put in place in the agent every time it is created: its
+// content comes from Source (a file relative to the spec file's directory,
+// read like a secret file) or Content (inline), never both.
+type File struct {
+	Path   string `yaml:"path" json:"path"`
+	Source string `yaml:"source" json:"source,omitempty"`
+	// Content is never shown: not in JSON, not in errors.
+	Content string `yaml:"content" json:"-"`
+	// Mode is an octal string such as "0600"; empty is DefaultFileMode.
+	Mode string `yaml:"mode" json:"mode,omitempty"`
+	// Owner is a numeric uid[:gid]; empty is the agent's User (root
+	// without one).
+	Owner string `yaml:"owner" json:"owner,omitempty"`
+}
+
+// DefaultFileMode is the mode of a File that sets none.
+const DefaultFileMode = 0o644
 
 // SecretSource says where the value of a secret comes from.
 type SecretSource struct {
