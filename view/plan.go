@@ -45,6 +45,7 @@ func Render(w io.Writer, p *reconcile.Plan, color bool) error {
 	var b strings.Builder
 	if p.Changes() == 0 {
 		b.WriteString(paint(ansiBold, "No changes.") + " Reality matches the spec.\n")
+		kept(&b, p.Kept)
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
@@ -75,8 +76,34 @@ func Render(w io.Writer, p *reconcile.Plan, color bool) error {
 	}
 	fmt.Fprintf(&b, "\n%s %d to create, %d to start, %d to replace, %d to delete.\n",
 		paint(ansiBold, "Plan:"), p.Count(reconcile.Create), p.Count(reconcile.Start), p.Count(reconcile.Replace), p.Count(reconcile.Delete))
+	kept(&b, p.Kept)
 	_, err := io.WriteString(w, b.String())
 	return err
+}
+
+// kept says which persistent resources (named volumes) stay although no
+// bottle of the spec uses them any more, and how to remove them.
+func kept(b *strings.Builder, rs []reconcile.Resource) {
+	if len(rs) == 0 {
+		return
+	}
+	what := "1 named volume, which holds the agent's work and outlives it"
+	if len(rs) > 1 {
+		what = fmt.Sprintf("%d named volumes, which hold the agent's work and outlive it", len(rs))
+	}
+	fmt.Fprintf(b, "\nKept %s:\n", what)
+	for i := range rs {
+		fmt.Fprintf(b, "  %s  %s\n", rs[i].ID(), removeHint(&rs[i]))
+	}
+	b.WriteString("`bottle-apply --destroy --volumes -f FILE` removes a bottle's volumes with it.\n")
+}
+
+// removeHint says how to remove one kept volume by hand.
+func removeHint(r *reconcile.Resource) string {
+	if path := r.Summary["path"]; path != "" {
+		return "(" + path + "; remove it alone with rm -r " + path + ")"
+	}
+	return "(remove it alone with docker volume rm " + r.Name + ")"
 }
 
 func attrs(r *reconcile.Resource) string {
@@ -113,6 +140,17 @@ type PlanDoc struct {
 	Steps    []StepDoc      `json:"steps"`
 	Changes  map[string]int `json:"changes"`
 	Warnings []string       `json:"warnings,omitempty"`
+	// Kept are the named volumes kept although not in the spec (or on a
+	// destroy without --volumes).
+	Kept []KeptDoc `json:"kept,omitempty"`
+}
+
+// KeptDoc is a kept volume in machine-readable output.
+type KeptDoc struct {
+	Resource string `json:"resource"`
+	Name     string `json:"name"`
+	Bottle   string `json:"bottle"`
+	Path     string `json:"path,omitempty"`
 }
 
 // Doc returns the plan's machine-readable form.
@@ -129,6 +167,10 @@ func Doc(p *reconcile.Plan) PlanDoc {
 			sd.Keeps, sd.Discards = s.Resource.Keeps, s.Resource.Discards
 		}
 		d.Steps = append(d.Steps, sd)
+	}
+	for i := range p.Kept {
+		r := &p.Kept[i]
+		d.Kept = append(d.Kept, KeptDoc{Resource: r.ID(), Name: r.Name, Bottle: r.Bottle, Path: r.Summary["path"]})
 	}
 	return d
 }

@@ -103,6 +103,17 @@ func addDefaults(r *Resource) {
 	r.Hash += "defaults=1;"
 }
 
+// volume is a named volume observed as bottle-apply's; path is set for a
+// smolvm one, which is a directory.
+func volume(b, name, path string) Resource {
+	r := Resource{Provider: "docker", Kind: "volume", Bottle: b, Role: name, Name: "bottle-" + b + "-" + name,
+		Hash: "v", Managed: true, Persistent: true, State: StatePresent, EngineID: name + "-id"}
+	if path != "" {
+		r.Provider, r.Summary = "smolvm", map[string]string{"path": path}
+	}
+	return r
+}
+
 func TestRender(t *testing.T) {
 	t.Parallel()
 	changed := hello
@@ -129,6 +140,9 @@ func TestRender(t *testing.T) {
 		{name: "defaults-changed", desired: with(with(hello.desired(), "agent", addDefaults), "bundle", addDefaults), observed: hello.observed()},
 		{name: "destroy", observed: hello.observed()},
 		{name: "destroy-color", observed: hello.observed(), color: true},
+		// A destroy without --volumes, and a volume dropped from the spec.
+		{name: "destroy-keeps-volumes", observed: append(hello.observed(), volume("hello", "work", ""), volume("hello", "home", "/state/volumes/hello/home/data"))},
+		{name: "no-changes-keeps-volume", desired: hello.desired(), observed: append(hello.observed(), volume("hello", "work", ""))},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
