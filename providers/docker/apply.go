@@ -34,8 +34,11 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 				return fmt.Errorf("%w; %s was left as it is", err, gone.Name)
 			}
 		}
-		if gone.Kind == KindNetwork {
+		switch gone.Kind {
+		case KindNetwork:
 			return p.removeNetwork(ctx, gone)
+		case KindVolume:
+			return p.removeVolume(ctx, gone)
 		}
 		return p.removeContainer(ctx, gone)
 	}
@@ -48,6 +51,12 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 		// A new bottle's bundle comes next: guard the host meanwhile.
 		p.startGuard(ctx)
 		return p.createNetwork(ctx, cfg)
+	case s.Action == reconcile.Create && r.Kind == KindVolume:
+		cfg, ok := r.Config.(volumeConfig)
+		if !ok {
+			return fmt.Errorf("internal: %s has no volume config", r.ID())
+		}
+		return p.createVolume(ctx, r, cfg)
 	case s.Action == reconcile.Create && r.Kind == KindContainer:
 		cfg, ok := r.Config.(containerConfig)
 		if !ok {
@@ -124,6 +133,11 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 			// The next round sees it unattached and replaces it.
 			return fmt.Errorf("connect container %s to network %s: %w (%w)", cfg.Name, ep.Network, err, reconcile.ErrRetry)
 		}
+	}
+	if err := p.writeFiles(ctx, created.ID, cfg); err != nil {
+		// Never started without its files: the next round sees it
+		// created and starts it; a replace would write them again.
+		return err
 	}
 	return p.startContainer(ctx, created.ID, cfg.Name)
 }

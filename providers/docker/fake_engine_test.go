@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"reflect"
 	"regexp"
 	"slices"
@@ -14,12 +15,14 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
@@ -36,8 +39,11 @@ type fakeEngine struct {
 	networks   map[string]network.Summary   // by name
 	containers map[string]container.Summary // by name
 	images     map[string]bool
-	calls      []string
-	fail       map[string]error
+	volumes    map[string]volume.Volume // by name
+	// paths are the paths ContainerStatPath finds, in every container.
+	paths map[string]bool
+	calls []string
+	fail  map[string]error
 	// stuck holds the IDs of containers whose runtime task outlived an
 	// engine restart: every start of them fails, until they are removed.
 	stuck map[string]bool
@@ -53,11 +59,15 @@ type fakeEngine struct {
 	info system.Info
 
 	// Arguments, recorded for assertions.
-	netCreates  map[string]network.CreateOptions
-	ctrCreates  map[string]ctrCreate
-	connects    map[string]*network.EndpointSettings // "network container" -> settings
-	netLists    []network.ListOptions
-	ctrLists    []container.ListOptions
+	netCreates map[string]network.CreateOptions
+	ctrCreates map[string]ctrCreate
+	connects   map[string]*network.EndpointSettings // "network container" -> settings
+	netLists   []network.ListOptions
+	ctrLists   []container.ListOptions
+	volLists   []volume.ListOptions
+	// copies are the tars CopyToContainer got: "container path" and the
+	// entries' headers, with each regular file's content.
+	copies      []ctrCopy
 	removes     map[string]container.RemoveOptions // container ID -> options
 	imports     []imageImport
 	pullOptions []image.PullOptions
@@ -67,6 +77,12 @@ type ctrCreate struct {
 	config *container.Config
 	host   *container.HostConfig
 	net    *network.NetworkingConfig
+}
+
+type ctrCopy struct {
+	to      string
+	headers []tar.Header
+	content map[string]string
 }
 
 type imageImport struct {
@@ -83,6 +99,8 @@ func newFakeEngine() *fakeEngine {
 		networks:     map[string]network.Summary{},
 		containers:   map[string]container.Summary{},
 		images:       map[string]bool{},
+		volumes:      map[string]volume.Volume{},
+		paths:        map[string]bool{"/": true},
 		fail:         map[string]error{},
 		info:         system.Info{OSType: "linux", Architecture: "x86_64"},
 		pullStream:   `{"status":"Pulling fs layer","id":"abc"}` + "\n" + `{"status":"Download complete"}`,
@@ -298,6 +316,101 @@ func (f *fakeEngine) ContainerRemove(_ context.Context, id string, opts containe
 	}
 	delete(f.stuck, f.containers[name].ID)
 	delete(f.containers, name)
+	return nil
+}
+
+func (f *fakeEngine) ContainerStatPath(_ context.Context, id, p string) (container.PathStat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("ContainerStatPath", id, p); err != nil {
+		return container.PathStat{}, err
+	}
+	if _, ok := f.containerByRef(id); !ok {
+		return container.PathStat{}, notFound("container " + id)
+	}
+	if !f.paths[p] {
+		return container.PathStat{}, notFound("path " + p)
+	}
+	return container.PathStat{Name: p, Mode: fs.ModeDir | 0o755}, nil
+}
+
+func (f *fakeEngine) CopyToContainer(_ context.Context, id, to string, r io.Reader, _ container.CopyToContainerOptions) error {
+	f.mu.Lock()
+	err := f.record("CopyToContainer", id, to)
+	f.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	c := ctrCopy{to: id + " " + to, content: map[string]string{}}
+	tr := tar.NewReader(r)
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return fmt.Errorf("read the copied tar: %w", err)
+		}
+		h.ModTime, h.AccessTime, h.ChangeTime = time.Time{}, time.Time{}, time.Time{}
+		h.Format = 0
+		c.headers = append(c.headers, *h)
+		if h.Typeflag == tar.TypeReg {
+			b, err := io.ReadAll(tr)
+			if err != nil {
+				return err
+			}
+			c.content[h.Name] = string(b)
+		}
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.copies = append(f.copies, c)
+	return nil
+}
+
+func (f *fakeEngine) VolumeList(_ context.Context, opts volume.ListOptions) (volume.ListResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("VolumeList"); err != nil {
+		return volume.ListResponse{}, err
+	}
+	f.volLists = append(f.volLists, opts)
+	names := opts.Filters.Get("name")
+	var out volume.ListResponse
+	for _, v := range f.volumes {
+		// As the engine: a substring match, the filters OR'ed.
+		if len(names) == 0 || slices.ContainsFunc(names, func(n string) bool { return strings.Contains(v.Name, n) }) {
+			out.Volumes = append(out.Volumes, &v)
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeEngine) VolumeCreate(_ context.Context, opts volume.CreateOptions) (volume.Volume, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("VolumeCreate", opts.Name); err != nil {
+		return volume.Volume{}, err
+	}
+	// As the engine: an existing volume of that name is returned as it is.
+	if v, ok := f.volumes[opts.Name]; ok {
+		return v, nil
+	}
+	v := volume.Volume{Name: opts.Name, Driver: "local", Labels: opts.Labels}
+	f.volumes[opts.Name] = v
+	return v, nil
+}
+
+func (f *fakeEngine) VolumeRemove(_ context.Context, name string, _ bool) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("VolumeRemove", name); err != nil {
+		return err
+	}
+	if _, ok := f.volumes[name]; !ok {
+		return notFound("volume " + name)
+	}
+	delete(f.volumes, name)
 	return nil
 }
 
@@ -1015,37 +1128,45 @@ func TestApply(t *testing.T) {
 
 func TestObserve(t *testing.T) {
 	t.Parallel()
+	lists := []string{"ContainerList", "NetworkList", "VolumeList"}
 	tests := []struct {
-		name      string
-		bottles   []string
-		fail      map[string]error
-		wantCalls []string
-		wantNames []string // the container list's name filter, sorted
-		wantIDs   []string // resource IDs returned, sorted
-		wantErr   string
+		name         string
+		bottles      []string
+		fail         map[string]error
+		wantCalls    []string
+		wantNames    []string // the container list's name filter, sorted
+		wantVolNames []string // the volume list's name filter, sorted
+		wantIDs      []string // resource IDs returned, sorted
+		wantErr      string
 	}{
 		{name: "empty scope makes no call", wantCalls: []string{}},
 		{
-			name:      "one bottle",
-			bottles:   []string{"hello"},
-			wantCalls: []string{"ContainerList", "NetworkList"},
-			wantNames: []string{"^/bottle-hello-"},
+			name:         "one bottle",
+			bottles:      []string{"hello"},
+			wantCalls:    lists,
+			wantNames:    []string{"^/bottle-hello-"},
+			wantVolNames: []string{"bottle-hello-"},
+			// The foreign bottle-hello-cache comes back unmanaged (so
+			// that a plan refuses it); x-bottle-hello-y, which the
+			// engine's substring filter lets through, does not.
 			wantIDs: []string{"docker-container:hello/agent", "docker-network:/", "docker-network:hello/internal",
-				"docker-network:other/internal"},
+				"docker-network:other/internal", "docker-volume:hello/", "docker-volume:hello/work"},
 		},
 		{
-			name:      "two bottles share one list call per kind",
-			bottles:   []string{"hello", "other"},
-			wantCalls: []string{"ContainerList", "NetworkList"},
-			wantNames: []string{"^/bottle-hello-", "^/bottle-other-"},
+			name:         "two bottles share one list call per kind",
+			bottles:      []string{"hello", "other"},
+			wantCalls:    lists,
+			wantNames:    []string{"^/bottle-hello-", "^/bottle-other-"},
+			wantVolNames: []string{"bottle-hello-", "bottle-other-"},
 			wantIDs: []string{"docker-container:hello/agent", "docker-container:other/agent", "docker-network:/",
-				"docker-network:hello/internal", "docker-network:other/internal"},
+				"docker-network:hello/internal", "docker-network:other/internal", "docker-volume:hello/", "docker-volume:hello/work",
+				"docker-volume:other/work"},
 		},
 		{
 			name:      "network list error",
 			bottles:   []string{"hello"},
 			fail:      map[string]error{"NetworkList": errors.New("EOF")},
-			wantCalls: []string{"ContainerList", "NetworkList"},
+			wantCalls: lists,
 			wantNames: []string{"^/bottle-hello-"},
 			wantErr:   "list networks: EOF",
 		},
@@ -1053,8 +1174,15 @@ func TestObserve(t *testing.T) {
 			name:      "container list error",
 			bottles:   []string{"hello"},
 			fail:      map[string]error{"ContainerList": errors.New("EOF")},
-			wantCalls: []string{"ContainerList", "NetworkList"},
+			wantCalls: lists,
 			wantErr:   "list containers: EOF",
+		},
+		{
+			name:      "volume list error",
+			bottles:   []string{"hello"},
+			fail:      map[string]error{"VolumeList": errors.New("EOF")},
+			wantCalls: lists,
+			wantErr:   "list volumes: EOF",
 		},
 	}
 	for _, tt := range tests {
@@ -1067,9 +1195,14 @@ func TestObserve(t *testing.T) {
 				name = bottle.ResourceName(b, bottle.RoleAgent)
 				f.containers[name] = container.Summary{ID: "id-" + name, Names: []string{"/" + name}, State: "exited",
 					Labels: managedLabels(b, bottle.RoleAgent, "h")}
+				name = bottle.VolumeName(b, "work")
+				f.volumes[name] = volume.Volume{Name: name, Labels: managedLabels(b, "work", "h")}
 			}
 			f.networks["bridge"] = network.Summary{Name: "bridge", ID: "id-bridge"}
 			f.containers["unrelated"] = container.Summary{ID: "id-unrelated", Names: []string{"/unrelated"}, State: "running"}
+			f.volumes["bottle-hello-cache"] = volume.Volume{Name: "bottle-hello-cache"}
+			f.volumes["x-bottle-hello-y"] = volume.Volume{Name: "x-bottle-hello-y", Labels: managedLabels("hello", "y", "h")}
+			f.volumes["unrelated"] = volume.Volume{Name: "unrelated"}
 			if tt.fail != nil {
 				f.fail = tt.fail
 			}
@@ -1082,7 +1215,7 @@ func TestObserve(t *testing.T) {
 			} else if err != nil {
 				t.Fatalf("Observe: %v", err)
 			}
-			// The two lists run in parallel: compare the log sorted.
+			// The lists run in parallel: compare the log sorted.
 			calls := slices.Sorted(slices.Values(f.callLog()))
 			if !slices.Equal(calls, tt.wantCalls) {
 				t.Errorf("calls = %q, want %q", calls, tt.wantCalls)
@@ -1102,10 +1235,27 @@ func TestObserve(t *testing.T) {
 					t.Errorf("name filter = %q, want %q", got, tt.wantNames)
 				}
 			}
+			if tt.wantVolNames != nil {
+				if len(f.volLists) != 1 {
+					t.Fatalf("volume lists = %d, want 1", len(f.volLists))
+				}
+				// Only names: a label filter (ANDed with them) would hide
+				// a foreign volume of a wanted name.
+				opts := f.volLists[0]
+				if keys := opts.Filters.Keys(); !slices.Equal(keys, []string{"name"}) {
+					t.Errorf("volume filter keys = %q, want only name", keys)
+				}
+				if got := slices.Sorted(slices.Values(opts.Filters.Get("name"))); !slices.Equal(got, tt.wantVolNames) {
+					t.Errorf("volume name filter = %q, want %q", got, tt.wantVolNames)
+				}
+			}
 			if tt.wantIDs != nil {
 				ids := make([]string, len(rs))
 				for i := range rs {
 					ids[i] = rs[i].ID()
+					if rs[i].Kind == KindVolume && (!rs[i].Persistent || rs[i].Managed != (rs[i].Role != "")) {
+						t.Errorf("volume %s: persistent %v, managed %v", rs[i].Name, rs[i].Persistent, rs[i].Managed)
+					}
 				}
 				slices.Sort(ids)
 				if !slices.Equal(ids, tt.wantIDs) {

@@ -20,6 +20,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // ErrNoAgent says a bottle has no agent on this provider.
@@ -85,15 +86,26 @@ func (p *Provider) Guest(ctx context.Context, bottleName, role string) (guest.Gu
 	if err != nil {
 		return nil, err
 	}
-	id, err := p.running(ctx, bottleName, role)
+	c, err := p.ours(ctx, bottleName, role)
 	if err != nil {
 		return nil, err
+	}
+	if c.State != "running" {
+		return nil, fmt.Errorf("the %s of bottle %s is %s; run bottle-apply to start it", role, bottleName, c.State)
 	}
 	where := "bottle " + bottleName
 	if role != bottle.RoleAgent {
 		where = "the " + role + " of bottle " + bottleName
 	}
-	return &containerGuest{g: g, id: id, where: where}, nil
+	cg := &containerGuest{g: g, id: c.ID, where: where}
+	if u := c.Labels[LabelUser]; u != "" && role == bottle.RoleAgent {
+		uid, gid, err := spec.ParseUser(u)
+		if err != nil {
+			return nil, fmt.Errorf("the agent of bottle %s: label %s: %w", bottleName, LabelUser, err)
+		}
+		cg.owner = &owner{uid, gid}
+	}
+	return cg, nil
 }
 
 // containerGuest is a running container of a bottle.
@@ -101,7 +113,13 @@ type containerGuest struct {
 	g     guestEngine
 	id    string
 	where string // names it in messages
+	// owner is spec.agent.user: what CopyIn writes belongs to it; nil
+	// keeps the owners of the host's files.
+	owner *owner
 }
+
+// owner is a numeric uid and gid.
+type owner struct{ uid, gid int }
 
 var _ guest.Guest = (*containerGuest)(nil)
 
@@ -114,8 +132,10 @@ func (c *containerGuest) Exec(ctx context.Context, o guest.ExecOptions, stdio gu
 
 // execIn runs an exec in container id; where names it in errors.
 func execIn(ctx context.Context, g guestEngine, id, where string, o guest.ExecOptions, stdio guest.Stdio) (int, error) {
+	// No user is the container's own (spec.agent.user for an agent that
+	// sets it): the engine runs an exec as the container's user.
 	created, err := g.ContainerExecCreate(ctx, id, container.ExecOptions{
-		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.Workdir, Tty: o.TTY,
+		Cmd: o.Cmd, Env: o.Env, WorkingDir: o.Workdir, Tty: o.TTY, User: o.User,
 		AttachStdin: o.Interactive, AttachStdout: true, AttachStderr: true,
 	})
 	if err != nil {
@@ -169,7 +189,8 @@ func orDiscard(w io.Writer) io.Writer {
 // CopyIn implements guest.Guest, like docker cp: into an existing
 // directory, under the source's name. A directory is copied whole. Missing
 // parent directories of dst are made (mode 0755); existing ones are left
-// as they are.
+// as they are. In an agent with spec.agent.user, what is written (the
+// missing parents too) belongs to that user.
 func (c *containerGuest) CopyIn(ctx context.Context, src, dst string) error {
 	guestPath := path.Clean(dst)
 	dir, as := path.Dir(guestPath), path.Base(guestPath)
@@ -187,7 +208,7 @@ func (c *containerGuest) CopyIn(ctx context.Context, src, dst string) error {
 		dir = path.Dir(dir)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarPath(pw, src, missing, as)) }()
+	go func() { pw.CloseWithError(tarPath(pw, src, missing, as, c.owner)) }()
 	err := c.g.CopyToContainer(ctx, c.id, dir, pr, container.CopyToContainerOptions{})
 	pr.CloseWithError(err)
 	if err != nil {
@@ -212,13 +233,17 @@ func (c *containerGuest) CopyOut(ctx context.Context, src, dst string) error {
 
 // tarPath writes src (a file or a directory) as a tar stream whose top
 // entry is named as, below directory entries for parents (each inside the
-// one before).
-func tarPath(w io.Writer, src string, parents []string, as string) error {
+// one before). With an owner, every entry belongs to it.
+func tarPath(w io.Writer, src string, parents []string, as string, own *owner) error {
 	tw := tar.NewWriter(w)
 	prefix := ""
 	for _, p := range parents {
 		prefix = path.Join(prefix, p)
-		if err := tw.WriteHeader(&tar.Header{Name: prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}); err != nil {
+		hdr := &tar.Header{Name: prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}
+		if own != nil {
+			hdr.Uid, hdr.Gid = own.uid, own.gid
+		}
+		if err := tw.WriteHeader(hdr); err != nil {
 			return err
 		}
 	}
@@ -245,6 +270,9 @@ func tarPath(w io.Writer, src string, parents []string, as string) error {
 			return err
 		}
 		hdr.Name = name
+		if own != nil {
+			hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = own.uid, own.gid, "", ""
+		}
 		if d.IsDir() {
 			hdr.Name += "/"
 		}

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
@@ -22,7 +23,10 @@ import (
 // Observe implements reconcile.Provider with one list call per kind, run in
 // parallel. Networks are listed whole: foreign ones are returned unmanaged so
 // that automatic subnets avoid them and name collisions are caught. Containers
-// are listed by the bottles' name prefix.
+// are listed by the bottles' name prefix, and so are volumes: every volume
+// of a bottle is named bottle-NAME-VOLUME, and the name (a substring filter
+// to the engine) catches a foreign volume of that name too, which a label
+// filter would miss.
 func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
 	if len(scope.Bottles) == 0 {
 		return nil, nil
@@ -33,6 +37,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	var (
 		nets []network.Summary
 		ctrs []container.Summary
+		vols []*volume.Volume
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -55,10 +60,23 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		}
 		return nil
 	})
+	g.Go(func() error {
+		f := filters.NewArgs()
+		for _, b := range scope.Bottles {
+			f.Add("name", bottle.VolumeName(b, ""))
+		}
+		resp, err := p.eng.VolumeList(gctx, volume.ListOptions{Filters: f})
+		if err != nil {
+			return fmt.Errorf("list volumes: %w", err)
+		}
+		vols = resp.Volumes
+		return nil
+	})
 	if err := g.Wait(); err != nil {
 		return nil, transient(err)
 	}
 	rs := observed(nets, ctrs)
+	rs = append(rs, observedVolumes(vols, scope)...)
 	claimNamesakes(rs, scope)
 	p.markUnstartable(rs)
 	return rs, nil
@@ -144,6 +162,32 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		}
 		slices.Sort(r.DependsOn)
 		r.Summary = map[string]string{"image": c.Image}
+		out = append(out, r)
+	}
+	return out
+}
+
+// observedVolumes turns the listed volumes into resources. It is pure.
+// The engine's filter is a substring match: only the volumes whose name
+// starts with a bottle's prefix are kept.
+func observedVolumes(vols []*volume.Volume, scope reconcile.Scope) []reconcile.Resource {
+	var out []reconcile.Resource
+	for _, v := range vols {
+		if v == nil || !slices.ContainsFunc(scope.Bottles, func(b string) bool { return strings.HasPrefix(v.Name, bottle.VolumeName(b, "")) }) {
+			continue
+		}
+		r := fromLabels(KindVolume, v.Name, v.Name, v.Labels)
+		r.State, r.Persistent = reconcile.StatePresent, true
+		if !r.Managed && r.Bottle == "" {
+			// A foreign volume named like the bottle's: the plan says
+			// it leaves it alone. The longest name is the bottle's
+			// (bottle-a-b-x is of bottle a-b, when both are in scope).
+			for _, b := range scope.Bottles {
+				if strings.HasPrefix(v.Name, bottle.VolumeName(b, "")) && len(b) > len(r.Bottle) {
+					r.Bottle = b
+				}
+			}
+		}
 		out = append(out, r)
 	}
 	return out

@@ -127,7 +127,7 @@ func TestBundleImageFollowsEnginePlatform(t *testing.T) {
 	}
 }
 
-// Planning never asks the engine's platform: a no-op apply is the two
+// Planning never asks the engine's platform: a no-op apply is the three
 // lists; the platform is asked once, when the image is made, and the
 // probe then reuses the answer.
 func TestPlatformAskedOnlyToMakeTheImage(t *testing.T) {
@@ -161,7 +161,7 @@ func TestPlatformAskedOnlyToMakeTheImage(t *testing.T) {
 		t.Fatalf("no-op apply: %v", err)
 	}
 	calls := slices.Sorted(slices.Values(f.callLog()[before:]))
-	if want := []string{"ContainerList", "NetworkList"}; !slices.Equal(calls, want) {
+	if want := []string{"ContainerList", "NetworkList", "VolumeList"}; !slices.Equal(calls, want) {
 		t.Errorf("no-op apply calls = %q, want %q", calls, want)
 	}
 }

@@ -60,6 +60,10 @@ type Provider struct {
 	// reports them failed, so that the next round replaces them.
 	unstartable sync.Map
 
+	// madeVolumes holds the names of the volumes this Provider created:
+	// the root of such a volume is given to the agent's user.
+	madeVolumes sync.Map
+
 	// host is what this run knows of the engine's host.
 	host hostState
 
@@ -94,6 +98,11 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 		if b.Spec.Backend == spec.BackendDocker && !b.SecretsResolved() {
 			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
 		}
+		if b.Spec.Backend == spec.BackendDocker {
+			if err := workspaceResolved(b); err != nil {
+				return nil, err
+			}
+		}
 		if b.Spec.Bundle.Image == "" && p.opts.BundleImage == "" {
 			return nil, fmt.Errorf("bottle %s uses the built-in bundle image, but this bottle-apply ships no bottle-bundle build to make it of "+
 				"(make build puts bin/bottle-bundle-linux-* beside bin/bottle-apply): install bottle-apply with them, or set spec.bundle.image to a bundle image of your own", b.Metadata.Name)
@@ -101,4 +110,19 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 		out = append(out, translate(b, p.opts.BundleImage, p.opts.Version)...)
 	}
 	return out, nil
+}
+
+// workspaceResolved refuses a docker agent whose files were not read or
+// whose host directories were not resolved, rather than make it without
+// them.
+func workspaceResolved(b *bottle.Bottle) error {
+	if !b.FilesResolved() {
+		return fmt.Errorf("internal: bottle %s: the files of spec.agent.files were not read", b.Metadata.Name)
+	}
+	for _, v := range b.Spec.Agent.Volumes {
+		if !v.Named() && v.HostPath == "" {
+			return fmt.Errorf("internal: bottle %s: the host directory %s of spec.agent.volumes was not resolved", b.Metadata.Name, v.Source)
+		}
+	}
+	return nil
 }

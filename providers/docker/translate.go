@@ -2,12 +2,14 @@ package docker
 
 import (
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"sort"
 	"strings"
 
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -55,6 +57,31 @@ type containerConfig struct {
 	LogConfig       container.LogConfig
 	Networks        []endpoint // the first is the primary network
 	Labels          map[string]string
+
+	// The agent's workspace. User is the numeric "uid:gid" the command
+	// runs as ("" is the image's own user); UID and GID are its parts.
+	User     string
+	UID, GID int
+	// Mounts are the host directories (binds) and named volumes.
+	Mounts []mount.Mount
+	// Volumes are the named volumes among Mounts, by target: the root of
+	// one this provider made in this run is given to User.
+	Volumes []volumeMount
+	// Files are written into the container between its create and its
+	// start. Their content is never logged.
+	Files []bottle.File
+}
+
+// volumeMount is a named volume of the agent and where it is mounted.
+type volumeMount struct {
+	Name, Target string
+	ReadOnly     bool
+}
+
+// volumeConfig is what the provider needs to create a named volume.
+type volumeConfig struct {
+	Name   string
+	Labels map[string]string
 }
 
 func resourceID(bottleName, kind, role string) string {
@@ -85,10 +112,82 @@ func translate(b *bottle.Bottle, bundleImage, version string) []reconcile.Resour
 		bundleContainer(b, at, bundleImage, version),
 	}
 	if b.Spec.Backend == spec.BackendDocker {
+		// The smolvm provider owns the volumes of a smolvm agent.
+		out = append(out, agentVolumes(b, version)...)
 		out = append(out, agentContainer(b, at, version))
 	}
-	explainReplace(out)
+	explainReplace(b, out)
 	return out
+}
+
+// agentVolumes are the bottle's named volumes, one for each distinct name
+// among spec.agent.volumes. A volume holds the user's work: it is
+// persistent, never replaced, and its hash never changes.
+func agentVolumes(b *bottle.Bottle, version string) []reconcile.Resource {
+	var out []reconcile.Resource
+	seen := map[string]bool{}
+	for _, v := range b.Spec.Agent.Volumes {
+		if !v.Named() || seen[v.Source] {
+			continue
+		}
+		seen[v.Source] = true
+		r := newResource(b, KindVolume, v.Source, reconcile.Fragment{reconcile.In("volume", v.Source)})
+		r.Name = bottle.VolumeName(b.Metadata.Name, v.Source)
+		r.Persistent = true
+		r.Config = volumeConfig{Name: r.Name, Labels: labels(&r, version)}
+		out = append(out, r)
+	}
+	return out
+}
+
+// volumeInput is one of spec.agent.volumes as it enters the agent's hash:
+// a host directory by its resolved path, a named volume by its name.
+type volumeInput struct {
+	Target   string `json:"target"`
+	Source   string `json:"source"`
+	ReadOnly bool   `json:"ro,omitempty"`
+}
+
+// workspace is what spec.agent.volumes, user and files make of the agent:
+// its mounts, its user and the inputs they add to its hash.
+func workspace(b *bottle.Bottle, cfg *containerConfig) reconcile.Fragment {
+	a := &b.Spec.Agent
+	var f reconcile.Fragment
+	if len(a.Volumes) > 0 {
+		in := make([]volumeInput, 0, len(a.Volumes))
+		for _, v := range a.Volumes {
+			m := mount.Mount{Target: v.Target, ReadOnly: v.ReadOnly}
+			if v.Named() {
+				m.Type, m.Source = mount.TypeVolume, bottle.VolumeName(b.Metadata.Name, v.Source)
+				cfg.Volumes = append(cfg.Volumes, volumeMount{Name: m.Source, Target: v.Target, ReadOnly: v.ReadOnly})
+				in = append(in, volumeInput{Target: v.Target, Source: v.Source, ReadOnly: v.ReadOnly})
+			} else {
+				// A bind, not the engine's Binds: a missing host
+				// directory is an error, not an empty directory made
+				// for it.
+				m.Type, m.Source = mount.TypeBind, v.HostPath
+				in = append(in, volumeInput{Target: v.Target, Source: v.HostPath, ReadOnly: v.ReadOnly})
+			}
+			cfg.Mounts = append(cfg.Mounts, m)
+		}
+		f = append(f, reconcile.In("volumes", in))
+	}
+	if a.User != "" {
+		uid, gid, err := spec.ParseUser(a.User)
+		if err == nil {
+			cfg.User, cfg.UID, cfg.GID = fmt.Sprintf("%d:%d", uid, gid), uid, gid
+		} else {
+			cfg.User = a.User // validation refuses it before this
+		}
+		cfg.Labels[LabelUser] = cfg.User
+		f = append(f, reconcile.In("user", cfg.User))
+	}
+	if len(b.Files) > 0 {
+		cfg.Files = slices.Clone(b.Files)
+		// The digests stand for the files: never their content.
+		f = append(f, reconcile.In("files", b.FileDigests()))
+	}
+	return f
 }
 
 // place is where a bottle's parts are on its networks, worked out once for
@@ -295,15 +394,26 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
+	ws := containerConfig{Labels: map[string]string{}}
+	f = append(f, workspace(b, &ws)...)
 	// Always there, like the bundle's: every agent must get the defaults.
 	f = append(f, reconcile.In("defaults", defaults))
 	r := newResource(b, KindContainer, bottle.RoleAgent, f)
 	// The agent does not wait for the bundle: its proxy address is known
-	// in advance.
+	// in advance. It waits for its volumes, which are never replaced, so
+	// it is not bound to them.
 	r.DependsOn = []string{at.internalID}
+	for _, v := range a.Volumes {
+		if id := resourceID(b.Metadata.Name, KindVolume, v.Source); v.Named() && !slices.Contains(r.DependsOn, id) {
+			r.DependsOn = append(r.DependsOn, id)
+		}
+	}
 	r.BoundTo = []string{at.internalID}
 	r.Summary = map[string]string{"image": a.Image, "proxy": proxy, "ip": at.agentIP}
-	r.Config = containerConfig{
+	if ws.User != "" {
+		r.Summary["user"] = ws.User
+	}
+	cfg := containerConfig{
 		Name: r.Name, Image: a.Image, Cmd: slices.Clone(a.Command), Env: b.AgentEnv(), Workdir: a.Workdir,
 		Hostname: b.Metadata.Name, Init: true,
 		Networks: []endpoint{{Network: bottle.ResourceName(b.Metadata.Name, bottle.RoleInternal), IP: at.agentIP}},
@@ -321,7 +431,10 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 		// route to.
 		CapDrop: []string{"NET_RAW"},
 		Labels:  labels(&r, version),
+		User:    ws.User, UID: ws.UID, GID: ws.GID, Mounts: ws.Mounts, Volumes: ws.Volumes, Files: ws.Files,
 	}
+	maps.Copy(cfg.Labels, ws.Labels)
+	r.Config = cfg
 	return r
 }
 
@@ -396,11 +509,11 @@ func emptyNilMap[K comparable, V any](m map[K]V) map[K]V {
 func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfig, *network.NetworkingConfig) {
 	config := &container.Config{
 		Image: cfg.Image, Cmd: cfg.Cmd, Env: cfg.Env, WorkingDir: cfg.Workdir,
-		Hostname: cfg.Hostname, Labels: cfg.Labels,
+		Hostname: cfg.Hostname, Labels: cfg.Labels, User: cfg.User,
 	}
 	init := cfg.Init
 	host := &container.HostConfig{Init: &init, DNS: cfg.DNS, Sysctls: cfg.Sysctls,
-		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, ReadonlyRootfs: cfg.ReadonlyRootfs}
+		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, ReadonlyRootfs: cfg.ReadonlyRootfs, Mounts: cfg.Mounts}
 	if cfg.NoNewPrivileges {
 		host.SecurityOpt = []string{"no-new-privileges"}
 	}

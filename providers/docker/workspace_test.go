@@ -1,0 +1,309 @@
+package docker
+
+import (
+	"archive/tar"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/mount"
+	"github.com/docker/docker/api/types/volume"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
+)
+
+// workspaceBottle is hello with a named volume (mounted twice), a host
+// directory, a read-only one, a user and a file.
+func workspaceBottle() *bottle.Bottle {
+	b := helloBottle()
+	a := &b.Spec.Agent
+	a.User = "1000"
+	a.Volumes = []spec.Volume{
+		{Source: "./src", Target: "/workspace", HostPath: "/home/me/src"},
+		{Source: "work", Target: "/home/agent"},
+		{Source: "work", Target: "/cache", ReadOnly: true},
+		{Source: "/data", Target: "/data", ReadOnly: true, HostPath: "/data"},
+	}
+	a.Files = []spec.File{{Path: "/home/agent/.cfg/x.json", Content: "{}", Mode: "0600"}}
+	b.Files = []bottle.File{{Path: "/home/agent/.cfg/x.json", Content: []byte("{}"), Mode: 0o600, UID: 1000, GID: 1000, Digest: "d1"}}
+	return b
+}
+
+func TestTranslateWorkspace(t *testing.T) {
+	t.Parallel()
+	base := byRole(translate(helloBottle(), "img", "v"))
+	rs := byRole(translate(workspaceBottle(), "img", "v"))
+	if len(rs) != 5 {
+		t.Fatalf("translate made %d resources, want 5: one volume for two mounts of it", len(rs))
+	}
+	agent := rs[bottle.RoleAgent]
+	cfg := agent.Config.(containerConfig)
+	wantMounts := []mount.Mount{
+		{Type: mount.TypeBind, Source: "/home/me/src", Target: "/workspace"},
+		{Type: mount.TypeVolume, Source: "bottle-hello-work", Target: "/home/agent"},
+		{Type: mount.TypeVolume, Source: "bottle-hello-work", Target: "/cache", ReadOnly: true},
+		{Type: mount.TypeBind, Source: "/data", Target: "/data", ReadOnly: true},
+	}
+	config, host, _ := containerSpec(cfg)
+	if !reflect.DeepEqual(host.Mounts, wantMounts) {
+		t.Errorf("mounts = %+v\nwant %+v", host.Mounts, wantMounts)
+	}
+	if len(host.Binds) != 0 {
+		t.Errorf("binds = %q: a missing host directory would be made", host.Binds)
+	}
+	if config.User != "1000:1000" || config.Labels[LabelUser] != "1000:1000" || cfg.UID != 1000 || cfg.GID != 1000 {
+		t.Errorf("user = %q, label %q, ids %d:%d; want 1000:1000", config.User, config.Labels[LabelUser], cfg.UID, cfg.GID)
+	}
+	if want := []volumeMount{{"bottle-hello-work", "/home/agent", false}, {"bottle-hello-work", "/cache", true}}; !reflect.DeepEqual(cfg.Volumes, want) {
+		t.Errorf("volumes = %v, want %v", cfg.Volumes, want)
+	}
+	if len(cfg.Files) != 1 || cfg.Files[0].Path != "/home/agent/.cfg/x.json" {
+		t.Errorf("files = %v", cfg.Files)
+	}
+	wantDeps := []string{"docker-network:hello/internal", "docker-volume:hello/work"}
+	if !reflect.DeepEqual(agent.DependsOn, wantDeps) || !reflect.DeepEqual(agent.BoundTo, []string{"docker-network:hello/internal"}) {
+		t.Errorf("agent depends on %v, bound to %v; want %v and the network only", agent.DependsOn, agent.BoundTo, wantDeps)
+	}
+	// The inputs: the old ones unchanged, three new ones.
+	for k, v := range base[bottle.RoleAgent].Inputs {
+		if agent.Inputs[k] != v {
+			t.Errorf("input %s changed with the workspace", k)
+		}
+	}
+	for _, k := range []string{"volumes", "user", "files"} {
+		if _, ok := agent.Inputs[k]; !ok {
+			t.Errorf("no %q input", k)
+		}
+		if _, ok := base[bottle.RoleAgent].Inputs[k]; ok {
+			t.Errorf("input %q without a workspace: the pinned hash would change", k)
+		}
+	}
+	if _, ok := base[bottle.RoleAgent].Config.(containerConfig).Labels[LabelUser]; ok {
+		t.Error("user label without spec.agent.user")
+	}
+
+	v := rs["work"]
+	if v.ID() != "docker-volume:hello/work" || v.Name != "bottle-hello-work" || !v.Persistent {
+		t.Errorf("volume = %s %s persistent=%v", v.ID(), v.Name, v.Persistent)
+	}
+	vc := v.Config.(volumeConfig)
+	if vc.Name != v.Name || vc.Labels[bottle.LabelName] != "hello" || vc.Labels[bottle.LabelRole] != "work" ||
+		!bottle.Owned(vc.Labels[bottle.LabelName], vc.Labels[bottle.LabelRole], vc.Labels[bottle.LabelHash]) {
+		t.Errorf("volume labels = %v", vc.Labels)
+	}
+	// A volume's hash is its name alone: nothing in the spec replaces it.
+	other := workspaceBottle()
+	other.Spec.Agent.Image, other.Spec.Agent.User = "agent:2", "0"
+	if h := byRole(translate(other, "img2", "v2"))["work"].Hash; h != v.Hash {
+		t.Error("the volume's hash changed with the agent")
+	}
+
+	// A smolvm bottle's volumes are the smolvm provider's.
+	sm := workspaceBottle()
+	sm.Spec.Backend = spec.BackendSmolvm
+	for _, r := range translate(sm, "img", "v") {
+		if r.Kind == KindVolume {
+			t.Errorf("a smolvm bottle got %s", r.ID())
+		}
+	}
+}
+
+// Each input changes alone and says so: the plan's reason.
+func TestWorkspaceInputs(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name, want string
+		edit       func(b *bottle.Bottle)
+	}{
+		{"user", "user", func(b *bottle.Bottle) { b.Spec.Agent.User = "1001" }},
+		{"same user, other form", "", func(b *bottle.Bottle) { b.Spec.Agent.User = "1000:1000" }},
+		{"read-only", "volumes", func(b *bottle.Bottle) { b.Spec.Agent.Volumes[0].ReadOnly = true }},
+		{"host directory", "volumes", func(b *bottle.Bottle) { b.Spec.Agent.Volumes[0].HostPath = "/elsewhere" }},
+		{"volume name", "volumes", func(b *bottle.Bottle) { b.Spec.Agent.Volumes[1].Source = "work2" }},
+		{"file", "files", func(b *bottle.Bottle) { b.Files[0].Digest = "d2" }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			was := byRole(translate(workspaceBottle(), "img", "v"))[bottle.RoleAgent]
+			b := workspaceBottle()
+			tt.edit(b)
+			now := byRole(translate(b, "img", "v"))[bottle.RoleAgent]
+			var changed []string
+			for k, v := range now.Inputs {
+				if was.Inputs[k] != v {
+					changed = append(changed, k)
+				}
+			}
+			if got := strings.Join(changed, ","); got != tt.want {
+				t.Errorf("changed inputs = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestAgentKeeps(t *testing.T) {
+	t.Parallel()
+	plain := byRole(translate(helloBottle(), "img", "v"))[bottle.RoleAgent]
+	if plain.Keeps != "the bottle's networks and bundle" || plain.Discards != "the agent's processes, and every file written in its container" {
+		t.Errorf("without a workspace: keeps %q, discards %q", plain.Keeps, plain.Discards)
+	}
+	ws := byRole(translate(workspaceBottle(), "img", "v"))[bottle.RoleAgent]
+	wantKeeps := "the bottle's networks and bundle, and the files in /workspace (./src on the host), /home/agent (volume bottle-hello-work), " +
+		"/cache (volume bottle-hello-work), /data (/data on the host)"
+	wantDiscards := "the agent's processes, and every file written in its container outside them; spec.agent.files are written again"
+	if ws.Keeps != wantKeeps || ws.Discards != wantDiscards {
+		t.Errorf("keeps %q\nwant  %q\ndiscards %q\nwant     %q", ws.Keeps, wantKeeps, ws.Discards, wantDiscards)
+	}
+}
+
+func TestDesiredRefusesUnreadWorkspace(t *testing.T) {
+	t.Parallel()
+	p := newProvider(newFakeEngine(), Options{BundleImage: bundleRef})
+	unread := workspaceBottle()
+	unread.Files = nil
+	unresolved := workspaceBottle()
+	unresolved.Spec.Agent.Volumes[0].HostPath = ""
+	for name, b := range map[string]*bottle.Bottle{"files": unread, "host directory": unresolved} {
+		if _, err := p.Desired([]*bottle.Bottle{b}, nil); err == nil || !strings.HasPrefix(err.Error(), "internal: bottle hello:") {
+			t.Errorf("%s: Desired error = %v", name, err)
+		}
+	}
+}
+
+// The agent's files go in one tar at "/" between create and start: with
+// the missing parents only, and the root of a volume made in this run.
+func TestApplyWritesFiles(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name      string
+		exists    []string // paths the container has
+		observed  bool     // the volume was there before the run
+		wantDirs  []string // "name uid:gid mode"
+		wantCalls []string
+	}{
+		{
+			name:     "new volume",
+			exists:   []string{"/home/agent"},
+			wantDirs: []string{"home/agent/ 1000:1000 755", "home/agent/.cfg/ 1000:1000 755"},
+		},
+		{
+			name:     "volume of an earlier run",
+			exists:   []string{"/home/agent"},
+			observed: true,
+			wantDirs: []string{"home/agent/.cfg/ 1000:1000 755"},
+		},
+		{
+			name:     "parents exist",
+			exists:   []string{"/home/agent", "/home/agent/.cfg"},
+			observed: true,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeEngine()
+			f.images["agent:1"], f.images[bundleRef] = true, true
+			for _, p := range tt.exists {
+				f.paths[p] = true
+			}
+			b := workspaceBottle()
+			if tt.observed {
+				v := byRole(translate(b, bundleRef, "v"))["work"]
+				f.volumes[v.Name] = volume.Volume{Name: v.Name, Labels: v.Config.(volumeConfig).Labels}
+			}
+			p := newProvider(f, Options{BundleImage: bundleRef})
+			if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, []bottle.Bottle{*b}, reconcile.Options{}); err != nil {
+				t.Fatal(err)
+			}
+			if len(f.copies) != 1 {
+				t.Fatalf("copies = %d, want 1", len(f.copies))
+			}
+			c := f.copies[0]
+			var dirs []string
+			var files []tar.Header
+			for _, h := range c.headers {
+				if h.Typeflag == tar.TypeDir {
+					dirs = append(dirs, fmt.Sprintf("%s %d:%d %o", h.Name, h.Uid, h.Gid, h.Mode))
+				} else {
+					files = append(files, h)
+				}
+			}
+			if c.to != "id-bottle-hello-agent /" || !slices.Equal(dirs, tt.wantDirs) {
+				t.Errorf("copied to %q dirs %q, want / and %q", c.to, dirs, tt.wantDirs)
+			}
+			if len(files) != 1 || files[0].Name != "home/agent/.cfg/x.json" || files[0].Mode != 0o600 || files[0].Uid != 1000 ||
+				c.content["home/agent/.cfg/x.json"] != "{}" {
+				t.Errorf("files = %+v", files)
+			}
+			// Between the create and the start.
+			calls := f.callLog()
+			create := slices.Index(calls, "ContainerCreate bottle-hello-agent")
+			cp := slices.Index(calls, "CopyToContainer id-bottle-hello-agent /")
+			start := slices.Index(calls, "ContainerStart id-bottle-hello-agent")
+			if create < 0 || cp < create || start < cp {
+				t.Errorf("create %d, copy %d, start %d: the files must be there before the start", create, cp, start)
+			}
+		})
+	}
+}
+
+func TestCreateVolumeRefusesOthers(t *testing.T) {
+	t.Parallel()
+	r := byRole(translate(workspaceBottle(), "img", "v"))["work"]
+	mine := r.Config.(volumeConfig).Labels
+	tests := []struct {
+		name    string
+		labels  map[string]string // of the volume already there; nil: none
+		wantErr string
+	}{
+		{name: "new"},
+		{name: "ours already", labels: mine},
+		{name: "foreign", labels: map[string]string{"x": "y"}, wantErr: "volume bottle-hello-work exists and is not bottle-apply's"},
+		{name: "another bottle's", labels: managedLabels("hello-x", "work", "h"), wantErr: "volume bottle-hello-work exists and belongs to bottle hello-x"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeEngine()
+			if tt.labels != nil {
+				f.volumes[r.Name] = volume.Volume{Name: r.Name, Labels: tt.labels}
+			}
+			p := newProvider(f, Options{})
+			err := p.Apply(t.Context(), step(reconcile.Create, r))
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("create: %v, want %q", err, tt.wantErr)
+			}
+			if _, made := p.madeVolumes.Load(r.Name); made != (err == nil) {
+				t.Errorf("made = %v after %v", made, err)
+			}
+			if tt.labels != nil && !reflect.DeepEqual(f.volumes[r.Name].Labels, tt.labels) {
+				t.Errorf("the volume's labels changed")
+			}
+		})
+	}
+}
+
+func TestRemoveVolume(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	f.fail["VolumeRemove"] = wrapped(cerrdefs.ErrConflict, "volume is in use")
+	p := newProvider(f, Options{})
+	obs := observedRes(KindVolume, "work", "bottle-hello-work", true)
+	obs.Name = "bottle-hello-work"
+	err := p.Apply(t.Context(), reconcile.Step{Action: reconcile.Delete, Resource: obs, Observed: &obs})
+	if err == nil || !strings.Contains(err.Error(), "a container that is not the bottle's agent uses it") {
+		t.Errorf("remove of a volume in use: %v", err)
+	}
+	obs.Managed = false
+	err = p.Apply(t.Context(), reconcile.Step{Action: reconcile.Delete, Resource: obs, Observed: &obs})
+	if !errors.Is(err, reconcile.ErrNotManaged) || f.count("VolumeRemove") != 1 {
+		t.Errorf("remove of an unmanaged volume: %v, %d calls", err, f.count("VolumeRemove"))
+	}
+}
