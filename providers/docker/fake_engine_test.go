@@ -20,6 +20,7 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/system"
 	"github.com/docker/docker/api/types/volume"
@@ -268,6 +269,11 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, config *container.Config
 		State: "created", Status: "Created",
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}},
 	}
+	for _, m := range host.Mounts {
+		if m.Type == mount.TypeVolume {
+			c.Mounts = append(c.Mounts, container.MountPoint{Type: m.Type, Name: m.Source, Destination: m.Target})
+		}
+	}
 	for netName, s := range netcfg.EndpointsConfig {
 		n, ok := f.networkByRef(netName)
 		if !ok {
@@ -409,6 +415,13 @@ func (f *fakeEngine) VolumeRemove(_ context.Context, name string, _ bool) error 
 	}
 	if _, ok := f.volumes[name]; !ok {
 		return notFound("volume " + name)
+	}
+	for _, c := range f.containers {
+		for _, m := range c.Mounts {
+			if m.Name == name {
+				return fmt.Errorf("remove %s: volume is in use - [%s]: %w", name, c.ID, cerrdefs.ErrConflict)
+			}
+		}
 	}
 	delete(f.volumes, name)
 	return nil

@@ -10,6 +10,7 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
@@ -76,7 +77,9 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		return nil, transient(err)
 	}
 	rs := observed(nets, ctrs)
-	rs = append(rs, observedVolumes(vols, scope)...)
+	vrs := observedVolumes(vols, scope)
+	dependOnVolumes(rs, ctrs, vrs)
+	rs = append(rs, vrs...)
 	claimNamesakes(rs, scope)
 	p.markUnstartable(rs)
 	return rs, nil
@@ -191,6 +194,32 @@ func observedVolumes(vols []*volume.Volume, scope reconcile.Scope) []reconcile.R
 		out = append(out, r)
 	}
 	return out
+}
+
+// dependOnVolumes makes each observed container depend on the managed
+// volumes it mounts, so that destroy --volumes removes the agent before
+// its volumes. rs holds the containers in the order of ctrs, after the
+// networks. It is pure.
+func dependOnVolumes(rs []reconcile.Resource, ctrs []container.Summary, vols []reconcile.Resource) {
+	ids := map[string]string{} // volume name -> resource ID
+	for i := range vols {
+		if vols[i].Managed {
+			ids[vols[i].Name] = vols[i].ID()
+		}
+	}
+	if len(ids) == 0 {
+		return
+	}
+	first := len(rs) - len(ctrs)
+	for i := range ctrs {
+		r := &rs[first+i]
+		for _, m := range ctrs[i].Mounts {
+			if id, ok := ids[m.Name]; ok && m.Type == mount.TypeVolume && !slices.Contains(r.DependsOn, id) {
+				r.DependsOn = append(r.DependsOn, id)
+			}
+		}
+		slices.Sort(r.DependsOn)
+	}
 }
 
 func fromLabels(kind, name, id string, labels map[string]string) reconcile.Resource {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"testing"
@@ -149,9 +150,15 @@ func TestIntegrationWorkspace(t *testing.T) {
 		}
 	}
 
-	// A second apply changes nothing.
+	// A second apply changes nothing, with one list of each kind.
+	e.cnt.Reset()
 	if res := e.run(t, []bottle.Bottle{b}, false); res.Plan.Changes() != 0 {
 		t.Fatalf("second apply planned:\n%s", res.Plan)
+	}
+	calls := e.cnt.Reset()
+	slices.Sort(calls)
+	if want := []string{"GET /containers/json", "GET /networks", "GET /volumes"}; !slices.Equal(calls, want) {
+		t.Errorf("no-op apply calls = %q, want %q", calls, want)
 	}
 	// A new agent keeps what is on the volume, and its new file is in
 	// place; the volume's root is not given again.
@@ -172,8 +179,10 @@ func TestIntegrationWorkspace(t *testing.T) {
 	if _, err := e.c.VolumeInspect(t.Context(), vol); err != nil {
 		t.Fatalf("destroy removed the volume: %v", err)
 	}
+	// From a running bottle: the agent goes before its volume.
+	e.run(t, []bottle.Bottle{b}, false)
 	res, err = reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{b}, reconcile.Options{Destroy: true, Volumes: true})
-	if err != nil || res.Plan.Count(reconcile.Delete) != 1 {
+	if err != nil || res.Plan.Count(reconcile.Delete) != 5 {
 		t.Fatalf("destroy --volumes: %v\n%v", err, res.Plan)
 	}
 	if _, err := e.c.VolumeInspect(t.Context(), vol); err == nil {

@@ -307,3 +307,45 @@ func TestRemoveVolume(t *testing.T) {
 		t.Errorf("remove of an unmanaged volume: %v, %d calls", err, f.count("VolumeRemove"))
 	}
 }
+
+// destroy --volumes removes the agent before its volume: the observed
+// agent depends on the volumes it mounts.
+func TestDestroyVolumesAfterTheAgent(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	f.images["agent:1"], f.images[bundleRef] = true, true
+	p := newProvider(f, Options{BundleImage: bundleRef})
+	b := []bottle.Bottle{*workspaceBottle()}
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	rs, err := p.Observe(t.Context(), reconcile.Scope{Bottles: []string{"hello"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rs {
+		if r.Role == bottle.RoleAgent && !slices.Contains(r.DependsOn, "docker-volume:hello/work") {
+			t.Errorf("the observed agent depends on %v, not its volume", r.DependsOn)
+		}
+	}
+	res, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{Destroy: true})
+	if err != nil || len(res.Plan.Kept) != 1 || len(f.volumes) != 1 {
+		t.Fatalf("destroy: %v, kept %v, volumes left %d", err, res.Plan.Kept, len(f.volumes))
+	}
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{Destroy: true, Volumes: true}); err != nil || len(f.volumes) != 0 {
+		t.Fatalf("destroy --volumes: %v, volumes left %d", err, len(f.volumes))
+	}
+	// Again from a running bottle: the agent goes first.
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{p}, b, reconcile.Options{Destroy: true, Volumes: true, MaxRounds: 1}); err != nil {
+		t.Fatalf("destroy --volumes of a running bottle: %v", err)
+	}
+	calls := f.callLog()
+	agent := slices.Index(calls, "ContainerRemove id-bottle-hello-agent")
+	vol := slices.Index(calls[max(agent, 0):], "VolumeRemove bottle-hello-work")
+	if agent < 0 || vol < 0 || len(f.volumes) != 0 {
+		t.Errorf("the volume was not removed after the agent:\n%s", strings.Join(calls, "\n"))
+	}
+}
