@@ -70,6 +70,13 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 		if err := p.guardBundle(ctx, r); err != nil {
 			return err
 		}
+		if cfg, ok := r.Config.(containerConfig); ok && s.Observed.State == reconcile.StateCreated {
+			// Never started: a run cut short between its create and its
+			// start may not have written its files.
+			if err := p.writeFiles(ctx, s.Observed.EngineID, cfg); err != nil {
+				return err
+			}
+		}
 		return p.startContainer(ctx, s.Observed.EngineID, s.Observed.Name)
 	}
 	return fmt.Errorf("internal: the docker provider cannot %s a %s", s.Action, r.Kind)
@@ -136,7 +143,7 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 	}
 	if err := p.writeFiles(ctx, created.ID, cfg); err != nil {
 		// Never started without its files: the next round sees it
-		// created and starts it; a replace would write them again.
+		// created, writes them and starts it.
 		return err
 	}
 	return p.startContainer(ctx, created.ID, cfg.Name)

@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/volume"
 
@@ -347,5 +348,31 @@ func TestDestroyVolumesAfterTheAgent(t *testing.T) {
 	vol := slices.Index(calls[max(agent, 0):], "VolumeRemove bottle-hello-work")
 	if agent < 0 || vol < 0 || len(f.volumes) != 0 {
 		t.Errorf("the volume was not removed after the agent:\n%s", strings.Join(calls, "\n"))
+	}
+}
+
+// An agent left created (a run cut short before its start) gets its
+// files before the start that the next run makes.
+func TestStartOfCreatedAgentWritesFiles(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	p := newProvider(f, Options{})
+	r := byRole(translate(workspaceBottle(), "img", "v"))[bottle.RoleAgent]
+	f.containers[r.Name] = container.Summary{ID: "id-" + r.Name, Names: []string{"/" + r.Name}, State: "created"}
+	obs := observedRes(KindContainer, bottle.RoleAgent, "id-"+r.Name, true)
+	for _, state := range []reconcile.State{reconcile.StateStopped, reconcile.StateCreated} {
+		obs.State = state
+		s := step(reconcile.Start, r)
+		s.Observed = &obs
+		if err := p.Apply(t.Context(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Once: a stopped agent keeps what it made of its files.
+	want := []string{"ContainerStart id-bottle-hello-agent", "ContainerStatPath id-bottle-hello-agent /home/agent/.cfg",
+		"ContainerStatPath id-bottle-hello-agent /home/agent", "ContainerStatPath id-bottle-hello-agent /home",
+		"CopyToContainer id-bottle-hello-agent /", "ContainerStart id-bottle-hello-agent"}
+	if got := f.callLog(); !slices.Equal(got, want) {
+		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
