@@ -1,6 +1,7 @@
 package docker
 
 import (
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -15,11 +16,13 @@ func TestIntegrationAwaitRunning(t *testing.T) {
 	t.Parallel()
 	e := newIT(t)
 	dies, lives := e.newBottle(t, ""), e.newBottle(t, "")
-	dies.Spec.Agent.Command = []string{"sh", "-c", "echo starting; sleep 1; echo boom; exit 3"}
+	dies.Spec.Agent.Command = []string{"sh", "-c", "echo starting; sleep 3; echo boom; exit 3"}
 	lives.Spec.Agent.Command = []string{"sleep", "60"}
 	e.run(t, []bottle.Bottle{lives}, false)
-	// The run converges before the agent dies.
-	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{dies}, reconcile.Options{MaxRounds: 1}); err != nil {
+	// The run converges before the agent dies, unless the engine is slow
+	// enough for the agent to die before the run's last look.
+	if _, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{dies}, reconcile.Options{MaxRounds: 1}); err != nil &&
+		!errors.Is(err, reconcile.ErrNotConverged) {
 		t.Fatalf("apply: %v", err)
 	}
 
