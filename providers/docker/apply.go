@@ -129,6 +129,9 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 		if cerrdefs.IsConflict(err) {
 			return fmt.Errorf("create container %s: %w (%w)", cfg.Name, err, reconcile.ErrRetry)
 		}
+		if strings.Contains(err.Error(), "bind source path does not exist") {
+			return fmt.Errorf("create container %s: %w; a host directory of spec.agent.volumes is gone: make it again, or take it out of the spec", cfg.Name, err)
+		}
 		return fmt.Errorf("create container %s: %w", cfg.Name, err)
 	}
 	for i, ep := range cfg.Networks {

@@ -225,3 +225,20 @@ func TestIntegrationForeignVolume(t *testing.T) {
 		t.Fatalf("the foreign volume was touched: %v, %v", v.Labels, err)
 	}
 }
+
+// A host directory that is gone is an error, not an empty directory the
+// engine makes in its place.
+func TestIntegrationMissingHostDirectory(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	b := e.newBottle(t, "")
+	gone := filepath.Join(t.TempDir(), "gone")
+	b.Spec.Agent.Volumes = []spec.Volume{{Source: "./gone", Target: "/workspace", HostPath: gone}}
+	_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{b}, reconcile.Options{MaxRounds: 1})
+	if err == nil || !strings.Contains(err.Error(), "a host directory of spec.agent.volumes is gone") {
+		t.Fatalf("apply with a missing host directory: %v", err)
+	}
+	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("the missing host directory was made: %v", err)
+	}
+}
