@@ -142,6 +142,7 @@ var kinds = map[reflect.Kind]struct {
 }{
 	reflect.String: {yaml.ScalarNode, "a string"},
 	reflect.Int:    {yaml.ScalarNode, "a whole number"},
+	reflect.Bool:   {yaml.ScalarNode, "true or false"},
 	reflect.Slice:  {yaml.SequenceNode, "a list"},
 	reflect.Map:    {yaml.MappingNode, "a mapping"},
 	reflect.Struct: {yaml.MappingNode, "a mapping"},
@@ -180,12 +181,28 @@ func (d *document) walk(key, n *yaml.Node, t reflect.Type, path string) *yaml.No
 			return nil
 		}
 		out.Tag, out.Value = "!!int", strconv.Itoa(v)
+	case reflect.Bool:
+		var v bool
+		// yaml.v3 decodes YAML 1.1's yes, no, on and off into a bool; only
+		// true and false (the !!bool tag) are accepted here.
+		if n.ShortTag() != "!!bool" || n.Decode(&v) != nil {
+			d.errorf(n, path, "expected true or false, got %s", describe(n))
+			d.bad = append(d.bad, path)
+			return nil
+		}
+		out.Tag, out.Value = "!!bool", strconv.FormatBool(v)
 	case reflect.Slice:
 		out.Tag = "!!seq"
 		for i, c := range n.Content {
 			v := d.walk(nil, c, t.Elem(), path+"["+strconv.Itoa(i)+"]")
-			if v == nil {
+			switch isStruct := t.Elem().Kind() == reflect.Struct; {
+			case v == nil && !isStruct:
 				v = &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!str"} // keep the indexes of the others
+			case isStruct && (v == nil || isNull(v)):
+				// Node.Decode drops a null element of a list of structs:
+				// an empty mapping keeps the indexes, and leaves the
+				// element's required fields for validation to point at.
+				v = &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: c.Line, Column: c.Column}
 			}
 			out.Content = append(out.Content, v)
 		}

@@ -165,8 +165,8 @@ var invalidCases = []struct {
 		"testdata/invalid-secret-type.yaml:24:16: spec.agent.secretEnv: expected a mapping, got a list",
 	}},
 	{"invalid-secrets-field.yaml", nil, []string{
-		"testdata/invalid-secrets-field.yaml:9:5: spec.agent.secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, pids, secretEnv)",
-		"testdata/invalid-secrets-field.yaml:11:5: spec.agent.Secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, pids, secretEnv)",
+		"testdata/invalid-secrets-field.yaml:9:5: spec.agent.secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, pids, secretEnv, user, volumes, files)",
+		"testdata/invalid-secrets-field.yaml:11:5: spec.agent.Secrets: unknown field (known fields: image, command, workdir, env, cpus, memory, pids, secretEnv, user, volumes, files)",
 	}},
 	{"invalid-subnet.yaml", nil, []string{
 		"testdata/invalid-subnet.yaml:12:13: spec.network.subnet: \"10.0.0.0/33\" is not an IPv4 CIDR (e.g. 192.168.240.0/24)",
