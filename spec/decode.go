@@ -159,6 +159,12 @@ func (d *document) walk(key, n *yaml.Node, t reflect.Type, path string) *yaml.No
 	if isNull(n) {
 		return &yaml.Node{Kind: yaml.ScalarNode, Tag: "!!null", Line: n.Line, Column: n.Column}
 	}
+	if t == reflect.TypeFor[Volume]() && n.Kind == yaml.ScalarNode {
+		if n = d.shortVolume(n, path); n == nil {
+			d.bad = append(d.bad, path)
+			return nil
+		}
+	}
 	if want := kinds[t.Kind()]; n.Kind != want.node {
 		d.errorf(n, path, "expected %s, got %s", want.name, describe(n))
 		d.bad = append(d.bad, path)

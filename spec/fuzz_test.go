@@ -76,16 +76,27 @@ func BenchmarkParse(b *testing.B) {
 // values are fuzzed: every rule must say what is wrong with a value at its
 // own line, never panic, and never echo an env value.
 func FuzzValidate(f *testing.F) {
-	f.Add("hello", "docker", "alpine:3.20", "/workspace", "FOO", "bar", "192.168.240.0/24", "192.168.240.2", "10.0.0.0/8", "egress", 2, 512)
-	f.Add("Bad_Name", "lxc", "UPPER", "rel", "1X", "v", "10.0.0.0/33", "10.1.0.1", "fd00::/8", "telnet", 0, 32)
-	f.Add("xn--a", "smolvm", "a@sha256:00", "/", "HTTP_PROXY", "", "192.168.240.5/24", "192.168.240.255", "1.2.3.4", "dns", 65, 64)
-	f.Fuzz(func(t *testing.T, name, backend, image, workdir, envKey, envVal, subnet, bundleIP, cidr, daemon string, cpus, mem int) {
+	f.Add("hello", "docker", "alpine:3.20", "/workspace", "FOO", "bar", "192.168.240.0/24", "192.168.240.2", "10.0.0.0/8", "egress", 2, 512,
+		"1000:1000", "./src:/workspace", "0600", "file-content")
+	f.Add("Bad_Name", "lxc", "UPPER", "rel", "1X", "v", "10.0.0.0/33", "10.1.0.1", "fd00::/8", "telnet", 0, 32,
+		"root", "work:/home/agent:rx", "0999", "")
+	f.Add("xn--a", "smolvm", "a@sha256:00", "/", "HTTP_PROXY", "", "192.168.240.5/24", "192.168.240.255", "1.2.3.4", "dns", 65, 64,
+		"1:2:3", "a:b:c:d", "rw", "\n")
+	f.Add("vol", "smolvm", "alpine", "/workspace/x", "A", "b", "", "", "10.0.0.0/8", "dns", 1, 64,
+		"0", "~/x:/workspace", "644", "/workspace")
+	f.Fuzz(func(t *testing.T, name, backend, image, workdir, envKey, envVal, subnet, bundleIP, cidr, daemon string, cpus, mem int,
+		user, volume, mode, content string) {
 		q := func(s string) string { return strconv.Quote(s) }
 		doc := "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: " + q(name) + "\nspec:\n" +
 			"  backend: " + q(backend) + "\n" +
 			"  agent:\n    image: " + q(image) + "\n    workdir: " + q(workdir) + "\n" +
 			"    env: {" + q(envKey) + ": " + q(envVal) + "}\n" +
 			"    cpus: " + strconv.Itoa(cpus) + "\n    memory: " + strconv.Itoa(mem) + "\n    pids: " + strconv.Itoa(mem*cpus) + "\n" +
+			// The workdir doubles as a volume's target and a file's path.
+			"    user: " + q(user) + "\n    command: [" + q(name) + "]\n" +
+			"    volumes: [" + q(volume) + ", {source: " + q(volume) + ", target: " + q(workdir) + ", readOnly: true, allowSensitive: true}]\n" +
+			"    files: [{path: " + q(workdir) + ", content: " + q(content) + ", mode: " + q(mode) + ", owner: " + q(user) + "},\n" +
+			"      {path: " + q(workdir+"/f") + ", source: " + q(volume) + "}]\n" +
 			"  network:\n    subnet: " + q(subnet) + "\n    bundleIP: " + q(bundleIP) + "\n    allowCIDRs: [" + q(cidr) + "]\n" +
 			"  bundle:\n    daemons: [" + q(daemon) + "]\n" +
 			// The daemon's string doubles as an egress rule.
@@ -105,6 +116,10 @@ func FuzzValidate(f *testing.F) {
 			if len(envVal) >= 4 && strings.HasPrefix(fe.Field, "spec.agent.env") && strings.Contains(fe.Msg, envVal) &&
 				!strings.Contains(envKey, envVal) {
 				t.Errorf("an env value is echoed: %q", e)
+			}
+			if len(content) >= 4 && strings.HasPrefix(fe.Field, "spec.agent.files") && strings.Contains(fe.Msg, quote(content)) &&
+				!strings.Contains(workdir+"/f"+mode+user+volume, content) {
+				t.Errorf("a file's content is echoed: %q", e)
 			}
 		}
 	})

@@ -25,7 +25,26 @@ const (
 // On any problem it returns no bottles and every problem of every file as
 // *FieldError values joined by errors.Join; that includes bottle names
 // repeated across files.
+//
+// Load also checks each volume's host directory on the host: it must be a
+// directory, and neither hold nor lie under the container engine's socket
+// and state or the kernel's interfaces; /etc, /usr and the user's home
+// directory need allowSensitive (see SensitiveVolumes). It sets each host
+// directory's Volume.HostPath.
 func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
+	return load(paths, stdin, newHostEnv(userHome()))
+}
+
+// LoadDeclared is Load without the checks of host directories, which stay
+// with an empty HostPath: a bottle can be destroyed after a directory it
+// mounted was removed.
+func LoadDeclared(paths []string, stdin io.Reader) ([]Bottle, error) {
+	return load(paths, stdin, nil)
+}
+
+// load is Load, which checks host directories against host unless it is
+// nil.
+func load(paths []string, stdin io.Reader, host *hostEnv) ([]Bottle, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no spec files given")
 	}
@@ -54,6 +73,13 @@ func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
 				continue
 			}
 			ds, es := parse(name, data)
+			if host != nil {
+				for _, d := range ds {
+					n := len(d.errs)
+					d.checkHost(host) // after validation: it skips volumes with errors
+					es = append(es, d.errs[n:]...)
+				}
+			}
 			docs, errs = append(docs, ds...), append(errs, es...)
 		}
 	}
@@ -66,7 +92,8 @@ func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
 
 // Parse decodes and validates the bottles of one file's contents, named file
 // in errors and in each bottle's Source. Like Load, it returns either bottles
-// with defaults applied or every problem.
+// with defaults applied or every problem; like LoadDeclared, it leaves host
+// directories unchecked.
 func Parse(file string, data []byte) ([]Bottle, error) {
 	docs, errs := parse(file, data)
 	errs = append(errs, duplicateNames(docs)...)

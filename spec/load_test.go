@@ -2,6 +2,7 @@ package spec
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -218,6 +219,67 @@ var invalidCases = []struct {
 	}},
 	{"invalid-workdir.yaml", nil, []string{
 		"testdata/invalid-workdir.yaml:8:14: spec.agent.workdir: \"workspace\" is not an absolute path (e.g. /workspace)",
+	}},
+	{"invalid-volumes.yaml", nil, []string{
+		"testdata/invalid-volumes.yaml:10:9: spec.agent.volumes[0]: \"a:/a:ro:x\" has 4 parts separated by \":\"; the short form is SOURCE:TARGET[:ro] (write a path that holds \":\" in the long form, with source and target)",
+		"testdata/invalid-volumes.yaml:11:9: spec.agent.volumes[1]: \"b:/b:rx\" has the option \"rx\"; the short form takes only ro or rw (SOURCE:TARGET[:ro])",
+		"testdata/invalid-volumes.yaml:12:9: spec.agent.volumes[2]: \"work\" has no target; write SOURCE:TARGET, such as ./src:/workspace or work:/home/agent",
+		"testdata/invalid-volumes.yaml:13:9: spec.agent.volumes[3].target: \"relative\" is not an absolute path (e.g. /workspace)",
+		"testdata/invalid-volumes.yaml:14:9: spec.agent.volumes[4].target: \"/\" would hide the agent's whole filesystem; mount the volume at a directory such as /workspace",
+		"testdata/invalid-volumes.yaml:16:9: spec.agent.volumes[6].target: \"/data/\" is not a clean path; write \"/data\"",
+		"testdata/invalid-volumes.yaml:17:9: spec.agent.volumes[7].target: \"/data\" is already the target of spec.agent.volumes[5]; give each volume a target of its own",
+		"testdata/invalid-volumes.yaml:18:9: spec.agent.volumes[8].source: required field is missing",
+		"testdata/invalid-volumes.yaml:18:9: spec.agent.volumes[8].target: required field is missing",
+		"testdata/invalid-volumes.yaml:19:9: spec.agent.volumes[9].source: \"foo/bar\" is neither a host directory nor a volume name: a host directory starts with \".\" or \"/\" (./src, /srv/cache), a volume name is a DNS label (work)",
+		"testdata/invalid-volumes.yaml:20:9: spec.agent.volumes[10].source: \"~/h\" is neither a host directory nor a volume name: a host directory starts with \".\" or \"/\" (./src, /srv/cache), a volume name is a DNS label (work); \"~\" is not expanded: write the directory's absolute path",
+		"testdata/invalid-volumes.yaml:21:9: spec.agent.volumes[11].source: \"Work\" is neither a host directory nor a volume name: a host directory starts with \".\" or \"/\" (./src, /srv/cache), a volume name is a DNS label (work)",
+		"testdata/invalid-volumes.yaml:22:9: spec.agent.volumes[12]: expected a mapping (source, target, readOnly) or a string SOURCE:TARGET[:ro], got a number",
+		"testdata/invalid-volumes.yaml:23:46: spec.agent.volumes[13].readOnly: expected true or false, got a string",
+		"testdata/invalid-volumes.yaml:24:52: spec.agent.volumes[14].allowSensitive: has no effect on a named volume (it lets a host directory be /etc, /usr or your home directory); remove it",
+		"testdata/invalid-volumes.yaml:25:9: spec.agent.volumes[15].source: required field is missing",
+		"testdata/invalid-volumes.yaml:26:29: spec.agent.volumes[16].target: \"/m/../n\" is not a clean path; write \"/n\"",
+		"testdata/invalid-volumes.yaml:26:48: spec.agent.volumes[16].readOnly: expected true or false, got a string",
+		"testdata/invalid-volumes.yaml:27:33: spec.agent.volumes[17].mode: unknown field (known fields: source, target, readOnly, allowSensitive)",
+		"testdata/invalid-volumes.yaml:28:9: spec.agent.volumes[18].source: must not be empty",
+		"testdata/invalid-volumes.yaml:29:9: spec.agent.volumes[19]: \"./q:/q:ro:\" has 4 parts separated by \":\"; the short form is SOURCE:TARGET[:ro] (write a path that holds \":\" in the long form, with source and target)",
+		"testdata/invalid-volumes.yaml:30:9: spec.agent.volumes[20]: must not be empty; write SOURCE:TARGET, such as ./src:/workspace or work:/home/agent",
+		"testdata/invalid-volumes.yaml:31:9: spec.agent.volumes[21]: unsupported tag \"!!binary\": write a plain string",
+	}},
+	{"invalid-files.yaml", nil, []string{
+		"testdata/invalid-files.yaml:9:11: spec.agent.user: \"root\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"root\" is not a number; user names are not supported, as the agent's image may not know them",
+		"testdata/invalid-files.yaml:13:9: spec.agent.files[0]: has both source and content; set exactly one",
+		"testdata/invalid-files.yaml:14:9: spec.agent.files[1]: needs exactly one of source (a file relative to the spec file's directory) and content (the file's text)",
+		"testdata/invalid-files.yaml:15:16: spec.agent.files[2].path: \"/home/agent/.claude.json\" is inside spec.agent.volumes[0], mounted at /home/agent: written on every create, it would overwrite what the volume keeps; put the file outside the volume, or drop it from files",
+		"testdata/invalid-files.yaml:16:16: spec.agent.files[3].path: \"/home\" is a directory that spec.agent.volumes[0] is mounted under (at /home/agent), not a file; choose another path",
+		"testdata/invalid-files.yaml:17:16: spec.agent.files[4].path: \"relative\" is not an absolute path (e.g. /workspace)",
+		"testdata/invalid-files.yaml:18:16: spec.agent.files[5].path: \"/\" is the root directory, not a file; name a file such as /root/.claude.json",
+		"testdata/invalid-files.yaml:19:16: spec.agent.files[6].path: \"/etc/a\" is already written by spec.agent.files[0]; list each file once",
+		"testdata/invalid-files.yaml:20:32: spec.agent.files[7].source: \"../outside\" holds \"..\"; a file's source must be inside the spec file's directory",
+		"testdata/invalid-files.yaml:21:32: spec.agent.files[8].source: \"/etc/shadow\" is an absolute path; write it relative to the spec file's directory",
+		"testdata/invalid-files.yaml:22:42: spec.agent.files[9].mode: \"0999\" is not an octal file mode between 0000 and 0777 (e.g. \"0600\")",
+		"testdata/invalid-files.yaml:23:42: spec.agent.files[10].mode: \"rw\" is not an octal file mode between 0000 and 0777 (e.g. \"0600\")",
+		"testdata/invalid-files.yaml:24:43: spec.agent.files[11].owner: \"1000:agent\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"agent\" is not a number; user names are not supported, as the agent's image may not know them",
+		"testdata/invalid-files.yaml:25:43: spec.agent.files[12].owner: \"-1\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"-1\" is not a number; user names are not supported, as the agent's image may not know them",
+		"testdata/invalid-files.yaml:26:16: spec.agent.files[13].path: \"/etc/i/\" is not a clean path; write \"/etc/i\"",
+		"testdata/invalid-files.yaml:27:33: spec.agent.files[14].content: expected a string, got a list",
+		"testdata/invalid-files.yaml:39:11: spec.agent.user: smolvm runs the agent's command as root and has no user flag; drop command or user, or use backend: docker",
+		"testdata/invalid-files.yaml:51:43: spec.agent.files[0].owner: \"99999999999\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): 99999999999 is above the largest id, 4294967294",
+	}},
+	{"invalid-host-dirs.yaml", nil, []string{
+		"testdata/invalid-host-dirs.yaml:10:9: spec.agent.volumes[0].source: \"/\" is the host's root directory, which holds the container engine's socket and state; mount a directory that holds only what the agent needs",
+		"testdata/invalid-host-dirs.yaml:11:9: spec.agent.volumes[1].source: \"/var\" contains /var/run, where the container engine keeps its socket; a bottle must never reach it: mount a directory that holds only what the agent needs",
+		"testdata/invalid-host-dirs.yaml:12:9: spec.agent.volumes[2].source: \"/var/lib\" contains /var/lib/docker, where docker keeps its state; a bottle must never reach it: mount a directory that holds only what the agent needs",
+		"testdata/invalid-host-dirs.yaml:13:9: spec.agent.volumes[3].source: \"/run\" is inside /run, where the container engine keeps its socket; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:14:9: spec.agent.volumes[4].source: \"/proc\" is inside /proc, where the kernel shows the host's processes; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:15:9: spec.agent.volumes[5].source: \"/var/run/docker.sock\" is inside /var/run, where the container engine keeps its socket; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:16:9: spec.agent.volumes[6].source: \"/sys/fs\" is inside /sys, where the kernel shows the host's devices and settings; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:17:9: spec.agent.volumes[7].source: \"/dev\" is inside /dev, where the host's devices are; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:18:9: spec.agent.volumes[8].source: \"/boot/\" (resolved to /boot) is inside /boot, where the host's kernel and boot loader are; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:19:9: spec.agent.volumes[9].source: \"/var/lib/docker\" is inside /var/lib/docker, where docker keeps its state; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:20:9: spec.agent.volumes[10].source: \"/etc\" is the host's /etc, which the agent could then read and change; mount a directory below it, or set allowSensitive: true on this volume if that is what you want",
+		"testdata/invalid-host-dirs.yaml:21:9: spec.agent.volumes[11].source: \"/usr\" is the host's /usr, which the agent could then read; mount a directory below it, or set allowSensitive: true on this volume if that is what you want",
+		"testdata/invalid-host-dirs.yaml:23:18: spec.agent.volumes[13].source: \"/\" is the host's root directory, which holds the container engine's socket and state; mount a directory that holds only what the agent needs",
+		"testdata/invalid-host-dirs.yaml:24:9: spec.agent.volumes[14].source: \"./no-such-dir-here\" (resolved to /work/wt-spec/spec/testdata/no-such-dir-here) does not exist; create it, or fix the path (relative paths start at the spec file's directory)",
 	}},
 	{"duplicate names across files", []string{"testdata/dup/a.yaml", "testdata/dup/b.yml"}, []string{
 		"testdata/dup/b.yml:5:9: metadata.name: duplicate bottle name \"shared\" (first defined at testdata/dup/a.yaml:4)",
@@ -572,5 +634,99 @@ func TestFieldError(t *testing.T) {
 		if got := tt.err.Error(); got != tt.want {
 			t.Errorf("Error() = %q, want %q", got, tt.want)
 		}
+	}
+}
+
+// invalidDirCases are specs that need a directory of their own: each is
+// written as bottle.yaml into a temporary directory, with files, and loaded
+// from there (or from standard input). In files, a name ending in "/" is a
+// directory and a value "-> TARGET" a symlink; in the spec and in want,
+// $DIR stands for the directory and $RUN for what /var/run resolves to.
+var invalidDirCases = []struct {
+	name  string
+	files map[string]string
+	stdin bool
+	want  []string
+}{
+	{"missing host directory", map[string]string{"bottle.yaml": volumeSpec("./src:/workspace")}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./src" (resolved to $DIR/src) does not exist; create it, or fix the path (relative paths start at the spec file's directory)`,
+	}},
+	{"missing absolute host directory", map[string]string{"bottle.yaml": volumeSpec("{source: $DIR/src, target: /workspace}")}, false, []string{
+		`$DIR/bottle.yaml:8:18: spec.agent.volumes[0].source: "$DIR/src" does not exist; create it, or fix the path`,
+	}},
+	{"host directory is a file", map[string]string{"bottle.yaml": volumeSpec("./src:/workspace"), "src": "x"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./src" (resolved to $DIR/src) is not a directory; a volume's source must be a directory`,
+	}},
+	{"symlink to /var/run", map[string]string{"bottle.yaml": volumeSpec("./run:/run"), "run": "-> /var/run"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./run" (resolved to $RUN) is inside $RUN, where the container engine keeps its socket; a bottle must never reach it: mount another directory`,
+	}},
+	{"symlink to /", map[string]string{"bottle.yaml": volumeSpec("./root:/host"), "root": "-> /"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./root" (resolved to /) is the host's root directory, which holds the container engine's socket and state; mount a directory that holds only what the agent needs`,
+	}},
+	{"symlink to /etc", map[string]string{"bottle.yaml": volumeSpec("./etc:/host-etc:ro"), "etc": "-> /etc"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./etc" (resolved to /etc) is the host's /etc, which the agent could then read; mount a directory below it, or set allowSensitive: true on this volume if that is what you want`,
+	}},
+	{"allowSensitive on an ordinary directory", map[string]string{
+		"bottle.yaml": volumeSpec("{source: ./src, target: /src, allowSensitive: true}"), "src/": ""}, false, []string{
+		`$DIR/bottle.yaml:8:55: spec.agent.volumes[0].allowSensitive: has no effect: "./src" (resolved to $DIR/src) is not /etc, /usr or your home directory; remove it`,
+	}},
+	{"stdin with a relative host directory", map[string]string{"bottle.yaml": volumeSpec("./src:/workspace"), "src/": ""}, true, []string{
+		`<stdin>:8:9: spec.agent.volumes[0].source: "./src" is relative, but a spec read from standard input has no directory for it to start at; write an absolute path, or pass the spec with -f FILE`,
+	}},
+	{"stdin with a file source", map[string]string{"bottle.yaml": volumeSpec("$DIR/src:/workspace") +
+		"    files: [{path: /etc/x, source: x}]\n", "src/": "", "x": "y"}, true, []string{
+		`<stdin>:9:36: spec.agent.files[0].source: a spec read from standard input has no directory to read files from; use content, or pass the spec with -f FILE`,
+	}},
+}
+
+// volumeSpec is a bottle with one volume, written in YAML at line 8,
+// column 9.
+func volumeSpec(volume string) string {
+	return "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata: {name: vol}\nspec:\n  agent:\n    image: alpine\n    volumes:\n      - " +
+		volume + "\n"
+}
+
+func TestLoadInvalidDirs(t *testing.T) {
+	t.Parallel()
+	run, err := filepath.EvalSymlinks("/var/run")
+	if err != nil {
+		t.Fatalf("this test needs /var/run: %v", err)
+	}
+	for _, tt := range invalidDirCases {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			r := strings.NewReplacer("$DIR", dir, "$RUN", run)
+			for name, data := range tt.files {
+				p := filepath.Join(dir, name)
+				switch target, link := strings.CutPrefix(data, "-> "); {
+				case strings.HasSuffix(name, "/"):
+					err = os.MkdirAll(p, 0o755)
+				case link:
+					err = os.Symlink(target, p)
+				default:
+					err = os.WriteFile(p, []byte(r.Replace(data)), 0o644)
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+			}
+			paths, stdin := []string{filepath.Join(dir, "bottle.yaml")}, io.Reader(nil)
+			if tt.stdin {
+				f, err := os.Open(paths[0])
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer f.Close()
+				paths, stdin = []string{Stdin}, f
+			}
+			bottles, err := Load(paths, stdin)
+			if err == nil || bottles != nil {
+				t.Fatalf("Load = %v, %v; want an error", bottles, err)
+			}
+			if want := r.Replace(strings.Join(tt.want, "\n")); err.Error() != want {
+				t.Errorf("error:\n%s\nwant:\n%s", err, want)
+			}
+		})
 	}
 }

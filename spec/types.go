@@ -83,10 +83,10 @@ type Agent struct {
 	// Volumes are what the agent's work lives on: host directories and the
 	// bottle's named volumes, which outlive the agent. Checked in
 	// workspace.go.
-	Volumes []Volume `yaml:"volumes" json:"volumes,omitempty"`
+	Volumes []Volume `yaml:"volumes" json:"volumes,omitempty" validate:"dive"`
 	// Files are put in place in the agent every time it is created.
 	// Checked in workspace.go.
-	Files []File `yaml:"files" json:"files,omitempty"`
+	Files []File `yaml:"files" json:"files,omitempty" validate:"dive"`
 }
 
 // Volume is one mount of the agent. In YAML it is either this mapping or
@@ -94,11 +94,12 @@ type Agent struct {
 // "/" is a host directory (relative to the spec file's directory); a bare
 // DNS label is a named volume of the bottle.
 type Volume struct {
-	Source   string `yaml:"source" json:"source"`
-	Target   string `yaml:"target" json:"target"`
+	Source   string `yaml:"source" json:"source" validate:"required"`
+	Target   string `yaml:"target" json:"target" validate:"required"`
 	ReadOnly bool   `yaml:"readOnly" json:"readOnly,omitempty"`
 	// AllowSensitive lets a host directory be exactly /etc, /usr or the
-	// invoking user's home directory; bottle-apply warns when it is used.
+	// invoking user's home directory; bottle-apply warns when it is used
+	// (SensitiveVolumes says what to warn of).
 	AllowSensitive bool `yaml:"allowSensitive" json:"allowSensitive,omitempty"`
 	// HostPath is a host directory's Source made absolute with its
 	// symlinks resolved, set by Load once it has checked it; "" for a
@@ -116,7 +117,7 @@ func (v Volume) Named() bool {
 // content comes from Source (a file relative to the spec file's directory,
 // read like a secret file) or Content (inline), never both.
 type File struct {
-	Path   string `yaml:"path" json:"path"`
+	Path   string `yaml:"path" json:"path" validate:"required"`
 	Source string `yaml:"source" json:"source,omitempty"`
 	// Content is never shown: not in JSON, not in errors.
 	Content string `yaml:"content" json:"-"`

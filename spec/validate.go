@@ -128,12 +128,17 @@ func validateSecretEnv(sl validator.StructLevel) {
 // CheckSecretFile returns what is wrong with a secretEnv file path, or "":
 // it must be relative and stay inside the spec file's directory, so that a
 // spec can make bottle-apply read no file outside its own tree.
-func CheckSecretFile(file string) string {
+func CheckSecretFile(file string) string { return checkLocalFile(file, "a secret file") }
+
+// checkLocalFile returns what is wrong with the path of a file the spec
+// names, what in messages, or "": it must be relative and stay inside the
+// spec file's directory.
+func checkLocalFile(file, what string) string {
 	switch {
 	case filepath.IsAbs(file) || strings.HasPrefix(file, "/"):
 		return quote(file) + " is an absolute path; write it relative to the spec file's directory"
 	case slices.Contains(strings.Split(file, "/"), ".."):
-		return quote(file) + " holds \"..\"; a secret file must be inside the spec file's directory"
+		return quote(file) + " holds \"..\"; " + what + " must be inside the spec file's directory"
 	case !filepath.IsLocal(file):
 		return quote(file) + " is not a path inside the spec file's directory"
 	case filepath.Clean(file) == ".":
@@ -162,6 +167,7 @@ func reportDuplicates(sl validator.StructLevel, name string, list []string, key 
 // validate checks the decoded bottle and records positioned errors, except
 // under fields that failed to decode: those already have theirs.
 func (d *document) validate() {
+	defer d.validateWorkspace()
 	defer d.validateStdinSecrets()
 	err := bottleValidator().Struct(&d.bottle)
 	var verrs validator.ValidationErrors

@@ -1,0 +1,437 @@
+package spec
+
+import (
+	"cmp"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// This file checks spec.agent's user, volumes and files: the short form of
+// a volume (shortVolume, called by the decoder), what the YAML alone says
+// (validateWorkspace, called by validate) and what only the host's
+// filesystem can say (checkHost, called by Load).
+
+// shortVolume turns a volume written as "SOURCE:TARGET[:ro|:rw]" into the
+// mapping of its long form, every node at the scalar's position so that
+// later errors point at what the user wrote. It returns nil after
+// recording why n is not such a string.
+func (d *document) shortVolume(n *yaml.Node, field string) *yaml.Node {
+	switch tag := n.ShortTag(); {
+	case tag == "!!str":
+	case !strings.HasPrefix(tag, "!!") || tag == "!!binary":
+		d.errorf(n, field, "unsupported tag %s: write a plain string", quote(tag))
+		return nil
+	default:
+		d.errorf(n, field, "expected a mapping (source, target, readOnly) or a string SOURCE:TARGET[:ro], got %s", describe(n))
+		return nil
+	}
+	parts := strings.Split(n.Value, ":")
+	readOnly := false
+	switch {
+	case n.Value == "":
+		d.errorf(n, field, "must not be empty; write SOURCE:TARGET, such as ./src:/workspace or work:/home/agent")
+		return nil
+	case len(parts) == 1:
+		d.errorf(n, field, "%s has no target; write SOURCE:TARGET, such as ./src:/workspace or work:/home/agent", quote(n.Value))
+		return nil
+	case len(parts) > 3:
+		d.errorf(n, field, "%s has %d parts separated by \":\"; the short form is SOURCE:TARGET[:ro] "+
+			"(write a path that holds \":\" in the long form, with source and target)", quote(n.Value), len(parts))
+		return nil
+	case len(parts) == 3 && parts[2] != "ro" && parts[2] != "rw":
+		d.errorf(n, field, "%s has the option %s; the short form takes only ro or rw (SOURCE:TARGET[:ro])", quote(n.Value), quote(parts[2]))
+		return nil
+	case len(parts) == 3:
+		readOnly = parts[2] == "ro"
+	}
+	at := func(tag, value string) *yaml.Node {
+		return &yaml.Node{Kind: yaml.ScalarNode, Tag: tag, Value: value, Line: n.Line, Column: n.Column}
+	}
+	return &yaml.Node{Kind: yaml.MappingNode, Tag: "!!map", Line: n.Line, Column: n.Column, Content: []*yaml.Node{
+		at("!!str", "source"), at("!!str", parts[0]),
+		at("!!str", "target"), at("!!str", parts[1]),
+		at("!!str", "readOnly"), at("!!bool", strconv.FormatBool(readOnly)),
+	}}
+}
+
+// report records a problem at field unless the field failed to decode (its
+// error says what to fix).
+func (d *document) report(field, format string, args ...any) {
+	if d.decodeFailed(field) {
+		return
+	}
+	n, _ := d.locate(field, false)
+	d.errorf(n, field, format, args...)
+}
+
+// given reports whether field is in the YAML with a value that is not null.
+func (d *document) given(field string) bool {
+	e, ok := d.nodes[field]
+	return ok && !isNull(e.val)
+}
+
+// validateWorkspace checks spec.agent's user, volumes and files as far as
+// the YAML goes. Empty required fields have the validator's error. No
+// message quotes a file's content.
+func (d *document) validateWorkspace() {
+	b := &d.bottle
+	a := &b.Spec.Agent
+	const agent = "spec.agent."
+	if a.User != "" {
+		if _, _, err := ParseUser(a.User); err != nil {
+			d.report(agent+"user", "%v", err)
+		} else if b.Spec.Backend == BackendSmolvm && len(a.Command) > 0 {
+			d.report(agent+"user", "smolvm runs the agent's command as root and has no user flag; "+
+				"drop command or user, or use backend: docker")
+		}
+	}
+	targets := map[string]int{} // valid targets, to the first volume with each
+	for i, v := range a.Volumes {
+		field := agent + "volumes[" + strconv.Itoa(i) + "]"
+		if msg := checkVolumeSource(v.Source); msg != "" {
+			d.report(field+".source", "%s", msg)
+		} else if v.Source != "" && !v.Named() && !path.IsAbs(v.Source) && d.file == StdinName {
+			d.report(field+".source", "%s is relative, but a spec read from standard input has no directory for it to start at; "+
+				"write an absolute path, or pass the spec with -f FILE", quote(v.Source))
+		} else if v.Named() && v.AllowSensitive {
+			d.report(field+".allowSensitive", "has no effect on a named volume (it lets a host directory be /etc, /usr "+
+				"or your home directory); remove it")
+		}
+		if v.Target == "" {
+			continue
+		}
+		if msg := checkPath(v.Target, "\"/\" would hide the agent's whole filesystem; mount the volume at a directory such as /workspace"); msg != "" {
+			d.report(field+".target", "%s", msg)
+		} else if j, dup := targets[v.Target]; dup {
+			d.report(field+".target", "%s is already the target of %svolumes[%d]; give each volume a target of its own", quote(v.Target), agent, j)
+		} else {
+			targets[v.Target] = i
+		}
+	}
+	paths := map[string]int{}
+	for i, f := range a.Files {
+		field := agent + "files[" + strconv.Itoa(i) + "]"
+		d.validateFilePath(field+".path", f.Path, paths, i)
+		switch hasSource, hasContent := d.given(field+".source"), d.given(field+".content"); {
+		case hasSource && hasContent:
+			d.report(field, "has both source and content; set exactly one")
+		case !hasSource && !hasContent:
+			d.report(field, "needs exactly one of source (a file relative to the spec file's directory) and content (the file's text)")
+		case hasSource:
+			if msg := CheckFileSource(f.Source); msg != "" {
+				d.report(field+".source", "%s", msg)
+			} else if d.file == StdinName {
+				d.report(field+".source", "a spec read from standard input has no directory to read files from; "+
+					"use content, or pass the spec with -f FILE")
+			}
+		}
+		if f.Mode != "" {
+			if _, err := ParseMode(f.Mode); err != nil {
+				d.report(field+".mode", "%v", err)
+			}
+		}
+		if f.Owner != "" {
+			if _, _, err := ParseUser(f.Owner); err != nil {
+				d.report(field+".owner", "%v", err)
+			}
+		}
+	}
+}
+
+// validateFilePath checks the path of files[i]: an absolute, clean path to
+// a file of its own, outside every volume (a file written into a volume on
+// every create would overwrite the data the volume keeps).
+func (d *document) validateFilePath(field, p string, paths map[string]int, i int) {
+	if p == "" {
+		return
+	}
+	if msg := checkPath(p, "\"/\" is the root directory, not a file; name a file such as /root/.claude.json"); msg != "" {
+		d.report(field, "%s", msg)
+		return
+	}
+	if j, dup := paths[p]; dup {
+		d.report(field, "%s is already written by spec.agent.files[%d]; list each file once", quote(p), j)
+		return
+	}
+	paths[p] = i
+	for j, v := range d.bottle.Spec.Agent.Volumes {
+		t := v.Target
+		if checkPath(t, "/") != "" {
+			continue
+		}
+		switch {
+		case p == t || strings.HasPrefix(p, t+"/"):
+			d.report(field, "%s is inside spec.agent.volumes[%d], mounted at %s: written on every create, it would overwrite "+
+				"what the volume keeps; put the file outside the volume, or drop it from files", quote(p), j, t)
+			return
+		case strings.HasPrefix(t, p+"/"):
+			d.report(field, "%s is a directory that spec.agent.volumes[%d] is mounted under (at %s), not a file; choose another path",
+				quote(p), j, t)
+			return
+		}
+	}
+}
+
+// CheckFileSource returns what is wrong with the source of a file of
+// spec.agent.files, or "": like a secret file, it must be relative and stay
+// inside the spec file's directory.
+func CheckFileSource(file string) string { return checkLocalFile(file, "a file's source") }
+
+// checkVolumeSource returns what is wrong with a volume's source, or "": a
+// host directory starts with "." or "/", anything else must be the name of
+// a volume (a DNS label).
+func checkVolumeSource(s string) string {
+	if s == "" || !(Volume{Source: s}).Named() || checkName(s) == "" {
+		return ""
+	}
+	msg := quote(s) + " is neither a host directory nor a volume name: a host directory starts with \".\" or \"/\" " +
+		"(./src, /srv/cache), a volume name is a DNS label (work)"
+	if strings.HasPrefix(s, "~") {
+		msg += "; \"~\" is not expanded: write the directory's absolute path"
+	}
+	return msg
+}
+
+// checkPath returns what is wrong with a path in the agent (a volume's
+// target, a file's path), or "": it must be absolute and clean, and not
+// "/", for which root is the message.
+func checkPath(p, root string) string {
+	switch c := path.Clean(p); {
+	case !path.IsAbs(p):
+		return fmt.Sprintf("%s is not an absolute path (e.g. /workspace)", quote(p))
+	case c == "/":
+		return root
+	case c != p:
+		return fmt.Sprintf("%s is not a clean path; write %q", quote(p), c)
+	}
+	return ""
+}
+
+// hostEnv is what checkHost compares host directories with.
+type hostEnv struct {
+	forbidden []hostPath // what no volume may be, lie under or contain
+	sensitive []hostPath // what a volume may be only with allowSensitive
+}
+
+// hostPath is a directory of the host, under each name it has: as written
+// and with its symlinks resolved (on Debian, /var/run is /run).
+type hostPath struct {
+	forms []string
+	why   string // for messages
+}
+
+// Forbidden directories of the host: a container engine's socket and
+// state, and the kernel's interfaces. A bottle that mounts one of them, or
+// a directory that holds one, has the run of the host.
+var forbiddenDirs = []struct{ path, why string }{
+	{"/run", "the container engine keeps its socket"},
+	{"/var/run", "the container engine keeps its socket"},
+	{"/var/lib/docker", "docker keeps its state"},
+	{"/var/lib/containerd", "containerd keeps its state"},
+	{"/proc", "the kernel shows the host's processes"},
+	{"/sys", "the kernel shows the host's devices and settings"},
+	{"/dev", "the host's devices are"},
+	{"/boot", "the host's kernel and boot loader are"},
+}
+
+// newHostEnv resolves the forbidden and sensitive directories; home is the
+// invoking user's home directory ("" for none).
+func newHostEnv(home string) *hostEnv {
+	h := &hostEnv{}
+	for _, f := range forbiddenDirs {
+		h.forbidden = append(h.forbidden, newHostPath(f.path, f.why))
+	}
+	h.sensitive = []hostPath{newHostPath("/etc", "the host's /etc"), newHostPath("/usr", "the host's /usr")}
+	if home != "" && filepath.IsAbs(home) {
+		h.sensitive = append(h.sensitive, newHostPath(filepath.Clean(home), "your home directory"))
+	}
+	return h
+}
+
+func newHostPath(p, why string) hostPath {
+	hp := hostPath{forms: []string{p}, why: why}
+	if r, err := filepath.EvalSymlinks(p); err == nil && r != p {
+		hp.forms = append(hp.forms, r)
+	}
+	return hp
+}
+
+// userHome is the invoking user's home directory, or "".
+func userHome() string {
+	home, err := os.UserHomeDir()
+	if err != nil {
+		return ""
+	}
+	return home
+}
+
+// within reports whether p is dir or lies under it; both are clean and
+// absolute.
+func within(p, dir string) bool {
+	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
+}
+
+// forbid returns why a host directory p (clean, absolute) may not be
+// mounted, or "".
+func (h *hostEnv) forbid(p string) string {
+	if p == "/" {
+		return "is the host's root directory, which holds the container engine's socket and state; " +
+			"mount a directory that holds only what the agent needs"
+	}
+	for _, f := range h.forbidden {
+		for _, form := range f.forms {
+			switch {
+			case within(p, form):
+				return fmt.Sprintf("is inside %s, where %s; a bottle must never reach it: mount another directory", form, f.why)
+			case within(form, p):
+				return fmt.Sprintf("contains %s, where %s; a bottle must never reach it: "+
+					"mount a directory that holds only what the agent needs", form, f.why)
+			}
+		}
+	}
+	return ""
+}
+
+// sensitiveName names the sensitive directory that one of paths is
+// exactly, or returns "".
+func (h *hostEnv) sensitiveName(paths ...string) string {
+	for _, s := range h.sensitive {
+		for _, form := range s.forms {
+			for _, p := range paths {
+				if p == form {
+					if s.why == "your home directory" {
+						return fmt.Sprintf("your home directory (%s)", s.forms[0])
+					}
+					return s.why
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// checkHost checks the host directories of the document's volumes, whose
+// YAML is valid, against the host's filesystem, and sets their HostPath:
+// the directory made absolute with its symlinks resolved. Relative sources
+// start at the spec file's directory.
+func (d *document) checkHost(h *hostEnv) {
+	failed := map[string]bool{}
+	for _, e := range d.errs {
+		failed[e.Field] = true
+	}
+	vols := d.bottle.Spec.Agent.Volumes
+	for i := range vols {
+		v := &vols[i]
+		field := "spec.agent.volumes[" + strconv.Itoa(i) + "]"
+		if v.Source == "" || v.Named() || failed[field+".source"] || failed[field+".allowSensitive"] || d.decodeFailed(field) {
+			continue
+		}
+		if !filepath.IsAbs(v.Source) && d.file == StdinName {
+			continue // refused by validateWorkspace
+		}
+		dir, sub, msg := h.resolve(d.file, v)
+		if msg != "" {
+			d.report(field+cmp.Or(sub, ".source"), "%s", msg)
+			continue
+		}
+		v.HostPath = dir
+	}
+}
+
+// resolve returns the directory a volume's source names, or what is wrong
+// with it and the field to blame under the volume ("" for its source).
+func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
+	src := quote(v.Source)
+	abs := v.Source
+	if !filepath.IsAbs(abs) {
+		abs = filepath.Join(filepath.Dir(file), abs)
+	}
+	abs, err := filepath.Abs(abs)
+	if err != nil {
+		return "", "", fmt.Sprintf("%s cannot be made absolute: %v", src, err)
+	}
+	shown := src
+	if abs != v.Source {
+		shown += " (resolved to " + abs + ")"
+	}
+	if msg := h.forbid(abs); msg != "" {
+		return "", "", shown + " " + msg
+	}
+	resolved, err := filepath.EvalSymlinks(abs)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		msg := shown + " does not exist; create it, or fix the path"
+		if !filepath.IsAbs(v.Source) {
+			msg += " (relative paths start at the spec file's directory)"
+		}
+		return "", "", msg
+	case err != nil:
+		return "", "", fmt.Sprintf("%s cannot be resolved (%v); let the user who runs bottle-apply reach it, or fix the path", shown, unwrapPath(err))
+	}
+	if resolved != v.Source {
+		shown = src + " (resolved to " + resolved + ")"
+	}
+	if msg := h.forbid(resolved); msg != "" {
+		return "", "", shown + " " + msg
+	}
+	if fi, err := os.Stat(resolved); err != nil {
+		return "", "", fmt.Sprintf("%s cannot be read (%v); let the user who runs bottle-apply reach it, or fix the path", shown, unwrapPath(err))
+	} else if !fi.IsDir() {
+		return "", "", shown + " is not a directory; a volume's source must be a directory"
+	}
+	name := h.sensitiveName(abs, resolved)
+	switch {
+	case name != "" && !v.AllowSensitive:
+		could := "read and change"
+		if v.ReadOnly {
+			could = "read"
+		}
+		return "", "", fmt.Sprintf("%s is %s, which the agent could then %s; "+
+			"mount a directory below it, or set allowSensitive: true on this volume if that is what you want", shown, name, could)
+	case name == "" && v.AllowSensitive:
+		return "", ".allowSensitive", fmt.Sprintf("has no effect: %s is not /etc, /usr or your home directory; remove it", shown)
+	}
+	return resolved, "", ""
+}
+
+// unwrapPath drops the path an *fs.PathError repeats.
+func unwrapPath(err error) error {
+	if pe, ok := errors.AsType[*fs.PathError](err); ok {
+		return pe.Err
+	}
+	return err
+}
+
+// SensitiveVolumes returns a warning for each host directory of b that
+// allowSensitive lets be /etc, /usr or the user's home directory, naming
+// the bottle, the target and the directory: the caller shows them before
+// it applies. It needs the HostPath that Load sets, so a bottle from
+// LoadDeclared or Parse has none.
+func SensitiveVolumes(b Bottle) []string {
+	var out []string
+	h := newHostEnv(userHome())
+	for i, v := range b.Spec.Agent.Volumes {
+		if !v.AllowSensitive || v.HostPath == "" {
+			continue
+		}
+		name := h.sensitiveName(v.HostPath)
+		if name == "" {
+			name = v.HostPath
+		}
+		access := "read-write"
+		if v.ReadOnly {
+			access = "read-only"
+		}
+		out = append(out, fmt.Sprintf("bottle %s: spec.agent.volumes[%d] mounts %s (%s) at %s %s, as allowSensitive lets it",
+			b.Metadata.Name, i, name, v.HostPath, v.Target, access))
+	}
+	return out
+}

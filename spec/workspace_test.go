@@ -1,0 +1,225 @@
+package spec
+
+import (
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// workspaceDir writes the issue's example into a temporary directory, with
+// the directories it mounts (its /srv/cache is $DIR/cache), and returns
+// the directory and the spec file.
+func workspaceDir(t *testing.T) (dir, file string) {
+	t.Helper()
+	dir = t.TempDir()
+	for _, d := range []string{"src", "cache", "notes"} {
+		if err := os.Mkdir(filepath.Join(dir, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	file = filepath.Join(dir, "bottle.yaml")
+	writeFiles(t, dir, map[string]string{"claude.json": "{}\n", "bottle.yaml": strings.ReplaceAll(`apiVersion: bottle-apply/v1
+kind: Bottle
+metadata: {name: work}
+spec:
+  agent:
+    image: alpine
+    user: "1000:1000"
+    volumes:
+      - ./src:/workspace
+      - $DIR/cache:/cache:ro
+      - work:/home/agent
+      - source: ./notes
+        target: /notes
+        readOnly: true
+      - work:/other:rw
+    files:
+      - path: /root/.claude.json
+        source: ./claude.json
+        mode: "0600"
+      - {path: /etc/motd, content: "", owner: "0"}
+`, "$DIR", dir)})
+	return dir, file
+}
+
+func TestLoadWorkspace(t *testing.T) {
+	t.Parallel()
+	dir, file := workspaceDir(t)
+	got, err := Load([]string{file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Agent{
+		Image: "alpine",
+		User:  "1000:1000",
+		Volumes: []Volume{
+			{Source: "./src", Target: "/workspace", HostPath: filepath.Join(dir, "src")},
+			{Source: dir + "/cache", Target: "/cache", ReadOnly: true, HostPath: filepath.Join(dir, "cache")},
+			{Source: "work", Target: "/home/agent"},
+			{Source: "./notes", Target: "/notes", ReadOnly: true, HostPath: filepath.Join(dir, "notes")},
+			{Source: "work", Target: "/other"},
+		},
+		Files: []File{
+			{Path: "/root/.claude.json", Source: "./claude.json", Mode: "0600"},
+			{Path: "/etc/motd", Owner: "0"},
+		},
+	}
+	if len(got) != 1 || !reflect.DeepEqual(got[0].Spec.Agent, want) {
+		t.Errorf("agent:\n got %+v\nwant %+v", got, want)
+	}
+	// Destroy needs no host directory.
+	for _, d := range []string{"src", "cache", "notes"} {
+		if err := os.Remove(filepath.Join(dir, d)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := Load([]string{file}, nil); err == nil {
+		t.Error("Load: no error for removed directories")
+	}
+	got, err = LoadDeclared([]string{file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range want.Volumes {
+		want.Volumes[i].HostPath = ""
+	}
+	if !reflect.DeepEqual(got[0].Spec.Agent, want) {
+		t.Errorf("LoadDeclared agent:\n got %+v\nwant %+v", got[0].Spec.Agent, want)
+	}
+}
+
+func TestVolumeShortForm(t *testing.T) {
+	t.Parallel()
+	doc := func(volumes string) string {
+		return "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata: {name: v}\nspec:\n  agent:\n    image: alpine\n    volumes: " + volumes + "\n"
+	}
+	tests := []struct{ short, long string }{
+		{"./src:/workspace", "{source: ./src, target: /workspace}"},
+		{"./src:/workspace:rw", "{source: ./src, target: /workspace, readOnly: false}"},
+		{"/srv/cache:/cache:ro", "{source: /srv/cache, target: /cache, readOnly: true}"},
+		{"work:/home/agent", "{source: work, target: /home/agent}"},
+		{"'work:/home/agent:ro'", "{source: work, target: /home/agent, readOnly: True}"},
+	}
+	for _, tt := range tests {
+		short, err := Parse("v.yaml", []byte(doc("["+tt.short+"]")))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.short, err)
+		}
+		long, err := Parse("v.yaml", []byte(doc("["+tt.long+"]")))
+		if err != nil {
+			t.Fatalf("%s: %v", tt.long, err)
+		}
+		if !reflect.DeepEqual(short, long) {
+			t.Errorf("%s = %+v\n%s = %+v", tt.short, short[0].Spec.Agent.Volumes, tt.long, long[0].Spec.Agent.Volumes)
+		}
+	}
+}
+
+// TestSensitiveHome mounts the home directory, which needs allowSensitive;
+// a directory under it does not.
+func TestSensitiveHome(t *testing.T) {
+	t.Parallel()
+	home := t.TempDir()
+	if err := os.Mkdir(filepath.Join(home, "project"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "bottle.yaml")
+	for volume, want := range map[string]string{
+		home + ":/home/me": file + `:8:9: spec.agent.volumes[0].source: "` + home + `" is your home directory (` + home + `), which the agent could then read and change; mount a directory below it, or set allowSensitive: true on this volume if that is what you want`,
+		"{source: " + home + ", target: /home/me, allowSensitive: true}": "",
+		home + "/project:/workspace":                                     "",
+		home + "/project/..:/home/me":                                    file + `:8:9: spec.agent.volumes[0].source: "` + home + `/project/.." (resolved to ` + home + `) is your home directory (` + home + `), which the agent could then read and change; mount a directory below it, or set allowSensitive: true on this volume if that is what you want`,
+	} {
+		if err := os.WriteFile(file, []byte(volumeSpec(volume)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := load([]string{file}, nil, newHostEnv(home))
+		if got := ""; err != nil {
+			got = err.Error()
+			if got != want {
+				t.Errorf("%s:\n got %s\nwant %s", volume, got, want)
+			}
+		} else if want != "" {
+			t.Errorf("%s: no error, want %s", volume, want)
+		}
+	}
+}
+
+func TestSensitiveVolumes(t *testing.T) {
+	t.Parallel()
+	file := filepath.Join(t.TempDir(), "bottle.yaml")
+	writeFiles(t, filepath.Dir(file), map[string]string{"bottle.yaml": volumeSpec("{source: /etc, target: /host-etc, readOnly: true, allowSensitive: true}") +
+		"      - {source: /usr, target: /host-usr, allowSensitive: true}\n      - work:/work\n"})
+	bottles, err := Load([]string{file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		"bottle vol: spec.agent.volumes[0] mounts the host's /etc (/etc) at /host-etc read-only, as allowSensitive lets it",
+		"bottle vol: spec.agent.volumes[1] mounts the host's /usr (/usr) at /host-usr read-write, as allowSensitive lets it",
+	}
+	if got := SensitiveVolumes(bottles[0]); !reflect.DeepEqual(got, want) {
+		t.Errorf("SensitiveVolumes = %q\nwant %q", got, want)
+	}
+	declared, err := LoadDeclared([]string{file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := SensitiveVolumes(declared[0]); got != nil {
+		t.Errorf("SensitiveVolumes without host checks = %q", got)
+	}
+}
+
+// TestFileContentNotEchoed plants a content in files that are wrong in
+// every way we report, and checks no message repeats it.
+func TestFileContentNotEchoed(t *testing.T) {
+	t.Parallel()
+	const planted = "planted-content-9f8e"
+	data, err := os.ReadFile("testdata/invalid-files.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(data), planted) {
+		t.Fatal("invalid-files.yaml plants no content")
+	}
+	for _, doc := range []string{string(data),
+		volumeSpec("work:/w") + "    files: [{path: /w/x, content: " + planted + "}]\n",
+		volumeSpec("work:/w") + "    files: [{path: relative, content: !vault " + planted + "}]\n",
+		volumeSpec("work:/w") + "    files: [{path: /x, content: {" + planted + ": 1}}]\n",
+		volumeSpec("work:/w") + "    files: [{path: /x, content: !!binary " + planted + "}]\n",
+		volumeSpec("work:/w") + "    files: [{path: /x, content: " + planted + ", contents: x}]\n",
+	} {
+		_, err := Load([]string{Stdin}, strings.NewReader(doc))
+		if err == nil {
+			t.Fatalf("no error for %s", doc)
+		}
+		if strings.Contains(err.Error(), planted) {
+			t.Errorf("error echoes the content: %v", err)
+		}
+	}
+}
+
+func TestBoolField(t *testing.T) {
+	t.Parallel()
+	for value, want := range map[string]string{
+		"true": "", "false": "", "True": "", "FALSE": "",
+		"yes":    "v.yaml:8:43: spec.agent.volumes[0].readOnly: expected true or false, got a string",
+		"on":     "v.yaml:8:43: spec.agent.volumes[0].readOnly: expected true or false, got a string",
+		`"true"`: "v.yaml:8:43: spec.agent.volumes[0].readOnly: expected true or false, got a string",
+		"1":      "v.yaml:8:43: spec.agent.volumes[0].readOnly: expected true or false, got a number",
+		"[true]": "v.yaml:8:43: spec.agent.volumes[0].readOnly: expected true or false, got a list",
+		"~":      "",
+	} {
+		_, err := Parse("v.yaml", []byte(volumeSpec("{source: w, target: /w, readOnly: "+value+"}")))
+		if got := ""; err != nil {
+			got = err.Error()
+			if got != want {
+				t.Errorf("readOnly: %s: %s, want %s", value, got, want)
+			}
+		} else if want != "" {
+			t.Errorf("readOnly: %s: no error, want %s", value, want)
+		}
+	}
+}
