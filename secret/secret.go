@@ -143,32 +143,21 @@ func read(b *spec.Bottle, name string, from spec.ValueFrom, getenv func(string) 
 	return v, check(v, "file "+shown, "write the secret into it")
 }
 
+// secretFile is how readRegular speaks of a secret file.
+var secretFile = fileKind{
+	max:        MaxFileSize,
+	notRegular: "name a file that holds the secret",
+	tooLarge:   "a secret file holds the secret only",
+	missing:    "create it with the secret in it",
+	outside:    "secrets are read only from inside it",
+}
+
 // readFile reads a regular file of at most MaxFileSize bytes under root
 // and drops one trailing newline ("\n" or "\r\n").
 func readFile(root *os.Root, file string) (string, error) {
-	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is then
-	// refused as not a regular file.
-	f, err := root.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	data, err := readRegular(root, file, secretFile)
 	if err != nil {
-		return "", readErr(err)
-	}
-	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return "", pathErr(err)
-	}
-	if !fi.Mode().IsRegular() {
-		return "", fmt.Errorf("is not a regular file (%s); name a file that holds the secret", fi.Mode().Type())
-	}
-	if fi.Size() > MaxFileSize {
-		return "", fmt.Errorf("is larger than the limit of %d bytes (64 KiB); a secret file holds the secret only", MaxFileSize)
-	}
-	data, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
-	if err != nil {
-		return "", pathErr(err)
-	}
-	if len(data) > MaxFileSize { // it grew since the Stat
-		return "", fmt.Errorf("is larger than the limit of %d bytes (64 KiB); a secret file holds the secret only", MaxFileSize)
+		return "", err
 	}
 	v := string(data)
 	if t, ok := strings.CutSuffix(v, "\n"); ok {
@@ -180,18 +169,64 @@ func readFile(root *os.Root, file string) (string, error) {
 	return v, nil
 }
 
-// readErr explains why a secret file could not be opened.
-func readErr(err error) error {
+// fileKind is what a file the spec names is for: its size limit, and what
+// the messages of readRegular advise.
+type fileKind struct {
+	max                                    int64
+	notRegular, tooLarge, missing, outside string
+}
+
+// readRegular reads a regular file of at most k.max bytes under root, as
+// it is. Its errors name neither the file (the caller does) nor any of its
+// contents.
+func readRegular(root *os.Root, file string, k fileKind) ([]byte, error) {
+	// O_NONBLOCK: opening a FIFO must not wait for a writer; it is then
+	// refused as not a regular file.
+	f, err := root.OpenFile(file, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, readErr(err, k)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("is not a regular file (%s); %s", fi.Mode().Type(), k.notRegular)
+	}
+	tooLarge := fmt.Errorf("is larger than the limit of %d bytes (%s); %s", k.max, size(k.max), k.tooLarge)
+	if fi.Size() > k.max {
+		return nil, tooLarge
+	}
+	data, err := io.ReadAll(io.LimitReader(f, k.max+1))
+	if err != nil {
+		return nil, pathErr(err)
+	}
+	if int64(len(data)) > k.max { // it grew since the Stat
+		return nil, tooLarge
+	}
+	return data, nil
+}
+
+// size writes a limit in KiB or MiB.
+func size(n int64) string {
+	if n >= 1<<20 && n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d KiB", n>>10)
+}
+
+// readErr explains why a file could not be opened.
+func readErr(err error, k fileKind) error {
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return errors.New("does not exist; create it with the secret in it (the path is relative to the spec file's directory)")
+		return fmt.Errorf("does not exist; %s (the path is relative to the spec file's directory)", k.missing)
 	case errors.Is(err, os.ErrPermission):
 		return fmt.Errorf("cannot be read (%w); let the user who runs bottle-apply read it", pathErr(err))
 	case strings.Contains(err.Error(), "escapes"):
 		// os.Root refuses a symlink (or a path) that leads out of the
 		// directory; its error has no sentinel to test.
-		return errors.New("leads out of the spec file's directory (through a symlink?); secrets are read only from inside it: " +
-			"put the file itself there")
+		return fmt.Errorf("leads out of the spec file's directory (through a symlink?); %s: put the file itself there", k.outside)
 	}
 	return pathErr(err)
 }
