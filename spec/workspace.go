@@ -108,7 +108,7 @@ func (d *document) validateWorkspace() {
 		if v.Target == "" {
 			continue
 		}
-		if msg := checkPath(v.Target, "\"/\" would hide the agent's whole filesystem; mount the volume at a directory such as /workspace"); msg != "" {
+		if msg := checkPath(v.Target, "/workspace", "\"/\" would hide the agent's whole filesystem; mount the volume at a directory such as /workspace"); msg != "" {
 			d.report(field+".target", "%s", msg)
 		} else if j, dup := targets[v.Target]; dup {
 			d.report(field+".target", "%s is already the target of %svolumes[%d]; give each volume a target of its own", quote(v.Target), agent, j)
@@ -153,7 +153,7 @@ func (d *document) validateFilePath(field, p string, paths map[string]int, i int
 	if p == "" {
 		return
 	}
-	if msg := checkPath(p, "\"/\" is the root directory, not a file; name a file such as /root/.claude.json"); msg != "" {
+	if msg := checkPath(p, "/root/.claude.json", "\"/\" is the root directory, not a file; name a file such as /root/.claude.json"); msg != "" {
 		d.report(field, "%s", msg)
 		return
 	}
@@ -164,7 +164,7 @@ func (d *document) validateFilePath(field, p string, paths map[string]int, i int
 	paths[p] = i
 	for j, v := range d.bottle.Spec.Agent.Volumes {
 		t := v.Target
-		if checkPath(t, "/") != "" {
+		if checkPath(t, "", "/") != "" {
 			continue
 		}
 		switch {
@@ -201,12 +201,12 @@ func checkVolumeSource(s string) string {
 }
 
 // checkPath returns what is wrong with a path in the agent (a volume's
-// target, a file's path), or "": it must be absolute and clean, and not
-// "/", for which root is the message.
-func checkPath(p, root string) string {
+// target, a file's path, such as example), or "": it must be absolute and
+// clean, and not "/", for which root is the message.
+func checkPath(p, example, root string) string {
 	switch c := path.Clean(p); {
 	case !path.IsAbs(p):
-		return fmt.Sprintf("%s is not an absolute path (e.g. /workspace)", quote(p))
+		return fmt.Sprintf("%s is not an absolute path (e.g. %s)", quote(p), example)
 	case c == "/":
 		return root
 	case c != p:
