@@ -14,6 +14,8 @@ func FuzzParse(f *testing.F) {
 	files, _ := filepath.Glob("testdata/*.yaml")
 	more, _ := filepath.Glob("testdata/dup/*.y*ml")
 	examples, _ := filepath.Glob("../examples/*.yaml")
+	nested, _ := filepath.Glob("../examples/*/*.yaml") // examples/claude-code/bottle.yaml
+	examples = append(examples, nested...)
 	for _, file := range append(append(files, more...), examples...) {
 		data, err := os.ReadFile(file)
 		if err != nil {

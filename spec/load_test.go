@@ -244,26 +244,29 @@ var invalidCases = []struct {
 		"testdata/invalid-volumes.yaml:29:9: spec.agent.volumes[19]: \"./q:/q:ro:\" has 4 parts separated by \":\"; the short form is SOURCE:TARGET[:ro] (write a path that holds \":\" in the long form, with source and target)",
 		"testdata/invalid-volumes.yaml:30:9: spec.agent.volumes[20]: must not be empty; write SOURCE:TARGET, such as ./src:/workspace or work:/home/agent",
 		"testdata/invalid-volumes.yaml:31:9: spec.agent.volumes[21]: unsupported tag \"!!binary\": write a plain string",
+		"testdata/invalid-volumes.yaml:32:18: spec.agent.volumes[22].source: \"./a:b\" holds \":\", which a mount (HOST:GUEST on smolvm) cannot carry; rename the directory, or mount its parent",
+		"testdata/invalid-volumes.yaml:33:32: spec.agent.volumes[23].target: \"/s:t\" holds \":\", which a mount (HOST:GUEST on smolvm) cannot carry; choose a target without it",
 	}},
 	{"invalid-files.yaml", nil, []string{
 		"testdata/invalid-files.yaml:9:11: spec.agent.user: \"root\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"root\" is not a number; user names are not supported, as the agent's image may not know them",
-		"testdata/invalid-files.yaml:13:9: spec.agent.files[0]: has both source and content; set exactly one",
-		"testdata/invalid-files.yaml:14:9: spec.agent.files[1]: needs exactly one of source (a file relative to the spec file's directory) and content (the file's text)",
-		"testdata/invalid-files.yaml:15:16: spec.agent.files[2].path: \"/home/agent/.claude.json\" is inside spec.agent.volumes[0], mounted at /home/agent: written on every create, it would overwrite what the volume keeps; put the file outside the volume, or drop it from files",
-		"testdata/invalid-files.yaml:16:16: spec.agent.files[3].path: \"/home\" is a directory that spec.agent.volumes[0] is mounted under (at /home/agent), not a file; choose another path",
-		"testdata/invalid-files.yaml:17:16: spec.agent.files[4].path: \"relative\" is not an absolute path (e.g. /root/.claude.json)",
-		"testdata/invalid-files.yaml:18:16: spec.agent.files[5].path: \"/\" is the root directory, not a file; name a file such as /root/.claude.json",
-		"testdata/invalid-files.yaml:19:16: spec.agent.files[6].path: \"/etc/a\" is already written by spec.agent.files[0]; list each file once",
-		"testdata/invalid-files.yaml:20:32: spec.agent.files[7].source: \"../outside\" holds \"..\"; a file's source must be inside the spec file's directory",
-		"testdata/invalid-files.yaml:21:32: spec.agent.files[8].source: \"/etc/shadow\" is an absolute path; write it relative to the spec file's directory",
-		"testdata/invalid-files.yaml:22:42: spec.agent.files[9].mode: \"0999\" is not an octal file mode between 0000 and 0777 (e.g. \"0600\")",
-		"testdata/invalid-files.yaml:23:42: spec.agent.files[10].mode: \"rw\" is not an octal file mode between 0000 and 0777 (e.g. \"0600\")",
-		"testdata/invalid-files.yaml:24:43: spec.agent.files[11].owner: \"1000:agent\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"agent\" is not a number; user names are not supported, as the agent's image may not know them",
-		"testdata/invalid-files.yaml:25:43: spec.agent.files[12].owner: \"-1\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"-1\" is not a number; user names are not supported, as the agent's image may not know them",
-		"testdata/invalid-files.yaml:26:16: spec.agent.files[13].path: \"/etc/i/\" is not a clean path; write \"/etc/i\"",
-		"testdata/invalid-files.yaml:27:33: spec.agent.files[14].content: expected a string, got a list",
-		"testdata/invalid-files.yaml:39:11: spec.agent.user: smolvm runs the agent's command as root and has no user flag; drop command or user, or use backend: docker",
-		"testdata/invalid-files.yaml:51:43: spec.agent.files[0].owner: \"99999999999\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): 99999999999 is above the largest id, 4294967294",
+		"testdata/invalid-files.yaml:14:9: spec.agent.files[0]: has both source and content; set exactly one",
+		"testdata/invalid-files.yaml:15:9: spec.agent.files[1]: needs exactly one of source (a file relative to the spec file's directory) and content (the file's text)",
+		"testdata/invalid-files.yaml:17:16: spec.agent.files[3].path: \"/home\" is a directory that spec.agent.volumes[0] is mounted under (at /home/agent), not a file; choose another path",
+		"testdata/invalid-files.yaml:18:16: spec.agent.files[4].path: \"relative\" is not an absolute path (e.g. /root/.claude.json)",
+		"testdata/invalid-files.yaml:19:16: spec.agent.files[5].path: \"/\" is the root directory, not a file; name a file such as /root/.claude.json",
+		"testdata/invalid-files.yaml:20:16: spec.agent.files[6].path: \"/etc/a\" is already written by spec.agent.files[0]; list each file once",
+		"testdata/invalid-files.yaml:21:32: spec.agent.files[7].source: \"../outside\" holds \"..\"; a file's source must be inside the spec file's directory",
+		"testdata/invalid-files.yaml:22:32: spec.agent.files[8].source: \"/etc/shadow\" is an absolute path; write it relative to the spec file's directory",
+		"testdata/invalid-files.yaml:23:42: spec.agent.files[9].mode: \"0999\" is not an octal file mode between 0000 and 0777 (e.g. \"0600\")",
+		"testdata/invalid-files.yaml:24:42: spec.agent.files[10].mode: \"rw\" is not an octal file mode between 0000 and 0777 (e.g. \"0600\")",
+		"testdata/invalid-files.yaml:25:43: spec.agent.files[11].owner: \"1000:agent\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"agent\" is not a number; user names are not supported, as the agent's image may not know them",
+		"testdata/invalid-files.yaml:26:43: spec.agent.files[12].owner: \"-1\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): \"-1\" is not a number; user names are not supported, as the agent's image may not know them",
+		"testdata/invalid-files.yaml:27:16: spec.agent.files[13].path: \"/etc/i/\" is not a clean path; write \"/etc/i\"",
+		"testdata/invalid-files.yaml:28:33: spec.agent.files[14].content: expected a string, got a list",
+		"testdata/invalid-files.yaml:30:16: spec.agent.files[16].path: \"/cache/x\" is inside spec.agent.volumes[1], mounted read-only at /cache, where it cannot be written; put the file elsewhere, or make the volume writable",
+		"testdata/invalid-files.yaml:31:16: spec.agent.files[17].path: \"/home/agent\" is where spec.agent.volumes[0] is mounted, a directory; name a file in it or elsewhere",
+		"testdata/invalid-files.yaml:42:11: spec.agent.user: smolvm runs the agent's command as root and has no user flag; drop command or user, or use backend: docker",
+		"testdata/invalid-files.yaml:54:43: spec.agent.files[0].owner: \"99999999999\" is not a numeric uid[:gid] (e.g. \"1000\" or \"1000:1000\"): 99999999999 is above the largest id, 4294967294",
 	}},
 	{"invalid-host-dirs.yaml", nil, []string{
 		"testdata/invalid-host-dirs.yaml:10:9: spec.agent.volumes[0].source: \"/\" is the host's root directory, which holds the container engine's socket and state; mount a directory that holds only what the agent needs",
@@ -279,7 +282,7 @@ var invalidCases = []struct {
 		"testdata/invalid-host-dirs.yaml:20:9: spec.agent.volumes[10].source: \"/etc\" is the host's /etc, which the agent could then read and change; mount a directory below it, or set allowSensitive: true on this volume if that is what you want",
 		"testdata/invalid-host-dirs.yaml:21:9: spec.agent.volumes[11].source: \"/usr\" is the host's /usr, which the agent could then read; mount a directory below it, or set allowSensitive: true on this volume if that is what you want",
 		"testdata/invalid-host-dirs.yaml:23:18: spec.agent.volumes[13].source: \"/\" is the host's root directory, which holds the container engine's socket and state; mount a directory that holds only what the agent needs",
-		"testdata/invalid-host-dirs.yaml:24:9: spec.agent.volumes[14].source: \"./no-such-dir-here\" (resolved to /work/wt-spec/spec/testdata/no-such-dir-here) does not exist; create it, or fix the path (relative paths start at the spec file's directory)",
+		"testdata/invalid-host-dirs.yaml:24:9: spec.agent.volumes[14].source: \"./no-such-dir-here\" (resolved to $TESTDATA/no-such-dir-here) does not exist; create it, or fix the path (relative paths start at the spec file's directory)",
 	}},
 	{"duplicate names across files", []string{"testdata/dup/a.yaml", "testdata/dup/b.yml"}, []string{
 		"testdata/dup/b.yml:5:9: metadata.name: duplicate bottle name \"shared\" (first defined at testdata/dup/a.yaml:4)",
@@ -312,7 +315,10 @@ func TestLoadInvalid(t *testing.T) {
 			if err == nil {
 				t.Fatal("Load returned no error")
 			}
-			if got, want := err.Error(), strings.Join(tt.want, "\n"); got != want {
+			// Messages name resolved paths: where this checkout is.
+			abs, _ := filepath.Abs("testdata")
+			want := strings.ReplaceAll(strings.Join(tt.want, "\n"), "$TESTDATA", abs)
+			if got := err.Error(); got != want {
 				t.Errorf("error:\n%s\nwant:\n%s", got, want)
 			}
 			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
@@ -486,6 +492,12 @@ func TestLoadExamples(t *testing.T) {
 	if err != nil || len(files) == 0 {
 		t.Fatalf("no examples: %v", err)
 	}
+	// Examples with files of their own have a directory each.
+	nested, _ := filepath.Glob("../examples/*/*.yaml")
+	if len(nested) == 0 {
+		t.Fatal("no examples/*/*.yaml: examples/claude-code/bottle.yaml is gone")
+	}
+	files = append(files, nested...)
 	for _, file := range files {
 		if _, err := Load([]string{file}, nil); err != nil {
 			t.Errorf("example %s:\n%v", file, err)

@@ -98,6 +98,8 @@ func (d *document) validateWorkspace() {
 		field := agent + "volumes[" + strconv.Itoa(i) + "]"
 		if msg := checkVolumeSource(v.Source); msg != "" {
 			d.report(field+".source", "%s", msg)
+		} else if strings.Contains(v.Source, ":") {
+			d.report(field+".source", "%s holds \":\", which a mount (HOST:GUEST on smolvm) cannot carry; rename the directory, or mount its parent", quote(v.Source))
 		} else if v.Source != "" && !v.Named() && !path.IsAbs(v.Source) && d.file == StdinName {
 			d.report(field+".source", "%s is relative, but a spec read from standard input has no directory for it to start at; "+
 				"write an absolute path, or pass the spec with -f FILE", quote(v.Source))
@@ -110,6 +112,8 @@ func (d *document) validateWorkspace() {
 		}
 		if msg := checkPath(v.Target, "/workspace", "\"/\" would hide the agent's whole filesystem; mount the volume at a directory such as /workspace"); msg != "" {
 			d.report(field+".target", "%s", msg)
+		} else if strings.Contains(v.Target, ":") {
+			d.report(field+".target", "%s holds \":\", which a mount (HOST:GUEST on smolvm) cannot carry; choose a target without it", quote(v.Target))
 		} else if j, dup := targets[v.Target]; dup {
 			d.report(field+".target", "%s is already the target of %svolumes[%d]; give each volume a target of its own", quote(v.Target), agent, j)
 		} else {
@@ -147,8 +151,10 @@ func (d *document) validateWorkspace() {
 }
 
 // validateFilePath checks the path of files[i]: an absolute, clean path to
-// a file of its own, outside every volume (a file written into a volume on
-// every create would overwrite the data the volume keeps).
+// a file of its own, not a volume's mount point nor inside a read-only
+// volume. A file inside a writable volume is written through it on every
+// create: a seeded setting (~/.claude.json in a home volume) that each
+// create puts back as the spec says.
 func (d *document) validateFilePath(field, p string, paths map[string]int, i int) {
 	if p == "" {
 		return
@@ -168,9 +174,12 @@ func (d *document) validateFilePath(field, p string, paths map[string]int, i int
 			continue
 		}
 		switch {
-		case p == t || strings.HasPrefix(p, t+"/"):
-			d.report(field, "%s is inside spec.agent.volumes[%d], mounted at %s: written on every create, it would overwrite "+
-				"what the volume keeps; put the file outside the volume, or drop it from files", quote(p), j, t)
+		case p == t:
+			d.report(field, "%s is where spec.agent.volumes[%d] is mounted, a directory; name a file in it or elsewhere", quote(p), j)
+			return
+		case strings.HasPrefix(p, t+"/") && v.ReadOnly:
+			d.report(field, "%s is inside spec.agent.volumes[%d], mounted read-only at %s, where it cannot be written; "+
+				"put the file elsewhere, or make the volume writable", quote(p), j, t)
 			return
 		case strings.HasPrefix(t, p+"/"):
 			d.report(field, "%s is a directory that spec.agent.volumes[%d] is mounted under (at %s), not a file; choose another path",

@@ -185,7 +185,7 @@ func TestFileContentNotEchoed(t *testing.T) {
 		t.Fatal("invalid-files.yaml plants no content")
 	}
 	for _, doc := range []string{string(data),
-		volumeSpec("work:/w") + "    files: [{path: /w/x, content: " + planted + "}]\n",
+		volumeSpec("work:/w:ro") + "    files: [{path: /w/x, content: " + planted + "}]\n",
 		volumeSpec("work:/w") + "    files: [{path: relative, content: !vault " + planted + "}]\n",
 		volumeSpec("work:/w") + "    files: [{path: /x, content: {" + planted + ": 1}}]\n",
 		volumeSpec("work:/w") + "    files: [{path: /x, content: !!binary " + planted + "}]\n",
