@@ -233,7 +233,8 @@ func (a *app) cp(args []string) error {
 	} else {
 		return failf("config operation failed: cp: one of SRC or DST must use machine:path syntax (e.g., myvm:/workspace/file)")
 	}
-	if _, err := a.connect(name, true); err != nil {
+	m, err := a.connect(name, true)
+	if err != nil {
 		return err
 	}
 	hostGuest := guestPath(a.store.root(name), guest)
@@ -260,6 +261,9 @@ func (a *app) cp(args []string) error {
 		}
 		mode = os.FileMode(n)
 	}
+	if readOnlyMount(m.Volumes, guest) {
+		return failf("agent operation failed: write file: %s: Read-only file system (os error 30)", guest)
+	}
 	if err := os.MkdirAll(filepath.Dir(hostGuest), 0o755); err != nil {
 		return failf("agent operation failed: write file: %s: %s", guest, pathErr(err))
 	}
@@ -269,6 +273,18 @@ func (a *app) cp(args []string) error {
 	if p.has("mode") {
 		if err := os.Chmod(hostGuest, mode); err != nil {
 			return failf("agent operation failed: write file: %s: %s", guest, pathErr(err))
+		}
+	}
+	if p.has("uid") || p.has("gid") {
+		uid, gid := -1, -1 // -1: unchanged, as chown(2) takes it
+		if p.has("uid") {
+			uid, _ = strconv.Atoi(p.str("uid"))
+		}
+		if p.has("gid") {
+			gid, _ = strconv.Atoi(p.str("gid"))
+		}
+		if err := chownUpload(hostGuest, uid, gid); err != nil {
+			return failf("agent operation failed: write file: %s: %v", guest, err)
 		}
 	}
 	a.errf("Uploaded %s (%d bytes) -> %s", local, len(data), guest)

@@ -400,6 +400,9 @@ func (a *app) start(args []string) error {
 		if err := a.firstBoot(m, a.store.root(name)); err != nil {
 			return err
 		}
+		if err := attachMounts(a.store.root(name), m.Volumes); err != nil {
+			return err
+		}
 		pid = st.NextPID
 		st.NextPID++
 		m.State, m.PID, m.Booted = stateRunning, &pid, true
@@ -617,6 +620,7 @@ func (a *app) view(m *machine) map[string]any {
 		"image":                   m.Image,
 		"image_kind":              m.ImageKind,
 		"init":                    nz(m.Init),
+		"mounts":                  mountViews(m.Volumes),
 		"labels":                  m.Labels,
 		"net_backend":             m.NetBackend,
 		"outbound_localhost_only": m.OutboundLocalhostOnly,

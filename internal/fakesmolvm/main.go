@@ -57,7 +57,14 @@
 // 124 on --timeout, 127 when CMD is not found). Absolute paths inside CMD
 // are host paths: they are not mapped into the root. --init commands run
 // the same way through "sh -c" on the first start. An --image directory
-// (1.9) is copied into the root on the first start. Processes CMD leaves
+// (1.9) is copied into the root on the first start. Each start attaches
+// the -v mounts: GUEST in the root becomes a symbolic link to HOST, so
+// that exec (with a relative path) and cp reach the host directory; cp
+// refuses to write into a :ro mount ("Read-only file system"), exec
+// cannot be stopped from it. The mounts also appear, as the HTTP API
+// shows them ({tag, source, target, readonly}; the tag is made up), under
+// "fake" "mounts". cp --uid/--gid (1.9) chown the upload; a fake not run
+// as root leaves the owner as it is when it may not change it. Processes CMD leaves
 // in the background are killed when it exits. Progress lines ("Starting
 // machine", "Pulling image", "Stopping machine", cp's "Uploaded") go to
 // stderr, results to stdout, as the reference says.
