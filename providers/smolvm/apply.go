@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/rs/zerolog"
@@ -15,6 +16,9 @@ import (
 // Delete of a machine and decides nothing.
 func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 	r := &s.Resource
+	if r.Kind == kindVolume {
+		return p.applyVolume(s)
+	}
 	if r.Kind != kindMachine {
 		return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
 	}
@@ -48,6 +52,26 @@ func (p *Provider) Apply(ctx context.Context, s reconcile.Step) error {
 			r = s.Observed
 		}
 		return p.deleteMachine(ctx, r)
+	}
+	return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
+}
+
+// applyVolume creates a named volume's directory, or deletes it (only a
+// destroy --volumes plans that: a volume is persistent).
+func (p *Provider) applyVolume(s reconcile.Step) error {
+	r := &s.Resource
+	switch s.Action {
+	case reconcile.Create:
+		cfg, ok := r.Config.(volumeConfig)
+		if !ok {
+			return fmt.Errorf("internal: %s has no volume config", r.ID())
+		}
+		return p.createVolume(cfg)
+	case reconcile.Delete:
+		if s.Observed != nil {
+			r = s.Observed
+		}
+		return p.deleteVolume(r)
 	}
 	return fmt.Errorf("internal: the smolvm provider cannot %s a %s", s.Action, r.Kind)
 }
@@ -95,10 +119,14 @@ func (p *Provider) createMachine(ctx context.Context, cfg machineConfig) error {
 		log.Warn().Str("machine", cfg.Name).Str("smolvm", v.String()).
 			Msg("smolvm before 1.9 cannot set a machine's command: the image's own command runs instead of spec.agent.command")
 	}
+	vols, err := p.mountArgs(cfg)
+	if err != nil {
+		return err
+	}
 	err = p.cli.create(ctx, v, createOpts{
 		Name: cfg.Name, From: src.from, Image: src.image,
 		AllowCIDRs: cfg.AllowCIDRs, Env: cfg.Env, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
-		Workdir: cfg.Workdir, Labels: cfg.Labels, Cmd: cfg.Cmd,
+		Workdir: cfg.Workdir, Labels: cfg.Labels, Cmd: cfg.Cmd, Volumes: vols,
 	})
 	if err != nil {
 		if isAlreadyExists(err) {
@@ -115,7 +143,42 @@ func (p *Provider) createMachine(ctx context.Context, cfg machineConfig) error {
 				cfg.Name, err, PrettyCommand(append([]string{p.opts.Binary}, deleteArgs(v, cfg.Name)...)))
 		}
 	}
-	return p.startMachine(ctx, cfg.Name)
+	if len(cfg.Files) == 0 {
+		return p.startMachine(ctx, cfg.Name)
+	}
+	// smolvm cp needs a running machine. A machine of ours always holds
+	// its files: if they cannot be written, it goes, and the next apply
+	// makes it again (a later Start would not write them).
+	err = p.startMachine(ctx, cfg.Name)
+	if err == nil {
+		err = p.copyFiles(ctx, v, cfg.Name, cfg.Files)
+	}
+	if err != nil {
+		r := &reconcile.Resource{Kind: kindMachine, Name: cfg.Name, Managed: true}
+		if derr := p.deleteMachine(ctx, r); derr != nil {
+			return fmt.Errorf("%w; removing the machine without its files failed too: %w", err, derr)
+		}
+		return fmt.Errorf("%w; machine %s was removed, as it could not get its spec.agent.files: the next apply creates it again", err, cfg.Name)
+	}
+	return nil
+}
+
+// mountArgs are the -v values of a machine: its named volumes' directories
+// must exist (the volume steps come first) and be ours.
+func (p *Provider) mountArgs(cfg machineConfig) ([]string, error) {
+	var errs []error
+	vols := volumeArgs(cfg.Mounts, func(vol string) string {
+		dir, err := p.volumeDir(cfg.Bottle, vol)
+		if err != nil {
+			errs = append(errs, err)
+			return ""
+		}
+		if rec, err := readVolumeRecord(dir, cfg.Bottle, vol); rec == nil || err != nil {
+			errs = append(errs, fmt.Errorf("create machine %s: volume %s is not ready (%s has no bottle-apply record)", cfg.Name, vol, dir))
+		}
+		return filepath.Join(dir, volumeDataSubdir)
+	})
+	return vols, errors.Join(errs...)
 }
 
 func (p *Provider) startMachine(ctx context.Context, name string) error {

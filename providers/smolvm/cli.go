@@ -83,6 +83,7 @@ type createOpts struct {
 	Workdir    string
 	Labels     map[string]string // passed from 1.8 only
 	Cmd        []string          // passed from 1.9 only
+	Volumes    []string          // -v HOST:GUEST[:ro], in this order
 }
 
 // create runs `machine create`. It only writes smolvm's record of the
@@ -121,6 +122,9 @@ func createArgs(v Version, o createOpts) []string {
 	}
 	if o.Workdir != "" {
 		args = append(args, "-w", o.Workdir)
+	}
+	for _, vol := range o.Volumes {
+		args = append(args, "-v", vol)
 	}
 	if v.AtLeast(v1Labels) {
 		for _, k := range slices.Sorted(maps.Keys(o.Labels)) {
@@ -235,6 +239,26 @@ func (c cli) cp(ctx context.Context, src, dst string) error {
 }
 
 func cpArgs(src, dst string) []string { return []string{"machine", "cp", src, dst} }
+
+// cpOwned uploads with the mode and owner set by smolvm (1.9+: cp
+// --mode/--uid/--gid).
+func (c cli) cpOwned(ctx context.Context, src, dst string, mode fs.FileMode, uid, gid int) error {
+	_, err := c.run(ctx, cpOwnedArgs(src, dst, mode, uid, gid))
+	return err
+}
+
+func cpOwnedArgs(src, dst string, mode fs.FileMode, uid, gid int) []string {
+	return []string{"machine", "cp", "--mode", fmt.Sprintf("%04o", mode.Perm()),
+		"--uid", strconv.Itoa(uid), "--gid", strconv.Itoa(gid), src, dst}
+}
+
+// execRun runs a setup command in the machine (`machine exec` without
+// streams, bounded by Run's timeout): a non-zero exit, the guest's or
+// smolvm's, is a *RunError with the output.
+func (c cli) execRun(ctx context.Context, name string, o guest.ExecOptions) error {
+	_, err := c.run(ctx, execArgs(name, o))
+	return err
+}
 
 // packCreate runs `pack create`, which boots a VM that pulls image (a
 // registry reference: never a local image or an archive) and writes output

@@ -23,6 +23,12 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	}
 	// No version probe here: a no-op apply costs one ls. The version is
 	// detected when a machine is to be created or deleted.
+	// Named volumes are directories of the state directory: no smolvm
+	// call, and there even without smolvm.
+	vols, err := p.observeVolumes(scope)
+	if err != nil {
+		return nil, err
+	}
 	ms, err := p.cli.ls(ctx)
 	p.mu.Lock()
 	p.missing = err != nil && couldNotRun(err)
@@ -30,7 +36,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	if err != nil {
 		if couldNotRun(err) {
 			zerolog.Ctx(ctx).Debug().Err(err).Msg("no smolvm machines to observe")
-			return nil, nil
+			return vols, nil
 		}
 		return nil, fmt.Errorf("list smolvm machines: %w", err)
 	}
@@ -47,7 +53,20 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 			recs[m.Name] = rec
 		}
 	}
-	return observed(ms, recs, scope), nil
+	out := observed(ms, recs, scope)
+	// A machine goes before its bottle's volumes (destroy --volumes):
+	// which ones it mounts is in no label, so all of them.
+	for i := range out {
+		if !out[i].Managed {
+			continue
+		}
+		for _, v := range vols {
+			if v.Bottle == out[i].Bottle && v.Managed {
+				out[i].DependsOn = append(out[i].DependsOn, v.ID())
+			}
+		}
+	}
+	return append(out, vols...), nil
 }
 
 // observed turns machines into resources. A machine is managed when its

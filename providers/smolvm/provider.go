@@ -11,6 +11,12 @@
 // bottle-apply keeps a small record per machine it created in
 // Options.StateDir, next to the reserved name prefix "bottle-". A machine
 // with neither is never touched.
+//
+// Workspaces: spec.agent.volumes are -v mounts of machine create (smolvm
+// has no volumes of its own: a named volume is a directory of StateDir,
+// a persistent resource of this provider, see volumes.go);
+// spec.agent.files are copied in once the machine runs (files.go);
+// spec.agent.user is applied by setpriv at exec (guest.go).
 package smolvm
 
 import (
@@ -169,6 +175,13 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 			continue
 		}
 		out = append(out, r)
+		user, _ := normalUser(b.Spec.Agent.User) // translate checked it
+		for _, v := range translateVolumes(b, user, p.opts.Version) {
+			if dir := p.VolumeDataDir(v.Bottle, v.Role); dir != "" {
+				v.Summary = map[string]string{"path": dir}
+			}
+			out = append(out, v)
+		}
 	}
 	return out, errors.Join(errs...)
 }

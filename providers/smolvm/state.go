@@ -21,6 +21,9 @@ type record struct {
 	Hash    string            `json:"hash"`
 	Inputs  map[string]string `json:"inputs,omitempty"`
 	Version string            `json:"version,omitempty"` // bottle-apply's, for humans
+	// User is spec.agent.user as uid:gid (labelUser where there are
+	// labels); "" for the image's own user.
+	User string `json:"user,omitempty"`
 }
 
 // safeName matches smolvm machine names, which are also safe file names.

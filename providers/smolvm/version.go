@@ -20,6 +20,8 @@ var (
 	// v1Workload: create takes "-- CMD" (the workload) and --image accepts a
 	// docker-save archive.
 	v1Workload = Version{1, 9, 0}
+	// v1CpOwner: cp takes --mode, --uid and --gid for uploads.
+	v1CpOwner = Version{1, 9, 0}
 )
 
 func (v Version) String() string { return fmt.Sprintf("%d.%d.%d", v.Major, v.Minor, v.Patch) }
