@@ -585,9 +585,20 @@ func TestNotInstalled(t *testing.T) {
 	}
 }
 
+// statusCall is `machine status --json` of the hello agent, with a user
+// label when user is set.
+func statusCall(user string) call {
+	labels := ""
+	if user != "" {
+		labels = fmt.Sprintf(`, "labels": {%q: %q}`, labelUser, user)
+	}
+	return call{argv: argv("machine", "status", "--name", "bottle-hello-agent", "--json"),
+		stdout: `{"name": "bottle-hello-agent", "state": "running"` + labels + "}\n"}
+}
+
 func TestExec(t *testing.T) {
 	t.Parallel()
-	e := newTestProvider(t, nil, call{
+	e := newTestProvider(t, nil, statusCall(""), call{
 		argv: argv("machine", "exec", "--name", "bottle-hello-agent", "-i", "-t", "-w", "/tmp", "-e", "X=1", "--", "sh"),
 		code: 42,
 	})
@@ -599,10 +610,8 @@ func TestExec(t *testing.T) {
 
 func TestExecNotInstalled(t *testing.T) {
 	t.Parallel()
-	e := newTestProvider(t, nil, call{
-		argv: argv("machine", "exec", "--name", "bottle-hello-agent", "--", "true"),
-		err:  &RunError{ExitCode: -1, Err: &exec.Error{Name: "smolvm", Err: exec.ErrNotFound}},
-	})
+	notFound := &RunError{ExitCode: -1, Err: &exec.Error{Name: "smolvm", Err: exec.ErrNotFound}}
+	e := newTestProvider(t, nil, call{argv: statusCall("").argv, err: notFound})
 	if _, err := e.p.Guest("hello").Exec(t.Context(), guest.ExecOptions{Cmd: []string{"true"}}, guest.Stdio{}); !errors.Is(err, ErrNotInstalled) {
 		t.Errorf("Exec = %v, want ErrNotInstalled", err)
 	}
@@ -611,8 +620,13 @@ func TestExecNotInstalled(t *testing.T) {
 func TestCopy(t *testing.T) {
 	t.Parallel()
 	e := newTestProvider(t, nil,
+		// cp makes no parent directories: exec does, relative to / (see
+		// guestRel).
+		statusCall(""),
+		call{argv: argv("machine", "exec", "--name", "bottle-hello-agent", "-w", "/", "--", "mkdir", "-p", "./work")},
 		call{argv: argv("machine", "cp", "./notes.txt", "bottle-hello-agent:/work/notes.txt")},
 		call{argv: argv("machine", "cp", "bottle-hello-agent:/work/out.log", "out.log")},
+		statusCall(""),
 		call{argv: argv("machine", "cp", "./a:b", "bottle-hello-agent:/x")},
 	)
 	ctx := t.Context()
@@ -632,7 +646,7 @@ func TestCopy(t *testing.T) {
 func TestCopyMachineNotRunning(t *testing.T) {
 	t.Parallel()
 	cp := argv("machine", "cp", "f", "bottle-hello-agent:/f")
-	e := newTestProvider(t, nil, call{argv: cp, err: smolErr(errNotRunning, cp...)})
+	e := newTestProvider(t, nil, statusCall(""), call{argv: cp, err: smolErr(errNotRunning, cp...)})
 	err := e.p.Guest("hello").CopyIn(t.Context(), "f", "/f")
 	if err == nil || !isNotRunning(err) || !strings.HasPrefix(err.Error(), "copy f to bottle-hello-agent:/f: smolvm machine cp") {
 		t.Errorf("Copy = %v", err)
