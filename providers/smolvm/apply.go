@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 
@@ -173,10 +174,16 @@ func (p *Provider) mountArgs(cfg machineConfig) ([]string, error) {
 			errs = append(errs, err)
 			return ""
 		}
+		data := filepath.Join(dir, volumeDataSubdir)
 		if rec, err := readVolumeRecord(dir, cfg.Bottle, vol); rec == nil || err != nil {
 			errs = append(errs, fmt.Errorf("create machine %s: volume %s is not ready (%s has no bottle-apply record)", cfg.Name, vol, dir))
+		} else if fi, err := os.Stat(data); err != nil || !fi.IsDir() {
+			// Removed by hand: a volume is never replaced, so say how to
+			// start it again, empty.
+			errs = append(errs, fmt.Errorf("create machine %s: the data directory of volume %s (%s) is missing; "+
+				"remove %s and apply again to start the volume empty", cfg.Name, vol, data, dir))
 		}
-		return filepath.Join(dir, volumeDataSubdir)
+		return data
 	})
 	return vols, errors.Join(errs...)
 }

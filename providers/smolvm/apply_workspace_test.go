@@ -197,6 +197,18 @@ func TestCreateNeedsVolume(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "volume cache is not ready") {
 		t.Errorf("Apply = %v", err)
 	}
+	// Its data directory removed by hand: say how to start again.
+	if err := w.p.Apply(t.Context(), createStep(w.volume)); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(w.dataDir()); err != nil {
+		t.Fatal(err)
+	}
+	w.script()
+	err = w.p.Apply(t.Context(), createStep(w.machine))
+	if err == nil || !strings.Contains(err.Error(), "the data directory of volume cache ("+w.dataDir()+") is missing; remove "+filepath.Dir(w.dataDir())) {
+		t.Errorf("Apply = %v", err)
+	}
 }
 
 // checkVolumeDir: 0700 parents, data writable for 1000:1000 (chowned as
