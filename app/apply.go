@@ -12,6 +12,8 @@ import (
 	"slices"
 	"time"
 
+	"golang.org/x/sync/errgroup"
+
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/lock"
 	"github.com/bottle-apply/bottle-apply/internal/xdg"
@@ -35,6 +37,11 @@ type Options struct {
 	SubnetPool       string
 	Verify           bool
 	NoVerify         bool
+	// Volumes lets a destroy remove the bottles' named volumes too.
+	Volumes bool
+	// ReadyWait is how long each agent an apply started must stay running
+	// (0: no wait).
+	ReadyWait time.Duration
 }
 
 // Result is what a run planned, did and found, for a view to show. It is
@@ -73,7 +80,13 @@ func Apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 }
 
 func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile.Plan), res *Result) error {
-	specs, err := spec.Load(o.Files, in)
+	// A destroy needs the bottles' names, not their host directories,
+	// which may be gone by now.
+	load := spec.Load
+	if o.Destroy {
+		load = spec.LoadDeclared
+	}
+	specs, err := load(o.Files, in)
 	if err != nil {
 		return fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
 	}
@@ -90,10 +103,11 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		return err
 	}
 	if !o.Destroy {
-		// Secrets are read now, once, and never shown.
+		// Secrets and files are read now, once, and never shown.
 		if err := resolveSecrets(bottles); err != nil {
 			return fmt.Errorf("%w; nothing was changed", err)
 		}
+		warnSensitive(ctx, bottles)
 	}
 	for i := range bottles {
 		res.Bottles = append(res.Bottles, bottles[i].Metadata.Name)
@@ -101,6 +115,11 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 	ps, err := NewProviders(o)
 	if err != nil {
 		return err
+	}
+	if !o.Destroy {
+		if err := ps.checkHostDirs(bottles); err != nil {
+			return err
+		}
 	}
 	if !o.DryRun {
 		// One apply or destroy per bottle at a time on an engine, whatever
@@ -122,7 +141,7 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 			return err
 		}
 	}
-	run, runErr := reconcile.Run(ctx, ps.all, bottles, reconcile.Options{Destroy: o.Destroy, DryRun: o.DryRun, OnPlan: onPlan})
+	run, runErr := reconcile.Run(ctx, ps.all, bottles, reconcile.Options{Destroy: o.Destroy, Volumes: o.Volumes, DryRun: o.DryRun, OnPlan: onPlan})
 	res.Run = run
 	switch {
 	case runErr == nil:
@@ -133,15 +152,23 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 	default:
 		return runErr
 	}
-	if o.Destroy || o.DryRun || o.NoVerify || run.Plan == nil {
+	if o.Destroy || o.DryRun || run.Plan == nil {
 		return nil
 	}
+	// The agents the run started must stay running, which the engine
+	// tells while the self-test runs.
+	var (
+		g                  errgroup.Group
+		readyErr, checkErr error
+	)
+	g.Go(func() error { readyErr = ps.awaitAgents(ctx, o, startedAgents(run, bottles)); return nil })
 	// A bottle that changed is tested again; one that did not was tested
 	// when it last changed (bottle-apply --verify tests it now).
-	if changed := changedBottles(bottles, run.Plan.ChangedBottles()); len(changed) > 0 {
-		res.Verify, err = ps.verifyBottles(ctx, changed)
+	if changed := changedBottles(bottles, run.Plan.ChangedBottles()); len(changed) > 0 && !o.NoVerify {
+		g.Go(func() error { res.Verify, checkErr = ps.verifyBottles(ctx, changed); return nil })
 	}
-	return err
+	_ = g.Wait()
+	return errors.Join(readyErr, checkErr)
 }
 
 // changedBottles returns the bottles that a run changed something of.

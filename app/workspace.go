@@ -102,8 +102,5 @@ func (ps *Providers) awaitAgents(ctx context.Context, o *Options, names []string
 	started := time.Now()
 	err := ps.docker.AwaitRunning(ctx, names, o.ReadyWait)
 	zerolog.Ctx(ctx).Debug().Strs("bottles", names).Dur("took", time.Since(started)).Msg("agents stayed running")
-	if err != nil {
-		return fmt.Errorf("%w\nan agent whose command ends at once leaves no bottle to work in: fix spec.agent.command or the image, then apply again", err)
-	}
-	return nil
+	return err
 }

@@ -44,6 +44,12 @@ func Run(ctx context.Context, args []string, s Streams) int {
 			if o.Verify && (o.Destroy || o.DryRun || o.NoVerify) {
 				return usageError("--verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify")
 			}
+			if o.Volumes && !o.Destroy {
+				return usageError("--volumes goes with --destroy: it removes the bottles' named volumes with them")
+			}
+			if o.ReadyWait < 0 {
+				return usageError("--ready-wait must not be negative (0 turns the wait off)")
+			}
 			var err error
 			code, err = runApply(cmd.Context(), &o, s)
 			return err
@@ -62,6 +68,8 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	f.StringVar(&o.SubnetPool, "subnet-pool", bottle.DefaultSubnetPool, "range that automatic /24 bottle subnets come from")
 	f.BoolVar(&o.Verify, "verify", false, "change nothing: run the isolation self-test in each bottle's agent and fail naming any hole")
 	f.BoolVar(&o.NoVerify, "no-verify", false, "skip the self-test that follows an apply that changed a bottle")
+	f.BoolVar(&o.Volumes, "volumes", false, "with --destroy: remove the bottles' named volumes too (host directories are never removed)")
+	f.DurationVar(&o.ReadyWait, "ready-wait", 2*time.Second, "how long each started agent must stay running for the apply to succeed (0: do not wait)")
 	pf := root.PersistentFlags()
 	pf.StringVarP(&o.Output, "output", "o", "text", "result format: text or json (on stdout)")
 	pf.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")

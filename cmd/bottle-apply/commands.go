@@ -10,12 +10,13 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/app"
 	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 func execCommand(o *app.Options, s Streams, code *int) *cobra.Command {
 	var eo guest.ExecOptions
 	c := &cobra.Command{
-		Use:   "exec [-i] [-t] [-e K=V] [-w DIR] NAME -- CMD [ARG...]",
+		Use:   "exec [-i] [-t] [-u UID[:GID]] [-e K=V] [-w DIR] NAME -- CMD [ARG...]",
 		Short: "Run a command in a bottle's agent (stdout, stderr and the exit code are passed through)",
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
@@ -27,6 +28,11 @@ func execCommand(o *app.Options, s Streams, code *int) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			eo.Cmd = args[1:]
+			if eo.User != "" {
+				if _, _, err := spec.ParseUser(eo.User); err != nil {
+					return usageError("exec -u: " + err.Error())
+				}
+			}
 			// Raw mode only when stdin goes to the command: without -i,
 			// Ctrl-C must still reach bottle-apply.
 			if eo.TTY && eo.Interactive {
@@ -49,6 +55,7 @@ func execCommand(o *app.Options, s Streams, code *int) *cobra.Command {
 	c.Flags().BoolVarP(&eo.TTY, "tty", "t", false, "allocate a terminal")
 	c.Flags().StringArrayVarP(&eo.Env, "env", "e", nil, "set an environment variable K=V (repeatable)")
 	c.Flags().StringVarP(&eo.Workdir, "workdir", "w", "", "working directory in the agent")
+	c.Flags().StringVarP(&eo.User, "user", "u", "", "run as this numeric UID[:GID] (default: spec.agent.user, else the image's user)")
 	return c
 }
 
