@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -104,5 +105,49 @@ func TestE2ERealSmolvm(t *testing.T) {
 		if code != 0 || strings.Contains(out, "rc=0") {
 			t.Fatalf("the agent reached the bundle's port %s: exit %d, %q %q", p, code, out, errs)
 		}
+	}
+}
+
+// TestE2ERealSmolvmWorkspace mounts a host directory and a named volume in
+// a real microVM: what the agent writes shows on the host, survives a
+// replace, and the named volume survives a destroy.
+func TestE2ERealSmolvmWorkspace(t *testing.T) {
+	realSmolvm(t)
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	img := testenv.AgentImage(t, c)
+	path, name := example(t, c, "smolvm.yaml", img)
+	dir := filepath.Dir(path)
+	if err := os.Mkdir(filepath.Join(dir, "src"), 0o777); err != nil {
+		t.Fatal(err)
+	}
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(greeting string) {
+		s := strings.Replace(string(raw), "  agent:\n", "  agent:\n    volumes: [\"./src:/workspace\", \"work:/data\"]\n"+
+			"    files: [{path: /etc/greeting, content: "+greeting+"}]\n", 1)
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("hello")
+	t.Cleanup(func() { cli(t, bin, "", "-f", path, "--destroy", "--volumes") })
+	if code, out, errs := cli(t, bin, "", "-f", path, "--no-verify"); code != 0 {
+		t.Fatalf("apply: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, bin, "", "exec", name, "--", "sh", "-c", "echo kept > /workspace/note && echo kept > /data/note && cat /etc/greeting"); code != 0 || out != "hello\n" {
+		t.Fatalf("exec: exit %d, %q %q", code, out, errs)
+	}
+	if b, err := os.ReadFile(filepath.Join(dir, "src", "note")); err != nil || string(b) != "kept\n" {
+		t.Fatalf("the host directory: %q, %v", b, err)
+	}
+	write("bonjour") // files changed: the machine is replaced
+	if code, out, errs := cli(t, bin, "", "-f", path, "--no-verify"); code != 0 || !strings.Contains(out, "files changed") {
+		t.Fatalf("apply after a file change: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, bin, "", "exec", name, "--", "cat", "/data/note", "/workspace/note", "/etc/greeting"); code != 0 || out != "kept\nkept\nbonjour\n" {
+		t.Fatalf("after the replace: exit %d, %q %q", code, out, errs)
 	}
 }

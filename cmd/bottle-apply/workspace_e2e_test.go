@@ -44,11 +44,12 @@ spec:
 `, name, image, greeting)
 }
 
-// agentSays runs a shell command in the bottle's agent and returns its exit
-// code and output.
-func agentSays(t *testing.T, bin, name string, args ...string) (int, string) {
+// agentSays runs a shell command in the bottle's agent (the test image's
+// busybox has its applets only inside its shell) and returns its exit code
+// and output.
+func agentSays(t *testing.T, bin, name, cmd string) (int, string) {
 	t.Helper()
-	code, out, errs := cli(t, bin, "", append([]string{"exec", name, "--"}, args...)...)
+	code, out, errs := cli(t, bin, "", "exec", name, "--", "sh", "-c", cmd)
 	return code, strings.TrimSpace(out + errs)
 }
 
@@ -107,7 +108,7 @@ func TestE2EWorkspaceSurvives(t *testing.T) {
 		{"stat -c %u /data", "1000"},
 		{"echo kept > /data/note && echo kept > /workspace/note && echo ok", "ok"},
 	} {
-		if code, got := agentSays(t, bin, name, "sh", "-c", tc.cmd); code != 0 || got != tc.want {
+		if code, got := agentSays(t, bin, name, tc.cmd); code != 0 || got != tc.want {
 			t.Errorf("%s: exit %d, %q; want %q", tc.cmd, code, got, tc.want)
 		}
 	}
@@ -120,14 +121,14 @@ func TestE2EWorkspaceSurvives(t *testing.T) {
 		t.Errorf("the bind's file is owned by %d:%d on the host, want 1000:1000", st.Uid, st.Gid)
 	}
 	// A read-only mount refuses writes.
-	if code, got := agentSays(t, bin, name, "sh", "-c", "echo x > /ro/x"); code == 0 || !strings.Contains(got, "Read-only") {
+	if code, got := agentSays(t, bin, name, "echo x > /ro/x"); code == 0 || !strings.Contains(got, "Read-only") {
 		t.Errorf("a write to the read-only mount: exit %d, %q", code, got)
 	}
 	// exec -u overrides the user.
-	if code, got := agentSays(t, bin, name, "id", "-u"); code != 0 || got != "1000" {
+	if code, got := agentSays(t, bin, name, "id -u"); code != 0 || got != "1000" {
 		t.Errorf("exec: %d %q", code, got)
 	}
-	if code, out, errs := cli(t, bin, "", "exec", "-u", "0", name, "--", "id", "-u"); code != 0 || strings.TrimSpace(out) != "0" {
+	if code, out, errs := cli(t, bin, "", "exec", "-u", "0", name, "--", "sh", "-c", "id -u"); code != 0 || strings.TrimSpace(out) != "0" {
 		t.Errorf("exec -u 0: exit %d, %q %s", code, out, errs)
 	}
 	// cp makes the missing parents and gives the user what it writes.
@@ -138,7 +139,7 @@ func TestE2EWorkspaceSurvives(t *testing.T) {
 	if code, out, errs := cli(t, bin, "", "cp", local, name+":/home/agent/new/deep/repo.txt"); code != 0 {
 		t.Fatalf("cp: exit %d\n%s\n%s", code, out, errs)
 	}
-	if code, got := agentSays(t, bin, name, "stat", "-c", "%u:%g", "/home/agent/new/deep/repo.txt", "/home/agent/new/deep", "/home/agent/new"); code != 0 || got != "1000:1000\n1000:1000\n1000:1000" {
+	if code, got := agentSays(t, bin, name, "stat -c %u:%g /home/agent/new/deep/repo.txt /home/agent/new/deep /home/agent/new"); code != 0 || got != "1000:1000\n1000:1000\n1000:1000" {
 		t.Errorf("cp'd file and parents: exit %d, %q", code, got)
 	}
 
@@ -154,10 +155,10 @@ func TestE2EWorkspaceSurvives(t *testing.T) {
 			t.Errorf("the replace's plan lacks %q:\n%s", want, out)
 		}
 	}
-	if code, got := agentSays(t, bin, name, "cat", "/data/note", "/workspace/note", "/home/agent/.cfg/settings.json"); code != 0 || got != "kept\nkept\n"+`{"onboarded": true}` {
+	if code, got := agentSays(t, bin, name, "cat /data/note /workspace/note /home/agent/.cfg/settings.json"); code != 0 || got != "kept\nkept\n"+`{"onboarded": true}` {
 		t.Errorf("after the replace: exit %d, %q", code, got)
 	}
-	if code, _ := agentSays(t, bin, name, "test", "-e", "/home/agent/new/deep/repo.txt"); code == 0 {
+	if code, _ := agentSays(t, bin, name, "test -e /home/agent/new/deep/repo.txt"); code == 0 {
 		t.Error("a file cp'd outside the volumes survived the replace")
 	}
 
@@ -176,7 +177,7 @@ func TestE2EWorkspaceSurvives(t *testing.T) {
 	if code, out, errs := cli(t, bin, "", "-f", path, "--no-verify"); code != 0 {
 		t.Fatalf("apply after destroy: exit %d\n%s\n%s", code, out, errs)
 	}
-	if code, got := agentSays(t, bin, name, "cat", "/data/note", "/workspace/note"); code != 0 || got != "kept\nkept" {
+	if code, got := agentSays(t, bin, name, "cat /data/note /workspace/note"); code != 0 || got != "kept\nkept" {
 		t.Errorf("after destroy and apply: exit %d, %q", code, got)
 	}
 	// --destroy --volumes removes it; the host directory stays.
@@ -223,7 +224,7 @@ spec:
 	if code != 1 {
 		t.Fatalf("apply of a crashing agent: exit %d, want 1\n%s\n%s", code, out, errs)
 	}
-	for _, want := range []string{name, "exit code 3", "no such tool", "first line"} {
+	for _, want := range []string{name, "code 3", "no such tool", "first line"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("the error lacks %q:\n%s", want, errs)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
@@ -305,7 +306,8 @@ func importImage(ctx context.Context, c *client.Client, ref string, changes []st
 }
 
 // CleanupBottle removes, when the test ends, every container and network of
-// the bottle: labelled with its name, or named like its resources.
+// the bottle (labelled with its name, or named like its resources) and its
+// labelled volumes.
 func CleanupBottle(t testing.TB, c *client.Client, bottle string) {
 	t.Helper()
 	t.Cleanup(func() {
@@ -328,6 +330,11 @@ func CleanupBottle(t testing.TB, c *client.Client, bottle string) {
 			for _, n := range ns {
 				_ = c.NetworkRemove(ctx, n.ID)
 			}
+		}
+		// Named volumes, which a destroy keeps.
+		vs, _ := c.VolumeList(ctx, volume.ListOptions{Filters: filters.NewArgs(filters.Arg("label", "io.bottle-apply.name="+bottle))})
+		for _, v := range vs.Volumes {
+			_ = c.VolumeRemove(ctx, v.Name, true)
 		}
 	})
 }
