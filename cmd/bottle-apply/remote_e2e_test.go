@@ -382,8 +382,8 @@ func TestE2ENoOpApplyWithARecordedEngine(t *testing.T) {
 	}
 	calls := p.Calls()
 	t.Logf("no-op apply with a recorded engine: %d calls: %q", len(calls), calls)
-	if len(calls) != 3 || infos(calls) != 0 {
-		t.Errorf("no-op apply: %d calls %q, want 3: the ping and two lists", len(calls), calls)
+	if len(calls) != 4 || infos(calls) != 0 {
+		t.Errorf("no-op apply: %d calls %q, want 4: the ping and one list per kind (networks, containers, volumes)", len(calls), calls)
 	}
 
 	// The same address, a new socket: the engine is asked again.

@@ -33,6 +33,7 @@ import (
 	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/api/types/volume"
 	"github.com/docker/docker/client"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -393,7 +394,7 @@ func (b *bench) cleanup() {
 		if f == "" {
 			continue
 		}
-		if _, err := b.exec(b.ba, "-f", f, "--destroy"); err != nil {
+		if _, err := b.exec(b.ba, "-f", f, "--destroy", "--volumes"); err != nil {
 			logf("cleanup: %v", err)
 		}
 	}
@@ -415,6 +416,13 @@ func (b *bench) cleanup() {
 			if ours(n.Labels) {
 				logf("cleanup: removing leftover network %s", n.Name)
 				_ = b.dc.NetworkRemove(ctx, n.ID)
+			}
+		}
+		vs, _ := b.dc.VolumeList(ctx, volume.ListOptions{Filters: lf})
+		for _, v := range vs.Volumes {
+			if ours(v.Labels) {
+				logf("cleanup: removing leftover volume %s", v.Name)
+				_ = b.dc.VolumeRemove(ctx, v.Name, true)
 			}
 		}
 	}

@@ -176,11 +176,16 @@ func composeFile(peer []byte, p, greeting string) ([]byte, error) {
 	}
 	s = strings.Replace(s, name, "name: "+p+"\n", 1)
 	s = strings.Replace(s, env, env+"      GREETING: "+greeting+"\n", 1)
+	// The agent's home on a named volume, as in the bottle: a no-op then
+	// lists volumes on both sides.
+	s = strings.Replace(s, env, env+"    volumes: [\"work:/home/agent\"]\n", 1)
+	s += "volumes:\n  work: {}\n"
 	return []byte(s), nil
 }
 
-// bottleSpec is the bottle-apply equivalent of the peer compose project;
-// an empty subnet is picked from the pool.
+// bottleSpec is the bottle-apply equivalent of the peer compose project,
+// with the agent's home on a named volume; an empty subnet is picked from
+// the pool.
 func bottleSpec(name, subnet, greeting string) []byte {
 	s := fmt.Sprintf(`apiVersion: bottle-apply/v1
 kind: Bottle
@@ -193,6 +198,7 @@ spec:
     command: ["sleep", "infinity"]
     env:
       GREETING: %s
+    volumes: ["work:/home/agent"]
 `, name, benchImage, greeting)
 	if subnet != "" {
 		s += "  network:\n    subnet: " + subnet + "\n"
