@@ -43,4 +43,4 @@ ti=$(command -v tini-static || command -v tini || true)
 rm -rf "${ENGINE_DIR:?}/src"
 "$B/dockerd" --version
 "$B/containerd" --version
-"$B/runc" --version | head -1
+"$B/runc" --version | sed -n 1p # sed reads it all: head would leave runc a SIGPIPE, and pipefail fail the build
