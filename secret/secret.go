@@ -1,5 +1,6 @@
 // Package secret resolves the secrets a spec names (spec.agent.secretEnv)
-// into their values, and keeps the key that digests them.
+// into their values, reads the files it puts in agents (spec.agent.files,
+// files.go), and keeps the key that digests both.
 //
 // Values go into bottle.Bottle.Secrets and from there to the providers, which
 // hand them to the agent. Everything else sees a digest: config hashes and
