@@ -70,26 +70,10 @@ func (p *Provider) writeRecord(r record) error {
 	if err != nil {
 		return err
 	}
-	b, err := json.MarshalIndent(r, "", "  ")
-	if err != nil {
-		return err
-	}
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return fmt.Errorf("write machine record: %w", err)
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+r.Name+"-*")
-	if err != nil {
-		return fmt.Errorf("write machine record: %w", err)
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	if err != nil {
+	if err := writeFileAtomic(path, r); err != nil {
 		return fmt.Errorf("write machine record %s: %w", path, err)
 	}
 	return nil
