@@ -270,12 +270,13 @@ func (b *bench) pair(work string, peer []byte, rounds int) error {
 		name, spec, file string
 		a, b             []string
 	}{
-		// compose does not test what it made: bottle-apply skips its
-		// self-test here, and the case after the pairs measures it
+		// compose neither tests what it made nor waits to see its
+		// containers stay up: bottle-apply skips its self-test and its
+		// readiness wait here, and the case after the pairs measures them
 		// (firstVerified).
-		{"first apply", "spec-hello", "compose-hello", []string{"--no-verify"}, []string{"up", "-d"}},
+		{"first apply", "spec-hello", "compose-hello", []string{"--no-verify", "--ready-wait", "0"}, []string{"up", "-d"}},
 		{"no-op apply", "spec-hello", "compose-hello", nil, []string{"up", "-d"}},
-		{"env change", "spec-bonjour", "compose-bonjour", []string{"--no-verify"}, []string{"up", "-d"}},
+		{"env change", "spec-bonjour", "compose-bonjour", []string{"--no-verify", "--ready-wait", "0"}, []string{"up", "-d"}},
 		{"destroy", "spec-bonjour", "compose-bonjour", []string{"--destroy"}, []string{"down"}},
 	}
 	for r := 0; r <= rounds; r++ {
@@ -306,19 +307,25 @@ func (b *bench) pair(work string, peer []byte, rounds int) error {
 				res.B = append(res.B, sb)
 			}
 		}
-		// bottle-apply's default first apply: the same, then the isolation
-		// self-test in the agent.
-		b.pairSpec = files["spec-hello"]
-		sv, err := b.exec(b.ba, "-f", files["spec-hello"])
-		if err != nil {
-			return err
-		}
-		if r > 0 {
-			res := b.get(firstVerified)
-			res.A = append(res.A, sv)
-		}
-		if _, err := b.exec(b.ba, "-f", files["spec-hello"], "--destroy"); err != nil {
-			return err
+		// The first apply with the isolation self-test in the agent, then
+		// bottle-apply's default, which also watches the agent stay up
+		// (--ready-wait, overlapped with the self-test).
+		for _, c := range []struct {
+			name string
+			args []string
+		}{{firstVerified, []string{"--ready-wait", "0"}}, {firstDefault, nil}} {
+			b.pairSpec = files["spec-hello"]
+			sv, err := b.exec(b.ba, append([]string{"-f", files["spec-hello"]}, c.args...)...)
+			if err != nil {
+				return err
+			}
+			if r > 0 {
+				res := b.get(c.name)
+				res.A = append(res.A, sv)
+			}
+			if _, err := b.exec(b.ba, "-f", files["spec-hello"], "--destroy"); err != nil {
+				return err
+			}
 		}
 		// The floors: the same bottle, made again by bottle-apply, removed
 		// by raw calls from this process.
@@ -342,12 +349,17 @@ func (b *bench) pair(work string, peer []byte, rounds int) error {
 		b.get(o.name).B = b.get("destroy").B
 	}
 	b.get(firstVerified).B = b.get("first apply").B
+	b.get(firstDefault).B = b.get("first apply").B
 	return nil
 }
 
 // firstVerified is the case of bottle-apply's default first apply: with
 // the isolation self-test, which compose has no counterpart of.
 const firstVerified = "first apply, with the self-test"
+
+// firstDefault is the first apply as it runs by default: the self-test,
+// and the readiness wait (--ready-wait 2s) beside it.
+const firstDefault = "first apply, default (self-test and readiness wait)"
 
 // scale measures bottle-apply alone on n bottles with automatic subnets.
 func (b *bench) scale(work string, n, rounds int) error {
@@ -366,7 +378,7 @@ func (b *bench) scale(work string, n, rounds int) error {
 	for r := 1; r <= rounds; r++ {
 		logf("scale %d bottles, round %d/%d", n, r, rounds)
 		for _, res := range []*result{first, noop} {
-			s, err := b.exec(b.ba, "-f", dir, "--no-verify")
+			s, err := b.exec(b.ba, "-f", dir, "--no-verify", "--ready-wait", "0")
 			if err != nil {
 				return err
 			}
