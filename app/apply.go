@@ -149,6 +149,10 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		return fmt.Errorf("%w\nthe run hit --timeout %s: raise it, or check that the engine answers (docker info); what was done is labelled, and the next run converges from it", runErr, o.Timeout)
 	case errors.Is(runErr, context.Canceled):
 		return fmt.Errorf("%w\ninterrupted: what was done is labelled, and the next run converges from it", runErr)
+	case errors.Is(runErr, reconcile.ErrNotConverged):
+		// An agent whose command ends is started again each round: say
+		// what it said.
+		return errors.Join(runErr, ps.deadAgents(ctx, run, bottles))
 	default:
 		return runErr
 	}
@@ -161,7 +165,7 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		g                  errgroup.Group
 		readyErr, checkErr error
 	)
-	g.Go(func() error { readyErr = ps.awaitAgents(ctx, o, startedAgents(run, bottles)); return nil })
+	g.Go(func() error { readyErr = ps.awaitAgents(ctx, o, startedAgents(run, bottles, false)); return nil })
 	// A bottle that changed is tested again; one that did not was tested
 	// when it last changed (bottle-apply --verify tests it now).
 	if changed := changedBottles(bottles, run.Plan.ChangedBottles()); len(changed) > 0 && !o.NoVerify {

@@ -73,8 +73,8 @@ func warnSensitive(ctx context.Context, bottles []bottle.Bottle) {
 }
 
 // startedAgents names the bottles whose docker agent container a run
-// created, started or replaced.
-func startedAgents(run *reconcile.Result, bottles []bottle.Bottle) []string {
+// created, started or replaced: with tried, also those whose step failed.
+func startedAgents(run *reconcile.Result, bottles []bottle.Bottle, tried bool) []string {
 	var out []string
 	for i := range bottles {
 		b := &bottles[i]
@@ -83,13 +83,28 @@ func startedAgents(run *reconcile.Result, bottles []bottle.Bottle) []string {
 		}
 		id := (&reconcile.Resource{Provider: "docker", Kind: "container", Bottle: b.Metadata.Name, Role: bottle.RoleAgent}).ID()
 		for _, s := range run.Steps {
-			if s.ResourceID == id && s.Err == "" && s.Action != reconcile.NoOp && s.Action != reconcile.Delete {
+			if s.ResourceID == id && (s.Err == "" || tried) && s.Action != reconcile.NoOp && s.Action != reconcile.Delete {
 				out = append(out, b.Metadata.Name)
 				break
 			}
 		}
 	}
 	return out
+}
+
+// deadAgents explains a run that did not converge because agents it
+// started kept exiting (each round starts them again): their exit codes
+// and last lines. It is nil when every agent runs.
+func (ps *Providers) deadAgents(ctx context.Context, run *reconcile.Result, bottles []bottle.Bottle) error {
+	if run == nil {
+		return nil
+	}
+	names := startedAgents(run, bottles, true)
+	if len(names) == 0 {
+		return nil
+	}
+	// Within 0: a running agent has survived already, a dead one says why.
+	return ps.docker.AwaitRunning(ctx, names, 0)
 }
 
 // awaitAgents waits, at most o.ReadyWait, until every agent the run

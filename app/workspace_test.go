@@ -70,7 +70,10 @@ func TestStartedAgents(t *testing.T) {
 		{Action: reconcile.Create, ResourceID: "smolvm-machine:d/agent"},
 		{Action: reconcile.Start, ResourceID: "docker-container:e/agent", Err: "start failed"},
 	}}
-	if got := startedAgents(run, bottles); strings.Join(got, ",") != "a,b" {
+	if got := startedAgents(run, bottles, false); strings.Join(got, ",") != "a,b" {
 		t.Errorf("started agents %q, want a,b", got)
+	}
+	if got := startedAgents(run, bottles, true); strings.Join(got, ",") != "a,b,e" {
+		t.Errorf("tried agents %q, want a,b,e", got)
 	}
 }

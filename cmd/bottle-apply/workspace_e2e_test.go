@@ -195,9 +195,29 @@ func TestE2EWorkspaceSurvives(t *testing.T) {
 	}
 }
 
-// TestE2ECrashingAgentFailsTheApply: an agent whose command exits at once
-// fails the apply with its exit code and its output, instead of looking
-// converged.
+// crashSpec is a bottle whose agent runs cmd.
+func crashSpec(t *testing.T, path, name, image, cmd string) {
+	t.Helper()
+	spec := fmt.Sprintf(`apiVersion: bottle-apply/v1
+kind: Bottle
+metadata:
+  name: %s
+spec:
+  agent:
+    image: %s
+    command: ["sh", "-c", %q]
+  bundle:
+    daemons: []
+`, name, image, cmd)
+	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestE2ECrashingAgentFailsTheApply: an agent whose command exits fails the
+// apply with its exit code and its output, instead of looking converged;
+// whether the engine tells it during the readiness wait or the rounds
+// keep starting it again.
 func TestE2ECrashingAgentFailsTheApply(t *testing.T) {
 	t.Parallel()
 	c := testenv.Docker(t)
@@ -206,32 +226,32 @@ func TestE2ECrashingAgentFailsTheApply(t *testing.T) {
 	name := testenv.Name("crash")
 	testenv.CleanupBottle(t, c, name)
 	path := filepath.Join(t.TempDir(), "bottle.yaml")
-	spec := fmt.Sprintf(`apiVersion: bottle-apply/v1
-kind: Bottle
-metadata:
-  name: %s
-spec:
-  agent:
-    image: %s
-    command: ["sh", "-c", "echo first line; echo no such tool >&2; exit 3"]
-  bundle:
-    daemons: []
-`, name, img)
-	if err := os.WriteFile(path, []byte(spec), 0o644); err != nil {
-		t.Fatal(err)
-	}
+
+	crashSpec(t, path, name, img, "echo first line; echo no such tool >&2; exit 3")
 	code, out, errs := cli(t, bin, "", "-f", path, "--no-verify")
 	if code != 1 {
 		t.Fatalf("apply of a crashing agent: exit %d, want 1\n%s\n%s", code, out, errs)
 	}
-	for _, want := range []string{name, "code 3", "no such tool", "first line"} {
+	for _, want := range []string{"the agent of bottle " + name + " exited with code 3", "no such tool", "first line", "fix spec.agent.command"} {
 		if !strings.Contains(errs, want) {
 			t.Errorf("the error lacks %q:\n%s", want, errs)
 		}
 	}
-	// --ready-wait 0 does not wait, and so does not notice.
-	code, out, errs = cli(t, bin, "", "-f", path, "--no-verify", "--ready-wait", "0")
-	if code != 0 {
+	if code, out, errs := cli(t, bin, "", "-f", path, "--destroy"); code != 0 {
+		t.Fatalf("destroy: exit %d\n%s\n%s", code, out, errs)
+	}
+
+	// An agent that ends after 8 s: --ready-wait 0 does not wait for it,
+	// a wait of 30 s sees it end.
+	crashSpec(t, path, name, img, "sleep 8; echo giving up; exit 4")
+	if code, out, errs := cli(t, bin, "", "-f", path, "--no-verify", "--ready-wait", "0"); code != 0 {
 		t.Errorf("apply with --ready-wait 0: exit %d\n%s\n%s", code, out, errs)
+	}
+	if code, out, errs := cli(t, bin, "", "-f", path, "--destroy"); code != 0 {
+		t.Fatalf("destroy: exit %d\n%s\n%s", code, out, errs)
+	}
+	code, out, errs = cli(t, bin, "", "-f", path, "--no-verify", "--ready-wait", "30s")
+	if code != 1 || !strings.Contains(errs, "exited with code 4") || !strings.Contains(errs, "giving up") {
+		t.Errorf("apply with --ready-wait 30s: exit %d, want 1 naming code 4 and the output\n%s\n%s", code, out, errs)
 	}
 }

@@ -166,13 +166,7 @@ func (p *Provider) agentDied(ctx context.Context, g guestEngine, bottleName stri
 
 // agentTail reads the last lines the agent wrote, stdout and stderr.
 func agentTail(ctx context.Context, g guestEngine, insp container.InspectResponse) (string, error) {
-	o := container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(logTail)}
-	if insp.State != nil {
-		// This run's lines, not those of an earlier start that also
-		// ended: the engine's own clock.
-		o.Since = insp.State.StartedAt
-	}
-	rc, err := g.ContainerLogs(ctx, insp.ID, o)
+	rc, err := g.ContainerLogs(ctx, insp.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true, Tail: fmt.Sprint(logTail)})
 	if err != nil {
 		return "", err
 	}
