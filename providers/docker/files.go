@@ -21,9 +21,10 @@ import (
 // "/". Parent directories that do not exist yet are made, owned by the
 // file's owner; existing ones are not in the tar, since extracting a
 // directory entry would change the owner and mode of the directory that
-// is there. The roots of the named volumes this Provider made are given to
-// the agent's user (mode 0755), so that a new volume is writable for it;
-// a host directory's owner is never changed. The engine
+// is there. The roots of the agent's writable named volumes are given to
+// the agent's user (mode 0755) on every create, so that a new volume is
+// writable for it, also when the run that made it stopped before the
+// agent; a host directory's owner is never changed. The engine
 // mounts the container's volumes for archive calls before its start.
 func (p *Provider) writeFiles(ctx context.Context, id string, cfg containerConfig) error {
 	var roots []volumeMount
@@ -31,7 +32,7 @@ func (p *Provider) writeFiles(ctx context.Context, id string, cfg containerConfi
 		// Through one writable mount of each: a read-only one refuses it.
 		given := map[string]bool{}
 		for _, v := range cfg.Volumes {
-			if _, made := p.madeVolumes.Load(v.Name); made && !v.ReadOnly && !given[v.Name] {
+			if !v.ReadOnly && !given[v.Name] {
 				given[v.Name] = true
 				roots = append(roots, v)
 			}

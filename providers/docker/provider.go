@@ -60,9 +60,6 @@ type Provider struct {
 	// reports them failed, so that the next round replaces them.
 	unstartable sync.Map
 
-	// madeVolumes holds the names of the volumes this Provider created:
-	// the root of such a volume is given to the agent's user.
-	madeVolumes sync.Map
 
 	// host is what this run knows of the engine's host.
 	host hostState

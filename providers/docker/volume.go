@@ -24,7 +24,6 @@ func (p *Provider) createVolume(ctx context.Context, r *reconcile.Resource, cfg 
 	if err := volumeIsOurs(v, r.Bottle, r.Role); err != nil {
 		return fmt.Errorf("create volume %s: %w", cfg.Name, err)
 	}
-	p.madeVolumes.Store(cfg.Name, true)
 	return nil
 }
 
@@ -53,7 +52,6 @@ func (p *Provider) removeVolume(ctx context.Context, r *reconcile.Resource) erro
 	err := p.eng.VolumeRemove(ctx, r.Name, false)
 	switch {
 	case err == nil || cerrdefs.IsNotFound(err):
-		p.madeVolumes.Delete(r.Name)
 		return nil
 	case cerrdefs.IsConflict(err):
 		return fmt.Errorf("remove volume %s: %w; a container that is not the bottle's agent uses it (docker ps -a --filter volume=%s): remove that container first",

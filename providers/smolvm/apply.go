@@ -182,6 +182,10 @@ func (p *Provider) mountArgs(cfg machineConfig) ([]string, error) {
 			// start it again, empty.
 			errs = append(errs, fmt.Errorf("create machine %s: the data directory of volume %s (%s) is missing; "+
 				"remove %s and apply again to start the volume empty", cfg.Name, vol, data, dir))
+		} else if err := giveData(data, cfg.User); err != nil {
+			// On every create, as the docker provider does: also when the
+			// run that made the volume stopped before its machine.
+			errs = append(errs, fmt.Errorf("create machine %s: give volume %s to the agent's user: %w", cfg.Name, vol, err))
 		}
 		return data
 	})

@@ -217,24 +217,29 @@ func (p *Provider) createVolume(cfg volumeConfig) error {
 	if err := os.Mkdir(data, 0o755); err != nil {
 		return fmt.Errorf("create volume %s: %w", cfg.Record.Name, err)
 	}
-	if cfg.User != "" {
-		uid, gid, err := spec.ParseUser(cfg.User)
-		if err != nil {
-			return fmt.Errorf("internal: create volume %s: %w", cfg.Record.Name, err)
-		}
-		if os.Geteuid() == 0 {
-			err = os.Chown(data, uid, gid)
-		} else {
-			err = os.Chmod(data, 0o777) // see above: the 0700 parent guards it
-		}
-		if err != nil {
-			return fmt.Errorf("create volume %s: %w", cfg.Record.Name, err)
-		}
+	if err := giveData(data, cfg.User); err != nil {
+		return fmt.Errorf("create volume %s: %w", cfg.Record.Name, err)
 	}
 	if err := writeFileAtomic(filepath.Join(dir, volumeRecordFile), cfg.Record); err != nil {
 		return fmt.Errorf("create volume %s: %w", cfg.Record.Name, err)
 	}
 	return nil
+}
+
+// giveData makes a volume's data directory writable for the agent's user
+// (see createVolume); without a user it leaves it as it is.
+func giveData(data, user string) error {
+	if user == "" {
+		return nil
+	}
+	uid, gid, err := spec.ParseUser(user)
+	if err != nil {
+		return fmt.Errorf("internal: %w", err)
+	}
+	if os.Geteuid() == 0 {
+		return os.Chown(data, uid, gid)
+	}
+	return os.Chmod(data, 0o777) // see createVolume: the 0700 parent guards it
 }
 
 // deleteVolume removes a named volume's directory, with the user's data,
