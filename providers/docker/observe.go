@@ -181,6 +181,12 @@ func observedVolumes(vols []*volume.Volume, scope reconcile.Scope) []reconcile.R
 		}
 		r := fromLabels(KindVolume, v.Name, v.Name, v.Labels)
 		r.State, r.Persistent = reconcile.StatePresent, true
+		// Ours only under the name it was made with: a copy that carries
+		// the labels (bottle-x-work-backup) holds data too, and would
+		// otherwise be a duplicate to delete.
+		if r.Managed && v.Name != bottle.VolumeName(r.Bottle, r.Role) {
+			r.Managed = false
+		}
 		if !r.Managed && r.Bottle == "" {
 			// A foreign volume named like the bottle's: the plan says
 			// it leaves it alone. The longest name is the bottle's

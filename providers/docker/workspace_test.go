@@ -376,3 +376,35 @@ func TestStartOfCreatedAgentWritesFiles(t *testing.T) {
 		t.Errorf("calls:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+// A volume is ours only under the name it was made with: a copy that
+// carries its labels is left alone, even by destroy --volumes.
+func TestObservedVolumesOwnership(t *testing.T) {
+	t.Parallel()
+	ours := bottle.Labels("hello", "work", "h", "", "v")
+	vols := []*volume.Volume{
+		{Name: "bottle-hello-work", Labels: ours},
+		{Name: "bottle-hello-work-backup", Labels: ours},
+		{Name: "bottle-hello-cache"},
+		{Name: "bottle-other-work", Labels: bottle.Labels("other", "work", "h", "", "v")},
+	}
+	rs := observedVolumes(vols, reconcile.Scope{Bottles: []string{"hello"}})
+	got := map[string]bool{}
+	for _, r := range rs {
+		got[r.Name] = r.Managed
+	}
+	want := map[string]bool{"bottle-hello-work": true, "bottle-hello-work-backup": false, "bottle-hello-cache": false}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("managed = %v, want %v", got, want)
+	}
+	plan, err := reconcile.Diff(nil, rs, reconcile.Scope{Bottles: []string{"hello"}, RemovePersistent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := plan.String(); s != "#1 docker-volume:hello/work Delete, not in spec\n" {
+		t.Errorf("destroy --volumes plan:\n%s", s)
+	}
+	if len(plan.Warnings) != 2 || !strings.Contains(strings.Join(plan.Warnings, "\n"), `"bottle-hello-work-backup" has the name or label of bottle "hello" but is not managed`) {
+		t.Errorf("warnings: %q", plan.Warnings)
+	}
+}
