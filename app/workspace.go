@@ -37,9 +37,10 @@ func (e endpoint) local() bool {
 	return false
 }
 
-// checkHostDirs refuses host directories on an engine that is not on this
-// machine: bottle-apply checked the paths here, and the engine would mount
-// whatever its own host has there (or make it).
+// checkHostDirs refuses the host directories of docker agents on an
+// engine that is not on this machine: bottle-apply checked the paths here,
+// and the engine would mount whatever its own host has there. A smolvm
+// machine runs here, whatever the engine of its bundle.
 func (ps *Providers) checkHostDirs(bottles []bottle.Bottle) error {
 	if ps.endpoint.local() {
 		return nil
@@ -47,6 +48,9 @@ func (ps *Providers) checkHostDirs(bottles []bottle.Bottle) error {
 	var errs []error
 	for i := range bottles {
 		b := &bottles[i]
+		if b.Spec.Backend == spec.BackendSmolvm {
+			continue // smolvm mounts this machine's directories, whatever the engine
+		}
 		for j, v := range b.Spec.Agent.Volumes {
 			if v.Named() {
 				continue

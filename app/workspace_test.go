@@ -31,7 +31,7 @@ func TestEndpointLocal(t *testing.T) {
 
 func TestCheckHostDirsOnARemoteEngine(t *testing.T) {
 	t.Parallel()
-	b := bottle.New(spec.Bottle{Metadata: spec.Metadata{Name: "w"}, Source: spec.Source{File: "w.yaml"}})
+	b := bottle.New(spec.Bottle{Metadata: spec.Metadata{Name: "w"}, Source: spec.Source{File: "w.yaml"}, Spec: spec.Spec{Backend: spec.BackendDocker}})
 	b.Spec.Agent.Volumes = []spec.Volume{{Source: "home", Target: "/home/agent"}, {Source: "./src", Target: "/workspace"}}
 	remote := &Providers{endpoint: endpoint{Host: "ssh://me@build", Source: "DOCKER_HOST"}}
 	err := remote.checkHostDirs([]bottle.Bottle{b})
@@ -49,6 +49,11 @@ func TestCheckHostDirsOnARemoteEngine(t *testing.T) {
 	local := &Providers{endpoint: endpoint{Host: "unix:///var/run/docker.sock"}}
 	if err := local.checkHostDirs([]bottle.Bottle{b}); err != nil {
 		t.Errorf("local engine: %v", err)
+	}
+	smol := b
+	smol.Spec.Backend = spec.BackendSmolvm
+	if err := remote.checkHostDirs([]bottle.Bottle{smol}); err != nil {
+		t.Errorf("a smolvm bottle's host directory, with a remote engine for its bundle: %v", err)
 	}
 	named := b
 	named.Spec.Agent.Volumes = named.Spec.Agent.Volumes[:1]

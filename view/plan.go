@@ -101,9 +101,17 @@ func kept(b *strings.Builder, rs []reconcile.Resource) {
 // removeHint says how to remove one kept volume by hand.
 func removeHint(r *reconcile.Resource) string {
 	if path := r.Summary["path"]; path != "" {
-		return "(" + path + "; remove it alone with rm -r " + path + ")"
+		return "(" + path + "; remove it alone with rm -r " + shellQuote(path) + ")"
 	}
-	return "(remove it alone with docker volume rm " + r.Name + ")"
+	return "(remove it alone with docker volume rm " + shellQuote(r.Name) + ")"
+}
+
+// shellQuote makes s one word for a POSIX shell.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func attrs(r *reconcile.Resource) string {

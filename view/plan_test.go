@@ -141,7 +141,7 @@ func TestRender(t *testing.T) {
 		{name: "destroy", observed: hello.observed()},
 		{name: "destroy-color", observed: hello.observed(), color: true},
 		// A destroy without --volumes, and a volume dropped from the spec.
-		{name: "destroy-keeps-volumes", observed: append(hello.observed(), volume("hello", "work", ""), volume("hello", "home", "/state/volumes/hello/home/data"))},
+		{name: "destroy-keeps-volumes", observed: append(hello.observed(), volume("hello", "work", ""), volume("hello", "home", "/home/me/my state/volumes/hello/home"))},
 		{name: "no-changes-keeps-volume", desired: hello.desired(), observed: append(hello.observed(), volume("hello", "work", ""))},
 	}
 	for _, tc := range cases {

@@ -160,7 +160,9 @@ func (p *Provider) observeVolumes(scope reconcile.Scope) ([]reconcile.Resource, 
 			dir := filepath.Join(root, b, vol)
 			r := reconcile.Resource{Provider: ProviderName, Kind: kindVolume, Bottle: b, Role: vol,
 				Name: bottle.VolumeName(b, vol), EngineID: dir, Persistent: true, State: reconcile.StatePresent,
-				Summary: map[string]string{"path": filepath.Join(dir, volumeDataSubdir)}}
+				// The volume's own directory (its record beside its data):
+				// what to remove to remove it.
+				Summary: map[string]string{"path": dir}}
 			rec, err := readVolumeRecord(dir, b, vol)
 			if err != nil {
 				return nil, err
