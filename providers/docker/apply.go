@@ -3,10 +3,12 @@ package docker
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/rs/zerolog"
 
@@ -121,6 +123,9 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 	if err := p.ensureImage(ctx, cfg.Image, cfg.Builtin); err != nil {
 		return err
 	}
+	if err := checkBinds(cfg); err != nil {
+		return err
+	}
 	config, host, netcfg := containerSpec(cfg)
 	log := zerolog.Ctx(ctx)
 	log.Debug().Str("container", cfg.Name).Str("image", cfg.Image).Msg("ContainerCreate")
@@ -205,6 +210,26 @@ func (p *Provider) removeNetwork(ctx context.Context, r *reconcile.Resource) err
 			return fmt.Errorf("remove network %s: %w; containers that are not bottle-apply's may still be attached (docker network inspect %s)", r.Name, err, r.Name)
 		}
 		return fmt.Errorf("remove network %s: %w", r.Name, err)
+	}
+	return nil
+}
+
+// checkBinds makes sure each host directory is still the directory the
+// spec's checks passed (spec.Load resolved it): a path whose parts became
+// symlinks since would make the engine mount wherever they lead.
+func checkBinds(cfg containerConfig) error {
+	for _, m := range cfg.Mounts {
+		if m.Type != mount.TypeBind {
+			continue
+		}
+		now, err := filepath.EvalSymlinks(m.Source)
+		if err != nil {
+			return fmt.Errorf("create container %s: host directory %s: %w; make it again, or take it out of spec.agent.volumes", cfg.Name, m.Source, err)
+		}
+		if now != m.Source {
+			return fmt.Errorf("create container %s: host directory %s now leads to %s (a symlink was put in its path since the spec was checked): "+
+				"refusing to mount it; look at who can write there, then apply again", cfg.Name, m.Source, now)
+		}
 	}
 	return nil
 }

@@ -4,9 +4,12 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"reflect"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -19,6 +22,21 @@ import (
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
+// existingDirs are two directories every machine has, symlinks resolved:
+// what spec.Load leaves in Volume.HostPath, which the provider looks at
+// again before it mounts it.
+var existingDirs = sync.OnceValue(func() [2]string {
+	tmp, err1 := filepath.EvalSymlinks(os.TempDir())
+	wd, err2 := os.Getwd()
+	if err2 == nil {
+		wd, err2 = filepath.EvalSymlinks(wd)
+	}
+	if err1 != nil || err2 != nil {
+		panic(fmt.Sprint(err1, err2))
+	}
+	return [2]string{tmp, wd}
+})
+
 // workspaceBottle is hello with a named volume (mounted twice), a host
 // directory, a read-only one, a user and a file.
 func workspaceBottle() *bottle.Bottle {
@@ -26,10 +44,10 @@ func workspaceBottle() *bottle.Bottle {
 	a := &b.Spec.Agent
 	a.User = "1000"
 	a.Volumes = []spec.Volume{
-		{Source: "./src", Target: "/workspace", HostPath: "/home/me/src"},
+		{Source: "./src", Target: "/workspace", HostPath: existingDirs()[0]},
 		{Source: "work", Target: "/home/agent"},
 		{Source: "work", Target: "/cache", ReadOnly: true},
-		{Source: "/data", Target: "/data", ReadOnly: true, HostPath: "/data"},
+		{Source: "/data", Target: "/data", ReadOnly: true, HostPath: existingDirs()[1]},
 	}
 	a.Files = []spec.File{{Path: "/home/agent/.cfg/x.json", Content: "{}", Mode: "0600"}}
 	b.Files = []bottle.File{{Path: "/home/agent/.cfg/x.json", Content: []byte("{}"), Mode: 0o600, UID: 1000, GID: 1000, Digest: "d1"}}
@@ -46,10 +64,10 @@ func TestTranslateWorkspace(t *testing.T) {
 	agent := rs[bottle.RoleAgent]
 	cfg := agent.Config.(containerConfig)
 	wantMounts := []mount.Mount{
-		{Type: mount.TypeBind, Source: "/home/me/src", Target: "/workspace"},
+		{Type: mount.TypeBind, Source: existingDirs()[0], Target: "/workspace"},
 		{Type: mount.TypeVolume, Source: "bottle-hello-work", Target: "/home/agent"},
 		{Type: mount.TypeVolume, Source: "bottle-hello-work", Target: "/cache", ReadOnly: true},
-		{Type: mount.TypeBind, Source: "/data", Target: "/data", ReadOnly: true},
+		{Type: mount.TypeBind, Source: existingDirs()[1], Target: "/data", ReadOnly: true},
 	}
 	config, host, _ := containerSpec(cfg)
 	if !reflect.DeepEqual(host.Mounts, wantMounts) {
@@ -406,5 +424,38 @@ func TestObservedVolumesOwnership(t *testing.T) {
 	}
 	if len(plan.Warnings) != 2 || !strings.Contains(strings.Join(plan.Warnings, "\n"), `"bottle-hello-work-backup" has the name or label of bottle "hello" but is not managed`) {
 		t.Errorf("warnings: %q", plan.Warnings)
+	}
+}
+
+// A host directory that became a symlink after the spec was checked is
+// not mounted: the engine would follow it anywhere.
+func TestCheckBindsRefusesASwappedPath(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	real := filepath.Join(dir, "cache")
+	if err := os.Mkdir(real, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cfg := containerConfig{Name: "bottle-x-agent", Mounts: []mount.Mount{{Type: mount.TypeBind, Source: real, Target: "/cache"}}}
+	if err := checkBinds(cfg); err != nil {
+		t.Fatalf("the checked directory: %v", err)
+	}
+	// The swap an agent with the parent directory could make.
+	if err := os.Remove(real); err != nil {
+		t.Fatal(err)
+	}
+	elsewhere := t.TempDir()
+	if err := os.Symlink(elsewhere, real); err != nil {
+		t.Fatal(err)
+	}
+	err := checkBinds(cfg)
+	if err == nil || !strings.Contains(err.Error(), "now leads to "+elsewhere) {
+		t.Fatalf("a swapped path: %v", err)
+	}
+	if err := os.Remove(real); err != nil {
+		t.Fatal(err)
+	}
+	if err := checkBinds(cfg); err == nil || !strings.Contains(err.Error(), "make it again") {
+		t.Fatalf("a removed path: %v", err)
 	}
 }

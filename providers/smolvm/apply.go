@@ -189,6 +189,20 @@ func (p *Provider) mountArgs(cfg machineConfig) ([]string, error) {
 		}
 		return data
 	})
+	// A host directory must still be the one the spec's checks passed: a
+	// path whose parts became symlinks since would be mounted wherever
+	// they lead.
+	for _, m := range cfg.Mounts {
+		if m.Host == "" {
+			continue
+		}
+		if now, err := filepath.EvalSymlinks(m.Host); err != nil {
+			errs = append(errs, fmt.Errorf("create machine %s: host directory %s: %w; make it again, or take it out of spec.agent.volumes", cfg.Name, m.Host, err))
+		} else if now != m.Host {
+			errs = append(errs, fmt.Errorf("create machine %s: host directory %s now leads to %s (a symlink was put in its path since the spec was checked): "+
+				"refusing to mount it; look at who can write there, then apply again", cfg.Name, m.Host, now))
+		}
+	}
 	return vols, errors.Join(errs...)
 }
 

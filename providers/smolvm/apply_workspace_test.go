@@ -53,7 +53,7 @@ func (w *workspaceEnv) dataDir() string {
 // createArgv is the create of the workspace machine.
 func (w *workspaceEnv) createArgv(v string) []string {
 	from := filepath.Join(w.cache, "packs", refKey("agent:1"), "agent.smolmachine")
-	mounts := []string{"-v", w.host + ":/work", "-v", w.dataDir() + ":/cache", "-v", "/srv/ref:/ref:ro"}
+	mounts := []string{"-v", w.host + ":/work", "-v", w.dataDir() + ":/cache", "-v", "/usr:/ref:ro"}
 	if v == "0.8.0" {
 		return cat(argv("machine", "create", "bottle-hello-agent", "--from", from), agentFlags, mounts)
 	}

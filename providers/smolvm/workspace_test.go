@@ -22,7 +22,7 @@ func withWorkspace(b *bottle.Bottle, host string) *bottle.Bottle {
 	a.Volumes = []spec.Volume{
 		{Source: "./src", Target: "/work", HostPath: host},
 		{Source: "cache", Target: "/cache"},
-		{Source: "/srv/ref", Target: "/ref", ReadOnly: true, HostPath: "/srv/ref"},
+		{Source: "/usr", Target: "/ref", ReadOnly: true, HostPath: "/usr"},
 	}
 	a.Files = []spec.File{{Path: "/home/agent/.config/x.json", Content: plantedContent, Mode: "0600"}}
 	b.Files = []bottle.File{{Path: "/home/agent/.config/x.json", Content: []byte(plantedContent), Mode: 0o600,
@@ -51,7 +51,7 @@ func TestTranslateWorkspace(t *testing.T) {
 		t.Errorf("inputs %v, want three more than %v", r.Inputs, base.Inputs)
 	}
 	cfg := r.Config.(machineConfig)
-	wantMounts := []mount{{Host: "/home/u/src", Target: "/work"}, {Volume: "cache", Target: "/cache"}, {Host: "/srv/ref", Target: "/ref", ReadOnly: true}}
+	wantMounts := []mount{{Host: "/home/u/src", Target: "/work"}, {Volume: "cache", Target: "/cache"}, {Host: "/usr", Target: "/ref", ReadOnly: true}}
 	if !reflect.DeepEqual(cfg.Mounts, wantMounts) {
 		t.Errorf("Mounts = %+v, want %+v", cfg.Mounts, wantMounts)
 	}
@@ -64,7 +64,7 @@ func TestTranslateWorkspace(t *testing.T) {
 	if want := append(slices.Clone(base.DependsOn), "smolvm-volume:hello/cache"); !slices.Equal(r.DependsOn, want) {
 		t.Errorf("DependsOn = %q, want %q", r.DependsOn, want)
 	}
-	if want := "the bottle's networks and bundle; /home/u/src at /work, volume cache at /cache, /srv/ref at /ref"; r.Keeps != want {
+	if want := "the bottle's networks and bundle; /home/u/src at /work, volume cache at /cache, /usr at /ref"; r.Keeps != want {
 		t.Errorf("Keeps = %q, want %q", r.Keeps, want)
 	}
 	if want := "the machine's processes, and every file written in it outside /work, /cache, /ref (spec.agent.files are written again)"; r.Discards != want {
@@ -176,7 +176,7 @@ func TestVolumeArgs(t *testing.T) {
 		want string
 	}{
 		{"host directory", mount{Host: "/home/u/src", Target: "/work"}, "/home/u/src:/work"},
-		{"host directory, read-only", mount{Host: "/srv/ref", Target: "/ref", ReadOnly: true}, "/srv/ref:/ref:ro"},
+		{"host directory, read-only", mount{Host: "/usr", Target: "/ref", ReadOnly: true}, "/usr:/ref:ro"},
 		{"named volume", mount{Volume: "cache", Target: "/cache"}, "/state/volumes/hello/cache/data:/cache"},
 		{"named volume, read-only", mount{Volume: "cache", Target: "/c", ReadOnly: true}, "/state/volumes/hello/cache/data:/c:ro"},
 	}
