@@ -60,7 +60,6 @@ type Provider struct {
 	// reports them failed, so that the next round replaces them.
 	unstartable sync.Map
 
-
 	// host is what this run knows of the engine's host.
 	host hostState
 

@@ -4,6 +4,7 @@ import (
 	"archive/tar"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -146,6 +147,9 @@ func TestWorkspaceInputs(t *testing.T) {
 		{"host directory", "volumes", func(b *bottle.Bottle) { b.Spec.Agent.Volumes[0].HostPath = "/elsewhere" }},
 		{"volume name", "volumes", func(b *bottle.Bottle) { b.Spec.Agent.Volumes[1].Source = "work2" }},
 		{"file", "files", func(b *bottle.Bottle) { b.Files[0].Digest = "d2" }},
+		{"no user", "user (gone)", func(b *bottle.Bottle) { b.Spec.Agent.User = "" }},
+		{"no files", "files (gone)", func(b *bottle.Bottle) { b.Spec.Agent.Files, b.Files = nil, nil }},
+		{"no volumes", "volumes (gone)", func(b *bottle.Bottle) { b.Spec.Agent.Volumes = nil }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -154,10 +158,17 @@ func TestWorkspaceInputs(t *testing.T) {
 			b := workspaceBottle()
 			tt.edit(b)
 			now := byRole(translate(b, "img", "v"))[bottle.RoleAgent]
+			// Inputs that appear, change or disappear, as the plan's
+			// reason names them.
 			var changed []string
-			for k, v := range now.Inputs {
-				if was.Inputs[k] != v {
+			for _, k := range slices.Sorted(maps.Keys(now.Inputs)) {
+				if was.Inputs[k] != now.Inputs[k] {
 					changed = append(changed, k)
+				}
+			}
+			for _, k := range slices.Sorted(maps.Keys(was.Inputs)) {
+				if _, ok := now.Inputs[k]; !ok {
+					changed = append(changed, k+" (gone)")
 				}
 			}
 			if got := strings.Join(changed, ","); got != tt.want {
