@@ -178,7 +178,11 @@ func composeFile(peer []byte, p, greeting string) ([]byte, error) {
 	s = strings.Replace(s, env, env+"      GREETING: "+greeting+"\n", 1)
 	// The agent's home on a named volume, as in the bottle: a no-op then
 	// lists volumes on both sides.
-	s = strings.Replace(s, env, env+"    volumes: [\"work:/home/agent\"]\n", 1)
+	const deps = "    depends_on: [bundle]\n"
+	if !strings.Contains(s, deps) {
+		return nil, fmt.Errorf("peer-compose.yml changed shape: want the agent's line %q", deps)
+	}
+	s = strings.Replace(s, deps, deps+"    volumes: [\"work:/home/agent\"]\n", 1)
 	s += "volumes:\n  work: {}\n"
 	return []byte(s), nil
 }
