@@ -682,6 +682,12 @@ var invalidDirCases = []struct {
 		"bottle.yaml": volumeSpec("{source: ./src, target: /src, allowSensitive: true}"), "src/": ""}, false, []string{
 		`$DIR/bottle.yaml:8:55: spec.agent.volumes[0].allowSensitive: has no effect: "./src" (resolved to $DIR/src) is not /etc, /usr or your home directory; remove it`,
 	}},
+	// A file of spec.agent.files under a host directory would be written
+	// onto the host.
+	{"file inside a host directory", map[string]string{"bottle.yaml": volumeSpec("./src:/workspace") +
+		"    files: [{path: /workspace/.git/hooks/pre-commit, content: x}]\n", "src/": ""}, false, []string{
+		`$DIR/bottle.yaml:9:20: spec.agent.files[0].path: "/workspace/.git/hooks/pre-commit" is inside spec.agent.volumes[0] (at /workspace) and would be written into the host directory "./src" on every create; put the file there on the host yourself, or choose a path outside it`,
+	}},
 	{"stdin with a relative host directory", map[string]string{"bottle.yaml": volumeSpec("./src:/workspace"), "src/": ""}, true, []string{
 		`<stdin>:8:9: spec.agent.volumes[0].source: "./src" is relative, but a spec read from standard input has no directory for it to start at; write an absolute path, or pass the spec with -f FILE`,
 	}},

@@ -152,9 +152,10 @@ func (d *document) validateWorkspace() {
 
 // validateFilePath checks the path of files[i]: an absolute, clean path to
 // a file of its own, not a volume's mount point nor inside a read-only
-// volume. A file inside a writable volume is written through it on every
-// create: a seeded setting (~/.claude.json in a home volume) that each
-// create puts back as the spec says.
+// volume or a host directory. A file inside a writable named volume is
+// written through it on every create: a seeded setting (~/.claude.json in
+// a home volume) that each create puts back as the spec says. One inside a
+// host directory would be written onto the host, as root without a user.
 func (d *document) validateFilePath(field, p string, paths map[string]int, i int) {
 	if p == "" {
 		return
@@ -168,7 +169,9 @@ func (d *document) validateFilePath(field, p string, paths map[string]int, i int
 		return
 	}
 	paths[p] = i
-	for j, v := range d.bottle.Spec.Agent.Volumes {
+	vols := d.bottle.Spec.Agent.Volumes
+	in := -1 // the volume p is written to: the one mounted deepest above it
+	for j, v := range vols {
 		t := v.Target
 		if checkPath(t, "", "/") != "" {
 			continue
@@ -177,15 +180,24 @@ func (d *document) validateFilePath(field, p string, paths map[string]int, i int
 		case p == t:
 			d.report(field, "%s is where spec.agent.volumes[%d] is mounted, a directory; name a file in it or elsewhere", quote(p), j)
 			return
-		case strings.HasPrefix(p, t+"/") && v.ReadOnly:
-			d.report(field, "%s is inside spec.agent.volumes[%d], mounted read-only at %s, where it cannot be written; "+
-				"put the file elsewhere, or make the volume writable", quote(p), j, t)
-			return
 		case strings.HasPrefix(t, p+"/"):
 			d.report(field, "%s is a directory that spec.agent.volumes[%d] is mounted under (at %s), not a file; choose another path",
 				quote(p), j, t)
 			return
+		case strings.HasPrefix(p, t+"/") && (in < 0 || len(t) > len(vols[in].Target)):
+			in = j
 		}
+	}
+	if in < 0 {
+		return
+	}
+	switch v := &vols[in]; {
+	case v.ReadOnly:
+		d.report(field, "%s is inside spec.agent.volumes[%d], mounted read-only at %s, where it cannot be written; "+
+			"put the file elsewhere, or make the volume writable", quote(p), in, v.Target)
+	case !v.Named():
+		d.report(field, "%s is inside spec.agent.volumes[%d] (at %s) and would be written into the host directory %s on every create; "+
+			"put the file there on the host yourself, or choose a path outside it", quote(p), in, v.Target, quote(v.Source))
 	}
 }
 

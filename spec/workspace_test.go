@@ -223,3 +223,29 @@ func TestBoolField(t *testing.T) {
 		}
 	}
 }
+
+// TestFilesInsideVolumes: a file is written through the volume mounted
+// deepest above it; into a host directory it would land on the host.
+func TestFilesInsideVolumes(t *testing.T) {
+	t.Parallel()
+	spec := volumeSpec("./src:/workspace") + "      - cache:/workspace/cache\n      - home:/home/agent\n      - ./ro:/ro:ro\n"
+	for path, want := range map[string]string{
+		"/workspace/cache/seed":  "",
+		"/home/agent/.gitconfig": "",
+		"/workspace/cache":       `v.yaml:12:20: spec.agent.files[0].path: "/workspace/cache" is where spec.agent.volumes[1] is mounted, a directory; name a file in it or elsewhere`,
+		"/workspace/.env": `v.yaml:12:20: spec.agent.files[0].path: "/workspace/.env" is inside spec.agent.volumes[0] (at /workspace) and would be written ` +
+			`into the host directory "./src" on every create; put the file there on the host yourself, or choose a path outside it`,
+		"/ro/x": `v.yaml:12:20: spec.agent.files[0].path: "/ro/x" is inside spec.agent.volumes[3], mounted read-only at /ro, where it cannot be written; ` +
+			"put the file elsewhere, or make the volume writable",
+	} {
+		_, err := Parse("v.yaml", []byte(spec+"    files: [{path: "+path+", content: x}]\n"))
+		if got := ""; err != nil {
+			got = err.Error()
+			if got != want {
+				t.Errorf("%s:\n got %s\nwant %s", path, got, want)
+			}
+		} else if want != "" {
+			t.Errorf("%s: no error, want %s", path, want)
+		}
+	}
+}
