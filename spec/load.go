@@ -27,12 +27,12 @@ const (
 // repeated across files.
 //
 // Load also checks each volume's host directory on the host: it must be a
-// directory, and neither hold nor lie under the container engine's socket
-// and state or the kernel's interfaces; /etc, /usr and the user's home
-// directory need allowSensitive (see SensitiveVolumes). It sets each host
-// directory's Volume.HostPath.
+// directory, and neither hold nor lie under a container engine's socket,
+// state or keys or the kernel's interfaces; one that is or holds /etc, /usr
+// or the user's home directory needs allowSensitive (see
+// SensitiveVolumes). It sets each host directory's Volume.HostPath.
 func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
-	return load(paths, stdin, newHostEnv(userHome()))
+	return load(paths, stdin, newHostEnv(userHome(), os.Getenv("DOCKER_HOST")))
 }
 
 // LoadDeclared is Load without the checks of host directories, which stay

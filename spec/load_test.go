@@ -235,7 +235,7 @@ var invalidCases = []struct {
 		"testdata/invalid-volumes.yaml:21:9: spec.agent.volumes[11].source: \"Work\" is neither a host directory nor a volume name: a host directory starts with \".\" or \"/\" (./src, /srv/cache), a volume name is a DNS label (work)",
 		"testdata/invalid-volumes.yaml:22:9: spec.agent.volumes[12]: expected a mapping (source, target, readOnly) or a string SOURCE:TARGET[:ro], got a number",
 		"testdata/invalid-volumes.yaml:23:46: spec.agent.volumes[13].readOnly: expected true or false, got a string",
-		"testdata/invalid-volumes.yaml:24:52: spec.agent.volumes[14].allowSensitive: has no effect on a named volume (it lets a host directory be /etc, /usr or your home directory); remove it",
+		"testdata/invalid-volumes.yaml:24:52: spec.agent.volumes[14].allowSensitive: has no effect on a named volume (it lets a host directory be or hold /etc, /usr or your home directory); remove it",
 		"testdata/invalid-volumes.yaml:25:9: spec.agent.volumes[15].source: required field is missing",
 		"testdata/invalid-volumes.yaml:26:29: spec.agent.volumes[16].target: \"/m/../n\" is not a clean path; write \"/n\"",
 		"testdata/invalid-volumes.yaml:26:48: spec.agent.volumes[16].readOnly: expected true or false, got a string",
@@ -283,6 +283,8 @@ var invalidCases = []struct {
 		"testdata/invalid-host-dirs.yaml:21:9: spec.agent.volumes[11].source: \"/usr\" is the host's /usr, which the agent could then read; mount a directory below it, or set allowSensitive: true on this volume if that is what you want",
 		"testdata/invalid-host-dirs.yaml:23:18: spec.agent.volumes[13].source: \"/\" is the host's root directory, which holds the container engine's socket and state; mount a directory that holds only what the agent needs",
 		"testdata/invalid-host-dirs.yaml:24:9: spec.agent.volumes[14].source: \"./no-such-dir-here\" (resolved to $TESTDATA/no-such-dir-here) does not exist; create it, or fix the path (relative paths start at the spec file's directory)",
+		"testdata/invalid-host-dirs.yaml:25:9: spec.agent.volumes[15].source: \"/var/lib/containers/storage\" is inside /var/lib/containers, where podman keeps its state; a bottle must never reach it: mount another directory",
+		"testdata/invalid-host-dirs.yaml:26:9: spec.agent.volumes[16].source: \"/var/snap\" contains /var/snap/docker, where docker installed as a snap keeps its state; a bottle must never reach it: mount a directory that holds only what the agent needs",
 	}},
 	{"duplicate names across files", []string{"testdata/dup/a.yaml", "testdata/dup/b.yml"}, []string{
 		"testdata/dup/b.yml:5:9: metadata.name: duplicate bottle name \"shared\" (first defined at testdata/dup/a.yaml:4)",
@@ -680,7 +682,7 @@ var invalidDirCases = []struct {
 	}},
 	{"allowSensitive on an ordinary directory", map[string]string{
 		"bottle.yaml": volumeSpec("{source: ./src, target: /src, allowSensitive: true}"), "src/": ""}, false, []string{
-		`$DIR/bottle.yaml:8:55: spec.agent.volumes[0].allowSensitive: has no effect: "./src" (resolved to $DIR/src) is not /etc, /usr or your home directory; remove it`,
+		`$DIR/bottle.yaml:8:55: spec.agent.volumes[0].allowSensitive: has no effect: "./src" (resolved to $DIR/src) neither is nor holds /etc, /usr or your home directory; remove it`,
 	}},
 	// A file of spec.agent.files under a host directory would be written
 	// onto the host.

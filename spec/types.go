@@ -97,7 +97,7 @@ type Volume struct {
 	Source   string `yaml:"source" json:"source" validate:"required"`
 	Target   string `yaml:"target" json:"target" validate:"required"`
 	ReadOnly bool   `yaml:"readOnly" json:"readOnly,omitempty"`
-	// AllowSensitive lets a host directory be exactly /etc, /usr or the
+	// AllowSensitive lets a host directory be or hold /etc, /usr or the
 	// invoking user's home directory; bottle-apply warns when it is used
 	// (SensitiveVolumes says what to warn of).
 	AllowSensitive bool `yaml:"allowSensitive" json:"allowSensitive,omitempty"`

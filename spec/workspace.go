@@ -104,7 +104,7 @@ func (d *document) validateWorkspace() {
 			d.report(field+".source", "%s is relative, but a spec read from standard input has no directory for it to start at; "+
 				"write an absolute path, or pass the spec with -f FILE", quote(v.Source))
 		} else if v.Named() && v.AllowSensitive {
-			d.report(field+".allowSensitive", "has no effect on a named volume (it lets a host directory be /etc, /usr "+
+			d.report(field+".allowSensitive", "has no effect on a named volume (it lets a host directory be or hold /etc, /usr "+
 				"or your home directory); remove it")
 		}
 		if v.Target == "" {
@@ -238,20 +238,26 @@ func checkPath(p, example, root string) string {
 
 // hostEnv is what checkHost compares host directories with.
 type hostEnv struct {
-	forbidden []hostPath // what no volume may be, lie under or contain
-	sensitive []hostPath // what a volume may be only with allowSensitive
+	forbidden []hostPath // what no volume may be, lie under or hold
+	sensitive []hostPath // what a volume may be or hold only with allowSensitive
+	home      string     // the invoking user's home directory, or ""
 }
 
 // hostPath is a directory of the host, under each name it has: as written
-// and with its symlinks resolved (on Debian, /var/run is /run).
+// and with its symlinks resolved as far as it exists (on Debian, /var/run
+// is /run).
 type hostPath struct {
 	forms []string
 	why   string // for messages
+	// absent marks a directory of the user's home that does not exist,
+	// which a volume that holds the whole home may hold: see newHostEnv.
+	absent bool
 }
 
 // Forbidden directories of the host: a container engine's socket and
 // state, and the kernel's interfaces. A bottle that mounts one of them, or
-// a directory that holds one, has the run of the host.
+// a directory that holds one, has the run of the host. They are compared
+// as paths, whether they exist or not.
 var forbiddenDirs = []struct{ path, why string }{
 	{"/run", "the container engine keeps its socket"},
 	{"/var/run", "the container engine keeps its socket"},
@@ -261,28 +267,81 @@ var forbiddenDirs = []struct{ path, why string }{
 	{"/sys", "the kernel shows the host's devices and settings"},
 	{"/dev", "the host's devices are"},
 	{"/boot", "the host's kernel and boot loader are"},
+	{"/var/lib/containers", "podman keeps its state"},
+	{"/var/snap/docker", "docker installed as a snap keeps its state"},
+}
+
+// Forbidden directories of the invoking user's home: the state of engines
+// that run as the user (or in a VM of theirs) and the keys to engines.
+var forbiddenHomeDirs = []struct{ path, why string }{
+	{".local/share/docker", "rootless docker keeps its state"},
+	{".local/share/containers", "podman keeps its state"},
+	{".docker", "the docker CLI keeps its credentials and the TLS keys of its contexts"},
+	{".colima", "colima keeps its virtual machines and the engine's socket"},
+	{".lima", "lima keeps its virtual machines and their sockets"},
+	{".orbstack", "OrbStack keeps its engine's socket and state"},
+	{"Library/Containers/com.docker.docker", "Docker Desktop keeps its virtual machine and state"},
 }
 
 // newHostEnv resolves the forbidden and sensitive directories; home is the
-// invoking user's home directory ("" for none).
-func newHostEnv(home string) *hostEnv {
+// invoking user's home directory ("" for none) and dockerHost the value of
+// DOCKER_HOST, whose unix socket's directory is forbidden too.
+//
+// A directory of the home that does not exist yet is still forbidden to
+// be or lie under, and to be held by any volume but one that holds the
+// whole home, which needs allowSensitive: that one could create it anyway,
+// and refusing it would leave allowSensitive nothing to allow.
+func newHostEnv(home, dockerHost string) *hostEnv {
 	h := &hostEnv{}
 	for _, f := range forbiddenDirs {
 		h.forbidden = append(h.forbidden, newHostPath(f.path, f.why))
 	}
+	home = filepath.Clean(home)
+	if !filepath.IsAbs(home) || home == "/" {
+		home = ""
+	}
+	h.home = home
+	if home != "" {
+		for _, f := range forbiddenHomeDirs {
+			hp := newHostPath(filepath.Join(home, f.path), f.why)
+			_, err := os.Lstat(hp.forms[0])
+			hp.absent = err != nil
+			h.forbidden = append(h.forbidden, hp)
+		}
+	}
+	if sock, ok := strings.CutPrefix(dockerHost, "unix://"); ok && filepath.IsAbs(sock) {
+		// The root directory is refused anyway, and every directory lies
+		// under it.
+		if dir := filepath.Dir(filepath.Clean(sock)); dir != "/" {
+			h.forbidden = append(h.forbidden, newHostPath(dir, "DOCKER_HOST ("+dockerHost+") puts the engine's socket"))
+		}
+	}
 	h.sensitive = []hostPath{newHostPath("/etc", "the host's /etc"), newHostPath("/usr", "the host's /usr")}
-	if home != "" && filepath.IsAbs(home) {
-		h.sensitive = append(h.sensitive, newHostPath(filepath.Clean(home), "your home directory"))
+	if home != "" {
+		h.sensitive = append(h.sensitive, newHostPath(home, "your home directory ("+home+")"))
 	}
 	return h
 }
 
 func newHostPath(p, why string) hostPath {
 	hp := hostPath{forms: []string{p}, why: why}
-	if r, err := filepath.EvalSymlinks(p); err == nil && r != p {
+	if r := resolveExisting(p); r != p {
 		hp.forms = append(hp.forms, r)
 	}
 	return hp
+}
+
+// resolveExisting resolves the symlinks of p (clean, absolute) as far as
+// it exists, and joins the rest to that as written.
+func resolveExisting(p string) string {
+	if r, err := filepath.EvalSymlinks(p); err == nil {
+		return r
+	}
+	parent := filepath.Dir(p)
+	if parent == p {
+		return p
+	}
+	return filepath.Join(resolveExisting(parent), filepath.Base(p))
 }
 
 // userHome is the invoking user's home directory, or "".
@@ -300,43 +359,92 @@ func within(p, dir string) bool {
 	return p == dir || dir == "/" || strings.HasPrefix(p, dir+"/")
 }
 
+// holds reports whether the directory dir is p or one of p's ancestors
+// (all clean and absolute): by name, or, where they exist, by identity
+// (os.SameFile), which sees through names that differ only in case on a
+// case-insensitive filesystem, bind mounts and symlinks.
+func holds(dir, p string) bool {
+	if within(p, dir) {
+		return true
+	}
+	di, err := os.Stat(dir)
+	if err != nil {
+		return false
+	}
+	for q := p; ; q = filepath.Dir(q) {
+		if fi, err := os.Stat(q); err == nil && os.SameFile(fi, di) {
+			return true
+		}
+		if q == filepath.Dir(q) {
+			return false
+		}
+	}
+}
+
+// sameFile reports whether a and b name the same existing file.
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	ai, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	bi, err := os.Stat(b)
+	return err == nil && os.SameFile(ai, bi)
+}
+
 // forbid returns why a host directory p (clean, absolute) may not be
-// mounted, or "".
-func (h *hostEnv) forbid(p string) string {
-	if p == "/" {
+// mounted, or "". Once p is resolved (it exists, with no symlinks left),
+// it compares identities as well as names. A p that holds the home
+// directory may hold a directory of it that does not exist (see
+// newHostEnv): whether it may be mounted is up to allowSensitive.
+func (h *hostEnv) forbid(p string, resolved bool) string {
+	if p == "/" || resolved && sameFile(p, "/") {
 		return "is the host's root directory, which holds the container engine's socket and state; " +
 			"mount a directory that holds only what the agent needs"
 	}
-	for _, f := range h.forbidden {
-		for _, form := range f.forms {
-			switch {
-			case within(p, form):
-				return fmt.Sprintf("is inside %s, where %s; a bottle must never reach it: mount another directory", form, f.why)
-			case within(form, p):
-				return fmt.Sprintf("contains %s, where %s; a bottle must never reach it: "+
-					"mount a directory that holds only what the agent needs", form, f.why)
+	// By name first, so that a message names what the user wrote
+	// (/var/run, not /run), then by identity.
+	for _, identity := range []bool{false, resolved} {
+		for _, f := range h.forbidden {
+			for _, form := range f.forms {
+				inside, contains := within(p, form), within(form, p)
+				if identity {
+					inside, contains = holds(form, p), holds(p, form)
+				}
+				switch {
+				case inside:
+					return fmt.Sprintf("is inside %s, where %s; a bottle must never reach it: mount another directory", form, f.why)
+				case contains && !(f.absent && h.home != "" && holds(p, h.home)):
+					return fmt.Sprintf("contains %s, where %s; a bottle must never reach it: "+
+						"mount a directory that holds only what the agent needs", form, f.why)
+				}
 			}
 		}
 	}
 	return ""
 }
 
-// sensitiveName names the sensitive directory that one of paths is
-// exactly, or returns "".
-func (h *hostEnv) sensitiveName(paths ...string) string {
-	for _, s := range h.sensitive {
-		for _, form := range s.forms {
-			for _, p := range paths {
-				if p == form {
-					if s.why == "your home directory" {
-						return fmt.Sprintf("your home directory (%s)", s.forms[0])
+// sensitiveName names the sensitive directory that one of paths is or
+// holds, is saying which, or returns "".
+func (h *hostEnv) sensitiveName(paths ...string) (name string, is bool) {
+	for _, identity := range []bool{false, true} {
+		for _, s := range h.sensitive {
+			for _, form := range s.forms {
+				for _, p := range paths {
+					is, held := p == form, within(form, p)
+					if identity {
+						is, held = sameFile(p, form), holds(p, form)
 					}
-					return s.why
+					if is || held {
+						return s.why, is
+					}
 				}
 			}
 		}
 	}
-	return ""
+	return "", false
 }
 
 // checkHost checks the host directories of the document's volumes, whose
@@ -383,7 +491,7 @@ func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
 	if abs != v.Source {
 		shown += " (resolved to " + abs + ")"
 	}
-	if msg := h.forbid(abs); msg != "" {
+	if msg := h.forbid(abs, false); msg != "" {
 		return "", "", shown + " " + msg
 	}
 	resolved, err := filepath.EvalSymlinks(abs)
@@ -400,7 +508,7 @@ func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
 	if resolved != v.Source {
 		shown = src + " (resolved to " + resolved + ")"
 	}
-	if msg := h.forbid(resolved); msg != "" {
+	if msg := h.forbid(resolved, true); msg != "" {
 		return "", "", shown + " " + msg
 	}
 	if fi, err := os.Stat(resolved); err != nil {
@@ -408,17 +516,21 @@ func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
 	} else if !fi.IsDir() {
 		return "", "", shown + " is not a directory; a volume's source must be a directory"
 	}
-	name := h.sensitiveName(abs, resolved)
+	name, is := h.sensitiveName(abs, resolved)
 	switch {
 	case name != "" && !v.AllowSensitive:
 		could := "read and change"
 		if v.ReadOnly {
 			could = "read"
 		}
-		return "", "", fmt.Sprintf("%s is %s, which the agent could then %s; "+
-			"mount a directory below it, or set allowSensitive: true on this volume if that is what you want", shown, name, could)
+		if is {
+			return "", "", fmt.Sprintf("%s is %s, which the agent could then %s; "+
+				"mount a directory below it, or set allowSensitive: true on this volume if that is what you want", shown, name, could)
+		}
+		return "", "", fmt.Sprintf("%s holds %s, which the agent could then %s; "+
+			"mount a directory that does not hold it, or set allowSensitive: true on this volume if that is what you want", shown, name, could)
 	case name == "" && v.AllowSensitive:
-		return "", ".allowSensitive", fmt.Sprintf("has no effect: %s is not /etc, /usr or your home directory; remove it", shown)
+		return "", ".allowSensitive", fmt.Sprintf("has no effect: %s neither is nor holds /etc, /usr or your home directory; remove it", shown)
 	}
 	return resolved, "", ""
 }
@@ -432,27 +544,30 @@ func unwrapPath(err error) error {
 }
 
 // SensitiveVolumes returns a warning for each host directory of b that
-// allowSensitive lets be /etc, /usr or the user's home directory, naming
+// allowSensitive lets be or hold /etc, /usr or the user's home directory, naming
 // the bottle, the target and the directory: the caller shows them before
 // it applies. It needs the HostPath that Load sets, so a bottle from
 // LoadDeclared or Parse has none.
 func SensitiveVolumes(b Bottle) []string {
 	var out []string
-	h := newHostEnv(userHome())
+	h := newHostEnv(userHome(), "")
 	for i, v := range b.Spec.Agent.Volumes {
 		if !v.AllowSensitive || v.HostPath == "" {
 			continue
-		}
-		name := h.sensitiveName(v.HostPath)
-		if name == "" {
-			name = v.HostPath
 		}
 		access := "read-write"
 		if v.ReadOnly {
 			access = "read-only"
 		}
-		out = append(out, fmt.Sprintf("bottle %s: spec.agent.volumes[%d] mounts %s (%s) at %s %s, as allowSensitive lets it",
-			b.Metadata.Name, i, name, v.HostPath, v.Target, access))
+		what := v.HostPath
+		switch name, is := h.sensitiveName(v.HostPath); {
+		case is:
+			what = name + " (" + v.HostPath + ")"
+		case name != "":
+			what = v.HostPath + ", which holds " + name + ","
+		}
+		out = append(out, fmt.Sprintf("bottle %s: spec.agent.volumes[%d] mounts %s at %s %s, as allowSensitive lets it",
+			b.Metadata.Name, i, what, v.Target, access))
 	}
 	return out
 }

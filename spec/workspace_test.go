@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"io"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -135,7 +136,7 @@ func TestSensitiveHome(t *testing.T) {
 		if err := os.WriteFile(file, []byte(volumeSpec(volume)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := load([]string{file}, nil, newHostEnv(home))
+		_, err := load([]string{file}, nil, newHostEnv(home, ""))
 		if got := ""; err != nil {
 			got = err.Error()
 			if got != want {
@@ -221,6 +222,152 @@ func TestBoolField(t *testing.T) {
 		} else if want != "" {
 			t.Errorf("readOnly: %s: no error, want %s", value, want)
 		}
+	}
+}
+
+// loadError loads paths and returns the error's text, "" for none.
+func loadError(t *testing.T, paths []string, stdin io.Reader) string {
+	t.Helper()
+	bottles, err := Load(paths, stdin)
+	if err != nil {
+		if bottles != nil {
+			t.Errorf("Load returned bottles with an error: %+v", bottles)
+		}
+		return err.Error()
+	}
+	return ""
+}
+
+// TestEngineStateForbidden mounts what an engine outside the fixed list
+// keeps: rootless docker's state in a (fake) home, and the directory of the
+// socket DOCKER_HOST names.
+func TestEngineStateForbidden(t *testing.T) {
+	home, sock := t.TempDir(), filepath.Join(t.TempDir(), "run", "engine")
+	if err := os.MkdirAll(sock, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HOME", home)
+	t.Setenv("DOCKER_HOST", "unix://"+sock+"/docker.sock")
+	writeFiles(t, home, map[string]string{".local/share/docker/volumes/x": "", ".docker/config.json": "{}", "src/x": ""})
+	file := filepath.Join(t.TempDir(), "bottle.yaml")
+	never := "; a bottle must never reach it: "
+	for volume, want := range map[string]string{
+		home + "/.local:/l": `"` + home + `/.local" contains ` + home + `/.local/share/docker, where rootless docker keeps its state` + never +
+			"mount a directory that holds only what the agent needs",
+		home + "/.local/share/docker/volumes:/v": `"` + home + `/.local/share/docker/volumes" is inside ` + home +
+			`/.local/share/docker, where rootless docker keeps its state` + never + "mount another directory",
+		home + "/.docker:/d:ro": `"` + home + `/.docker" is inside ` + home +
+			`/.docker, where the docker CLI keeps its credentials and the TLS keys of its contexts` + never + "mount another directory",
+		sock + ":/s": `"` + sock + `" is inside ` + sock + `, where DOCKER_HOST (unix://` + sock + `/docker.sock) puts the engine's socket` +
+			never + "mount another directory",
+		filepath.Dir(sock) + ":/s": `"` + filepath.Dir(sock) + `" contains ` + sock + `, where DOCKER_HOST (unix://` + sock +
+			`/docker.sock) puts the engine's socket` + never + "mount a directory that holds only what the agent needs",
+		// Not there yet, but rootless podman may put it there later.
+		home + "/.local/share:/s": `"` + home + `/.local/share" contains ` + home + `/.local/share/docker, where rootless docker keeps its state` +
+			never + "mount a directory that holds only what the agent needs",
+		home + "/src:/src": "",
+	} {
+		if err := os.WriteFile(file, []byte(volumeSpec(volume)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if want != "" {
+			want = file + ":8:9: spec.agent.volumes[0].source: " + want
+		}
+		if got := loadError(t, []string{file}, nil); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", volume, got, want)
+		}
+	}
+	// Only a unix socket has a directory.
+	t.Setenv("DOCKER_HOST", "tcp://127.0.0.1:2375")
+	if err := os.WriteFile(file, []byte(volumeSpec(sock+":/s")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got := loadError(t, []string{file}, nil); got != "" {
+		t.Errorf("DOCKER_HOST=tcp://: %s", got)
+	}
+}
+
+// TestSensitiveParent mounts a directory that holds the home directory
+// (/home for /home/me): it exposes the home as much as the home itself.
+func TestSensitiveParent(t *testing.T) {
+	homes := filepath.Join(t.TempDir(), "home")
+	t.Setenv("HOME", filepath.Join(homes, "me"))
+	t.Setenv("DOCKER_HOST", "")
+	writeFiles(t, homes, map[string]string{"me/.bashrc": ""})
+	file := filepath.Join(t.TempDir(), "bottle.yaml")
+	for volume, want := range map[string]string{
+		homes + ":/home": `"` + homes + `" holds your home directory (` + homes + `/me), which the agent could then read and change; ` +
+			"mount a directory that does not hold it, or set allowSensitive: true on this volume if that is what you want",
+		homes + ":/home:ro": `"` + homes + `" holds your home directory (` + homes + `/me), which the agent could then read; ` +
+			"mount a directory that does not hold it, or set allowSensitive: true on this volume if that is what you want",
+		"{source: " + homes + ", target: /home, allowSensitive: true}": "",
+	} {
+		if err := os.WriteFile(file, []byte(volumeSpec(volume)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if want != "" {
+			want = file + ":8:9: spec.agent.volumes[0].source: " + want
+		}
+		if got := loadError(t, []string{file}, nil); got != want {
+			t.Errorf("%s:\n got %s\nwant %s", volume, got, want)
+		}
+	}
+	if err := os.WriteFile(file, []byte(volumeSpec("{source: "+homes+", target: /home, allowSensitive: true}")), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bottles, err := Load([]string{file}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"bottle vol: spec.agent.volumes[0] mounts " + homes + ", which holds your home directory (" + homes + "/me), " +
+		"at /home read-write, as allowSensitive lets it"}
+	if got := SensitiveVolumes(bottles[0]); !reflect.DeepEqual(got, want) {
+		t.Errorf("SensitiveVolumes = %q\nwant %q", got, want)
+	}
+}
+
+// TestHoldsByIdentity compares directories by identity where names differ:
+// a symlink stands in for a bind mount or a name in another case on a
+// case-insensitive filesystem, which no name comparison sees through.
+func TestHoldsByIdentity(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"real/sub/x": ""})
+	if err := os.Symlink(filepath.Join(dir, "real"), filepath.Join(dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	real, alias := filepath.Join(dir, "real"), filepath.Join(dir, "alias")
+	for _, tt := range []struct {
+		dir, p string
+		want   bool
+	}{
+		{real, real + "/sub", true},
+		{real, alias + "/sub", true},
+		{alias, real + "/sub/x", true},
+		{real + "/sub", alias, false},
+		{real, dir + "/other", false},
+	} {
+		if got := holds(tt.dir, tt.p); got != tt.want {
+			t.Errorf("holds(%s, %s) = %v", tt.dir, tt.p, got)
+		}
+	}
+	// A forbidden directory known only by another name.
+	h := &hostEnv{forbidden: []hostPath{{forms: []string{alias}, why: "the engine keeps its state"}},
+		sensitive: []hostPath{{forms: []string{alias + "/sub"}, why: "a sensitive directory"}}}
+	want := "is inside " + alias + ", where the engine keeps its state; a bottle must never reach it: mount another directory"
+	if got := h.forbid(real+"/sub", true); got != want {
+		t.Errorf("forbid(%s/sub) = %q, want %q", real, got, want)
+	}
+	h.forbidden[0].forms = []string{alias + "/sub"}
+	want = "contains " + alias + "/sub, where the engine keeps its state; a bottle must never reach it: mount a directory that holds only what the agent needs"
+	if got := h.forbid(real, true); got != want {
+		t.Errorf("forbid(%s) = %q, want %q", real, got, want)
+	}
+	if name, is := h.sensitiveName(real + "/sub"); name != "a sensitive directory" || !is {
+		t.Errorf("sensitiveName(%s/sub) = %q, %v", real, name, is)
+	}
+	if name, is := h.sensitiveName(real); name != "a sensitive directory" || is {
+		t.Errorf("sensitiveName(%s) = %q, %v", real, name, is)
 	}
 }
 
