@@ -30,7 +30,10 @@ const (
 // directory, and neither hold nor lie under a container engine's socket,
 // state or keys or the kernel's interfaces; one that is or holds /etc, /usr
 // or the user's home directory needs allowSensitive (see
-// SensitiveVolumes). It sets each host directory's Volume.HostPath.
+// SensitiveVolumes). A writable one may not hold the bottle's spec file,
+// secret files or files' sources, and no host directory may lie inside a
+// writable one of any bottle loaded with it. It sets each host
+// directory's Volume.HostPath.
 func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
 	return load(paths, stdin, newHostEnv(userHome(), os.Getenv("DOCKER_HOST")))
 }
@@ -82,6 +85,9 @@ func load(paths []string, stdin io.Reader, host *hostEnv) ([]Bottle, error) {
 			}
 			docs, errs = append(docs, ds...), append(errs, es...)
 		}
+	}
+	if host != nil {
+		errs = append(errs, nestedDirs(docs)...)
 	}
 	errs = append(errs, duplicateNames(docs)...)
 	if len(errs) > 0 {

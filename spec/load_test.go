@@ -684,6 +684,41 @@ var invalidDirCases = []struct {
 		"bottle.yaml": volumeSpec("{source: ./src, target: /src, allowSensitive: true}"), "src/": ""}, false, []string{
 		`$DIR/bottle.yaml:8:55: spec.agent.volumes[0].allowSensitive: has no effect: "./src" (resolved to $DIR/src) neither is nor holds /etc, /usr or your home directory; remove it`,
 	}},
+	// The agent must not edit its own bottle: a writable host directory
+	// may not hold the spec, a secret file or a file's source.
+	{"writable mount of the spec's directory", map[string]string{"bottle.yaml": volumeSpec(".:/workspace")}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "." holds the spec file itself ($DIR/bottle.yaml): the agent could rewrite its own bottle (mount more of the host, widen its egress) before your next apply; mount a directory that does not hold the spec, or add readOnly: true`,
+	}},
+	{"writable symlink to the spec's directory", map[string]string{"bottle.yaml": volumeSpec("./self:/workspace"), "self": "-> ."}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./self" holds the spec file itself ($DIR/bottle.yaml): the agent could rewrite its own bottle (mount more of the host, widen its egress) before your next apply; mount a directory that does not hold the spec, or add readOnly: true`,
+	}},
+	{"writable mount of a secret file", map[string]string{"bottle.yaml": volumeSpec("./keys:/keys") +
+		"    secretEnv:\n      TOKEN: {valueFrom: {file: keys/token}}\n", "keys/token": "x"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./keys" holds the secret file of spec.agent.secretEnv.TOKEN ($DIR/keys/token): the agent could replace the secret it is given (with a key of its own, or another file beside the spec) before your next apply; mount a directory that does not hold it, or add readOnly: true`,
+	}},
+	{"writable mount of a missing secret file", map[string]string{"bottle.yaml": volumeSpec("./keys:/keys") +
+		"    secretEnv:\n      TOKEN: {valueFrom: {file: keys/new/token}}\n", "keys/": ""}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./keys" holds the secret file of spec.agent.secretEnv.TOKEN ($DIR/keys/new/token): the agent could replace the secret it is given (with a key of its own, or another file beside the spec) before your next apply; mount a directory that does not hold it, or add readOnly: true`,
+	}},
+	{"writable mount of a file's source", map[string]string{"bottle.yaml": volumeSpec("./conf:/conf") +
+		"    files: [{path: /etc/sudoers.d/agent, source: conf/sudoers}]\n", "conf/sudoers": "x"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./conf" holds the source of spec.agent.files[0] ($DIR/conf/sudoers): the agent could choose what every create writes to /etc/sudoers.d/agent in the agent; mount a directory that does not hold it, or add readOnly: true`,
+	}},
+	// A host directory inside a writable one could be swapped for a
+	// symlink between the check and the mount.
+	{"host directory inside a writable one", map[string]string{"bottle.yaml": volumeSpec("./work:/work") +
+		"      - ./work/cache:/cache:ro\n", "work/cache/": ""}, false, []string{
+		`$DIR/bottle.yaml:9:9: spec.agent.volumes[1].source: "./work/cache" (resolved to $DIR/work/cache) lies inside $DIR/work, which bottle vol mounts writable (spec.agent.volumes[0], at $DIR/bottle.yaml:8): its agent could swap this directory for a symlink (to /var/run, say) between the check and the mount; mount the outer directory only, or make the outer one read-only`,
+	}},
+	{"host directory inside the spec's directory", map[string]string{"bottle.yaml": volumeSpec("./cache:/cache") +
+		"      - .:/workspace\n", "cache/": ""}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./cache" (resolved to $DIR/cache) lies inside $DIR, which bottle vol mounts writable (spec.agent.volumes[1], at $DIR/bottle.yaml:9): its agent could swap this directory for a symlink (to /var/run, say) between the check and the mount; mount the outer directory only, or make the outer one read-only`,
+		`$DIR/bottle.yaml:9:9: spec.agent.volumes[1].source: "." holds the spec file itself ($DIR/bottle.yaml): the agent could rewrite its own bottle (mount more of the host, widen its egress) before your next apply; mount a directory that does not hold the spec, or add readOnly: true`,
+	}},
+	{"host directory inside a writable one of another bottle", map[string]string{"bottle.yaml": volumeSpec("./work:/work") +
+		"---\n" + strings.Replace(volumeSpec("./work/cache:/cache:ro"), "name: vol", "name: other", 1), "work/cache/": ""}, false, []string{
+		`$DIR/bottle.yaml:17:9: spec.agent.volumes[0].source: "./work/cache" (resolved to $DIR/work/cache) lies inside $DIR/work, which bottle vol mounts writable (spec.agent.volumes[0], at $DIR/bottle.yaml:8): its agent could swap this directory for a symlink (to /var/run, say) between the check and the mount; mount the outer directory only, or make the outer one read-only`,
+	}},
 	// A file of spec.agent.files under a host directory would be written
 	// onto the host.
 	{"file inside a host directory", map[string]string{"bottle.yaml": volumeSpec("./src:/workspace") +
@@ -720,6 +755,9 @@ func TestLoadInvalidDirs(t *testing.T) {
 			r := strings.NewReplacer("$DIR", dir, "$RUN", run)
 			for name, data := range tt.files {
 				p := filepath.Join(dir, name)
+				if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+					t.Fatal(err)
+				}
 				switch target, link := strings.CutPrefix(data, "-> "); {
 				case strings.HasSuffix(name, "/"):
 					err = os.MkdirAll(p, 0o755)

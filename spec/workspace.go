@@ -5,9 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"maps"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -456,6 +458,7 @@ func (d *document) checkHost(h *hostEnv) {
 	for _, e := range d.errs {
 		failed[e.Field] = true
 	}
+	own := d.ownFiles()
 	vols := d.bottle.Spec.Agent.Volumes
 	for i := range vols {
 		v := &vols[i]
@@ -471,8 +474,66 @@ func (d *document) checkHost(h *hostEnv) {
 			d.report(field+cmp.Or(sub, ".source"), "%s", msg)
 			continue
 		}
+		// Set even when refused below: nestedDirs then reports the
+		// directories inside it too, and Load returns no bottle.
 		v.HostPath = dir
+		if !v.ReadOnly {
+			if msg := holdsOwn(dir, own); msg != "" {
+				d.report(field+".source", "%s %s", quote(v.Source), msg)
+			}
+		}
 	}
+}
+
+// ownFile is a file of the host that says what a bottle is: its spec file,
+// a secret file, a source of spec.agent.files.
+type ownFile struct {
+	path string // absolute, resolved as far as it exists
+	what string // for messages: "the spec file itself"
+	risk string // what the agent could do with it
+	it   string // how the fix names it
+}
+
+// ownFiles lists the files the document's bottle is made of, the spec file
+// first (none for a spec read from standard input). Paths its validation
+// refused are left out.
+func (d *document) ownFiles() []ownFile {
+	if d.file == StdinName {
+		return nil
+	}
+	spec, err := filepath.Abs(d.file)
+	if err != nil {
+		return nil
+	}
+	dir := filepath.Dir(spec)
+	own := []ownFile{{resolveExisting(spec), "the spec file itself",
+		"could rewrite its own bottle (mount more of the host, widen its egress) before your next apply", "the spec"}}
+	a := &d.bottle.Spec.Agent
+	for _, name := range slices.Sorted(maps.Keys(a.SecretEnv)) {
+		if f := a.SecretEnv[name].ValueFrom.File; f != "" && CheckSecretFile(f) == "" {
+			own = append(own, ownFile{resolveExisting(filepath.Join(dir, f)), "the secret file of spec.agent.secretEnv." + name,
+				"could replace the secret it is given (with a key of its own, or another file beside the spec) before your next apply", "it"})
+		}
+	}
+	for i, f := range a.Files {
+		if f.Source != "" && CheckFileSource(f.Source) == "" {
+			own = append(own, ownFile{resolveExisting(filepath.Join(dir, f.Source)), "the source of spec.agent.files[" + strconv.Itoa(i) + "]",
+				"could choose what every create writes to " + f.Path + " in the agent", "it"})
+		}
+	}
+	return own
+}
+
+// holdsOwn returns why a writable host directory dir may not hold one of
+// own, or "".
+func holdsOwn(dir string, own []ownFile) string {
+	for _, f := range own {
+		if holds(dir, f.path) {
+			return fmt.Sprintf("holds %s (%s): the agent %s; mount a directory that does not hold %s, or add readOnly: true",
+				f.what, f.path, f.risk, f.it)
+		}
+	}
+	return ""
 }
 
 // resolve returns the directory a volume's source names, or what is wrong
@@ -533,6 +594,54 @@ func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
 		return "", ".allowSensitive", fmt.Sprintf("has no effect: %s neither is nor holds /etc, /usr or your home directory; remove it", shown)
 	}
 	return resolved, "", ""
+}
+
+// nestedDirs reports each host directory of docs that lies strictly
+// inside a writable host directory of any of them (the same bottle or
+// another): the agent that has the outer one could swap the inner one's
+// path for a symlink between the check and the mount.
+func nestedDirs(docs []*document) []*FieldError {
+	type mount struct {
+		d *document
+		i int
+	}
+	var writable []mount
+	for _, d := range docs {
+		for i, v := range d.bottle.Spec.Agent.Volumes {
+			if v.HostPath != "" && !v.ReadOnly {
+				writable = append(writable, mount{d, i})
+			}
+		}
+	}
+	var errs []*FieldError
+	for _, d := range docs {
+		n := len(d.errs)
+		for i, v := range d.bottle.Spec.Agent.Volumes {
+			if v.HostPath == "" {
+				continue
+			}
+			for _, w := range writable {
+				outer := w.d.bottle.Spec.Agent.Volumes[w.i].HostPath
+				if !holds(outer, v.HostPath) || sameFile(outer, v.HostPath) {
+					continue
+				}
+				field := "spec.agent.volumes[" + strconv.Itoa(w.i) + "]"
+				at, _ := w.d.locate(field, false)
+				shown := quote(v.Source)
+				if v.Source != v.HostPath {
+					shown += " (resolved to " + v.HostPath + ")"
+				}
+				d.report("spec.agent.volumes["+strconv.Itoa(i)+"].source",
+					"%s lies inside %s, which bottle %s mounts writable (%s, at %s:%d): its agent could swap this "+
+						"directory for a symlink (to /var/run, say) between the check and the mount; "+
+						"mount the outer directory only, or make the outer one read-only",
+					shown, outer, w.d.bottle.Metadata.Name, field, w.d.file, at.Line)
+				break
+			}
+		}
+		errs = append(errs, d.errs[n:]...)
+	}
+	return errs
 }
 
 // unwrapPath drops the path an *fs.PathError repeats.

@@ -1,6 +1,7 @@
 package spec
 
 import (
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -236,6 +237,85 @@ func loadError(t *testing.T, paths []string, stdin io.Reader) string {
 		return err.Error()
 	}
 	return ""
+}
+
+// TestAgentCannotEditItsBottle is the attack: the agent writes to every
+// writable host directory it has, so one that holds the spec file would let
+// it rewrite its own bottle (more mounts, wider egress) before the next
+// apply. Read-only, the same directories are fine.
+func TestAgentCannotEditItsBottle(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	writeFiles(t, dir, map[string]string{"specs/token": "x", "specs/claude.json": "{}"})
+	file := filepath.Join(dir, "specs", "bottle.yaml")
+	holdsSpec := func(line, col int, source string) string {
+		return fmt.Sprintf(`%s:%d:%d: spec.agent.volumes[0].source: %q holds the spec file itself (%s): the agent could rewrite its own bottle `+
+			`(mount more of the host, widen its egress) before your next apply; mount a directory that does not hold the spec, or add readOnly: true`,
+			file, line, col, source, file)
+	}
+	for _, tt := range []struct{ volume, want string }{
+		{".:/workspace", holdsSpec(8, 9, ".")},
+		{"./:/workspace", holdsSpec(8, 9, "./")},
+		{"..:/workspace", holdsSpec(8, 9, "..")},
+		{"{source: " + dir + ", target: /workspace}", holdsSpec(8, 18, dir)},
+		{".:/workspace:ro", ""},
+		{"{source: .., target: /workspace, readOnly: true}", ""},
+		{"{source: ., target: /workspace}\n    secretEnv: {T: {valueFrom: {file: token}}}\n    files: [{path: /x, source: claude.json}]",
+			holdsSpec(8, 18, ".")}, // one message a volume: readOnly fixes them all
+		{"./secrets:/s\n    secretEnv: {T: {valueFrom: {file: secrets/token}}}", file[:len(file)-len("bottle.yaml")] +
+			`bottle.yaml:8:9: spec.agent.volumes[0].source: "./secrets" holds the secret file of spec.agent.secretEnv.T (` + dir +
+			`/specs/secrets/token): the agent could replace the secret it is given (with a key of its own, or another file beside the spec) ` +
+			`before your next apply; mount a directory that does not hold it, or add readOnly: true`},
+	} {
+		if err := os.MkdirAll(filepath.Join(dir, "specs", "secrets"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(file, []byte(volumeSpec(tt.volume)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if got := loadError(t, []string{file}, nil); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.volume, got, tt.want)
+		}
+	}
+	// A spec from standard input has no file to protect.
+	if got := loadError(t, []string{Stdin}, strings.NewReader(volumeSpec(dir+":/workspace"))); got != "" {
+		t.Errorf("stdin: %s", got)
+	}
+}
+
+// TestNestedHostDirs is the race: the agent of a bottle that mounts a
+// directory writable can swap any directory inside it for a symlink (to
+// /var/run) after Load checks it and before the engine mounts it, also
+// when another bottle, loaded with it, mounts the inner one.
+func TestNestedHostDirs(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	work := filepath.Join(dir, "work")
+	if err := os.MkdirAll(filepath.Join(work, "cache"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	outer, inner := filepath.Join(dir, "a", "outer.yaml"), filepath.Join(dir, "b", "inner.yaml")
+	write := func(file, name, volume string) {
+		writeFiles(t, filepath.Dir(file), map[string]string{filepath.Base(file): strings.Replace(volumeSpec(volume), "name: vol", "name: "+name, 1)})
+	}
+	refused := inner + `:8:9: spec.agent.volumes[0].source: "` + work + `/cache" lies inside ` + work + `, which bottle outer mounts writable ` +
+		`(spec.agent.volumes[0], at ` + outer + `:8): its agent could swap this directory for a symlink (to /var/run, say) between the check ` +
+		`and the mount; mount the outer directory only, or make the outer one read-only`
+	for _, tt := range []struct{ outer, inner, want string }{
+		{work + ":/work", work + "/cache:/cache", refused},
+		{work + ":/work", work + "/cache:/cache:ro", refused},
+		{work + ":/work:ro", work + "/cache:/cache", ""},
+		{work + ":/work", work + ":/work", ""}, // the same directory is no race
+		{work + "/cache:/cache", work + "/cache:/cache", ""},
+	} {
+		write(outer, "outer", tt.outer)
+		write(inner, "inner", tt.inner)
+		for _, paths := range [][]string{{outer, inner}, {inner, outer}} {
+			if got := loadError(t, paths, nil); got != tt.want {
+				t.Errorf("%s then %s:\n got %s\nwant %s", tt.outer, tt.inner, got, tt.want)
+			}
+		}
+	}
 }
 
 // TestEngineStateForbidden mounts what an engine outside the fixed list
