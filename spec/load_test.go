@@ -715,6 +715,10 @@ var invalidDirCases = []struct {
 		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./cache" (resolved to $DIR/cache) lies inside $DIR, which bottle vol mounts writable (spec.agent.volumes[1], at $DIR/bottle.yaml:9): its agent could swap this directory for a symlink (to /var/run, say) between the check and the mount; mount the outer directory only, or make the outer one read-only`,
 		`$DIR/bottle.yaml:9:9: spec.agent.volumes[1].source: "." holds the spec file itself ($DIR/bottle.yaml): the agent could rewrite its own bottle (mount more of the host, widen its egress) before your next apply; mount a directory that does not hold the spec, or add readOnly: true`,
 	}},
+	{"host directory named through a writable one", map[string]string{"bottle.yaml": volumeSpec("./work:/work") +
+		"      - ./work/link:/cache:ro\n", "work/link": "-> ../elsewhere", "elsewhere/": ""}, false, []string{
+		`$DIR/bottle.yaml:9:9: spec.agent.volumes[1].source: "./work/link" (resolved to $DIR/elsewhere) lies inside $DIR/work, which bottle vol mounts writable (spec.agent.volumes[0], at $DIR/bottle.yaml:8): its agent could swap this directory for a symlink (to /var/run, say) between the check and the mount; mount the outer directory only, or make the outer one read-only`,
+	}},
 	{"host directory inside a writable one of another bottle", map[string]string{"bottle.yaml": volumeSpec("./work:/work") +
 		"---\n" + strings.Replace(volumeSpec("./work/cache:/cache:ro"), "name: vol", "name: other", 1), "work/cache/": ""}, false, []string{
 		`$DIR/bottle.yaml:17:9: spec.agent.volumes[0].source: "./work/cache" (resolved to $DIR/work/cache) lies inside $DIR/work, which bottle vol mounts writable (spec.agent.volumes[0], at $DIR/bottle.yaml:8): its agent could swap this directory for a symlink (to /var/run, say) between the check and the mount; mount the outer directory only, or make the outer one read-only`,

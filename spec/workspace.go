@@ -488,10 +488,11 @@ func (d *document) checkHost(h *hostEnv) {
 // ownFile is a file of the host that says what a bottle is: its spec file,
 // a secret file, a source of spec.agent.files.
 type ownFile struct {
-	path string // absolute, resolved as far as it exists
-	what string // for messages: "the spec file itself"
-	risk string // what the agent could do with it
-	it   string // how the fix names it
+	given string // absolute, as the spec names it
+	path  string // given, resolved as far as it exists
+	what  string // for messages: "the spec file itself"
+	risk  string // what the agent could do with it
+	it    string // how the fix names it
 }
 
 // ownFiles lists the files the document's bottle is made of, the spec file
@@ -506,18 +507,20 @@ func (d *document) ownFiles() []ownFile {
 		return nil
 	}
 	dir := filepath.Dir(spec)
-	own := []ownFile{{resolveExisting(spec), "the spec file itself",
+	own := []ownFile{{spec, resolveExisting(spec), "the spec file itself",
 		"could rewrite its own bottle (mount more of the host, widen its egress) before your next apply", "the spec"}}
 	a := &d.bottle.Spec.Agent
 	for _, name := range slices.Sorted(maps.Keys(a.SecretEnv)) {
 		if f := a.SecretEnv[name].ValueFrom.File; f != "" && CheckSecretFile(f) == "" {
-			own = append(own, ownFile{resolveExisting(filepath.Join(dir, f)), "the secret file of spec.agent.secretEnv." + name,
+			p := filepath.Join(dir, f)
+			own = append(own, ownFile{p, resolveExisting(p), "the secret file of spec.agent.secretEnv." + name,
 				"could replace the secret it is given (with a key of its own, or another file beside the spec) before your next apply", "it"})
 		}
 	}
 	for i, f := range a.Files {
 		if f.Source != "" && CheckFileSource(f.Source) == "" {
-			own = append(own, ownFile{resolveExisting(filepath.Join(dir, f.Source)), "the source of spec.agent.files[" + strconv.Itoa(i) + "]",
+			p := filepath.Join(dir, f.Source)
+			own = append(own, ownFile{p, resolveExisting(p), "the source of spec.agent.files[" + strconv.Itoa(i) + "]",
 				"could choose what every create writes to " + f.Path + " in the agent", "it"})
 		}
 	}
@@ -525,12 +528,15 @@ func (d *document) ownFiles() []ownFile {
 }
 
 // holdsOwn returns why a writable host directory dir may not hold one of
-// own, or "".
+// own, or "": the file, or the path the spec names it by (the agent could
+// point a symlink on it elsewhere).
 func holdsOwn(dir string, own []ownFile) string {
 	for _, f := range own {
-		if holds(dir, f.path) {
-			return fmt.Sprintf("holds %s (%s): the agent %s; mount a directory that does not hold %s, or add readOnly: true",
-				f.what, f.path, f.risk, f.it)
+		for _, p := range []string{f.given, f.path} {
+			if holds(dir, p) {
+				return fmt.Sprintf("holds %s (%s): the agent %s; mount a directory that does not hold %s, or add readOnly: true",
+					f.what, p, f.risk, f.it)
+			}
 		}
 	}
 	return ""
@@ -540,11 +546,7 @@ func holdsOwn(dir string, own []ownFile) string {
 // with it and the field to blame under the volume ("" for its source).
 func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
 	src := quote(v.Source)
-	abs := v.Source
-	if !filepath.IsAbs(abs) {
-		abs = filepath.Join(filepath.Dir(file), abs)
-	}
-	abs, err := filepath.Abs(abs)
+	abs, err := sourcePath(file, v.Source)
 	if err != nil {
 		return "", "", fmt.Sprintf("%s cannot be made absolute: %v", src, err)
 	}
@@ -596,10 +598,19 @@ func (h *hostEnv) resolve(file string, v *Volume) (dir, field, msg string) {
 	return resolved, "", ""
 }
 
+// sourcePath is a host directory's source made absolute, symlinks kept.
+func sourcePath(file, source string) (string, error) {
+	if !filepath.IsAbs(source) {
+		source = filepath.Join(filepath.Dir(file), source)
+	}
+	return filepath.Abs(source)
+}
+
 // nestedDirs reports each host directory of docs that lies strictly
 // inside a writable host directory of any of them (the same bottle or
-// another): the agent that has the outer one could swap the inner one's
-// path for a symlink between the check and the mount.
+// another), or whose source names it through one: the agent that has the
+// outer one could swap the inner one's path for a symlink between the
+// check and the mount, or before the next apply.
 func nestedDirs(docs []*document) []*FieldError {
 	type mount struct {
 		d *document
@@ -620,9 +631,13 @@ func nestedDirs(docs []*document) []*FieldError {
 			if v.HostPath == "" {
 				continue
 			}
+			abs, err := sourcePath(d.file, v.Source)
+			if err != nil {
+				continue // resolve did it
+			}
 			for _, w := range writable {
 				outer := w.d.bottle.Spec.Agent.Volumes[w.i].HostPath
-				if !holds(outer, v.HostPath) || sameFile(outer, v.HostPath) {
+				if w.d == d && w.i == i || !holds(outer, filepath.Dir(abs)) && (!holds(outer, v.HostPath) || sameFile(outer, v.HostPath)) {
 					continue
 				}
 				field := "spec.agent.volumes[" + strconv.Itoa(w.i) + "]"

@@ -277,6 +277,18 @@ func TestAgentCannotEditItsBottle(t *testing.T) {
 			t.Errorf("%s:\n got %s\nwant %s", tt.volume, got, tt.want)
 		}
 	}
+	// The path the spec is named by leads through a writable directory:
+	// the agent could point the symlink at a spec of its own.
+	writeFiles(t, dir, map[string]string{"w/x": "", "safe/bottle.yaml": volumeSpec(dir + "/w:/w")})
+	if err := os.Symlink(filepath.Join(dir, "safe"), filepath.Join(dir, "w", "link")); err != nil {
+		t.Fatal(err)
+	}
+	linked := filepath.Join(dir, "w", "link", "bottle.yaml")
+	want := linked + `:8:9: spec.agent.volumes[0].source: "` + dir + `/w" holds the spec file itself (` + linked + `): the agent could rewrite ` +
+		`its own bottle (mount more of the host, widen its egress) before your next apply; mount a directory that does not hold the spec, or add readOnly: true`
+	if got := loadError(t, []string{linked}, nil); got != want {
+		t.Errorf("spec through a symlink:\n got %s\nwant %s", got, want)
+	}
 	// A spec from standard input has no file to protect.
 	if got := loadError(t, []string{Stdin}, strings.NewReader(volumeSpec(dir+":/workspace"))); got != "" {
 		t.Errorf("stdin: %s", got)
