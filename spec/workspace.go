@@ -251,9 +251,9 @@ type hostEnv struct {
 type hostPath struct {
 	forms []string
 	why   string // for messages
-	// absent marks a directory of the user's home that does not exist,
-	// which a volume that holds the whole home may hold: see newHostEnv.
-	absent bool
+	// ofHome marks a directory of the user's home, which a volume that
+	// holds the whole home may hold: see newHostEnv.
+	ofHome bool
 }
 
 // Forbidden directories of the host: a container engine's socket and
@@ -289,10 +289,11 @@ var forbiddenHomeDirs = []struct{ path, why string }{
 // invoking user's home directory ("" for none) and dockerHost the value of
 // DOCKER_HOST, whose unix socket's directory is forbidden too.
 //
-// A directory of the home that does not exist yet is still forbidden to
-// be or lie under, and to be held by any volume but one that holds the
-// whole home, which needs allowSensitive: that one could create it anyway,
-// and refusing it would leave allowSensitive nothing to allow.
+// A directory of the home is forbidden to be or lie under, and to be held
+// by any volume but one that holds the whole home: that one needs
+// allowSensitive, which says the user means it (the contract: the
+// home directory itself may be mounted with it), and its warning names
+// these directories.
 func newHostEnv(home, dockerHost string) *hostEnv {
 	h := &hostEnv{}
 	for _, f := range forbiddenDirs {
@@ -306,8 +307,7 @@ func newHostEnv(home, dockerHost string) *hostEnv {
 	if home != "" {
 		for _, f := range forbiddenHomeDirs {
 			hp := newHostPath(filepath.Join(home, f.path), f.why)
-			_, err := os.Lstat(hp.forms[0])
-			hp.absent = err != nil
+			hp.ofHome = true
 			h.forbidden = append(h.forbidden, hp)
 		}
 	}
@@ -399,8 +399,8 @@ func sameFile(a, b string) bool {
 // forbid returns why a host directory p (clean, absolute) may not be
 // mounted, or "". Once p is resolved (it exists, with no symlinks left),
 // it compares identities as well as names. A p that holds the home
-// directory may hold a directory of it that does not exist (see
-// newHostEnv): whether it may be mounted is up to allowSensitive.
+// directory may hold the home's engine directories (see newHostEnv):
+// whether it may be mounted is up to allowSensitive.
 func (h *hostEnv) forbid(p string, resolved bool) string {
 	if p == "/" || resolved && sameFile(p, "/") {
 		return "is the host's root directory, which holds the container engine's socket and state; " +
@@ -418,7 +418,7 @@ func (h *hostEnv) forbid(p string, resolved bool) string {
 				switch {
 				case inside:
 					return fmt.Sprintf("is inside %s, where %s; a bottle must never reach it: mount another directory", form, f.why)
-				case contains && !(f.absent && h.home != "" && holds(p, h.home)):
+				case contains && !(f.ofHome && h.home != "" && holds(p, h.home)):
 					return fmt.Sprintf("contains %s, where %s; a bottle must never reach it: "+
 						"mount a directory that holds only what the agent needs", form, f.why)
 				}
@@ -690,8 +690,13 @@ func SensitiveVolumes(b Bottle) []string {
 		case name != "":
 			what = v.HostPath + ", which holds " + name + ","
 		}
-		out = append(out, fmt.Sprintf("bottle %s: spec.agent.volumes[%d] mounts %s at %s %s, as allowSensitive lets it",
-			b.Metadata.Name, i, what, v.Target, access))
+		msg := fmt.Sprintf("bottle %s: spec.agent.volumes[%d] mounts %s at %s %s, as allowSensitive lets it",
+			b.Metadata.Name, i, what, v.Target, access)
+		if h.home != "" && holds(v.HostPath, h.home) {
+			// What a home holds that a bottle is otherwise never given.
+			msg += "; the agent can then use what your home holds: ssh keys, the docker CLI's credentials and contexts (~/.docker), a rootless engine's state"
+		}
+		out = append(out, msg)
 	}
 	return out
 }

@@ -385,7 +385,9 @@ func TestSensitiveParent(t *testing.T) {
 	homes := filepath.Join(t.TempDir(), "home")
 	t.Setenv("HOME", filepath.Join(homes, "me"))
 	t.Setenv("DOCKER_HOST", "")
-	writeFiles(t, homes, map[string]string{"me/.bashrc": ""})
+	// The home holds a docker CLI's directory: still, the issue's
+	// contract lets the whole home be mounted with allowSensitive.
+	writeFiles(t, homes, map[string]string{"me/.bashrc": "", "me/.docker/config.json": "{}"})
 	file := filepath.Join(t.TempDir(), "bottle.yaml")
 	for volume, want := range map[string]string{
 		homes + ":/home": `"` + homes + `" holds your home directory (` + homes + `/me), which the agent could then read and change; ` +
@@ -412,7 +414,8 @@ func TestSensitiveParent(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []string{"bottle vol: spec.agent.volumes[0] mounts " + homes + ", which holds your home directory (" + homes + "/me), " +
-		"at /home read-write, as allowSensitive lets it"}
+		"at /home read-write, as allowSensitive lets it; the agent can then use what your home holds: " +
+		"ssh keys, the docker CLI's credentials and contexts (~/.docker), a rootless engine's state"}
 	if got := SensitiveVolumes(bottles[0]); !reflect.DeepEqual(got, want) {
 		t.Errorf("SensitiveVolumes = %q\nwant %q", got, want)
 	}
