@@ -235,7 +235,7 @@ func TestIntegrationMissingHostDirectory(t *testing.T) {
 	gone := filepath.Join(t.TempDir(), "gone")
 	b.Spec.Agent.Volumes = []spec.Volume{{Source: "./gone", Target: "/workspace", HostPath: gone}}
 	_, err := reconcile.Run(t.Context(), []reconcile.Provider{e.p}, []bottle.Bottle{b}, reconcile.Options{MaxRounds: 1})
-	if err == nil || !strings.Contains(err.Error(), "a host directory of spec.agent.volumes is gone") {
+	if err == nil || !strings.Contains(err.Error(), "host directory "+gone+": lstat "+gone+": no such file or directory; make it again, or take it out of spec.agent.volumes") {
 		t.Fatalf("apply with a missing host directory: %v", err)
 	}
 	if _, err := os.Stat(gone); !errors.Is(err, os.ErrNotExist) {
