@@ -700,3 +700,20 @@ func SensitiveVolumes(b Bottle) []string {
 	}
 	return out
 }
+
+// RecheckHostPath says whether a host directory that Load resolved and
+// checked (Volume.HostPath) is still that directory, just before a
+// provider mounts it: a path whose parts became symlinks since (an agent
+// with write access to a parent could make them) would be mounted
+// wherever they lead, and a path that is gone would not be there.
+func RecheckHostPath(p string) error {
+	now, err := filepath.EvalSymlinks(p)
+	if err != nil {
+		return fmt.Errorf("host directory %s: %w; make it again, or take it out of spec.agent.volumes", p, err)
+	}
+	if now != p {
+		return fmt.Errorf("host directory %s now leads to %s (a symlink was put in its path since the spec was checked): "+
+			"refusing to mount it; look at who can write there, then apply again", p, now)
+	}
+	return nil
+}

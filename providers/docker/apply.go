@@ -3,7 +3,6 @@ package docker
 import (
 	"context"
 	"fmt"
-	"path/filepath"
 	"strings"
 
 	cerrdefs "github.com/containerd/errdefs"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Apply implements reconcile.Provider: it carries out one Create, Start or
@@ -215,20 +215,14 @@ func (p *Provider) removeNetwork(ctx context.Context, r *reconcile.Resource) err
 }
 
 // checkBinds makes sure each host directory is still the directory the
-// spec's checks passed (spec.Load resolved it): a path whose parts became
-// symlinks since would make the engine mount wherever they lead.
+// spec's checks passed (spec.RecheckHostPath).
 func checkBinds(cfg containerConfig) error {
 	for _, m := range cfg.Mounts {
 		if m.Type != mount.TypeBind {
 			continue
 		}
-		now, err := filepath.EvalSymlinks(m.Source)
-		if err != nil {
-			return fmt.Errorf("create container %s: host directory %s: %w; make it again, or take it out of spec.agent.volumes", cfg.Name, m.Source, err)
-		}
-		if now != m.Source {
-			return fmt.Errorf("create container %s: host directory %s now leads to %s (a symlink was put in its path since the spec was checked): "+
-				"refusing to mount it; look at who can write there, then apply again", cfg.Name, m.Source, now)
+		if err := spec.RecheckHostPath(m.Source); err != nil {
+			return fmt.Errorf("create container %s: %w", cfg.Name, err)
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Apply implements reconcile.Provider: it carries out one Create, Start or
@@ -196,11 +197,8 @@ func (p *Provider) mountArgs(cfg machineConfig) ([]string, error) {
 		if m.Host == "" {
 			continue
 		}
-		if now, err := filepath.EvalSymlinks(m.Host); err != nil {
-			errs = append(errs, fmt.Errorf("create machine %s: host directory %s: %w; make it again, or take it out of spec.agent.volumes", cfg.Name, m.Host, err))
-		} else if now != m.Host {
-			errs = append(errs, fmt.Errorf("create machine %s: host directory %s now leads to %s (a symlink was put in its path since the spec was checked): "+
-				"refusing to mount it; look at who can write there, then apply again", cfg.Name, m.Host, now))
+		if err := spec.RecheckHostPath(m.Host); err != nil {
+			errs = append(errs, fmt.Errorf("create machine %s: %w", cfg.Name, err))
 		}
 	}
 	return vols, errors.Join(errs...)
