@@ -11,6 +11,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/providers/docker"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -85,7 +86,7 @@ func startedAgents(run *reconcile.Result, bottles []bottle.Bottle, tried bool) [
 		if b.Spec.Backend != spec.BackendDocker {
 			continue
 		}
-		id := (&reconcile.Resource{Provider: "docker", Kind: "container", Bottle: b.Metadata.Name, Role: bottle.RoleAgent}).ID()
+		id := (&reconcile.Resource{Provider: docker.ProviderName, Kind: docker.KindContainer, Bottle: b.Metadata.Name, Role: bottle.RoleAgent}).ID()
 		for _, s := range run.Steps {
 			if s.ResourceID == id && (s.Err == "" || tried) && s.Action != reconcile.NoOp && s.Action != reconcile.Delete {
 				out = append(out, b.Metadata.Name)
