@@ -7,6 +7,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"sync"
 )
 
 // MaxFileSize is the largest spec file Load and Parse accept, in bytes.
@@ -35,7 +37,8 @@ const (
 // writable one of any bottle loaded with it. It sets each host
 // directory's Volume.HostPath.
 func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
-	return load(paths, stdin, newHostEnv(userHome(), os.Getenv("DOCKER_HOST")))
+	// Resolved only for a spec with host directories: most have none.
+	return load(paths, stdin, sync.OnceValue(func() *hostEnv { return newHostEnv(userHome(), os.Getenv("DOCKER_HOST")) }))
 }
 
 // LoadDeclared is Load without the checks of host directories, which stay
@@ -47,7 +50,7 @@ func LoadDeclared(paths []string, stdin io.Reader) ([]Bottle, error) {
 
 // load is Load, which checks host directories against host unless it is
 // nil.
-func load(paths []string, stdin io.Reader, host *hostEnv) ([]Bottle, error) {
+func load(paths []string, stdin io.Reader, host func() *hostEnv) ([]Bottle, error) {
 	if len(paths) == 0 {
 		return nil, errors.New("no spec files given")
 	}
@@ -78,8 +81,11 @@ func load(paths []string, stdin io.Reader, host *hostEnv) ([]Bottle, error) {
 			ds, es := parse(name, data)
 			if host != nil {
 				for _, d := range ds {
+					if !slices.ContainsFunc(d.bottle.Spec.Agent.Volumes, func(v Volume) bool { return !v.Named() }) {
+						continue
+					}
 					n := len(d.errs)
-					d.checkHost(host) // after validation: it skips volumes with errors
+					d.checkHost(host()) // after validation: it skips volumes with errors
 					es = append(es, d.errs[n:]...)
 				}
 			}

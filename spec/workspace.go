@@ -674,10 +674,13 @@ func unwrapPath(err error) error {
 // LoadDeclared or Parse has none.
 func SensitiveVolumes(b Bottle) []string {
 	var out []string
-	h := newHostEnv(userHome(), "")
+	var h *hostEnv
 	for i, v := range b.Spec.Agent.Volumes {
 		if !v.AllowSensitive || v.HostPath == "" {
 			continue
+		}
+		if h == nil { // only for a bottle that has one
+			h = newHostEnv(userHome(), "")
 		}
 		access := "read-write"
 		if v.ReadOnly {

@@ -137,7 +137,7 @@ func TestSensitiveHome(t *testing.T) {
 		if err := os.WriteFile(file, []byte(volumeSpec(volume)), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		_, err := load([]string{file}, nil, newHostEnv(home, ""))
+		_, err := load([]string{file}, nil, func() *hostEnv { return newHostEnv(home, "") })
 		if got := ""; err != nil {
 			got = err.Error()
 			if got != want {
