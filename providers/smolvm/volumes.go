@@ -11,6 +11,7 @@ import (
 	"sort"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/atomicfile"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -288,24 +289,12 @@ func (p *Provider) deleteVolume(r *reconcile.Resource) error {
 	return nil
 }
 
-// writeFileAtomic writes v as JSON to path through a temporary file in its
-// directory: a torn file never has the final name.
+// writeFileAtomic writes v as JSON to path (atomicfile.Write): a torn file
+// never has the final name.
 func writeFileAtomic(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+"-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	_, err = tmp.Write(append(b, '\n'))
-	if cerr := tmp.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp.Name(), path)
-	}
-	return err
+	return atomicfile.Write(path, append(b, '\n'))
 }
