@@ -30,7 +30,7 @@ var invalidCases = []struct {
 		"testdata/invalid-allowcidrs.yaml:16:9: spec.network.allowCIDRs[6]: \"1.2.3.4/33\" is not a CIDR (e.g. 10.0.0.0/8 or fd00::/8)",
 	}},
 	{"invalid-backend.yaml", nil, []string{
-		"testdata/invalid-backend.yaml:6:12: spec.backend: \"podman\" is not one of: docker, smolvm",
+		"testdata/invalid-backend.yaml:6:12: spec.backend: \"podman\" is not one of: docker, smolvm, kubernetes",
 	}},
 	{"invalid-bundleip-format.yaml", nil, []string{
 		"testdata/invalid-bundleip-format.yaml:4:78: spec.network.bundleIP: \"300.1.1.1\" is not an IPv4 address",
@@ -99,7 +99,7 @@ var invalidCases = []struct {
 		"testdata/invalid-missing-name.yaml:13:1: metadata.name: required field is missing",
 	}},
 	{"invalid-multi-doc.yaml", nil, []string{
-		"testdata/invalid-multi-doc.yaml:6:12: spec.backend: \"firecracker\" is not one of: docker, smolvm",
+		"testdata/invalid-multi-doc.yaml:6:12: spec.backend: \"firecracker\" is not one of: docker, smolvm, kubernetes",
 		"testdata/invalid-multi-doc.yaml:21:35: spec.agent.workdir: \"relative\" is not an absolute path (e.g. /workspace)",
 	}},
 	{"invalid-name.yaml", nil, []string{
@@ -132,6 +132,18 @@ var invalidCases = []struct {
 	{"invalid-egress-subnet.yaml", nil, []string{
 		"testdata/invalid-egress-subnet.yaml:10:19: spec.network.egressSubnet: 10.9.0.16/28 overlaps spec.network.subnet 10.9.0.0/24; the bundle's way out needs a range of its own",
 		"testdata/invalid-egress-subnet.yaml:15:56: spec.network.egressSubnet: \"10.9.1.5/28\" is not a network address; did you mean \"10.9.1.0/28\"?",
+	}},
+	{"invalid-kubernetes.yaml", nil, []string{
+		"testdata/invalid-kubernetes.yaml:8:13: spec.network.subnet: means nothing on backend kubernetes: the cluster gives the pods their addresses; remove it (network.allowCIDRs keeps its meaning)",
+		"testdata/invalid-kubernetes.yaml:9:15: spec.network.bundleIP: means nothing on backend kubernetes: the bundle's address is its Service's ClusterIP, which the cluster allocates; remove it (network.allowCIDRs keeps its meaning)",
+		"testdata/invalid-kubernetes.yaml:10:19: spec.network.egressSubnet: means nothing on backend kubernetes: the bundle goes out through the cluster's pod network; remove it (network.allowCIDRs keeps its meaning)",
+		"testdata/invalid-kubernetes.yaml:18:3: spec.bundle.image: is required on backend kubernetes: the cluster pulls the bundle image, so it must be in a registry the cluster reaches; push the built-in one with `bottle-apply bundle push REGISTRY/bottle-apply/bundle` and set this to the reference it prints",
+		"testdata/invalid-kubernetes.yaml:21:15: spec.agent.volumes[0].source: \"./src\" is a host directory, which backend kubernetes cannot mount: the pods run on the cluster's nodes, not on this machine; use a named volume (a PersistentVolumeClaim), and copy work in with bottle-apply cp",
+		"testdata/invalid-kubernetes.yaml:28:15: spec.kubernetes: has effect on backend kubernetes only; remove it, or set spec.backend: kubernetes",
+		"testdata/invalid-kubernetes.yaml:37:27: spec.kubernetes.namespace: \"Team_A\" is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit",
+		"testdata/invalid-kubernetes.yaml:37:53: spec.kubernetes.runtimeClassName: \"gvisor..x\" is not a DNS subdomain: use lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit",
+		"testdata/invalid-kubernetes.yaml:37:87: spec.kubernetes.extra: unknown field (known fields: context, namespace, runtimeClassName)",
+		"testdata/invalid-kubernetes.yaml:41:18: metadata.name: \"a-bottle-name-that-is-far-too-long-for-k8s\" is 42 characters long; on backend kubernetes a bottle name has at most 39 (its StatefulSet's revisions are named after it in a label of at most 63)",
 	}},
 	{"invalid-resources.yaml", nil, []string{
 		"testdata/invalid-resources.yaml:4:9: metadata.name: \"xn--smol\" holds \"--\", which smolvm machine names may not",
@@ -294,7 +306,7 @@ var invalidCases = []struct {
 	}},
 	{"errors of several files in argument order", []string{"testdata/invalid-workdir.yaml", "testdata/invalid-backend.yaml", "testdata/valid-minimal.yaml"}, []string{
 		"testdata/invalid-workdir.yaml:8:14: spec.agent.workdir: \"workspace\" is not an absolute path (e.g. /workspace)",
-		"testdata/invalid-backend.yaml:6:12: spec.backend: \"podman\" is not one of: docker, smolvm",
+		"testdata/invalid-backend.yaml:6:12: spec.backend: \"podman\" is not one of: docker, smolvm, kubernetes",
 	}},
 	{"missing file", []string{"testdata/valid-minimal.yaml", "testdata/no-such-file.yaml"}, []string{
 		"testdata/no-such-file.yaml: no such file or directory",

@@ -14,8 +14,9 @@ const (
 
 // Backends a bottle's agent can run on.
 const (
-	BackendDocker = "docker"
-	BackendSmolvm = "smolvm"
+	BackendDocker     = "docker"
+	BackendSmolvm     = "smolvm"
+	BackendKubernetes = "kubernetes"
 )
 
 // Daemons the bundle knows how to run.
@@ -50,11 +51,33 @@ type Metadata struct {
 
 // Spec is the desired state of one bottle.
 type Spec struct {
-	Backend string  `yaml:"backend" json:"backend" validate:"omitempty,oneof=docker smolvm"`
+	Backend string  `yaml:"backend" json:"backend" validate:"omitempty,oneof=docker smolvm kubernetes"`
 	Agent   Agent   `yaml:"agent" json:"agent"`
 	Network Network `yaml:"network" json:"network"`
 	Bundle  Bundle  `yaml:"bundle" json:"bundle"`
+	// Kubernetes says where on a cluster a bottle of backend kubernetes
+	// goes; the other backends refuse it (validate.go).
+	Kubernetes Kubernetes `yaml:"kubernetes" json:"kubernetes,omitzero"`
 }
+
+// Kubernetes places a bottle on a cluster.
+type Kubernetes struct {
+	// Context is the kubeconfig context; empty is the current one
+	// (KUBECONFIG honoured, as kubectl does).
+	Context string `yaml:"context" json:"context,omitempty"`
+	// Namespace is an existing namespace to put the bottle in, which
+	// bottle-apply borrows and never deletes; empty gives the bottle a
+	// namespace of its own, bottle-NAME, deleted with it.
+	Namespace string `yaml:"namespace" json:"namespace,omitempty" validate:"omitempty,dnslabel"`
+	// RuntimeClassName is passed to both pods (gVisor, Kata) for a
+	// stronger boundary than the node's kernel.
+	RuntimeClassName string `yaml:"runtimeClassName" json:"runtimeClassName,omitempty" validate:"omitempty,dnssubdomain"`
+}
+
+// MaxKubernetesName is the longest bottle name backend kubernetes takes:
+// the agent's StatefulSet, bottle-NAME-agent, names its revisions with
+// "-" and ten more characters in a label value, which holds 63.
+const MaxKubernetesName = 39
 
 // Agent is the guest the AI agent runs in.
 type Agent struct {

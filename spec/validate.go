@@ -24,13 +24,14 @@ import (
 // agent.env's values may be secrets. (secretEnv's values only name where a
 // secret is, so its messages may quote them.)
 var checks = map[string]func(string) string{
-	"dnslabel": checkName,
-	"imageref": checkImage,
-	"abspath":  checkAbsPath,
-	"envname":  checkEnvName,
-	"noproxy":  checkNotProxy,
-	"subnet4":  checkSubnet,
-	"prefix":   checkPrefix,
+	"dnslabel":     checkName,
+	"dnssubdomain": checkSubdomain,
+	"imageref":     checkImage,
+	"abspath":      checkAbsPath,
+	"envname":      checkEnvName,
+	"noproxy":      checkNotProxy,
+	"subnet4":      checkSubnet,
+	"prefix":       checkPrefix,
 	"egressrule": func(s string) string {
 		if _, err := ParseEgressRule(s); err != nil {
 			return err.Error()
@@ -70,6 +71,7 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 			sl.ReportError(b.Metadata.Name, "metadata.name", "Name", "smolvmname",
 				fmt.Sprintf("%s holds \"--\", which smolvm machine names may not", quote(b.Metadata.Name)))
 		}
+		validateKubernetes(sl, b)
 		// A limit that silently does nothing is worse than none: the user
 		// believes the agent bounded.
 		if b.Spec.Backend == BackendSmolvm && b.Spec.Agent.Pids != 0 {
@@ -279,7 +281,8 @@ func message(fe validator.FieldError, field string, found bool) string {
 		return fmt.Sprintf("%s is not one of: %s", quote(value), strings.ReplaceAll(fe.Param(), " ", ", "))
 	case "unique":
 		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
-	case "bundleip", "egresssubnet", "smolvmname", "smolvmpids", "secretkey", "secretfrom", "secretsource", "egressdaemon":
+	case "bundleip", "egresssubnet", "smolvmname", "smolvmpids", "secretkey", "secretfrom", "secretsource", "egressdaemon",
+		"kubernetesonly", "kubernetesname", "kubernetesnetwork", "kubernetesbundle":
 		return fe.Param()
 	case "min":
 		return fmt.Sprintf("%v is below the minimum of %s", fe.Value(), fe.Param())
@@ -305,6 +308,55 @@ func checkName(s string) string {
 		return fmt.Sprintf("%s is not a DNS label: use lowercase letters, digits and '-', starting and ending with a letter or digit", quote(s))
 	}
 	return ""
+}
+
+// checkSubdomain is Kubernetes' rule for most object names (RFC 1123
+// subdomain): a runtime class, for one.
+func checkSubdomain(s string) string {
+	if len(s) > 253 {
+		return fmt.Sprintf("%s is %d characters long; a name has at most 253", quote(s), len(s))
+	}
+	for _, l := range strings.Split(s, ".") {
+		if !dnsLabel.MatchString(l) {
+			return fmt.Sprintf("%s is not a DNS subdomain: use lowercase letters, digits, '-' and '.', each part starting and ending with a letter or digit", quote(s))
+		}
+	}
+	return ""
+}
+
+// validateKubernetes checks what backend kubernetes means for the rest of
+// the spec: a cluster allocates the addresses (the bundle's is its
+// Service's ClusterIP), pulls the images, and runs the pods on its nodes,
+// where no directory of this machine is.
+func validateKubernetes(sl validator.StructLevel, b Bottle) {
+	if b.Spec.Backend != BackendKubernetes {
+		if b.Spec.Kubernetes != (Kubernetes{}) {
+			sl.ReportError(b.Spec.Kubernetes, "spec.kubernetes", "Kubernetes", "kubernetesonly",
+				"has effect on backend kubernetes only; remove it, or set spec.backend: kubernetes")
+		}
+		return
+	}
+	if len(b.Metadata.Name) > MaxKubernetesName && checkName(b.Metadata.Name) == "" {
+		sl.ReportError(b.Metadata.Name, "metadata.name", "Name", "kubernetesname",
+			fmt.Sprintf("%s is %d characters long; on backend kubernetes a bottle name has at most %d (its StatefulSet's revisions are named after it in a label of at most 63)",
+				quote(b.Metadata.Name), len(b.Metadata.Name), MaxKubernetesName))
+	}
+	n := b.Spec.Network
+	for _, f := range []struct{ field, value, what string }{
+		{"spec.network.subnet", n.Subnet, "the cluster gives the pods their addresses"},
+		{"spec.network.bundleIP", n.BundleIP, "the bundle's address is its Service's ClusterIP, which the cluster allocates"},
+		{"spec.network.egressSubnet", n.EgressSubnet, "the bundle goes out through the cluster's pod network"},
+	} {
+		if f.value != "" {
+			sl.ReportError(f.value, f.field, "", "kubernetesnetwork",
+				"means nothing on backend kubernetes: "+f.what+"; remove it (network.allowCIDRs keeps its meaning)")
+		}
+	}
+	if b.Spec.Bundle.Image == "" {
+		sl.ReportError(b.Spec.Bundle.Image, "spec.bundle.image", "Image", "kubernetesbundle",
+			"is required on backend kubernetes: the cluster pulls the bundle image, so it must be in a registry the cluster reaches; "+
+				"push the built-in one with `bottle-apply bundle push REGISTRY/bottle-apply/bundle` and set this to the reference it prints")
+	}
 }
 
 func checkImage(s string) string {

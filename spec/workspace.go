@@ -105,6 +105,9 @@ func (d *document) validateWorkspace() {
 		} else if v.Source != "" && !v.Named() && !path.IsAbs(v.Source) && d.file == StdinName {
 			d.report(field+".source", "%s is relative, but a spec read from standard input has no directory for it to start at; "+
 				"write an absolute path, or pass the spec with -f FILE", quote(v.Source))
+		} else if v.Source != "" && !v.Named() && b.Spec.Backend == BackendKubernetes {
+			d.report(field+".source", "%s is a host directory, which backend kubernetes cannot mount: the pods run on the cluster's nodes, "+
+				"not on this machine; use a named volume (a PersistentVolumeClaim), and copy work in with bottle-apply cp", quote(v.Source))
 		} else if v.Named() && v.AllowSensitive {
 			d.report(field+".allowSensitive", "has no effect on a named volume (it lets a host directory be or hold /etc, /usr "+
 				"or your home directory); remove it")
