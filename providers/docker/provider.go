@@ -5,6 +5,7 @@ package docker
 
 import (
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 
@@ -90,7 +91,7 @@ func (p *Provider) Name() string { return ProviderName }
 // Desired implements reconcile.Provider. Bottles must be resolved first.
 func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]reconcile.Resource, error) {
 	var out []reconcile.Resource
-	for _, b := range bottles {
+	for _, b := range onEngine(bottles) {
 		if b.Spec.Backend == spec.BackendDocker && !b.SecretsResolved() {
 			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
 		}
@@ -121,4 +122,11 @@ func workspaceResolved(b *bottle.Bottle) error {
 		}
 	}
 	return nil
+}
+
+// onEngine are the bottles with resources on the engine: docker's, and
+// smolvm's, whose networks and bundle are containers. A bottle on
+// kubernetes has none.
+func onEngine(bottles []*bottle.Bottle) []*bottle.Bottle {
+	return slices.DeleteFunc(slices.Clone(bottles), func(b *bottle.Bottle) bool { return b.Spec.Backend == spec.BackendKubernetes })
 }

@@ -16,6 +16,7 @@ import (
 // another bottle's choice in this run. Egress networks come from the pool
 // too, so that bottles never exhaust the engine's own default pools.
 func (p *Provider) Resolve(bottles []*bottle.Bottle, observed []reconcile.Resource) error {
+	bottles = onEngine(bottles)
 	pool, err := bottle.ParsePrefix(p.opts.SubnetPool)
 	if err != nil {
 		return fmt.Errorf("subnet pool %q: %w", p.opts.SubnetPool, err)
