@@ -42,6 +42,14 @@ type Options struct {
 	// ReadyWait is how long each agent an apply started must stay running
 	// (0: no wait).
 	ReadyWait time.Duration
+	// Kubeconfig is the kubeconfig file of kubernetes bottles ("": as
+	// kubectl finds it); KubeContext the context of exec, cp and logs
+	// ("": the current one). KubePodCIDRs and KubeServiceCIDRs stand in
+	// for the ranges a cluster does not tell.
+	Kubeconfig, KubeContext        string
+	KubePodCIDRs, KubeServiceCIDRs []string
+	// KubeReadyTimeout bounds the wait for a cluster's pods to run.
+	KubeReadyTimeout time.Duration
 }
 
 // Result is what a run planned, did and found, for a view to show. It is
@@ -99,6 +107,9 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		if err != nil {
 			return err
 		}
+		if err := ps.use(bottles); err != nil {
+			return err
+		}
 		res.Verify, err = ps.verifyBottles(ctx, bottles)
 		return err
 	}
@@ -116,25 +127,28 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 	if err != nil {
 		return err
 	}
-	if !o.Destroy {
+	if err := ps.use(bottles); err != nil {
+		return err
+	}
+	if !o.Destroy && ps.usesDocker() {
 		if err := ps.checkHostDirs(bottles); err != nil {
 			return err
 		}
 	}
 	if !o.DryRun {
-		// One apply or destroy per bottle at a time on an engine, whatever
-		// the address it is reached by.
-		eng, err := ps.Engine(ctx)
+		// One apply or destroy per bottle at a time on an engine (or a
+		// cluster), whatever the address it is reached by.
+		key, err := ps.lockKey(ctx)
 		if err != nil {
 			return err
 		}
-		locks, err := lock.Acquire(ctx, xdg.LockDir(eng.LockKey()), res.Bottles, o.LockTimeout)
+		locks, err := lock.Acquire(ctx, xdg.LockDir(key), res.Bottles, o.LockTimeout)
 		if err != nil {
 			return err
 		}
 		defer locks.Release()
 	}
-	if !o.Destroy {
+	if !o.Destroy && ps.usesDocker() {
 		// The bundles refuse the host's addresses: known from the last run
 		// on this engine, or learned now.
 		if err := ps.learnHost(ctx); err != nil {
@@ -158,6 +172,11 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 	}
 	if o.Destroy || o.DryRun || run.Plan == nil {
 		return nil
+	}
+	// A cluster's pods start when the cluster gets to them: the bottles
+	// must be ready before the self-test goes in.
+	if err := ps.awaitKube(ctx, o, run, bottles); err != nil {
+		return err
 	}
 	// The agents the run started must stay running, which the engine
 	// tells while the self-test runs.

@@ -8,9 +8,12 @@ import (
 
 	"github.com/docker/docker/client"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/providers/kubernetes"
 	"github.com/bottle-apply/bottle-apply/providers/smolvm"
 	"github.com/bottle-apply/bottle-apply/reconcile"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Providers is every backend, for the reconciler and for exec and cp.
@@ -19,6 +22,7 @@ type Providers struct {
 	bundles  bundles
 	docker   *docker.Provider
 	smolvm   *smolvm.Provider
+	kube     *kubernetes.Provider
 	all      []reconcile.Provider
 
 	host       *hostCache
@@ -52,7 +56,38 @@ func NewProviders(o *Options) (*Providers, error) {
 	// smolvm is optional: without the binary it observes nothing, and only
 	// smolvm bottles fail, saying so.
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
-	return &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, all: []reconcile.Provider{dp, sp}, host: hc}, nil
+	// kubernetes makes no call either until a bottle of the run is on it.
+	kp := kubernetes.New(kubernetes.Options{Kubeconfig: o.Kubeconfig, Version: o.Version, PodCIDRs: o.KubePodCIDRs, ServiceCIDRs: o.KubeServiceCIDRs})
+	return &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, kube: kp, all: []reconcile.Provider{dp, sp, kp}, host: hc}, nil
+}
+
+// use says which backends the bottles of a run are on: the docker
+// engine is asked only when one of them needs it (a docker bottle, or a
+// smolvm one, whose bundle is a container), so that a run of kubernetes
+// bottles alone needs no docker. A bottle moved from docker to
+// kubernetes leaves its containers behind: destroy it before the move.
+func (ps *Providers) use(bottles []bottle.Bottle) error {
+	if err := ps.kube.Use(bottles); err != nil {
+		return err
+	}
+	ps.all = []reconcile.Provider{ps.kube}
+	for _, b := range bottles {
+		if b.Spec.Backend != spec.BackendKubernetes {
+			ps.all = []reconcile.Provider{ps.docker, ps.smolvm, ps.kube}
+			break
+		}
+	}
+	return nil
+}
+
+// usesDocker reports whether the run needs the docker engine.
+func (ps *Providers) usesDocker() bool {
+	for _, p := range ps.all {
+		if p == reconcile.Provider(ps.docker) {
+			return true
+		}
+	}
+	return false
 }
 
 // Logs streams the decision log of the bottle's bundle (its daemons' JSON
