@@ -11,6 +11,8 @@
 //	bottle-bundle          run the daemons BOTTLE_DAEMONS names until SIGTERM
 //	bottle-bundle status   print whether they are ready (exit 1 if not)
 //	bottle-bundle probe    run isolation checks (JSON on stdin, results on stdout)
+//	bottle-bundle place    in the agent's init container (kubernetes): put the
+//	                       agent's files in place as BOTTLE_PLACE says (package place)
 //	bottle-bundle guardcheck
 //	                       in the bundle: exit 3 when the host answers past the
 //	                       proxy (the host guard's rule is missing), 0 when not
@@ -30,6 +32,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bundle"
 	"github.com/bottle-apply/bottle-apply/hostguard"
+	"github.com/bottle-apply/bottle-apply/place"
 	"github.com/bottle-apply/bottle-apply/probe"
 )
 
@@ -54,6 +57,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = bundle.Run(ctx, bundle.ConfigFromEnv(getenv), stdout)
 	case args[0] == "status" && len(args) == 1:
 		err = bundle.PrintStatus(ctx, stdout, getenv)
+	case args[0] == "place" && len(args) == 1:
+		err = place.Run(ctx, getenv, stdout)
 	case args[0] == "probe":
 		return probe.Main(args[1:], stdin, stdout, stderr)
 	case args[0] == "hostguard":
@@ -70,7 +75,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	default:
-		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | guardcheck | hostguard [flags]]\n", args)
+		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | place | guardcheck | hostguard [flags]]\n", args)
 		return 2
 	}
 	if err != nil {
