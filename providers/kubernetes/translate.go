@@ -19,6 +19,7 @@ import (
 	netac "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/place"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -241,7 +242,7 @@ func filesSecret(b *bottle.Bottle, ns string, base []string, version string) (*r
 	data := map[string][]byte{}
 	for i, f := range b.Files {
 		digests[i] = f.Digest
-		data[fileKey(i)] = f.Content
+		data[place.Key(i)] = f.Content
 	}
 	name := bottle.ResourceName(b.Metadata.Name, RoleFiles)
 	r := newResource(b, KindSecret, RoleFiles, name, reconcile.Fragment{reconcile.In("files", digests)})
@@ -252,8 +253,6 @@ func filesSecret(b *bottle.Bottle, ns string, base []string, version string) (*r
 		WithType(corev1.SecretTypeOpaque).WithData(data)}
 	return &r, nil
 }
-
-func fileKey(i int) string { return "f" + strconv.Itoa(i) }
 
 // bundlePorts are the ports the bundle serves the agent.
 func bundlePorts() []*coreac.ServicePortApplyConfiguration {
@@ -612,8 +611,6 @@ func volumeName(source string) string { return "vol-" + source }
 const (
 	filesVolume = "bottle-files"
 	filesOut    = "bottle-files-out"
-	filesSrcDir = "/bottle-files/src"
-	filesOutDir = "/bottle-files/out"
 )
 
 // mountOf returns the volume of the agent that path lies in (the deepest
@@ -634,27 +631,6 @@ func mountOf(vols []spec.Volume, p string) (spec.Volume, bool) {
 // cleanTarget is a target path as the init container sees it.
 func cleanTarget(p string) string { return path.Clean("/" + p) }
 
-// placement is the init container's manifest (bottle-bundle place).
-type placement struct {
-	Files []placedFile `json:"files"`
-	Chown []chownDir   `json:"chown,omitempty"`
-}
-
-type placedFile struct {
-	Src    string `json:"src"`
-	Dst    string `json:"dst"`
-	Mode   uint32 `json:"mode"`
-	UID    int    `json:"uid"`
-	GID    int    `json:"gid"`
-	Volume string `json:"volume"`
-}
-
-type chownDir struct {
-	Path string `json:"path"`
-	UID  int    `json:"uid"`
-	GID  int    `json:"gid"`
-}
-
 // placeFiles adds the init container that puts spec.agent.files in place,
 // owned and moded as the spec says, which a Secret volume cannot: a file
 // inside a named volume is written into it; one outside every volume into
@@ -663,32 +639,38 @@ type chownDir struct {
 // the root of each writable named volume to spec.agent.user.
 func placeFiles(b *bottle.Bottle, ps *coreac.PodSpecApplyConfiguration, agent *coreac.ContainerApplyConfiguration) error {
 	a := &b.Spec.Agent
-	var m placement
+	// Files go into the writable named volumes they lie in; a read-only
+	// one is no place for them (spec refuses it).
+	var writable []string
+	for _, v := range a.Volumes {
+		if v.Named() && !v.ReadOnly && !slices.Contains(writable, cleanTarget(v.Target)) {
+			writable = append(writable, cleanTarget(v.Target))
+		}
+	}
+	m, err := place.New(b.Files, writable)
+	if err != nil {
+		return fmt.Errorf("bottle %s: %w", b.Metadata.Name, err)
+	}
 	if a.User != "" {
 		uid, gid, err := spec.ParseUser(a.User)
 		if err != nil {
 			return err
 		}
-		seen := map[string]bool{}
-		for _, v := range a.Volumes {
-			if v.Named() && !v.ReadOnly && !seen[v.Target] {
-				seen[v.Target] = true
-				m.Chown = append(m.Chown, chownDir{Path: cleanTarget(v.Target), UID: uid, GID: gid})
-			}
+		for _, v := range writable {
+			m.Chown = append(m.Chown, place.Chown{Path: v, UID: uid, GID: gid})
 		}
 	}
-	if len(b.Files) == 0 && len(m.Chown) == 0 {
+	if len(m.Files) == 0 && len(m.Chown) == 0 {
 		return nil
 	}
 	init := coreac.Container().WithName(containerFiles).WithImage(b.Spec.Bundle.Image).WithImagePullPolicy(corev1.PullIfNotPresent).
 		WithCommand("/bottle-bundle", "place").
 		WithSecurityContext(restricted("CHOWN", "FOWNER", "DAC_OVERRIDE").WithRunAsUser(0).WithRunAsGroup(0).WithRunAsNonRoot(false).WithReadOnlyRootFilesystem(true)).
 		WithResources(coreac.ResourceRequirements().WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}))
-	mounted := map[string]bool{}
 	for _, v := range a.Volumes {
-		if v.Named() && !v.ReadOnly && !mounted[v.Target] {
-			mounted[v.Target] = true
-			init.WithVolumeMounts(coreac.VolumeMount().WithName(volumeName(v.Source)).WithMountPath(v.Target))
+		if t := cleanTarget(v.Target); v.Named() && !v.ReadOnly && slices.Contains(writable, t) {
+			writable = slices.DeleteFunc(writable, func(s string) bool { return s == t })
+			init.WithVolumeMounts(coreac.VolumeMount().WithName(volumeName(v.Source)).WithMountPath(t))
 		}
 	}
 	if len(b.Files) > 0 {
@@ -697,24 +679,19 @@ func placeFiles(b *bottle.Bottle, ps *coreac.PodSpecApplyConfiguration, agent *c
 				WithSecretName(bottle.ResourceName(b.Metadata.Name, RoleFiles)).WithDefaultMode(0o400)),
 			coreac.Volume().WithName(filesOut).WithEmptyDir(coreac.EmptyDirVolumeSource().WithSizeLimit(resource.MustParse("16Mi"))))
 		init.WithVolumeMounts(
-			coreac.VolumeMount().WithName(filesVolume).WithMountPath(filesSrcDir).WithReadOnly(true),
-			coreac.VolumeMount().WithName(filesOut).WithMountPath(filesOutDir))
+			coreac.VolumeMount().WithName(filesVolume).WithMountPath(place.SrcDir).WithReadOnly(true),
+			coreac.VolumeMount().WithName(filesOut).WithMountPath(place.OutDir))
 	}
-	for i, f := range b.Files {
-		pf := placedFile{Src: path.Join(filesSrcDir, fileKey(i)), Mode: uint32(f.Mode.Perm()), UID: f.UID, GID: f.GID}
-		if v, ok := mountOf(a.Volumes, f.Path); ok && v.Named() && !v.ReadOnly {
-			pf.Dst, pf.Volume = cleanTarget(f.Path), cleanTarget(v.Target)
-		} else {
-			pf.Dst = path.Join(filesOutDir, fileKey(i))
-			agent.WithVolumeMounts(coreac.VolumeMount().WithName(filesOut).WithMountPath(f.Path).WithSubPath(fileKey(i)))
+	for i, f := range m.Files {
+		if f.Volume == "" {
+			agent.WithVolumeMounts(coreac.VolumeMount().WithName(filesOut).WithMountPath(b.Files[i].Path).WithSubPath(place.Key(i)))
 		}
-		m.Files = append(m.Files, pf)
 	}
 	js, err := json.Marshal(m)
 	if err != nil {
 		return err
 	}
-	init.WithEnv(envVar("BOTTLE_PLACE", string(js)))
+	init.WithEnv(envVar(place.Env, string(js)))
 	ps.WithInitContainers(init)
 	return nil
 }
