@@ -61,6 +61,13 @@ var rules = []rule{
 		forbidden: func(_, imp string) bool { return provider(imp) != "" },
 	},
 	{
+		// The kubernetes provider builds the manifest the bundle reads:
+		// place must not bring the bundle's daemons along.
+		name:      "place imports no package of the module but bottle and spec",
+		applies:   func(p string) bool { return under(p, "place") },
+		forbidden: func(_, imp string) bool { return !under(imp, "place") && !under(imp, "bottle") && !under(imp, "spec") },
+	},
+	{
 		name:      "view imports no provider",
 		applies:   func(p string) bool { return under(p, "view") },
 		forbidden: func(_, imp string) bool { return provider(imp) != "" },
@@ -69,7 +76,7 @@ var rules = []rule{
 
 // ruledPackages are the packages the rules name: each must exist, or a
 // rule would hold for want of its package (after a rename, say).
-var ruledPackages = []string{"reconcile", "spec", "bottle", "providers/docker", "providers/smolvm", "app", "cmd/bottle-apply", "hack/bench", "verify", "view"}
+var ruledPackages = []string{"reconcile", "spec", "bottle", "providers/docker", "providers/smolvm", "providers/kubernetes", "place", "app", "cmd/bottle-apply", "hack/bench", "verify", "view"}
 
 // under reports whether p is dir or a package below it.
 func under(p, dir string) bool { return p == dir || strings.HasPrefix(p, dir+"/") }
