@@ -5,7 +5,7 @@ import (
 	"os"
 
 	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
-	"github.com/bottle-apply/bottle-apply/providers/docker"
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 )
 
 // bundles are the linux builds of bottle-bundle that ship beside
@@ -33,6 +33,6 @@ func shippedBundles() (bundles, error) {
 	if err != nil || len(builds) == 0 {
 		return bundles{dir: dir}, err
 	}
-	ref, err := docker.BundleImageRef(builds)
+	ref, err := bundleimage.Ref(builds)
 	return bundles{dir: dir, ref: ref}, err
 }

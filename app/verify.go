@@ -10,8 +10,8 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/bundle"
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/probe"
-	"github.com/bottle-apply/bottle-apply/providers/docker"
 	"github.com/bottle-apply/bottle-apply/spec"
 	"github.com/bottle-apply/bottle-apply/verify"
 )
@@ -112,7 +112,7 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 			s.Err = err
 			return s
 		}
-		s.ReadyCmd, s.GuardCmd = docker.BundleStatusCmd, docker.BundleGuardCheckCmd
+		s.ReadyCmd, s.GuardCmd = bundleimage.StatusCmd, bundleimage.GuardCheckCmd
 		s.Hint = fmt.Sprintf("; see bottle-apply logs %s and docker logs %s", name, bottle.ResourceName(name, bottle.RoleBundle))
 	}
 	return s

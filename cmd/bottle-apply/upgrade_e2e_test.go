@@ -18,8 +18,8 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/client"
 
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
-	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
 
 // upgradeFrom is the release the upgrade test starts from: the last commit
@@ -181,7 +181,7 @@ func TestE2EUpgradeReplacesForDefaults(t *testing.T) {
 	if id := containerID(t, c, "bottle-"+builtinName+"-agent"); id == agentID {
 		t.Errorf("the agent made before the defaults was not replaced")
 	}
-	if img := bundleImageOf(t, c, builtinName); img == oldBuiltin || !strings.HasPrefix(img, docker.BundleRepo+":") {
+	if img := bundleImageOf(t, c, builtinName); img == oldBuiltin || !strings.HasPrefix(img, bundleimage.Repo+":") {
 		t.Errorf("the bundle runs %s after the new binary's apply, want a new built-in image (the old one was %s)", img, oldBuiltin)
 	}
 

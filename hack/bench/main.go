@@ -38,8 +38,8 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
-	"github.com/bottle-apply/bottle-apply/providers/docker"
 )
 
 func main() {
@@ -148,7 +148,7 @@ func run(ctx context.Context, rounds int, outPath string) error {
 	}
 	defer removeImage()
 	builds, _ := bundlebin.Dir(filepath.Dir(ba)).All()
-	bundleRef, _ := docker.BundleImageRef(builds)
+	bundleRef, _ := bundleimage.Ref(builds)
 	_, err = dc.ImageInspect(ctx, bundleRef)
 	hadBundle := err == nil
 

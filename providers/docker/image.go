@@ -1,19 +1,11 @@
 package docker
 
 import (
-	"archive/tar"
 	"context"
-	"crypto/sha256"
-	"debug/elf"
-	"encoding/binary"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
-	"slices"
 	"strings"
 	"time"
 
@@ -22,97 +14,9 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
-
-// BundleRepo is the repository of the built-in bundle image. Its tag is
-// derived from the bottle-bundle builds bottle-apply ships, so a new
-// bottle-apply brings a new bundle image (and replaces bundles, but not
-// agents).
-const BundleRepo = "bottle-apply/bundle"
-
-// BundleBinaryPath is where the built-in bundle image holds bottle-bundle,
-// its entrypoint.
-const BundleBinaryPath = "/bottle-bundle"
-
-// BundleStatusCmd asks the built-in bundle whether its daemons listen.
-var BundleStatusCmd = []string{BundleBinaryPath, "status"}
-
-// BundleGuardCheckCmd asks the built-in bundle whether the host answers
-// past its proxy (exit 3): whether the host guard's rule is missing.
-var BundleGuardCheckCmd = []string{BundleBinaryPath, "guardcheck"}
-
-// bundleEntrypoint runs the bundle program inside the built-in image.
-var bundleEntrypoint = []string{BundleBinaryPath}
-
-// bundleImageFormat names how the built-in image is made of a build (its
-// path, its entrypoint): a new format is a new tag for the same builds.
-const bundleImageFormat = "bottle-bundle/1"
-
-// BundleImageRef returns the built-in bundle image's reference for the
-// bottle-bundle builds bottle-apply ships (their paths): the Go build ID
-// (or, without one, the content) of every build names the tag. The
-// engine's architecture does not enter it, so that planning needs no
-// docker info: the image of each engine holds that engine's build.
-func BundleImageRef(builds []string) (string, error) {
-	if len(builds) == 0 {
-		return "", errors.New("internal: no bottle-bundle build to name the built-in bundle image after")
-	}
-	builds = slices.Clone(builds)
-	slices.SortFunc(builds, func(a, b string) int { return strings.Compare(filepath.Base(a), filepath.Base(b)) })
-	h := sha256.New()
-	fmt.Fprintln(h, bundleImageFormat)
-	for _, b := range builds {
-		id, err := buildID(b)
-		if err != nil {
-			return "", err
-		}
-		fmt.Fprintln(h, filepath.Base(b), id)
-	}
-	return BundleRepo + ":" + hex.EncodeToString(h.Sum(nil))[:12], nil
-}
-
-// buildID is the Go build ID of the executable path, or, without one, a
-// digest of its content.
-func buildID(path string) (string, error) {
-	if id, err := goBuildID(path); err == nil && id != "" {
-		return id, nil
-	}
-	f, err := os.Open(path)
-	if err != nil {
-		return "", fmt.Errorf("bundle binary: %w", err)
-	}
-	defer f.Close()
-	h := sha256.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", fmt.Errorf("bundle binary %s: %w", path, err)
-	}
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
-}
-
-// goBuildID reads the Go build ID note of an ELF executable.
-func goBuildID(path string) (string, error) {
-	f, err := elf.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	sec := f.Section(".note.go.buildid")
-	if sec == nil {
-		return "", nil
-	}
-	data, err := sec.Data()
-	if err != nil || len(data) < 16 {
-		return "", err
-	}
-	nameSize := binary.LittleEndian.Uint32(data[0:4])
-	descSize := binary.LittleEndian.Uint32(data[4:8])
-	off := 12 + (int(nameSize)+3)&^3
-	if off+int(descSize) > len(data) {
-		return "", nil
-	}
-	return string(data[off : off+int(descSize)]), nil
-}
 
 // ensureImage makes sure the engine has ref: the built-in bundle image is
 // made from the bundle binary, any other image is pulled. Concurrent calls
@@ -153,8 +57,8 @@ func (p *Provider) importBundleImage(ctx context.Context, ref string) error {
 	}
 	zerolog.Ctx(ctx).Info().Str("image", ref).Str("from", bin).Msg("building the built-in bundle image")
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(writeRootfs(pw, bin)) }()
-	entry, _ := json.Marshal(bundleEntrypoint)
+	go func() { pw.CloseWithError(bundleimage.WriteRootfs(pw, bin)) }()
+	entry, _ := json.Marshal(bundleimage.Entrypoint)
 	rc, err := p.eng.ImageImport(ctx, image.ImportSource{Source: pr, SourceName: "-"}, ref, image.ImportOptions{
 		Changes: []string{"ENTRYPOINT " + string(entry), "LABEL " + bottle.LabelVersion + "=" + p.opts.Version},
 	})
@@ -167,32 +71,6 @@ func (p *Provider) importBundleImage(ctx context.Context, ref string) error {
 		return fmt.Errorf("import bundle image %s: %w", ref, err)
 	}
 	return nil
-}
-
-// writeRootfs writes a root file system holding the bottle-bundle build bin
-// and an empty /tmp.
-func writeRootfs(w io.Writer, bin string) error {
-	f, err := os.Open(bin)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	tw := tar.NewWriter(w)
-	mtime := time.Unix(0, 0)
-	if err := tw.WriteHeader(&tar.Header{Name: "tmp/", Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: mtime}); err != nil {
-		return err
-	}
-	if err := tw.WriteHeader(&tar.Header{Name: bundleEntrypoint[0][1:], Mode: 0o755, Size: st.Size(), ModTime: mtime}); err != nil {
-		return err
-	}
-	if _, err := io.Copy(tw, f); err != nil {
-		return err
-	}
-	return tw.Close()
 }
 
 func (p *Provider) pull(ctx context.Context, ref string) error {

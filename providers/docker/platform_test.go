@@ -15,6 +15,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
@@ -115,10 +116,10 @@ func TestBundleImageFollowsEnginePlatform(t *testing.T) {
 			if len(f.imports) != 1 {
 				t.Fatalf("imports = %d, want 1", len(f.imports))
 			}
-			data := f.imports[0].files[BundleBinaryPath[1:]]
+			data := f.imports[0].files[bundleimage.BinaryPath[1:]]
 			ef, err := elf.NewFile(bytes.NewReader(data))
 			if err != nil {
-				t.Fatalf("the image's %s is not an ELF executable: %v", BundleBinaryPath, err)
+				t.Fatalf("the image's %s is not an ELF executable: %v", bundleimage.BinaryPath, err)
 			}
 			if ef.Machine != tt.wantMachine {
 				t.Errorf("the image holds the build for %s, want %s", ef.Machine, tt.wantMachine)
@@ -175,38 +176,6 @@ func TestProbeBinaryNamesTheWayOut(t *testing.T) {
 	if err == nil || !errors.Is(err, ErrPlatform) || !strings.HasPrefix(err.Error(), "the self-test's probe: bottle-apply cannot serve the engine's platform: no bottle-bundle build for linux/s390x") ||
 		!strings.HasSuffix(err.Error(), "skip the self-test with --no-verify") {
 		t.Errorf("ProbeBinary error = %v", err)
-	}
-}
-
-func TestBundleImageRef(t *testing.T) {
-	t.Parallel()
-	amd := fakeBuilds(t, elf.EM_X86_64)
-	both := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
-	ref := func(paths ...string) string {
-		t.Helper()
-		r, err := BundleImageRef(paths)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if !strings.HasPrefix(r, BundleRepo+":") || len(r) != len(BundleRepo)+1+12 {
-			t.Fatalf("ref %q", r)
-		}
-		return r
-	}
-	a, _ := amd.Path("amd64")
-	b1, _ := both.Path("amd64")
-	b2, _ := both.Path("arm64")
-	if ref(a) != ref(b1) {
-		t.Error("the same build in another directory names another image")
-	}
-	if ref(b1, b2) != ref(b2, b1) {
-		t.Error("the order of the builds changes the image")
-	}
-	if ref(b1, b2) == ref(b1) {
-		t.Error("a build more does not change the image")
-	}
-	if _, err := BundleImageRef(nil); err == nil {
-		t.Error("a ref without any build")
 	}
 }
 

@@ -23,7 +23,7 @@ const ProviderName = "docker"
 // Options configure the provider.
 type Options struct {
 	// BundleImage is the reference of the built-in bundle image, used when a
-	// spec leaves spec.bundle.image empty (BundleImageRef names it); empty
+	// spec leaves spec.bundle.image empty (bundleimage.Ref names it); empty
 	// when bottle-apply ships no bottle-bundle build, and then such a spec
 	// fails to plan.
 	BundleImage string
