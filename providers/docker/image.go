@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,7 +15,6 @@ import (
 	"github.com/docker/docker/api/types/image"
 	"github.com/rs/zerolog"
 
-	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
@@ -59,9 +60,12 @@ func (p *Provider) importBundleImage(ctx context.Context, ref string) error {
 	pr, pw := io.Pipe()
 	go func() { pw.CloseWithError(bundleimage.WriteRootfs(pw, bin)) }()
 	entry, _ := json.Marshal(bundleimage.Entrypoint)
-	rc, err := p.eng.ImageImport(ctx, image.ImportSource{Source: pr, SourceName: "-"}, ref, image.ImportOptions{
-		Changes: []string{"ENTRYPOINT " + string(entry), "LABEL " + bottle.LabelVersion + "=" + p.opts.Version},
-	})
+	changes := []string{"ENTRYPOINT " + string(entry)}
+	labels := bundleimage.Labels(p.opts.Version)
+	for _, k := range slices.Sorted(maps.Keys(labels)) {
+		changes = append(changes, "LABEL "+k+"="+labels[k])
+	}
+	rc, err := p.eng.ImageImport(ctx, image.ImportSource{Source: pr, SourceName: "-"}, ref, image.ImportOptions{Changes: changes})
 	if err != nil {
 		pr.CloseWithError(err)
 		return fmt.Errorf("import bundle image %s: %w", ref, err)
