@@ -19,6 +19,7 @@ import (
 	netac "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/place"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
@@ -664,7 +665,7 @@ func placeFiles(b *bottle.Bottle, ps *coreac.PodSpecApplyConfiguration, agent *c
 		return nil
 	}
 	init := coreac.Container().WithName(containerFiles).WithImage(b.Spec.Bundle.Image).WithImagePullPolicy(corev1.PullIfNotPresent).
-		WithCommand("/bottle-bundle", "place").
+		WithCommand(bundleimage.BinaryPath, "place").
 		WithSecurityContext(restricted("CHOWN", "FOWNER", "DAC_OVERRIDE").WithRunAsUser(0).WithRunAsGroup(0).WithRunAsNonRoot(false).WithReadOnlyRootFilesystem(true)).
 		WithResources(coreac.ResourceRequirements().WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("64Mi")}))
 	for _, v := range a.Volumes {

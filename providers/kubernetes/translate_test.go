@@ -35,7 +35,7 @@ func workBottle(t *testing.T) *bottle.Bottle {
 			Agent: spec.Agent{Image: "agent:1", Command: []string{"sleep", "infinity"}, Workdir: "/workspace",
 				Env: map[string]string{"FOO": "bar"}, User: "1000:1000", CPUs: 2,
 				Volumes: []spec.Volume{{Source: "home", Target: "/home/agent"}, {Source: "work", Target: "/workspace"}, {Source: "work", Target: "/ro", ReadOnly: true}},
-				Files: []spec.File{{Path: "/home/agent/.gitconfig", Content: "[user]\n", Mode: "0600"}, {Path: "/etc/agent.conf", Content: "x=1\n"}},
+				Files:   []spec.File{{Path: "/home/agent/.gitconfig", Content: "[user]\n", Mode: "0600"}, {Path: "/etc/agent.conf", Content: "x=1\n"}},
 			},
 			Network:    spec.Network{AllowCIDRs: []string{"192.168.7.0/24"}},
 			Bundle:     spec.Bundle{Image: "registry.example/bottle-apply/bundle:1", Daemons: []string{"egress", "dns"}, Egress: spec.Egress{Allow: []string{"api.example.com"}}},
