@@ -10,7 +10,7 @@ BUNDLE_ARCHES := amd64 arm64
 # The platforms a release holds a bottle-apply for.
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: build bundles deps unit test test-engine29 e2e fuzz lint fmt bench demo demo-image release clean
+.PHONY: build bundles deps unit test test-engine29 test-kubernetes e2e fuzz lint fmt bench demo demo-image release clean
 
 ## build: bin/bottle-apply for this machine, and beside it the static linux bottle-bundle of each of BUNDLE_ARCHES (the built-in bundle image and the self-test's probe are made of the engine's)
 build: bundles
@@ -57,6 +57,10 @@ test: deps lint
 ## test-engine29: the tests again against Docker 29 in a network namespace of its own (root; built once into ~/.cache/bottle-apply/engines/docker-29): all of them on the containerd image store with iptables, then the engine-restart test alone, then the e2e tests on overlay2 with nftables (hack/engine/test.sh)
 test-engine29: deps
 	GO=$(GO) hack/engine/test.sh
+
+## test-kubernetes: the tests whose names say Kube against a real single-node Kubernetes v1.34.4 (containerd, CNI bridge, kube-router NetworkPolicy) in the network namespace k8s (root; built once into ~/.cache/bottle-apply/k8s; hack/k8s/test.sh)
+test-kubernetes: deps
+	GO=$(GO) hack/k8s/test.sh
 
 ## e2e: build the binary and apply the examples on the real engine
 e2e: deps
