@@ -91,7 +91,7 @@ if [ -n "$need_k8s" ] || [ -n "$need_images" ]; then
   fi
 fi
 if [ -n "$need_k8s" ]; then
-  say "building Kubernetes $K8S_VERSION (about 5 minutes)"
+  say "building Kubernetes $K8S_VERSION (10 minutes or more on 2 cores when the Go build cache is cold)"
   minor=${K8S_VERSION#v1.}; minor=${minor%%.*}
   LD="-s -w"
   for p in k8s.io/component-base/version k8s.io/client-go/pkg/version; do

@@ -3,12 +3,20 @@ package testenv
 import (
 	"bytes"
 	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
+
+	"github.com/google/go-containerregistry/pkg/registry"
 )
 
 // KubeEnv is the single-node Kubernetes cluster that hack/k8s runs for the
@@ -164,6 +172,37 @@ func (k KubeEnv) LoadImage(t testing.TB, refs ...string) {
 	if err != nil {
 		t.Fatalf("load %s into the cluster: %v\n%s", strings.Join(refs, " "), err, out)
 	}
+}
+
+// StartRegistry starts an in-memory plain-HTTP registry on k.Registry (the
+// host's end of the cluster's veth), which the cluster's containerd pulls
+// from over HTTP, and stops it when the test ends. Images pushed there are
+// named k.Registry+"/NAME:TAG"; push with name.Insecure. One address serves
+// every test process: while another holds it, this waits (two minutes at
+// most), so tests that use it should not run in parallel.
+func (k KubeEnv) StartRegistry(t testing.TB) {
+	t.Helper()
+	var l net.Listener
+	var err error
+	for deadline := time.Now().Add(2 * time.Minute); ; time.Sleep(250 * time.Millisecond) {
+		l, err = net.Listen("tcp", k.Registry)
+		if err == nil || !errors.Is(err, syscall.EADDRINUSE) || time.Now().After(deadline) {
+			break
+		}
+	}
+	if err != nil {
+		t.Fatalf("listen on the registry address %s (the cluster's veth): %v", k.Registry, err)
+	}
+	srv := &http.Server{
+		Handler:           registry.New(registry.Logger(log.New(io.Discard, "", 0))),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	})
 }
 
 // ExecInNetns returns a command that runs args inside the cluster's network

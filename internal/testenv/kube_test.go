@@ -3,13 +3,10 @@ package testenv
 import (
 	"archive/tar"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"log"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +16,6 @@ import (
 	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
-	"github.com/google/go-containerregistry/pkg/registry"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
@@ -173,17 +169,7 @@ func TestKubeLoadImage(t *testing.T) {
 // reaches that registry (the host's end of the veth) at its address.
 func TestKubeRegistryPull(t *testing.T) {
 	k := Kube(t)
-	l, err := net.Listen("tcp", k.Registry)
-	if err != nil {
-		t.Fatalf("listen on the registry address %s (the cluster's veth): %v", k.Registry, err)
-	}
-	srv := &http.Server{Handler: registry.New(registry.Logger(log.New(io.Discard, "", 0))), ReadHeaderTimeout: 10 * time.Second}
-	go func() { _ = srv.Serve(l) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-	})
+	k.StartRegistry(t)
 
 	// A FROM-scratch busybox image, pushed with a unique tag.
 	dir := t.TempDir()
