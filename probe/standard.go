@@ -51,6 +51,12 @@ type Target struct {
 	// every bridge's gateway, its LAN and public addresses. Empty when
 	// the provider cannot tell; the checks through them are left out.
 	HostInterfaceAddrs []string
+	// Listening are host:port of services that listen where a confined
+	// agent must never connect (on a cluster: each node's kubelet, the
+	// API server): tried directly, where a connection is the hole and a
+	// refusal is not (a NetworkPolicy may reject rather than drop), and
+	// through the egress proxy, which must deny them.
+	Listening []string
 	// DNSMaxLabelLength is spec.bundle.egress.dns.maxLabelLength; 0 is
 	// spec.DefaultDNSMaxLabelLength.
 	DNSMaxLabelLength int
@@ -243,6 +249,24 @@ func Standard(t Target) ([]Check, error) {
 					Kind: KindDNS, Addr: addr, Target: name, Expect: ExpectRefused,
 				})
 			}
+		}
+	}
+	for _, l := range t.Listening {
+		ap, err := netip.ParseAddrPort(l)
+		if err != nil {
+			return nil, fmt.Errorf("listening service %q is not an address and port", l)
+		}
+		checks = append(checks, Check{
+			Name: "a service the agent must never reach, at " + ap.String(),
+			Hole: "the agent connects to " + ap.String() + ", which its network policy forbids",
+			Kind: KindTCP, Addr: ap.String(), Expect: ExpectClosed,
+		})
+		if slices.Contains(t.Daemons, spec.DaemonEgress) {
+			checks = append(checks, Check{
+				Name: "a CONNECT through the egress proxy to " + ap.String() + ", a service the agent must never reach",
+				Hole: "the egress proxy connects to " + ap.String() + ", which the bundle must never dial",
+				Kind: KindProxyConnect, Addr: at(bundle, t.ProxyPort), Target: ap.String(), Expect: ExpectDenied,
+			})
 		}
 	}
 	for _, p := range t.InternalPorts {

@@ -16,6 +16,9 @@
 //	bottle-bundle guardcheck
 //	                       in the bundle: exit 3 when the host answers past the
 //	                       proxy (the host guard's rule is missing), 0 when not
+//	bottle-bundle confined HOST:PORT...
+//	                       in an agent pod's first init container: wait until
+//	                       none answers (its NetworkPolicy is enforced)
 //	bottle-bundle hostguard [-install -pool CIDR...]
 //	                       on the engine's host network: keep bottles off the
 //	                       host (package hostguard), print its addresses
@@ -40,6 +43,10 @@ import (
 // answers a knock within a millisecond when nothing drops it.
 const guardCheckTimeout = 100 * time.Millisecond
 
+// confinedWithin bounds the wait of `bottle-bundle confined` for the
+// pod's NetworkPolicy to be enforced.
+const confinedWithin = 90 * time.Second
+
 // exitGuardMissing is guardcheck's exit code when the host answered.
 const exitGuardMissing = 3
 
@@ -59,6 +66,12 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		err = bundle.PrintStatus(ctx, stdout, getenv)
 	case args[0] == "place" && len(args) == 1:
 		err = place.Run(ctx, getenv, stdout)
+	case args[0] == "confined" && len(args) > 1:
+		err = probe.WaitConfined(ctx, probe.Confinement{Addrs: args[1:], Within: confinedWithin, Every: 250 * time.Millisecond,
+			Silence: 300 * time.Millisecond, Rounds: 3})
+		if err == nil {
+			fmt.Fprintf(stdout, "confined: %v no longer answer\n", args[1:])
+		}
 	case args[0] == "probe":
 		return probe.Main(args[1:], stdin, stdout, stderr)
 	case args[0] == "hostguard":
@@ -75,7 +88,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 		}
 		return 0
 	default:
-		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | place | guardcheck | hostguard [flags]]\n", args)
+		fmt.Fprintf(stderr, "bottle-bundle: unknown arguments %q\nusage: bottle-bundle [status | probe [flags] | place | confined HOST:PORT... | guardcheck | hostguard [flags]]\n", args)
 		return 2
 	}
 	if err != nil {
