@@ -6,6 +6,7 @@ package verify
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -65,6 +66,13 @@ type Subject struct {
 	ReadyCmd []string
 	// Hint is said when the bundle does not get ready: where to look.
 	Hint string
+	// HoleHint is said after the holes found, when there are any: what
+	// such holes mean on the subject's backend.
+	HoleHint string
+	// ProbeDir is where the probe goes in the agent; "" is ProbeDir. A
+	// guest whose copies run as the agent's user (kubernetes: no engine
+	// writes for it) needs a directory that user may write.
+	ProbeDir string
 	// GuardCmd, with Bundle, asks the bundle whether the host answers
 	// past its proxy (the host guard's rule missing): exit status
 	// GuardMissing is a hole, 0 none, anything else says nothing (a
@@ -110,12 +118,16 @@ func Run(ctx context.Context, subjects []Subject) ([]Report, error) {
 	}
 	_ = g.Wait()
 	var msgs []string
-	for _, r := range reports {
+	for i, r := range reports {
 		switch {
 		case r.Error != "":
 			msgs = append(msgs, fmt.Sprintf("bottle %s: the self-test could not run: %s", r.Bottle, r.Error))
 		case len(r.Holes) > 0:
-			msgs = append(msgs, fmt.Sprintf("bottle %s: %d hole(s):\n  - %s", r.Bottle, len(r.Holes), strings.Join(r.Holes, "\n  - ")))
+			msg := fmt.Sprintf("bottle %s: %d hole(s):\n  - %s", r.Bottle, len(r.Holes), strings.Join(r.Holes, "\n  - "))
+			if h := subjects[i].HoleHint; h != "" {
+				msg += "\n  " + h
+			}
+			msgs = append(msgs, msg)
 		}
 	}
 	if len(msgs) > 0 {
@@ -154,7 +166,7 @@ func One(ctx context.Context, s *Subject) Report {
 		g.Go(func() error { return waitReady(gctx, s) })
 	}
 	g.Go(func() (err error) {
-		probePath, err = install(gctx, s.Agent, s.Probe)
+		probePath, err = install(gctx, s.Agent, s.Probe, cmp.Or(s.ProbeDir, ProbeDir))
 		return err
 	})
 	if err := g.Wait(); err != nil {
@@ -211,16 +223,16 @@ func checkGuard(ctx context.Context, s *Subject) string {
 		strings.TrimSpace(lastOutputLine(out.String())) + "; an apply that starts a bundle installs the rule again"
 }
 
-// install copies the probe into the agent under ProbeDir, at a new name,
-// and returns its path there.
-func install(ctx context.Context, agent guest.Guest, bin string) (string, error) {
+// install copies the probe into the agent under dir, at a new name, and
+// returns its path there.
+func install(ctx context.Context, agent guest.Guest, bin, dir string) (string, error) {
 	if bin == "" {
 		return "", fmt.Errorf("internal: no probe program for %s", agent)
 	}
 	if err := bundlebin.Check(bin, ""); err != nil {
 		return "", err
 	}
-	dst := path.Join(ProbeDir, "probe-"+nonce())
+	dst := path.Join(dir, "probe-"+nonce())
 	if err := agent.CopyIn(ctx, bin, dst); err != nil {
 		return "", fmt.Errorf("copy the probe program into %s: %w", agent, err)
 	}
