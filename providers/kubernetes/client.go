@@ -8,6 +8,10 @@ package kubernetes
 
 import (
 	"fmt"
+	"sync"
+
+	"github.com/go-logr/logr"
+	"k8s.io/klog/v2"
 
 	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/rest"
@@ -32,6 +36,7 @@ type Cluster struct {
 // ~/.kube/config) and returns the cluster of context ("" for the current
 // one). It makes no call to the cluster.
 func Connect(kubeconfig, context string) (*Cluster, error) {
+	quietKlog()
 	rules := clientcmd.NewDefaultClientConfigLoadingRules()
 	if kubeconfig != "" {
 		rules.ExplicitPath = kubeconfig
@@ -55,3 +60,8 @@ func Connect(kubeconfig, context string) (*Cluster, error) {
 	}
 	return &Cluster{Context: context, Config: cfg, Client: cs}, nil
 }
+
+// quietKlog stops client-go from writing its own lines to stderr (a
+// stream it could not copy, a watch it restarts): what matters reaches
+// bottle-apply as an error, and bottle-apply's log is zerolog's.
+var quietKlog = sync.OnceFunc(func() { klog.SetLogger(logr.Discard()) })

@@ -465,7 +465,7 @@ func (g *podGuest) CopyIn(ctx context.Context, src, dst string) error {
 		pw.CloseWithError(err)
 		tarred <- err
 	}()
-	err = g.run(ctx, []string{"tar", "xf", "-", "-C", dir}, pr, nil)
+	err = g.run(ctx, tarCmd("xf", "-", "-C", dir), pr, nil)
 	pr.CloseWithError(io.ErrClosedPipe)
 	// The host's error first: a stream cut short by it fails the guest's
 	// tar, or leaves a part of the copy.
@@ -554,7 +554,7 @@ func (g *podGuest) CopyOut(ctx context.Context, src, dst string) error {
 	pr, pw := io.Pipe()
 	done := make(chan error, 1)
 	go func() {
-		err := g.run(ctx, []string{"tar", "cf", "-", "-C", dir, top}, nil, pw)
+		err := g.run(ctx, tarCmd("cf", "-", "-C", dir, top), nil, pw)
 		pw.CloseWithError(err)
 		done <- err
 	}()
@@ -841,4 +841,11 @@ func noLinkAbove(root *os.Root, name string) error {
 		}
 	}
 	return nil
+}
+
+// tarCmd runs the agent's tar through its shell, as the copies' other
+// steps are: an image whose busybox has its applets only inside its shell
+// (no tar on PATH) copies as well as one with GNU tar.
+func tarCmd(args ...string) []string {
+	return append([]string{"/bin/sh", "-c", `exec tar "$@"`, "tar"}, args...)
 }

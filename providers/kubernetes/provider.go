@@ -175,6 +175,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	}
 	p.mu.Unlock()
 	judge(out, pods)
+	observedDeps(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
 	return out, nil
 }
@@ -434,4 +435,30 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 		out = append(out, rs...)
 	}
 	return out, nil
+}
+
+// observedDeps gives observed objects the dependencies their desired
+// form has, which order deletes: a workload goes before the policy that
+// isolates it (never an agent without its NetworkPolicy, not even while
+// it terminates), before its Service, Secret and claims; everything
+// before its namespace.
+func observedDeps(rs []reconcile.Resource) {
+	for i := range rs {
+		r := &rs[i]
+		if r.Kind != KindNamespace {
+			r.DependsOn = append(r.DependsOn, resourceID(r.Bottle, KindNamespace, RoleNamespace))
+		}
+		switch r.Kind {
+		case KindStatefulSet:
+			r.DependsOn = append(r.DependsOn, resourceID(r.Bottle, KindNetworkPolicy, bottle.RoleAgent),
+				resourceID(r.Bottle, KindService, bottle.RoleBundle), resourceID(r.Bottle, KindSecret, RoleFiles))
+			for _, o := range rs {
+				if o.Kind == KindPVC && o.Bottle == r.Bottle {
+					r.DependsOn = append(r.DependsOn, o.ID())
+				}
+			}
+		case KindDeployment:
+			r.DependsOn = append(r.DependsOn, resourceID(r.Bottle, KindNetworkPolicy, bottle.RoleBundle))
+		}
+	}
 }

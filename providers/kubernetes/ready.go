@@ -150,7 +150,12 @@ func cannotStart(what string, pod *corev1.Pod) error {
 		}
 	}
 	if pod.Status.Phase == corev1.PodFailed || pod.Status.Phase == corev1.PodSucceeded {
-		return fmt.Errorf("%s cannot start: pod %s/%s ended (%s): %s %s", what, pod.Namespace, pod.Name, pod.Status.Phase, pod.Status.Reason, pod.Status.Message)
+		msg := fmt.Sprintf("%s cannot start: pod %s/%s ended (%s): %s %s", what, pod.Namespace, pod.Name, pod.Status.Phase, pod.Status.Reason, pod.Status.Message)
+		if pod.Status.Reason == "SysctlForbidden" {
+			msg += "\nbottle-apply switches IPv6 off in its pods (an IPv4 NetworkPolicy does not confine it): allow the sysctls " +
+				"net.ipv6.conf.all.disable_ipv6 and net.ipv6.conf.default.disable_ipv6 in the kubelet's allowedUnsafeSysctls"
+		}
+		return errors.New(msg)
 	}
 	for _, cs := range append(append([]corev1.ContainerStatus{}, pod.Status.InitContainerStatuses...), pod.Status.ContainerStatuses...) {
 		w := cs.State.Waiting

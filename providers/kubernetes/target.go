@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"context"
 	"fmt"
+	"net/netip"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -17,6 +18,10 @@ type Target struct {
 	// NodeAddrs are the nodes' addresses, which the agent must not reach
 	// (without NetworkPolicy, every pod reaches them).
 	NodeAddrs []string
+	// Listening are services that listen for every pod of a cluster
+	// without NetworkPolicy: each node's kubelet (10250), the API server
+	// (the default/kubernetes Service).
+	Listening []string
 	// Arch is the GOARCH of the agent's node.
 	Arch string
 }
@@ -55,6 +60,16 @@ func (p *Provider) Target(ctx context.Context, bottleName string) (Target, error
 		}
 		if t.Arch == "" {
 			t.Arch = n.Status.NodeInfo.Architecture
+		}
+	}
+	for _, a := range t.NodeAddrs {
+		if ip, err := netip.ParseAddr(a); err == nil && ip.Is4() {
+			t.Listening = append(t.Listening, netip.AddrPortFrom(ip, 10250).String())
+		}
+	}
+	if api, err := c.Client.CoreV1().Services("default").Get(ctx, "kubernetes", metav1.GetOptions{}); err == nil {
+		if ip, err := netip.ParseAddr(api.Spec.ClusterIP); err == nil && ip.Is4() {
+			t.Listening = append(t.Listening, netip.AddrPortFrom(ip, 443).String())
 		}
 	}
 	return t, nil

@@ -61,11 +61,13 @@ const (
 	containerAgent  = bottle.RoleAgent
 	containerBundle = bottle.RoleBundle
 	containerFiles  = "files"
+	// containerConfined waits for the agent's NetworkPolicy.
+	containerConfined = "confined"
 )
 
 // hardening names the version of the pods' isolation settings; raising it
 // replaces the workloads made under older ones.
-const hardening = 1
+const hardening = 2
 
 // Sizes of what the spec does not size.
 const (
@@ -383,7 +385,15 @@ func restricted(add ...corev1.Capability) *coreac.SecurityContextApplyConfigurat
 func podBase(b *bottle.Bottle, grace int64) *coreac.PodSpecApplyConfiguration {
 	ps := coreac.PodSpec().WithAutomountServiceAccountToken(false).WithEnableServiceLinks(false).
 		WithTerminationGracePeriodSeconds(grace).
-		WithSecurityContext(coreac.PodSecurityContext().WithSeccompProfile(coreac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+		WithSecurityContext(coreac.PodSecurityContext().WithSeccompProfile(coreac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)).
+			// No IPv6 at all: the pod network's link-local addresses reach
+			// the node and the other pods, and an IPv4 NetworkPolicy does
+			// not confine them. The kubelet must allow these sysctls
+			// (allowedUnsafeSysctls); a pod it refuses fails the apply
+			// saying so.
+			WithSysctls(
+				coreac.Sysctl().WithName("net.ipv6.conf.all.disable_ipv6").WithValue("1"),
+				coreac.Sysctl().WithName("net.ipv6.conf.default.disable_ipv6").WithValue("1")))
 	if rc := b.Spec.Kubernetes.RuntimeClassName; rc != "" {
 		ps.WithRuntimeClassName(rc)
 	}
@@ -587,6 +597,15 @@ func (t *agentTemplate) render(bundleIP string) (*appsac.StatefulSetApplyConfigu
 		ps.WithVolumes(coreac.Volume().WithName(volumeName(v.Source)).WithPersistentVolumeClaim(
 			coreac.PersistentVolumeClaimVolumeSource().WithClaimName(bottle.VolumeName(b.Metadata.Name, v.Source))))
 	}
+	// The agent's command starts once its NetworkPolicy holds, which the
+	// network plugin programs some time after the pod starts: the node's
+	// kubelet answers every pod until then.
+	ps.WithInitContainers(coreac.Container().WithName(containerConfined).WithImage(b.Spec.Bundle.Image).WithImagePullPolicy(corev1.PullIfNotPresent).
+		WithCommand(bundleimage.BinaryPath, "confined", "$(BOTTLE_NODE_IP):10250").
+		WithEnv(coreac.EnvVar().WithName("BOTTLE_NODE_IP").WithValueFrom(coreac.EnvVarSource().WithFieldRef(coreac.ObjectFieldSelector().WithFieldPath("status.hostIP")))).
+		WithTerminationMessagePolicy(corev1.TerminationMessageFallbackToLogsOnError).
+		WithSecurityContext(restricted().WithReadOnlyRootFilesystem(true)).
+		WithResources(coreac.ResourceRequirements().WithLimits(corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("32Mi")})))
 	if err := placeFiles(b, ps, c); err != nil {
 		return nil, err
 	}
