@@ -36,6 +36,7 @@ func FindGuest(ctx context.Context, o *Options, bottleName string) (guest.Guest,
 	if err != nil {
 		return nil, err
 	}
+	ps.kube.ConnectTo(o.KubeContext)
 	return ps.agent(ctx, bottleName)
 }
 
@@ -49,7 +50,11 @@ func (ps *Providers) agent(ctx context.Context, bottleName string) (guest.Guest,
 	if serr == nil {
 		return ps.smolvm.Guest(bottleName), nil
 	}
-	return nil, fmt.Errorf("bottle %s has no agent to run in: %w", bottleName, errors.Join(derr, serr))
+	g, kerr := ps.kube.Guest(ctx, bottleName, bottle.RoleAgent)
+	if kerr == nil {
+		return g, nil
+	}
+	return nil, fmt.Errorf("bottle %s has no agent to run in: %w", bottleName, errors.Join(derr, serr, kerr))
 }
 
 // Exec runs a command in the bottle's agent and returns its exit code.

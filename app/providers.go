@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync"
@@ -97,7 +98,16 @@ func Logs(ctx context.Context, o *Options, bottleName string, follow bool) (io.R
 	if err != nil {
 		return nil, err
 	}
-	return ps.docker.BundleLogs(ctx, bottleName, follow)
+	rc, derr := ps.docker.BundleLogs(ctx, bottleName, follow)
+	if derr == nil {
+		return rc, nil
+	}
+	ps.kube.ConnectTo(o.KubeContext)
+	rc, kerr := ps.kube.BundleLogs(ctx, bottleName, follow)
+	if kerr == nil {
+		return rc, nil
+	}
+	return nil, errors.Join(derr, kerr)
 }
 
 // learnHost makes the engine host's addresses known to the docker

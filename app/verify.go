@@ -30,7 +30,9 @@ func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle)
 	}
 	_ = g.Wait()
 	for i := range subjects {
-		subjects[i].Target.HostInterfaceAddrs = host
+		if bottles[i].Spec.Backend != spec.BackendKubernetes {
+			subjects[i].Target.HostInterfaceAddrs = host
+		}
 	}
 	return verify.Run(ctx, subjects)
 }
@@ -41,6 +43,9 @@ func (ps *Providers) verifyBottles(ctx context.Context, bottles []bottle.Bottle)
 // record of the engine. An engine that cannot tell is no error: the
 // checks it would feed are left out, and the log says why.
 func (ps *Providers) hostInterfaceAddrs(ctx context.Context) []string {
+	if !ps.usesDocker() {
+		return nil
+	}
 	if err := ps.learnHost(ctx); err != nil {
 		zerolog.Ctx(ctx).Warn().Err(err).Msg("the self-test does not try the host's own addresses")
 		return nil
@@ -57,6 +62,9 @@ func (ps *Providers) hostInterfaceAddrs(ctx context.Context) []string {
 // the probe for the agent's platform, where its bundle is, what the checks
 // expect.
 func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subject {
+	if b.Spec.Backend == spec.BackendKubernetes {
+		return ps.kubeSubject(ctx, b)
+	}
 	name := b.Metadata.Name
 	s := verify.Subject{Bottle: name}
 	if b.Spec.Backend == spec.BackendSmolvm {
