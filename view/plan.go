@@ -7,6 +7,7 @@ package view
 import (
 	"fmt"
 	"io"
+	"slices"
 	"sort"
 	"strings"
 
@@ -91,6 +92,9 @@ func kept(b *strings.Builder, rs []reconcile.Resource) {
 	if len(rs) > 1 {
 		what = fmt.Sprintf("%d named volumes, which hold the agent's work and outlive it", len(rs))
 	}
+	if slices.ContainsFunc(rs, func(r reconcile.Resource) bool { return r.Summary["holds"] != "" }) {
+		what = fmt.Sprintf("%d resources that hold the agent's work and outlive it", len(rs))
+	}
 	fmt.Fprintf(b, "\nKept %s:\n", what)
 	for i := range rs {
 		fmt.Fprintf(b, "  %s  %s\n", rs[i].ID(), removeHint(&rs[i]))
@@ -100,6 +104,9 @@ func kept(b *strings.Builder, rs []reconcile.Resource) {
 
 // removeHint says how to remove one kept volume by hand.
 func removeHint(r *reconcile.Resource) string {
+	if cmd := r.Summary["remove"]; cmd != "" {
+		return "(remove it alone with " + cmd + ")"
+	}
 	if path := r.Summary["path"]; path != "" {
 		return "(" + path + "; remove it alone with rm -r " + shellQuote(path) + ")"
 	}

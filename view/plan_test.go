@@ -143,6 +143,12 @@ func TestRender(t *testing.T) {
 		// A destroy without --volumes, and a volume dropped from the spec.
 		{name: "destroy-keeps-volumes", observed: append(hello.observed(), volume("hello", "work", ""), volume("hello", "home", "/home/me/my state/volumes/hello/home"))},
 		{name: "no-changes-keeps-volume", desired: hello.desired(), observed: append(hello.observed(), volume("hello", "work", ""))},
+		{name: "destroy-keeps-cluster-volume", scope: []string{"kube"}, observed: []Resource{
+			{Provider: "kubernetes", Kind: "namespace", Bottle: "kube", Role: "namespace", Name: "bottle-kube", Hash: "n", Managed: true, Persistent: true,
+				State: StatePresent, Summary: map[string]string{"holds": "the bottle's volumes", "remove": "kubectl delete namespace bottle-kube"}},
+			{Provider: "kubernetes", Kind: "persistentvolumeclaim", Bottle: "kube", Role: "work", Name: "bottle-kube-work", Hash: "v", Managed: true, Persistent: true,
+				State: StatePresent, Summary: map[string]string{"namespace": "bottle-kube", "remove": "kubectl delete pvc -n bottle-kube bottle-kube-work"}},
+		}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -281,6 +281,8 @@ func (c *Cluster) list(ctx context.Context, kind string, sel metav1.ListOptions)
 		for i := range l.Items {
 			r := objectMeta(kind, &l.Items[i].ObjectMeta)
 			r.Persistent = l.Items[i].Annotations[annPersistent] == "true"
+			r.Summary["holds"] = "the bottle's volumes"
+			r.Summary["remove"] = "kubectl delete namespace " + r.Name + ""
 			out = append(out, r)
 		}
 	case KindPVC:
@@ -292,6 +294,7 @@ func (c *Cluster) list(ctx context.Context, kind string, sel metav1.ListOptions)
 			r := objectMeta(kind, &l.Items[i].ObjectMeta)
 			r.Persistent = true
 			r.Status = strings.ToLower(string(l.Items[i].Status.Phase))
+			r.Summary["remove"] = "kubectl delete pvc -n " + r.Summary["namespace"] + " " + r.Name
 			out = append(out, r)
 		}
 	case KindSecret:
