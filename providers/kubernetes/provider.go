@@ -235,6 +235,14 @@ func podStatus(pod *corev1.Pod) string {
 			return fmt.Sprintf("%s (exit %d)", t.Reason, t.ExitCode)
 		}
 	}
+	for _, cs := range pod.Status.InitContainerStatuses {
+		if cs.State.Running != nil {
+			if cs.Name == containerConfined {
+				return "waiting until its NetworkPolicy is enforced"
+			}
+			return "init container " + cs.Name + " running"
+		}
+	}
 	for _, c := range pod.Status.Conditions {
 		if c.Type == corev1.PodScheduled && c.Status == corev1.ConditionFalse && c.Reason != "" {
 			return c.Reason

@@ -67,7 +67,7 @@ func (p *Provider) AwaitReady(ctx context.Context, bottles []string, within time
 			}
 			if time.Since(lastSaid) >= 5*time.Second {
 				lastSaid = time.Now()
-				log.Info().Strs("waiting", waiting).Dur("for", time.Since(start).Round(time.Second)).Msg("waiting for the bottles' pods")
+				log.Info().Strs("waiting", waiting).Str("for", time.Since(start).Round(time.Second).String()).Msg("waiting for the bottles' pods")
 			}
 			select {
 			case <-ctx.Done():
