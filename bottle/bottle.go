@@ -94,3 +94,22 @@ func (b *Bottle) AgentEnv() []string {
 	sort.Strings(env)
 	return env
 }
+
+// DNSLimitsEnv is what the bundle is told of spec.bundle.egress.dns, as
+// K=V: only the limits the spec sets (the bundle knows the defaults).
+func DNSLimitsEnv(l spec.EgressDNS) []string {
+	var env []string
+	for _, v := range []struct {
+		name  string
+		value int
+	}{
+		{"BOTTLE_DNS_MAX_NAME_LENGTH", l.MaxNameLength},
+		{"BOTTLE_DNS_MAX_LABEL_LENGTH", l.MaxLabelLength},
+		{"BOTTLE_DNS_NEW_NAMES_PER_MINUTE", l.NewNamesPerMinute},
+	} {
+		if v.value != 0 {
+			env = append(env, fmt.Sprintf("%s=%d", v.name, v.value))
+		}
+	}
+	return env
+}

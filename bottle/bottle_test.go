@@ -47,3 +47,20 @@ func TestAgentEnv(t *testing.T) {
 		})
 	}
 }
+
+func TestDNSLimitsEnv(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		in   spec.EgressDNS
+		want []string
+	}{
+		{spec.EgressDNS{}, nil},
+		{spec.EgressDNS{MaxLabelLength: 20}, []string{"BOTTLE_DNS_MAX_LABEL_LENGTH=20"}},
+		{spec.EgressDNS{MaxNameLength: 90, MaxLabelLength: 30, NewNamesPerMinute: 5},
+			[]string{"BOTTLE_DNS_MAX_NAME_LENGTH=90", "BOTTLE_DNS_MAX_LABEL_LENGTH=30", "BOTTLE_DNS_NEW_NAMES_PER_MINUTE=5"}},
+	} {
+		if got := DNSLimitsEnv(tc.in); !slices.Equal(got, tc.want) {
+			t.Errorf("DNSLimitsEnv(%+v) = %q, want %q", tc.in, got, tc.want)
+		}
+	}
+}

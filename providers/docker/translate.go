@@ -328,18 +328,7 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 		cfg.Env = append(cfg.Env, "BOTTLE_DENY_CIDRS="+strings.Join(deny, ","), "BOTTLE_EGRESS_SUBNET="+n.EgressSubnet)
 	}
 	// Set only when the spec sets them: the bundle knows the defaults.
-	for _, v := range []struct {
-		name  string
-		value int
-	}{
-		{"BOTTLE_DNS_MAX_NAME_LENGTH", dnsLimits.MaxNameLength},
-		{"BOTTLE_DNS_MAX_LABEL_LENGTH", dnsLimits.MaxLabelLength},
-		{"BOTTLE_DNS_NEW_NAMES_PER_MINUTE", dnsLimits.NewNamesPerMinute},
-	} {
-		if v.value != 0 {
-			cfg.Env = append(cfg.Env, fmt.Sprintf("%s=%d", v.name, v.value))
-		}
-	}
+	cfg.Env = append(cfg.Env, bottle.DNSLimitsEnv(dnsLimits)...)
 	sort.Strings(cfg.Env)
 	if builtin {
 		// The built-in bundle needs nothing but to bind its front ports

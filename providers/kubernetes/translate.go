@@ -434,17 +434,9 @@ func bundleDeployment(b *bottle.Bottle, ns string, ci ClusterInfo, version strin
 	if ci.DNS != "" {
 		env = append(env, envVar("BOTTLE_DNS_UPSTREAM", netip.AddrPortFrom(netip.MustParseAddr(ci.DNS), 53).String()))
 	}
-	for _, v := range []struct {
-		name  string
-		value int
-	}{
-		{"BOTTLE_DNS_MAX_NAME_LENGTH", dnsLimits.MaxNameLength},
-		{"BOTTLE_DNS_MAX_LABEL_LENGTH", dnsLimits.MaxLabelLength},
-		{"BOTTLE_DNS_NEW_NAMES_PER_MINUTE", dnsLimits.NewNamesPerMinute},
-	} {
-		if v.value != 0 {
-			env = append(env, envVar(v.name, strconv.Itoa(v.value)))
-		}
+	for _, kv := range bottle.DNSLimitsEnv(dnsLimits) {
+		k, v, _ := strings.Cut(kv, "=")
+		env = append(env, envVar(k, v))
 	}
 	c := coreac.Container().WithName(containerBundle).WithImage(b.Spec.Bundle.Image).WithImagePullPolicy(corev1.PullIfNotPresent).
 		WithEnv(env...).
