@@ -14,12 +14,7 @@ import (
 // it was), fails an apply whose agent image cannot be pulled with the
 // pod's own reason, and leaves the namespace when destroyed.
 func TestKubeE2EBorrowedNamespace(t *testing.T) {
-	k := testenv.Kube(t)
-	c := testenv.Docker(t)
-	bin := testenv.Binary(t)
-	agent := testenv.AgentImage(t, c)
-	k.LoadImage(t, agent)
-	bundle := kubeBundleImage(t, c, k)
+	k, bin, agent, bundle := kubeImages(t)
 	kb := newKubeBottle(t, k, agent, bundle)
 	ns := testenv.Name("borrowed")
 	k.Kubectl(t, "", "create", "namespace", ns)

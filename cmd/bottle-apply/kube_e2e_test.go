@@ -95,6 +95,18 @@ func kubeBundleImage(t *testing.T, c *client.Client, k testenv.KubeEnv) string {
 	return kubeBundleOnce.ref
 }
 
+// kubeImages is what every test on the cluster starts with: the cluster,
+// bottle-apply, and the agent and bundle images loaded into the cluster.
+func kubeImages(t *testing.T) (k testenv.KubeEnv, bin, agent, bundle string) {
+	t.Helper()
+	k = testenv.Kube(t)
+	c := testenv.Docker(t)
+	bin = testenv.Binary(t)
+	agent = testenv.AgentImage(t, c)
+	k.LoadImage(t, agent)
+	return k, bin, agent, kubeBundleImage(t, c, k)
+}
+
 // kubeBottle writes a spec for a new bottle on the cluster and makes the
 // static volume its claim binds (the test cluster has no provisioner);
 // everything is removed when the test ends, whatever happened.
@@ -182,12 +194,7 @@ func (kb *kubeBottle) labelled(t *testing.T) string {
 // on its volume survives; destroy keeps the volume (and its namespace)
 // until --volumes.
 func TestKubeE2ELifecycle(t *testing.T) {
-	k := testenv.Kube(t)
-	c := testenv.Docker(t)
-	bin := testenv.Binary(t)
-	agent := testenv.AgentImage(t, c)
-	k.LoadImage(t, agent)
-	bundle := kubeBundleImage(t, c, k)
+	k, bin, agent, bundle := kubeImages(t)
 	kb := newKubeBottle(t, k, agent, bundle)
 	proxy := testenv.StartKubeProxy(t, k.Kubeconfig)
 	env := []string{"KUBECONFIG=" + proxy.Kubeconfig}

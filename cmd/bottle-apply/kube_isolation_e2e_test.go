@@ -78,12 +78,7 @@ func netnsListener(t *testing.T, k testenv.KubeEnv, addr string) {
 // succeed once the policies are deleted by hand, which the self-test
 // then reports as holes; an apply puts them back.
 func TestKubeE2EIsolation(t *testing.T) {
-	k := testenv.Kube(t)
-	c := testenv.Docker(t)
-	bin := testenv.Binary(t)
-	agent := testenv.AgentImage(t, c)
-	k.LoadImage(t, agent)
-	bundle := kubeBundleImage(t, c, k)
+	k, bin, agent, bundle := kubeImages(t)
 	kb := newKubeBottle(t, k, agent, bundle)
 	kb.write(t, isolationSpec(kb.name, agent, bundle))
 	env := kb.env
