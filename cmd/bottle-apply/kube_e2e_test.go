@@ -219,7 +219,7 @@ func TestKubeE2ELifecycle(t *testing.T) {
 	}
 	lists := 0
 	for _, call := range calls {
-		if strings.Contains(call, "labelSelector=") {
+		if strings.Contains(call, "labelSelector=io.bottle-apply.name") {
 			lists++
 		}
 		if strings.Contains(call, "/namespaces/"+ns+"/") {

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -47,6 +48,9 @@ type Provider struct {
 	// bundleIPs are the bundles' ClusterIPs, by bottle, as observed or
 	// as applied in this run.
 	bundleIPs map[string]string
+	// namespaces are the run's bottles' namespaces: an object wearing a
+	// bottle's labels elsewhere, or under another name, is not its own.
+	namespaces map[string]string
 }
 
 // New returns a provider that makes no call until a bottle needs it.
@@ -64,9 +68,13 @@ func (p *Provider) Use(bottles []bottle.Bottle) error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	var ctxs []string
+	p.namespaces = map[string]string{}
 	for _, b := range bottles {
 		if b.Spec.Backend == spec.BackendKubernetes && !slices.Contains(ctxs, b.Spec.Kubernetes.Context) {
 			ctxs = append(ctxs, b.Spec.Kubernetes.Context)
+		}
+		if b.Spec.Backend == spec.BackendKubernetes {
+			p.namespaces[b.Metadata.Name] = namespaceOf(&b)
 		}
 	}
 	switch len(ctxs) {
@@ -166,6 +174,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	if err := g.Wait(); err != nil {
 		return nil, err
 	}
+	out = p.ownObjects(ctx, out)
 	p.mu.Lock()
 	p.info = info
 	for _, r := range out {
@@ -391,6 +400,23 @@ func (c *Cluster) clusterInfo(ctx context.Context, o Options) (ClusterInfo, erro
 	}
 	ci.PodCIDRs = append(ci.PodCIDRs, o.PodCIDRs...)
 	ci.ServiceCIDRs = append(ci.ServiceCIDRs, o.ServiceCIDRs...)
+	// The API server's own addresses: where a pod goes, after the
+	// kubernetes Service's ClusterIP is translated.
+	if l, err := c.Client.DiscoveryV1().EndpointSlices("default").List(ctx, metav1.ListOptions{LabelSelector: "kubernetes.io/service-name=kubernetes"}); err == nil {
+		for _, es := range l.Items {
+			for _, port := range es.Ports {
+				for _, ep := range es.Endpoints {
+					for _, a := range ep.Addresses {
+						if ip, err := netip.ParseAddr(a); err == nil && ip.Is4() && port.Port != nil {
+							ci.APIServer = append(ci.APIServer, netip.AddrPortFrom(ip, uint16(*port.Port)).String())
+						}
+					}
+				}
+			}
+		}
+	} else if !apierrors.IsForbidden(err) {
+		return ci, fmt.Errorf("look for the API server's addresses on %s: %w", c.Config.Host, explain(err))
+	}
 	if svc, err := c.Client.CoreV1().Services("kube-system").Get(ctx, "kube-dns", metav1.GetOptions{}); err == nil {
 		if ip, err := netip.ParseAddr(svc.Spec.ClusterIP); err == nil && ip.Is4() {
 			ci.DNS, ci.DNSPods = ip.String(), svc.Spec.Selector
@@ -398,10 +424,11 @@ func (c *Cluster) clusterInfo(ctx context.Context, o Options) (ClusterInfo, erro
 	} else if !apierrors.IsNotFound(err) && !apierrors.IsForbidden(err) {
 		return ci, fmt.Errorf("look for the cluster's DNS on %s: %w", c.Config.Host, explain(err))
 	}
-	for _, s := range [][]string{ci.PodCIDRs, ci.ServiceCIDRs, ci.NodeAddrs} {
+	for _, s := range [][]string{ci.PodCIDRs, ci.ServiceCIDRs, ci.NodeAddrs, ci.APIServer} {
 		sort.Strings(s)
 	}
 	ci.PodCIDRs, ci.ServiceCIDRs, ci.NodeAddrs = slices.Compact(ci.PodCIDRs), slices.Compact(ci.ServiceCIDRs), slices.Compact(ci.NodeAddrs)
+	ci.APIServer = slices.Compact(ci.APIServer)
 	if len(ci.PodCIDRs) == 0 || len(ci.ServiceCIDRs) == 0 {
 		return ci, errors.New("the cluster does not tell its pod range (nodes' podCIDRs) or its service range (the ServiceCIDR API): " +
 			"give them with --kube-pod-cidr and --kube-service-cidr, so that the bundles refuse them")
@@ -472,4 +499,40 @@ func observedDeps(rs []reconcile.Resource) {
 			r.DependsOn = append(r.DependsOn, resourceID(r.Bottle, KindNetworkPolicy, bottle.RoleBundle))
 		}
 	}
+}
+
+// ownObjects drops the objects that wear a bottle's labels but are not
+// where bottle-apply puts that bottle's objects, or not under the name it
+// gives them: labels and annotations anyone may copy, and a look-alike
+// must neither stand for the bottle's own (a decoy policy hiding a
+// deleted one) nor be deleted with it. They are left alone, and said.
+func (p *Provider) ownObjects(ctx context.Context, rs []reconcile.Resource) []reconcile.Resource {
+	p.mu.Lock()
+	nss := p.namespaces
+	p.mu.Unlock()
+	return slices.DeleteFunc(rs, func(r reconcile.Resource) bool {
+		ns, known := nss[r.Bottle]
+		if !known {
+			return false
+		}
+		want := expectedName(r.Bottle, r.Kind, r.Role)
+		if r.Summary["namespace"] == ns && r.Name == want {
+			return false
+		}
+		zerolog.Ctx(ctx).Warn().Str("bottle", r.Bottle).Str("kind", r.Kind).Str("object", qualified(r.Summary["namespace"], r.Name)).
+			Msgf("%s %s wears the labels of bottle %s but is not its own (that is %s in namespace %s): left alone",
+				r.Kind, qualified(r.Summary["namespace"], r.Name), r.Bottle, want, ns)
+		return true
+	})
+}
+
+// expectedName is the name bottle-apply gives a bottle's object.
+func expectedName(bottleName, kind, role string) string {
+	switch kind {
+	case KindNamespace:
+		return bottle.NamePrefix + bottleName
+	case KindPVC:
+		return bottle.VolumeName(bottleName, role)
+	}
+	return bottle.ResourceName(bottleName, role)
 }

@@ -90,6 +90,10 @@ type ClusterInfo struct {
 	// DNSPods selects its pods (namespace kube-system).
 	DNS     string
 	DNSPods map[string]string
+	// APIServer are the API server's own addresses (host:port), which
+	// the agent's pod knocks on, beside its node's kubelet, until its
+	// NetworkPolicy holds.
+	APIServer []string
 }
 
 // denied is every range the bundle never dials on this cluster: the
@@ -181,13 +185,17 @@ func translate(b *bottle.Bottle, ci ClusterInfo, version string) ([]reconcile.Re
 	if err != nil {
 		return nil, err
 	}
+	allow, err := allowBlocks(b.Network.AllowCIDRs, ci.denied())
+	if err != nil {
+		return nil, fmt.Errorf("bottle %s: %w", b.Metadata.Name, err)
+	}
 	svc := bundleService(b, ns, base, version)
-	bundleNP := bundlePolicy(b, ns, base, ci, version)
-	agentNP := agentPolicy(b, ns, base, version)
+	bundleNP := bundlePolicy(b, ns, base, ci, allow, version)
+	agentNP := agentPolicy(b, ns, base, allow, version)
 	dep := bundleDeployment(b, ns, ci, version)
 	dep.DependsOn = append(slices.Clone(base), bundleNP.ID())
 	out = append(out, svc, bundleNP, agentNP, dep)
-	agent := agentStatefulSet(b, ns, version)
+	agent := agentStatefulSet(b, ns, ci.APIServer, version)
 	agent.DependsOn = append(slices.Clone(base), svc.ID(), agentNP.ID())
 	agent.BoundTo = []string{svc.ID()}
 	if files != nil {
@@ -296,20 +304,20 @@ func policyPorts() []*netac.NetworkPolicyPortApplyConfiguration {
 // agentPolicy: the agent may send only to its bundle's proxy and DNS
 // ports, and to allowCIDRs; nothing may reach it (exec goes through the
 // API and the kubelet, not the pod network).
-func agentPolicy(b *bottle.Bottle, ns string, base []string, version string) reconcile.Resource {
+func agentPolicy(b *bottle.Bottle, ns string, base []string, allow []*netac.IPBlockApplyConfiguration, version string) reconcile.Resource {
 	name := bottle.ResourceName(b.Metadata.Name, bottle.RoleAgent)
 	egress := []*netac.NetworkPolicyEgressRuleApplyConfiguration{
 		netac.NetworkPolicyEgressRule().WithPorts(policyPorts()...).
 			WithTo(netac.NetworkPolicyPeer().WithPodSelector(metaac.LabelSelector().WithMatchLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)))),
 	}
-	for _, c := range b.Network.AllowCIDRs {
-		egress = append(egress, netac.NetworkPolicyEgressRule().WithTo(netac.NetworkPolicyPeer().WithIPBlock(netac.IPBlock().WithCIDR(c))))
+	for _, blk := range allow {
+		egress = append(egress, netac.NetworkPolicyEgressRule().WithTo(netac.NetworkPolicyPeer().WithIPBlock(blk)))
 	}
 	np := netac.NetworkPolicySpec().
 		WithPodSelector(metaac.LabelSelector().WithMatchLabels(labelsOf(b.Metadata.Name, bottle.RoleAgent))).
 		WithPolicyTypes("Ingress", "Egress").WithEgress(egress...)
 	r := newResource(b, KindNetworkPolicy, bottle.RoleAgent, name, reconcile.Fragment{
-		reconcile.In("allowCIDRs", emptyNil(b.Network.AllowCIDRs)), reconcile.In("hardening", hardening),
+		reconcile.In("allowCIDRs", emptyNil(b.Network.AllowCIDRs)), reconcile.In("allowed", allow), reconcile.In("hardening", hardening),
 	})
 	r.DependsOn = slices.Clone(base)
 	r.Summary = map[string]string{"namespace": ns}
@@ -322,7 +330,7 @@ func agentPolicy(b *bottle.Bottle, ns string, base []string, version string) rec
 // bundle's way out is anywhere but the cluster's ranges, its nodes,
 // link-local and loopback, and private ranges that allowCIDRs does not
 // name, plus the cluster's resolver on port 53.
-func bundlePolicy(b *bottle.Bottle, ns string, base []string, ci ClusterInfo, version string) reconcile.Resource {
+func bundlePolicy(b *bottle.Bottle, ns string, base []string, ci ClusterInfo, allow []*netac.IPBlockApplyConfiguration, version string) reconcile.Resource {
 	name := bottle.ResourceName(b.Metadata.Name, bottle.RoleBundle)
 	except := append(ci.denied(), privateRanges...)
 	except = slices.DeleteFunc(except, func(s string) bool {
@@ -334,8 +342,8 @@ func bundlePolicy(b *bottle.Bottle, ns string, base []string, ci ClusterInfo, ve
 	egress := []*netac.NetworkPolicyEgressRuleApplyConfiguration{
 		netac.NetworkPolicyEgressRule().WithTo(netac.NetworkPolicyPeer().WithIPBlock(netac.IPBlock().WithCIDR("0.0.0.0/0").WithExcept(except...))),
 	}
-	for _, c := range b.Network.AllowCIDRs {
-		egress = append(egress, netac.NetworkPolicyEgressRule().WithTo(netac.NetworkPolicyPeer().WithIPBlock(netac.IPBlock().WithCIDR(c))))
+	for _, blk := range allow {
+		egress = append(egress, netac.NetworkPolicyEgressRule().WithTo(netac.NetworkPolicyPeer().WithIPBlock(blk)))
 	}
 	tcp, udp := corev1.ProtocolTCP, corev1.ProtocolUDP
 	dnsPorts := []*netac.NetworkPolicyPortApplyConfiguration{
@@ -368,6 +376,34 @@ func bundlePolicy(b *bottle.Bottle, ns string, base []string, ci ClusterInfo, ve
 	r.Config = object{Kind: KindNetworkPolicy, Namespace: ns, Name: name, Apply: netac.NetworkPolicy(name, ns).
 		WithLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).WithSpec(np)}
 	return r
+}
+
+// allowBlocks are the ipBlocks of allowCIDRs less the ranges no bottle
+// may reach on the cluster (its pod and service ranges, its nodes,
+// link-local, loopback): NetworkPolicy rules add up, so an allowed range
+// that holds them would open them to the agent. A range that lies inside
+// one of them is refused.
+func allowBlocks(allow, denied []string) ([]*netac.IPBlockApplyConfiguration, error) {
+	var out []*netac.IPBlockApplyConfiguration
+	for _, a := range allow {
+		ap, err := netip.ParsePrefix(a)
+		if err != nil {
+			return nil, fmt.Errorf("network.allowCIDRs: %q: %w", a, err)
+		}
+		blk := netac.IPBlock().WithCIDR(ap.Masked().String())
+		for _, d := range denied {
+			dp, err := netip.ParsePrefix(d)
+			if err != nil || dp.Addr().Is4() != ap.Addr().Is4() || !ap.Overlaps(dp) {
+				continue
+			}
+			if dp.Bits() <= ap.Bits() {
+				return nil, fmt.Errorf("network.allowCIDRs %s lies inside %s, which is the cluster's own (its pods, services or nodes, link-local or loopback) and which no bottle may reach; remove it", a, d)
+			}
+			blk.WithExcept(dp.Masked().String())
+		}
+		out = append(out, blk)
+	}
+	return out, nil
 }
 
 // restricted is the security context of a container that needs nothing:
@@ -479,16 +515,18 @@ func envVar(k, v string) *coreac.EnvVarApplyConfiguration {
 // agentTemplate is the agent's StatefulSet but for its bundle's address,
 // which the cluster allocates with the Service.
 type agentTemplate struct {
-	b       *bottle.Bottle
-	ns      string
-	name    string
-	version string
-	meta    map[string]string
+	// apiServer are the API server's addresses the pod knocks on.
+	apiServer []string
+	b         *bottle.Bottle
+	ns        string
+	name      string
+	version   string
+	meta      map[string]string
 }
 
 // agentStatefulSet is the agent: one pod with a stable identity, on the
 // bottle's volumes.
-func agentStatefulSet(b *bottle.Bottle, ns, version string) reconcile.Resource {
+func agentStatefulSet(b *bottle.Bottle, ns string, apiServer []string, version string) reconcile.Resource {
 	a := &b.Spec.Agent
 	name := bottle.ResourceName(b.Metadata.Name, bottle.RoleAgent)
 	daemons := emptyNil(slices.Clone(b.Spec.Bundle.Daemons))
@@ -498,6 +536,7 @@ func agentStatefulSet(b *bottle.Bottle, ns, version string) reconcile.Resource {
 		reconcile.In("cpus", a.CPUs), reconcile.In("memory", a.MemoryLimit()),
 		reconcile.In("bundle", []any{b.Spec.Bundle.Image, daemons, emptyNil(b.Network.AllowCIDRs), emptyNil(b.Spec.Bundle.Egress.Allow)}),
 		reconcile.In("runtimeClass", b.Spec.Kubernetes.RuntimeClassName), reconcile.In("hardening", hardening),
+		reconcile.In("knocks", apiServer),
 	}
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
@@ -534,7 +573,7 @@ func agentStatefulSet(b *bottle.Bottle, ns, version string) reconcile.Resource {
 	if a.User != "" {
 		meta[annUser] = a.User
 	}
-	r.Config = object{Kind: KindStatefulSet, Namespace: ns, Name: name, agent: &agentTemplate{b: b, ns: ns, name: name, version: version, meta: meta}}
+	r.Config = object{Kind: KindStatefulSet, Namespace: ns, Name: name, agent: &agentTemplate{apiServer: apiServer, b: b, ns: ns, name: name, version: version, meta: meta}}
 	return r
 }
 
@@ -593,7 +632,7 @@ func (t *agentTemplate) render(bundleIP string) (*appsac.StatefulSetApplyConfigu
 	// network plugin programs some time after the pod starts: the node's
 	// kubelet answers every pod until then.
 	ps.WithInitContainers(coreac.Container().WithName(containerConfined).WithImage(b.Spec.Bundle.Image).WithImagePullPolicy(corev1.PullIfNotPresent).
-		WithCommand(bundleimage.BinaryPath, "confined", "$(BOTTLE_NODE_IP):10250").
+		WithCommand(append([]string{bundleimage.BinaryPath, "confined", "$(BOTTLE_NODE_IP):10250"}, t.apiServer...)...).
 		WithEnv(coreac.EnvVar().WithName("BOTTLE_NODE_IP").WithValueFrom(coreac.EnvVarSource().WithFieldRef(coreac.ObjectFieldSelector().WithFieldPath("status.hostIP")))).
 		WithTerminationMessagePolicy(corev1.TerminationMessageFallbackToLogsOnError).
 		WithSecurityContext(restricted().WithReadOnlyRootFilesystem(true)).

@@ -21,7 +21,7 @@ import (
 
 var update = flag.Bool("update", false, "rewrite testdata/*.golden")
 
-var testCluster = ClusterInfo{
+var testCluster = ClusterInfo{APIServer: []string{"10.200.0.10:6443"},
 	PodCIDRs: []string{"10.244.0.0/24"}, ServiceCIDRs: []string{"10.96.0.0/16"}, NodeAddrs: []string{"10.200.0.10"},
 }
 
@@ -190,3 +190,41 @@ type (
 	coreEnv   = coreac.EnvVarApplyConfiguration
 	netPolicy = netac.NetworkPolicyApplyConfiguration
 )
+
+// TestAllowBlocksKeepTheClusterOut: NetworkPolicy rules add up, so an
+// allowCIDRs range that holds the cluster's own ranges must carve them
+// out, and one inside them is refused: else allowCIDRs 10.0.0.0/8 opens
+// every pod and node to the agent.
+func TestAllowBlocksKeepTheClusterOut(t *testing.T) {
+	t.Parallel()
+	denied := testCluster.denied()
+	for _, tc := range []struct {
+		allow      string
+		wantExcept []string
+		wantErr    string
+	}{
+		{allow: "192.0.2.0/24"},
+		{allow: "10.0.0.0/8", wantExcept: []string{"10.200.0.10/32", "10.244.0.0/24", "10.96.0.0/16"}},
+		{allow: "0.0.0.0/0", wantExcept: []string{"10.200.0.10/32", "10.244.0.0/24", "10.96.0.0/16", "127.0.0.0/8", "169.254.0.0/16"}},
+		{allow: "10.244.0.0/25", wantErr: "lies inside 10.244.0.0/24"},
+		{allow: "10.200.0.10/32", wantErr: "lies inside 10.200.0.10/32"},
+		{allow: "169.254.169.254/32", wantErr: "lies inside 169.254.0.0/16"},
+	} {
+		blocks, err := allowBlocks([]string{tc.allow}, denied)
+		if tc.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Errorf("allowCIDRs %s: %v, want an error with %q", tc.allow, err, tc.wantErr)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("allowCIDRs %s: %v", tc.allow, err)
+			continue
+		}
+		got := slices.Clone(blocks[0].Except)
+		slices.Sort(got)
+		if !slices.Equal(got, tc.wantExcept) {
+			t.Errorf("allowCIDRs %s: except %v, want %v", tc.allow, got, tc.wantExcept)
+		}
+	}
+}
