@@ -1,13 +1,11 @@
 package kubernetes
 
 import (
-	"archive/tar"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"net/url"
 	"os"
 	"path"
@@ -15,9 +13,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
-	"github.com/rs/zerolog"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -28,6 +24,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/internal/tarcopy"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -450,18 +447,18 @@ func (g *podGuest) CopyIn(ctx context.Context, src, dst string) error {
 	if err != nil {
 		return fail(err)
 	}
-	var own *owner
+	var own *tarcopy.Owner
 	if g.user != "" {
 		uid, gid, err := spec.ParseUser(g.user)
 		if err != nil {
 			return fail(fmt.Errorf("the bottle's user: %w", err))
 		}
-		own = &owner{uid, gid}
+		own = &tarcopy.Owner{UID: uid, GID: gid}
 	}
 	pr, pw := io.Pipe()
 	tarred := make(chan error, 1)
 	go func() {
-		err := tarPath(pw, src, as, own)
+		err := tarcopy.Write(pw, src, as, own)
 		pw.CloseWithError(err)
 		tarred <- err
 	}()
@@ -538,7 +535,7 @@ func missingBelow(existing, dir string) ([]string, error) {
 // CopyOut implements guest.Guest, as docker cp does: into dst when it is
 // an existing directory, under src's name, else as dst; src ending in
 // "/." copies the directory's contents into dst. The guest writes the tar
-// stream, so it is not trusted: see untarTo.
+// stream, so it is not trusted: see tarcopy.Extract.
 func (g *podGuest) CopyOut(ctx context.Context, src, dst string) error {
 	guestPath := path.Clean(src)
 	fail := func(err error) error { return fmt.Errorf("copy %s:%s to %s: %w", g.label, guestPath, dst, err) }
@@ -558,7 +555,7 @@ func (g *podGuest) CopyOut(ctx context.Context, src, dst string) error {
 		pw.CloseWithError(err)
 		done <- err
 	}()
-	uerr := untarTo(ctx, pr, top, dst)
+	uerr := tarcopy.Extract(ctx, pr, top, dst)
 	if uerr != nil {
 		cancel() // and the guest's tar with it
 	} else {
@@ -569,276 +566,11 @@ func (g *podGuest) CopyOut(ctx context.Context, src, dst string) error {
 	// The guest's failure explains a stream cut short (tar: no such
 	// file); anything else the extraction refused is the error, whatever
 	// the guest's tar made of being cut off.
-	if err != nil && (uerr == nil || errors.Is(uerr, errShortArchive)) {
+	if err != nil && (uerr == nil || errors.Is(uerr, tarcopy.ErrShortArchive)) {
 		return fail(err)
 	}
 	if uerr != nil {
 		return fail(uerr)
-	}
-	return nil
-}
-
-// errShortArchive marks an archive that ended before its first entry, or
-// could not be read.
-var errShortArchive = errors.New("short archive")
-
-// owner is a numeric uid and gid.
-type owner struct{ uid, gid int }
-
-// tarPath writes src (a file or a directory, or a directory's contents
-// when it ends in "/.") as a tar stream whose top entry is named as (a
-// slash-separated path), after directory entries for the parents of as.
-// With an owner, every entry belongs to it.
-func tarPath(w io.Writer, src, as string, own *owner) error {
-	tw := tar.NewWriter(w)
-	header := func(hdr *tar.Header) error {
-		if own != nil {
-			hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = own.uid, own.gid, "", ""
-		}
-		return tw.WriteHeader(hdr)
-	}
-	var parents []string
-	if as != "" {
-		parents = strings.Split(path.Dir(as), "/")
-		if path.Dir(as) == "." {
-			parents = nil
-		}
-	}
-	prefix := ""
-	for _, p := range parents {
-		prefix = path.Join(prefix, p)
-		if err := header(&tar.Header{Name: prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}); err != nil {
-			return err
-		}
-	}
-	root := filepath.Clean(src)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		name := path.Join(as, filepath.ToSlash(rel))
-		if name == "." || name == "" {
-			return nil // a directory's contents: not the directory itself
-		}
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return fmt.Errorf("%s: %w", p, err)
-		}
-		hdr.Name = name
-		if d.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := header(hdr); err != nil {
-			return err
-		}
-		if !info.Mode().IsRegular() {
-			return nil
-		}
-		f, err := os.Open(p)
-		if err != nil {
-			return err
-		}
-		defer f.Close()
-		_, err = io.Copy(tw, f)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
-
-// entryPath maps the name of an entry of a tar stream whose top entry is
-// top ("." for a directory's contents) to a path relative to the
-// extraction's root, as base (the name dst gives the top entry; "" for
-// contents) plus what follows top. Any other name is refused: the stream
-// comes from the guest, which a hostile agent controls. ok is false for
-// the top of contents, which is the root itself.
-func entryPath(name, top, base string) (rel string, ok bool, err error) {
-	n := path.Clean(strings.TrimPrefix(name, "./"))
-	var rest string
-	switch {
-	case top == ".":
-		if n == "." {
-			return "", false, nil
-		}
-		rest = n
-	case n == top:
-	case strings.HasPrefix(n, top+"/"):
-		rest = n[len(top)+1:]
-	default:
-		return "", false, fmt.Errorf("refusing entry %q outside the destination", name)
-	}
-	out := filepath.FromSlash(path.Join(base, rest))
-	if !filepath.IsLocal(out) || path.IsAbs(n) || strings.HasPrefix(rest, "../") || rest == ".." {
-		return "", false, fmt.Errorf("refusing entry %q outside the destination", name)
-	}
-	return out, true, nil
-}
-
-// linkInside says whether a symbolic link at rel (relative to the root),
-// to target, stays within the tree of base (the copy's top entry; "" for
-// the whole root, as contents).
-func linkInside(rel, target, base string) bool {
-	if target == "" || path.IsAbs(target) || filepath.IsAbs(target) {
-		return false
-	}
-	resolved := path.Join(path.Dir(filepath.ToSlash(rel)), target)
-	if base == "" {
-		return filepath.IsLocal(resolved)
-	}
-	b := filepath.ToSlash(base)
-	return resolved == b || strings.HasPrefix(resolved, b+"/")
-}
-
-// untarTo extracts a tar stream from the guest, whose top entry is named
-// top ("." for a directory's contents), to the host path dst: an existing
-// directory receives it inside under top's name (contents: dst itself),
-// anything else is replaced by it.
-//
-// The guest is not trusted. Every write goes through an os.Root at the
-// destination's directory; an entry whose name leaves the copied tree is
-// refused, and so is one whose parent on disk is a symbolic link (from the
-// stream or already there): nothing is written through a link. A symbolic
-// link that would point out of the copied tree is skipped (a warning on
-// the context's logger), as kubectl cp does, and so is anything but
-// directories, files, links within the tree and hard links within it.
-// Modes keep their permission bits only (no setuid). An existing file is
-// replaced, never written through.
-func untarTo(ctx context.Context, r io.Reader, top, dst string) error {
-	target := filepath.Clean(dst)
-	dir, base := filepath.Dir(target), filepath.Base(target)
-	st, err := os.Stat(target)
-	switch {
-	case top == ".":
-		if err != nil {
-			if err := os.MkdirAll(target, 0o755); err != nil {
-				return err
-			}
-		} else if !st.IsDir() {
-			return fmt.Errorf("%s is not a directory: a directory's contents go into one", dst)
-		}
-		dir, base = target, ""
-	case err == nil && st.IsDir():
-		dir, base = target, top
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	log := zerolog.Ctx(ctx)
-	tr := tar.NewReader(r)
-	seen := false
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			if !seen {
-				return fmt.Errorf("the guest sent an empty archive (%w)", errShortArchive)
-			}
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("read the archive (%w): %w", errShortArchive, err)
-		}
-		seen = true
-		name, ok, err := entryPath(hdr.Name, top, base)
-		if err != nil {
-			return err
-		}
-		if !ok {
-			continue
-		}
-		if err := noLinkAbove(root, name); err != nil {
-			return err
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg, tar.TypeSymlink, tar.TypeLink:
-			if hdr.Typeflag == tar.TypeSymlink && !linkInside(name, hdr.Linkname, base) {
-				log.Warn().Str("entry", hdr.Name).Str("target", hdr.Linkname).Msg("skipping a symbolic link that points out of the copy")
-				continue
-			}
-			var old string
-			if hdr.Typeflag == tar.TypeLink {
-				if old, _, err = entryPath(hdr.Linkname, top, base); err != nil {
-					return fmt.Errorf("hard link %q: %w", hdr.Name, err)
-				}
-				if err := noLinkAbove(root, old); err != nil {
-					return err
-				}
-			}
-			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-				return err
-			}
-			if fi, err := root.Lstat(name); err == nil && !fi.IsDir() {
-				if err := root.Remove(name); err != nil {
-					return err
-				}
-			}
-			switch hdr.Typeflag {
-			case tar.TypeSymlink:
-				if err := root.Symlink(hdr.Linkname, name); err != nil {
-					return err
-				}
-				continue
-			case tar.TypeLink:
-				if err := root.Link(old, name); err != nil {
-					return err
-				}
-				continue
-			}
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fs.FileMode(hdr.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		default:
-			log.Warn().Str("entry", hdr.Name).Msg("skipping an entry that is no file, directory nor link")
-		}
-	}
-}
-
-// noLinkAbove refuses a name under root whose parent directories include
-// a symbolic link: writing below it would write through the link.
-func noLinkAbove(root *os.Root, name string) error {
-	dir := filepath.Dir(name)
-	if dir == "." {
-		return nil
-	}
-	p := ""
-	for _, part := range strings.Split(dir, string(filepath.Separator)) {
-		p = filepath.Join(p, part)
-		fi, err := root.Lstat(p)
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if fi.Mode()&fs.ModeSymlink != 0 {
-			return fmt.Errorf("refusing entry %q: %s is a symbolic link", filepath.ToSlash(name), filepath.ToSlash(p))
-		}
 	}
 	return nil
 }
