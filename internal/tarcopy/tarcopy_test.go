@@ -215,6 +215,29 @@ func writeFile(t *testing.T, p, body string) {
 	}
 }
 
+// TestExtractReplacesAndCreates: an existing file is replaced, missing
+// directories below the top are made.
+func TestExtractReplacesAndCreates(t *testing.T) {
+	t.Parallel()
+	dst := filepath.Join(t.TempDir(), "out.txt")
+	if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := Extract(t.Context(), tarOf(t, entry{name: "in.txt", body: "new"}), "in.txt", dst); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(dst); string(b) != "new" {
+		t.Fatalf("out.txt = %q", b)
+	}
+	dir := t.TempDir()
+	if err := Extract(t.Context(), tarOf(t, entry{name: "tree/", dir: true}, entry{name: "tree/a/b", body: "deep"}), "tree", dir); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir, "tree", "a", "b")); string(b) != "deep" {
+		t.Fatalf("tree/a/b = %q", b)
+	}
+}
+
 // TestTarRoundTrip writes what CopyIn sends and extracts it as CopyOut
 // does, with docker cp's destinations.
 func TestTarRoundTrip(t *testing.T) {

@@ -1,17 +1,13 @@
 package docker
 
 import (
-	"archive/tar"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"os"
 	"path"
 	"path/filepath"
 	"slices"
-	"strings"
 	"time"
 
 	"github.com/docker/docker/api/types/container"
@@ -20,6 +16,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/internal/tarcopy"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
 
@@ -103,7 +100,7 @@ func (p *Provider) Guest(ctx context.Context, bottleName, role string) (guest.Gu
 		if err != nil {
 			return nil, fmt.Errorf("the agent of bottle %s: label %s: %w", bottleName, LabelUser, err)
 		}
-		cg.owner = &owner{uid, gid}
+		cg.owner = &tarcopy.Owner{UID: uid, GID: gid}
 	}
 	return cg, nil
 }
@@ -115,11 +112,8 @@ type containerGuest struct {
 	where string // names it in messages
 	// owner is spec.agent.user: what CopyIn writes belongs to it; nil
 	// keeps the owners of the host's files.
-	owner *owner
+	owner *tarcopy.Owner
 }
-
-// owner is a numeric uid and gid.
-type owner struct{ uid, gid int }
 
 var _ guest.Guest = (*containerGuest)(nil)
 
@@ -208,7 +202,7 @@ func (c *containerGuest) CopyIn(ctx context.Context, src, dst string) error {
 		dir = path.Dir(dir)
 	}
 	pr, pw := io.Pipe()
-	go func() { pw.CloseWithError(tarPath(pw, src, missing, as, c.owner)) }()
+	go func() { pw.CloseWithError(tarcopy.Write(pw, src, path.Join(append(missing, as)...), c.owner)) }()
 	err := c.g.CopyToContainer(ctx, c.id, dir, pr, container.CopyToContainerOptions{})
 	pr.CloseWithError(err)
 	if err != nil {
@@ -217,7 +211,8 @@ func (c *containerGuest) CopyIn(ctx context.Context, src, dst string) error {
 	return nil
 }
 
-// CopyOut implements guest.Guest.
+// CopyOut implements guest.Guest. The container writes the tar stream,
+// so it is not trusted: see tarcopy.Extract.
 func (c *containerGuest) CopyOut(ctx context.Context, src, dst string) error {
 	guestPath := path.Clean(src)
 	rc, _, err := c.g.CopyFromContainer(ctx, c.id, guestPath)
@@ -225,138 +220,8 @@ func (c *containerGuest) CopyOut(ctx context.Context, src, dst string) error {
 		return fmt.Errorf("copy %s:%s: %w", c.where, guestPath, err)
 	}
 	defer rc.Close()
-	if err := untarTo(rc, path.Base(guestPath), dst); err != nil {
+	if err := tarcopy.Extract(ctx, rc, path.Base(guestPath), dst); err != nil {
 		return fmt.Errorf("copy %s:%s to %s: %w", c.where, guestPath, dst, err)
 	}
 	return nil
-}
-
-// tarPath writes src (a file or a directory) as a tar stream whose top
-// entry is named as, below directory entries for parents (each inside the
-// one before). With an owner, every entry belongs to it.
-func tarPath(w io.Writer, src string, parents []string, as string, own *owner) error {
-	tw := tar.NewWriter(w)
-	prefix := ""
-	for _, p := range parents {
-		prefix = path.Join(prefix, p)
-		hdr := &tar.Header{Name: prefix + "/", Typeflag: tar.TypeDir, Mode: 0o755, ModTime: time.Now()}
-		if own != nil {
-			hdr.Uid, hdr.Gid = own.uid, own.gid
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-	}
-	as = path.Join(prefix, as)
-	root := filepath.Clean(src)
-	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		info, err := d.Info()
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(root, p)
-		name := path.Join(as, filepath.ToSlash(rel))
-		link := ""
-		if info.Mode()&fs.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		hdr, err := tar.FileInfoHeader(info, link)
-		if err != nil {
-			return err
-		}
-		hdr.Name = name
-		if own != nil {
-			hdr.Uid, hdr.Gid, hdr.Uname, hdr.Gname = own.uid, own.gid, "", ""
-		}
-		if d.IsDir() {
-			hdr.Name += "/"
-		}
-		if err := tw.WriteHeader(hdr); err != nil {
-			return err
-		}
-		if info.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	return tw.Close()
-}
-
-// untarTo extracts a tar stream whose top entry is named top into dst: an
-// existing directory receives it inside, anything else is replaced by it.
-// Everything is written through an os.Root, so neither an entry name nor a
-// symlink (from the stream or already on disk) can lead outside; an
-// existing file is replaced, never written through.
-func untarTo(r io.Reader, top, dst string) error {
-	target := filepath.Clean(dst)
-	dir, base := filepath.Dir(target), filepath.Base(target)
-	if st, err := os.Stat(target); err == nil && st.IsDir() {
-		dir, base = target, top
-	}
-	root, err := os.OpenRoot(dir)
-	if err != nil {
-		return err
-	}
-	defer root.Close()
-	tr := tar.NewReader(r)
-	for {
-		hdr, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		rel, ok := strings.CutPrefix(path.Clean(hdr.Name), top)
-		name := filepath.FromSlash(path.Join(base, rel))
-		if !ok || !filepath.IsLocal(name) || rel != "" && !strings.HasPrefix(rel, "/") {
-			return fmt.Errorf("refusing entry %q outside the destination", hdr.Name)
-		}
-		switch hdr.Typeflag {
-		case tar.TypeDir:
-			if err := root.MkdirAll(name, 0o755); err != nil {
-				return err
-			}
-		case tar.TypeReg, tar.TypeSymlink:
-			if err := root.MkdirAll(filepath.Dir(name), 0o755); err != nil {
-				return err
-			}
-			if fi, err := root.Lstat(name); err == nil && !fi.IsDir() {
-				if err := root.Remove(name); err != nil {
-					return err
-				}
-			}
-			if hdr.Typeflag == tar.TypeSymlink {
-				if err := root.Symlink(hdr.Linkname, name); err != nil {
-					return err
-				}
-				continue
-			}
-			f, err := root.OpenFile(name, os.O_CREATE|os.O_EXCL|os.O_WRONLY, fs.FileMode(hdr.Mode)&0o777)
-			if err != nil {
-				return err
-			}
-			_, err = io.Copy(f, tr)
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err != nil {
-				return err
-			}
-		}
-	}
 }
