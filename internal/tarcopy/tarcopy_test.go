@@ -11,6 +11,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/internal/tarcopy/tartest"
 )
 
 func TestEntryPath(t *testing.T) {
@@ -54,38 +56,6 @@ func TestEntryPath(t *testing.T) {
 	}
 }
 
-type entry struct {
-	name, body, link, hardlink string
-	dir                        bool
-}
-
-func tarOf(t *testing.T, es ...entry) *bytes.Buffer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range es {
-		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: tar.TypeReg}
-		switch {
-		case e.dir:
-			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
-		case e.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
-		case e.hardlink != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, e.hardlink, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &buf
-}
-
 // TestExtractAttacks plays a hostile agent: CopyOut extracts a stream the
 // guest writes. Nothing may be written outside the destination, nor
 // through a link; every case checks the victims beside it.
@@ -94,54 +64,54 @@ func TestExtractAttacks(t *testing.T) {
 	cases := []struct {
 		name    string
 		top     string
-		entries []entry
+		entries []tartest.Entry
 		prepare func(t *testing.T, dst, victim string)
 		wantErr string
 		// skipped names an entry that must not exist afterwards (a link
 		// out, skipped rather than refused).
 		skipped string
 	}{
-		{name: "dot-dot names", entries: []entry{{name: "w/", dir: true}, {name: "w/../../victim", body: "evil"}},
+		{name: "dot-dot names", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/../../victim", Body: "evil"}},
 			wantErr: "outside the destination"},
-		{name: "dot-dot at the top", entries: []entry{{name: "../victim", body: "evil"}}, wantErr: "outside the destination"},
-		{name: "absolute name", entries: []entry{{name: "w/", dir: true}, {name: "VICTIM", body: "evil"}}, wantErr: "outside the destination"},
-		{name: "another top", entries: []entry{{name: "other/x", body: "evil"}}, wantErr: "outside the destination"},
-		{name: "contents with dot-dot", top: ".", entries: []entry{{name: "./", dir: true}, {name: "./../victim", body: "evil"}},
+		{name: "dot-dot at the top", entries: []tartest.Entry{{Name: "../victim", Body: "evil"}}, wantErr: "outside the destination"},
+		{name: "absolute name", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "VICTIM", Body: "evil"}}, wantErr: "outside the destination"},
+		{name: "another top", entries: []tartest.Entry{{Name: "other/x", Body: "evil"}}, wantErr: "outside the destination"},
+		{name: "contents with dot-dot", top: ".", entries: []tartest.Entry{{Name: "./", Dir: true}, {Name: "./../victim", Body: "evil"}},
 			wantErr: "outside the destination"},
-		{name: "a link out then a file through it", entries: []entry{
-			{name: "w/", dir: true}, {name: "w/l", link: "VICTIM_DIR"}, {name: "w/l/pwned", body: "evil"},
+		{name: "a link out then a file through it", entries: []tartest.Entry{
+			{Name: "w/", Dir: true}, {Name: "w/l", Link: "VICTIM_DIR"}, {Name: "w/l/pwned", Body: "evil"},
 		}}, // the link is skipped: w/l becomes a directory of the copy
-		{name: "a link up to the root then a file through it", entries: []entry{
-			{name: "w/", dir: true}, {name: "w/l", link: ".."}, {name: "w/l/victim-in-dst", body: "evil"},
+		{name: "a link up to the root then a file through it", entries: []tartest.Entry{
+			{Name: "w/", Dir: true}, {Name: "w/l", Link: ".."}, {Name: "w/l/victim-in-dst", Body: "evil"},
 		}},
-		{name: "the top is a link up", entries: []entry{
-			{name: "w", link: "."}, {name: "w/victim-in-dst", body: "evil"},
+		{name: "the top is a link up", entries: []tartest.Entry{
+			{Name: "w", Link: "."}, {Name: "w/victim-in-dst", Body: "evil"},
 		}},
-		{name: "a link within then a file through it", entries: []entry{
-			{name: "w/", dir: true}, {name: "w/d/", dir: true}, {name: "w/l", link: "d"}, {name: "w/l/x", body: "evil"},
+		{name: "a link within then a file through it", entries: []tartest.Entry{
+			{Name: "w/", Dir: true}, {Name: "w/d/", Dir: true}, {Name: "w/l", Link: "d"}, {Name: "w/l/x", Body: "evil"},
 		}, wantErr: "is a symbolic link"},
-		{name: "a file over a link already on disk", entries: []entry{
-			{name: "w/", dir: true}, {name: "w/x", body: "evil"},
+		{name: "a file over a link already on disk", entries: []tartest.Entry{
+			{Name: "w/", Dir: true}, {Name: "w/x", Body: "evil"},
 		}, prepare: func(t *testing.T, dst, victim string) {
-			mkdir(t, filepath.Join(dst, "w"))
+			tartest.Mkdir(t, filepath.Join(dst, "w"))
 			if err := os.Symlink(victim, filepath.Join(dst, "w", "x")); err != nil {
 				t.Fatal(err)
 			}
 		}},
-		{name: "a file below a link already on disk", entries: []entry{
-			{name: "w/", dir: true}, {name: "w/d/victim", body: "evil"},
+		{name: "a file below a link already on disk", entries: []tartest.Entry{
+			{Name: "w/", Dir: true}, {Name: "w/d/victim", Body: "evil"},
 		}, prepare: func(t *testing.T, dst, victim string) {
-			mkdir(t, filepath.Join(dst, "w"))
+			tartest.Mkdir(t, filepath.Join(dst, "w"))
 			if err := os.Symlink(filepath.Dir(victim), filepath.Join(dst, "w", "d")); err != nil {
 				t.Fatal(err)
 			}
 		}, wantErr: "is a symbolic link"},
-		{name: "an absolute link", entries: []entry{{name: "w/", dir: true}, {name: "w/l", link: "VICTIM"}}, skipped: "w/l"},
-		{name: "a relative link out", entries: []entry{{name: "w/", dir: true}, {name: "w/l", link: "../../victim"}}, skipped: "w/l"},
-		{name: "a link to the destination's directory", entries: []entry{{name: "w/", dir: true}, {name: "w/l", link: ".."}}, skipped: "w/l"},
-		{name: "a hard link out", entries: []entry{{name: "w/", dir: true}, {name: "w/h", hardlink: "../victim-in-dst"}},
+		{name: "an absolute link", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/l", Link: "VICTIM"}}, skipped: "w/l"},
+		{name: "a relative link out", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/l", Link: "../../victim"}}, skipped: "w/l"},
+		{name: "a link to the destination's directory", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/l", Link: ".."}}, skipped: "w/l"},
+		{name: "a hard link out", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/h", Hardlink: "../victim-in-dst"}},
 			wantErr: "outside the destination"},
-		{name: "a hard link to an absolute path", entries: []entry{{name: "w/", dir: true}, {name: "w/h", hardlink: "VICTIM"}},
+		{name: "a hard link to an absolute path", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/h", Hardlink: "VICTIM"}},
 			wantErr: "outside the destination"},
 	}
 	for _, tc := range cases {
@@ -150,26 +120,26 @@ func TestExtractAttacks(t *testing.T) {
 			base := t.TempDir()
 			victimDir := filepath.Join(base, "victim-dir")
 			victim := filepath.Join(base, "victim")
-			mkdir(t, victimDir)
-			writeFile(t, victim, "safe")
+			tartest.Mkdir(t, victimDir)
+			tartest.WriteFile(t, victim, "safe")
 			dst := filepath.Join(base, "dst")
-			mkdir(t, dst)
+			tartest.Mkdir(t, dst)
 			inDst := filepath.Join(dst, "victim-in-dst")
-			writeFile(t, inDst, "safe")
+			tartest.WriteFile(t, inDst, "safe")
 			if tc.prepare != nil {
 				tc.prepare(t, dst, victim)
 			}
 			for i := range tc.entries {
 				e := &tc.entries[i]
-				e.name = strings.ReplaceAll(e.name, "VICTIM", victim)
-				e.link = strings.ReplaceAll(strings.ReplaceAll(e.link, "VICTIM_DIR", victimDir), "VICTIM", victim)
-				e.hardlink = strings.ReplaceAll(e.hardlink, "VICTIM", victim)
+				e.Name = strings.ReplaceAll(e.Name, "VICTIM", victim)
+				e.Link = strings.ReplaceAll(strings.ReplaceAll(e.Link, "VICTIM_DIR", victimDir), "VICTIM", victim)
+				e.Hardlink = strings.ReplaceAll(e.Hardlink, "VICTIM", victim)
 			}
 			top := tc.top
 			if top == "" {
 				top = "w"
 			}
-			err := Extract(t.Context(), tarOf(t, tc.entries...), top, dst)
+			err := Extract(t.Context(), tartest.Of(t, tc.entries...), top, dst)
 			if tc.wantErr != "" {
 				if err == nil || !matchesAny(err.Error(), tc.wantErr) {
 					t.Errorf("err = %v, want %q", err, tc.wantErr)
@@ -201,20 +171,6 @@ func matchesAny(s, alternatives string) bool {
 	return false
 }
 
-func mkdir(t *testing.T, p string) {
-	t.Helper()
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeFile(t *testing.T, p, body string) {
-	t.Helper()
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
-	}
-}
-
 // TestExtractReplacesAndCreates: an existing file is replaced, missing
 // directories below the top are made.
 func TestExtractReplacesAndCreates(t *testing.T) {
@@ -223,14 +179,14 @@ func TestExtractReplacesAndCreates(t *testing.T) {
 	if err := os.WriteFile(dst, []byte("old"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	if err := Extract(t.Context(), tarOf(t, entry{name: "in.txt", body: "new"}), "in.txt", dst); err != nil {
+	if err := Extract(t.Context(), tartest.Of(t, tartest.Entry{Name: "in.txt", Body: "new"}), "in.txt", dst); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(dst); string(b) != "new" {
 		t.Fatalf("out.txt = %q", b)
 	}
 	dir := t.TempDir()
-	if err := Extract(t.Context(), tarOf(t, entry{name: "tree/", dir: true}, entry{name: "tree/a/b", body: "deep"}), "tree", dir); err != nil {
+	if err := Extract(t.Context(), tartest.Of(t, tartest.Entry{Name: "tree/", Dir: true}, tartest.Entry{Name: "tree/a/b", Body: "deep"}), "tree", dir); err != nil {
 		t.Fatal(err)
 	}
 	if b, _ := os.ReadFile(filepath.Join(dir, "tree", "a", "b")); string(b) != "deep" {
@@ -244,14 +200,14 @@ func TestTarRoundTrip(t *testing.T) {
 	t.Parallel()
 	src := t.TempDir()
 	tree := filepath.Join(src, "tree")
-	mkdir(t, filepath.Join(tree, "sub"))
-	writeFile(t, filepath.Join(tree, "a"), "A")
-	writeFile(t, filepath.Join(tree, "sub", "b"), "B")
+	tartest.Mkdir(t, filepath.Join(tree, "sub"))
+	tartest.WriteFile(t, filepath.Join(tree, "a"), "A")
+	tartest.WriteFile(t, filepath.Join(tree, "sub", "b"), "B")
 	if err := os.Symlink("sub/b", filepath.Join(tree, "l")); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(src, "f.txt")
-	writeFile(t, file, "F")
+	tartest.WriteFile(t, file, "F")
 	if err := os.Chmod(file, 0o4755); err != nil {
 		t.Fatal(err)
 	}
@@ -284,7 +240,7 @@ func TestTarRoundTrip(t *testing.T) {
 			checkOwners(t, buf.Bytes(), 1000, 1000)
 			dst := filepath.Join(t.TempDir(), "dst")
 			if tc.existing {
-				mkdir(t, dst)
+				tartest.Mkdir(t, dst)
 			}
 			if err := Extract(context.Background(), &buf, tc.top, dst); err != nil {
 				t.Fatal(err)
@@ -314,7 +270,7 @@ func TestTarRoundTrip(t *testing.T) {
 func TestWriteParents(t *testing.T) {
 	t.Parallel()
 	file := filepath.Join(t.TempDir(), "f")
-	writeFile(t, file, "F")
+	tartest.WriteFile(t, file, "F")
 	var buf bytes.Buffer
 	if err := Write(&buf, file, "x/y/g", &Owner{7, 8}); err != nil {
 		t.Fatal(err)
@@ -356,7 +312,7 @@ func checkOwners(t *testing.T, b []byte, uid, gid int) {
 
 func TestExtractEmpty(t *testing.T) {
 	t.Parallel()
-	err := Extract(t.Context(), tarOf(t), "w", filepath.Join(t.TempDir(), "x"))
+	err := Extract(t.Context(), tartest.Of(t), "w", filepath.Join(t.TempDir(), "x"))
 	if err == nil || !strings.Contains(err.Error(), "empty archive") {
 		t.Fatalf("err = %v", err)
 	}

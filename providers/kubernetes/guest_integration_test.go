@@ -19,6 +19,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/guest"
+	"github.com/bottle-apply/bottle-apply/internal/tarcopy/tartest"
 )
 
 // testImage is on the test cluster's node already (hack/k8s loads it).
@@ -259,11 +260,11 @@ echo "$s"; test -t 0 && test -t 1 && echo tty; exit 5`},
 func testKubeCopy(t *testing.T, c *Cluster, pod *corev1.Pod, agent, bundle guest.Guest) {
 	host := t.TempDir()
 	file := filepath.Join(host, "f.txt")
-	writeFile(t, file, "F\n")
+	tartest.WriteFile(t, file, "F\n")
 	tree := filepath.Join(host, "tree")
-	mkdir(t, filepath.Join(tree, "sub"))
-	writeFile(t, filepath.Join(tree, "a"), "A")
-	writeFile(t, filepath.Join(tree, "sub", "b"), "B")
+	tartest.Mkdir(t, filepath.Join(tree, "sub"))
+	tartest.WriteFile(t, filepath.Join(tree, "a"), "A")
+	tartest.WriteFile(t, filepath.Join(tree, "sub", "b"), "B")
 	if err := os.Symlink("sub/b", filepath.Join(tree, "l")); err != nil {
 		t.Fatal(err)
 	}
@@ -311,7 +312,7 @@ func testKubeCopy(t *testing.T, c *Cluster, pod *corev1.Pod, agent, bundle guest
 	}
 
 	out := t.TempDir()
-	mkdir(t, filepath.Join(out, "existing"))
+	tartest.Mkdir(t, filepath.Join(out, "existing"))
 	for _, cp := range []struct{ src, dst string }{
 		{"/tmp/in/f.txt", "existing"},       // into an existing directory
 		{"/tmp/in/f.txt", "renamed.txt"},    // to a new name
@@ -398,13 +399,13 @@ func readAllClose(rc interface {
 func testKubeHostileTar(t *testing.T, agent guest.Guest) {
 	host := t.TempDir()
 	victim := filepath.Join(host, "victim")
-	writeFile(t, victim, "safe")
+	tartest.WriteFile(t, victim, "safe")
 	victimDir := filepath.Join(host, "victim-dir")
-	mkdir(t, victimDir)
-	escape := tarOf(t, entry{name: "out/", dir: true}, entry{name: "out/../victim", body: "evil"})
-	through := tarOf(t, entry{name: "out/", dir: true}, entry{name: "out/d/", dir: true},
-		entry{name: "out/l", link: "d"}, entry{name: "out/l/x", body: "evil"})
-	abs := tarOf(t, entry{name: "out/", dir: true}, entry{name: "out/l", link: victimDir}, entry{name: "out/l/x", body: "evil"})
+	tartest.Mkdir(t, victimDir)
+	escape := tartest.Of(t, tartest.Entry{Name: "out/", Dir: true}, tartest.Entry{Name: "out/../victim", Body: "evil"})
+	through := tartest.Of(t, tartest.Entry{Name: "out/", Dir: true}, tartest.Entry{Name: "out/d/", Dir: true},
+		tartest.Entry{Name: "out/l", Link: "d"}, tartest.Entry{Name: "out/l/x", Body: "evil"})
+	abs := tartest.Of(t, tartest.Entry{Name: "out/", Dir: true}, tartest.Entry{Name: "out/l", Link: victimDir}, tartest.Entry{Name: "out/l/x", Body: "evil"})
 	for name, b := range map[string][]byte{"escape.tar": escape.Bytes(), "through.tar": through.Bytes(), "abs.tar": abs.Bytes()} {
 		p := filepath.Join(host, name)
 		if err := os.WriteFile(p, b, 0o644); err != nil {

@@ -1,7 +1,6 @@
 package kubernetes
 
 import (
-	"archive/tar"
 	"bytes"
 	"errors"
 	"os"
@@ -349,52 +348,6 @@ func TestMissingBelow(t *testing.T) {
 	}
 	if _, err := missingBelow("/x", "/a/b"); err == nil {
 		t.Error("not below: no error")
-	}
-}
-
-type entry struct {
-	name, body, link, hardlink string
-	dir                        bool
-}
-
-func tarOf(t *testing.T, es ...entry) *bytes.Buffer {
-	t.Helper()
-	var buf bytes.Buffer
-	tw := tar.NewWriter(&buf)
-	for _, e := range es {
-		h := &tar.Header{Name: e.name, Mode: 0o644, Size: int64(len(e.body)), Typeflag: tar.TypeReg}
-		switch {
-		case e.dir:
-			h.Typeflag, h.Mode, h.Size = tar.TypeDir, 0o755, 0
-		case e.link != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeSymlink, e.link, 0
-		case e.hardlink != "":
-			h.Typeflag, h.Linkname, h.Size = tar.TypeLink, e.hardlink, 0
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			t.Fatal(err)
-		}
-		if _, err := tw.Write([]byte(e.body)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := tw.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return &buf
-}
-
-func mkdir(t *testing.T, p string) {
-	t.Helper()
-	if err := os.MkdirAll(p, 0o755); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func writeFile(t *testing.T, p, body string) {
-	t.Helper()
-	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
-		t.Fatal(err)
 	}
 }
 
