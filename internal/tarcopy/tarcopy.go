@@ -13,6 +13,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -131,8 +132,15 @@ func entryPath(name, top, base string) (rel string, ok bool, err error) {
 // linkInside says whether a symbolic link at rel (relative to the root),
 // to target, stays within the tree of base (the copy's top entry; "" for
 // the whole root, as contents).
+//
+// A target that climbs ("..") is never inside: read as text it may stay
+// in the tree while on disk it goes through another link of the same
+// archive (out/d/a -> ../.., then out/d/b -> a/../../x) and out of it.
 func linkInside(rel, target, base string) bool {
 	if target == "" || path.IsAbs(target) || filepath.IsAbs(target) {
+		return false
+	}
+	if slices.Contains(strings.Split(filepath.ToSlash(target), "/"), "..") {
 		return false
 	}
 	resolved := path.Join(path.Dir(filepath.ToSlash(rel)), target)

@@ -109,6 +109,10 @@ func TestExtractAttacks(t *testing.T) {
 		{name: "an absolute link", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/l", Link: "VICTIM"}}, skipped: "w/l"},
 		{name: "a relative link out", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/l", Link: "../../victim"}}, skipped: "w/l"},
 		{name: "a link to the destination's directory", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/l", Link: ".."}}, skipped: "w/l"},
+		// Each stays inside read as text; on disk b goes through a, which
+		// climbs two levels, and out of the copy.
+		{name: "a link out through a link of the same archive", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/d1/", Dir: true},
+			{Name: "w/d1/d2/", Dir: true}, {Name: "w/d1/d2/a", Link: "../.."}, {Name: "w/d1/d2/b", Link: "a/../../victim"}}, skipped: "w/d1/d2/b"},
 		{name: "a hard link out", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/h", Hardlink: "../victim-in-dst"}},
 			wantErr: "outside the destination"},
 		{name: "a hard link to an absolute path", entries: []tartest.Entry{{Name: "w/", Dir: true}, {Name: "w/h", Hardlink: "VICTIM"}},
