@@ -576,8 +576,11 @@ func (g *podGuest) CopyOut(ctx context.Context, src, dst string) error {
 }
 
 // tarCmd runs the agent's tar through its shell, as the copies' other
-// steps are: an image whose busybox has its applets only inside its shell
-// (no tar on PATH) copies as well as one with GNU tar.
+// steps are: the tar on PATH when there is one (by its path: a busybox
+// shell would otherwise run its own applet in its place), else the
+// shell's own, so that an image whose busybox has its applets only inside
+// its shell copies as well as one with GNU tar.
 func tarCmd(args ...string) []string {
-	return append([]string{"/bin/sh", "-c", `exec tar "$@"`, "tar"}, args...)
+	const script = `IFS=:; for d in $PATH; do if [ -x "$d/tar" ]; then exec "$d/tar" "$@"; fi; done; exec tar "$@"`
+	return append([]string{"/bin/sh", "-c", script, "tar"}, args...)
 }
