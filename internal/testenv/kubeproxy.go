@@ -1,6 +1,7 @@
 package testenv
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -22,6 +23,7 @@ import (
 // kubeconfig it was made from.
 type KubeProxy struct {
 	Kubeconfig string
+	srv        *httptest.Server
 	mu         sync.Mutex
 	calls      []string
 }
@@ -30,23 +32,36 @@ type KubeProxy struct {
 // kubeconfig (its current context), on loopback, for the test's life.
 func StartKubeProxy(t testing.TB, kubeconfig string) *KubeProxy {
 	t.Helper()
+	p, err := NewKubeProxy(kubeconfig, t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.Close)
+	return p
+}
+
+// NewKubeProxy starts a counting proxy in front of the cluster of
+// kubeconfig (its current context), on loopback, and writes the
+// kubeconfig that names it into dir; Close stops it. It is
+// StartKubeProxy for a program that is not a test (hack/bench).
+func NewKubeProxy(kubeconfig, dir string) (*KubeProxy, error) {
 	cfg, err := clientcmd.BuildConfigFromFlags("", kubeconfig)
 	if err != nil {
-		t.Fatalf("kubeconfig %s: %v", kubeconfig, err)
+		return nil, fmt.Errorf("kubeconfig %s: %w", kubeconfig, err)
 	}
 	rt, err := rest.TransportFor(cfg)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	u, err := url.Parse(cfg.Host)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &KubeProxy{}
 	rp := httputil.NewSingleHostReverseProxy(u)
 	rp.Transport = rt
 	rp.FlushInterval = -1 // watches, logs -f and exec stream
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	p.srv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		call := r.Method + " " + r.URL.Path
 		if r.URL.RawQuery != "" {
 			call += "?" + r.URL.RawQuery
@@ -56,21 +71,24 @@ func StartKubeProxy(t testing.TB, kubeconfig string) *KubeProxy {
 		p.mu.Unlock()
 		rp.ServeHTTP(w, r)
 	}))
-	t.Cleanup(srv.Close)
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["proxy"] = &clientcmdapi.Cluster{Server: srv.URL, InsecureSkipTLSVerify: true}
+	kc.Clusters["proxy"] = &clientcmdapi.Cluster{Server: p.srv.URL, InsecureSkipTLSVerify: true}
 	kc.AuthInfos["proxy"] = &clientcmdapi.AuthInfo{}
 	kc.Contexts["proxy"] = &clientcmdapi.Context{Cluster: "proxy", AuthInfo: "proxy"}
 	kc.CurrentContext = "proxy"
-	p.Kubeconfig = filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*kc, p.Kubeconfig); err != nil {
-		t.Fatal(err)
+	p.Kubeconfig = filepath.Join(dir, "kubeconfig")
+	if err := clientcmd.WriteToFile(*kc, p.Kubeconfig); err == nil {
+		err = os.Chmod(p.Kubeconfig, 0o600)
 	}
-	if err := os.Chmod(p.Kubeconfig, 0o600); err != nil {
-		t.Fatal(err)
+	if err != nil {
+		p.Close()
+		return nil, err
 	}
-	return p
+	return p, nil
 }
+
+// Close stops the proxy.
+func (p *KubeProxy) Close() { p.srv.Close() }
 
 // Take returns the calls made since the last Take, "METHOD /path?query".
 func (p *KubeProxy) Take() []string {
