@@ -2,11 +2,13 @@
 // on the local Docker engine: the wall time, the Docker API calls and the
 // peak memory of each CLI run, for a bottle and its compose peer
 // (/work/shared/bench/peer-compose.yml), and how bottle-apply scales with
-// the number of bottles. For a destroy it also times the least any client
+// the number of bottles. When BOTTLE_APPLY_TEST_KUBECONFIG names a cluster
+// (export $(hack/k8s/env.sh)), it also times no-op applies of 1 and of 20
+// bottles there and counts their calls to the API server. For a destroy it also times the least any client
 // could take: the same bottle removed by raw API calls from the bench's own
 // process (the "destroy floor" rows). `make bench` runs it:
 //
-//	go run ./hack/bench [-rounds 5] [-out bench-results/latest.json]
+//	go run ./hack/bench [-rounds 5] [-out bench-results/latest.json] [-kubernetes-only]
 //
 // Set COMPOSE_BIN to use a given docker compose binary; otherwise compose
 // v2.40.3 is built once from its module source into the user cache.
@@ -45,9 +47,10 @@ import (
 func main() {
 	rounds := flag.Int("rounds", 5, "measured rounds of each case")
 	out := flag.String("out", "bench-results/latest.json", "where the JSON report is written")
+	kubeOnly := flag.Bool("kubernetes-only", false, "measure the kubernetes section alone (no docker engine cases, no compose)")
 	flag.Parse()
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	err := run(ctx, *rounds, *out)
+	err := run(ctx, *rounds, *out, *kubeOnly)
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
@@ -98,7 +101,7 @@ type bench struct {
 	results  []*result
 }
 
-func run(ctx context.Context, rounds int, outPath string) error {
+func run(ctx context.Context, rounds int, outPath string, kubeOnly bool) error {
 	if rounds < 1 {
 		return errors.New("-rounds must be at least 1")
 	}
@@ -138,8 +141,11 @@ func run(ctx context.Context, rounds int, outPath string) error {
 	if err != nil {
 		return err
 	}
-	comp := findCompose(ctx, work)
-	if comp.Err != "" {
+	comp := compose{Err: "-kubernetes-only"}
+	if !kubeOnly {
+		comp = findCompose(ctx, work)
+	}
+	if comp.Err != "" && !kubeOnly {
 		logf("NO DOCKER COMPOSE: %s\nbench: measuring bottle-apply alone; ratios are n/a", comp.Err)
 	}
 	removeImage, err := ensureImage(ctx, dc)
@@ -181,18 +187,33 @@ func run(ctx context.Context, rounds int, outPath string) error {
 	}()
 
 	load := [2]string{loadavg()}
-	if err := b.pair(work, peer, rounds); err != nil {
-		return err
-	}
-	for _, n := range []int{1, 5, 20} {
-		if err := b.scale(work, n, rounds); err != nil {
+	if !kubeOnly {
+		if err := b.pair(work, peer, rounds); err != nil {
 			return err
 		}
+		for _, n := range []int{1, 5, 20} {
+			if err := b.scale(work, n, rounds); err != nil {
+				return err
+			}
+		}
+	}
+	kd, err := b.kube(root, work, rounds, bundleRef)
+	if err != nil {
+		return err
+	}
+	if kd.Skipped != "" {
+		logf("no kubernetes section: %s", kd.Skipped)
 	}
 	load[1] = loadavg()
 	took := time.Since(started)
+	if kubeOnly {
+		rep := &reportDoc{Started: started, DurationS: took.Seconds(), Rounds: rounds, Engine: sv.Version, LoadAvg: load, Compose: comp, Kubernetes: kd}
+		printKube(os.Stdout, kd, rounds)
+		return writeJSON(outPath, rep)
+	}
 	rep := b.report(rounds, took, sv.Version, comp)
 	rep.LoadAvg = load
+	rep.Kubernetes = kd
 	printReport(os.Stdout, rep)
 	if err := writeJSON(outPath, rep); err != nil {
 		return err

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -27,6 +28,9 @@ type reportDoc struct {
 	NoopCalls map[string][]string `json:"noopCalls"` // of the first measured round, per tool
 	Targets   []targetDoc         `json:"targets"`
 	Notes     []string            `json:"notes,omitempty"`
+
+	// Kubernetes is the kubernetes section (kube.go).
+	Kubernetes *kubeDoc `json:"kubernetes,omitempty"`
 }
 
 type caseDoc struct {
@@ -289,7 +293,15 @@ func printReport(w io.Writer, rep *reportDoc) {
 		}
 	}
 	fmt.Fprintln(w, "\ntargets:")
-	for _, t := range rep.Targets {
+	printTargets(w, rep.Targets)
+	printKube(w, rep.Kubernetes, rep.Rounds)
+	for _, n := range rep.Notes {
+		fmt.Fprintln(w, "note:", n)
+	}
+}
+
+func printTargets(w io.Writer, ts []targetDoc) {
+	for _, t := range ts {
 		verdict := "n/a"
 		if t.Holds != nil {
 			verdict = map[bool]string{true: "holds", false: "FAILS"}[*t.Holds]
@@ -299,9 +311,51 @@ func printReport(w io.Writer, rep *reportDoc) {
 			fmt.Fprintf(w, "         %s\n", t.Breakdown)
 		}
 	}
-	for _, n := range rep.Notes {
-		fmt.Fprintln(w, "note:", n)
+}
+
+// printKube prints the kubernetes section: its table, the calls of a
+// no-op and its targets.
+func printKube(w io.Writer, k *kubeDoc, rounds int) {
+	if k == nil {
+		return
 	}
+	if k.Skipped != "" {
+		fmt.Fprintf(w, "\nkubernetes: skipped: %s\n", k.Skipped)
+		return
+	}
+	fmt.Fprintf(w, "\nkubernetes %s at %s, %d rounds, medians; calls through a counting proxy in front of the API server\n\n", k.Version, k.Server, rounds)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "case\tbottle-apply\tAPI calls\twrites\tpeak RSS")
+	for _, c := range k.Cases {
+		fmt.Fprintf(tw, "%s\t%.0f ms\t%g\t%d\t%.1f MiB\n", c.Name, c.MedianMS, c.MedianCalls, len(c.Writes), float64(c.MaxRSSKiB)/1024)
+	}
+	tw.Flush()
+	for _, c := range k.Cases {
+		fmt.Fprintf(w, "\n%s, API calls (%d):\n", c.Name, len(c.Calls))
+		for _, call := range c.Calls {
+			fmt.Fprintf(w, "  %s\n", shortSelector(call))
+		}
+	}
+	fmt.Fprintln(w, "\nkubernetes targets:")
+	printTargets(w, k.Targets)
+}
+
+// shortSelector shows a call's label selector unescaped, its list of
+// bottle names as their number: labelSelector=io.bottle-apply.name in (20).
+func shortSelector(call string) string {
+	path, q, ok := strings.Cut(call, "?")
+	if !ok {
+		return call
+	}
+	v, err := url.ParseQuery(q)
+	sel := v.Get("labelSelector")
+	if err != nil || sel == "" {
+		return call
+	}
+	if key, names, ok := strings.Cut(sel, " in ("); ok {
+		sel = fmt.Sprintf("%s in (%d names)", key, strings.Count(names, ",")+1)
+	}
+	return path + "?labelSelector=" + sel
 }
 
 // printTimeline prints the calls of a median run: when each started (from
