@@ -170,35 +170,23 @@ func TestApplyPlaces(t *testing.T) {
 			},
 		},
 		{
-			name: "a symbolic link at dst to a file outside is replaced, not written through",
-			setup: func(t *testing.T, s sandbox) {
-				if err := os.Symlink(filepath.Join(s.outside, "victim"), filepath.Join(s.vol, "file")); err != nil {
-					t.Fatal(err)
-				}
-			},
-			file: func(s sandbox) File { return s.inVol("file") },
+			name:  "a symbolic link at dst to a file outside is replaced, not written through",
+			setup: linkInVol("file", func(s sandbox) string { return filepath.Join(s.outside, "victim") }),
+			file:  func(s sandbox) File { return s.inVol("file") },
 			check: func(t *testing.T, s sandbox) {
 				mustOwn(t, filepath.Join(s.vol, "file"), 1000, 1001, 0o640)
 				mustOwn(t, filepath.Join(s.outside, "victim"), 0, 0, 0o644)
 			},
 		},
 		{
-			name: "a dangling symbolic link at dst creates nothing outside",
-			setup: func(t *testing.T, s sandbox) {
-				if err := os.Symlink(filepath.Join(s.outside, "created"), filepath.Join(s.vol, "file")); err != nil {
-					t.Fatal(err)
-				}
-			},
-			file: func(s sandbox) File { return s.inVol("file") },
+			name:  "a dangling symbolic link at dst creates nothing outside",
+			setup: linkInVol("file", func(s sandbox) string { return filepath.Join(s.outside, "created") }),
+			file:  func(s sandbox) File { return s.inVol("file") },
 		},
 		{
-			name: "a relative symbolic link at dst climbing out is replaced",
-			setup: func(t *testing.T, s sandbox) {
-				if err := os.Symlink("../outside/victim", filepath.Join(s.vol, "file")); err != nil {
-					t.Fatal(err)
-				}
-			},
-			file: func(s sandbox) File { return s.inVol("file") },
+			name:  "a relative symbolic link at dst climbing out is replaced",
+			setup: linkInVol("file", func(sandbox) string { return "../outside/victim" }),
+			file:  func(s sandbox) File { return s.inVol("file") },
 		},
 		{
 			name: "a fifo at dst is replaced, never opened",
@@ -239,6 +227,17 @@ func TestApplyPlaces(t *testing.T) {
 	}
 }
 
+// linkInVol is a setup that puts a symbolic link at name in the volume,
+// to the target the sandbox gives.
+func linkInVol(name string, target func(s sandbox) string) func(*testing.T, sandbox) {
+	return func(t *testing.T, s sandbox) {
+		t.Helper()
+		if err := os.Symlink(target(s), filepath.Join(s.vol, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
 func TestApplyRefuses(t *testing.T) {
 	t.Parallel()
 	requireRoot(t)
@@ -250,14 +249,10 @@ func TestApplyRefuses(t *testing.T) {
 		check func(t *testing.T, s sandbox)
 	}{
 		{
-			name: "a parent that is a symbolic link to a directory outside",
-			setup: func(t *testing.T, s sandbox) {
-				if err := os.Symlink(s.outside, filepath.Join(s.vol, "sub")); err != nil {
-					t.Fatal(err)
-				}
-			},
-			file: func(s sandbox) File { return s.inVol("sub/file") },
-			want: "is a symbolic link, which is not followed",
+			name:  "a parent that is a symbolic link to a directory outside",
+			setup: linkInVol("sub", func(s sandbox) string { return s.outside }),
+			file:  func(s sandbox) File { return s.inVol("sub/file") },
+			want:  "is a symbolic link, which is not followed",
 		},
 		{
 			name: "a deeper parent that is a relative symbolic link climbing out",
