@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,21 +18,9 @@ import (
 )
 
 // kubePlainSpec is a bottle on the test cluster with neither volumes nor
-// files: a sleeping agent and the built-in bundle's egress daemon.
+// files: a sleeping agent and the built-in bundle's daemons.
 func kubePlainSpec(name, agentImage, bundleImage string) string {
-	return fmt.Sprintf(`apiVersion: bottle-apply/v1
-kind: Bottle
-metadata:
-  name: %s
-spec:
-  backend: kubernetes
-  agent:
-    image: %s
-    command: ["sleep", "infinity"]
-  bundle:
-    image: %s
-    daemons: [egress, dns]
-`, name, agentImage, bundleImage)
+	return kubeBottleSpec(name, agentImage, bundleImage, "", "")
 }
 
 // TestKubeE2EConcurrentApplies races ten applies of one spec of a new

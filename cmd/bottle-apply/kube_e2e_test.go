@@ -25,6 +25,25 @@ import (
 // 1000:1000 with a named volume at /workspace and two files (one in the
 // volume, one outside), the built-in bundle's egress daemon.
 func kubeSpec(name, agentImage, bundleImage, greeting string) string {
+	return kubeBottleSpec(name, agentImage, bundleImage, `    user: "1000:1000"
+    workdir: /workspace
+    env:
+      GREETING: `+greeting+`
+    volumes:
+      - work:/workspace
+    files:
+      - path: /workspace/.seed
+        content: "seeded\n"
+        mode: "0600"
+      - path: /etc/agent.conf
+        content: "x=1\n"
+`, "")
+}
+
+// kubeBottleSpec is a bottle on the test cluster: a sleeping agent with
+// the agent's lines given, the network's section given, and the bundle's
+// egress and dns daemons.
+func kubeBottleSpec(name, agentImage, bundleImage, agent, network string) string {
 	return fmt.Sprintf(`apiVersion: bottle-apply/v1
 kind: Bottle
 metadata:
@@ -34,24 +53,12 @@ spec:
   agent:
     image: %s
     command: ["sleep", "infinity"]
-    user: "1000:1000"
-    workdir: /workspace
-    env:
-      GREETING: %s
-    volumes:
-      - work:/workspace
-    files:
-      - path: /workspace/.seed
-        content: "seeded\n"
-        mode: "0600"
-      - path: /etc/agent.conf
-        content: "x=1\n"
-  bundle:
+%s%s  bundle:
     image: %s
     daemons: [egress, dns]
     egress:
       allow: [api.example.com]
-`, name, agentImage, greeting, bundleImage)
+`, name, agentImage, agent, network, bundleImage)
 }
 
 var kubeBundleOnce struct {

@@ -29,23 +29,8 @@ const (
 // isolationSpec is a bottle whose allowCIDRs name upAllowed alone: the
 // proxy lets that address through, and no other.
 func isolationSpec(name, agentImage, bundleImage string) string {
-	return fmt.Sprintf(`apiVersion: bottle-apply/v1
-kind: Bottle
-metadata:
-  name: %s
-spec:
-  backend: kubernetes
-  agent:
-    image: %s
-    command: ["sleep", "infinity"]
-  network:
-    allowCIDRs: [%s/32]
-  bundle:
-    image: %s
-    daemons: [egress, dns]
-    egress:
-      allow: [api.example.com]
-`, name, agentImage, upAllowed, bundleImage)
+	return kubeBottleSpec(name, agentImage, bundleImage, "",
+		"  network:\n    allowCIDRs: ["+upAllowed+"/32]\n")
 }
 
 // netnsListener serves a page on addr:upPort inside the cluster's network
