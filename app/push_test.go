@@ -9,8 +9,6 @@ import (
 	"io"
 	stdlog "log"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -83,19 +81,6 @@ func TestPushTarget(t *testing.T) {
 	}
 }
 
-// startRegistry serves an in-process registry on 127.0.0.1 and returns
-// its host:port.
-func startRegistry(t *testing.T, h http.Handler) string {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	u, err := url.Parse(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
-}
-
 // realBuilds builds bottle-bundle for amd64 and arm64, as make build does.
 func realBuilds(t *testing.T) map[string]string {
 	t.Helper()
@@ -106,7 +91,7 @@ func TestPushBundleReadBack(t *testing.T) {
 	t.Parallel()
 	builds := realBuilds(t)
 	paths := []string{builds["arm64"], builds["amd64"]}
-	host := startRegistry(t, registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
+	host := testenv.ServeHTTP(t, registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
 
 	res, err := pushBundle(t.Context(), paths, "v9", host+"/x/bundle", PushOptions{Insecure: true}, anonymous)
 	if err != nil {
@@ -207,7 +192,7 @@ func fakeBuilds(t *testing.T, machines ...elf.Machine) []string {
 func TestPushBundleAtDigest(t *testing.T) {
 	t.Parallel()
 	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
-	host := startRegistry(t, registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
+	host := testenv.ServeHTTP(t, registry.New(registry.Logger(stdlog.New(io.Discard, "", 0))))
 	idx, _, err := bundleimage.Index(builds, "v9")
 	if err != nil {
 		t.Fatal(err)
@@ -270,7 +255,7 @@ func layerFiles(t *testing.T, img v1.Image) map[string]tarFile {
 func TestPushBundleUnauthorized(t *testing.T) {
 	t.Parallel()
 	builds := fakeBuilds(t, elf.EM_X86_64)
-	host := startRegistry(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	host := testenv.ServeHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(http.StatusUnauthorized)

@@ -6,8 +6,6 @@ import (
 	"io"
 	"log"
 	"net/http"
-	"net/http/httptest"
-	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -24,19 +22,6 @@ import (
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
 
-// serveRegistry serves h on 127.0.0.1 for the test and returns its
-// host:port.
-func serveRegistry(t *testing.T, h http.Handler) string {
-	t.Helper()
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	u, err := url.Parse(srv.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u.Host
-}
-
 // bundle push puts the built-in image of the builds beside the binary in
 // an in-process registry and says where, as JSON; a registry that wants a
 // login, and a binary without builds, fail saying what to do.
@@ -45,7 +30,7 @@ func TestE2EBundlePush(t *testing.T) {
 	bin := testenv.Binary(t)
 	// No credentials of the user's: an empty docker CLI config.
 	env := []string{"DOCKER_CONFIG=" + t.TempDir()}
-	host := serveRegistry(t, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
+	host := testenv.ServeHTTP(t, registry.New(registry.Logger(log.New(io.Discard, "", 0))))
 
 	code, out, errs := runCLI(t, bin, "", env, "bundle", "push", host+"/x/bundle", "--insecure", "-o", "json")
 	if code != 0 {
@@ -93,7 +78,7 @@ func TestE2EBundlePush(t *testing.T) {
 	}
 
 	// A registry that wants a login.
-	locked := serveRegistry(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	locked := testenv.ServeHTTP(t, http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("WWW-Authenticate", `Basic realm="test"`)
 		w.WriteHeader(http.StatusUnauthorized)
 		fmt.Fprint(w, `{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}`)
