@@ -10,7 +10,6 @@ import (
 	stdlog "log"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -25,7 +24,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
-	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
@@ -166,25 +164,14 @@ func TestPushBundleReadBack(t *testing.T) {
 	}
 }
 
-// fakeBuilds writes a bottle-bundle build (an ELF header, nothing that
-// runs) for each machine: images small enough to push quickly under -race.
+// fakeBuilds gives the paths of fake bottle-bundle builds, one per machine.
 func fakeBuilds(t *testing.T, machines ...elf.Machine) []string {
 	t.Helper()
-	dir := t.TempDir()
-	var paths []string
-	for _, m := range machines {
-		goarch := map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64"}[m]
-		data, err := os.ReadFile(testenv.WriteELF(t, m, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		p := filepath.Join(dir, bundlebin.Name(goarch))
-		if err := os.WriteFile(p, data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		paths = append(paths, p)
+	builds, err := testenv.FakeBundleBuilds(t, machines...).All()
+	if err != nil {
+		t.Fatal(err)
 	}
-	return paths
+	return builds
 }
 
 // A REF with a digest pushes the image there when it is the image's, and

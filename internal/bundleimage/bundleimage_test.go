@@ -2,41 +2,17 @@ package bundleimage_test
 
 import (
 	"debug/elf"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 
-	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 )
 
-// goArchOf names an ELF machine as Go does.
-var goArchOf = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64"}
-
-// fakeBuilds writes, in a directory of their own, a bottle-bundle build
-// (an ELF header, nothing that runs) for each machine, named as a release
-// ships them.
-func fakeBuilds(t testing.TB, machines ...elf.Machine) bundlebin.Dir {
-	t.Helper()
-	dir := t.TempDir()
-	for _, m := range machines {
-		data, err := os.ReadFile(testenv.WriteELF(t, m, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, bundlebin.Name(goArchOf[m])), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return bundlebin.Dir(dir)
-}
-
 func TestBundleImageRef(t *testing.T) {
 	t.Parallel()
-	amd := fakeBuilds(t, elf.EM_X86_64)
-	both := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	amd := testenv.FakeBundleBuilds(t, elf.EM_X86_64)
+	both := testenv.FakeBundleBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
 	ref := func(paths ...string) string {
 		t.Helper()
 		r, err := bundleimage.Ref(paths)

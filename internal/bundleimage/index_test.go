@@ -53,7 +53,7 @@ func files(t testing.TB, img v1.Image) (map[string]*tar.Header, map[string][]byt
 
 func TestBundleImageIndex(t *testing.T) {
 	t.Parallel()
-	dir := fakeBuilds(t, elf.EM_AARCH64, elf.EM_X86_64)
+	dir := testenv.FakeBundleBuilds(t, elf.EM_AARCH64, elf.EM_X86_64)
 	builds, err := dir.All()
 	if err != nil {
 		t.Fatal(err)
@@ -105,7 +105,7 @@ func TestBundleImageIndex(t *testing.T) {
 
 	// The same builds, copied elsewhere, make the same index; another
 	// version another.
-	again := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	again := testenv.FakeBundleBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
 	b2, _ := again.All()
 	idx2, _, err := bundleimage.Index(b2, "v9")
 	if err != nil {

@@ -7,11 +7,31 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 )
 
-// writeELF writes a minimal 64-bit little-endian ELF executable header for
-// machine, with a PT_INTERP program header when dynamic, and returns its
-// path. the ELF checks look at nothing else.
+// goArch names an ELF machine as Go does.
+var goArch = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_RISCV: "riscv64"}
+
+// FakeBundleBuilds writes, in a directory of their own, a bottle-bundle
+// build for each machine, named as a release ships them: an ELF header,
+// nothing that runs, so that images of them are small and quick to push.
+func FakeBundleBuilds(t testing.TB, machines ...elf.Machine) bundlebin.Dir {
+	t.Helper()
+	dir := t.TempDir()
+	for _, m := range machines {
+		data, err := os.ReadFile(WriteELF(t, m, false))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, bundlebin.Name(goArch[m])), data, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return bundlebin.Dir(dir)
+}
+
 // WriteELF writes a minimal 64-bit little-endian ELF executable header for
 // machine, dynamically linked (a PT_INTERP) or not, and returns its path:
 // enough for code that inspects executables, nothing that runs.

@@ -28,6 +28,7 @@ import (
 	ocispec "github.com/opencontainers/image-spec/specs-go/v1"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
 
@@ -734,7 +735,7 @@ func TestApply(t *testing.T) {
 			}
 		}
 	}
-	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	builds := testenv.FakeBundleBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
 
 	agentObs := observedRes(KindContainer, bottle.RoleAgent, "c-agent", true)
 	startStep := step(reconcile.Start, rs[bottle.RoleAgent])

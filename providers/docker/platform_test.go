@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"debug/elf"
 	"errors"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -14,32 +13,10 @@ import (
 	"github.com/docker/docker/api/types/system"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
-	"github.com/bottle-apply/bottle-apply/internal/bundlebin"
 	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 )
-
-// goArchOf names an ELF machine as Go does.
-var goArchOf = map[elf.Machine]string{elf.EM_X86_64: "amd64", elf.EM_AARCH64: "arm64", elf.EM_RISCV: "riscv64"}
-
-// fakeBuilds writes, in a directory of their own, a bottle-bundle build
-// (an ELF header, nothing that runs) for each machine, named as a release
-// ships them.
-func fakeBuilds(t testing.TB, machines ...elf.Machine) bundlebin.Dir {
-	t.Helper()
-	dir := t.TempDir()
-	for _, m := range machines {
-		data, err := os.ReadFile(testenv.WriteELF(t, m, false))
-		if err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(filepath.Join(dir, bundlebin.Name(goArchOf[m])), data, 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return bundlebin.Dir(dir)
-}
 
 func TestGoArch(t *testing.T) {
 	t.Parallel()
@@ -58,7 +35,7 @@ func TestGoArch(t *testing.T) {
 // before any import, naming the way out.
 func TestBundleImageFollowsEnginePlatform(t *testing.T) {
 	t.Parallel()
-	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	builds := testenv.FakeBundleBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
 	rs := hello()
 	tests := []struct {
 		name         string
@@ -133,7 +110,7 @@ func TestBundleImageFollowsEnginePlatform(t *testing.T) {
 // probe then reuses the answer.
 func TestPlatformAskedOnlyToMakeTheImage(t *testing.T) {
 	t.Parallel()
-	builds := fakeBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
+	builds := testenv.FakeBundleBuilds(t, elf.EM_X86_64, elf.EM_AARCH64)
 	f := newFakeEngine()
 	f.info = system.Info{OSType: "linux", Architecture: "aarch64"}
 	f.images["agent:1"] = true
@@ -171,7 +148,7 @@ func TestProbeBinaryNamesTheWayOut(t *testing.T) {
 	t.Parallel()
 	f := newFakeEngine()
 	f.info = system.Info{OSType: "linux", Architecture: "s390x"}
-	p := newProvider(f, Options{BundleImage: bundleRef, BundleBinary: fakeBuilds(t, elf.EM_X86_64).Path})
+	p := newProvider(f, Options{BundleImage: bundleRef, BundleBinary: testenv.FakeBundleBuilds(t, elf.EM_X86_64).Path})
 	_, err := p.ProbeBinary(t.Context())
 	if err == nil || !errors.Is(err, ErrPlatform) || !strings.HasPrefix(err.Error(), "the self-test's probe: bottle-apply cannot serve the engine's platform: no bottle-bundle build for linux/s390x") ||
 		!strings.HasSuffix(err.Error(), "skip the self-test with --no-verify") {
