@@ -1,9 +1,7 @@
 package testenv
 
 import (
-	"archive/tar"
 	"bytes"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -20,6 +18,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/bottle-apply/bottle-apply/internal/tarcopy"
 )
 
 // The cluster's node is Ready, at the address the environment names.
@@ -175,7 +175,7 @@ func TestKubeRegistryPull(t *testing.T) {
 	dir := t.TempDir()
 	busyboxRootfs(t, dir)
 	var layerTar bytes.Buffer
-	if err := tarDir(&layerTar, dir); err != nil {
+	if err := tarcopy.Write(&layerTar, dir+"/.", "", &tarcopy.Owner{}); err != nil {
 		t.Fatal(err)
 	}
 	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
@@ -217,44 +217,4 @@ func TestKubeRegistryPull(t *testing.T) {
 	if !strings.Contains(got, " 200 ") {
 		t.Fatalf("the pod did not reach the registry at %s: its log: %q", k.Registry, got)
 	}
-}
-
-// tarDir writes the files under dir (directories, regular files, symbolic
-// links) as a tar, owned by root.
-func tarDir(w io.Writer, dir string) error {
-	tw := tar.NewWriter(w)
-	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
-		if err != nil || p == dir {
-			return err
-		}
-		rel, _ := filepath.Rel(dir, p)
-		link := ""
-		if fi.Mode()&os.ModeSymlink != 0 {
-			if link, err = os.Readlink(p); err != nil {
-				return err
-			}
-		}
-		h, err := tar.FileInfoHeader(fi, link)
-		if err != nil {
-			return err
-		}
-		h.Name, h.Uid, h.Gid, h.Uname, h.Gname = filepath.ToSlash(rel), 0, 0, "", ""
-		if fi.IsDir() {
-			h.Name += "/"
-		}
-		if err := tw.WriteHeader(h); err != nil {
-			return err
-		}
-		if fi.Mode().IsRegular() {
-			f, err := os.Open(p)
-			if err != nil {
-				return err
-			}
-			defer f.Close()
-			_, err = io.Copy(tw, f)
-			return err
-		}
-		return nil
-	})
-	return errors.Join(err, tw.Close())
 }
