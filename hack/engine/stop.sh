@@ -8,28 +8,14 @@
 # file, by the containerd socket of this engine, or by this engine's namespaces and
 # cgroups, never by name.
 set -uo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/../teardown.sh"
 NS=${ENGINE_NETNS:-bottle-docker29}
 RUN=/run/$NS ROOT=/var/lib/$NS
 say() { echo "stop.sh: $*" >&2; }
 if [ "$(id -u)" != 0 ]; then say "needs root"; exit 1; fi
-if [ -e "/run/netns/$NS" ] && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i "/run/netns/$NS" 2>/dev/null)" ]; then
-  say "runs inside the namespace $NS, which it is about to delete; run it from the host"
-  exit 1
-fi
+refuse_inside "$NS"
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-# wait_gone SECONDS PID...: true once none of the PIDs is alive.
-wait_gone() {
-  local n=$(($1 * 5)) p left
-  shift
-  for _ in $(seq 1 "$n"); do
-    left=
-    for p in "$@"; do alive "$p" && left=1; done
-    [ -z "$left" ] && return 0
-    sleep 0.2
-  done
-  return 1
-}
 # ours PID: the process names this engine's /run directory on its command line (a
 # stale PID file may name a PID reused since).
 ours() { alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q -- "$RUN/"; }
@@ -56,13 +42,13 @@ shims() {
 # a cgroup under its cgroup parent (the containers), or a shim of its containerd.
 # Never this script nor one of its ancestors.
 leftovers() {
-  local netino p pid self=" " q=$$
-  while [ -n "$q" ] && [ "$q" != 0 ]; do self+="$q "; q=$(awk '/^PPid:/ {print $2}' "/proc/$q/status" 2>/dev/null); done
+  local netino p pid self
+  self=$(spared)
   netino=$(stat -L -c %i "/run/netns/$NS" 2>/dev/null)
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     [[ $self == *" $pid "* ]] && continue
-    if { [ -n "$netino" ] && [ "$(stat -L -c %i "$p/ns/net" 2>/dev/null)" = "$netino" ]; } ||
+    if in_netns "$pid" "$netino" ||
       grep -qE "^[0-9]+:[^:]*:/$NS(/|$)" "$p/cgroup" 2>/dev/null; then
       echo "$pid"
     fi

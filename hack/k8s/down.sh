@@ -13,29 +13,14 @@ set -uo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin:$PATH
 . "$here/versions.sh"
+. "$here/../teardown.sh"
 R=$K8S_ROOT NS=$K8S_NETNS
 SOCK=$R/run/containerd/containerd.sock
 say() { echo "down.sh: $*" >&2; }
 if [ "$(id -u)" != 0 ]; then say "needs root"; exit 1; fi
-if [ -e "/run/netns/$NS" ] && [ "$(stat -L -c %i /proc/self/ns/net)" = "$(stat -L -c %i "/run/netns/$NS" 2>/dev/null)" ]; then
-  say "runs inside the namespace $NS, which it is about to delete; run it from the host"
-  exit 1
-fi
+refuse_inside "$NS"
 status=0
 
-alive() { [ -n "$1" ] && kill -0 "$1" 2>/dev/null; }
-# wait_gone SECONDS PID...: true once none of the PIDs is alive.
-wait_gone() {
-  local n=$(($1 * 5)) p left
-  shift
-  for _ in $(seq 1 "$n"); do
-    left=
-    for p in "$@"; do alive "$p" && left=1; done
-    [ -z "$left" ] && return 0
-    sleep 0.2
-  done
-  return 1
-}
 # ours PID: alive, and its command line names this cluster's root (a stale PID file
 # may name a PID reused since).
 ours() { alive "$1" && tr '\0' ' ' 2>/dev/null <"/proc/$1/cmdline" | grep -q -- "$R/"; }
@@ -57,13 +42,13 @@ stop() {
 # kubepods cgroup (the pods), or naming its root on the command line (the shims name
 # the containerd socket). Never this script nor one of its ancestors.
 leftovers() {
-  local netino p pid self=" " q=$$
-  while [ -n "$q" ] && [ "$q" != 0 ]; do self+="$q "; q=$(awk '/^PPid:/ {print $2}' "/proc/$q/status" 2>/dev/null); done
+  local netino p pid self
+  self=$(spared)
   netino=$(stat -L -c %i "/run/netns/$NS" 2>/dev/null)
   for p in /proc/[0-9]*; do
     pid=${p#/proc/}
     [[ $self == *" $pid "* ]] && continue
-    if { [ -n "$netino" ] && [ "$(stat -L -c %i "$p/ns/net" 2>/dev/null)" = "$netino" ]; } ||
+    if in_netns "$pid" "$netino" ||
       grep -qE '^[0-9]+:[^:]*:/kubepods(/|$)' "$p/cgroup" 2>/dev/null ||
       tr '\0' ' ' 2>/dev/null <"$p/cmdline" | grep -q -- "$R/"; then
       echo "$pid"
