@@ -43,6 +43,7 @@ func FuzzParse(f *testing.F) {
 					t.Errorf("defaulted bottle is invalid: %v", err)
 				}
 			}
+			schemaAccepts(t, data)
 			return
 		}
 		if bottles != nil {
@@ -110,6 +111,7 @@ func FuzzValidate(f *testing.F) {
 		}
 		_, err := Parse("v.yaml", []byte(build(content)))
 		if err == nil {
+			schemaAccepts(t, []byte(build(content)))
 			return
 		}
 		for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {

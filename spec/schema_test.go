@@ -179,6 +179,51 @@ func TestSchemaAcceptsValidSpecs(t *testing.T) {
 	}
 }
 
+// TestSchemaAcceptsWhatTheDecoderTakes covers the shapes the decoder
+// takes beyond the plain ones: null for what may be empty, any scalar for
+// a string, both forms of a volume.
+func TestSchemaAcceptsWhatTheDecoderTakes(t *testing.T) {
+	t.Parallel()
+	const head = "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata: {name: n}\n"
+	tests := []struct{ name, spec string }{
+		{"null sections", "spec:\n  backend:\n  agent: {image: alpine}\n  network:\n  bundle: ~\n  kubernetes:\n"},
+		{"null fields", "spec:\n  agent: {image: alpine, command: ~, workdir: ~, env: ~, cpus: ~, user: ~, volumes: ~, files: ~}\n" +
+			"  network: {subnet: ~, allowCIDRs: ~}\n  bundle: {image: ~, daemons: ~, egress: {allow: ~, dns: ~}}\n"},
+		{"null elements and values", "spec:\n  agent: {image: alpine, command: [~, sh], env: {A: ~}}\n"},
+		{"numbers and booleans for strings", "spec:\n  agent:\n    image: alpine\n    user: 1000\n    env: {A: 1, B: 1.5, C: true, D: 2001-12-14}\n" +
+			"    command: [sleep, 10]\n    files: [{path: /etc/a, content: 42, mode: 0600, owner: 1000}]\n"},
+		{"volumes in both forms", "spec:\n  agent:\n    image: alpine\n    volumes:\n      - ./src:/workspace\n      - home:/home/agent:rw\n" +
+			"      - ./docs:/docs:ro\n      - {source: cache, target: /cache, readOnly: true}\n"},
+		{"a secret from the environment", "spec:\n  agent: {image: alpine, secretEnv: {TOKEN: {valueFrom: {env: TOKEN}}}}\n"},
+		{"zero numbers", "spec:\n  agent: {image: alpine, cpus: 0, memory: 0, pids: 0}\n  bundle: {egress: {dns: {maxNameLength: 0}}}\n"},
+		{"hexadecimal numbers", "spec:\n  agent: {image: alpine, cpus: 0x10}\n"},
+		{"empty optional strings", "spec:\n  backend: kubernetes\n  agent: {image: alpine, workdir: \"\"}\n" +
+			"  bundle: {image: registry.example/bundle:1}\n  kubernetes: {namespace: \"\", runtimeClassName: \"\"}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			data := []byte(head + tt.spec)
+			if _, err := Parse("edge.yaml", data); err != nil {
+				t.Fatalf("Parse refuses it, so it proves nothing here:\n%v", err)
+			}
+			schemaAccepts(t, data)
+		})
+	}
+}
+
+// schemaAccepts fails t unless the schema takes every document of data,
+// which Parse accepts: the schema may never be stricter than bottle-apply.
+// FuzzParse and FuzzValidate call it.
+func schemaAccepts(t *testing.T, data []byte) {
+	t.Helper()
+	for i, err := range validateDocs(t, data) {
+		if err != nil {
+			t.Errorf("Parse accepts document %d, the schema refuses it: %v", i+1, err)
+		}
+	}
+}
+
 // TestSchemaRefusesInvalidSpecs checks that the schema refuses the faults of
 // invalid test specs that are in their structure, each at its place
 // (a JSON pointer) and by its keyword.
