@@ -10,7 +10,7 @@ BUNDLE_ARCHES := amd64 arm64
 # The platforms a release holds a bottle-apply for.
 RELEASE_PLATFORMS ?= linux/amd64 linux/arm64 darwin/amd64 darwin/arm64
 
-.PHONY: build bundles deps unit test test-engine29 test-kubernetes e2e fuzz lint fmt bench demo demo-image release clean
+.PHONY: build bundles deps unit test test-engine29 test-kubernetes e2e fuzz lint fmt schema bench demo demo-image release clean
 
 ## build: bin/bottle-apply for this machine, and beside it the static linux bottle-bundle of each of BUNDLE_ARCHES (the built-in bundle image and the self-test's probe are made of the engine's)
 build: bundles
@@ -78,6 +78,11 @@ lint:
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
+
+## schema: regenerate schema/bottle-apply.schema.json, the JSON Schema of the spec editors use, from the spec types
+schema:
+	$(GO) run ./cmd/bottle-apply schema > schema/bottle-apply.schema.json.tmp
+	mv schema/bottle-apply.schema.json.tmp schema/bottle-apply.schema.json
 
 ## bench: the Go benchmarks, then bottle-apply side by side with docker compose v2 on the local engine (hack/bench)
 bench:

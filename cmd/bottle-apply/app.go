@@ -81,7 +81,7 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	pf.StringVar(&o.LogFormat, "log-format", "console", "log format: console or json")
 	pf.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "bound on a whole apply or destroy (0: none)")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another run on the same bottles to finish")
-	root.AddCommand(execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o), bundleCommand(&o))
+	root.AddCommand(execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o), bundleCommand(&o), schemaCommand())
 
 	var logErr error
 	cancel := context.CancelFunc(func() {})

@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // run calls Run in-process and returns the exit code and both streams.
@@ -93,5 +95,43 @@ func TestRunVersion(t *testing.T) {
 	code, out, _ := run(t, "", "--version")
 	if code != 0 || !strings.Contains(out, "bottle-apply version dev") {
 		t.Fatalf("exit %d, stdout %q", code, out)
+	}
+}
+
+func TestRunSchema(t *testing.T) {
+	t.Parallel()
+	want, err := spec.Schema()
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name     string
+		args     []string
+		code     int
+		out, err string
+	}{
+		{"prints the schema", []string{"schema"}, 0, string(want), ""},
+		{"takes no arguments", []string{"schema", "x"}, 1, "",
+			"bottle-apply: schema takes no arguments: bottle-apply schema > bottle-apply.schema.json\nRun 'bottle-apply --help' for usage.\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			code, out, errOut := run(t, "", tt.args...)
+			if code != tt.code || out != tt.out || errOut != tt.err {
+				t.Fatalf("exit %d, stdout %d bytes, stderr %q; want exit %d, %d bytes, %q", code, len(out), errOut, tt.code, len(tt.out), tt.err)
+			}
+		})
+	}
+	_, out, _ := run(t, "", "schema")
+	var doc map[string]any
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("stdout is not JSON: %v", err)
+	}
+	if doc["$schema"] != "https://json-schema.org/draft/2020-12/schema" || !strings.HasSuffix(out, "}\n") {
+		t.Errorf("$schema = %v, want draft 2020-12, and a newline at the end", doc["$schema"])
+	}
+	if props, _ := doc["properties"].(map[string]any); props["spec"] == nil {
+		t.Errorf("the schema has no property spec: %v", props)
 	}
 }

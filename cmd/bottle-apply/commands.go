@@ -92,3 +92,31 @@ func cpCommand(o *app.Options) *cobra.Command {
 		},
 	}
 }
+
+// schemaCommand prints the JSON Schema of a spec document, which editors
+// check specs against.
+func schemaCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the JSON Schema (draft 2020-12) of the spec, for editors to check specs as they are written",
+		Long: "schema prints the JSON Schema of one document of a spec file, generated from the spec types.\n" +
+			"Point an editor at it with a first line such as\n" +
+			"  # yaml-language-server: $schema=bottle-apply.schema.json\n" +
+			"after `bottle-apply schema > bottle-apply.schema.json`; the repository ships it as " + spec.SchemaFile + ".\n" +
+			"It is looser than bottle-apply (rules across fields are checked by bottle-apply alone), never stricter.",
+		Args: func(_ *cobra.Command, args []string) error {
+			if len(args) > 0 {
+				return usageError("schema takes no arguments: bottle-apply schema > bottle-apply.schema.json")
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			out, err := spec.Schema()
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(out)
+			return err
+		},
+	}
+}
