@@ -378,3 +378,27 @@ func newStringSchema(t *testing.T, set func(*jsonschema.Schema)) *jsv.Schema {
 	}
 	return sch
 }
+
+// TestExamplesPointAtSchema checks the modeline of every example spec: its
+// first line points the YAML language server at the shipped schema.
+func TestExamplesPointAtSchema(t *testing.T) {
+	t.Parallel()
+	for _, file := range specFiles(t) {
+		if !strings.HasPrefix(file, "../examples/") {
+			continue
+		}
+		data, err := os.ReadFile(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		first, _, _ := strings.Cut(string(data), "\n")
+		rel, ok := strings.CutPrefix(first, "# yaml-language-server: $schema=")
+		if !ok {
+			t.Errorf("%s: first line %q is not a yaml-language-server modeline", file, first)
+			continue
+		}
+		if got, want := filepath.Clean(filepath.Join(filepath.Dir(file), rel)), filepath.Join("..", SchemaFile); got != want {
+			t.Errorf("%s: the modeline points at %s, not %s", file, got, want)
+		}
+	}
+}
