@@ -9,6 +9,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"strconv"
 	"strings"
@@ -310,6 +311,46 @@ func faults(ve *jsv.ValidationError) []string {
 		out = append(out, faults(c)...)
 	}
 	return out
+}
+
+// TestSchemaRefusesUnknownRules checks that a validate rule the generator
+// does not know fails generation instead of leaving the schema looser
+// than it says, or stricter.
+func TestSchemaRefusesUnknownRules(t *testing.T) {
+	t.Parallel()
+	type (
+		stringRule struct {
+			A string `yaml:"a" validate:"omitempty,frobnicate"`
+		}
+		numberRule struct {
+			A int `yaml:"a" validate:"omitempty,gt=3"`
+		}
+		listRule struct {
+			A []string `yaml:"a" validate:"min=1,dive,dnslabel"`
+		}
+		keyRule struct {
+			A map[string]string `yaml:"a" validate:"dive,keys,frobnicate,endkeys"`
+		}
+	)
+	tests := []struct {
+		name string
+		t    reflect.Type
+		want string
+	}{
+		{"string", reflect.TypeFor[stringRule](), `stringRule.A: internal: validate rule "frobnicate" has no entry in stringKeywords`},
+		{"number", reflect.TypeFor[numberRule](), `numberRule.A: internal: validate rule "gt=3" of a number has no schema keywords`},
+		{"list", reflect.TypeFor[listRule](), `listRule.A: internal: validate rules ["min=1"] of a slice have no schema keywords`},
+		{"map key", reflect.TypeFor[keyRule](), `keyRule.A: internal: validate rule "frobnicate" has no entry in stringKeywords`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, err := reflectSchema(tt.t)
+			if err == nil || err.Error() != tt.want {
+				t.Errorf("error = %v, want %s", err, tt.want)
+			}
+		})
+	}
 }
 
 // TestSchemaKeywordsFollowChecks compares each pattern the schema takes
