@@ -284,8 +284,7 @@ func stringRules(s *jsonschema.Schema, rules []string, nullable bool) error {
 		switch tag {
 		case "omitempty":
 		case "required":
-			one := uint64(1)
-			s.MinLength = &one
+			s.MinLength = new(uint64(1))
 		case "eq":
 			s.Const = param
 			setTypes(s, false, "string")
@@ -317,17 +316,17 @@ func stringRules(s *jsonschema.Schema, rules []string, nullable bool) error {
 // to schema keywords; nil for a rule no keyword expresses.
 var stringKeywords = map[string]func(*jsonschema.Schema){
 	"dnslabel": func(s *jsonschema.Schema) {
-		s.Pattern, s.MaxLength = dnsLabel.String(), ptr(uint64(63))
+		s.Pattern, s.MaxLength = dnsLabel.String(), new(uint64(63))
 	},
 	"dnssubdomain": func(s *jsonschema.Schema) {
 		label := strings.TrimSuffix(strings.TrimPrefix(dnsLabel.String(), "^"), "$")
-		s.Pattern, s.MaxLength = "^"+label+`(\.`+label+")*$", ptr(uint64(253))
+		s.Pattern, s.MaxLength = "^"+label+`(\.`+label+")*$", new(uint64(253))
 	},
 	"abspath": func(s *jsonschema.Schema) { s.Pattern = "^/" },
 	"envname": func(s *jsonschema.Schema) { s.Pattern = envName.String() },
 	"noproxy": func(s *jsonschema.Schema) {
-		s.Not = &jsonschema.Schema{Enum: []any{}}
-		for _, v := range []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"} {
+		s.Not = &jsonschema.Schema{}
+		for _, v := range proxyVars {
 			s.Not.Enum = append(s.Not.Enum, v)
 		}
 	},
@@ -336,8 +335,6 @@ var stringKeywords = map[string]func(*jsonschema.Schema){
 	"prefix":     nil,
 	"egressrule": nil,
 }
-
-func ptr[T any](v T) *T { return &v }
 
 // acceptsZero reports whether the validator takes the zero value of an
 // element of type t under rules: what a null element or map value decodes

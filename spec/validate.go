@@ -380,9 +380,12 @@ func checkEnvName(s string) string {
 	return ""
 }
 
+// proxyVars are the variables bottle-apply sets to point the agent at the
+// bundle's proxy, which a spec may not set.
+var proxyVars = []string{"HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy"}
+
 func checkNotProxy(s string) string {
-	switch s {
-	case "HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy", "NO_PROXY", "no_proxy", "ALL_PROXY", "all_proxy":
+	if slices.Contains(proxyVars, s) {
 		return "reserved: set by bottle-apply to point at the bundle's proxy"
 	}
 	return ""
