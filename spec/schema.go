@@ -241,8 +241,12 @@ func fieldSchema(prop *jsonschema.Schema, t reflect.Type, r rules, nullable bool
 			case "max":
 				prop.Maximum = json.Number(param)
 			case "min":
-				if !slices.Contains(r.field, "omitempty") {
-					prop.Minimum = json.Number(param) // with omitempty, 0 is allowed too
+				switch {
+				case !slices.Contains(r.field, "omitempty"):
+					prop.Minimum = json.Number(param)
+				case param != "0" && param != "1":
+					// With omitempty, 0 is allowed too: 0, or at least min.
+					prop.AnyOf = []*jsonschema.Schema{{Const: 0}, {Minimum: json.Number(param)}}
 				}
 			default:
 				return nil, fmt.Errorf("internal: validate rule %q of a number has no schema keywords", rule)

@@ -260,6 +260,7 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 		{"invalid-env.yaml", "key HTTP_PROXY", "propertyNames", "a variable bottle-apply sets"},
 		{"invalid-workdir.yaml", "/spec/agent/workdir", "pattern", "a relative workdir"},
 		{"invalid-resources.yaml", "/spec/agent/cpus", "maximum", "65 CPUs"},
+		{"invalid-resources.yaml", "/spec/agent/memory", "anyOf", "32 MiB, neither 0 nor at least 64"},
 		{"invalid-resources.yaml", "/spec/agent/pids", "minimum", "a negative number"},
 		{"invalid-resources.yaml", "/spec/agent/pids", "type", "a string for a number"},
 		{"invalid-volumes.yaml", "/spec/agent/volumes/0", "oneOf", "a short form of four parts"},
