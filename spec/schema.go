@@ -199,7 +199,11 @@ func fieldSchema(prop *jsonschema.Schema, t reflect.Type, r rules, nullable bool
 	}
 	switch t.Kind() {
 	case reflect.Slice:
-		items, err := fieldSchema(prop.Items, t.Elem(), rules{field: r.elem}, acceptsZero(t.Elem(), r.elem))
+		// yaml.v3 drops a null element of a list of scalars, whatever its
+		// rules; the decoder makes one of a list of structs an empty
+		// mapping, which keeps the indexes.
+		nullItems := t.Elem().Kind() != reflect.Struct || acceptsZero(t.Elem(), r.elem)
+		items, err := fieldSchema(prop.Items, t.Elem(), rules{field: r.elem}, nullItems)
 		if err != nil {
 			return nil, err
 		}
@@ -341,8 +345,8 @@ var stringKeywords = map[string]func(*jsonschema.Schema){
 }
 
 // acceptsZero reports whether the validator takes the zero value of an
-// element of type t under rules: what a null element or map value decodes
-// to.
+// element of type t under rules: what a null map value, or a null element
+// of a list of structs, decodes to.
 func acceptsZero(t reflect.Type, rules []string) bool {
 	switch t.Kind() {
 	case reflect.Struct:

@@ -190,7 +190,8 @@ func TestSchemaAcceptsWhatTheDecoderTakes(t *testing.T) {
 		{"null sections", "spec:\n  backend:\n  agent: {image: alpine}\n  network:\n  bundle: ~\n  kubernetes:\n"},
 		{"null fields", "spec:\n  agent: {image: alpine, command: ~, workdir: ~, env: ~, cpus: ~, user: ~, volumes: ~, files: ~}\n" +
 			"  network: {subnet: ~, allowCIDRs: ~}\n  bundle: {image: ~, daemons: ~, egress: {allow: ~, dns: ~}}\n"},
-		{"null elements and values", "spec:\n  agent: {image: alpine, command: [~, sh], env: {A: ~}}\n"},
+		{"null elements and values", "spec:\n  agent: {image: alpine, command: [~, sh], env: {A: ~}}\n" +
+			"  network: {allowCIDRs: [~]}\n  bundle: {daemons: [~, egress], egress: {allow: [~, example.com]}}\n"},
 		{"numbers and booleans for strings", "spec:\n  agent:\n    image: alpine\n    user: 1000\n    env: {A: 1, B: 1.5, C: true, D: 2001-12-14}\n" +
 			"    command: [sleep, 10]\n    files: [{path: /etc/a, content: 42, mode: 0600, owner: 1000}]\n"},
 		{"volumes in both forms", "spec:\n  agent:\n    image: alpine\n    volumes:\n      - ./src:/workspace\n      - home:/home/agent:rw\n" +
