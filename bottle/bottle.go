@@ -26,6 +26,10 @@ type Bottle struct {
 	// once read (package secret does it); printed with their contents
 	// redacted.
 	Files []File
+	// Set is the spec set the bottle is applied with (--set), recorded in
+	// LabelSet on its resources; "" is none, or the one its resources
+	// already carry (reconcile fills it in).
+	Set string
 }
 
 // Host is the engine's host as a bundle must see it: somewhere it never

@@ -16,6 +16,10 @@ const (
 	LabelHash    = "io.bottle-apply.config-hash"
 	LabelInputs  = "io.bottle-apply.inputs"
 	LabelVersion = "io.bottle-apply.version"
+	// LabelSet names the spec set a bottle was applied with (--set): a
+	// prune of that set deletes the set's bottles that left the specs.
+	// It is in no config hash: adding it replaces nothing.
+	LabelSet = "io.bottle-apply.set"
 )
 
 // Owned is the rule that makes a resource bottle-apply's: it names a
@@ -33,6 +37,15 @@ func Labels(bottleName, role, hash, inputs, version string) map[string]string {
 		LabelName: bottleName, LabelRole: role, LabelHash: hash,
 		LabelInputs: inputs, LabelVersion: version,
 	}
+}
+
+// WithSet adds the spec set label to labels when set is not empty, and
+// returns labels.
+func WithSet(labels map[string]string, set string) map[string]string {
+	if set != "" {
+		labels[LabelSet] = set
+	}
+	return labels
 }
 
 // Roles of a bottle's resources.
