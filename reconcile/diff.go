@@ -17,6 +17,11 @@ import (
 // bottle-apply but has the name of a desired one is an error wrapping
 // ErrNotManaged: nothing is planned for it. Unmanaged resources that carry
 // a bottle's name label are reported in Plan.Warnings and left alone.
+//
+// With scope.Prune, the managed bottles of that spec set that are not in
+// scope are deleted whole, with the reason "not in spec set S". A bottle
+// applied with a set while its resources carry another is an error
+// wrapping ErrOtherSet.
 func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 	plan := &Plan{}
 	own, err := sortOwnership(desired, observed, scope, plan)
@@ -27,6 +32,7 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 	if err != nil {
 		return nil, err
 	}
+	warnUnset(plan)
 	planDeletes(plan, own, stepOf)
 	return plan, nil
 }
@@ -39,33 +45,76 @@ type ownership struct {
 	extra []*Resource          // managed, in scope, but duplicates
 	// removePersistent is the scope's RemovePersistent.
 	removePersistent bool
+	// wanted are the bottles with desired resources; pruned the bottles
+	// of the set scope.Prune that are deleted whole.
+	wanted map[string]bool
+	pruned map[string]bool
+	prune  string
+
+	desiredNames map[string]string // provider-kind/name -> ID
+	inUse        map[string]bool   // engine IDs something is attached to
 }
+
+// add takes o as the resource of its ID, or as a duplicate of the one
+// already there.
+func (own *ownership) add(o *Resource) {
+	id := o.ID()
+	prev, dup := own.byID[id]
+	if !dup {
+		own.byID[id] = o
+		return
+	}
+	// Keep the one with the expected name, then the one something is
+	// attached to, then the one with the lower engine ID, so that every
+	// run drops the same one.
+	keep, drop := prev, o
+	if better(o, prev, own.desiredNames[nameKey(o)] == id, own.desiredNames[nameKey(prev)] == id, own.inUse) {
+		keep, drop = o, prev
+	}
+	own.byID[id] = keep
+	own.extra = append(own.extra, drop)
+}
+
+// gone reports whether bottle b is deleted whole: pruned, or with nothing
+// desired of it (destroy).
+func (own *ownership) gone(b string) bool { return own.pruned[b] || !own.wanted[b] }
 
 // sortOwnership is the diff's first phase: it keeps the managed resources
 // of the bottles in scope, one per ID (the others of an ID are
-// duplicates), refuses unmanaged namesakes of desired resources, and warns
-// of unmanaged resources that carry a bottle's name.
+// duplicates), and those of the bottles to prune; it refuses unmanaged
+// namesakes of desired resources and bottles of another spec set, and
+// warns of unmanaged resources that carry a bottle's name.
 func sortOwnership(desired, observed []Resource, scope Scope, plan *Plan) (*ownership, error) {
 	inScope := make(map[string]bool, len(scope.Bottles))
 	for _, b := range scope.Bottles {
 		inScope[b] = true
 	}
-	desiredNames := make(map[string]string, len(desired)) // provider-kind/name -> ID
-	for i := range desired {
-		desiredNames[nameKey(&desired[i])] = desired[i].ID()
+	own := &ownership{
+		byID: make(map[string]*Resource, len(observed)), removePersistent: scope.RemovePersistent,
+		wanted: map[string]bool{}, pruned: map[string]bool{}, prune: scope.Prune,
+		desiredNames: make(map[string]string, len(desired)), inUse: map[string]bool{},
 	}
-	inUse := map[string]bool{} // engine IDs something is attached to
-	for i := range observed {
-		for _, id := range observed[i].Attached {
-			inUse[id] = true
+	wantSet := map[string]string{} // bottle -> the set it is applied with
+	for i := range desired {
+		d := &desired[i]
+		own.desiredNames[nameKey(d)] = d.ID()
+		own.wanted[d.Bottle] = true
+		if d.Set != "" {
+			wantSet[d.Bottle] = d.Set
 		}
 	}
-	own := &ownership{byID: make(map[string]*Resource, len(observed)), removePersistent: scope.RemovePersistent}
+	for i := range observed {
+		for _, id := range observed[i].Attached {
+			own.inUse[id] = true
+		}
+	}
 	var conflicts []error
+	otherSet := map[string]bool{} // bottles refused for their set
+	outside := map[string][]*Resource{}
 	for i := range observed {
 		o := &observed[i]
 		if !o.Managed {
-			if id, ok := desiredNames[nameKey(o)]; ok {
+			if id, ok := own.desiredNames[nameKey(o)]; ok {
 				conflicts = append(conflicts, fmt.Errorf("%s %s %q (wanted for %s): %w; "+
 					"remove or rename it, or give the bottle another name",
 					o.Provider, o.Kind, o.Name, id, ErrNotManaged))
@@ -77,23 +126,23 @@ func sortOwnership(desired, observed []Resource, scope Scope, plan *Plan) (*owne
 			continue
 		}
 		if !inScope[o.Bottle] {
-			continue
-		}
-		id := o.ID()
-		if prev, dup := own.byID[id]; dup {
-			// Keep the one with the expected name, then the one something
-			// is attached to, then the one with the lower engine ID, so that
-			// every run drops the same one.
-			keep, drop := prev, o
-			if better(o, prev, desiredNames[nameKey(o)] == id, desiredNames[nameKey(prev)] == id, inUse) {
-				keep, drop = o, prev
+			if scope.Prune != "" {
+				outside[o.Bottle] = append(outside[o.Bottle], o)
 			}
-			own.byID[id] = keep
-			own.extra = append(own.extra, drop)
 			continue
 		}
-		own.byID[id] = o
+		// A persistent resource is never replaced, so it keeps the set it
+		// was made with: it says nothing of where the bottle is now.
+		if want := wantSet[o.Bottle]; want != "" && o.Set != "" && o.Set != want && !o.Persistent && !otherSet[o.Bottle] {
+			otherSet[o.Bottle] = true
+			conflicts = append(conflicts, fmt.Errorf("bottle %q is applied with --set %s but its resources are of spec set %q: %w; "+
+				"a prune of %s would delete it. If it moves to %s, destroy it (its named volumes are kept) and apply it again with --set %s; "+
+				"if another spec set has a bottle of that name, rename one of them",
+				o.Bottle, want, o.Set, ErrOtherSet, o.Set, want, want))
+		}
+		own.add(o)
 	}
+	prunable(outside, own, plan)
 	sort.Strings(plan.Warnings) // the engine lists in no particular order
 	if len(conflicts) > 0 {
 		slices.SortFunc(conflicts, func(a, b error) int { return strings.Compare(a.Error(), b.Error()) })
@@ -101,6 +150,75 @@ func sortOwnership(desired, observed []Resource, scope Scope, plan *Plan) (*owne
 	}
 	own.index = maps.Clone(own.byID)
 	return own, nil
+}
+
+// prunable takes the managed resources of the bottles out of scope that
+// are of the set to prune: one of their resources carries it, and none
+// carries another. A bottle with resources of two sets is left alone,
+// with a warning.
+func prunable(outside map[string][]*Resource, own *ownership, plan *Plan) {
+	for _, b := range slices.Sorted(maps.Keys(outside)) {
+		var sets []string
+		for _, o := range outside[b] {
+			if o.Set != "" && !slices.Contains(sets, o.Set) {
+				sets = append(sets, o.Set)
+			}
+		}
+		if !slices.Contains(sets, own.prune) {
+			continue
+		}
+		if len(sets) > 1 {
+			slices.Sort(sets)
+			plan.Warnings = append(plan.Warnings, fmt.Sprintf(
+				"bottle %q is not in the specs but its resources are of spec sets %s: not pruned; destroy it by name if it is no longer wanted",
+				b, strings.Join(sets, ", ")))
+			continue
+		}
+		own.pruned[b] = true
+		for _, o := range outside[b] {
+			own.add(o)
+		}
+	}
+}
+
+// warnUnset warns of the bottles applied with a set that none of their
+// resources will carry after the plan: what exists cannot be relabelled,
+// so a prune of the set leaves them alone until they are recreated.
+func warnUnset(plan *Plan) {
+	set := map[string]string{}
+	carries := map[string]bool{}
+	for i := range plan.Steps {
+		s := &plan.Steps[i]
+		r := &s.Resource
+		if r.Set == "" || r.Persistent {
+			continue
+		}
+		set[r.Bottle] = r.Set
+		if s.Action == Create || s.Action == Replace || (s.Observed != nil && s.Observed.Set == r.Set) {
+			carries[r.Bottle] = true
+		}
+	}
+	bySet := map[string][]string{}
+	for b, s := range set {
+		if !carries[b] {
+			bySet[s] = append(bySet[s], b)
+		}
+	}
+	for _, s := range slices.Sorted(maps.Keys(bySet)) {
+		bs := bySet[s]
+		slices.Sort(bs)
+		plan.Warnings = append(plan.Warnings, fmt.Sprintf(
+			"%s %s no spec set yet (what exists cannot be relabelled): a prune of %s will not remove %s until %s recreated, e.g. by destroy and apply --set %s",
+			plural(len(bs), "bottle", "bottles")+" "+strings.Join(bs, ", "), plural(len(bs), "carries", "carry"), s,
+			plural(len(bs), "it", "them"), plural(len(bs), "it is", "they are"), s))
+	}
+}
+
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return one
+	}
+	return many
 }
 
 // planDesired is the diff's second phase: a step for each desired
@@ -141,7 +259,7 @@ func planDeletes(plan *Plan, own *ownership, stepOf map[string]*Step) {
 	}
 	var gone []*Resource
 	for _, o := range extra {
-		if _, isDup := stepOf[o.ID()]; o.Persistent && !isDup && !own.removePersistent {
+		if _, isDup := stepOf[o.ID()]; o.Persistent && !isDup && !(own.removePersistent && own.gone(o.Bottle)) {
 			plan.Kept = append(plan.Kept, *o)
 			continue
 		}
@@ -159,6 +277,9 @@ func planDeletes(plan *Plan, own *ownership, stepOf map[string]*Step) {
 	for _, o := range dels {
 		s := Step{ID: len(plan.Steps) + 1, Action: Delete, ResourceID: o.ID(), Resource: *o, Observed: o}
 		s.Reason = "not in spec"
+		if own.pruned[o.Bottle] {
+			s.Reason = "not in spec set " + own.prune
+		}
 		if _, isDup := stepOf[s.ResourceID]; isDup {
 			s.ResourceID += "@" + shortID(o.EngineID)
 			s.Reason = "duplicate of " + o.ID()

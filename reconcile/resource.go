@@ -13,6 +13,11 @@ import (
 	"github.com/bottle-apply/bottle-apply/bottle"
 )
 
+// ErrOtherSet marks a bottle applied with a spec set while its resources
+// say it is of another: nothing is planned for it, as a prune of the other
+// set would delete it.
+var ErrOtherSet = errors.New("bottle belongs to another spec set")
+
 // ErrNotManaged marks a resource that has a name bottle-apply wants but lacks
 // bottle-apply's labels. Such a resource is never modified or deleted.
 var ErrNotManaged = errors.New("resource exists but is not managed by bottle-apply")
@@ -59,6 +64,11 @@ type Resource struct {
 	Hash   string
 	Inputs map[string]string
 
+	// Set is the spec set of the resource's bottle (bottle.LabelSet), ""
+	// for none. It is in no hash: a set added to what exists replaces
+	// nothing.
+	Set string
+
 	// DependsOn lists the IDs of resources that must exist before this one
 	// (and be deleted after it).
 	DependsOn []string
@@ -101,9 +111,16 @@ func (r *Resource) ID() string {
 // Scope says which bottles an observation covers.
 type Scope struct {
 	Bottles []string
-	// RemovePersistent lets the plan delete persistent resources that are
-	// not desired (destroy --volumes); otherwise they are kept.
+	// RemovePersistent lets the plan delete the persistent resources of
+	// the bottles it deletes whole (destroy --volumes, a prune with
+	// --volumes); otherwise they are kept. A persistent resource dropped
+	// from the spec of a bottle that stays is always kept.
 	RemovePersistent bool
+	// Prune names a spec set: the managed bottles of that set that are not
+	// among Bottles are deleted too (apply --set S --prune). A bottle is
+	// of the set when one of its managed resources carries it and none
+	// carries another; bottles without a set are never pruned.
+	Prune string
 }
 
 // Provider manages one backend's resources.

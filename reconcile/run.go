@@ -35,7 +35,11 @@ type Options struct {
 	Destroy bool // desire nothing: delete every managed resource of the bottles
 	// Volumes lets a destroy delete persistent resources (named volumes)
 	// too; without it they are kept, and Plan.Kept says which.
-	Volumes   bool
+	Volumes bool
+	// Prune names a spec set whose bottles that are not among the run's
+	// are deleted (apply --set S --prune); with Volumes, their
+	// persistent resources too.
+	Prune     string
 	DryRun    bool // stop after the first plan
 	MaxRounds int  // 0 means DefaultMaxRounds
 	// Grace is how long running steps may go on once ctx is done;
@@ -72,7 +76,7 @@ func Run(ctx context.Context, providers []Provider, bottles []bottle.Bottle, opt
 	for _, p := range providers {
 		byName[p.Name()] = p
 	}
-	scope := Scope{RemovePersistent: opts.Destroy && opts.Volumes}
+	scope := Scope{RemovePersistent: opts.Volumes, Prune: opts.Prune}
 	for i := range bottles {
 		scope.Bottles = append(scope.Bottles, bottles[i].Metadata.Name)
 	}
@@ -174,6 +178,7 @@ func PlanOnce(ctx context.Context, providers []Provider, bottles []bottle.Bottle
 			b.Network.AllowCIDRs = slices.Clone(b.Network.AllowCIDRs)
 			bs[i] = &b
 		}
+		AdoptSets(bs, observed)
 		for _, p := range providers {
 			if err := p.Resolve(bs, observed); err != nil {
 				return nil, err
@@ -238,4 +243,23 @@ func Retry(ctx context.Context, what string, f func() error) error {
 func retryDelay(n int) time.Duration {
 	d := 125 * time.Millisecond << min(n, 5)
 	return d + rand.N(d/2)
+}
+
+// AdoptSets gives each bottle applied without a spec set the one its
+// managed resources carry, so that what an apply without --set recreates
+// keeps the set: no churn, and a prune of the set still knows the bottle.
+// A bottle whose resources carry two sets is left without one.
+func AdoptSets(bottles []*bottle.Bottle, observed []Resource) {
+	sets := map[string][]string{}
+	for i := range observed {
+		o := &observed[i]
+		if o.Managed && o.Set != "" && !slices.Contains(sets[o.Bottle], o.Set) {
+			sets[o.Bottle] = append(sets[o.Bottle], o.Set)
+		}
+	}
+	for _, b := range bottles {
+		if s := sets[b.Metadata.Name]; b.Set == "" && len(s) == 1 {
+			b.Set = s[0]
+		}
+	}
 }
