@@ -232,7 +232,7 @@ func fromLabels(kind, name, id string, labels map[string]string) reconcile.Resou
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Name: name, EngineID: id,
 		Bottle: labels[bottle.LabelName], Role: labels[bottle.LabelRole], Hash: labels[bottle.LabelHash],
-		Inputs: reconcile.DecodeInputs(labels[bottle.LabelInputs]),
+		Inputs: reconcile.DecodeInputs(labels[bottle.LabelInputs]), Set: labels[bottle.LabelSet],
 	}
 	r.Managed = bottle.Owned(r.Bottle, r.Role, r.Hash)
 	return r

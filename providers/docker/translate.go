@@ -93,12 +93,12 @@ func newResource(b *bottle.Bottle, kind, role string, f reconcile.Fragment) reco
 	h, inputs := f.Hash()
 	return reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role,
-		Name: bottle.ResourceName(b.Metadata.Name, role), Hash: h, Inputs: inputs,
+		Name: bottle.ResourceName(b.Metadata.Name, role), Hash: h, Inputs: inputs, Set: b.Set,
 	}
 }
 
 func labels(r *reconcile.Resource, version string) map[string]string {
-	return bottle.Labels(r.Bottle, r.Role, r.Hash, reconcile.EncodeInputs(r.Inputs), version)
+	return bottle.WithSet(bottle.Labels(r.Bottle, r.Role, r.Hash, reconcile.EncodeInputs(r.Inputs), version), r.Set)
 }
 
 // translate turns one resolved bottle (subnet and bundle IP filled in) into

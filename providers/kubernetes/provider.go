@@ -268,7 +268,7 @@ func objectMeta(kind string, m *metav1.ObjectMeta) reconcile.Resource {
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kind, Bottle: m.Labels[bottle.LabelName], Role: m.Labels[bottle.LabelRole],
 		Name: m.Name, Hash: m.Annotations[annHash], Inputs: reconcile.DecodeInputs(m.Annotations[annInputs]),
-		EngineID: string(m.UID), State: reconcile.StatePresent, Status: "present",
+		Set: m.Labels[bottle.LabelSet], EngineID: string(m.UID), State: reconcile.StatePresent, Status: "present",
 		Summary: map[string]string{},
 	}
 	if m.Namespace != "" {

@@ -144,6 +144,13 @@ func labelsOf(bottleName, role string) map[string]string {
 	return map[string]string{bottle.LabelName: bottleName, bottle.LabelRole: role}
 }
 
+// objectLabels are the labels of a bottle's object itself: labelsOf, and
+// the bottle's spec set when it has one. Selectors and pod templates keep
+// labelsOf alone: a selector cannot change, and the set is in no hash.
+func objectLabels(b *bottle.Bottle, role string) map[string]string {
+	return bottle.WithSet(labelsOf(b.Metadata.Name, role), b.Set)
+}
+
 // metaOf are the ownership annotations of a resource.
 func metaOf(r *reconcile.Resource, version string) map[string]string {
 	return map[string]string{annHash: r.Hash, annInputs: reconcile.EncodeInputs(r.Inputs), annVersion: version}
@@ -151,7 +158,7 @@ func metaOf(r *reconcile.Resource, version string) map[string]string {
 
 func newResource(b *bottle.Bottle, kind, role, name string, f reconcile.Fragment) reconcile.Resource {
 	h, in := f.Hash()
-	return reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role, Name: name, Hash: h, Inputs: in}
+	return reconcile.Resource{Provider: ProviderName, Kind: kind, Bottle: b.Metadata.Name, Role: role, Name: name, Hash: h, Inputs: in, Set: b.Set}
 }
 
 func resourceID(bottleName, kind, role string) string {
@@ -175,7 +182,7 @@ func translate(b *bottle.Bottle, ci ClusterInfo, version string) ([]reconcile.Re
 			ann[annPersistent] = "true"
 		}
 		r.Config = object{Kind: KindNamespace, Name: ns, Apply: coreac.Namespace(ns).
-			WithLabels(labelsOf(b.Metadata.Name, RoleNamespace)).WithAnnotations(ann)}
+			WithLabels(objectLabels(b, RoleNamespace)).WithAnnotations(ann)}
 		out = append(out, r)
 		base = []string{r.ID()}
 	}
@@ -229,7 +236,7 @@ func volumes(b *bottle.Bottle, ns string, base []string, version string) []recon
 		r.DependsOn = slices.Clone(base)
 		r.Summary = map[string]string{"namespace": ns, "size": DefaultVolumeSize}
 		pvc := coreac.PersistentVolumeClaim(name, ns).
-			WithLabels(labelsOf(b.Metadata.Name, v.Source)).WithAnnotations(metaOf(&r, version)).
+			WithLabels(objectLabels(b, v.Source)).WithAnnotations(metaOf(&r, version)).
 			WithSpec(coreac.PersistentVolumeClaimSpec().
 				WithAccessModes(corev1.ReadWriteOnce).
 				WithResources(coreac.VolumeResourceRequirements().
@@ -260,7 +267,7 @@ func filesSecret(b *bottle.Bottle, ns string, base []string, version string) (*r
 	r.DependsOn = slices.Clone(base)
 	r.Summary = map[string]string{"namespace": ns, "files": strconv.Itoa(len(b.Files))}
 	r.Config = object{Kind: KindSecret, Namespace: ns, Name: name, Apply: coreac.Secret(name, ns).
-		WithLabels(labelsOf(b.Metadata.Name, RoleFiles)).WithAnnotations(metaOf(&r, version)).
+		WithLabels(objectLabels(b, RoleFiles)).WithAnnotations(metaOf(&r, version)).
 		WithType(corev1.SecretTypeOpaque).WithData(data)}
 	return &r, nil
 }
@@ -285,7 +292,7 @@ func bundleService(b *bottle.Bottle, ns string, base []string, version string) r
 	r.Summary = map[string]string{"namespace": ns}
 	r.Keeps = "nothing: the bundle's address changes, and the agent is replaced with it"
 	r.Config = object{Kind: KindService, Namespace: ns, Name: name, Apply: coreac.Service(name, ns).
-		WithLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).
+		WithLabels(objectLabels(b, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).
 		WithSpec(coreac.ServiceSpec().WithType(corev1.ServiceTypeClusterIP).
 			WithSelector(labelsOf(b.Metadata.Name, bottle.RoleBundle)).WithPorts(bundlePorts()...))}
 	return r
@@ -322,7 +329,7 @@ func agentPolicy(b *bottle.Bottle, ns string, base []string, allow []*netac.IPBl
 	r.DependsOn = slices.Clone(base)
 	r.Summary = map[string]string{"namespace": ns}
 	r.Config = object{Kind: KindNetworkPolicy, Namespace: ns, Name: name, Apply: netac.NetworkPolicy(name, ns).
-		WithLabels(labelsOf(b.Metadata.Name, bottle.RoleAgent)).WithAnnotations(metaOf(&r, version)).WithSpec(np)}
+		WithLabels(objectLabels(b, bottle.RoleAgent)).WithAnnotations(metaOf(&r, version)).WithSpec(np)}
 	return r
 }
 
@@ -374,7 +381,7 @@ func bundlePolicy(b *bottle.Bottle, ns string, base []string, ci ClusterInfo, al
 	r.DependsOn = slices.Clone(base)
 	r.Summary = map[string]string{"namespace": ns}
 	r.Config = object{Kind: KindNetworkPolicy, Namespace: ns, Name: name, Apply: netac.NetworkPolicy(name, ns).
-		WithLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).WithSpec(np)}
+		WithLabels(objectLabels(b, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).WithSpec(np)}
 	return r
 }
 
@@ -499,7 +506,7 @@ func bundleDeployment(b *bottle.Bottle, ns string, ci ClusterInfo, version strin
 		ps.WithDNSPolicy(corev1.DNSDefault)
 	}
 	dep := appsac.Deployment(name, ns).
-		WithLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).
+		WithLabels(objectLabels(b, bottle.RoleBundle)).WithAnnotations(metaOf(&r, version)).
 		WithSpec(appsac.DeploymentSpec().WithReplicas(1).
 			WithStrategy(appsac.DeploymentStrategy().WithType("Recreate")).
 			WithSelector(metaac.LabelSelector().WithMatchLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle))).
@@ -646,7 +653,7 @@ func (t *agentTemplate) render(bundleIP string) (*appsac.StatefulSetApplyConfigu
 		meta[k] = v
 	}
 	return appsac.StatefulSet(t.name, t.ns).
-		WithLabels(labelsOf(b.Metadata.Name, bottle.RoleAgent)).WithAnnotations(meta).
+		WithLabels(objectLabels(b, bottle.RoleAgent)).WithAnnotations(meta).
 		WithSpec(appsac.StatefulSetSpec().WithReplicas(1).WithServiceName(bottle.ResourceName(b.Metadata.Name, bottle.RoleBundle)).
 			WithPodManagementPolicy("Parallel").
 			WithSelector(metaac.LabelSelector().WithMatchLabels(labelsOf(b.Metadata.Name, bottle.RoleAgent))).

@@ -24,6 +24,9 @@ type record struct {
 	// User is spec.agent.user as uid:gid (labelUser where there are
 	// labels); "" for the image's own user.
 	User string `json:"user,omitempty"`
+	// Set is the spec set the machine was made with (bottle.LabelSet
+	// where there are labels).
+	Set string `json:"set,omitempty"`
 }
 
 // safeName matches smolvm machine names, which are also safe file names.

@@ -130,7 +130,7 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	h, inputs := f.Hash()
 	r := reconcile.Resource{
 		Provider: ProviderName, Kind: kindMachine, Bottle: name, Role: bottle.RoleAgent,
-		Name: bottle.ResourceName(name, bottle.RoleAgent), Hash: h, Inputs: inputs,
+		Name: bottle.ResourceName(name, bottle.RoleAgent), Hash: h, Inputs: inputs, Set: b.Set,
 		DependsOn: []string{
 			dockerID(dockerNetwork, name, bottle.RoleInternal),
 			dockerID(dockerContainer, name, bottle.RoleBundle),
@@ -172,8 +172,8 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	for _, s := range b.Secrets {
 		secrets = append(secrets, s.Value)
 	}
-	rec := record{Name: r.Name, Bottle: name, Role: bottle.RoleAgent, Hash: h, Inputs: inputs, Version: version, User: user}
-	labels := bottle.Labels(name, bottle.RoleAgent, h, reconcile.EncodeInputs(inputs), version)
+	rec := record{Name: r.Name, Bottle: name, Role: bottle.RoleAgent, Hash: h, Inputs: inputs, Version: version, User: user, Set: b.Set}
+	labels := bottle.WithSet(bottle.Labels(name, bottle.RoleAgent, h, reconcile.EncodeInputs(inputs), version), b.Set)
 	if user != "" {
 		labels[labelUser] = user
 	}
