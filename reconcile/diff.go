@@ -17,6 +17,9 @@ import (
 // bottle-apply but has the name of a desired one is an error wrapping
 // ErrNotManaged: nothing is planned for it. Unmanaged resources that carry
 // a bottle's name label are reported in Plan.Warnings and left alone.
+// Scope.All changes nothing here: the resources of bottles outside
+// Scope.Bottles are never in scope, whatever was observed, but through
+// scope.Prune.
 //
 // With scope.Prune, the managed bottles of that spec set that are not in
 // scope are deleted whole, with the reason "not in spec set S". A bottle

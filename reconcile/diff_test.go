@@ -266,3 +266,24 @@ func TestDiffKeepsTheDuplicateInUse(t *testing.T) {
 		t.Fatalf("dropped %s (%s), want the one nothing is attached to:\n%s", last.ResourceID, last.Observed.EngineID, p)
 	}
 }
+
+// Scope.All widens observation only: what the diff owns, and deletes, is
+// still the resources of Scope.Bottles.
+func TestDiffAllOnlyWidensObservation(t *testing.T) {
+	t.Parallel()
+	other := world{bottle: "other", subnet: "10.0.1", env: "x", bundle: "none"}
+	observed := append(hello.observed(), other.observed()...)
+	for _, desired := range [][]Resource{nil, hello.desired()} {
+		want, err := Diff(desired, observed, Scope{Bottles: []string{"hello"}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Diff(desired, observed, Scope{Bottles: []string{"hello"}, All: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() || strings.Contains(got.String(), "other") {
+			t.Errorf("plan with All:\n%s\nwant, without:\n%s", got, want)
+		}
+	}
+}

@@ -111,6 +111,13 @@ func (r *Resource) ID() string {
 // Scope says which bottles an observation covers.
 type Scope struct {
 	Bottles []string
+	// All observes every resource bottle-apply manages on the backend,
+	// not only the Bottles'; unmanaged namesakes of the Bottles are still
+	// returned, claimed by their bottle. It widens observation only: the
+	// diff owns, and may delete, the resources of the Bottles alone (and,
+	// under Prune, those of the set's bottles), so a plan made with All
+	// touches nothing of another bottle.
+	All bool
 	// RemovePersistent lets the plan delete the persistent resources of
 	// the bottles it deletes whole (destroy --volumes, a prune with
 	// --volumes); otherwise they are kept. A persistent resource dropped

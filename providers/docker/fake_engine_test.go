@@ -19,6 +19,7 @@ import (
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/filters"
 	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
@@ -240,7 +241,7 @@ func (f *fakeEngine) ContainerList(_ context.Context, opts container.ListOptions
 	}
 	var out []container.Summary
 	for _, c := range f.containers {
-		if !opts.All && c.State != "running" {
+		if !opts.All && c.State != "running" || !hasLabels(c.Labels, opts.Filters.Get("label")) {
 			continue
 		}
 		if len(res) == 0 || len(c.Names) > 0 && slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(c.Names[0]) }) {
@@ -375,6 +376,18 @@ func (f *fakeEngine) CopyToContainer(_ context.Context, id, to string, r io.Read
 	return nil
 }
 
+// hasLabels is the engine's label filter: every one of want, a key (it
+// exists) or key=value, is on the object.
+func hasLabels(labels map[string]string, want []string) bool {
+	for _, w := range want {
+		k, v, withValue := strings.Cut(w, "=")
+		if got, ok := labels[k]; !ok || withValue && got != v {
+			return false
+		}
+	}
+	return true
+}
+
 func (f *fakeEngine) VolumeList(_ context.Context, opts volume.ListOptions) (volume.ListResponse, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -386,6 +399,9 @@ func (f *fakeEngine) VolumeList(_ context.Context, opts volume.ListOptions) (vol
 	var out volume.ListResponse
 	for _, v := range f.volumes {
 		// As the engine: a substring match, the filters OR'ed.
+		if !hasLabels(v.Labels, opts.Filters.Get("label")) {
+			continue
+		}
 		if len(names) == 0 || slices.ContainsFunc(names, func(n string) bool { return strings.Contains(v.Name, n) }) {
 			out.Volumes = append(out.Volumes, &v)
 		}
@@ -1140,20 +1156,54 @@ func TestApply(t *testing.T) {
 	}
 }
 
+// filterText is an engine filter as sorted key=value pairs.
+func filterText(f filters.Args) string {
+	var kv []string
+	for _, k := range f.Keys() {
+		for _, v := range f.Get(k) {
+			kv = append(kv, k+"="+v)
+		}
+	}
+	slices.Sort(kv)
+	return strings.Join(kv, ",")
+}
+
 func TestObserve(t *testing.T) {
 	t.Parallel()
 	lists := []string{"ContainerList", "NetworkList", "VolumeList"}
 	tests := []struct {
 		name         string
 		bottles      []string
+		all          bool
 		fail         map[string]error
 		wantCalls    []string
 		wantNames    []string // the container list's name filter, sorted
 		wantVolNames []string // the volume list's name filter, sorted
 		wantIDs      []string // resource IDs returned, sorted
+		wantFilters  []string // under all: the container and the volume list's filters
 		wantErr      string
 	}{
 		{name: "empty scope makes no call", wantCalls: []string{}},
+		{
+			// status: every managed bottle, by label, and nothing foreign.
+			name: "all without bottles lists by label", all: true,
+			wantCalls:   lists,
+			wantFilters: []string{"label=" + bottle.LabelName, "label=" + bottle.LabelName},
+			wantIDs: []string{"docker-container:hello/agent", "docker-container:other/agent", "docker-network:/",
+				"docker-network:hello/internal", "docker-network:other/internal", "docker-volume:hello/work",
+				"docker-volume:hello/y", "docker-volume:other/work"},
+		},
+		{
+			// A namesake has no label: the lists go unfiltered, and the
+			// foreign bottle-hello-cache is kept as without all, while
+			// the unrelated container and volume are not.
+			name: "all with a bottle keeps its namesakes", bottles: []string{"hello"}, all: true,
+			wantCalls:   lists,
+			wantFilters: []string{"", ""},
+			wantIDs: []string{"docker-container:hello/agent", "docker-container:other/agent", "docker-network:/",
+				"docker-network:hello/internal", "docker-network:other/internal", "docker-volume:hello/",
+				"docker-volume:hello/work", "docker-volume:hello/y", "docker-volume:other/work"},
+		},
 		{
 			name:         "one bottle",
 			bottles:      []string{"hello"},
@@ -1221,7 +1271,7 @@ func TestObserve(t *testing.T) {
 				f.fail = tt.fail
 			}
 
-			rs, err := newProvider(f, Options{}).Observe(t.Context(), reconcile.Scope{Bottles: tt.bottles})
+			rs, err := newProvider(f, Options{}).Observe(t.Context(), reconcile.Scope{Bottles: tt.bottles, All: tt.all})
 			if tt.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
 					t.Fatalf("Observe error = %v, want it to contain %q", err, tt.wantErr)
@@ -1263,11 +1313,26 @@ func TestObserve(t *testing.T) {
 					t.Errorf("volume name filter = %q, want %q", got, tt.wantVolNames)
 				}
 			}
+			if tt.wantFilters != nil {
+				if len(f.ctrLists) != 1 || len(f.volLists) != 1 {
+					t.Fatalf("container lists = %d, volume lists = %d, want 1 each", len(f.ctrLists), len(f.volLists))
+				}
+				got := []string{filterText(f.ctrLists[0].Filters), filterText(f.volLists[0].Filters)}
+				if !slices.Equal(got, tt.wantFilters) {
+					t.Errorf("filters = %q, want %q", got, tt.wantFilters)
+				}
+				if !f.ctrLists[0].All {
+					t.Error("ContainerList without All: stopped containers would be missed")
+				}
+			}
 			if tt.wantIDs != nil {
 				ids := make([]string, len(rs))
 				for i := range rs {
 					ids[i] = rs[i].ID()
-					if rs[i].Kind == KindVolume && (!rs[i].Persistent || rs[i].Managed != (rs[i].Role != "")) {
+					// x-bottle-hello-y carries hello's labels under
+					// another name: kept, unmanaged, under all.
+					copied := rs[i].Name == "x-bottle-hello-y"
+					if rs[i].Kind == KindVolume && (!rs[i].Persistent || rs[i].Managed != (rs[i].Role != "" && !copied)) {
 						t.Errorf("volume %s: persistent %v, managed %v", rs[i].Name, rs[i].Persistent, rs[i].Managed)
 					}
 				}

@@ -528,3 +528,54 @@ func execInNetns(t *testing.T, e *itEnv, id, script string) string {
 	}
 	return out.String()
 }
+
+// TestIntegrationObserveAll: Scope.All finds a managed bottle that the
+// scope does not name, claims a namesake of one it names, ignores a
+// foreign container, and lists each kind once, as a scope of one bottle.
+func TestIntegrationObserveAll(t *testing.T) {
+	t.Parallel()
+	e := newIT(t)
+	b := e.newBottle(t, "")
+	e.run(t, []bottle.Bottle{b}, false)
+	named := testenv.Name("it")
+	testenv.CleanupBottle(t, e.c, named)
+	foreign := testenv.Name("foreign")
+	for _, name := range []string{bottle.ResourceName(named, bottle.RoleAgent), foreign} {
+		c, err := e.c.ContainerCreate(t.Context(), &container.Config{Image: e.agent, Cmd: []string{"sleep", "60"}}, nil, nil, nil, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = e.c.ContainerRemove(context.Background(), c.ID, container.RemoveOptions{Force: true}) })
+	}
+
+	count := func(scope reconcile.Scope) ([]reconcile.Resource, []string) {
+		t.Helper()
+		e.cnt.Reset()
+		rs, err := e.p.Observe(t.Context(), scope)
+		if err != nil {
+			t.Fatalf("Observe(%+v): %v", scope, err)
+		}
+		calls := e.cnt.Reset()
+		slices.Sort(calls)
+		return rs, calls
+	}
+	_, one := count(reconcile.Scope{Bottles: []string{b.Metadata.Name}})
+	rs, all := count(reconcile.Scope{Bottles: []string{named}, All: true})
+	if !slices.Equal(one, all) {
+		t.Errorf("calls with All = %q, want those of one bottle: %q", all, one)
+	}
+	var ours, namesake int
+	for _, r := range rs {
+		switch {
+		case r.Name == foreign:
+			t.Errorf("the foreign container %s was observed", foreign)
+		case r.Managed && r.Bottle == b.Metadata.Name && r.Kind == KindContainer:
+			ours++
+		case !r.Managed && r.Bottle == named && r.Kind == KindContainer:
+			namesake++
+		}
+	}
+	if ours != 2 || namesake != 1 {
+		t.Errorf("observed %d containers of %s (want agent and bundle) and %d namesakes of %s (want 1)", ours, b.Metadata.Name, namesake, named)
+	}
+}

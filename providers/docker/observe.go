@@ -27,9 +27,12 @@ import (
 // are listed by the bottles' name prefix, and so are volumes: every volume
 // of a bottle is named bottle-NAME-VOLUME, and the name (a substring filter
 // to the engine) catches a foreign volume of that name too, which a label
-// filter would miss.
+// filter would miss. With scope.All the containers and volumes are listed
+// by bottle-apply's name label instead (whole, when there are bottles to
+// claim namesakes for, and kept by label or name here): still one list
+// each.
 func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
-	if len(scope.Bottles) == 0 {
+	if len(scope.Bottles) == 0 && !scope.All {
 		return nil, nil
 	}
 	if err := p.negotiate(ctx); err != nil {
@@ -49,24 +52,20 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		}
 		return nil
 	})
+	ctrFilter, volFilter := listFilters(scope)
 	g.Go(func() error {
-		f := filters.NewArgs()
-		for _, b := range scope.Bottles {
-			f.Add("name", "^/"+regexp.QuoteMeta(bottle.ResourceName(b, "")))
-		}
 		var err error
-		ctrs, err = p.eng.ContainerList(gctx, container.ListOptions{All: true, Filters: f})
+		ctrs, err = p.eng.ContainerList(gctx, container.ListOptions{All: true, Filters: ctrFilter})
 		if err != nil {
 			return fmt.Errorf("list containers: %w", err)
 		}
+		ctrs = slices.DeleteFunc(ctrs, func(c container.Summary) bool {
+			return len(c.Names) == 0 || !inScope(strings.TrimPrefix(c.Names[0], "/"), c.Labels, scope)
+		})
 		return nil
 	})
 	g.Go(func() error {
-		f := filters.NewArgs()
-		for _, b := range scope.Bottles {
-			f.Add("name", bottle.VolumeName(b, ""))
-		}
-		resp, err := p.eng.VolumeList(gctx, volume.ListOptions{Filters: f})
+		resp, err := p.eng.VolumeList(gctx, volume.ListOptions{Filters: volFilter})
 		if err != nil {
 			return fmt.Errorf("list volumes: %w", err)
 		}
@@ -83,6 +82,36 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	claimNamesakes(rs, scope)
 	p.markUnstartable(rs)
 	return rs, nil
+}
+
+// listFilters are the engine filters of the container and volume lists.
+// Without scope.All: the bottles' name prefixes. With it and no bottles:
+// bottle-apply's name label. With both: none, since an unmanaged namesake
+// lacks the label and the engine ANDs a label with a name filter; inScope
+// then keeps what is of the scope. It is pure.
+func listFilters(scope reconcile.Scope) (ctrs, vols filters.Args) {
+	ctrs, vols = filters.NewArgs(), filters.NewArgs()
+	switch {
+	case scope.All && len(scope.Bottles) == 0:
+		ctrs.Add("label", bottle.LabelName)
+		vols.Add("label", bottle.LabelName)
+	case !scope.All:
+		for _, b := range scope.Bottles {
+			ctrs.Add("name", "^/"+regexp.QuoteMeta(bottle.ResourceName(b, "")))
+			vols.Add("name", bottle.VolumeName(b, ""))
+		}
+	}
+	return ctrs, vols
+}
+
+// inScope says whether a listed container or volume is of the scope: named
+// with the prefix of one of its bottles (containers and volumes share it),
+// or, under scope.All, carrying bottle-apply's name label. It is pure.
+func inScope(name string, labels map[string]string, scope reconcile.Scope) bool {
+	if scope.All && labels[bottle.LabelName] != "" {
+		return true
+	}
+	return slices.ContainsFunc(scope.Bottles, func(b string) bool { return strings.HasPrefix(name, bottle.ResourceName(b, "")) })
 }
 
 // markUnstartable reports failed the containers whose start the engine
@@ -172,11 +201,12 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 
 // observedVolumes turns the listed volumes into resources. It is pure.
 // The engine's filter is a substring match: only the volumes whose name
-// starts with a bottle's prefix are kept.
+// starts with a bottle's prefix are kept, and under scope.All those that
+// carry bottle-apply's name label.
 func observedVolumes(vols []*volume.Volume, scope reconcile.Scope) []reconcile.Resource {
 	var out []reconcile.Resource
 	for _, v := range vols {
-		if v == nil || !slices.ContainsFunc(scope.Bottles, func(b string) bool { return strings.HasPrefix(v.Name, bottle.VolumeName(b, "")) }) {
+		if v == nil || !inScope(v.Name, v.Labels, scope) {
 			continue
 		}
 		r := fromLabels(KindVolume, v.Name, v.Name, v.Labels)

@@ -122,20 +122,23 @@ var kinds = []string{KindNamespace, KindPVC, KindSecret, KindService, KindNetwor
 
 // Observe implements reconcile.Provider: one list per kind, selected by
 // the bottles' label, whatever the number of bottles, plus the pods (for
-// the workloads' state) and what the cluster tells of its ranges.
+// the workloads' state) and what the cluster tells of its ranges. Under
+// scope.All the selector is the label's existence instead: the same calls.
+// Only a provider in use observes: with All, the caller decides whether
+// to use the cluster (ConnectTo).
 func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
-	if !p.Used() || len(scope.Bottles) == 0 {
+	if !p.Used() || len(scope.Bottles) == 0 && !scope.All {
 		return nil, nil
 	}
 	c, err := p.Cluster()
 	if err != nil {
 		return nil, err
 	}
-	req, err := labels.NewRequirement(bottle.LabelName, selection.In, scope.Bottles)
+	selector, err := bottleSelector(scope)
 	if err != nil {
-		return nil, fmt.Errorf("select bottles %s: %w", strings.Join(scope.Bottles, ", "), err)
+		return nil, err
 	}
-	sel := metav1.ListOptions{LabelSelector: labels.NewSelector().Add(*req).String()}
+	sel := metav1.ListOptions{LabelSelector: selector}
 	var (
 		mu   sync.Mutex
 		out  []reconcile.Resource
@@ -187,6 +190,21 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	observedDeps(out)
 	sort.Slice(out, func(i, j int) bool { return out[i].ID() < out[j].ID() })
 	return out, nil
+}
+
+// bottleSelector is the label selector of a scope's objects: those of its
+// bottles, or under All every object that carries a bottle's name. It is
+// pure.
+func bottleSelector(scope reconcile.Scope) (string, error) {
+	op, values := selection.In, scope.Bottles
+	if scope.All {
+		op, values = selection.Exists, nil
+	}
+	req, err := labels.NewRequirement(bottle.LabelName, op, values)
+	if err != nil {
+		return "", fmt.Errorf("select bottles %s: %w", strings.Join(scope.Bottles, ", "), err)
+	}
+	return labels.NewSelector().Add(*req).String(), nil
 }
 
 // explain adds what to do to an error of the API.

@@ -331,3 +331,59 @@ func TestVolumeWithoutRecord(t *testing.T) {
 	}
 	mustExist(t, w.dataDir())
 }
+
+// Observe under scope.All returns every managed machine and volume, with
+// the same one ls; unmanaged ones only for the bottles named.
+func TestObserveAll(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name    string
+		bottles []string
+		all     bool
+		ls      bool // whether machine ls runs
+		want    []string
+	}{
+		{name: "nothing without all or bottles"},
+		{name: "all", all: true, ls: true,
+			want: []string{"smolvm-machine:forked/agent managed", "smolvm-machine:hello/agent managed", "smolvm-volume:hello/cache managed"}},
+		{name: "all claims the namesakes of bottles", bottles: []string{"other", "stray"}, all: true, ls: true,
+			want: []string{"smolvm-machine:forked/agent managed", "smolvm-machine:hello/agent managed", "smolvm-machine:other/ unmanaged",
+				"smolvm-volume:hello/cache managed", "smolvm-volume:stray/junk unmanaged"}},
+		{name: "bottles alone", bottles: []string{"other", "stray"}, ls: true,
+			want: []string{"smolvm-machine:forked/agent managed", "smolvm-machine:hello/agent managed", "smolvm-machine:other/ unmanaged",
+				"smolvm-volume:stray/junk unmanaged"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			w := newWorkspaceEnv(t)
+			if err := w.p.Apply(t.Context(), createStep(w.volume)); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.MkdirAll(filepath.Join(w.state, "volumes", "stray", "junk"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tt.ls {
+				w.script(call{argv: argv("machine", "ls", "--json"), stdout: string(readTestdata(t, "ls-1.9.3.json"))})
+			} else {
+				w.script()
+			}
+			obs, err := w.p.Observe(t.Context(), reconcile.Scope{Bottles: tt.bottles, All: tt.all})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var got []string
+			for _, r := range obs {
+				m := " unmanaged"
+				if r.Managed {
+					m = " managed"
+				}
+				got = append(got, r.ID()+m)
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("observed:\n%q\nwant:\n%q", got, tt.want)
+			}
+		})
+	}
+}

@@ -15,10 +15,14 @@ import (
 // bottle-apply manages, and unmanaged ones that bear a desired name or a
 // bottle's label, so that the diff can refuse to touch them and say so.
 //
+// The ls lists every machine whatever the scope, so scope.All costs
+// nothing more: it lifts the early return, and the volumes of every bottle
+// in the state directory are read (observeVolumes).
+//
 // Without a smolvm binary there is nothing to observe: it returns nothing,
 // and Desired then fails for smolvm bottles.
 func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconcile.Resource, error) {
-	if len(scope.Bottles) == 0 {
+	if len(scope.Bottles) == 0 && !scope.All {
 		return nil, nil
 	}
 	// No version probe here: a no-op apply costs one ls. The version is
@@ -70,8 +74,10 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 }
 
 // observed turns machines into resources. A machine is managed when its
-// labels, or else its record, name a bottle, a role and a non-empty hash. It
-// is pure.
+// labels, or else its record, name a bottle, a role and a non-empty hash.
+// Managed machines are returned whatever the scope (scope.All changes
+// nothing here); unmanaged ones only when they carry a bottle's label or
+// the name of one of scope.Bottles. It is pure.
 func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []reconcile.Resource {
 	namesakes := make(map[string]string, len(scope.Bottles))
 	for _, b := range scope.Bottles {

@@ -135,17 +135,35 @@ func readVolumeRecord(dir, bottleName, volume string) (*volumeRecord, error) {
 
 // observeVolumes lists the named volumes of the bottles in scope from the
 // state directory. A directory without a matching record is returned
-// unmanaged, so that the diff refuses to use or remove it.
+// unmanaged, so that the diff refuses to use or remove it. Under
+// scope.All it reads the volumes of every bottle in the state directory
+// too, and returns those of bottles outside scope.Bottles only when
+// managed.
 func (p *Provider) observeVolumes(scope reconcile.Scope) ([]reconcile.Resource, error) {
 	if p.opts.StateDir == "" {
 		return nil, nil
 	}
+	root, _ := p.volumesRoot()
+	bottles := slices.Clone(scope.Bottles)
+	if scope.All {
+		entries, err := os.ReadDir(root)
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("list smolvm volumes: %w", err)
+		}
+		for _, e := range entries {
+			if e.IsDir() {
+				bottles = append(bottles, e.Name())
+			}
+		}
+	}
+	slices.Sort(bottles)
+	bottles = slices.Compact(bottles)
 	var out []reconcile.Resource
-	for _, b := range slices.Sorted(slices.Values(scope.Bottles)) {
+	for _, b := range bottles {
 		if !safeName.MatchString(b) {
 			continue
 		}
-		root, _ := p.volumesRoot()
+		named := slices.Contains(scope.Bottles, b)
 		entries, err := os.ReadDir(filepath.Join(root, b))
 		if errors.Is(err, fs.ErrNotExist) {
 			continue
@@ -176,7 +194,9 @@ func (p *Provider) observeVolumes(scope reconcile.Scope) ([]reconcile.Resource, 
 			if fi, err := os.Stat(filepath.Join(dir, volumeDataSubdir)); r.Managed && (err != nil || !fi.IsDir()) {
 				r.State, r.Failure = reconcile.StateFailed, "its data directory is missing"
 			}
-			out = append(out, r)
+			if r.Managed || named {
+				out = append(out, r)
+			}
 		}
 	}
 	return out, nil
