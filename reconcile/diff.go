@@ -37,6 +37,7 @@ func Diff(desired, observed []Resource, scope Scope) (*Plan, error) {
 	}
 	warnUnset(plan)
 	planDeletes(plan, own, stepOf)
+	plan.Pruned = slices.Sorted(maps.Keys(own.pruned))
 	return plan, nil
 }
 

@@ -70,6 +70,9 @@ type Plan struct {
 	// not desired but stay, as the scope does not let them go: a destroy
 	// without --volumes, a volume dropped from the spec.
 	Kept []Resource
+	// Pruned names the bottles of the scope's spec set that the plan
+	// deletes whole as they left the specs (Scope.Prune), sorted.
+	Pruned []string
 }
 
 // ChangedBottles names the bottles that some step changes, sorted.

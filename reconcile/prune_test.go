@@ -1,6 +1,7 @@
 package reconcile
 
 import (
+	"context"
 	"errors"
 	"slices"
 	"strings"
@@ -130,7 +131,7 @@ func TestDiffSetOfExistingBottles(t *testing.T) {
 			desired: inSet("b", hello.desired()), observed: inSet("a", hello.observed()),
 			wantErr: `bottle "hello" is applied with --set b but its resources are of spec set "a": bottle belongs to another spec set; a prune of a would delete it`},
 		{name: "a volume of another set is no refusal: it is never replaced",
-			desired: inSet("b", hello.withVolumes("work")),
+			desired:  inSet("b", hello.withVolumes("work")),
 			observed: append(inSet("b", observedVolumes(hello.desired())), inSet("a", observedVolumes([]Resource{hello.volume("work")}))...),
 			want:     "#3 docker-volume:hello/work NoOp\n"},
 	}
@@ -177,4 +178,83 @@ func TestAdoptSets(t *testing.T) {
 			t.Errorf("bottle %s: set %q, want %q", b.Metadata.Name, b.Set, want[i])
 		}
 	}
+}
+
+// scopeProvider records the scopes it is asked to observe.
+type scopeProvider struct {
+	*memProvider
+	scopes []Scope
+}
+
+func (s *scopeProvider) Observe(ctx context.Context, scope Scope) ([]Resource, error) {
+	s.scopes = append(s.scopes, scope)
+	return s.memProvider.Observe(ctx, scope)
+}
+
+func TestRunPrune(t *testing.T) {
+	t.Parallel()
+	gone := world{bottle: "gone", subnet: "10.0.1", env: "g", bundle: "none"}
+	setup := func() *scopeProvider {
+		m := &memProvider{desired: inSet("a", hello.desired()), have: map[string]Resource{}}
+		for _, r := range inSet("a", append(hello.observed(), gone.observed()...)) {
+			m.have[r.ID()] = r
+		}
+		return &scopeProvider{memProvider: m}
+	}
+	t.Run("locks the pruned bottles, then plans again under the locks", func(t *testing.T) {
+		t.Parallel()
+		p := setup()
+		type call struct {
+			bottles           []string
+			applied, observes int
+		}
+		var calls []call
+		lockPruned := func(_ context.Context, bs []string) error {
+			calls = append(calls, call{bs, len(p.applied), p.observes})
+			return nil
+		}
+		res, err := Run(t.Context(), []Provider{p}, bottles("hello"), Options{Prune: "a", LockPruned: lockPruned})
+		if err != nil || !res.Converged {
+			t.Fatalf("Run: %v, converged %v", err, res.Converged)
+		}
+		if len(calls) != 1 || !slices.Equal(calls[0].bottles, []string{"gone"}) || calls[0].applied != 0 || calls[0].observes != 1 {
+			t.Fatalf("LockPruned calls %+v, want one for gone, after one observation and before any step", calls)
+		}
+		if p.observes != 3 { // the plan, again under the locks, and after the round
+			t.Errorf("observed %d times, want 3", p.observes)
+		}
+		for id := range p.have {
+			if !strings.Contains(id, ":hello/") {
+				t.Errorf("%s is left", id)
+			}
+		}
+		if len(p.have) != 4 || !slices.Equal(res.Plan.Pruned, []string{"gone"}) {
+			t.Errorf("left %d resources, plan pruned %q; want hello's 4 and gone pruned", len(p.have), res.Plan.Pruned)
+		}
+		for _, s := range p.scopes {
+			if !s.All || s.Prune != "a" {
+				t.Errorf("observed with scope %+v, want All and Prune a", s)
+			}
+		}
+	})
+	t.Run("a lock not taken changes nothing", func(t *testing.T) {
+		t.Parallel()
+		p := setup()
+		busy := errors.New("bottle gone is busy")
+		_, err := Run(t.Context(), []Provider{p}, bottles("hello"), Options{Prune: "a",
+			LockPruned: func(context.Context, []string) error { return busy }})
+		if !errors.Is(err, busy) || len(p.applied) != 0 {
+			t.Fatalf("Run error %v, applied %q; want the lock's error and nothing applied", err, p.applied)
+		}
+	})
+	t.Run("without a prune the observation is the bottles'", func(t *testing.T) {
+		t.Parallel()
+		p := setup()
+		if _, err := Run(t.Context(), []Provider{p}, bottles("hello"), Options{}); err != nil {
+			t.Fatal(err)
+		}
+		if len(p.have) != 8 || p.scopes[0].All {
+			t.Errorf("left %d resources (want 8), scope %+v", len(p.have), p.scopes[0])
+		}
+	})
 }

@@ -47,6 +47,12 @@ type Options struct {
 	Grace time.Duration
 	// OnPlan sees the first plan before anything changes.
 	OnPlan func(*Plan)
+	// LockPruned, when set, takes the locks of bottles a plan prunes
+	// (Plan.Pruned) before any step runs. Their names are known only once
+	// observed: Run calls it with those it has not asked for yet, then
+	// observes and plans again under the locks, so that nothing is
+	// deleted on a plan made before them.
+	LockPruned func(ctx context.Context, bottles []string) error
 }
 
 // Result says what a run planned and did.
@@ -76,7 +82,11 @@ func Run(ctx context.Context, providers []Provider, bottles []bottle.Bottle, opt
 	for _, p := range providers {
 		byName[p.Name()] = p
 	}
-	scope := Scope{RemovePersistent: opts.Volumes, Prune: opts.Prune}
+	// A prune observes every managed bottle: the names of the set's
+	// bottles that left the specs are unknown. Scope.All keeps it to the
+	// same lists.
+	scope := Scope{RemovePersistent: opts.Volumes, Prune: opts.Prune, All: opts.Prune != ""}
+	locked := map[string]bool{}
 	for i := range bottles {
 		scope.Bottles = append(scope.Bottles, bottles[i].Metadata.Name)
 	}
@@ -124,6 +134,21 @@ func Run(ctx context.Context, providers []Provider, bottles []bottle.Bottle, opt
 		}
 		if opts.DryRun {
 			return res, nil
+		}
+		if opts.LockPruned != nil {
+			var more []string
+			for _, b := range plan.Pruned {
+				if !locked[b] {
+					locked[b] = true
+					more = append(more, b)
+				}
+			}
+			if len(more) > 0 {
+				if err := opts.LockPruned(ctx, more); err != nil {
+					return res, err
+				}
+				continue
+			}
 		}
 		if res.Rounds == maxRounds {
 			err := fmt.Errorf("%w after %d rounds; still to do:\n%s", ErrNotConverged, res.Rounds, remaining(plan))
