@@ -7,6 +7,11 @@
 // resources, reconcile plans over those.
 package bottle
 
+import (
+	"fmt"
+	"regexp"
+)
+
 // Labels put on every resource bottle-apply creates, where its backend has
 // labels. A resource without LabelName, LabelRole and a non-empty LabelHash
 // is not bottle-apply's and is never touched.
@@ -37,6 +42,19 @@ func Labels(bottleName, role, hash, inputs, version string) map[string]string {
 		LabelName: bottleName, LabelRole: role, LabelHash: hash,
 		LabelInputs: inputs, LabelVersion: version,
 	}
+}
+
+// setName is a label value as docker and kubernetes both take it: at most
+// 63 characters, alphanumerics with - _ . inside.
+var setName = regexp.MustCompile(`^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$`)
+
+// CheckSet says what is wrong with a spec set's name, if anything: it is
+// a label value on every backend.
+func CheckSet(name string) error {
+	if !setName.MatchString(name) {
+		return fmt.Errorf("spec set %q: want at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (a label value)", name)
+	}
+	return nil
 }
 
 // WithSet adds the spec set label to labels when set is not empty, and
