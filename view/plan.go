@@ -46,7 +46,7 @@ func Render(w io.Writer, p *reconcile.Plan, color bool) error {
 	var b strings.Builder
 	if p.Changes() == 0 {
 		b.WriteString(paint(ansiBold, "No changes.") + " Reality matches the spec.\n")
-		kept(&b, p.Kept)
+		kept(&b, p)
 		_, err := io.WriteString(w, b.String())
 		return err
 	}
@@ -77,14 +77,15 @@ func Render(w io.Writer, p *reconcile.Plan, color bool) error {
 	}
 	fmt.Fprintf(&b, "\n%s %d to create, %d to start, %d to replace, %d to delete.\n",
 		paint(ansiBold, "Plan:"), p.Count(reconcile.Create), p.Count(reconcile.Start), p.Count(reconcile.Replace), p.Count(reconcile.Delete))
-	kept(&b, p.Kept)
+	kept(&b, p)
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
 // kept says which persistent resources (named volumes) stay although no
 // bottle of the spec uses them any more, and how to remove them.
-func kept(b *strings.Builder, rs []reconcile.Resource) {
+func kept(b *strings.Builder, p *reconcile.Plan) {
+	rs := p.Kept
 	if len(rs) == 0 {
 		return
 	}
@@ -98,6 +99,10 @@ func kept(b *strings.Builder, rs []reconcile.Resource) {
 	fmt.Fprintf(b, "\nKept %s:\n", what)
 	for i := range rs {
 		fmt.Fprintf(b, "  %s  %s\n", rs[i].ID(), removeHint(&rs[i]))
+	}
+	if slices.ContainsFunc(rs, func(r reconcile.Resource) bool { return slices.Contains(p.Pruned, r.Bottle) }) {
+		b.WriteString("`bottle-apply --set SET --prune --volumes -f FILE` removes the volumes of the bottles it prunes.\n")
+		return
 	}
 	b.WriteString("`bottle-apply --destroy --volumes -f FILE` removes a bottle's volumes with it.\n")
 }

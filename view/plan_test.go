@@ -7,6 +7,7 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -103,6 +104,15 @@ func addDefaults(r *Resource) {
 	r.Hash += "defaults=1;"
 }
 
+// inSet returns rs with each resource of the spec set s.
+func inSet(s string, rs []Resource) []Resource {
+	out := slices.Clone(rs)
+	for i := range out {
+		out[i].Set = s
+	}
+	return out
+}
+
 // volume is a named volume observed as bottle-apply's; path is set for a
 // smolvm one, which is a directory.
 func volume(b, name, path string) Resource {
@@ -129,6 +139,7 @@ func TestRender(t *testing.T) {
 		name              string
 		desired, observed []Resource
 		scope             []string
+		prune             string
 		color             bool
 	}{
 		{name: "no-changes", desired: hello.desired(), observed: hello.observed()},
@@ -143,6 +154,10 @@ func TestRender(t *testing.T) {
 		// A destroy without --volumes, and a volume dropped from the spec.
 		{name: "destroy-keeps-volumes", observed: append(hello.observed(), volume("hello", "work", ""), volume("hello", "home", "/home/me/my state/volumes/hello/home"))},
 		{name: "no-changes-keeps-volume", desired: hello.desired(), observed: append(hello.observed(), volume("hello", "work", ""))},
+		// apply --set team-a --prune: gone left the specs of team-a, and
+		// its volume is kept without --volumes.
+		{name: "prune", desired: hello.desired(), prune: "team-a", observed: append(hello.observed(),
+			inSet("team-a", append(world{bottle: "gone", subnet: "10.0.1", env: "g", bundle: "none"}.observed(), volume("gone", "work", "")))...)},
 		{name: "destroy-keeps-cluster-volume", scope: []string{"kube"}, observed: []Resource{
 			{Provider: "kubernetes", Kind: "namespace", Bottle: "kube", Role: "namespace", Name: "bottle-kube", Hash: "n", Managed: true, Persistent: true,
 				State: StatePresent, Summary: map[string]string{"holds": "the bottle's volumes", "remove": "kubectl delete namespace bottle-kube"}},
@@ -157,7 +172,7 @@ func TestRender(t *testing.T) {
 			if scope == nil {
 				scope = []string{"hello"}
 			}
-			plan, err := Diff(tc.desired, tc.observed, Scope{Bottles: scope})
+			plan, err := Diff(tc.desired, tc.observed, Scope{Bottles: scope, Prune: tc.prune})
 			if err != nil {
 				t.Fatal(err)
 			}
