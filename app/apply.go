@@ -37,8 +37,14 @@ type Options struct {
 	SubnetPool       string
 	Verify           bool
 	NoVerify         bool
-	// Volumes lets a destroy remove the bottles' named volumes too.
+	// Volumes lets a destroy remove the bottles' named volumes too, and a
+	// prune those of the bottles it deletes.
 	Volumes bool
+	// Set is the spec set the bottles are applied with (--set), recorded
+	// on their resources; Prune deletes the managed bottles of that set
+	// that are not in the specs.
+	Set   string
+	Prune bool
 	// ReadyWait is how long each agent an apply started must stay running
 	// (0: no wait).
 	ReadyWait time.Duration
@@ -98,7 +104,13 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 	if err != nil {
 		return fmt.Errorf("invalid spec, nothing was changed:\n%w", err)
 	}
+	if o.Prune && o.Set == "" {
+		return errors.New("--prune needs --set: it deletes the bottles of a named spec set only; nothing was changed")
+	}
 	bottles := bottle.NewAll(specs)
+	for i := range bottles {
+		bottles[i].Set = o.Set
+	}
 	if o.Verify {
 		for i := range bottles {
 			res.Bottles = append(res.Bottles, bottles[i].Metadata.Name)
@@ -135,6 +147,10 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 			return err
 		}
 	}
+	ropts := reconcile.Options{Destroy: o.Destroy, Volumes: o.Volumes, DryRun: o.DryRun, OnPlan: onPlan}
+	if o.Prune {
+		ropts.Prune = o.Set
+	}
 	if !o.DryRun {
 		// One apply or destroy per bottle at a time on an engine (or a
 		// cluster), whatever the address it is reached by.
@@ -147,6 +163,22 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 			return err
 		}
 		defer locks.Release()
+		// The bottles a prune deletes are known once observed: the run
+		// locks them then, and plans again under their locks.
+		var pruneLocks []*lock.Set
+		defer func() {
+			for _, l := range pruneLocks {
+				l.Release()
+			}
+		}()
+		ropts.LockPruned = func(ctx context.Context, pruned []string) error {
+			more, err := lock.Acquire(ctx, xdg.LockDir(key), pruned, o.LockTimeout)
+			if err != nil {
+				return fmt.Errorf("lock the bottles to prune: %w; nothing was changed", err)
+			}
+			pruneLocks = append(pruneLocks, more)
+			return nil
+		}
 	}
 	if !o.Destroy && ps.usesDocker() {
 		// The bundles refuse the host's addresses: known from the last run
@@ -155,7 +187,7 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 			return err
 		}
 	}
-	run, runErr := reconcile.Run(ctx, ps.all, bottles, reconcile.Options{Destroy: o.Destroy, Volumes: o.Volumes, DryRun: o.DryRun, OnPlan: onPlan})
+	run, runErr := reconcile.Run(ctx, ps.all, bottles, ropts)
 	res.Run = run
 	switch {
 	case runErr == nil:

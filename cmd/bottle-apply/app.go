@@ -44,8 +44,19 @@ func Run(ctx context.Context, args []string, s Streams) int {
 			if o.Verify && (o.Destroy || o.DryRun || o.NoVerify) {
 				return usageError("--verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify")
 			}
-			if o.Volumes && !o.Destroy {
-				return usageError("--volumes goes with --destroy: it removes the bottles' named volumes with them")
+			if o.Volumes && !o.Destroy && !o.Prune {
+				return usageError("--volumes goes with --destroy or --prune: it removes the named volumes of the bottles they delete")
+			}
+			if o.Prune && o.Set == "" {
+				return usageError("--prune needs --set NAME: it deletes the bottles of that spec set that are not in the specs, and nothing else; nothing was changed")
+			}
+			if (o.Set != "" || o.Prune) && (o.Destroy || o.Verify) {
+				return usageError("--set and --prune go with an apply: --destroy deletes the bottles of the specs whatever their set, --verify changes nothing")
+			}
+			if cmd.Flags().Changed("set") {
+				if err := bottle.CheckSet(o.Set); err != nil {
+					return usageError("--set: " + err.Error())
+				}
 			}
 			if o.ReadyWait < 0 {
 				return usageError("--ready-wait must not be negative (0 turns the wait off)")
@@ -68,7 +79,9 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	f.StringVar(&o.SubnetPool, "subnet-pool", bottle.DefaultSubnetPool, "range that automatic /24 bottle subnets come from")
 	f.BoolVar(&o.Verify, "verify", false, "change nothing: run the isolation self-test in each bottle's agent and fail naming any hole")
 	f.BoolVar(&o.NoVerify, "no-verify", false, "skip the self-test that follows an apply that changed a bottle")
-	f.BoolVar(&o.Volumes, "volumes", false, "with --destroy: remove the bottles' named volumes too (host directories are never removed)")
+	f.BoolVar(&o.Volumes, "volumes", false, "with --destroy or --prune: remove the deleted bottles' named volumes too (host directories are never removed)")
+	f.StringVar(&o.Set, "set", "", "name the spec set these bottles belong to: recorded on their resources (label "+bottle.LabelSet+"), in no config hash")
+	f.BoolVar(&o.Prune, "prune", false, "with --set: also delete the managed bottles of that set that are not in the specs (never another set's, unlabelled or hand-made ones)")
 	f.DurationVar(&o.ReadyWait, "ready-wait", 2*time.Second, "how long each started agent must stay running for the apply to succeed (0: do not wait)")
 	f.StringSliceVar(&o.KubePodCIDRs, "kube-pod-cidr", nil, "the cluster's pod range(s), for a cluster whose nodes do not tell (kubernetes bottles)")
 	f.StringSliceVar(&o.KubeServiceCIDRs, "kube-service-cidr", nil, "the cluster's service range(s), for a cluster without the ServiceCIDR API (kubernetes bottles)")

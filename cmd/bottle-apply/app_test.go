@@ -35,6 +35,12 @@ func TestRunUsageErrors(t *testing.T) {
 		{"verify with destroy", []string{"-f", "x.yaml", "--verify", "--destroy"}, "bottle-apply: --verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify"},
 		{"verify with no-verify", []string{"-f", "x.yaml", "--verify", "--no-verify"}, "bottle-apply: --verify runs the self-test alone; it does not go with --destroy, --dry-run or --no-verify"},
 		{"logs without a name", []string{"logs"}, "bottle-apply: logs takes the bottle's name: bottle-apply logs [-f] NAME"},
+		{"prune without a set", []string{"-f", "x.yaml", "--prune"}, "bottle-apply: --prune needs --set NAME: it deletes the bottles of that spec set that are not in the specs, and nothing else; nothing was changed"},
+		{"prune with destroy", []string{"-f", "x.yaml", "--set", "a", "--prune", "--destroy"}, "bottle-apply: --set and --prune go with an apply: --destroy deletes the bottles of the specs whatever their set, --verify changes nothing"},
+		{"set with verify", []string{"-f", "x.yaml", "--set", "a", "--verify"}, "bottle-apply: --set and --prune go with an apply: --destroy deletes the bottles of the specs whatever their set, --verify changes nothing"},
+		{"set not a label value", []string{"-f", "x.yaml", "--set", "team a"}, `bottle-apply: --set: spec set "team a": want at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (a label value)`},
+		{"empty set", []string{"-f", "x.yaml", "--set", ""}, `bottle-apply: --set: spec set "": want at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit (a label value)`},
+		{"volumes with an apply", []string{"-f", "x.yaml", "--volumes"}, "bottle-apply: --volumes goes with --destroy or --prune: it removes the named volumes of the bottles they delete"},
 		{"positional", []string{"hello.yaml"}, `bottle-apply: unknown command "hello.yaml" for "bottle-apply" (specs are passed with -f)`},
 	}
 	for _, tc := range cases {
