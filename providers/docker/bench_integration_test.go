@@ -72,6 +72,28 @@ func BenchmarkIntegrationApply(b *testing.B) {
 		got := cnt.Reset()
 		report(b, len(got), len(testenv.Writes(got)))
 	})
+	// A no-op apply --set S --prune: it observes every managed bottle
+	// with the same lists, so it makes the calls of a no-op apply.
+	b.Run("noop-prune", func(b *testing.B) {
+		bt := newBottle()
+		bt.Set = testenv.Name("set")
+		run := func() {
+			res, err := reconcile.Run(context.Background(), []reconcile.Provider{p}, []bottle.Bottle{bt}, reconcile.Options{Prune: bt.Set})
+			if err != nil || !res.Converged || res.Changed() {
+				b.Fatalf("apply --prune: %v, changed %v", err, res != nil && res.Changed())
+			}
+		}
+		apply(bt, false)
+		b.Cleanup(func() { apply(bt, true) })
+		cnt.Reset()
+		b.ResetTimer()
+		for range b.N {
+			run()
+		}
+		b.StopTimer()
+		got := cnt.Reset()
+		report(b, len(got), len(testenv.Writes(got)))
+	})
 	b.Run("destroy", func(b *testing.B) {
 		calls, writes := 0, 0
 		for range b.N {
