@@ -163,6 +163,9 @@ type PlanDoc struct {
 	// Kept are the named volumes kept although not in the spec (or on a
 	// destroy without --volumes).
 	Kept []KeptDoc `json:"kept,omitempty"`
+	// Pruned names the bottles of the spec set that the plan deletes as
+	// they left the specs (--prune).
+	Pruned []string `json:"pruned,omitempty"`
 }
 
 // KeptDoc is a kept volume in machine-readable output.
@@ -175,7 +178,7 @@ type KeptDoc struct {
 
 // Doc returns the plan's machine-readable form.
 func Doc(p *reconcile.Plan) PlanDoc {
-	d := PlanDoc{Steps: make([]StepDoc, 0, len(p.Steps)), Warnings: p.Warnings, Changes: map[string]int{
+	d := PlanDoc{Steps: make([]StepDoc, 0, len(p.Steps)), Warnings: p.Warnings, Pruned: p.Pruned, Changes: map[string]int{
 		"create": p.Count(reconcile.Create), "start": p.Count(reconcile.Start), "replace": p.Count(reconcile.Replace), "delete": p.Count(reconcile.Delete),
 	}}
 	for _, s := range p.Steps {

@@ -214,6 +214,44 @@ func TestPlanDocJSON(t *testing.T) {
 	}
 }
 
+// A prune's plan names the pruned bottles in JSON, and its deletes say
+// why; a plan without a prune has no "pruned".
+func TestPlanDocJSONPruned(t *testing.T) {
+	t.Parallel()
+	gone := inSet("team-a", world{bottle: "gone", subnet: "10.0.1", env: "g", bundle: "none"}.observed())
+	for _, tc := range []struct {
+		prune  string
+		pruned []string
+	}{{"team-a", []string{"gone"}}, {"", nil}} {
+		plan, err := Diff(hello.desired(), append(hello.observed(), gone...), Scope{Bottles: []string{"hello"}, Prune: tc.prune})
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := json.Marshal(Doc(plan))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var back struct {
+			Pruned []string `json:"pruned"`
+			Steps  []struct {
+				Action, Reason string
+			} `json:"steps"`
+		}
+		if err := json.Unmarshal(b, &back); err != nil {
+			t.Fatal(err)
+		}
+		deletes := 0
+		for _, s := range back.Steps {
+			if s.Action == "delete" && s.Reason == "not in spec set team-a" {
+				deletes++
+			}
+		}
+		if !slices.Equal(back.Pruned, tc.pruned) || deletes != 4*len(tc.pruned) {
+			t.Errorf("prune %q: pruned %q, %d deletes; want %q and 4 deletes each:\n%s", tc.prune, back.Pruned, deletes, tc.pruned, b)
+		}
+	}
+}
+
 // A replace says what it keeps and discards, in text and JSON; a create
 // has nothing to keep.
 func TestPlanSaysWhatAReplaceKeeps(t *testing.T) {
