@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 )
@@ -85,6 +86,9 @@ type Resource struct {
 	// Failure says why a resource in StateFailed cannot go on as it is
 	// (the plan's reason to replace it); "failed" when empty.
 	Failure string
+	// Created is when the engine made it, zero when it does not say.
+	// The diff never reads it (no clock in a plan): it is for status.
+	Created time.Time
 
 	// Summary holds a few human-facing attributes (image, subnet, ip) for the
 	// plan. Providers must never put secret values here.

@@ -657,6 +657,16 @@ func TestObserved(t *testing.T) {
 				State: reconcile.StateFailed, Summary: map[string]string{"image": "busybox"}}},
 		},
 		{
+			name: "the engine's creation times are kept",
+			nets: []network.Summary{{Name: "n", ID: "n3", Created: time.Unix(1750000000, 0)}},
+			ctrs: []container.Summary{{ID: "c8", State: "running", Created: 1750000100}},
+			want: []reconcile.Resource{
+				{Provider: ProviderName, Kind: KindNetwork, Name: "n", EngineID: "n3", State: reconcile.StatePresent, Created: time.Unix(1750000000, 0)},
+				{Provider: ProviderName, Kind: KindContainer, EngineID: "c8", State: reconcile.StateRunning, Created: time.Unix(1750000100, 0),
+					Summary: map[string]string{"image": ""}},
+			},
+		},
+		{
 			name: "a paused container is left alone",
 			ctrs: []container.Summary{ctr("paused")},
 			want: []reconcile.Resource{agent(reconcile.StateUnknown, map[string]string{})},

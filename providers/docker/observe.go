@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
@@ -153,7 +154,7 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 	for i := range nets {
 		n := &nets[i]
 		r := fromLabels(KindNetwork, n.Name, n.ID, n.Labels)
-		r.State = reconcile.StatePresent
+		r.State, r.Created = reconcile.StatePresent, n.Created
 		for _, c := range n.IPAM.Config {
 			if strings.Contains(c.Subnet, ".") {
 				r.Summary = map[string]string{"subnet": c.Subnet}
@@ -174,6 +175,9 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		}
 		r := fromLabels(KindContainer, name, c.ID, c.Labels)
 		r.State, r.Status = containerState(c.State), c.Status
+		if c.Created != 0 {
+			r.Created = time.Unix(c.Created, 0)
+		}
 		if c.NetworkSettings != nil {
 			r.Attached = map[string]string{}
 			for name, ep := range c.NetworkSettings.Networks {
@@ -211,6 +215,7 @@ func observedVolumes(vols []*volume.Volume, scope reconcile.Scope) []reconcile.R
 		}
 		r := fromLabels(KindVolume, v.Name, v.Name, v.Labels)
 		r.State, r.Persistent = reconcile.StatePresent, true
+		r.Created, _ = time.Parse(time.RFC3339, v.CreatedAt) // zero when the engine gives none
 		// Ours only under the name it was made with: a copy that carries
 		// the labels (bottle-x-work-backup) holds data too, and would
 		// otherwise be a duplicate to delete.

@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
@@ -412,7 +413,7 @@ func TestObservedVolumesOwnership(t *testing.T) {
 	t.Parallel()
 	ours := bottle.Labels("hello", "work", "h", "", "v")
 	vols := []*volume.Volume{
-		{Name: "bottle-hello-work", Labels: ours},
+		{Name: "bottle-hello-work", Labels: ours, CreatedAt: "2026-12-05T06:00:00Z"},
 		{Name: "bottle-hello-work-backup", Labels: ours},
 		{Name: "bottle-hello-cache"},
 		{Name: "bottle-other-work", Labels: bottle.Labels("other", "work", "h", "", "v")},
@@ -425,6 +426,11 @@ func TestObservedVolumesOwnership(t *testing.T) {
 	want := map[string]bool{"bottle-hello-work": true, "bottle-hello-work-backup": false, "bottle-hello-cache": false}
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("managed = %v, want %v", got, want)
+	}
+	for _, r := range rs {
+		if r.Name == "bottle-hello-work" && !r.Created.Equal(time.Date(2026, 12, 5, 6, 0, 0, 0, time.UTC)) {
+			t.Errorf("created %v, want the engine's CreatedAt", r.Created)
+		}
 	}
 	plan, err := reconcile.Diff(nil, rs, reconcile.Scope{Bottles: []string{"hello"}, RemovePersistent: true})
 	if err != nil {

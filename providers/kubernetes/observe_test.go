@@ -3,6 +3,7 @@ package kubernetes
 import (
 	"slices"
 	"testing"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -92,4 +93,13 @@ func lists(as []k8stesting.Action) []k8stesting.Action {
 		}
 	}
 	return out
+}
+
+func TestObjectMetaCreated(t *testing.T) {
+	t.Parallel()
+	at := metav1.NewTime(time.Unix(1750000000, 0))
+	r := objectMeta(KindNamespace, &metav1.ObjectMeta{Name: "bottle-a", CreationTimestamp: at})
+	if !r.Created.Equal(at.Time) {
+		t.Errorf("created %v, want the creationTimestamp %v", r.Created, at.Time)
+	}
 }

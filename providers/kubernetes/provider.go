@@ -287,7 +287,7 @@ func objectMeta(kind string, m *metav1.ObjectMeta) reconcile.Resource {
 		Provider: ProviderName, Kind: kind, Bottle: m.Labels[bottle.LabelName], Role: m.Labels[bottle.LabelRole],
 		Name: m.Name, Hash: m.Annotations[annHash], Inputs: reconcile.DecodeInputs(m.Annotations[annInputs]),
 		Set: m.Labels[bottle.LabelSet], EngineID: string(m.UID), State: reconcile.StatePresent, Status: "present",
-		Summary: map[string]string{},
+		Summary: map[string]string{}, Created: m.CreationTimestamp.Time,
 	}
 	if m.Namespace != "" {
 		r.Summary["namespace"] = m.Namespace

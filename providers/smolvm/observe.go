@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -110,6 +111,9 @@ func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []re
 			}
 		}
 		r.State, r.Status = machineState(m.State)
+		if m.CreatedAt > 0 {
+			r.Created = time.Unix(m.CreatedAt, 0)
+		}
 		if m.Image != "" {
 			r.Summary = map[string]string{"image": m.Image}
 		}

@@ -54,6 +54,8 @@ type machine struct {
 	MemoryMiB int               `json:"memory_mib"`
 	PID       int               `json:"pid"`
 	Labels    map[string]string `json:"labels"`
+	// CreatedAt is in Unix seconds; 0 when this version does not say.
+	CreatedAt int64 `json:"created_at"`
 }
 
 // parseMachines reads the output of `machine ls --json`: a JSON array,

@@ -101,7 +101,8 @@ func TestParseMachines(t *testing.T) {
 			t.Fatal(err)
 		}
 		m := ms[0]
-		if m.CPUs != 2 || m.MemoryMiB != 1024 || m.PID != 41233 || m.Labels[bottle.LabelName] != "hello" || m.Labels[bottle.LabelRole] != "agent" {
+		if m.CPUs != 2 || m.MemoryMiB != 1024 || m.PID != 41233 || m.Labels[bottle.LabelName] != "hello" || m.Labels[bottle.LabelRole] != "agent" ||
+			m.CreatedAt != 1750000000 {
 			t.Errorf("machine = %+v", m)
 		}
 	})

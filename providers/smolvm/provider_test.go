@@ -459,6 +459,9 @@ func TestObserveLabels(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c := obs[0].Created; !c.Equal(time.Unix(1750000000, 0)) {
+		t.Errorf("created %v, want smolvm's created_at", c)
+	}
 	got := describe(obs)
 	want := "smolvm-machine:hello/agent bottle-hello-agent managed running hash=9f86d081884c deps=docker-network:hello/internal,docker-container:hello/bundle inputs=5\n" +
 		"smolvm-machine:other/ bottle-other-agent unmanaged stopped\n" +
