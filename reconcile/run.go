@@ -174,6 +174,17 @@ func Run(ctx context.Context, providers []Provider, bottles []bottle.Bottle, opt
 // PlanOnce observes every provider (in parallel), resolves and translates
 // the bottles, and diffs.
 func PlanOnce(ctx context.Context, providers []Provider, bottles []bottle.Bottle, scope Scope, destroy bool) (*Plan, error) {
+	observed, err := ObserveAll(ctx, providers, scope)
+	if err != nil {
+		return nil, err
+	}
+	return PlanObserved(providers, bottles, observed, scope, destroy)
+}
+
+// ObserveAll observes every provider in parallel: the first half of
+// PlanOnce, for a caller that shows what exists as well as the plan
+// (status).
+func ObserveAll(ctx context.Context, providers []Provider, scope Scope) ([]Resource, error) {
 	obs := make([][]Resource, len(providers))
 	g, gctx := errgroup.WithContext(ctx)
 	for i, p := range providers {
@@ -193,6 +204,12 @@ func PlanOnce(ctx context.Context, providers []Provider, bottles []bottle.Bottle
 	for _, rs := range obs {
 		observed = append(observed, rs...)
 	}
+	return observed, nil
+}
+
+// PlanObserved is the second half of PlanOnce: it resolves and translates
+// the bottles against what was observed, and diffs. It observes nothing.
+func PlanObserved(providers []Provider, bottles []bottle.Bottle, observed []Resource, scope Scope, destroy bool) (*Plan, error) {
 	var desired []Resource
 	if !destroy {
 		bs := make([]*bottle.Bottle, len(bottles))
