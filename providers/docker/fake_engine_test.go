@@ -657,6 +657,27 @@ func TestObserved(t *testing.T) {
 				State: reconcile.StateFailed, Summary: map[string]string{"image": "busybox"}}},
 		},
 		{
+			name: "the address on the bottle's internal network is kept, from its IPAM config when stopped",
+			ctrs: []container.Summary{
+				{ID: "c1", Names: []string{"/bottle-hello-bundle"}, State: "running", Labels: managedLabels("hello", bottle.RoleBundle, "h"),
+					NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
+						"bottle-hello-internal": {IPAddress: "10.0.0.2"}, "bottle-hello-egress": {IPAddress: "10.1.0.2"}}}},
+				{ID: "c2", Names: []string{"/bottle-other-bundle"}, State: "exited", Labels: managedLabels("other", bottle.RoleBundle, "h"),
+					NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{
+						"bottle-other-internal": {IPAMConfig: &network.EndpointIPAMConfig{IPv4Address: "10.0.1.2"}}}}},
+			},
+			want: []reconcile.Resource{
+				{Provider: ProviderName, Kind: KindContainer, Bottle: "hello", Role: bottle.RoleBundle, Name: "bottle-hello-bundle", Hash: "h",
+					Inputs: map[string]string{"image": "aaa", "ip": "bbb"}, Managed: true, EngineID: "c1", State: reconcile.StateRunning,
+					Attached: map[string]string{"network bottle-hello-internal": "", "network bottle-hello-egress": ""},
+					Summary:  map[string]string{"image": "", "ip": "10.0.0.2"}},
+				{Provider: ProviderName, Kind: KindContainer, Bottle: "other", Role: bottle.RoleBundle, Name: "bottle-other-bundle", Hash: "h",
+					Inputs: map[string]string{"image": "aaa", "ip": "bbb"}, Managed: true, EngineID: "c2", State: reconcile.StateStopped,
+					Attached: map[string]string{"network bottle-other-internal": ""},
+					Summary:  map[string]string{"image": "", "ip": "10.0.1.2"}},
+			},
+		},
+		{
 			name: "the engine's creation times are kept",
 			nets: []network.Summary{{Name: "n", ID: "n3", Created: time.Unix(1750000000, 0)}},
 			ctrs: []container.Summary{{ID: "c8", State: "running", Created: 1750000100}},

@@ -68,6 +68,20 @@ func (p *Provider) LearnHost(ctx context.Context) error {
 	return err
 }
 
+// LearnCachedHost makes the engine host's addresses known from the cache
+// alone, starting nothing, for a command that only reads (status); false
+// when the cache has none.
+func (p *Provider) LearnCachedHost() bool {
+	p.host.mu.Lock()
+	defer p.host.mu.Unlock()
+	if !p.host.known && p.opts.HostCache != nil {
+		if addrs, ok := p.opts.HostCache.LoadHostAddrs(); ok {
+			p.host.known, p.host.addrs = true, addrs
+		}
+	}
+	return p.host.known
+}
+
 // HostAddrs are the engine host's interface addresses as the run knows
 // them (LearnHost), but those inside the subnet pool.
 func (p *Provider) HostAddrs() []netip.Addr {

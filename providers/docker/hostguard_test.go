@@ -128,3 +128,49 @@ func TestResolveHostWiderSubnet(t *testing.T) {
 		t.Fatalf("guarded pools %v lack the spec's 10.213.0.0/16", p.host.pools)
 	}
 }
+
+type memHostCache struct {
+	addrs []netip.Addr
+	ok    bool
+	saved int
+}
+
+func (c *memHostCache) LoadHostAddrs() ([]netip.Addr, bool) { return c.addrs, c.ok }
+func (c *memHostCache) SaveHostAddrs([]netip.Addr)          { c.saved++ }
+
+// LearnCachedHost reads the cache and nothing else: no engine call, no
+// container, however it ends.
+func TestLearnCachedHost(t *testing.T) {
+	t.Parallel()
+	addr := netip.MustParseAddr("192.0.2.7")
+	tests := []struct {
+		name  string
+		cache *memHostCache
+		want  bool
+		addrs []netip.Addr
+	}{
+		{name: "cached", cache: &memHostCache{addrs: []netip.Addr{addr}, ok: true}, want: true, addrs: []netip.Addr{addr}},
+		{name: "not cached", cache: &memHostCache{}},
+		{name: "no cache"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeEngine()
+			o := Options{}
+			if tt.cache != nil {
+				o.HostCache = tt.cache
+			}
+			p := newProvider(f, o)
+			if got := p.LearnCachedHost(); got != tt.want {
+				t.Errorf("LearnCachedHost = %v, want %v", got, tt.want)
+			}
+			if got := p.HostAddrs(); !slices.Equal(got, tt.addrs) {
+				t.Errorf("HostAddrs = %v, want %v", got, tt.addrs)
+			}
+			if calls := f.callLog(); len(calls) != 0 {
+				t.Errorf("engine calls: %q", calls)
+			}
+		})
+	}
+}

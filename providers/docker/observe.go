@@ -198,9 +198,31 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		}
 		slices.Sort(r.DependsOn)
 		r.Summary = map[string]string{"image": c.Image}
+		if ip := internalIP(c, r.Bottle); ip != "" {
+			r.Summary["ip"] = ip
+		}
 		out = append(out, r)
 	}
 	return out
+}
+
+// internalIP is the container's address on its bottle's internal network:
+// the engine's, or while it is stopped the one it was made with. It is
+// pure.
+func internalIP(c *container.Summary, bottleName string) string {
+	if c.NetworkSettings == nil || bottleName == "" {
+		return ""
+	}
+	ep := c.NetworkSettings.Networks[bottle.ResourceName(bottleName, bottle.RoleInternal)]
+	switch {
+	case ep == nil:
+		return ""
+	case ep.IPAddress != "":
+		return ep.IPAddress
+	case ep.IPAMConfig != nil:
+		return ep.IPAMConfig.IPv4Address
+	}
+	return ""
 }
 
 // observedVolumes turns the listed volumes into resources. It is pure.
