@@ -136,6 +136,13 @@ func (p *Provider) NotVerifiable(ctx context.Context) string {
 	return ""
 }
 
+// Missing reports whether the last Observe or detection found no smolvm
+// binary, without running smolvm.
+func (p *Provider) Missing() bool {
+	_, _, missing := p.detected()
+	return missing
+}
+
 // detected returns what the last detection found, without running smolvm.
 func (p *Provider) detected() (v Version, ok, missing bool) {
 	p.mu.Lock()

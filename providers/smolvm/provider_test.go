@@ -564,9 +564,15 @@ func TestNotInstalled(t *testing.T) {
 		call{argv: argv("--version"), err: missing},
 		version("1.9.3"),
 	)
+	if e.p.Missing() {
+		t.Error("Missing before anything ran")
+	}
 	obs, err := e.p.Observe(t.Context(), reconcile.Scope{Bottles: []string{"hello"}})
 	if err != nil || obs != nil {
 		t.Fatalf("Observe = %v, %v; want nothing", obs, err)
+	}
+	if !e.p.Missing() {
+		t.Error("not Missing after an Observe without smolvm")
 	}
 	docker := testBottle("plain")
 	docker.Spec.Backend = spec.BackendDocker
