@@ -88,13 +88,13 @@ func Run(ctx context.Context, args []string, s Streams) int {
 	f.DurationVar(&o.KubeReadyTimeout, "kube-ready-timeout", app.DefaultKubeReadyTimeout, "how long an apply waits for the pods of kubernetes bottles to run")
 	pf := root.PersistentFlags()
 	pf.StringVar(&o.Kubeconfig, "kubeconfig", "", "kubeconfig file of kubernetes bottles (default: KUBECONFIG, else ~/.kube/config)")
-	pf.StringVar(&o.KubeContext, "context", "", "kubeconfig context that exec, cp and logs look for the bottle in (default: the current one)")
+	pf.StringVar(&o.KubeContext, "context", "", "kubeconfig context that exec, cp, logs and status look for bottles in (default: the current one; status asks kubernetes only when this or --kubeconfig is given)")
 	pf.StringVarP(&o.Output, "output", "o", "text", "result format: text or json (on stdout)")
 	pf.StringVar(&o.LogLevel, "log-level", "info", "log level: debug, info, warn or error (logs go to stderr)")
 	pf.StringVar(&o.LogFormat, "log-format", "console", "log format: console or json")
-	pf.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "bound on a whole apply or destroy (0: none)")
+	pf.DurationVar(&o.Timeout, "timeout", 10*time.Minute, "bound on a whole apply, destroy or status (0: none)")
 	f.DurationVar(&o.LockTimeout, "lock-timeout", 2*time.Minute, "how long to wait for another run on the same bottles to finish")
-	root.AddCommand(execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o), bundleCommand(&o), schemaCommand())
+	root.AddCommand(execCommand(&o, s, &code), cpCommand(&o), logsCommand(&o), bundleCommand(&o), statusCommand(&o, &code), schemaCommand())
 
 	var logErr error
 	cancel := context.CancelFunc(func() {})
@@ -108,9 +108,9 @@ func Run(ctx context.Context, args []string, s Streams) int {
 			return usageError(fmt.Sprintf("--output %q: want text or json", o.Output))
 		}
 		ctx := log.WithContext(cmd.Context())
-		// --timeout bounds apply and destroy only: exec and cp last as long
-		// as the user's command, logs -f until interrupted.
-		if cmd == root && o.Timeout > 0 {
+		// --timeout bounds apply, destroy and status only: exec and cp
+		// last as long as the user's command, logs -f until interrupted.
+		if (cmd == root || cmd.Name() == "status") && o.Timeout > 0 {
 			ctx, cancel = context.WithTimeout(ctx, o.Timeout)
 		}
 		cmd.SetContext(ctx)

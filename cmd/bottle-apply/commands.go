@@ -16,8 +16,9 @@ import (
 func execCommand(o *app.Options, s Streams, code *int) *cobra.Command {
 	var eo guest.ExecOptions
 	c := &cobra.Command{
-		Use:   "exec [-i] [-t] [-u UID[:GID]] [-e K=V] [-w DIR] NAME -- CMD [ARG...]",
-		Short: "Run a command in a bottle's agent (stdout, stderr and the exit code are passed through)",
+		Use:               "exec [-i] [-t] [-u UID[:GID]] [-e K=V] [-w DIR] NAME -- CMD [ARG...]",
+		Short:             "Run a command in a bottle's agent (stdout, stderr and the exit code are passed through)",
+		ValidArgsFunction: completeBottles(o, "", false),
 		Args: func(cmd *cobra.Command, args []string) error {
 			dash := cmd.ArgsLenAtDash()
 			if len(args) < 2 || dash != 1 {
@@ -64,8 +65,9 @@ var guestPath = regexp.MustCompile(`^([a-z0-9]([-a-z0-9]*[a-z0-9])?):(.*)$`)
 
 func cpCommand(o *app.Options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "cp SRC NAME:DST | cp NAME:SRC DST",
-		Short: "Copy files or directories between the host and a bottle's agent",
+		Use:               "cp SRC NAME:DST | cp NAME:SRC DST",
+		Short:             "Copy files or directories between the host and a bottle's agent",
+		ValidArgsFunction: completeBottles(o, ":", true),
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 2 {
 				return usageError("cp takes two arguments: bottle-apply cp SRC NAME:DST, or cp NAME:SRC DST")

@@ -12,8 +12,9 @@ import (
 func logsCommand(o *app.Options) *cobra.Command {
 	var follow, denied bool
 	c := &cobra.Command{
-		Use:   "logs [-f] [--denied] NAME",
-		Short: "Print what a bottle's agent tried to reach, and whether its bundle let it (egress and DNS decisions)",
+		Use:               "logs [-f] [--denied] NAME",
+		Short:             "Print what a bottle's agent tried to reach, and whether its bundle let it (egress and DNS decisions)",
+		ValidArgsFunction: completeBottles(o, "", false),
 		Args: func(_ *cobra.Command, args []string) error {
 			if len(args) != 1 {
 				return usageError("logs takes the bottle's name: bottle-apply logs [-f] NAME")
