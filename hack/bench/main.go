@@ -290,15 +290,18 @@ func (b *bench) pair(work string, peer []byte, rounds int) error {
 	cases := []struct {
 		name, spec, file string
 		a, b             []string
+		sub              string // bottle-apply's subcommand, before -f
 	}{
 		// compose neither tests what it made nor waits to see its
 		// containers stay up: bottle-apply skips its self-test and its
 		// readiness wait here, and the case after the pairs measures them
 		// (firstVerified).
-		{"first apply", "spec-hello", "compose-hello", []string{"--no-verify", "--ready-wait", "0"}, []string{"up", "-d"}},
-		{"no-op apply", "spec-hello", "compose-hello", nil, []string{"up", "-d"}},
-		{"env change", "spec-bonjour", "compose-bonjour", []string{"--no-verify", "--ready-wait", "0"}, []string{"up", "-d"}},
-		{"destroy", "spec-bonjour", "compose-bonjour", []string{"--destroy"}, []string{"down"}},
+		{"first apply", "spec-hello", "compose-hello", []string{"--no-verify", "--ready-wait", "0"}, []string{"up", "-d"}, ""},
+		{"no-op apply", "spec-hello", "compose-hello", nil, []string{"up", "-d"}, ""},
+		// status reads what a no-op apply reads: the same calls.
+		{"status", "spec-hello", "compose-hello", nil, []string{"ps", "-a"}, "status"},
+		{"env change", "spec-bonjour", "compose-bonjour", []string{"--no-verify", "--ready-wait", "0"}, []string{"up", "-d"}, ""},
+		{"destroy", "spec-bonjour", "compose-bonjour", []string{"--destroy"}, []string{"down"}, ""},
 	}
 	for r := 0; r <= rounds; r++ {
 		if r == 0 {
@@ -308,7 +311,11 @@ func (b *bench) pair(work string, peer []byte, rounds int) error {
 		}
 		for _, c := range cases {
 			b.pairSpec = files[c.spec]
-			sa, err := b.exec(b.ba, append([]string{"-f", files[c.spec]}, c.a...)...)
+			args := append([]string{"-f", files[c.spec]}, c.a...)
+			if c.sub != "" {
+				args = append([]string{c.sub}, args...)
+			}
+			sa, err := b.exec(b.ba, args...)
 			if err != nil {
 				return err
 			}
@@ -396,6 +403,7 @@ func (b *bench) scale(work string, n, rounds int) error {
 		}
 	}
 	first, noop := b.get(fmt.Sprintf("scale %d: first apply", n)), b.get(fmt.Sprintf("scale %d: no-op apply", n))
+	status := b.get(fmt.Sprintf("scale %d: status", n))
 	for r := 1; r <= rounds; r++ {
 		logf("scale %d bottles, round %d/%d", n, r, rounds)
 		for _, res := range []*result{first, noop} {
@@ -405,6 +413,12 @@ func (b *bench) scale(work string, n, rounds int) error {
 			}
 			res.A = append(res.A, s)
 		}
+		// status -f of the same bottles: the no-op apply's calls.
+		s, err := b.exec(b.ba, "status", "-f", dir)
+		if err != nil {
+			return err
+		}
+		status.A = append(status.A, s)
 		if _, err := b.exec(b.ba, "-f", dir, "--destroy"); err != nil {
 			return err
 		}

@@ -109,7 +109,7 @@ func (b *bench) report(rounds int, took time.Duration, engine string, comp compo
 		}
 		rep.Cases = append(rep.Cases, c)
 		byName[r.Name] = &rep.Cases[len(rep.Cases)-1]
-		if strings.Contains(r.Name, "no-op") {
+		if strings.Contains(r.Name, "no-op") || strings.Contains(r.Name, "status") {
 			for tool, ss := range map[string][]sample{"bottle-apply": r.A, "compose": r.B} {
 				for i, s := range ss {
 					if w := writes(s.Calls); len(w) > 0 {
@@ -177,8 +177,26 @@ func (b *bench) report(rounds int, took time.Duration, engine string, comp compo
 			verifyT.Breakdown = breakdown(v.A.median)
 		}
 	}
+	// status reads what a no-op apply reads: no more calls, at every
+	// size.
+	statusOK := true
+	statusT := targetDoc{Name: "status: ≤ the no-op apply's API calls (1 bottle; scale 1; scale 20)", Holds: &statusOK}
+	var sv []string
+	for _, n := range []string{"", "scale 1: ", "scale 20: "} {
+		st, no := byName[n+"status"], byName[n+"no-op apply"]
+		if st == nil || no == nil || st.A == nil || no.A == nil {
+			continue
+		}
+		sv = append(sv, fmt.Sprintf("%g/%g", st.A.MedianCalls, no.A.MedianCalls))
+		if st.A.MedianCalls > no.A.MedianCalls {
+			statusOK = false
+			statusT.Breakdown = breakdown(st.A.median)
+		}
+	}
+	statusT.Value = strings.Join(sv, ", ")
 	rep.Targets = []targetDoc{
 		callsT,
+		statusT,
 		ratioTarget("no-op apply ≤ 0.5× compose up -d", "no-op apply", 0.5),
 		ratioTarget("first apply ≤ 0.8× compose up -d", "first apply", 0.8),
 		verifyT,
