@@ -26,7 +26,7 @@ func Status(w io.Writer, r *app.StatusResult, asJSON bool, now time.Time) error 
 	}
 	var b strings.Builder
 	tw := tabwriter.NewWriter(&b, 0, 0, 3, ' ', 0)
-	head := "NAME\tBACKEND\tSTATE\tAGENT\tBUNDLE\tSUBNET\tBUNDLE ADDRESS\tAGE\tVOLUMES"
+	head := "NAME\tBACKEND\tSTATE\tAGENT\tBUNDLE\tSUBNET\tBUNDLE-IP\tAGE\tVOLUMES"
 	if r.Specs {
 		head += "\tSYNC"
 	}
