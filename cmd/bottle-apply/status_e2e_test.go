@@ -242,3 +242,32 @@ func countPrefix(calls []string, prefix string) int {
 	}
 	return n
 }
+
+// TestE2EStatusUnknownSecret: a secret whose source is absent makes the
+// bottle's sync unknown, naming the secret, and is no error.
+func TestE2EStatusUnknownSecret(t *testing.T) {
+	t.Parallel()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	path, name := example(t, c, "hello.yaml", testenv.AgentImage(t, c))
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	absent := "BOTTLE_E2E_ABSENT_" + strings.ToUpper(strings.ReplaceAll(name, "-", "_"))
+	withSecret := strings.Replace(string(raw), "    env:\n", "    secretEnv:\n      API_KEY: {valueFrom: {env: "+absent+"}}\n    env:\n", 1)
+	if withSecret == string(raw) {
+		t.Fatal("the example has no env to put a secret beside")
+	}
+	if err := os.WriteFile(path, []byte(withSecret), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errs := cli(t, bin, "", "status", "-f", path, "-o", "json")
+	if code != 0 {
+		t.Fatalf("status: exit %d\n%s\n%s", code, out, errs)
+	}
+	doc := parseStatus(t, out)
+	if len(doc.Bottles) != 1 || doc.Bottles[0].Sync != "unknown (secret API_KEY not available)" || *doc.Bottles[0].InSync {
+		t.Errorf("status:\n%s", out)
+	}
+}
