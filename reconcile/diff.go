@@ -313,6 +313,9 @@ func decide(d, o *Resource, stepOf map[string]*Step, observed map[string]*Resour
 	if o.Hash != d.Hash {
 		reasons = append(reasons, changedInputs(d.Inputs, o.Inputs))
 	}
+	if r := imageChanged(d.ImageID, o.ImageID); r != "" {
+		reasons = append(reasons, r)
+	}
 	for _, parent := range d.BoundTo {
 		ps, ok := stepOf[parent]
 		if !ok {
@@ -359,6 +362,31 @@ func decide(d, o *Resource, stepOf map[string]*Step, observed map[string]*Resour
 		return Start, o.State.String()
 	}
 	return NoOp, ""
+}
+
+// imageChanged says that the image a resource runs has new content under
+// the same reference: "" when the IDs agree or either is unknown (an image
+// the engine does not have is no reason to replace what runs).
+func imageChanged(want, have string) string {
+	if want == "" || have == "" || want == have {
+		return ""
+	}
+	return "image changed (" + shortImageID(have) + " → " + shortImageID(want) + ")"
+}
+
+// shortImageID is an image ID cut to the 12 hex digits people see in
+// docker images, with its algorithm: "sha256:abcdef123456…".
+func shortImageID(id string) string {
+	alg, hex, ok := strings.Cut(id, ":")
+	if !ok {
+		alg, hex = "", id
+	} else {
+		alg += ":"
+	}
+	if len(hex) > 12 {
+		hex = hex[:12] + "…"
+	}
+	return alg + hex
 }
 
 // changedInputs names the inputs whose digests differ, sorted.

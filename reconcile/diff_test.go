@@ -287,3 +287,51 @@ func TestDiffAllOnlyWidensObservation(t *testing.T) {
 		}
 	}
 }
+
+// TestDiffImageChanged: an image rebuilt under the same reference replaces
+// what runs it, saying both short IDs; an ID that either side does not know
+// changes nothing.
+func TestDiffImageChanged(t *testing.T) {
+	t.Parallel()
+	const (
+		oldID = "sha256:abcdef1234567890abcdef1234567890abcdef1234567890abcdef1234567890"
+		newID = "sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
+	)
+	cases := []struct {
+		name       string
+		want, have string // desired and observed image IDs of the agent
+		env        string // the agent's env input, desired
+		wantAgent  string // the agent's step in Plan.String()
+		changes    int
+	}{
+		{name: "rebuilt", want: newID, have: oldID, env: "e1",
+			wantAgent: "#3 docker-container:hello/agent Replace, image changed (sha256:abcdef123456… → sha256:0123456789ab…), after #2\n", changes: 1},
+		{name: "rebuilt and env changed", want: newID, have: oldID, env: "e2",
+			wantAgent: "#3 docker-container:hello/agent Replace, env changed; image changed (sha256:abcdef123456… → sha256:0123456789ab…), after #2\n", changes: 1},
+		{name: "same content", want: oldID, have: oldID, env: "e1", wantAgent: "#3 docker-container:hello/agent NoOp, after #2\n"},
+		{name: "not present locally", want: "", have: oldID, env: "e1", wantAgent: "#3 docker-container:hello/agent NoOp, after #2\n"},
+		{name: "made before image IDs were observed", want: newID, have: "", env: "e1", wantAgent: "#3 docker-container:hello/agent NoOp, after #2\n"},
+		{name: "an ID without an algorithm", want: "0123456789abcdef", have: "fedcba9876543210", env: "e1",
+			wantAgent: "#3 docker-container:hello/agent Replace, image changed (fedcba987654… → 0123456789ab…), after #2\n", changes: 1},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			w := hello
+			w.env = tc.env
+			desired := with(w.desired(), "agent", func(r *Resource) { r.ImageID = tc.want })
+			observed := with(hello.observed(), "agent", func(r *Resource) { r.ImageID = tc.have })
+			p, err := Diff(desired, observed, Scope{Bottles: []string{"hello"}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(p.String(), tc.wantAgent) {
+				t.Errorf("plan:\n%s\nwant a line\n%s", p, tc.wantAgent)
+			}
+			// Only the agent runs the image: nothing else changes.
+			if want := 0; tc.wantAgent[len("#3 docker-container:hello/agent "):][:4] == "NoOp" && p.Changes() != want {
+				t.Errorf("changes = %d, want %d:\n%s", p.Changes(), want, p)
+			}
+		})
+	}
+}

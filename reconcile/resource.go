@@ -96,6 +96,13 @@ type Resource struct {
 	// Keeps and Discards say, for the plan of a replace, what goes on as
 	// it was and what is lost with the old resource.
 	Keeps, Discards string
+	// ImageID is the content ID ("sha256:…") of the image the resource
+	// runs: in the desired form, what its image reference names now where
+	// the provider can tell (empty when it cannot, as for an image not
+	// present locally); in the observed form, the image it was made from
+	// (empty when unknown). When both are known and differ, the image was
+	// rebuilt under the same reference and the resource is replaced.
+	ImageID string
 	// Persistent marks a resource that holds the user's data, such as a
 	// named volume. It is never replaced, and when it leaves the spec, or
 	// its bottle is destroyed, it is kept (Plan.Kept) unless the scope
