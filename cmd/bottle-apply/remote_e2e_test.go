@@ -356,8 +356,8 @@ func TestE2EOneLockWhateverTheAddress(t *testing.T) {
 }
 
 // TestE2ENoOpApplyWithARecordedEngine counts the API calls of a no-op
-// apply once the engine is recorded: three (the version ping and a list
-// per kind), no docker info. An engine that restarts makes its socket
+// apply once the engine is recorded: five (the version ping and a list
+// per kind: networks, containers, volumes, images), no docker info. An engine that restarts makes its socket
 // anew, and is asked again.
 func TestE2ENoOpApplyWithARecordedEngine(t *testing.T) {
 	t.Parallel()
@@ -382,8 +382,8 @@ func TestE2ENoOpApplyWithARecordedEngine(t *testing.T) {
 	}
 	calls := p.Calls()
 	t.Logf("no-op apply with a recorded engine: %d calls: %q", len(calls), calls)
-	if len(calls) != 4 || infos(calls) != 0 {
-		t.Errorf("no-op apply: %d calls %q, want 4: the ping and one list per kind (networks, containers, volumes)", len(calls), calls)
+	if len(calls) != 5 || infos(calls) != 0 {
+		t.Errorf("no-op apply: %d calls %q, want 5: the ping and one list per kind (networks, containers, volumes, images)", len(calls), calls)
 	}
 
 	// The same address, a new socket: the engine is asked again.

@@ -36,6 +36,11 @@ type engine interface {
 	ImageInspect(ctx context.Context, imageID string, opts ...client.ImageInspectOption) (image.InspectResponse, error)
 	ImagePull(ctx context.Context, ref string, options image.PullOptions) (io.ReadCloser, error)
 	ImageImport(ctx context.Context, source image.ImportSource, ref string, options image.ImportOptions) (io.ReadCloser, error)
+	// ImageList tells what a tag names now (a rebuilt image) and which
+	// built-in bundle images of older builds are there; ImageRemove
+	// removes those.
+	ImageList(ctx context.Context, options image.ListOptions) ([]image.Summary, error)
+	ImageRemove(ctx context.Context, ref string, options image.RemoveOptions) ([]image.DeleteResponse, error)
 	// Info is asked only to choose a bottle-bundle build: never to plan.
 	Info(ctx context.Context) (system.Info, error)
 	ClientVersion() string

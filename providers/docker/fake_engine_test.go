@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"reflect"
 	"regexp"
 	"slices"
@@ -42,7 +43,13 @@ type fakeEngine struct {
 	networks   map[string]network.Summary   // by name
 	containers map[string]container.Summary // by name
 	images     map[string]bool
-	volumes    map[string]volume.Volume // by name
+	// imageIDs are the content IDs of images, by ref: "sha256:" + ref
+	// when not set. imageLabels and imageCreated are what ImageList says
+	// of them.
+	imageIDs     map[string]string
+	imageLabels  map[string]map[string]string
+	imageCreated map[string]time.Time
+	volumes      map[string]volume.Volume // by name
 	// paths are the paths ContainerStatPath finds, in every container.
 	paths map[string]bool
 	calls []string
@@ -102,6 +109,9 @@ func newFakeEngine() *fakeEngine {
 		networks:     map[string]network.Summary{},
 		containers:   map[string]container.Summary{},
 		images:       map[string]bool{},
+		imageIDs:     map[string]string{},
+		imageLabels:  map[string]map[string]string{},
+		imageCreated: map[string]time.Time{},
 		volumes:      map[string]volume.Volume{},
 		paths:        map[string]bool{"/": true},
 		fail:         map[string]error{},
@@ -239,9 +249,13 @@ func (f *fakeEngine) ContainerList(_ context.Context, opts container.ListOptions
 	for _, v := range opts.Filters.Get("name") {
 		res = append(res, regexp.MustCompile(v))
 	}
+	ancestors := opts.Filters.Get("ancestor")
 	var out []container.Summary
 	for _, c := range f.containers {
 		if !opts.All && c.State != "running" || !hasLabels(c.Labels, opts.Filters.Get("label")) {
+			continue
+		}
+		if len(ancestors) > 0 && !slices.Contains(ancestors, c.ImageID) {
 			continue
 		}
 		if len(res) == 0 || len(c.Names) > 0 && slices.ContainsFunc(res, func(re *regexp.Regexp) bool { return re.MatchString(c.Names[0]) }) {
@@ -267,7 +281,7 @@ func (f *fakeEngine) ContainerCreate(_ context.Context, config *container.Config
 	}
 	f.ctrCreates[name] = ctrCreate{config: config, host: host, net: netcfg}
 	c := container.Summary{
-		ID: "id-" + name, Names: []string{"/" + name}, Image: config.Image, Labels: config.Labels,
+		ID: "id-" + name, Names: []string{"/" + name}, Image: config.Image, ImageID: f.imageID(config.Image), Labels: config.Labels,
 		State: "created", Status: "Created",
 		NetworkSettings: &container.NetworkSettingsSummary{Networks: map[string]*network.EndpointSettings{}},
 	}
@@ -460,7 +474,55 @@ func (f *fakeEngine) ImageInspect(_ context.Context, ref string, _ ...client.Ima
 	if !f.images[ref] {
 		return image.InspectResponse{}, notFound("image " + ref)
 	}
-	return image.InspectResponse{ID: "sha256:" + ref}, nil
+	return image.InspectResponse{ID: f.imageID(ref)}, nil
+}
+
+// imageID is the content ID of the image ref. Called with f.mu held.
+func (f *fakeEngine) imageID(ref string) string {
+	if id, ok := f.imageIDs[ref]; ok {
+		return id
+	}
+	return "sha256:" + ref
+}
+
+func (f *fakeEngine) ImageList(_ context.Context, _ image.ListOptions) ([]image.Summary, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("ImageList"); err != nil {
+		return nil, err
+	}
+	var out []image.Summary
+	for _, ref := range slices.Sorted(maps.Keys(f.images)) {
+		if f.images[ref] {
+			out = append(out, image.Summary{ID: f.imageID(ref), RepoTags: []string{ref}, Labels: f.imageLabels[ref], Created: f.imageCreated[ref].Unix()})
+		}
+	}
+	return out, nil
+}
+
+func (f *fakeEngine) ImageRemove(_ context.Context, ref string, _ image.RemoveOptions) ([]image.DeleteResponse, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("ImageRemove", ref); err != nil {
+		return nil, err
+	}
+	if !f.images[ref] {
+		return nil, notFound("image " + ref)
+	}
+	// Another tag of the image stays: this one is only untagged.
+	tags := 0
+	for r, ok := range f.images {
+		if ok && f.imageID(r) == f.imageID(ref) {
+			tags++
+		}
+	}
+	for _, c := range f.containers {
+		if tags == 1 && c.ImageID == f.imageID(ref) {
+			return nil, fmt.Errorf("unable to remove repository reference %q (must force) - container %s is using its referenced image: %w", ref, c.ID, cerrdefs.ErrConflict)
+		}
+	}
+	delete(f.images, ref)
+	return []image.DeleteResponse{{Untagged: ref}}, nil
 }
 
 func (f *fakeEngine) ImagePull(_ context.Context, ref string, opts image.PullOptions) (io.ReadCloser, error) {
@@ -1201,7 +1263,7 @@ func filterText(f filters.Args) string {
 
 func TestObserve(t *testing.T) {
 	t.Parallel()
-	lists := []string{"ContainerList", "NetworkList", "VolumeList"}
+	lists := []string{"ContainerList", "ImageList", "NetworkList", "VolumeList"}
 	tests := []struct {
 		name         string
 		bottles      []string
@@ -1278,6 +1340,13 @@ func TestObserve(t *testing.T) {
 			fail:      map[string]error{"VolumeList": errors.New("EOF")},
 			wantCalls: lists,
 			wantErr:   "list volumes: EOF",
+		},
+		{
+			name:      "image list error",
+			bottles:   []string{"hello"},
+			fail:      map[string]error{"ImageList": errors.New("EOF")},
+			wantCalls: lists,
+			wantErr:   "list images: EOF",
 		},
 	}
 	for _, tt := range tests {

@@ -11,6 +11,7 @@ import (
 	"github.com/docker/docker/api/types"
 	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/filters"
+	"github.com/docker/docker/api/types/image"
 	"github.com/docker/docker/api/types/mount"
 	"github.com/docker/docker/api/types/network"
 	"github.com/docker/docker/api/types/volume"
@@ -23,7 +24,7 @@ import (
 )
 
 // Observe implements reconcile.Provider with one list call per kind, run in
-// parallel. Networks are listed whole: foreign ones are returned unmanaged so
+// parallel, and one of the images (see indexImages). Networks are listed whole: foreign ones are returned unmanaged so
 // that automatic subnets avoid them and name collisions are caught. Containers
 // are listed by the bottles' name prefix, and so are volumes: every volume
 // of a bottle is named bottle-NAME-VOLUME, and the name (a substring filter
@@ -43,6 +44,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		nets []network.Summary
 		ctrs []container.Summary
 		vols []*volume.Volume
+		idx  imageIndex
 	)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
@@ -66,6 +68,17 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		return nil
 	})
 	g.Go(func() error {
+		// Every image, in one call: what each tag names now, for the
+		// agents and bundles of any bottle, and the built-in bundle images
+		// of older builds.
+		imgs, err := p.eng.ImageList(gctx, image.ListOptions{})
+		if err != nil {
+			return fmt.Errorf("list images: %w", err)
+		}
+		idx = indexImages(imgs, repoOf(p.opts.BundleImage))
+		return nil
+	})
+	g.Go(func() error {
 		resp, err := p.eng.VolumeList(gctx, volume.ListOptions{Filters: volFilter})
 		if err != nil {
 			return fmt.Errorf("list volumes: %w", err)
@@ -76,6 +89,7 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 	if err := g.Wait(); err != nil {
 		return nil, transient(err)
 	}
+	p.setListed(idx)
 	rs := observed(nets, ctrs)
 	vrs := observedVolumes(vols, scope)
 	dependOnVolumes(rs, ctrs, vrs)
@@ -201,6 +215,7 @@ func observed(nets []network.Summary, ctrs []container.Summary) []reconcile.Reso
 		if ip := internalIP(c, r.Bottle); ip != "" {
 			r.Summary["ip"] = ip
 		}
+		r.ImageID = c.ImageID
 		out = append(out, r)
 	}
 	return out

@@ -105,7 +105,7 @@ func TestBundleImageFollowsEnginePlatform(t *testing.T) {
 	}
 }
 
-// Planning never asks the engine's platform: a no-op apply is the three
+// Planning never asks the engine's platform: a no-op apply is the four
 // lists; the platform is asked once, when the image is made, and the
 // probe then reuses the answer.
 func TestPlatformAskedOnlyToMakeTheImage(t *testing.T) {
@@ -139,7 +139,7 @@ func TestPlatformAskedOnlyToMakeTheImage(t *testing.T) {
 		t.Fatalf("no-op apply: %v", err)
 	}
 	calls := slices.Sorted(slices.Values(f.callLog()[before:]))
-	if want := []string{"ContainerList", "NetworkList", "VolumeList"}; !slices.Equal(calls, want) {
+	if want := []string{"ContainerList", "ImageList", "NetworkList", "VolumeList"}; !slices.Equal(calls, want) {
 		t.Errorf("no-op apply calls = %q, want %q", calls, want)
 	}
 }

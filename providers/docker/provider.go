@@ -64,6 +64,10 @@ type Provider struct {
 	// host is what this run knows of the engine's host.
 	host hostState
 
+	// listed is the last image list Observe made.
+	listed   *imageIndex
+	listedMu sync.Mutex
+
 	// negotiated is set once the client settled the API version.
 	negotiated  atomic.Bool
 	negotiateMu sync.Mutex
@@ -104,9 +108,22 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 			return nil, fmt.Errorf("bottle %s uses the built-in bundle image, but this bottle-apply ships no bottle-bundle build to make it of "+
 				"(make build puts bin/bottle-bundle-linux-* beside bin/bottle-apply): install bottle-apply with them, or set spec.bundle.image to a bundle image of your own", b.Metadata.Name)
 		}
-		out = append(out, translate(b, p.opts.BundleImage, p.opts.Version)...)
+		out = append(out, withImageIDs(translate(b, p.opts.BundleImage, p.opts.Version), p.lastListed())...)
 	}
 	return out, nil
+}
+
+// withImageIDs gives each container the content ID its image names in the
+// last image list, so that an image rebuilt under the same tag replaces
+// it. Not the built-in bundle image: its tag names the bottle-bundle
+// builds, and the same builds imported again are the same bundle.
+func withImageIDs(rs []reconcile.Resource, idx *imageIndex) []reconcile.Resource {
+	for i := range rs {
+		if cfg, ok := rs[i].Config.(containerConfig); ok && !cfg.Builtin {
+			rs[i].ImageID = idx.id(cfg.Image)
+		}
+	}
+	return rs
 }
 
 // workspaceResolved refuses a docker agent whose files were not read or

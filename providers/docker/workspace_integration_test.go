@@ -157,7 +157,7 @@ func TestIntegrationWorkspace(t *testing.T) {
 	}
 	calls := e.cnt.Reset()
 	slices.Sort(calls)
-	if want := []string{"GET /containers/json", "GET /networks", "GET /volumes"}; !slices.Equal(calls, want) {
+	if want := []string{"GET /containers/json", "GET /images/json", "GET /networks", "GET /volumes"}; !slices.Equal(calls, want) {
 		t.Errorf("no-op apply calls = %q, want %q", calls, want)
 	}
 	// A new agent keeps what is on the volume, and its new file is in
