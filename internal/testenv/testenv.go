@@ -268,11 +268,16 @@ func Busybox() (string, error) {
 // ImportBusybox makes a FROM-scratch image holding busybox and its applets'
 // links.
 func ImportBusybox(ctx context.Context, c *client.Client, busybox, ref string) error {
+	return importBusybox(ctx, c, busybox, ref)
+}
+
+// importBusybox is ImportBusybox with more Dockerfile changes.
+func importBusybox(ctx context.Context, c *client.Client, busybox, ref string, changes ...string) error {
 	bin, err := os.ReadFile(busybox)
 	if err != nil {
 		return err
 	}
-	return importImage(ctx, c, ref, []string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}, func(tw *tar.Writer) {
+	return importImage(ctx, c, ref, append([]string{`ENV PATH=/bin`, `CMD ["/bin/sh"]`}, changes...), func(tw *tar.Writer) {
 		for _, d := range []string{"bin/", "tmp/", "workspace/"} {
 			_ = tw.WriteHeader(&tar.Header{Name: d, Typeflag: tar.TypeDir, Mode: 0o1777, ModTime: epoch})
 		}
