@@ -12,6 +12,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/rs/zerolog"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -201,6 +202,13 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		return errors.Join(runErr, ps.deadAgents(ctx, run, bottles))
 	default:
 		return runErr
+	}
+	if !o.DryRun && ps.usesDocker() {
+		// Housekeeping: a failure here leaves an image behind, and the
+		// apply stands.
+		if err := ps.docker.PruneBundleImages(ctx, time.Now()); err != nil {
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("old built-in bundle images were left; the next apply tries again")
+		}
 	}
 	if o.Destroy || o.DryRun || run.Plan == nil {
 		return nil

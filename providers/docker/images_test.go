@@ -2,10 +2,13 @@ package docker
 
 import (
 	"debug/elf"
+	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
+	"github.com/docker/docker/api/types/container"
 	"github.com/docker/docker/api/types/image"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
@@ -138,5 +141,90 @@ func TestRebuiltImage(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestPruneBundleImages: the built-in bundle images of other builds go
+// once no container uses them and they are older than the grace; the
+// current one, foreign ones, recent ones and used ones stay.
+func TestPruneBundleImages(t *testing.T) {
+	t.Parallel()
+	now := time.Date(2026, 12, 5, 12, 0, 0, 0, time.UTC)
+	old, recent := now.Add(-2*BundleImageGrace), now.Add(-BundleImageGrace/2)
+	ours := map[string]string{bottle.LabelVersion: "v0"}
+	type img struct {
+		ref     string
+		labels  map[string]string
+		created time.Time
+		id      string // "" for the fake's own
+	}
+	tests := []struct {
+		name      string
+		images    []img
+		usedBy    map[string]string // container name -> the ref it runs
+		listFails bool
+		wantGone  []string
+		wantCalls []string
+		wantErr   string
+	}{
+		{name: "nothing old: no call", images: []img{{ref: bundleRef, labels: ours, created: old}, {ref: "bottle-apply/bundle:new", labels: ours, created: recent}},
+			wantCalls: nil},
+		{name: "an old unused one goes", images: []img{{ref: bundleRef, labels: ours, created: recent}, {ref: "bottle-apply/bundle:old", labels: ours, created: old}},
+			wantGone: []string{"bottle-apply/bundle:old"}, wantCalls: []string{"ContainerList", "ImageRemove bottle-apply/bundle:old"}},
+		{name: "an old one a container uses stays", images: []img{{ref: "bottle-apply/bundle:old", labels: ours, created: old}, {ref: "bottle-apply/bundle:older", labels: ours, created: old}},
+			usedBy: map[string]string{"bottle-x-bundle": "bottle-apply/bundle:old"}, wantGone: []string{"bottle-apply/bundle:older"},
+			wantCalls: []string{"ContainerList", "ImageRemove bottle-apply/bundle:older"}},
+		{name: "foreign images stay", images: []img{
+			{ref: "bottle-apply/bundle:custom", created: old},       // no label: not made by bottle-apply
+			{ref: "someone/bundle:old", labels: ours, created: old}, // another repository
+			{ref: "agent:1", created: old},
+		}, wantCalls: nil},
+		{name: "the current content under an old tag stays", images: []img{{ref: bundleRef, labels: ours, created: old, id: "sha256:same"}, {ref: "bottle-apply/bundle:old", labels: ours, created: old, id: "sha256:same"}},
+			wantCalls: nil},
+		{name: "a failed list removes nothing", images: []img{{ref: "bottle-apply/bundle:old", labels: ours, created: old}}, listFails: true,
+			wantCalls: []string{"ContainerList"}, wantErr: "list the containers of old built-in bundle images"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := newFakeEngine()
+			for _, i := range tt.images {
+				f.images[i.ref], f.imageLabels[i.ref], f.imageCreated[i.ref] = true, i.labels, i.created
+				if i.id != "" {
+					f.imageIDs[i.ref] = i.id
+				}
+			}
+			for name, ref := range tt.usedBy {
+				f.containers[name] = container.Summary{ID: "id-" + name, Names: []string{"/" + name}, Image: ref, ImageID: f.imageID(ref), State: "exited"}
+			}
+			p := newProvider(f, Options{BundleImage: bundleRef})
+			if _, err := p.Observe(t.Context(), reconcile.Scope{Bottles: []string{"hello"}}); err != nil {
+				t.Fatal(err)
+			}
+			if tt.listFails {
+				f.fail["ContainerList"] = errors.New("EOF")
+			}
+			before := len(f.callLog())
+			err := p.PruneBundleImages(t.Context(), now)
+			if tt.wantErr == "" && err != nil || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Errorf("PruneBundleImages = %v, want error %q", err, tt.wantErr)
+			}
+			if calls := f.callLog()[before:]; !slices.Equal(calls, tt.wantCalls) {
+				t.Errorf("calls = %q, want %q", calls, tt.wantCalls)
+			}
+			for _, i := range tt.images {
+				if gone := slices.Contains(tt.wantGone, i.ref); f.images[i.ref] == gone {
+					t.Errorf("%s: present = %v, want %v", i.ref, f.images[i.ref], !gone)
+				}
+			}
+		})
+	}
+}
+
+func TestPruneBundleImagesBeforeAnyList(t *testing.T) {
+	t.Parallel()
+	f := newFakeEngine()
+	if err := newProvider(f, Options{BundleImage: bundleRef}).PruneBundleImages(t.Context(), time.Now()); err != nil || len(f.callLog()) != 0 {
+		t.Errorf("PruneBundleImages = %v with calls %q, want nothing done", err, f.callLog())
 	}
 }
