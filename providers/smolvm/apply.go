@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -125,10 +126,15 @@ func (p *Provider) createMachine(ctx context.Context, cfg machineConfig) error {
 	if err != nil {
 		return err
 	}
+	labels, rec := cfg.Labels, cfg.Record
+	if src.id != "" {
+		labels = maps.Clone(labels)
+		labels[labelImageID], rec.ImageID = src.id, src.id
+	}
 	err = p.cli.create(ctx, v, createOpts{
 		Name: cfg.Name, From: src.from, Image: src.image,
 		AllowCIDRs: cfg.AllowCIDRs, Env: cfg.Env, CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB,
-		Workdir: cfg.Workdir, Labels: cfg.Labels, Cmd: cfg.Cmd, Volumes: vols,
+		Workdir: cfg.Workdir, Labels: labels, Cmd: cfg.Cmd, Volumes: vols,
 	})
 	if err != nil {
 		if isAlreadyExists(err) {
@@ -140,7 +146,7 @@ func (p *Provider) createMachine(ctx context.Context, cfg machineConfig) error {
 	}
 	log.Debug().Str("machine", cfg.Name).Str("route", src.route).Msg("machine created")
 	if !v.AtLeast(v1Labels) {
-		if err := p.writeRecord(cfg.Record); err != nil {
+		if err := p.writeRecord(rec); err != nil {
 			return fmt.Errorf("claim machine %s: %w; bottle-apply will not touch it without its record: remove it (%s) and apply again",
 				cfg.Name, err, PrettyCommand(append([]string{p.opts.Binary}, deleteArgs(v, cfg.Name)...)))
 		}

@@ -120,6 +120,8 @@ func (f *fakeImages) ImageID(_ context.Context, ref string) (string, error) {
 	return f.ids[ref], nil
 }
 
+func (f *fakeImages) ListedImageID(ref string) string { return f.ids[ref] }
+
 func (f *fakeImages) Save(_ context.Context, ref, platform, path string) error {
 	*f.events = append(*f.events, "save "+ref)
 	if platform != "linux/"+runtime.GOARCH {

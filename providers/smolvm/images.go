@@ -20,6 +20,11 @@ type ImageSource interface {
 	// ImageID returns the content ID of ref in the local engine: "" and
 	// nil when the engine does not have it.
 	ImageID(ctx context.Context, ref string) (id string, err error)
+	// ListedImageID returns, without a call, the content ID ref had in
+	// the engine's image list of this plan's observation: "" when the
+	// engine did not have it. A machine made of other content is
+	// replaced.
+	ListedImageID(ref string) string
 	// Save writes a docker-save archive of ref to path, of the platform
 	// ("linux/arm64") that will run it.
 	Save(ctx context.Context, ref, platform, path string) error
@@ -65,6 +70,9 @@ type imageSrc struct {
 	route string
 	from  string // --from: a .smolmachine sidecar
 	image string // --image: an archive
+	// id is the content ID the sidecar or archive was made of: "" when
+	// it came from a registry.
+	id string
 }
 
 // ensureImage makes the agent image available to `machine create`, reusing
@@ -88,12 +96,12 @@ func (p *Provider) ensureImage(ctx context.Context, v Version, ref string) (imag
 		path := filepath.Join(p.opts.CacheDir, "images", contentKey(id)+".tar")
 		log.Str("route", routeArchive).Str("archive", path).Msg("the local Docker engine has the image: giving smolvm a docker-save archive")
 		_, err, _ := p.images.Do("save:"+path, func() (any, error) { return nil, p.save(ctx, ref, path) })
-		return imageSrc{route: routeArchive, image: path}, err
+		return imageSrc{route: routeArchive, image: path, id: id}, err
 	case id != "":
 		dir := filepath.Join(p.opts.CacheDir, "packs", contentKey(id))
 		log.Str("route", routeServe).Str("pack", dir).Msg("the local Docker engine has the image: packing it from a loopback registry")
 		_, err, _ := p.images.Do("pack:"+dir, func() (any, error) { return nil, p.pack(ctx, dir, ref, true) })
-		return imageSrc{route: routeServe, from: sidecar(dir)}, err
+		return imageSrc{route: routeServe, from: sidecar(dir), id: id}, err
 	default:
 		dir := filepath.Join(p.opts.CacheDir, "packs", refKey(ref))
 		log.Str("route", routePull).Str("pack", dir).Msg("packing the image from its registry")

@@ -89,9 +89,10 @@ func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []re
 		r := reconcile.Resource{Provider: ProviderName, Kind: kindMachine, Name: m.Name, EngineID: m.Name}
 		if l := m.Labels; l[bottle.LabelName] != "" {
 			r.Bottle, r.Role, r.Hash, r.Inputs = l[bottle.LabelName], l[bottle.LabelRole], l[bottle.LabelHash], reconcile.DecodeInputs(l[bottle.LabelInputs])
-			r.Set = l[bottle.LabelSet]
+			r.Set, r.ImageID = l[bottle.LabelSet], l[labelImageID]
 		} else if rec := recs[m.Name]; rec != nil && strings.HasPrefix(m.Name, bottle.NamePrefix) {
 			r.Bottle, r.Role, r.Hash, r.Inputs, r.Set = rec.Bottle, rec.Role, rec.Hash, rec.Inputs, rec.Set
+			r.ImageID = rec.ImageID
 		}
 		r.Managed = bottle.Owned(r.Bottle, r.Role, r.Hash)
 		if !r.Managed {
@@ -103,7 +104,7 @@ func observed(ms []machine, recs map[string]*record, scope reconcile.Scope) []re
 			if r.Bottle == "" {
 				continue
 			}
-			r.Hash, r.Inputs = "", nil
+			r.Hash, r.Inputs, r.ImageID = "", nil, ""
 		} else {
 			r.DependsOn = []string{
 				dockerID(dockerNetwork, r.Bottle, bottle.RoleInternal),

@@ -181,6 +181,12 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 			errs = append(errs, err)
 			continue
 		}
+		if p.opts.Images != nil {
+			// What the image is now in the local engine: a machine made
+			// of other content is replaced (and its archive or pack made
+			// anew, keyed by content).
+			r.ImageID = p.opts.Images.ListedImageID(b.Spec.Agent.Image)
+		}
 		out = append(out, r)
 		user, _ := normalUser(b.Spec.Agent.User) // translate checked it
 		for _, v := range translateVolumes(b, user, p.opts.Version) {

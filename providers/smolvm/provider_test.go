@@ -87,14 +87,19 @@ var agentFlags = []string{
 	"--cpus", "2", "--mem", "1024", "-w", "/work",
 }
 
+// labelFlags are the labels of the machine of r; the content ID it is
+// made of is r's desired one (a local image).
 func labelFlags(r reconcile.Resource) []string {
-	return []string{
-		"--label", "io.bottle-apply.config-hash=" + r.Hash,
+	var image []string
+	if r.ImageID != "" {
+		image = []string{"--label", "io.bottle-apply.image-id=" + r.ImageID}
+	}
+	return cat([]string{"--label", "io.bottle-apply.config-hash=" + r.Hash}, image, []string{
 		"--label", "io.bottle-apply.inputs=" + reconcile.EncodeInputs(r.Inputs),
 		"--label", "io.bottle-apply.name=" + r.Bottle,
 		"--label", "io.bottle-apply.role=agent",
 		"--label", "io.bottle-apply.version=test",
-	}
+	})
 }
 
 func cat(parts ...[]string) []string { return slices.Concat(parts...) }

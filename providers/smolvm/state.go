@@ -27,6 +27,9 @@ type record struct {
 	// Set is the spec set the machine was made with (bottle.LabelSet
 	// where there are labels).
 	Set string `json:"set,omitempty"`
+	// ImageID is the content ID the machine was made of (labelImageID
+	// where there are labels); "" for an image from a registry.
+	ImageID string `json:"imageID,omitempty"`
 }
 
 // safeName matches smolvm machine names, which are also safe file names.

@@ -52,6 +52,12 @@ type mount struct {
 // record holds it.
 const labelUser = "io.bottle-apply.user"
 
+// labelImageID carries the content ID (the local Docker engine's image ID)
+// that a machine's archive or pack was made of, so that a rebuilt image
+// replaces it; none for an image from a registry. Before smolvm 1.8 the
+// record holds it.
+const labelImageID = "io.bottle-apply.image-id"
+
 // volumeInput is the hash input of one mount: what the machine sees.
 // AllowSensitive changes nothing in the machine and is left out.
 type volumeInput struct {

@@ -287,8 +287,10 @@ func TestCreateErrorRedactsSecrets(t *testing.T) {
 	r := desiredOne(t, e.p, withSecret(testBottle("hello"), plantedSecret))
 	fr := e.p.cli.r.(*fakeRunner)
 	cfg := r.Config.(machineConfig)
+	labels := maps.Clone(cfg.Labels)
+	labels[labelImageID] = imageID // made of the local image
 	createArgv := argv(createArgs(v193, createOpts{Name: cfg.Name, Image: archive, AllowCIDRs: cfg.AllowCIDRs, Env: cfg.Env,
-		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, Workdir: cfg.Workdir, Labels: cfg.Labels, Cmd: cfg.Cmd})...)
+		CPUs: cfg.CPUs, MemoryMiB: cfg.MemoryMiB, Workdir: cfg.Workdir, Labels: labels, Cmd: cfg.Cmd})...)
 	if !slices.Contains(createArgv, "API_KEY="+plantedSecret) {
 		t.Fatalf("create argv lacks the secret: %q", createArgv)
 	}
