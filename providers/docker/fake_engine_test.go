@@ -75,6 +75,7 @@ type fakeEngine struct {
 	netLists   []network.ListOptions
 	ctrLists   []container.ListOptions
 	volLists   []volume.ListOptions
+	imgLists   []image.ListOptions
 	// copies are the tars CopyToContainer got: "container path" and the
 	// entries' headers, with each regular file's content.
 	copies      []ctrCopy
@@ -485,9 +486,10 @@ func (f *fakeEngine) imageID(ref string) string {
 	return "sha256:" + ref
 }
 
-func (f *fakeEngine) ImageList(_ context.Context, _ image.ListOptions) ([]image.Summary, error) {
+func (f *fakeEngine) ImageList(_ context.Context, opts image.ListOptions) ([]image.Summary, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.imgLists = append(f.imgLists, opts)
 	if err := f.record("ImageList"); err != nil {
 		return nil, err
 	}
@@ -1424,6 +1426,15 @@ func TestObserve(t *testing.T) {
 				if !f.ctrLists[0].All {
 					t.Error("ContainerList without All: stopped containers would be missed")
 				}
+			}
+			// Every tagged image, whatever the bottles: untagged ones name
+			// nothing.
+			if len(f.imgLists) == 1 {
+				if keys, got := f.imgLists[0].Filters.Keys(), f.imgLists[0].Filters.Get("dangling"); !slices.Equal(keys, []string{"dangling"}) || !slices.Equal(got, []string{"false"}) {
+					t.Errorf("image list filters %q = %q, want only dangling=false", keys, got)
+				}
+			} else if tt.bottles != nil {
+				t.Errorf("image lists = %d, want 1", len(f.imgLists))
 			}
 			if tt.wantIDs != nil {
 				ids := make([]string, len(rs))

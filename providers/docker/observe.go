@@ -68,10 +68,10 @@ func (p *Provider) Observe(ctx context.Context, scope reconcile.Scope) ([]reconc
 		return nil
 	})
 	g.Go(func() error {
-		// Every image, in one call: what each tag names now, for the
-		// agents and bundles of any bottle, and the built-in bundle images
-		// of older builds.
-		imgs, err := p.eng.ImageList(gctx, image.ListOptions{})
+		// Every tagged image, in one call: what each tag names now, for
+		// the agents and bundles of any bottle, and the built-in bundle
+		// images of older builds. Untagged ones say nothing of either.
+		imgs, err := p.eng.ImageList(gctx, image.ListOptions{Filters: filters.NewArgs(filters.Arg("dangling", "false"))})
 		if err != nil {
 			return fmt.Errorf("list images: %w", err)
 		}
