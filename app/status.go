@@ -172,6 +172,12 @@ func (ps *Providers) statusOfAll(ctx context.Context, o *Options, names []string
 		return nil, errors.Join(all...)
 	}
 	for i, p := range asked {
+		if errors.Is(errs[i], smolvm.ErrNotInstalled) {
+			// smolvm is listed when it is on PATH: its absence is the
+			// common case, not news.
+			zerolog.Ctx(ctx).Debug().Err(errs[i]).Msg("smolvm not listed")
+			continue
+		}
 		if errs[i] != nil {
 			w := fmt.Sprintf("%s skipped: %v", p.Name(), errs[i])
 			res.Warnings = append(res.Warnings, w)
