@@ -134,6 +134,12 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 		if cerrdefs.IsConflict(err) {
 			return fmt.Errorf("create container %s: %w (%w)", cfg.Name, err, reconcile.ErrRetry)
 		}
+		if cfg.Builtin && cerrdefs.IsNotFound(err) {
+			// Made or found a moment ago: another bottle-apply build's
+			// cleanup of old bundle images took it; the next round makes
+			// it again.
+			return fmt.Errorf("create container %s: %w; another build's cleanup may have removed the built-in bundle image: it is made again (%w)", cfg.Name, err, reconcile.ErrRetry)
+		}
 		if strings.Contains(err.Error(), "bind source path does not exist") {
 			return fmt.Errorf("create container %s: %w; a host directory of spec.agent.volumes is gone: make it again, or take it out of the spec", cfg.Name, err)
 		}

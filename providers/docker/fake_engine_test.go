@@ -1101,6 +1101,28 @@ func TestApply(t *testing.T) {
 			wantIs:    []error{reconcile.ErrRetry, cerrdefs.ErrConflict},
 		},
 		{
+			name: "a built-in bundle image removed since its import is made again",
+			setup: func(f *fakeEngine) {
+				withNetworks(f)
+				present(bundleRef)(f)
+				f.fail["ContainerCreate"] = wrapped(cerrdefs.ErrNotFound, "No such image: "+bundleRef)
+			},
+			step:      step(reconcile.Create, rs[bottle.RoleBundle]),
+			wantCalls: bundleCalls[:2],
+			wantErr:   "create container bottle-hello-bundle: No such image: " + bundleRef + ": not found; another build's cleanup may have removed the built-in bundle image: it is made again",
+			wantIs:    []error{reconcile.ErrRetry},
+		},
+		{
+			name: "an image of the spec that is gone is not retried",
+			setup: func(f *fakeEngine) {
+				present("agent:1")(f)
+				f.fail["ContainerCreate"] = wrapped(cerrdefs.ErrNotFound, "No such image: agent:1")
+			},
+			step:      step(reconcile.Create, rs[bottle.RoleAgent]),
+			wantCalls: []string{"ImageInspect agent:1", "ContainerCreate bottle-hello-agent"},
+			wantErr:   "create container bottle-hello-agent: No such image: agent:1: not found",
+		},
+		{
 			name: "other container create errors are not retried",
 			setup: func(f *fakeEngine) {
 				present("agent:1")(f)

@@ -16,8 +16,10 @@ import (
 // BundleImageGrace is how old a built-in bundle image of another build
 // must be before PruneBundleImages removes it: a run of another build on
 // the same engine (another checkout, a CI job) may have just made its
-// image and be about to create its bundle from it.
-const BundleImageGrace = 24 * time.Hour
+// image and be about to create its bundle from it, which takes seconds.
+// A build from before this cleanup does not make the image again when it
+// is gone by then (this one does: createContainer retries).
+const BundleImageGrace = 10 * time.Minute
 
 // PruneBundleImages removes the built-in bundle images of other
 // bottle-apply builds (one a build) that no container uses and that were
