@@ -14,8 +14,10 @@ import (
 // older build left, saying so; an apply with the agent's image unchanged
 // changes nothing; the image rebuilt under its tag replaces the agent, whose
 // new container runs the new content, and the apply after is a no-op.
+//
+// Not parallel: every apply removes old built-in bundle images, and one of
+// another test, made meanwhile, would take the old image and say so itself.
 func TestE2ERebuiltImages(t *testing.T) {
-	t.Parallel()
 	c := testenv.Docker(t)
 	bin := testenv.Binary(t)
 	img := testenv.AgentImage(t, c)
