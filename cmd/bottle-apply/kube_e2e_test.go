@@ -237,6 +237,27 @@ func TestKubeE2ELifecycle(t *testing.T) {
 		t.Errorf("a no-op apply made %d label-selected lists, want 8 (7 kinds and the pods): %v", lists, calls)
 	}
 
+	// status: with the spec, running and in sync, writing nothing, with
+	// no more calls than the no-op apply; without it, the cluster is
+	// asked when --kubeconfig names it, and lists the bottle.
+	code, o, e := runCLI(t, bin, "", env, "status", "-f", kb.spec, "-o", "json", "--detailed-exitcode")
+	statusCalls := proxy.Take()
+	if w := testenv.KubeWrites(statusCalls); len(w) > 0 {
+		t.Errorf("status wrote: %v", w)
+	}
+	if len(statusCalls) > len(calls) {
+		t.Errorf("status -f made %d calls, the no-op apply %d: %v", len(statusCalls), len(calls), statusCalls)
+	}
+	doc := parseStatus(t, o)
+	if code != 0 || len(doc.Bottles) != 1 || doc.Bottles[0].Backend != "kubernetes" || doc.Bottles[0].State != "running" ||
+		doc.Bottles[0].InSync == nil || !*doc.Bottles[0].InSync {
+		t.Errorf("status -f: exit %d\n%s\n%s", code, o, e)
+	}
+	code, o, e = runCLI(t, bin, "", env, "status", "--kubeconfig", proxy.Kubeconfig, kb.name)
+	if code != 0 || !strings.Contains(o, kb.name) || !strings.Contains(o, "kubernetes") || !strings.Contains(o, "running") {
+		t.Errorf("status --kubeconfig %s: exit %d\n%s\n%s", kb.name, code, o, e)
+	}
+
 	// exec, through the API.
 	execIn := func(cmd string) (int, string) {
 		t.Helper()
