@@ -26,6 +26,17 @@ type Bottle struct {
 	// once read (package secret does it); printed with their contents
 	// redacted.
 	Files []File
+	// Credentials are the values of spec.bundle.egress.credentials, in the
+	// spec's order, once read (package secret does it); printed with their
+	// values redacted. They go to the bundle alone.
+	Credentials []Credential
+	// Trust is the PEM of spec.bundle.egress.trust's files, joined, once
+	// read and checked (package secret), and TrustDigest its keyed hash.
+	Trust       []byte
+	TrustDigest string
+	// CA is the bottle's certificate authority when it has credentials
+	// (package ca makes and keeps it); nil otherwise.
+	CA *CA
 	// Set is the spec set the bottle is applied with (--set), recorded in
 	// LabelSet on its resources; "" is none, or the one its resources
 	// already carry (reconcile fills it in).

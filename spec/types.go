@@ -201,6 +201,33 @@ type Egress struct {
 	// DNS bounds the names looked up under wildcard rules, so that names
 	// carry little data out.
 	DNS EgressDNS `yaml:"dns" json:"dns,omitzero"`
+	// Credentials are the secrets the bundle adds to the agent's requests
+	// to their hosts, which the agent never holds: for those hosts, and
+	// only those, the bundle terminates the agent's TLS with a certificate
+	// of the bottle's own CA, sets the header and opens its own verified
+	// TLS connection upstream. Checked in credential.go.
+	Credentials []Credential `yaml:"credentials" json:"credentials,omitempty"`
+	// Trust are PEM files of CA certificates (relative to the spec file's
+	// directory, read like secret files) that the bundle trusts upstream,
+	// besides the root store it carries, on the connections it opens for
+	// Credentials.
+	Trust []string `yaml:"trust" json:"trust,omitempty"`
+}
+
+// Credential is one entry of spec.bundle.egress.credentials: a header the
+// bundle sets on every request to Host, whose value comes from ValueFrom.
+type Credential struct {
+	// Host is an exact name of spec.bundle.egress.allow (no wildcard).
+	Host string `yaml:"host" json:"host"`
+	// Header is the header's name (x-api-key, Authorization).
+	Header string `yaml:"header" json:"header"`
+	// Prefix goes before the value ("Bearer ").
+	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
+	// ValueFrom is where the value comes from, as in secretEnv.
+	ValueFrom ValueFrom `yaml:"valueFrom" json:"valueFrom"`
+	// AgentEnv is a variable of the agent set to a placeholder (never the
+	// value), for clients that refuse to start without a key.
+	AgentEnv string `yaml:"agentEnv" json:"agentEnv,omitempty"`
 }
 
 // EgressDNS bounds the names under a wildcard rule (*.example.com) that
