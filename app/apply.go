@@ -181,6 +181,12 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 			return nil
 		}
 	}
+	if !o.Destroy {
+		// Under the bottles' locks: two runs make one CA, not two.
+		if err := ps.resolveCAs(ctx, bottles, !o.DryRun); err != nil {
+			return fmt.Errorf("%w; nothing was changed", err)
+		}
+	}
 	if !o.Destroy && ps.usesDocker() {
 		// The bundles refuse the host's addresses: known from the last run
 		// on this engine, or learned now.

@@ -240,6 +240,11 @@ func (ps *Providers) statusOfSpecs(ctx context.Context, o *Options, in io.Reader
 			}
 		}
 	}
+	// The CAs as kept, or as an apply would make them (and replace the
+	// agents for): nothing is written.
+	if err := ps.resolveCAs(ctx, bottles, false); err != nil {
+		return nil, err
+	}
 	observed, err := reconcile.ObserveAll(ctx, ps.all, scope)
 	if err != nil {
 		return nil, err

@@ -85,7 +85,8 @@ func (b *Bottle) ProxyURL() string {
 const NodeUseEnvProxy = "NODE_USE_ENV_PROXY"
 
 // AgentEnv is the agent's environment, sorted: spec.agent.env, the secrets'
-// values, the proxy variables pointing at the bundle (with loopback
+// values, the credentials' placeholders and CA variables (CredentialEnv),
+// the proxy variables pointing at the bundle (with loopback
 // exempt), and NODE_USE_ENV_PROXY=1 unless the spec sets it (to anything,
 // "0" and "" included). It holds secret values: it goes to the agent and
 // nowhere else.
@@ -101,6 +102,7 @@ func (b *Bottle) AgentEnv() []string {
 		env = append(env, s.Name+"="+s.Value)
 		nodeSet = nodeSet || s.Name == NodeUseEnvProxy
 	}
+	env = append(env, b.CredentialEnv()...)
 	env = append(env, "HTTP_PROXY="+proxy, "HTTPS_PROXY="+proxy, "http_proxy="+proxy, "https_proxy="+proxy,
 		"NO_PROXY=localhost,127.0.0.1", "no_proxy=localhost,127.0.0.1")
 	if !nodeSet {

@@ -190,3 +190,43 @@ func (b *Bottle) BundleSecretsJSON() ([]byte, error) {
 	}
 	return json.Marshal(f)
 }
+
+// CredentialEnv is what the agent's environment gets of the credentials:
+// each agentEnv set to CredentialPlaceholder (never the value), and the
+// variables that point common clients at the bottle's CA. Nothing without
+// credentials.
+func (b *Bottle) CredentialEnv() []string {
+	if len(b.Spec.Bundle.Egress.Credentials) == 0 {
+		return nil
+	}
+	var env []string
+	for _, c := range b.Spec.Bundle.Egress.Credentials {
+		if c.AgentEnv != "" {
+			env = append(env, c.AgentEnv+"="+CredentialPlaceholder)
+		}
+	}
+	for _, k := range CAEnvFile {
+		env = append(env, k+"="+AgentCAFile)
+	}
+	for _, k := range CAEnvBundle {
+		env = append(env, k+"="+AgentCABundle)
+	}
+	return env
+}
+
+// CAFiles are the files that give the agent the bottle's CA: the
+// certificate alone (AgentCAFile), and joined after roots, the CA bundle
+// of the agent's image or what stands for it (AgentCABundle). Both are
+// root's and world-readable: a certificate is public.
+func CAFiles(caCert, roots []byte) []File {
+	joined := make([]byte, 0, len(roots)+len(caCert)+1)
+	joined = append(joined, roots...)
+	if len(joined) > 0 && joined[len(joined)-1] != '\n' {
+		joined = append(joined, '\n')
+	}
+	joined = append(joined, caCert...)
+	return []File{
+		{Path: AgentCAFile, Content: caCert, Mode: 0o644},
+		{Path: AgentCABundle, Content: joined, Mode: 0o644},
+	}
+}

@@ -65,3 +65,15 @@ func LockDirIn(base, engineKey string) string {
 	sum := sha256.Sum256([]byte(engineKey))
 	return filepath.Join(base, App, "locks", hex.EncodeToString(sum[:])[:12])
 }
+
+// CADir is where bottle-apply keeps the CA of bottle name on one engine
+// (its key names it, as LockDir's does): under the state home, "" when
+// there is none.
+func CADir(engineKey, name string) string {
+	base := StateHome()
+	if base == "" {
+		return ""
+	}
+	sum := sha256.Sum256([]byte(engineKey))
+	return filepath.Join(base, App, "ca", hex.EncodeToString(sum[:])[:12], name)
+}

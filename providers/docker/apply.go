@@ -75,7 +75,7 @@ func (p *Provider) apply(ctx context.Context, s reconcile.Step) error {
 		if cfg, ok := r.Config.(containerConfig); ok && s.Observed.State == reconcile.StateCreated {
 			// Never started: a run cut short between its create and its
 			// start may not have written its files.
-			if err := p.writeFiles(ctx, s.Observed.EngineID, cfg); err != nil {
+			if err := p.prepare(ctx, s.Observed.EngineID, cfg); err != nil {
 				return err
 			}
 		}
@@ -155,7 +155,7 @@ func (p *Provider) createContainer(ctx context.Context, cfg containerConfig) err
 			return fmt.Errorf("connect container %s to network %s: %w (%w)", cfg.Name, ep.Network, err, reconcile.ErrRetry)
 		}
 	}
-	if err := p.writeFiles(ctx, created.ID, cfg); err != nil {
+	if err := p.prepare(ctx, created.ID, cfg); err != nil {
 		// Never started without its files: the next round sees it
 		// created, writes them and starts it.
 		return err

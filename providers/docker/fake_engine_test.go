@@ -1563,3 +1563,13 @@ func TestUnstartableContainerIsReplaced(t *testing.T) {
 		t.Errorf("%d starts, want 2: the stuck container's, never retried, and its replacement's\n%s", n, strings.Join(f.callLog(), "\n"))
 	}
 }
+
+// CopyFromContainer finds no file: an agent's image has no CA bundle here.
+func (f *fakeEngine) CopyFromContainer(_ context.Context, id, p string) (io.ReadCloser, container.PathStat, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err := f.record("CopyFromContainer", id, p); err != nil {
+		return nil, container.PathStat{}, err
+	}
+	return nil, container.PathStat{}, notFound("path " + p)
+}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"maps"
 	"path"
 	"slices"
@@ -14,6 +15,9 @@ import (
 	cerrdefs "github.com/containerd/errdefs"
 	"github.com/docker/docker/api/types/container"
 	"github.com/rs/zerolog"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/ca"
 )
 
 // writeFiles puts the agent's files (spec.agent.files) in place in the
@@ -101,3 +105,117 @@ func (p *Provider) writeFiles(ctx context.Context, id string, cfg containerConfi
 
 // tarName is an absolute guest path as an entry of a tar extracted at "/".
 func tarName(p string) string { return strings.TrimPrefix(path.Clean(p), "/") }
+
+// prepare puts in place what a created container needs before it starts:
+// the bundle's secret files, the agent's files and, for an agent with
+// credentials, the bottle's CA.
+func (p *Provider) prepare(ctx context.Context, id string, cfg containerConfig) error {
+	if len(cfg.Secrets) > 0 {
+		if err := p.writeSecrets(ctx, id, cfg); err != nil {
+			return err
+		}
+	}
+	if cfg.CACert != nil {
+		roots, from := p.imageRoots(ctx, id)
+		zerolog.Ctx(ctx).Debug().Str("container", cfg.Name).Str("roots", from).Msg("the bottle's CA joins the agent's CA bundle")
+		cfg.Files = append(slices.Clone(cfg.Files), bottle.CAFiles(cfg.CACert, roots)...)
+	}
+	return p.writeFiles(ctx, id, cfg)
+}
+
+// writeSecrets copies the bundle's secret files into its own volume at
+// bottle.BundleSecretsDir, extracted there: a read-only root file system
+// takes no archive at "/". Their content is never logged.
+func (p *Provider) writeSecrets(ctx context.Context, id string, cfg containerConfig) error {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	now := time.Now()
+	names := make([]string, 0, len(cfg.Secrets))
+	for _, f := range cfg.Secrets {
+		name := strings.TrimPrefix(path.Clean(f.Path), bottle.BundleSecretsDir+"/")
+		hdr := &tar.Header{Typeflag: tar.TypeReg, Name: name, Mode: int64(f.Mode.Perm()), Uid: f.UID, Gid: f.GID,
+			Size: int64(len(f.Content)), ModTime: now}
+		if err := tw.WriteHeader(hdr); err != nil {
+			return fmt.Errorf("internal: write the secret files of container %s: %w", cfg.Name, err)
+		}
+		if _, err := tw.Write(f.Content); err != nil {
+			return fmt.Errorf("internal: write the secret files of container %s: %w", cfg.Name, err)
+		}
+		names = append(names, f.Path)
+	}
+	if err := tw.Close(); err != nil {
+		return fmt.Errorf("internal: write the secret files of container %s: %w", cfg.Name, err)
+	}
+	zerolog.Ctx(ctx).Debug().Str("container", cfg.Name).Strs("files", names).Msg("CopyToContainer")
+	if err := p.eng.CopyToContainer(ctx, id, bottle.BundleSecretsDir, &buf, container.CopyToContainerOptions{}); err != nil {
+		return fmt.Errorf("copy the credentials of spec.bundle.egress.credentials into container %s: %w", cfg.Name, err)
+	}
+	return nil
+}
+
+// caBundlePaths are where images keep their CA bundle, most common first:
+// Debian, Ubuntu and Alpine; Fedora and RHEL; openSUSE; Alpine's and the
+// BSDs' other name.
+var caBundlePaths = []string{
+	"/etc/ssl/certs/ca-certificates.crt",
+	"/etc/pki/tls/certs/ca-bundle.crt",
+	"/etc/ssl/ca-bundle.pem",
+	"/etc/ssl/cert.pem",
+}
+
+// maxRootsSize caps the image's CA bundle read (Debian's is about 220 KiB).
+const maxRootsSize = 4 << 20
+
+// imageRoots is the CA bundle of the created container's image, the first
+// of caBundlePaths that is a file (a symbolic link is followed within the
+// container, twice at most); where the image has none (a distroless or
+// scratch image), the roots bottle-apply carries (ca.FallbackRootsPEM).
+// It says where they came from.
+func (p *Provider) imageRoots(ctx context.Context, id string) ([]byte, string) {
+	for _, start := range caBundlePaths {
+		at := start
+		for range 3 {
+			data, link, err := p.readFile(ctx, id, at)
+			if err != nil {
+				break
+			}
+			if link == "" {
+				if len(data) > 0 {
+					return data, at
+				}
+				break
+			}
+			if !path.IsAbs(link) {
+				link = path.Join(path.Dir(at), link)
+			}
+			at = link
+		}
+	}
+	return ca.FallbackRootsPEM(), "bottle-apply's own roots (the image has no CA bundle)"
+}
+
+// readFile reads one file of a container through the archive API: its
+// content, or the target of the symbolic link it is.
+func (p *Provider) readFile(ctx context.Context, id, file string) (data []byte, link string, err error) {
+	rc, _, err := p.eng.CopyFromContainer(ctx, id, file)
+	if err != nil {
+		return nil, "", err
+	}
+	defer rc.Close()
+	tr := tar.NewReader(rc)
+	hdr, err := tr.Next()
+	if err != nil {
+		return nil, "", err
+	}
+	switch hdr.Typeflag {
+	case tar.TypeSymlink:
+		return nil, hdr.Linkname, nil
+	case tar.TypeReg:
+		if hdr.Size > maxRootsSize {
+			return nil, "", fmt.Errorf("%s is %d bytes, more than a CA bundle", file, hdr.Size)
+		}
+		data, err := io.ReadAll(io.LimitReader(tr, maxRootsSize))
+		return data, "", err
+	}
+	return nil, "", fmt.Errorf("%s is not a file", file)
+}

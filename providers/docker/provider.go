@@ -99,6 +99,9 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 		if b.Spec.Backend == spec.BackendDocker && !b.SecretsResolved() {
 			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
 		}
+		if !b.CredentialsResolved() {
+			return nil, fmt.Errorf("internal: bottle %s: the credentials of spec.bundle.egress.credentials were not read", b.Metadata.Name)
+		}
 		if b.Spec.Backend == spec.BackendDocker {
 			if err := workspaceResolved(b); err != nil {
 				return nil, err

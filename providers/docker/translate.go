@@ -70,6 +70,15 @@ type containerConfig struct {
 	// Files are written into the container between its create and its
 	// start. Their content is never logged.
 	Files []bottle.File
+	// CACert is the bottle's CA certificate, given to an agent with
+	// credentials (in AgentCAFile, and joined to its image's own CA bundle
+	// in AgentCABundle) between its create and its start.
+	CACert []byte
+	// Secrets are the bundle's secret files (bottle.BundleSecretsFile),
+	// copied into its own volume at bottle.BundleSecretsDir between its
+	// create and its start: never in its environment, where an inspect
+	// would show them.
+	Secrets []bottle.File
 }
 
 // volumeMount is a named volume of the agent and where it is mounted.
@@ -286,6 +295,18 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	if len(b.Host.Addrs) > 0 {
 		f = append(f, reconcile.In("hostAddresses", b.Host.Addrs))
 	}
+	// Credentials change the bundle alone: a rotated value, a new CA or
+	// new trusted certificates replace the bundle, not the agent (which
+	// the CA's replacement replaces for its own reason).
+	if len(b.Credentials) > 0 {
+		f = append(f, reconcile.In("credentials", b.CredentialDigests()))
+		if b.CA != nil {
+			f = append(f, reconcile.In("credentialCA", b.CA.Fingerprint))
+		}
+		if b.TrustDigest != "" {
+			f = append(f, reconcile.In("trust", b.TrustDigest))
+		}
+	}
 	// Always there, unlike the inputs above: every bundle must get the
 	// defaults, so every bundle made before them is replaced once.
 	f = append(f, reconcile.In("defaults", defaults))
@@ -329,6 +350,13 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	}
 	// Set only when the spec sets them: the bundle knows the defaults.
 	cfg.Env = append(cfg.Env, bottle.DNSLimitsEnv(dnsLimits)...)
+	if len(b.Credentials) > 0 {
+		// The path alone: the file comes in before the bundle starts.
+		cfg.Env = append(cfg.Env, "BOTTLE_CREDENTIALS_FILE="+bottle.BundleSecretsFile)
+		// Desired checked that the CA is there: no error to expect.
+		data, _ := b.BundleSecretsJSON()
+		cfg.Secrets = []bottle.File{{Path: bottle.BundleSecretsFile, Content: data, Mode: 0o400}}
+	}
 	sort.Strings(cfg.Env)
 	if builtin {
 		// The built-in bundle needs nothing but to bind its front ports
@@ -383,6 +411,15 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
 	}
+	// The agent trusts the bottle's CA, and holds the credentials'
+	// placeholders: never their values, so that rotating one replaces
+	// only the bundle.
+	if b.CA != nil {
+		f = append(f, reconcile.In("credentialCA", b.CA.Fingerprint))
+		if env := b.CredentialEnv(); len(env) > 0 {
+			f = append(f, reconcile.In("credentialEnv", env))
+		}
+	}
 	ws := containerConfig{Labels: map[string]string{}}
 	f = append(f, workspace(b, &ws)...)
 	// Always there, like the bundle's: every agent must get the defaults.
@@ -421,6 +458,9 @@ func agentContainer(b *bottle.Bottle, at place, version string) reconcile.Resour
 		CapDrop: []string{"NET_RAW"},
 		Labels:  labels(&r, version),
 		User:    ws.User, UID: ws.UID, GID: ws.GID, Mounts: ws.Mounts, Volumes: ws.Volumes, Files: ws.Files,
+	}
+	if b.CA != nil {
+		cfg.CACert = b.CA.Cert
 	}
 	maps.Copy(cfg.Labels, ws.Labels)
 	r.Config = cfg
@@ -503,6 +543,12 @@ func containerSpec(cfg containerConfig) (*container.Config, *container.HostConfi
 	init := cfg.Init
 	host := &container.HostConfig{Init: &init, DNS: cfg.DNS, Sysctls: cfg.Sysctls,
 		CapAdd: cfg.CapAdd, CapDrop: cfg.CapDrop, ReadonlyRootfs: cfg.ReadonlyRootfs, Mounts: cfg.Mounts}
+	if len(cfg.Secrets) > 0 {
+		// A volume of the container's own, removed with it: the files are
+		// copied into it before the start, where a read-only root file
+		// system takes none.
+		config.Volumes = map[string]struct{}{bottle.BundleSecretsDir: {}}
+	}
 	if cfg.NoNewPrivileges {
 		host.SecurityOpt = []string{"no-new-privileges"}
 	}

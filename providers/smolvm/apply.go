@@ -7,10 +7,12 @@ import (
 	"maps"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/rs/zerolog"
 
+	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/reconcile"
 	"github.com/bottle-apply/bottle-apply/spec"
 )
@@ -151,15 +153,21 @@ func (p *Provider) createMachine(ctx context.Context, cfg machineConfig) error {
 				cfg.Name, err, PrettyCommand(append([]string{p.opts.Binary}, deleteArgs(v, cfg.Name)...)))
 		}
 	}
-	if len(cfg.Files) == 0 {
+	if len(cfg.Files) == 0 && cfg.CACert == nil {
 		return p.startMachine(ctx, cfg.Name)
 	}
 	// smolvm cp needs a running machine. A machine of ours always holds
 	// its files: if they cannot be written, it goes, and the next apply
 	// makes it again (a later Start would not write them).
 	err = p.startMachine(ctx, cfg.Name)
+	files := cfg.Files
+	if err == nil && cfg.CACert != nil {
+		roots, from := p.imageRoots(ctx, cfg.Name)
+		log.Debug().Str("machine", cfg.Name).Str("roots", from).Msg("the bottle's CA joins the agent's CA bundle")
+		files = append(slices.Clone(files), bottle.CAFiles(cfg.CACert, roots)...)
+	}
 	if err == nil {
-		err = p.copyFiles(ctx, v, cfg.Name, cfg.Files)
+		err = p.copyFiles(ctx, v, cfg.Name, files)
 	}
 	if err != nil {
 		r := &reconcile.Resource{Kind: kindMachine, Name: cfg.Name, Managed: true}

@@ -36,6 +36,10 @@ type machineConfig struct {
 	User string
 	// Files are written into the machine once it runs, after each create.
 	Files []bottle.File
+	// CACert is the bottle's CA certificate, given to a machine with
+	// credentials with its files (AgentCAFile, and joined to its image's
+	// own CA bundle in AgentCABundle).
+	CACert []byte
 }
 
 // mount is one -v of a machine: a host directory or a named volume (whose
@@ -81,6 +85,9 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	}
 	if !b.FilesResolved() {
 		return reconcile.Resource{}, fmt.Errorf("internal: bottle %s: the files of spec.agent.files were not read", name)
+	}
+	if !b.CredentialsResolved() {
+		return reconcile.Resource{}, fmt.Errorf("internal: bottle %s: the credentials of spec.bundle.egress.credentials were not read", name)
 	}
 	bundleIP, err := netip.ParseAddr(n.BundleIP)
 	if err != nil || !bundleIP.Is4() {
@@ -129,6 +136,15 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 	}
 	if len(b.Files) > 0 {
 		f = append(f, reconcile.In("files", b.FileDigests()))
+	}
+	// As the docker provider's agent: the CA and the placeholders, never
+	// the credentials' values, so that rotating one replaces the bundle
+	// alone.
+	if b.CA != nil {
+		f = append(f, reconcile.In("credentialCA", b.CA.Fingerprint))
+		if env := b.CredentialEnv(); len(env) > 0 {
+			f = append(f, reconcile.In("credentialEnv", env))
+		}
 	}
 	// Always there, unlike the sizes: every machine must get the defaults,
 	// so every machine made before them is replaced once.
@@ -188,6 +204,11 @@ func translate(b *bottle.Bottle, version, route string) (reconcile.Resource, err
 		Env: b.AgentEnv(), AllowCIDRs: cidrs, CPUs: a.CPUs, MemoryMiB: a.MemoryLimit(),
 		Labels: labels, Record: rec, Secrets: secrets,
 		Mounts: mounts, User: user, Files: slices.Clone(b.Files),
+	}
+	if b.CA != nil {
+		cfg := r.Config.(machineConfig)
+		cfg.CACert = b.CA.Cert
+		r.Config = cfg
 	}
 	return r, nil
 }
