@@ -1,10 +1,15 @@
 // Command testserver stands for "the internet" in isolation tests: it
 // answers HTTP on the given ports with 200 and its name, and DNS (UDP) on
-// the given port with its own address for any A query. Tests run it in
-// containers they start, never anywhere else.
+// the given port with its own address for any A query. With -https it
+// also serves TLS (the certificate and key in $TESTSERVER_CERT and
+// $TESTSERVER_KEY, PEM) and answers every request with what it received,
+// as JSON (echo); /redirect answers 302 to $TESTSERVER_REDIRECT. Tests run
+// it in containers they start, never anywhere else.
 package main
 
 import (
+	"crypto/tls"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log"
@@ -20,7 +25,19 @@ func main() {
 	name := flag.String("name", "testserver", "name to answer with")
 	ports := flag.String("http", "80", "comma-separated HTTP ports")
 	dnsPort := flag.String("dns", "", "DNS port (empty: none)")
+	httpsPorts := flag.String("https", "", "comma-separated HTTPS ports that echo (empty: none)")
 	flag.Parse()
+	if *httpsPorts != "" {
+		cert, err := tls.X509KeyPair([]byte(os.Getenv("TESTSERVER_CERT")), []byte(os.Getenv("TESTSERVER_KEY")))
+		if err != nil {
+			log.Fatalf("-https: $TESTSERVER_CERT and $TESTSERVER_KEY: %v", err)
+		}
+		for _, p := range strings.Split(*httpsPorts, ",") {
+			srv := &http.Server{Addr: ":" + p, Handler: http.HandlerFunc(echo),
+				TLSConfig: &tls.Config{Certificates: []tls.Certificate{cert}, NextProtos: []string{"h2", "http/1.1"}}}
+			go func() { log.Fatal(srv.ListenAndServeTLS("", "")) }()
+		}
+	}
 	for _, p := range strings.Split(*ports, ",") {
 		srv := &http.Server{Addr: ":" + p, Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			fmt.Fprintf(w, "hello from %s on port %s\n", *name, p)
@@ -51,4 +68,24 @@ func ownAddr() net.IP {
 		}
 	}
 	return nil
+}
+
+// Echo is what an HTTPS port answers: the request as the server saw it.
+type Echo struct {
+	Method, Host, Path, Proto, SNI string
+	Header                         http.Header
+}
+
+// echo answers with the request it received, or a redirect on /redirect.
+func echo(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path == "/redirect" {
+		http.Redirect(w, r, os.Getenv("TESTSERVER_REDIRECT"), http.StatusFound)
+		return
+	}
+	e := Echo{Method: r.Method, Host: r.Host, Path: r.URL.Path, Proto: r.Proto, Header: r.Header}
+	if r.TLS != nil {
+		e.SNI = r.TLS.ServerName
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_ = json.NewEncoder(w).Encode(e)
 }
