@@ -1,0 +1,337 @@
+package main
+
+import (
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"fmt"
+	"io"
+	"math/big"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/docker/docker/api/types/container"
+	"github.com/docker/docker/api/types/network"
+	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/internal/testenv"
+)
+
+// The names of the credentials test's stand-ins for the internet.
+const (
+	credHost   = "api.cred.test"    // has the credential
+	plainHost  = "plain.test"       // allowed, no credential
+	upstreamCN = "upstream test CA" // the stand-ins' own CA
+)
+
+// credentialsSpec is a bottle whose agent (the client image) may reach
+// credHost, with a credential from secrets/token set as x-api-key (and a
+// placeholder in API_KEY), and plainHost; the bundle trusts the
+// stand-ins' CA (certs/upstream.pem).
+func credentialsSpec(name, image string, cidrs ...string) string {
+	return fmt.Sprintf(`apiVersion: bottle-apply/v1
+kind: Bottle
+metadata:
+  name: %s
+spec:
+  backend: docker
+  agent:
+    image: %s
+    command: ["sleep", "infinity"]
+  network:
+    allowCIDRs: [%s]
+  bundle:
+    daemons: [egress, dns]
+    egress:
+      allow: [%s, %s]
+      credentials:
+        - host: %s
+          header: x-api-key
+          valueFrom: {file: secrets/token}
+          agentEnv: API_KEY
+      trust: [certs/upstream.pem]
+`, name, image, strings.Join(cidrs, ", "), credHost, plainHost, credHost)
+}
+
+// upstreamCerts makes the stand-ins' CA and a certificate of theirs for
+// credHost and plainHost: the CA's PEM, and the certificate's and key's.
+func upstreamCerts(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
+	t.Helper()
+	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: upstreamCN},
+		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: credHost},
+		DNSNames: []string{credHost, plainHost}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
+		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
+	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
+		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
+}
+
+// tlsServer runs a stand-in that echoes over TLS on port 443, on the
+// bottle's egress network under alias, and returns its address and a
+// function that returns its log (one line a request).
+func tlsServer(t *testing.T, c *client.Client, image, bottleName, alias string, cert, key []byte) (string, func() string) {
+	t.Helper()
+	ctx := t.Context()
+	name := "bottle-apply-test-" + testenv.Name(strings.Split(alias, ".")[0])
+	net := bottle.ResourceName(bottleName, bottle.RoleEgress)
+	created, err := c.ContainerCreate(ctx,
+		&container.Config{Image: image, Cmd: []string{"-name", alias, "-http", "80", "-https", "443"},
+			Env: []string{"TESTSERVER_CERT=" + string(cert), "TESTSERVER_KEY=" + string(key), "TESTSERVER_REDIRECT=https://" + plainHost + "/landing"}},
+		&container.HostConfig{NetworkMode: container.NetworkMode(net)},
+		&network.NetworkingConfig{EndpointsConfig: map[string]*network.EndpointSettings{net: {Aliases: []string{alias}}}},
+		nil, name)
+	if err != nil {
+		t.Fatalf("create %s: %v", name, err)
+	}
+	t.Cleanup(func() {
+		_ = c.ContainerRemove(context.Background(), created.ID, container.RemoveOptions{Force: true})
+	})
+	if err := c.ContainerStart(ctx, created.ID, container.StartOptions{}); err != nil {
+		t.Fatalf("start %s: %v", name, err)
+	}
+	insp, err := c.ContainerInspect(ctx, created.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := func() string {
+		rc, err := c.ContainerLogs(ctx, created.ID, container.LogsOptions{ShowStdout: true, ShowStderr: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rc.Close()
+		b, _ := io.ReadAll(rc)
+		return string(b)
+	}
+	return insp.NetworkSettings.Networks[net].IPAddress, logs
+}
+
+// echoed is what the stand-in answers (testserver's Echo).
+type echoed struct {
+	Method, Host, Path, Proto, SNI string
+	Header                         map[string][]string
+}
+
+// TestE2ECredentials is issue 16's proof on the real engine: the bundle
+// adds the credential on the way out, the agent never holds it, and
+// nothing else is intercepted.
+func TestE2ECredentials(t *testing.T) {
+	t.Parallel()
+	c := testenv.Docker(t)
+	bin := testenv.Binary(t)
+	agentImage := testenv.ClientImage(t, c)
+	serverImage := testenv.TestServerImage(t, c)
+	dir, state := t.TempDir(), t.TempDir()
+	name := testenv.Name("cred")
+	testenv.CleanupBottle(t, c, name)
+	caPEM, certPEM, keyPEM := upstreamCerts(t)
+	value := randomSecret(t)
+	planted := []string{value}
+	write := func(rel string, data []byte) {
+		t.Helper()
+		p := filepath.Join(dir, rel)
+		if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, data, 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("certs/upstream.pem", caPEM)
+	write("secrets/token", []byte(value+"\n"))
+	specFile := filepath.Join(dir, "bottle.yaml")
+	apply := func(what string, spec string) (string, string) {
+		t.Helper()
+		write("bottle.yaml", []byte(spec))
+		code, out, errOut := runCLI(t, bin, "", []string{"XDG_STATE_HOME=" + state}, "-f", specFile, "-o", "json")
+		if code != 0 {
+			t.Fatalf("%s: apply exited %d\n%s\n%s", what, code, out, errOut)
+		}
+		for _, v := range planted {
+			if strings.Contains(out+errOut, v) {
+				t.Errorf("%s: the apply's output shows the credential's value:\n%s\n%s", what, out, errOut)
+			}
+		}
+		return out, errOut
+	}
+	apply("first apply", credentialsSpec(name, agentImage))
+
+	// The stand-ins sit on the egress network, at private addresses that
+	// allowCIDRs must hold.
+	apiIP, apiLog := tlsServer(t, c, serverImage, name, credHost, certPEM, keyPEM)
+	plainIP, plainLog := tlsServer(t, c, serverImage, name, plainHost, certPEM, keyPEM)
+	out, _ := apply("apply with allowCIDRs", credentialsSpec(name, agentImage, apiIP+"/32", plainIP+"/32"))
+	if !strings.Contains(out, "checks passed") && !strings.Contains(out, `"passed"`) {
+		t.Logf("apply output: %s", out)
+	}
+
+	exec := func(stdin string, cmd ...string) (int, string, string) {
+		t.Helper()
+		return runCLI(t, bin, stdin, []string{"XDG_STATE_HOME=" + state}, append([]string{"exec", "-i", name, "--"}, cmd...)...)
+	}
+	get := func(what string, cmd ...string) echoed {
+		t.Helper()
+		code, out, errOut := exec("", cmd...)
+		if code != 0 {
+			t.Fatalf("%s: exited %d\n%s\n%s", what, code, out, errOut)
+		}
+		var e echoed
+		body := out[strings.Index(out, "{"):]
+		if err := json.Unmarshal([]byte(body), &e); err != nil {
+			t.Fatalf("%s: not the stand-in's echo: %v\n%s", what, err, out)
+		}
+		return e
+	}
+
+	// curl and a Go client, with no flags: the header arrives, with the
+	// value; the agent's own value of it is replaced.
+	for _, tc := range []struct {
+		what string
+		cmd  []string
+	}{
+		{"curl", []string{"curl", "-sS", "-H", "x-api-key: the-agent-s-own", "https://" + credHost + "/echo"}},
+		{"Go", []string{"httpget", "https://" + credHost + "/echo"}},
+	} {
+		e := get(tc.what, tc.cmd...)
+		if got := e.Header["X-Api-Key"]; len(got) != 1 || got[0] != value {
+			t.Errorf("%s: the stand-in got x-api-key %q; want the credential's value, once", tc.what, got)
+		}
+		if e.Host != credHost || e.SNI != credHost {
+			t.Errorf("%s: the stand-in got Host %q, SNI %q; want %s", tc.what, e.Host, e.SNI, credHost)
+		}
+	}
+	// The agent sees the bottle's CA on the credentialed host, and the
+	// stand-in's own certificate on the other: a plain tunnel.
+	for host, want := range map[string]string{credHost: "bottle-apply CA", plainHost: upstreamCN} {
+		code, out, errOut := exec("", "httpget", "-issuer", "https://"+host+"/")
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("the certificate the agent got for %s was issued by %q (exit %d, %s); want %q", host, strings.TrimSpace(out), code, errOut, want)
+		}
+	}
+	if e := get("curl to the other host", "curl", "-sSk", "https://"+plainHost+"/echo"); len(e.Header["X-Api-Key"]) != 0 {
+		t.Errorf("the host without a credential got x-api-key %q", e.Header["X-Api-Key"])
+	}
+
+	// Another Host inside the intercepted tunnel: refused, and nothing
+	// reaches the stand-in.
+	code, out2, errOut := exec("", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Host: "+plainHost, "https://"+credHost+"/smuggled")
+	if code != 0 || strings.TrimSpace(out2) != "403" {
+		t.Errorf("a request for Host %s inside the tunnel to %s: exit %d, status %q (%s); want 403", plainHost, credHost, code, out2, errOut)
+	}
+	// A redirect goes back to the agent, not followed.
+	code, out2, errOut = exec("", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "https://"+credHost+"/redirect")
+	if code != 0 || strings.TrimSpace(out2) != "302" {
+		t.Errorf("the stand-in's redirect: exit %d, status %q (%s); want the 302 itself", code, out2, errOut)
+	}
+	// Plain HTTP to the credentialed host: refused.
+	code, out2, errOut = exec("", "curl", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "http://"+credHost+"/plain")
+	if code != 0 || strings.TrimSpace(out2) != "403" {
+		t.Errorf("plain HTTP to %s: exit %d, status %q (%s); want 403", credHost, code, out2, errOut)
+	}
+	time.Sleep(200 * time.Millisecond) // the stand-ins' logs
+	if l := apiLog(); strings.Contains(l, "/smuggled") || strings.Contains(l, "/plain") {
+		t.Errorf("a refused request reached the stand-in:\n%s", l)
+	}
+	if l := plainLog(); strings.Contains(l, "/landing") {
+		t.Errorf("the bundle followed the redirect:\n%s", l)
+	}
+
+	// The agent's view never holds the value: its environment (the
+	// placeholder is there instead), its files, every process's
+	// environment. The value comes in on stdin, so that no command line
+	// holds it.
+	code, env, _ := exec("", "env")
+	if code != 0 || !strings.Contains(env, "API_KEY="+bottle.CredentialPlaceholder) || !strings.Contains(env, "SSL_CERT_FILE="+bottle.AgentCABundle) {
+		t.Errorf("the agent's environment lacks the placeholder or the CA variables:\n%s", env)
+	}
+	search := `read v; grep -rlsF "$v" /etc /root /tmp /bin /usr /run /home 2>/dev/null; cat /proc/[0-9]*/environ 2>/dev/null | grep -cF "$v"`
+	_, found, _ := exec(value+"\n", "sh", "-c", search)
+	if strings.TrimSpace(found) != "0" {
+		t.Errorf("the agent holds the credential's value: %q", found)
+	}
+	// Neither the bundle's nor the agent's inspect shows it.
+	for _, role := range []string{bottle.RoleBundle, bottle.RoleAgent} {
+		insp, err := c.ContainerInspect(t.Context(), bottle.ResourceName(name, role))
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := json.Marshal(insp)
+		if strings.Contains(string(raw), value) {
+			t.Errorf("docker inspect of the %s shows the credential's value", role)
+		}
+	}
+	// The decision log names the credential, never its value.
+	code, logs, _ := runCLI(t, bin, "", []string{"XDG_STATE_HOME=" + state}, "logs", name, "-o", "json")
+	if code != 0 || strings.Contains(logs, value) || !strings.Contains(logs, "x-api-key") {
+		t.Errorf("the decision log (exit %d) shows the value or does not name the credential:\n%s", code, logs)
+	}
+
+	// Rotating the value replaces the bundle, not the agent.
+	rotated := randomSecret(t)
+	planted = append(planted, rotated)
+	write("secrets/token", []byte(rotated+"\n"))
+	out, _ = apply("rotation", credentialsSpec(name, agentImage, apiIP+"/32", plainIP+"/32"))
+	steps := planSteps(t, out, name)
+	if steps[bottle.RoleBundle] != "replace" || steps[bottle.RoleAgent] != "" {
+		t.Errorf("rotating the value: the plan's steps by role are %v; want the bundle replaced and the agent left alone\n%s", steps, out)
+	}
+	if e := get("curl after the rotation", "curl", "-sS", "https://"+credHost+"/echo"); len(e.Header["X-Api-Key"]) != 1 || e.Header["X-Api-Key"][0] != rotated {
+		t.Errorf("after the rotation the stand-in got x-api-key %q; want the new value", e.Header["X-Api-Key"])
+	}
+}
+
+// planSteps reads an apply's -o json output: the action of each step of
+// the plan that changes something, by the role of the bottle's resource.
+func planSteps(t *testing.T, out, name string) map[string]string {
+	t.Helper()
+	var res struct {
+		Plan struct {
+			Steps []struct {
+				Action string `json:"action"`
+				Name   string `json:"name"`
+			} `json:"steps"`
+		} `json:"plan"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		t.Fatalf("apply -o json: %v\n%s", err, out)
+	}
+	steps := map[string]string{}
+	for _, s := range res.Plan.Steps {
+		if s.Action != "noop" {
+			steps[strings.TrimPrefix(s.Name, "bottle-"+name+"-")] = s.Action
+		}
+	}
+	return steps
+}
