@@ -215,15 +215,24 @@ func TestE2ECredentials(t *testing.T) {
 		return e
 	}
 
-	// curl and a Go client, with no flags: the header arrives, with the
-	// value; the agent's own value of it is replaced.
-	for _, tc := range []struct {
+	// curl, a Go client and Node's fetch, with no flags: the header
+	// arrives, with the value; the agent's own value of it is replaced.
+	clients := []struct {
 		what string
 		cmd  []string
 	}{
 		{"curl", []string{"curl", "-sS", "-H", "x-api-key: the-agent-s-own", "https://" + credHost + "/echo"}},
 		{"Go", []string{"httpget", "https://" + credHost + "/echo"}},
-	} {
+	}
+	if testenv.NodeBinary() != "" {
+		clients = append(clients, struct {
+			what string
+			cmd  []string
+		}{"Node", []string{"node", "-e", `fetch("https://` + credHost + `/echo").then(r => r.text()).then(console.log, e => { console.error(e); process.exit(1) })`}})
+	} else {
+		t.Log("no Node 22.21 or later at hand (hack/ensure-deps.sh caches one where npm is): curl and Go only")
+	}
+	for _, tc := range clients {
 		e := get(tc.what, tc.cmd...)
 		if got := e.Header["X-Api-Key"]; len(got) != 1 || got[0] != value {
 			t.Errorf("%s: the stand-in got x-api-key %q; want the credential's value, once", tc.what, got)

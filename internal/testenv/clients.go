@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/docker/docker/client"
+
+	"github.com/bottle-apply/bottle-apply/internal/xdg"
 )
 
 // HostCABundle is where Debian keeps its CA bundle: the client image has
@@ -21,12 +23,29 @@ const HostCABundle = "/etc/ssl/certs/ca-certificates.crt"
 // lddPath matches the absolute paths ldd prints, loader included.
 var lddPath = regexp.MustCompile(`(/\S+)\s+\(0x`)
 
+// NodeBinary is a Node that honours HTTPS_PROXY (22.21 and later):
+// $BOTTLE_TEST_NODE, else the one hack/ensure-deps.sh caches; "" when
+// there is none.
+func NodeBinary() string {
+	// xdg.CacheDir is $XDG_CACHE_HOME or ~/.cache, as ensure-deps.sh has it.
+	for _, p := range []string{os.Getenv("BOTTLE_TEST_NODE"), xdg.CacheDir("node", "bin", "node")} {
+		if p == "" {
+			continue
+		}
+		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() {
+			return p
+		}
+	}
+	return ""
+}
+
 // ClientImage imports an agent image with real HTTP clients, made of this
 // machine's own files (no registry is needed): static busybox (sh, sleep,
 // grep...), Debian's curl with the shared libraries ldd names, the
-// host's CA bundle at HostCABundle, and httpget (a plain Go client, see
-// internal/testenv/httpget) on PATH. It removes the image when the test
-// ends. Without busybox or curl it skips, and fails under CI.
+// host's CA bundle at HostCABundle, httpget (a plain Go client, see
+// internal/testenv/httpget) and, where NodeBinary finds one, node on
+// PATH. It removes the image when the test ends. Without busybox or curl
+// it skips, and fails under CI.
 func ClientImage(t testing.TB, c *client.Client) string {
 	t.Helper()
 	need := func(err error) {
@@ -41,11 +60,18 @@ func ClientImage(t testing.TB, c *client.Client) string {
 	need(err)
 	curl, err := exec.LookPath("curl")
 	need(err)
-	out, err := exec.Command("ldd", curl).Output()
-	need(err)
 	files := map[string]string{"bin/busybox": bb, "usr/bin/curl": curl, strings.TrimPrefix(HostCABundle, "/"): HostCABundle}
-	for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
-		files[strings.TrimPrefix(m[1], "/")] = m[1]
+	dynamic := []string{curl}
+	if node := NodeBinary(); node != "" {
+		files["usr/bin/node"] = node
+		dynamic = append(dynamic, node)
+	}
+	for _, bin := range dynamic {
+		out, err := exec.Command("ldd", bin).Output()
+		need(err)
+		for _, m := range lddPath.FindAllStringSubmatch(string(out), -1) {
+			files[strings.TrimPrefix(m[1], "/")] = m[1]
+		}
 	}
 	httpget := filepath.Join(t.TempDir(), "httpget")
 	if err := buildStatic("./internal/testenv/httpget", httpget); err != nil {
