@@ -20,6 +20,28 @@ import (
 // bottles' locks). A new CA where an agent already runs replaces the agent
 // (its hash holds the CA's fingerprint), and the log says why.
 func (ps *Providers) resolveCAs(ctx context.Context, bottles []bottle.Bottle, save bool) error {
+	_, err := ps.loadCAs(ctx, bottles, save)
+	return err
+}
+
+// keptCAs gives each bottle with credentials the CA kept for it, for the
+// self-test alone: a bottle whose CA is not kept here (its bundle was
+// made elsewhere, or the state directory was wiped) gets none, and the
+// log says that its interception is not checked. Nothing is written.
+func (ps *Providers) keptCAs(ctx context.Context, bottles []bottle.Bottle) error {
+	made, err := ps.loadCAs(ctx, bottles, false)
+	for _, i := range made {
+		bottles[i].CA = nil
+		zerolog.Ctx(ctx).Warn().Str("bottle", bottles[i].Metadata.Name).
+			Msg("the self-test does not check which hosts the bundle intercepts: the bottle's CA is not kept on this machine (an apply from here makes a new one)")
+	}
+	return err
+}
+
+// loadCAs is resolveCAs, and says which bottles got a new CA (their
+// indexes).
+func (ps *Providers) loadCAs(ctx context.Context, bottles []bottle.Bottle, save bool) ([]int, error) {
+	var fresh []int
 	var key string
 	var errs []error
 	for i := range bottles {
@@ -32,12 +54,12 @@ func (ps *Providers) resolveCAs(ctx context.Context, bottles []bottle.Bottle, sa
 		if key == "" {
 			var err error
 			if key, err = ps.lockKey(ctx); err != nil {
-				return err
+				return nil, err
 			}
 		}
 		dir := xdg.CADir(key, b.Metadata.Name)
 		if dir == "" {
-			return errors.New("bottle-apply keeps the CA of a bottle with credentials in its state directory, and it has none: set HOME or XDG_STATE_HOME; nothing was changed")
+			return nil, errors.New("bottle-apply keeps the CA of a bottle with credentials in its state directory, and it has none: set HOME or XDG_STATE_HOME; nothing was changed")
 		}
 		hosts := credentialHosts(b)
 		c, made, err := ca.Load(dir, b.Metadata.Name, hosts, time.Now(), save)
@@ -46,12 +68,15 @@ func (ps *Providers) resolveCAs(ctx context.Context, bottles []bottle.Bottle, sa
 			continue
 		}
 		b.CA = c
+		if made {
+			fresh = append(fresh, i)
+		}
 		if made && save {
 			zerolog.Ctx(ctx).Info().Str("bottle", b.Metadata.Name).Str("dir", dir).Strs("hosts", hosts).
 				Msg("made the bottle's CA for its credentials (none was kept for these hosts on this engine): an agent made with another CA is replaced to trust it")
 		}
 	}
-	return errors.Join(errs...)
+	return fresh, errors.Join(errs...)
 }
 
 // credentialHosts are the distinct hosts of a bottle's credentials, in
