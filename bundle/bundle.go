@@ -2,10 +2,23 @@
 // container: it starts the daemons the spec selects (the egress proxy, the
 // DNS daemon) and a loopback status endpoint, logs every egress and DNS
 // decision as one JSON line, and runs until told to stop.
+//
+// The egress proxy adds the credentials the agent never holds
+// (spec.bundle.egress.credentials, read from BOTTLE_CREDENTIALS_FILE): a
+// CONNECT to a credentialed host is intercepted, not tunnelled. The proxy
+// ends the agent's TLS with a certificate of the bottle's own CA (package
+// ca, whose name constraints permit the credentialed hosts alone), sets
+// the credential's header on each request whose Host is that host, and
+// sends it on over its own TLS connection, verified against the roots it
+// carries. A request for another Host in the tunnel, an SNI naming
+// another host, and a plain-HTTP request for a credentialed host are
+// refused with no header added; redirects are never followed. Every
+// other CONNECT stays an untouched tunnel.
 package bundle
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -110,6 +123,12 @@ type Config struct {
 	DNSMaxNameLength     string
 	DNSMaxLabelLength    string
 	DNSNewNamesPerMinute string
+	// CredentialsFile is BOTTLE_CREDENTIALS_FILE: the JSON of
+	// bottle.BundleSecrets (the bottle's CA, the credentials' values,
+	// the trusted certificates). When set, the proxy adds the
+	// credentials to the requests of their hosts (credential.go); when
+	// it cannot be read the bundle does not start.
+	CredentialsFile string
 
 	// Seams for this package's tests; the zero values are the production
 	// behaviour. lookup resolves a name, checkAddr says why the proxy must
@@ -133,6 +152,11 @@ type Config struct {
 	// for TLS, 80 for HTTP).
 	sniffTimeout time.Duration
 	sniffPorts   map[int]sniffKind
+
+	// upstreamRoots makes the pool that verifies the upstreams of
+	// intercepted tunnels, before the credentials file's trust is added
+	// (nil: the roots of golang.org/x/crypto/x509roots/fallback).
+	upstreamRoots func() *x509.CertPool
 }
 
 // ConfigFromEnv reads the variables the docker provider sets, with the
@@ -155,6 +179,7 @@ func ConfigFromEnv(getenv func(string) string) Config {
 		DNSMaxNameLength:     strings.TrimSpace(getenv("BOTTLE_DNS_MAX_NAME_LENGTH")),
 		DNSMaxLabelLength:    strings.TrimSpace(getenv("BOTTLE_DNS_MAX_LABEL_LENGTH")),
 		DNSNewNamesPerMinute: strings.TrimSpace(getenv("BOTTLE_DNS_NEW_NAMES_PER_MINUTE")),
+		CredentialsFile:      strings.TrimSpace(getenv("BOTTLE_CREDENTIALS_FILE")),
 	}.withDefaults()
 }
 
@@ -319,6 +344,11 @@ type policy struct {
 
 	sniffTimeout time.Duration
 	sniffPorts   map[int]sniffKind // nil: sniffFor's defaults
+
+	// creds are the credentials the proxy adds, nil when there are none;
+	// now is the clock of their certificates (nil: the wall clock).
+	creds *credentials
+	now   func() time.Time
 }
 
 // newPolicy validates cfg and reports every problem at once.
@@ -410,6 +440,12 @@ func newPolicy(cfg Config) (*policy, error) {
 		errs = append(errs, err)
 	}
 	p.names = newNameGuard(maxName, maxLabel, perMinute, cfg.now)
+	p.now = cfg.now
+	if cfg.CredentialsFile != "" {
+		if p.creds, err = loadCredentials(cfg.CredentialsFile, p.clock(), cfg.upstreamRoots); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	p.dnsWanted = slices.Contains(cfg.Daemons, spec.DaemonDNS)
 	if p.dnsWanted {
 		if p.upstream, err = dnsUpstream(cfg.DNSUpstream, p.resolvConf); err != nil {

@@ -40,8 +40,9 @@ const (
 )
 
 // Decision is one line of the decision log: what the egress proxy or the
-// DNS daemon let through or refused, and why. It never holds a path, a
-// query string, a header or a body.
+// DNS daemon let through or refused, and why. It never holds a query
+// string, a header's value or a body, and a path only on the requests
+// inside an intercepted tunnel (credential.go).
 type Decision struct {
 	Time   time.Time `json:"time"`
 	Level  string    `json:"level"`
@@ -72,8 +73,13 @@ type Decision struct {
 	// for More refusals like it (the same fields but time) that were not
 	// logged one by one in the last second. A summary without a host
 	// counts the refusals of every kind beyond the log's rate.
-	More    int    `json:"more,omitempty"`
-	Message string `json:"message"`
+	More int `json:"more,omitempty"`
+	// Credential names the credential the proxy added to a request inside
+	// an intercepted tunnel: its host and header names, never its value.
+	// Path is that request's path, without its query.
+	Credential string `json:"credential,omitempty"`
+	Path       string `json:"path,omitempty"`
+	Message    string `json:"message"`
 }
 
 // Allowed reports whether the decision let the request through.
@@ -142,6 +148,9 @@ type line struct {
 	reason string
 	status int
 	client string
+	// credential and path: see Decision.
+	credential string
+	path       string
 }
 
 // key is l without the client's port: refusals alike come from one
@@ -166,6 +175,15 @@ func (l *decisionLog) count(allowed bool) {
 func (l *decisionLog) egress(method, host string, port int, rule, reason string) {
 	l.decide(line{daemon: spec.DaemonEgress, host: logSafe(host, maxHostLen), port: port,
 		method: logSafe(method, maxMethodLen), rule: clip(rule, maxRuleLen), reason: clip(reason, maxReasonLen)})
+}
+
+// request logs a request inside an intercepted tunnel: allowed when
+// reason is "", with the names of the credential added (credential) and
+// the path.
+func (l *decisionLog) request(method, host string, port int, rule, reason, credential, path string) {
+	l.decide(line{daemon: spec.DaemonEgress, host: logSafe(host, maxHostLen), port: port,
+		method: logSafe(method, maxMethodLen), rule: clip(rule, maxRuleLen), reason: clip(reason, maxReasonLen),
+		credential: logSafe(credential, maxHostLen+maxRuleLen), path: logSafe(path, maxPathLen)})
 }
 
 // refused logs a request the proxy's HTTP server turned away before the
@@ -252,6 +270,12 @@ func (l *decisionLog) write(d line, more int, allowed bool) {
 	}
 	if d.reason != "" {
 		e.Str(FieldReason, d.reason)
+	}
+	if d.credential != "" {
+		e.Str(FieldCredential, d.credential)
+	}
+	if d.path != "" {
+		e.Str(FieldPath, d.path)
 	}
 	e.Msg(msg)
 }

@@ -22,7 +22,8 @@ import (
 
 // DeniedHeader is set on the proxy's denials (403, and 400 for requests
 // it cannot take) to a short reason: no-matching-rule, address-not-allowed,
-// blocked-address, proxy-itself, not-a-proxy-request or bad-target.
+// blocked-address, proxy-itself, not-a-proxy-request, bad-target, or
+// host-mismatch and credential-needs-tls for credentialed hosts.
 const DeniedHeader = "X-Bottle-Apply-Denied"
 
 const (
@@ -275,6 +276,10 @@ func (e *egress) onConnect(host string, ctx *goproxy.ProxyCtx) (*goproxy.Connect
 	}
 	a := newAttempt(e, v, clientConn(ctx.Req))
 	ctx.UserData = a
+	if creds := e.p.credentialsFor(v.host); creds != nil {
+		// A credentialed host's tunnel is ended here (credential.go).
+		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: e.intercept(a, creds)}, v.target()
+	}
 	if k := e.p.sniffFor(v.host, v.port); k != sniffNone {
 		// Checked tunnels (sniff.go): the first bytes, then the dial.
 		return &goproxy.ConnectAction{Action: goproxy.ConnectHijack, Hijack: e.checkedTunnel(a, k)}, v.target()
@@ -307,6 +312,12 @@ func (e *egress) connectError(w io.Writer, ctx *goproxy.ProxyCtx, err error) {
 func (e *egress) onRequest(r *http.Request, ctx *goproxy.ProxyCtx) (*http.Request, *http.Response) {
 	v := e.decide(r)
 	if !v.allowed() {
+		e.dl.egress(v.method, v.host, v.port, "", v.reason)
+		return r, e.denial(r, &v)
+	}
+	if e.p.credentialsFor(v.host) != nil {
+		v.deny(http.StatusForbidden, deniedCredentialTLS, fmt.Sprintf(
+			"%s gets a credential, which travels only over TLS: use https:// (a CONNECT through the proxy), not a plain proxy request", v.host))
 		e.dl.egress(v.method, v.host, v.port, "", v.reason)
 		return r, e.denial(r, &v)
 	}
