@@ -112,7 +112,9 @@ func New(name string, hosts []string, now time.Time) (*bottle.CA, error) {
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageCRLSign | x509.KeyUsageDigitalSignature,
 		// The name constraints are critical so that a client that does
 		// not understand them refuses the CA rather than trusting it
-		// for every name.
+		// for every name. By RFC 5280 4.2.1.10 a DNS constraint also
+		// permits the names below it (x.api.example.com for
+		// api.example.com): no other name, no address.
 		PermittedDNSDomainsCritical: true,
 		PermittedDNSDomains:         permitted,
 		ExcludedIPRanges:            allIPs,

@@ -382,43 +382,67 @@ func TestLoadDryRunMakesNoDirectory(t *testing.T) {
 
 func TestLoadErrors(t *testing.T) {
 	t.Parallel()
-	if os.Geteuid() == 0 {
-		t.Skip("root reads and writes files whatever their mode")
-	}
 	hosts := []string{"a.example"}
 	tests := []struct {
-		name    string
-		prepare func(t *testing.T, dir string)
-		want    string
+		name string
+		// asRoot is false where root would read or write the file anyway.
+		asRoot  bool
+		prepare func(t *testing.T, dir string) string // the path the error names
 	}{
-		{"unreadable key", func(t *testing.T, dir string) {
-			if err := os.Chmod(filepath.Join(dir, KeyFile), 0o000); err != nil {
+		{"key path is a directory", true, func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, KeyFile)
+			if err := os.Remove(p); err != nil {
 				t.Fatal(err)
 			}
-		}, KeyFile},
-		{"read-only directory", func(t *testing.T, dir string) {
-			os.Remove(filepath.Join(dir, KeyFile))
+			if err := os.Mkdir(p, 0o700); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"directory is a file", true, func(t *testing.T, dir string) string {
+			if err := os.RemoveAll(dir); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(dir, nil, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return dir
+		}},
+		{"unreadable key", false, func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, KeyFile)
+			if err := os.Chmod(p, 0o000); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
+		{"read-only directory", false, func(t *testing.T, dir string) string {
+			p := filepath.Join(dir, KeyFile)
+			os.Remove(p)
 			if err := os.Chmod(dir, 0o500); err != nil {
 				t.Fatal(err)
 			}
 			t.Cleanup(func() { os.Chmod(dir, 0o700) })
-		}, KeyFile},
+			return p
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
+			if !tt.asRoot && os.Geteuid() == 0 {
+				t.Skip("root reads and writes files whatever their mode")
+			}
 			dir := filepath.Join(t.TempDir(), "ca")
 			c, _, err := Load(dir, "web", hosts, t0, true)
 			if err != nil {
 				t.Fatal(err)
 			}
-			tt.prepare(t, dir)
+			want := tt.prepare(t, dir)
 			_, _, err = Load(dir, "web", hosts, t0, true)
 			if err == nil {
 				t.Fatal("no error")
 			}
-			if !strings.Contains(err.Error(), filepath.Join(dir, tt.want)) {
-				t.Errorf("error does not name the path: %v", err)
+			if !strings.Contains(err.Error(), want) {
+				t.Errorf("error does not name %s: %v", want, err)
 			}
 			if strings.Contains(err.Error(), "PRIVATE KEY") || strings.Contains(err.Error(), string(c.Key[30:60])) {
 				t.Errorf("error carries the key: %v", err)
