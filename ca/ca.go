@@ -9,6 +9,7 @@
 package ca
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/ecdsa"
 	"crypto/elliptic"
@@ -30,6 +31,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	roots "golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/atomicfile"
@@ -349,3 +352,26 @@ func (i *Issuer) Certificate(host string, now time.Time) (*tls.Certificate, erro
 
 // Hosts returns the DNS names the CA permits, as it says.
 func (i *Issuer) Hosts() []string { return slices.Clone(i.ca.PermittedDNSDomains) }
+
+// FallbackRootsPEM are the roots bottle-apply carries (Mozilla's, from
+// golang.org/x/crypto/x509roots/fallback), PEM: what an agent whose image
+// has no CA bundle (a distroless or scratch image) gets beside the
+// bottle's CA. A root the module constrains (a distrust date) is left
+// out: a PEM bundle cannot say the constraint.
+func FallbackRootsPEM() []byte {
+	rootsOnce.Do(func() {
+		var b bytes.Buffer
+		for r := range roots.Roots() {
+			if r.Constraint == nil {
+				_ = pem.Encode(&b, &pem.Block{Type: "CERTIFICATE", Bytes: r.Certificate})
+			}
+		}
+		rootsPEM = b.Bytes()
+	})
+	return rootsPEM
+}
+
+var (
+	rootsOnce sync.Once
+	rootsPEM  []byte
+)

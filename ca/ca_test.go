@@ -480,3 +480,16 @@ func snapshot(t *testing.T, dir string) string {
 	}
 	return b.String()
 }
+
+// TestFallbackRootsPEM: the roots an agent without a CA bundle gets are
+// a bundle a client can load, of many CAs.
+func TestFallbackRootsPEM(t *testing.T) {
+	t.Parallel()
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(FallbackRootsPEM()) {
+		t.Fatal("FallbackRootsPEM holds no certificate a pool takes")
+	}
+	if n := strings.Count(string(FallbackRootsPEM()), "BEGIN CERTIFICATE"); n < 100 {
+		t.Errorf("FallbackRootsPEM holds %d roots; Mozilla's store has over 100", n)
+	}
+}
