@@ -27,6 +27,8 @@ const maxInput = 1 << 20
 // the subcommand's name:
 //
 //	-connect-timeout 700ms  -dns-timeout 1.5s  -proxy-timeout 5s
+//	-intercept-timeout 300ms (how long a check that expects no
+//	interception waits for a certificate)
 //	-silence 100ms (how long a check that expects unreachable waits)
 //	-timeout 30s (the whole run)  -parallel 16
 //	-remove-self (delete the probe's own executable first: a copy made
@@ -39,6 +41,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	fs.DurationVar(&opt.DNSTimeout, "dns-timeout", DefaultDNSTimeout, "bound on a DNS query")
 	fs.DurationVar(&opt.Silence, "silence", DefaultSilence, "how long a check that expects unreachable waits for an answer")
 	fs.DurationVar(&opt.ProxyTimeout, "proxy-timeout", DefaultProxyTimeout, "bound on a proxy check")
+	fs.DurationVar(&opt.InterceptTimeout, "intercept-timeout", DefaultInterceptTimeout, "bound on a check that expects no interception")
 	fs.DurationVar(&opt.Total, "timeout", DefaultTotal, "bound on the whole run")
 	fs.IntVar(&opt.Parallel, "parallel", DefaultParallel, "checks run at once")
 	removeSelf := fs.Bool("remove-self", false, "delete the probe's own executable before running")

@@ -46,6 +46,14 @@ const (
 	KindDNS Kind = "dns"
 	// KindIPv6 looks for IPv6 addresses and routes in the agent.
 	KindIPv6 Kind = "ipv6"
+	// KindProxyIntercept asks the proxy at Addr to CONNECT to Target
+	// (host:port) and, if it does, makes a TLS handshake for Target's host
+	// through the tunnel, which tells whether the bundle terminated it
+	// with a certificate of the bottle's CA (CA): the bundle does so for
+	// the hosts it adds a credential to, and for no other. It sends no
+	// request: the handshake is all it needs, and no credential is ever
+	// used by the self-test.
+	KindProxyIntercept Kind = "proxy-intercept"
 )
 
 // Expect is the outcome a check wants.
@@ -76,6 +84,15 @@ const (
 	ExpectRefused Expect = "refused"
 	// ExpectNone: the agent has no IPv6 (no address but ::1, no route).
 	ExpectNone Expect = "none"
+	// ExpectIntercepted: the handshake completes with a certificate for
+	// the host that chains to the bottle's CA, as the agent's clients
+	// would check it.
+	ExpectIntercepted Expect = "intercepted"
+	// ExpectNotIntercepted: no certificate of the bottle's CA comes back:
+	// another certificate (the upstream's), or the tunnel fails before any
+	// certificate (a denied CONNECT, an alert, a close, no answer in time),
+	// which says the bundle did not answer the ClientHello itself.
+	ExpectNotIntercepted Expect = "not-intercepted"
 )
 
 // The outcomes a check may report in Result.Got besides the Expect values
@@ -92,16 +109,22 @@ const (
 	gotAlert           = "alert"            // proxy-tls: a TLS alert that is not the proxy's
 	gotClosed          = "closed"           // proxy-tls: the tunnel closed with no alert: the proxy dialled
 	gotError           = "error"            // the check could not run or got something unexpected
+	// proxy-intercept: a certificate of the bottle's CA (or of one it
+	// signed) that the agent would refuse (wrong name, outside the CA's
+	// name constraints, expired), or a handshake that failed after it:
+	// the bundle intercepted, but not in a way either expectation wants.
+	gotInterceptedInvalid = "intercepted-invalid"
 )
 
 // expects lists the outcomes each kind may expect.
 var expects = map[Kind][]Expect{
-	KindTCP:          {ExpectOpen, ExpectClosed, ExpectUnreachable},
-	KindProxyConnect: {ExpectAllowed, ExpectDenied},
-	KindProxyHTTP:    {ExpectAllowed, ExpectDenied},
-	KindProxyTLS:     {ExpectDenied},
-	KindDNS:          {ExpectResolves, ExpectFails, ExpectRefused, ExpectUnreachable},
-	KindIPv6:         {ExpectNone},
+	KindTCP:            {ExpectOpen, ExpectClosed, ExpectUnreachable},
+	KindProxyConnect:   {ExpectAllowed, ExpectDenied},
+	KindProxyHTTP:      {ExpectAllowed, ExpectDenied},
+	KindProxyTLS:       {ExpectDenied},
+	KindDNS:            {ExpectResolves, ExpectFails, ExpectRefused, ExpectUnreachable},
+	KindIPv6:           {ExpectNone},
+	KindProxyIntercept: {ExpectIntercepted, ExpectNotIntercepted},
 }
 
 // Check is one probe and the outcome it wants.
@@ -123,7 +146,14 @@ type Check struct {
 	// SNI is, for proxy-tls, the server name of the ClientHello.
 	SNI string `json:"sni,omitempty"`
 	// QType is, for dns, the query type ("TXT"); "" is A.
-	QType  string `json:"qtype,omitempty"`
+	QType string `json:"qtype,omitempty"`
+	// CA is, for proxy-intercept, the bottle's CA certificate (PEM): the
+	// one root the peer's certificate is verified against. It comes with
+	// the check rather than from the agent's copy (bottle.AgentCAFile),
+	// which the agent may have changed, and which an agent made before
+	// the bottle had credentials does not hold. A string, so that a Check
+	// stays comparable.
+	CA     string `json:"ca,omitempty"`
 	Expect Expect `json:"expect"`
 }
 
@@ -132,10 +162,11 @@ type Result struct {
 	Check
 	// Got is the outcome: open, refused, unreachable (tcp); allowed,
 	// denied, unreachable, error (proxy-*); no-tunnel, handshake, alert,
-	// closed, timeout (proxy-tls); resolves, refused, nxdomain,
-	// servfail (or another lower-case rcode), noanswer, timeout,
-	// port-unreachable, unreachable (dns); none, present (ipv6). Any kind
-	// reports error when the check could not run.
+	// closed, timeout (proxy-tls); intercepted, intercepted-invalid,
+	// not-intercepted, no-tunnel, timeout (proxy-intercept); resolves,
+	// refused, nxdomain, servfail (or another lower-case rcode), noanswer,
+	// timeout, port-unreachable, unreachable (dns); none, present (ipv6).
+	// Any kind reports error when the check could not run.
 	Got string `json:"got"`
 	// OK reports whether Got is what Expect wants.
 	OK bool `json:"ok"`
@@ -145,11 +176,12 @@ type Result struct {
 }
 
 // Unproven reports a result that passed without reaching what it checks:
-// a proxy-tls check whose CONNECT the proxy did not open (the allowed name
-// did not resolve, say), so no ClientHello was sent. It is safe, not
-// proven.
+// a proxy-tls or proxy-intercept check whose CONNECT the proxy did not
+// open (the allowed name did not resolve, say), so no ClientHello was
+// sent, or a proxy-intercept check that got no certificate in time. It
+// is safe, not proven.
 func (r Result) Unproven() bool {
-	return r.OK && r.Got == gotNoTunnel
+	return r.OK && (r.Got == gotNoTunnel || r.Kind == KindProxyIntercept && r.Got == gotTimeout)
 }
 
 // Accepts reports whether the outcome got satisfies e.
@@ -166,7 +198,11 @@ func (e Expect) Accepts(got string) bool {
 	case ExpectDenied:
 		// No tunnel means nothing to front: the proxy dialled nothing.
 		return got == string(e) || got == gotNoTunnel
-	case ExpectOpen, ExpectAllowed, ExpectResolves, ExpectNone:
+	case ExpectNotIntercepted:
+		// The bundle answers an intercepted ClientHello itself, at once:
+		// no tunnel, or no answer in time, is no interception.
+		return got == string(e) || got == gotNoTunnel || got == gotTimeout
+	case ExpectOpen, ExpectAllowed, ExpectResolves, ExpectNone, ExpectIntercepted:
 		return got == string(e)
 	}
 	return false
@@ -177,7 +213,7 @@ func (e Expect) Accepts(got string) bool {
 func (c Check) Validate() error {
 	allowed, ok := expects[c.Kind]
 	if !ok {
-		return fmt.Errorf("kind %q is not one of tcp, proxy-connect, proxy-http, proxy-tls, dns, ipv6", c.Kind)
+		return fmt.Errorf("kind %q is not one of tcp, proxy-connect, proxy-http, proxy-tls, proxy-intercept, dns, ipv6", c.Kind)
 	}
 	if !slices.Contains(allowed, c.Expect) {
 		return fmt.Errorf("a %s check cannot expect %q; it expects one of %v", c.Kind, c.Expect, allowed)
@@ -187,8 +223,8 @@ func (c Check) Validate() error {
 	} else if _, err := netip.ParseAddrPort(c.Addr); err != nil {
 		return fmt.Errorf("addr %q is not an IP address and port (such as 10.0.0.2:8888 or [fd00::2]:53)", c.Addr)
 	}
-	if c.SNI != "" && c.Kind != KindProxyTLS || c.QType != "" && c.Kind != KindDNS {
-		return fmt.Errorf("a %s check takes no sni or qtype", c.Kind)
+	if c.SNI != "" && c.Kind != KindProxyTLS || c.QType != "" && c.Kind != KindDNS || c.CA != "" && c.Kind != KindProxyIntercept {
+		return fmt.Errorf("a %s check takes no sni, qtype or ca", c.Kind)
 	}
 	switch c.Kind {
 	case KindProxyConnect, KindProxyTLS:
@@ -197,6 +233,17 @@ func (c Check) Validate() error {
 		}
 		if _, ok := dns.IsDomainName(c.SNI); c.Kind == KindProxyTLS && (!ok || c.SNI == "") {
 			return fmt.Errorf("sni %q is not a server name", c.SNI)
+		}
+	case KindProxyIntercept:
+		host, port, err := net.SplitHostPort(c.Target)
+		if err != nil || port == "" {
+			return fmt.Errorf("target %q is not a host:port to CONNECT to", c.Target)
+		}
+		if _, ok := dns.IsDomainName(host); !ok || host == "" || isIPLiteral(host) {
+			return fmt.Errorf("target %q does not name a host; a certificate is checked for a name", c.Target)
+		}
+		if _, err := parseCA(c.CA); err != nil {
+			return err
 		}
 	case KindProxyHTTP:
 		u, err := url.Parse(c.Target)
@@ -233,6 +280,14 @@ type Options struct {
 	// ProxyTimeout bounds a proxy check's exchange with the proxy, from
 	// the connect on (default 5s).
 	ProxyTimeout time.Duration
+	// InterceptTimeout bounds a proxy-intercept check that expects no
+	// interception, from the connect on (default 300ms). The bundle
+	// answers a ClientHello it intercepts itself, at once; one it does not
+	// goes to the real upstream, which may take longer: past the bound the
+	// check passes as unproven rather than hold up the self-test. A check
+	// that expects interception waits ProxyTimeout, which only a failing
+	// one (or a bundle slow to issue its certificate) ever reaches.
+	InterceptTimeout time.Duration
 	// Total bounds the whole run (default 30s). Checks that have not
 	// finished by then report error.
 	Total time.Duration
@@ -248,12 +303,13 @@ type Options struct {
 
 // The defaults of Options.
 const (
-	DefaultConnectTimeout = 700 * time.Millisecond
-	DefaultDNSTimeout     = 1500 * time.Millisecond
-	DefaultSilence        = 100 * time.Millisecond
-	DefaultProxyTimeout   = 5 * time.Second
-	DefaultTotal          = 30 * time.Second
-	DefaultParallel       = 16
+	DefaultConnectTimeout   = 700 * time.Millisecond
+	DefaultDNSTimeout       = 1500 * time.Millisecond
+	DefaultSilence          = 100 * time.Millisecond
+	DefaultProxyTimeout     = 5 * time.Second
+	DefaultInterceptTimeout = 300 * time.Millisecond
+	DefaultTotal            = 30 * time.Second
+	DefaultParallel         = 16
 )
 
 func (o Options) withDefaults() Options {
@@ -268,6 +324,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.ProxyTimeout <= 0 {
 		o.ProxyTimeout = DefaultProxyTimeout
+	}
+	if o.InterceptTimeout <= 0 {
+		o.InterceptTimeout = DefaultInterceptTimeout
 	}
 	if o.Total <= 0 {
 		o.Total = DefaultTotal
@@ -338,6 +397,8 @@ func runOne(ctx context.Context, c Check, opt Options) Result {
 		got, detail = viaProxy(ctx, c, opt, proxyGet)
 	case KindProxyTLS:
 		got, detail = viaProxy(ctx, c, opt, proxyTLS)
+	case KindProxyIntercept:
+		got, detail = checkIntercept(ctx, c, opt)
 	case KindDNS:
 		got, detail = checkDNS(ctx, c, opt)
 	case KindIPv6:

@@ -18,7 +18,7 @@ func TestExpectAccepts(t *testing.T) {
 	t.Parallel()
 	gots := []string{"open", "refused", "unreachable", "timeout", "port-unreachable", "allowed", "denied",
 		"resolves", "nxdomain", "servfail", "noanswer", "none", "present", "error", "",
-		"no-tunnel", "handshake", "alert", "closed"}
+		"no-tunnel", "handshake", "alert", "closed", "intercepted", "not-intercepted", "intercepted-invalid"}
 	accepts := map[Expect][]string{
 		ExpectOpen:        {"open"},
 		ExpectClosed:      {"refused", "unreachable"},
@@ -27,10 +27,13 @@ func TestExpectAccepts(t *testing.T) {
 		ExpectDenied:      {"denied", "no-tunnel"},
 		ExpectResolves:    {"resolves"},
 		ExpectFails: {"open", "refused", "unreachable", "timeout", "port-unreachable", "allowed", "denied",
-			"nxdomain", "servfail", "noanswer", "none", "present", "no-tunnel", "handshake", "alert", "closed"},
-		ExpectNone:    {"none"},
-		ExpectRefused: {"refused"},
-		"bogus":       nil,
+			"nxdomain", "servfail", "noanswer", "none", "present", "no-tunnel", "handshake", "alert", "closed",
+			"intercepted", "not-intercepted", "intercepted-invalid"},
+		ExpectNone:           {"none"},
+		ExpectRefused:        {"refused"},
+		ExpectIntercepted:    {"intercepted"},
+		ExpectNotIntercepted: {"not-intercepted", "no-tunnel", "timeout"},
+		"bogus":              nil,
 	}
 	for e, ok := range accepts {
 		for _, got := range gots {
@@ -47,6 +50,7 @@ func TestExpectAccepts(t *testing.T) {
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
+	validCA := newAuthority(t).pem
 	tests := []struct {
 		name  string
 		check Check
@@ -69,12 +73,20 @@ func TestValidate(t *testing.T) {
 		{"dns open", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Target: "a.example", Expect: ExpectOpen}, "cannot expect"},
 		{"dns txt", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Target: "a.example", QType: "TXT", Expect: ExpectRefused}, ""},
 		{"dns bad qtype", Check{Kind: KindDNS, Addr: "10.0.0.2:53", Target: "a.example", QType: "txt", Expect: ExpectRefused}, "qtype \"txt\""},
-		{"qtype on a tcp check", Check{Kind: KindTCP, Addr: "10.0.0.2:1", QType: "A", Expect: ExpectOpen}, "takes no sni or qtype"},
+		{"qtype on a tcp check", Check{Kind: KindTCP, Addr: "10.0.0.2:1", QType: "A", Expect: ExpectOpen}, "takes no sni, qtype or ca"},
 		{"tls", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", Expect: ExpectDenied}, ""},
 		{"tls without sni", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", Expect: ExpectDenied}, "sni \"\""},
 		{"tls without port", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example", SNI: "b.example", Expect: ExpectDenied}, "host:port"},
 		{"tls expects allowed", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", Expect: ExpectAllowed}, "cannot expect"},
 		{"sni on a connect", Check{Kind: KindProxyConnect, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", Expect: ExpectDenied}, "takes no sni"},
+		{"intercept", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "a.example:443", CA: validCA, Expect: ExpectIntercepted}, ""},
+		{"intercept none", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "a.example:443", CA: validCA, Expect: ExpectNotIntercepted}, ""},
+		{"intercept without a CA", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "a.example:443", Expect: ExpectIntercepted}, "not a PEM CA certificate"},
+		{"intercept an address", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "192.0.2.1:443", CA: validCA, Expect: ExpectIntercepted}, "does not name a host"},
+		{"intercept without port", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "a.example", CA: validCA, Expect: ExpectIntercepted}, "host:port"},
+		{"intercept expects denied", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "a.example:443", CA: validCA, Expect: ExpectDenied}, "cannot expect"},
+		{"intercept with sni", Check{Kind: KindProxyIntercept, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", CA: validCA, Expect: ExpectIntercepted}, "takes no sni"},
+		{"ca on a tls check", Check{Kind: KindProxyTLS, Addr: "10.0.0.2:8888", Target: "a.example:443", SNI: "b.example", CA: validCA, Expect: ExpectDenied}, "takes no sni, qtype or ca"},
 		{"ipv6", Check{Kind: KindIPv6, Expect: ExpectNone}, ""},
 		{"ipv6 present", Check{Kind: KindIPv6, Expect: "present"}, "cannot expect"},
 	}
@@ -214,6 +226,10 @@ func TestUnproven(t *testing.T) {
 		{Result{Got: gotNoTunnel, OK: true}, true},
 		{Result{Got: gotNoTunnel}, false},
 		{Result{Got: "denied", OK: true}, false},
+		{Result{Check: Check{Kind: KindProxyIntercept}, Got: gotTimeout, OK: true}, true},
+		{Result{Check: Check{Kind: KindProxyIntercept}, Got: gotTimeout}, false},
+		{Result{Check: Check{Kind: KindProxyIntercept}, Got: "not-intercepted", OK: true}, false},
+		{Result{Check: Check{Kind: KindDNS}, Got: gotTimeout, OK: true}, false},
 	} {
 		if got := tt.r.Unproven(); got != tt.want {
 			t.Errorf("%+v.Unproven() = %v, want %v", tt.r, got, tt.want)

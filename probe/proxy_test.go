@@ -2,6 +2,7 @@ package probe
 
 import (
 	"bytes"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -30,6 +31,12 @@ type fakeProxy struct {
 	// sniffing targets get the 200, then the bundle's alert
 	// access_denied once the client has sent something, and no dial.
 	sniffing map[string]bool
+	// intercept targets get the 200, then a TLS server of the proxy's
+	// own with this config, as the bundle answers a credentialed host;
+	// how many bytes the client sent after the handshake, until it
+	// closed, goes to appData.
+	intercept map[string]*tls.Config
+	appData   chan<- int64
 }
 
 func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -47,6 +54,24 @@ func (p fakeProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		case "bad-target.test:443":
 			w.Header().Set(bundle.DeniedHeader, "bad-target")
 			http.Error(w, "bad target", http.StatusBadRequest)
+			return
+		}
+		if cfg := p.intercept[r.URL.Host]; cfg != nil {
+			conn, _, err := http.NewResponseController(w).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			io.WriteString(conn, "HTTP/1.1 200 Connection established\r\n\r\n")
+			conn.SetDeadline(time.Now().Add(5 * time.Second))
+			tc := tls.Server(conn, cfg)
+			if tc.Handshake() != nil {
+				return
+			}
+			n, _ := io.Copy(io.Discard, tc)
+			if p.appData != nil {
+				p.appData <- n
+			}
 			return
 		}
 		if p.sniffing[r.URL.Host] {
