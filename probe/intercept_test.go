@@ -15,6 +15,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -226,6 +227,97 @@ func TestProxyInterceptBounds(t *testing.T) {
 			}
 			if r.Unproven() != tt.ok {
 				t.Fatalf("Unproven() = %v, want %v: a pass without a certificate proves nothing", r.Unproven(), tt.ok)
+			}
+		})
+	}
+}
+
+// TestStandardInterception runs the interception checks Standard makes
+// against bundles in miniature: only the one that intercepts the
+// credentialed host, and nothing else, passes; each other fails with the
+// hole it has.
+func TestStandardInterception(t *testing.T) {
+	t.Parallel()
+	ca := newAuthority(t, "cred.test")
+	unconstrained := newAuthority(t)
+	later := time.Now().Add(time.Hour)
+	upstream := tlsUpstream(t)
+	const wildcard = "verify-n1.cred.test:443"
+	every := func(a *authority) map[string]*tls.Config {
+		return map[string]*tls.Config{"cred.test:443": a.server("", later), "other.test:443": a.server("", later),
+			"more.test:443": a.server("", later), wildcard: a.server("", later)}
+	}
+	tests := []struct {
+		name  string
+		ca    *authority // the bottle's; nil is ca
+		proxy fakeProxy
+		holes []string // a part of each failed check's hole, in order
+	}{
+		{"the credentialed host alone", nil, fakeProxy{
+			intercept: map[string]*tls.Config{"cred.test:443": ca.server("", later)},
+			tunnels:   map[string]string{"other.test:443": upstream, "more.test:443": upstream},
+		}, nil},
+		{"no interception: an older bundle", nil, fakeProxy{
+			tunnels: map[string]string{"cred.test:443": upstream, "other.test:443": upstream, "more.test:443": upstream},
+		}, []string{"the bundle does not add the credential for cred.test"}},
+		{"the credentialed host, denied", nil, fakeProxy{
+			tunnels: map[string]string{"other.test:443": upstream, "more.test:443": upstream},
+		}, []string{"the bundle does not add the credential for cred.test"}},
+		{"with a CA that is not the bottle's", nil, fakeProxy{
+			intercept: map[string]*tls.Config{"cred.test:443": unconstrained.server("", later)},
+			tunnels:   map[string]string{"other.test:443": upstream, "more.test:443": upstream},
+		}, []string{"the bundle does not add the credential for cred.test"}},
+		{"every host, with the bottle's CA", nil, fakeProxy{intercept: every(ca)},
+			[]string{"the bundle intercepts other.test", "the bundle intercepts more.test", "the bundle intercepts verify-n1.cred.test"}},
+		{"every host, with a bottle's CA without constraints", unconstrained, fakeProxy{intercept: every(unconstrained)},
+			[]string{"the bundle intercepts other.test", "the bundle intercepts more.test", "the bundle intercepts verify-n1.cred.test"}},
+		{"names under the credentialed host", nil, fakeProxy{
+			intercept: map[string]*tls.Config{"cred.test:443": ca.server("", later), wildcard: ca.server("", later)},
+			tunnels:   map[string]string{"other.test:443": upstream, "more.test:443": upstream},
+		}, []string{"the bundle intercepts verify-n1.cred.test"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			host, port, err := net.SplitHostPort(proxyServer(t, tt.proxy))
+			if err != nil {
+				t.Fatal(err)
+			}
+			p, _ := strconv.Atoi(port)
+			bottleCA := ca
+			if tt.ca != nil {
+				bottleCA = tt.ca
+			}
+			all, err := Standard(Target{
+				BundleIP: host, ProxyPort: p, Daemons: []string{"egress"},
+				Allow:        []string{"cred.test", "other.test", "more.test", "third.test", "*.cred.test"},
+				Credentialed: []string{"cred.test"}, CA: []byte(bottleCA.pem), Nonce: "n1",
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			var checks []Check
+			for _, c := range all {
+				if c.Kind == KindProxyIntercept {
+					checks = append(checks, c)
+				}
+			}
+			if len(checks) != 4 {
+				t.Fatalf("Standard made %d interception checks, want 4 (cred.test; other.test, more.test; the wildcard's): %+v", len(checks), checks)
+			}
+			var holes []string
+			for _, r := range Run(t.Context(), checks, Options{InterceptTimeout: 300 * time.Millisecond, ProxyTimeout: time.Second}) {
+				if !r.OK {
+					holes = append(holes, r.Hole+" ("+r.Got+": "+r.Detail+")")
+				}
+			}
+			if len(holes) != len(tt.holes) {
+				t.Fatalf("holes = %q, want %d: %q", holes, len(tt.holes), tt.holes)
+			}
+			for i, want := range tt.holes {
+				if !strings.Contains(holes[i], want) {
+					t.Errorf("hole %d = %q, want one with %q", i, holes[i], want)
+				}
 			}
 		})
 	}

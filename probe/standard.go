@@ -64,6 +64,15 @@ type Target struct {
 	// run, so that no cache answers for a hole (lower-case letters and
 	// digits; "" leaves it out).
 	Nonce string
+	// Credentialed are the hosts of spec.bundle.egress.credentials: the
+	// bundle intercepts these, and no other. Empty leaves the
+	// interception checks out.
+	Credentialed []string
+	// CA is the bottle's CA certificate (PEM), which the bundle issues
+	// the credentialed hosts' certificates with; needed with
+	// Credentialed. It goes into the checks, so that the probe verifies
+	// against what bottle-apply holds, never against a file in the agent.
+	CA []byte
 }
 
 // maxHostChecks bounds the host's addresses tried, each directly and
@@ -77,6 +86,15 @@ const hostPort = 9
 // dnsPort is where a resolver on the host would answer, whatever port the
 // bundle's own DNS daemon has.
 const dnsPort = 53
+
+// Bounds of the interception checks: the credentialed hosts tried, and
+// the other exact hosts. Each is one handshake, all run at once; the
+// bundle answers those it intercepts itself, and the others are bounded
+// by Options.InterceptTimeout.
+const (
+	maxInterceptChecks    = 4
+	maxNotInterceptChecks = 2
+)
 
 // Standard returns the checks that verify one bottle's isolation:
 //
@@ -93,6 +111,13 @@ const dnsPort = 53
 //     own addresses (the gateways and up to 8 of HostInterfaceAddrs,
 //     those inside AllowCIDRs first), before it dials: a 502 means it
 //     dialled;
+//   - with the egress daemon and credentialed hosts, a TLS handshake
+//     through the proxy with each of the first 4 credentialed hosts, on
+//     443 (or the first port a /tls rule gives it), gets a certificate of
+//     the bottle's CA; one with each of the first 2 other exact hosts
+//     allowed on 443, and with a name under a wildcard rule (one under a
+//     credentialed host first: the CA's name constraints would let a
+//     certificate for it pass), gets none;
 //   - with the dns daemon, the daemon gives no address for VerifyHost;
 //     under the first wildcard rule, it refuses a TXT query and a name
 //     whose label is one character longer than DNSMaxLabelLength;
@@ -198,6 +223,11 @@ func Standard(t Target) ([]Check, error) {
 				Kind: KindProxyTLS, Addr: proxy, Target: target, SNI: VerifyHost, Expect: ExpectDenied,
 			})
 		}
+		ic, err := interceptChecks(t, rules, proxy, maxLabel)
+		if err != nil {
+			return nil, err
+		}
+		checks = append(checks, ic...)
 		for _, h := range viaProxy {
 			target := at(h, hostPort)
 			name := "a CONNECT through the egress proxy to " + target + ", an address of the host"
@@ -312,6 +342,111 @@ func Standard(t Target) ([]Check, error) {
 }
 
 func validPort(p int) bool { return p > 0 && p < 65536 }
+
+// interceptChecks returns the checks that the bundle intercepts the
+// target's credentialed hosts and no other: none without credentialed
+// hosts.
+func interceptChecks(t Target, rules spec.EgressRules, proxy string, maxLabel int) ([]Check, error) {
+	if len(t.Credentialed) == 0 {
+		return nil, nil
+	}
+	ca := string(t.CA)
+	if _, err := parseCA(ca); err != nil {
+		return nil, fmt.Errorf("the bottle's CA, for the credentialed hosts: %w", err)
+	}
+	var hosts []string
+	for _, h := range t.Credentialed {
+		n := spec.NormalizeHost(h)
+		if e := spec.CheckHost(n); e != nil || isIPLiteral(n) {
+			return nil, fmt.Errorf("credentialed host %q is not a host name", h)
+		}
+		if !slices.Contains(hosts, n) {
+			hosts = append(hosts, n)
+		}
+	}
+	var checks []Check
+	for _, h := range hosts[:min(len(hosts), maxInterceptChecks)] {
+		port, ok := interceptPort(rules, h)
+		if !ok {
+			// No port of the host carries TLS that the proxy checks: the
+			// bundle has nothing to intercept there.
+			continue
+		}
+		target := net.JoinHostPort(h, strconv.Itoa(port))
+		checks = append(checks, Check{
+			Name: "a TLS handshake through the egress proxy with " + target + ", a credentialed host, answered with a certificate of the bottle's CA",
+			Hole: "the bundle does not add the credential for " + h + ": requests would go without it, or an older bundle runs",
+			Kind: KindProxyIntercept, Addr: proxy, Target: target, CA: ca, Expect: ExpectIntercepted,
+		})
+	}
+	notIntercepted := func(host, why string) {
+		target := net.JoinHostPort(host, "443")
+		checks = append(checks, Check{
+			Name: "a TLS handshake through the egress proxy with " + target + ", " + why + ", left to the upstream",
+			Hole: "the bundle intercepts " + host + ", a host that has no credential",
+			Kind: KindProxyIntercept, Addr: proxy, Target: target, CA: ca, Expect: ExpectNotIntercepted,
+		})
+	}
+	var others []string
+	for _, r := range rules {
+		if len(others) == maxNotInterceptChecks {
+			break
+		}
+		if _, ok := rules.Match(r.Host, 443); r.Wildcard || !ok || slices.Contains(hosts, r.Host) || slices.Contains(others, r.Host) {
+			continue
+		}
+		others = append(others, r.Host)
+		notIntercepted(r.Host, "a host without a credential")
+	}
+	if name, r, ok := underWildcard(rules, hosts, t.Nonce, maxLabel); ok {
+		notIntercepted(name, "a name without a credential under the rule "+r.String())
+	}
+	return checks, nil
+}
+
+// interceptPort is the port on which a credentialed host is tried: 443
+// when a rule allows it there, else the first port a /tls rule gives it.
+// The proxy reads the ClientHello only there, so only there can it
+// intercept.
+func interceptPort(rules spec.EgressRules, host string) (int, bool) {
+	if _, ok := rules.Match(host, 443); ok {
+		return 443, true
+	}
+	for _, r := range rules {
+		if r.TLS && r.MatchesHost(host) && len(r.Ports) > 0 {
+			return r.Ports[0], true
+		}
+	}
+	return 0, false
+}
+
+// underWildcard returns a name under a wildcard rule that allows it on
+// 443, new with each nonce: under a credentialed host first (the CA's
+// name constraints permit the names under a permitted one, so only this
+// check would see a bundle that intercepts them), else under the first
+// such rule.
+func underWildcard(rules spec.EgressRules, credentialed []string, nonce string, maxLabel int) (string, spec.EgressRule, bool) {
+	label := "verify"
+	if nonce != "" {
+		label += "-" + nonce
+	}
+	label = label[:min(len(label), maxLabel)]
+	var first string
+	var firstRule spec.EgressRule
+	for _, r := range rules {
+		name := label + "." + r.Host
+		if !r.Wildcard || !r.Matches(name, 443) || spec.CheckHost(name) != nil || slices.Contains(credentialed, name) {
+			continue
+		}
+		if slices.ContainsFunc(credentialed, func(h string) bool { return h == r.Host || strings.HasSuffix(r.Host, "."+h) }) {
+			return name, r, true
+		}
+		if first == "" {
+			first, firstRule = name, r
+		}
+	}
+	return first, firstRule, first != ""
+}
 
 var nonceRE = regexp.MustCompile(`^[a-z0-9]{1,16}$`)
 

@@ -55,6 +55,20 @@ func TestStandard(t *testing.T) {
 		{"no daemons, an ipv6 gateway", Target{
 			BundleIP: "10.213.8.2", InternalPorts: []int{9901, 9902}, HostAddrs: []string{"10.213.8.1", "fd00:1::1"},
 		}},
+		{"credentials", Target{
+			BundleIP: "10.213.10.2", ProxyPort: 8888, Daemons: []string{"egress"},
+			Allow: []string{"*.githubusercontent.com", "api.example.com", "GitHub.com", "files.example.com:8443",
+				"*.api.example.com", "pypi.org:443", "example.net", "example.org"},
+			Credentialed: []string{"api.example.com", "GitHub.com.", "github.com"},
+			CA:           testCA(t),
+			Nonce:        "a1b2c3",
+		}},
+		{"a credentialed host on a /tls port, no other on 443", Target{
+			BundleIP: "10.213.11.2", ProxyPort: 8888, Daemons: []string{"egress", "dns"},
+			Allow:        []string{"api.example.com:8443/tls", "*.example.org:22", "github.com:22"},
+			Credentialed: []string{"api.example.com"},
+			CA:           testCA(t),
+		}},
 	}
 	var out bytes.Buffer
 	for _, tt := range targets {
@@ -69,6 +83,14 @@ func TestStandard(t *testing.T) {
 			if c.Name == "" || c.Hole == "" {
 				t.Errorf("%s: check %d has no name or hole: %+v", tt.name, i, c)
 			}
+			if c.Kind == KindProxyIntercept {
+				// Each carries the target's CA, which the golden names
+				// rather than repeats.
+				if c.CA != string(tt.t.CA) {
+					t.Errorf("%s: check %d carries another CA than the target's: %q", tt.name, i, c.CA)
+				}
+				checks[i].CA = "<the target's CA>"
+			}
 		}
 		b, err := json.MarshalIndent(checks, "", "  ")
 		if err != nil {
@@ -81,6 +103,7 @@ func TestStandard(t *testing.T) {
 
 func TestStandardErrors(t *testing.T) {
 	t.Parallel()
+	caPEM := testCA(t)
 	ok := Target{BundleIP: "10.0.0.2", ProxyPort: 8888, Daemons: []string{"egress", "dns"}}
 	tests := []struct {
 		name string
@@ -97,6 +120,16 @@ func TestStandardErrors(t *testing.T) {
 		{"proxy port", func(t *Target) { t.ProxyPort = 0 }, "proxy port 0"},
 		{"dns port", func(t *Target) { t.DNSPort = 65536 }, "DNS port 65536"},
 		{"internal port", func(t *Target) { t.InternalPorts = []int{-1} }, "internal port -1"},
+		{"credentials without a CA", func(t *Target) { t.Credentialed = []string{"example.com"} }, "the bottle's CA, for the credentialed hosts: ca is not a PEM"},
+		{"a CA that is a key", func(t *Target) {
+			t.Credentialed, t.CA = []string{"example.com"}, []byte("-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n")
+		}, "a PEM PRIVATE KEY block"},
+		{"a credentialed address", func(t *Target) {
+			t.Allow, t.Credentialed, t.CA = []string{"example.com"}, []string{"10.0.0.1"}, caPEM
+		}, "credentialed host \"10.0.0.1\" is not a host name"},
+		{"a credentialed wildcard", func(t *Target) {
+			t.Allow, t.Credentialed, t.CA = []string{"example.com"}, []string{"*.example.com"}, caPEM
+		}, "credentialed host \"*.example.com\""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -112,6 +145,17 @@ func TestStandardErrors(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testCA is testdata/ca.pem: a CA certificate whose name constraints
+// permit api.example.com, fixed so that the golden file is.
+func testCA(t *testing.T) []byte {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // golden compares got with testdata/name, or rewrites it under -update.
