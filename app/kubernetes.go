@@ -90,6 +90,7 @@ func (ps *Providers) kubeSubject(ctx context.Context, b *bottle.Bottle) verify.S
 		DNSMaxLabelLength: b.Spec.Bundle.Egress.DNS.MaxLabelLength,
 		Listening:         t.Listening,
 	}
+	ps.interception(ctx, b, &s.Target)
 	s.HoleHint = "on kubernetes, an agent that connects to a node's kubelet or to the API server means its NetworkPolicy is not enforced: " +
 		"the cluster's network plugin must enforce NetworkPolicy (Calico, Cilium, kube-router do; flannel alone does not)"
 	if len(b.Spec.Bundle.Daemons) > 0 {

@@ -29,6 +29,16 @@ type Providers struct {
 	host       *hostCache
 	engineMu   sync.Mutex
 	engineInfo *Engine // once Engine has looked it up
+
+	// keptCA returns the CA that apply keeps for bottle b, whose
+	// credentials go to hosts, without making or saving one: what the
+	// self-test of --verify, which reads no secrets, checks interception
+	// against. made reports that none was kept (or the one kept no longer
+	// fits hosts), so the CA returned is not the bundle's. It is called
+	// for several bottles at once. nil leaves the interception checks out
+	// of --verify, saying so in the log; an apply's self-test takes the CA
+	// the run resolved (bottle.Bottle.CA) and never calls it.
+	keptCA func(ctx context.Context, b *bottle.Bottle, hosts []string) (c *bottle.CA, made bool, err error)
 }
 
 // NewProviders makes the providers over the Docker engine that the

@@ -84,6 +84,7 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 		Daemons:       b.Spec.Bundle.Daemons, Allow: b.Spec.Bundle.Egress.Allow, AllowCIDRs: b.Network.AllowCIDRs,
 		DNSMaxLabelLength: b.Spec.Bundle.Egress.DNS.MaxLabelLength,
 	}
+	ps.interception(ctx, b, &s.Target)
 	for _, a := range []string{addrs.InternalGateway, addrs.EgressGateway} {
 		if a != "" {
 			s.Target.HostAddrs = append(s.Target.HostAddrs, a)
@@ -124,4 +125,49 @@ func (ps *Providers) subject(ctx context.Context, b *bottle.Bottle) verify.Subje
 		s.Hint = fmt.Sprintf("; see bottle-apply logs %s and docker logs %s", name, bottle.ResourceName(name, bottle.RoleBundle))
 	}
 	return s
+}
+
+// interception fills in what the interception checks need of a bottle
+// with credentials: the credentialed hosts, from the spec (which --verify
+// has without reading a secret), and the bottle's CA certificate, the one
+// the run resolved or, for --verify, the one apply keeps (ps.keptCA).
+// Without a CA that is surely the bundle's, the checks are left out and
+// the log says why: a CA made now would fail them for a bundle that works.
+func (ps *Providers) interception(ctx context.Context, b *bottle.Bottle, t *probe.Target) {
+	hosts := credentialHosts(b)
+	if len(hosts) == 0 {
+		return
+	}
+	ca := b.CA
+	if ca == nil {
+		skip := func(why string, err error) {
+			zerolog.Ctx(ctx).Warn().Str("bottle", b.Metadata.Name).Err(err).
+				Msg("the self-test does not check that the bundle adds the credentials: " + why)
+		}
+		if ps.keptCA == nil {
+			skip("--verify cannot read the bottle's CA here; the self-test of an apply checks it", nil)
+			return
+		}
+		kept, made, err := ps.keptCA(ctx, b, hosts)
+		switch {
+		case err != nil:
+			skip("the bottle's CA could not be read; an apply makes it anew", err)
+			return
+		case made || kept == nil:
+			skip("no CA is kept for the bottle's credentialed hosts here (another machine, a wiped state directory, changed hosts); an apply makes it anew and replaces the bundle", nil)
+			return
+		}
+		ca = kept
+	}
+	t.Credentialed, t.CA = hosts, ca.Cert
+}
+
+// credentialHosts are the hosts of spec.bundle.egress.credentials, in
+// the spec's order: those of b.Credentials once resolved.
+func credentialHosts(b *bottle.Bottle) []string {
+	var hosts []string
+	for _, c := range b.Spec.Bundle.Egress.Credentials {
+		hosts = append(hosts, c.Host)
+	}
+	return hosts
 }
