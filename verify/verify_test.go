@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -322,5 +323,71 @@ func TestOneAsksTheBundleAboutTheGuard(t *testing.T) {
 		if !slices.ContainsFunc(bundle.execs, func(c []string) bool { return slices.Equal(c, s.GuardCmd) }) {
 			t.Errorf("guard check exiting %d: the bundle ran %q, not the guard check", tt.code, bundle.execs)
 		}
+	}
+}
+
+// TestOneInterception: the interception checks go to the probe with the
+// bottle's CA, a credentialed host that is not intercepted is a hole named
+// for it, and a probe that swapped the CA of a check answered for another
+// check.
+func TestOneInterception(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	caPEM, err := os.ReadFile("../probe/testdata/ca.pem")
+	if err != nil {
+		t.Fatal(err)
+	}
+	credentialed := target
+	credentialed.Credentialed, credentialed.CA = []string{"api.example.com"}, caPEM
+	tests := []struct {
+		name      string
+		answer    func([]probe.Check) []probe.Result
+		wantHoles []string
+		wantErr   string
+	}{
+		{"intercepted", asExpected, nil, ""},
+		{"not intercepted", answering("a credentialed host", "not-intercepted", true),
+			[]string{"the bundle does not add the credential for api.example.com", "(got not-intercepted, want intercepted"}, ""},
+		{"another CA", func(cs []probe.Check) []probe.Result {
+			out := asExpected(cs)
+			for i := range out {
+				if strings.Contains(out[i].Name, "a credentialed host") {
+					out[i].CA = "-----BEGIN CERTIFICATE-----\nsomething the agent holds\n-----END CERTIFICATE-----\n"
+				}
+			}
+			return out
+		}, nil, "answered for other checks than it was given"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			var sent []probe.Check
+			agent := &fakeGuest{answer: func(cs []probe.Check) []probe.Result { sent = cs; return tt.answer(cs) }}
+			s := Subject{Bottle: "b", Target: credentialed, Probe: bin, Agent: agent}
+			r := One(t.Context(), &s)
+			n := 0
+			for _, c := range sent {
+				if c.Kind == probe.KindProxyIntercept {
+					n++
+					if c.CA != string(caPEM) {
+						t.Errorf("check %q went to the probe with CA %q, want the bottle's", c.Name, c.CA)
+					}
+				}
+			}
+			if n == 0 {
+				t.Fatalf("no interception check went to the probe: %+v", sent)
+			}
+			if !strings.Contains(r.Error, tt.wantErr) || (tt.wantErr == "") != (r.Error == "") || len(r.Holes) != min(len(tt.wantHoles), 1) {
+				t.Fatalf("report = %+v\nwant error with %q, holes with %q", r, tt.wantErr, tt.wantHoles)
+			}
+			for _, part := range tt.wantHoles {
+				if !strings.Contains(r.Holes[0], part) {
+					t.Errorf("hole %q lacks %q", r.Holes[0], part)
+				}
+			}
+			if r.OK != (tt.wantErr == "" && len(tt.wantHoles) == 0) {
+				t.Errorf("OK = %v", r.OK)
+			}
+		})
 	}
 }
