@@ -123,10 +123,6 @@ func apply(ctx context.Context, o *Options, in io.Reader, onPlan func(*reconcile
 		if err := ps.use(bottles); err != nil {
 			return err
 		}
-		// The CAs as kept: what the bundles intercept with.
-		if err := ps.keptCAs(ctx, bottles); err != nil {
-			return err
-		}
 		res.Verify, err = ps.verifyBottles(ctx, bottles)
 		return err
 	}

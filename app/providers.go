@@ -69,7 +69,9 @@ func NewProviders(o *Options) (*Providers, error) {
 	sp := smolvm.New(smolvm.ExecRunner{}, smolvm.Options{Images: dp, Version: o.Version})
 	// kubernetes makes no call either until a bottle of the run is on it.
 	kp := kubernetes.New(kubernetes.Options{Kubeconfig: o.Kubeconfig, Version: o.Version, PodCIDRs: o.KubePodCIDRs, ServiceCIDRs: o.KubeServiceCIDRs})
-	return &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, kube: kp, all: []reconcile.Provider{dp, sp, kp}, host: hc}, nil
+	ps := &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, kube: kp, all: []reconcile.Provider{dp, sp, kp}, host: hc}
+	ps.keptCA = ps.loadKeptCA
+	return ps, nil
 }
 
 // use says which backends the bottles of a run are on: the docker

@@ -161,13 +161,3 @@ func (ps *Providers) interception(ctx context.Context, b *bottle.Bottle, t *prob
 	}
 	t.Credentialed, t.CA = hosts, ca.Cert
 }
-
-// credentialHosts are the hosts of spec.bundle.egress.credentials, in
-// the spec's order: those of b.Credentials once resolved.
-func credentialHosts(b *bottle.Bottle) []string {
-	var hosts []string
-	for _, c := range b.Spec.Bundle.Egress.Credentials {
-		hosts = append(hosts, c.Host)
-	}
-	return hosts
-}
