@@ -87,6 +87,12 @@ func FuzzValidate(f *testing.F) {
 		"1:2:3", "a:b:c:d", "rw", "\n")
 	f.Add("vol", "smolvm", "alpine", "/workspace/x", "A", "b", "", "", "10.0.0.0/8", "dns", 1, 64,
 		"0", "~/x:/workspace", "644", "/workspace")
+	// For the document with credentials: a valid one, and one wrong in
+	// most ways.
+	f.Add("x-api-key", "docker", "alpine", "/workspace", "API_KEY", "Bearer ", "", "", "", "api.example.com", 1, 64,
+		"", "secrets/token", "Authorization", "")
+	f.Add("Host", "kubernetes", "alpine", "/etc/bottle-apply/ca.pem", "SSL_CERT_FILE", "Bearer\r\n", "", "", "10.0.0.0/8", "*.example.com", 1, 64,
+		"HTTPS_PROXY", "/certs/root.pem", ":authority", "x")
 	f.Fuzz(func(t *testing.T, name, backend, image, workdir, envKey, envVal, subnet, bundleIP, cidr, daemon string, cpus, mem int,
 		user, volume, mode, content string) {
 		q := func(s string) string { return strconv.Quote(s) }
@@ -108,6 +114,30 @@ func FuzzValidate(f *testing.F) {
 				// The numbers double as the DNS limits.
 				"      dns: {maxNameLength: " + strconv.Itoa(mem) + ", maxLabelLength: " + strconv.Itoa(cpus) +
 				", newNamesPerMinute: " + strconv.Itoa(mem-cpus) + "}}\n"
+		}
+		// A second document with credentials, from the same strings: the
+		// daemon doubles as their host, the name and the mode as their
+		// headers, the env value as a prefix, the user as an agentEnv, the
+		// volume as a value file and a trust file.
+		creds := "apiVersion: bottle-apply/v1\nkind: Bottle\nmetadata:\n  name: " + q(name) + "\nspec:\n" +
+			"  backend: " + q(backend) + "\n" +
+			"  agent:\n    image: " + q(image) + "\n    env: {" + q(envKey) + ": " + q(envVal) + "}\n" +
+			"    files: [{path: " + q(workdir) + ", content: " + q(content) + "}]\n" +
+			"  bundle:\n    daemons: [egress]\n" +
+			"    egress:\n      allow: [" + q(daemon) + ", " + q(daemon+":"+strconv.Itoa(cpus)) + "]\n" +
+			"      credentials:\n" +
+			"        - {host: " + q(daemon) + ", header: " + q(name) + ", prefix: " + q(envVal) + ", valueFrom: {env: " + q(envKey) + "}, agentEnv: " + q(envKey+"_KEY") + "}\n" +
+			"        - {host: " + q(daemon) + ", header: " + q(mode) + ", valueFrom: {file: " + q(volume) + "}, agentEnv: " + q(user) + "}\n" +
+			"      trust: [" + q(volume) + "]\n"
+		if _, err := Parse("c.yaml", []byte(creds)); err == nil {
+			schemaAccepts(t, []byte(creds))
+		} else {
+			for _, e := range err.(interface{ Unwrap() []error }).Unwrap() {
+				var fe *FieldError
+				if !errors.As(e, &fe) || fe.Msg == "" || fe.Line < 1 || strings.Contains(e.Error(), "internal:") {
+					t.Errorf("error %q is not a positioned *FieldError", e)
+				}
+			}
 		}
 		_, err := Parse("v.yaml", []byte(build(content)))
 		if err == nil {

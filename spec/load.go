@@ -33,9 +33,9 @@ const (
 // state or keys or the kernel's interfaces; one that is or holds /etc, /usr
 // or the user's home directory needs allowSensitive (see
 // SensitiveVolumes). A writable one may not hold the bottle's spec file,
-// secret files or files' sources, and no host directory may lie inside a
-// writable one of any bottle loaded with it. It sets each host
-// directory's Volume.HostPath.
+// secret files, files' sources, credentials' value files or trust files,
+// and no host directory may lie inside a writable one of any bottle loaded
+// with it. It sets each host directory's Volume.HostPath.
 func Load(paths []string, stdin io.Reader) ([]Bottle, error) {
 	// Resolved only for a spec with host directories: most have none.
 	return load(paths, stdin, sync.OnceValue(func() *hostEnv { return newHostEnv(userHome(), os.Getenv("DOCKER_HOST")) }))

@@ -45,6 +45,47 @@ var invalidCases = []struct {
 		"testdata/invalid-bundleip-range.yaml:14:78: spec.network.bundleIP: 192.168.240.255 is the broadcast address of 192.168.240.0/24; use a host address such as 192.168.240.2",
 		"testdata/invalid-bundleip-range.yaml:19:73: spec.network.bundleIP: 10.1.0.1 is the gateway of 10.1.0.0/16; use another host address such as 10.1.0.2",
 	}},
+	{"invalid-credentials.yaml", nil, []string{
+		"testdata/invalid-credentials.yaml:11:7: spec.agent.env.SSL_CERT_FILE: reserved: set by bottle-apply to the bottle's CA (spec.bundle.egress.credentials)",
+		"testdata/invalid-credentials.yaml:14:7: spec.agent.secretEnv.NODE_EXTRA_CA_CERTS: reserved: set by bottle-apply to the bottle's CA (spec.bundle.egress.credentials)",
+		"testdata/invalid-credentials.yaml:16:16: spec.agent.files[0].path: \"/etc/bottle-apply/ca.pem\" is under /etc/bottle-apply, where bottle-apply puts the bottle's CA (spec.bundle.egress.credentials); choose another path",
+		"testdata/invalid-credentials.yaml:18:9: spec.agent.volumes[0].target: \"/etc/bottle-apply\" is under /etc/bottle-apply, where bottle-apply puts the bottle's CA (spec.bundle.egress.credentials), which a volume would hide; mount it elsewhere",
+		"testdata/invalid-credentials.yaml:20:14: spec.bundle.daemons: has no egress, which adds spec.bundle.egress.credentials to the agent's requests; add egress to spec.bundle.daemons",
+		"testdata/invalid-credentials.yaml:25:44: spec.bundle.egress.credentials[1].header: \"X-Api-Key\" is already set on api.example.com by spec.bundle.egress.credentials[0]; give each header of a host one credential",
+		"testdata/invalid-credentials.yaml:26:18: spec.bundle.egress.credentials[2].host: \"*.cdn.example.com\" is a wildcard; credentials go to exact names: name the host itself, and add it to spec.bundle.egress.allow",
+		"testdata/invalid-credentials.yaml:27:18: spec.bundle.egress.credentials[3].host: \"x.cdn.example.com\" is allowed only by the wildcard rule \"*.cdn.example.com\"; credentials go to exact names: add \"x.cdn.example.com\" to spec.bundle.egress.allow",
+		"testdata/invalid-credentials.yaml:28:18: spec.bundle.egress.credentials[4].host: \"other.example.com\" is not in spec.bundle.egress.allow; credentials go to exact names: add \"other.example.com\" to spec.bundle.egress.allow",
+		"testdata/invalid-credentials.yaml:29:18: spec.bundle.egress.credentials[5].host: \"10.0.0.1\" is an IP address; credentials go to names of spec.bundle.egress.allow, which an allow rule names",
+		"testdata/invalid-credentials.yaml:30:18: spec.bundle.egress.credentials[6].host: \"a..b\": the name has an empty label",
+		"testdata/invalid-credentials.yaml:31:11: spec.bundle.egress.credentials[7].host: required field is missing",
+		"testdata/invalid-credentials.yaml:32:11: spec.bundle.egress.credentials[8].header: required field is missing",
+		"testdata/invalid-credentials.yaml:33:43: spec.bundle.egress.credentials[9].header: must not be empty",
+		"testdata/invalid-credentials.yaml:34:43: spec.bundle.egress.credentials[10].header: \"Host\" is a header of the connection, which the proxy owns; name the header the service reads the credential from (such as x-api-key or Authorization)",
+		"testdata/invalid-credentials.yaml:35:43: spec.bundle.egress.credentials[11].header: \"Proxy-Authorization\" is a header of the connection, which the proxy owns; name the header the service reads the credential from (such as x-api-key or Authorization)",
+		"testdata/invalid-credentials.yaml:36:43: spec.bundle.egress.credentials[12].header: \"Transfer-Encoding\" is a header of the connection, which the proxy owns; name the header the service reads the credential from (such as x-api-key or Authorization)",
+		"testdata/invalid-credentials.yaml:37:43: spec.bundle.egress.credentials[13].header: \":authority\" is a pseudo-header, which the proxy writes itself from the request; name an ordinary header such as x-api-key",
+		"testdata/invalid-credentials.yaml:38:43: spec.bundle.egress.credentials[14].header: \"x api key\" is not a header name: use letters, digits and !#$%&'*+-.^_`|~ (such as x-api-key or Authorization)",
+		"testdata/invalid-credentials.yaml:39:66: spec.bundle.egress.credentials[15].prefix: holds the control character U+000D, which a header's value may not; write the prefix on one line, such as \"Bearer \"",
+		"testdata/invalid-credentials.yaml:40:46: spec.bundle.egress.credentials[16].valueFrom: needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)",
+		"testdata/invalid-credentials.yaml:41:11: spec.bundle.egress.credentials[17].valueFrom: needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)",
+		"testdata/invalid-credentials.yaml:42:46: spec.bundle.egress.credentials[18].valueFrom: has both env and file; set exactly one",
+		"testdata/invalid-credentials.yaml:43:63: spec.bundle.egress.credentials[19].valueFrom.env: \"BAD-NAME\" is not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
+		"testdata/invalid-credentials.yaml:44:64: spec.bundle.egress.credentials[20].valueFrom.file: \"/etc/shadow\" is an absolute path; write it relative to the spec file's directory",
+		"testdata/invalid-credentials.yaml:45:64: spec.bundle.egress.credentials[21].valueFrom.file: \"../token\" holds \"..\"; a secret file must be inside the spec file's directory",
+		"testdata/invalid-credentials.yaml:46:77: spec.bundle.egress.credentials[22].agentEnv: not a valid variable name: must match ^[A-Za-z_][A-Za-z0-9_]*$",
+		"testdata/invalid-credentials.yaml:47:77: spec.bundle.egress.credentials[23].agentEnv: reserved: set by bottle-apply to point at the bundle's proxy",
+		"testdata/invalid-credentials.yaml:48:77: spec.bundle.egress.credentials[24].agentEnv: \"SHARED\" is also set in spec.agent.env; the placeholder takes its place: remove it there",
+		"testdata/invalid-credentials.yaml:49:77: spec.bundle.egress.credentials[25].agentEnv: \"SECRET_TOO\" is also set in spec.agent.secretEnv, which would hand the agent a secret the bundle adds; remove it there",
+		"testdata/invalid-credentials.yaml:50:77: spec.bundle.egress.credentials[26].agentEnv: \"API_KEY\" is already the agentEnv of spec.bundle.egress.credentials[0]; set each variable once",
+		"testdata/invalid-credentials.yaml:51:77: spec.bundle.egress.credentials[27].agentEnv: \"CURL_CA_BUNDLE\" is reserved: set by bottle-apply to the bottle's CA; name the variable the client reads its key from",
+		"testdata/invalid-credentials.yaml:52:67: spec.bundle.egress.credentials[28].value: unknown field (known fields: host, header, prefix, valueFrom, agentEnv)",
+		"testdata/invalid-credentials.yaml:53:77: spec.bundle.egress.credentials[29].agentEnv: expected a string, got a list",
+		"testdata/invalid-credentials.yaml:54:31: spec.bundle.egress.trust[1]: \"/etc/ssl/root.pem\" is an absolute path; write it relative to the spec file's directory",
+		"testdata/invalid-credentials.yaml:54:50: spec.bundle.egress.trust[2]: \"../root.pem\" holds \"..\"; a trust file must be inside the spec file's directory",
+		"testdata/invalid-credentials.yaml:54:63: spec.bundle.egress.trust[3]: \"./certs/root.pem\" is already listed at spec.bundle.egress.trust[0]",
+		"testdata/invalid-credentials.yaml:54:81: spec.bundle.egress.trust[4]: \".\" is the spec file's directory itself; name a file in it",
+		"testdata/invalid-credentials.yaml:64:43: spec.bundle.egress.trust: has no effect without spec.bundle.egress.credentials: the bundle verifies with it only the connections it opens to add them; remove it",
+	}},
 	{"invalid-daemons.yaml", nil, []string{
 		"testdata/invalid-daemons.yaml:9:23: spec.bundle.daemons[1]: \"ntp\" is not one of: egress, dns",
 		"testdata/invalid-daemons.yaml:9:33: spec.bundle.daemons[3]: \"egress\" is already listed at spec.bundle.daemons[0]",
@@ -450,8 +491,13 @@ func TestLoadValid(t *testing.T) {
 			Bundle: Bundle{
 				Image:   "ghcr.io/example/bundle@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
 				Daemons: []string{DaemonEgress, DaemonDNS},
-				Egress: Egress{Allow: []string{"*.example.com"},
-					DNS: EgressDNS{MaxNameLength: 80, MaxLabelLength: 32, NewNamesPerMinute: 120}},
+				Egress: Egress{Allow: []string{"*.example.com", "api.example.com", "git.example.com:8443"},
+					DNS: EgressDNS{MaxNameLength: 80, MaxLabelLength: 32, NewNamesPerMinute: 120},
+					Credentials: []Credential{
+						{Host: "api.example.com", Header: "x-api-key", ValueFrom: ValueFrom{Env: "EXAMPLE_API_KEY"}, AgentEnv: "EXAMPLE_API_KEY"},
+						{Host: "Git.Example.com.", Header: "Authorization", Prefix: "Bearer ", ValueFrom: ValueFrom{File: "secrets/git-token"}},
+					},
+					Trust: []string{"certs/corp-root.pem"}},
 			},
 		})}},
 		{"valid-multi-doc.yaml", []Bottle{
@@ -716,6 +762,18 @@ var invalidDirCases = []struct {
 	{"writable mount of a missing secret file", map[string]string{"bottle.yaml": volumeSpec("./keys:/keys") +
 		"    secretEnv:\n      TOKEN: {valueFrom: {file: keys/new/token}}\n", "keys/": ""}, false, []string{
 		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./keys" holds the secret file of spec.agent.secretEnv.TOKEN ($DIR/keys/new/token): the agent could replace the secret it is given (with a key of its own, or another file beside the spec) before your next apply; mount a directory that does not hold it, or add readOnly: true`,
+	}},
+	{"writable mount of a credential's value file", map[string]string{"bottle.yaml": volumeSpec("./keys:/keys") +
+		"  bundle:\n    daemons: [egress]\n    egress:\n      allow: [api.example.com]\n" +
+		"      credentials: [{host: api.example.com, header: x-api-key, valueFrom: {env: KEY}}, {host: api.example.com, header: authorization, valueFrom: {file: keys/token}}]\n",
+		"keys/token": "x"}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./keys" holds the value file of spec.bundle.egress.credentials[1].valueFrom.file ($DIR/keys/token): the agent could replace the credential the bundle adds for api.example.com (with a key of its own, to watch what is done with it) before your next apply; mount a directory that does not hold it, or add readOnly: true`,
+	}},
+	{"writable mount of a trust file", map[string]string{"bottle.yaml": volumeSpec("./certs:/certs") +
+		"  bundle:\n    daemons: [egress]\n    egress:\n      allow: [api.example.com]\n" +
+		"      credentials: [{host: api.example.com, header: x-api-key, valueFrom: {env: KEY}}]\n      trust: [root.pem, certs/corp.pem]\n",
+		"certs/": ""}, false, []string{
+		`$DIR/bottle.yaml:8:9: spec.agent.volumes[0].source: "./certs" holds the trust file spec.bundle.egress.trust[1] ($DIR/certs/corp.pem): the agent could make the bundle trust a CA of its own upstream, and so read the credentials the bundle sends; mount a directory that does not hold it, or add readOnly: true`,
 	}},
 	{"writable mount of a file's source", map[string]string{"bottle.yaml": volumeSpec("./conf:/conf") +
 		"    files: [{path: /etc/sudoers.d/agent, source: conf/sudoers}]\n", "conf/sudoers": "x"}, false, []string{

@@ -338,10 +338,13 @@ var stringKeywords = map[string]func(*jsonschema.Schema){
 			s.Not.Enum = append(s.Not.Enum, v)
 		}
 	},
-	"imageref":   nil,
-	"subnet4":    nil,
-	"prefix":     nil,
-	"egressrule": nil,
+	// A token of any length: required (minLength) refuses the empty one.
+	"httpheader":   func(s *jsonschema.Schema) { s.Pattern = "^[-!#$%&'*+.^_`|~0-9A-Za-z]*$" },
+	"headerprefix": func(s *jsonschema.Schema) { s.Pattern = `^[^\x00-\x1f\x7f]*$` },
+	"imageref":     nil,
+	"subnet4":      nil,
+	"prefix":       nil,
+	"egressrule":   nil,
 }
 
 // acceptsZero reports whether the validator takes the zero value of an

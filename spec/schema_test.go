@@ -196,6 +196,10 @@ func TestSchemaAcceptsWhatTheDecoderTakes(t *testing.T) {
 			"    command: [sleep, 10]\n    files: [{path: /etc/a, content: 42, mode: 0600, owner: 1000}]\n"},
 		{"volumes in both forms", "spec:\n  agent:\n    image: alpine\n    volumes:\n      - ./src:/workspace\n      - home:/home/agent:rw\n" +
 			"      - ./docs:/docs:ro\n      - {source: cache, target: /cache, readOnly: true}\n"},
+		{"credentials and trust", "spec:\n  agent: {image: alpine}\n  bundle:\n    daemons: [egress]\n" +
+			"    egress:\n      allow: [api.example.com]\n      trust: [certs/root.pem]\n      credentials:\n" +
+			"        - {host: api.example.com, header: x-api-key, valueFrom: {env: KEY}, agentEnv: KEY}\n" +
+			"        - {host: api.example.com, header: Authorization, prefix: \"Bearer \", valueFrom: {file: token}, agentEnv: ~}\n"},
 		{"a secret from the environment", "spec:\n  agent: {image: alpine, secretEnv: {TOKEN: {valueFrom: {env: TOKEN}}}}\n"},
 		{"zero numbers", "spec:\n  agent: {image: alpine, cpus: 0, memory: 0, pids: 0}\n  bundle: {egress: {dns: {maxNameLength: 0}}}\n"},
 		{"hexadecimal numbers", "spec:\n  agent: {image: alpine, cpus: 0x10}\n"},
@@ -269,6 +273,12 @@ func TestSchemaRefusesInvalidSpecs(t *testing.T) {
 		{"invalid-volumes.yaml", "/spec/agent/volumes/15", "oneOf", "a volume without a source"},
 		{"invalid-secret-type.yaml", "/spec/agent/secretEnv/A", "anyOf", "a secret's value in the spec"},
 		{"invalid-secret-type.yaml", "/spec/agent/secretEnv", "type", "a list for a mapping"},
+		{"invalid-credentials.yaml", "/spec/bundle/egress/credentials/7", "required", "a credential without a host"},
+		{"invalid-credentials.yaml", "/spec/bundle/egress/credentials/9/header", "minLength", "an empty header"},
+		{"invalid-credentials.yaml", "/spec/bundle/egress/credentials/14/header", "pattern", "a header that is not a token"},
+		{"invalid-credentials.yaml", "/spec/bundle/egress/credentials/15/prefix", "pattern", "a prefix with CR and LF"},
+		{"invalid-credentials.yaml", "/spec/bundle/egress/credentials/22/agentEnv", "pattern", "an agentEnv that is not a name"},
+		{"invalid-credentials.yaml", "/spec/bundle/egress/credentials/28", "additionalProperties", "a credential's value in the spec"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.file+tt.at+"/"+tt.keyword, func(t *testing.T) {

@@ -205,29 +205,38 @@ type Egress struct {
 	// to their hosts, which the agent never holds: for those hosts, and
 	// only those, the bundle terminates the agent's TLS with a certificate
 	// of the bottle's own CA, sets the header and opens its own verified
-	// TLS connection upstream. Checked in credential.go.
-	Credentials []Credential `yaml:"credentials" json:"credentials,omitempty"`
+	// TLS connection upstream. The agent is given the CA's certificate
+	// (in /etc/bottle-apply and the variables common clients read), and at
+	// most a placeholder in place of each value. Checked in credential.go.
+	Credentials []Credential `yaml:"credentials" json:"credentials,omitempty" validate:"dive"`
 	// Trust are PEM files of CA certificates (relative to the spec file's
 	// directory, read like secret files) that the bundle trusts upstream,
 	// besides the root store it carries, on the connections it opens for
-	// Credentials.
+	// Credentials: a corporate root, or a test's own CA.
 	Trust []string `yaml:"trust" json:"trust,omitempty"`
 }
 
 // Credential is one entry of spec.bundle.egress.credentials: a header the
-// bundle sets on every request to Host, whose value comes from ValueFrom.
+// bundle sets on every request to Host, replacing any the agent sent,
+// whose value comes from ValueFrom and never reaches the agent.
 type Credential struct {
-	// Host is an exact name of spec.bundle.egress.allow (no wildcard).
-	Host string `yaml:"host" json:"host"`
-	// Header is the header's name (x-api-key, Authorization).
-	Header string `yaml:"header" json:"header"`
-	// Prefix goes before the value ("Bearer ").
-	Prefix string `yaml:"prefix" json:"prefix,omitempty"`
-	// ValueFrom is where the value comes from, as in secretEnv.
+	// Host is an exact name of spec.bundle.egress.allow (no wildcard): the
+	// only host the header is sent to.
+	Host string `yaml:"host" json:"host" validate:"required"`
+	// Header is the header's name (x-api-key, Authorization); not one the
+	// proxy owns (Host, Connection, Content-Length, Transfer-Encoding,
+	// Upgrade, TE, Trailer, Keep-Alive, Proxy-*).
+	Header string `yaml:"header" json:"header" validate:"required,httpheader"`
+	// Prefix goes before the value ("Bearer "); it may hold no control
+	// characters.
+	Prefix string `yaml:"prefix" json:"prefix,omitempty" validate:"omitempty,headerprefix"`
+	// ValueFrom is where the value comes from, as in secretEnv: exactly
+	// one of env (a variable of bottle-apply's environment) and file (a
+	// path relative to the spec file's directory).
 	ValueFrom ValueFrom `yaml:"valueFrom" json:"valueFrom"`
 	// AgentEnv is a variable of the agent set to a placeholder (never the
 	// value), for clients that refuse to start without a key.
-	AgentEnv string `yaml:"agentEnv" json:"agentEnv,omitempty"`
+	AgentEnv string `yaml:"agentEnv" json:"agentEnv,omitempty" validate:"omitempty,envname,noproxy"`
 }
 
 // EgressDNS bounds the names under a wildcard rule (*.example.com) that

@@ -32,6 +32,8 @@ var checks = map[string]func(string) string{
 	"noproxy":      checkNotProxy,
 	"subnet4":      checkSubnet,
 	"prefix":       checkPrefix,
+	"httpheader":   checkHeader,
+	"headerprefix": checkHeaderPrefix,
 	"egressrule": func(s string) string {
 		if _, err := ParseEgressRule(s); err != nil {
 			return err.Error()
@@ -41,7 +43,7 @@ var checks = map[string]func(string) string{
 }
 
 // keyRules are tags that validate a map key; their errors point at the key.
-var keyRules = map[string]bool{"envname": true, "noproxy": true, "secretkey": true, "secretfrom": true}
+var keyRules = map[string]bool{"envname": true, "noproxy": true, "secretkey": true, "secretfrom": true, "credentialkey": true}
 
 var bottleValidator = sync.OnceValue(func() *validator.Validate {
 	v := validator.New(validator.WithRequiredStructEnabled())
@@ -80,6 +82,7 @@ var bottleValidator = sync.OnceValue(func() *validator.Validate {
 		}
 	}, Bottle{})
 	v.RegisterStructValidation(validateSecretEnv, Agent{})
+	v.RegisterStructValidation(validateCredentials, Spec{})
 	v.RegisterStructValidation(func(sl validator.StructLevel) {
 		b := sl.Current().Interface().(Bundle)
 		reportDuplicates(sl, "daemons", b.Daemons, func(s string) (string, bool) {
@@ -108,21 +111,27 @@ func validateSecretEnv(sl validator.StructLevel) {
 			sl.ReportError(name, field, "", "secretkey",
 				"is also set in spec.agent.env; set a variable in env or in secretEnv, not both")
 		}
-		from := a.SecretEnv[name].ValueFrom
-		switch {
-		case from.Env == "" && from.File == "":
-			sl.ReportError(name, field+".valueFrom", "", "secretfrom",
-				"needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)")
-		case from.Env != "" && from.File != "":
-			sl.ReportError(name, field+".valueFrom", "", "secretfrom", "has both env and file; set exactly one")
-		case from.Env != "":
-			if msg := checkEnvName(from.Env); msg != "" {
-				sl.ReportError(from.Env, field+".valueFrom.env", "", "secretsource", quote(from.Env)+" is "+msg)
-			}
-		default:
-			if msg := CheckSecretFile(from.File); msg != "" {
-				sl.ReportError(from.File, field+".valueFrom.file", "", "secretsource", msg)
-			}
+		reportValueFrom(sl, a.SecretEnv[name].ValueFrom, field+".valueFrom")
+	}
+}
+
+// reportValueFrom checks the source of a secret at field (a valueFrom of
+// secretEnv or of spec.bundle.egress.credentials): exactly one of env, a
+// valid variable name, and file, a path inside the spec file's directory.
+func reportValueFrom(sl validator.StructLevel, from ValueFrom, field string) {
+	switch {
+	case from.Env == "" && from.File == "":
+		sl.ReportError(from, field, "", "secretfrom",
+			"needs exactly one of env (a variable of bottle-apply's environment) and file (a path relative to the spec file's directory)")
+	case from.Env != "" && from.File != "":
+		sl.ReportError(from, field, "", "secretfrom", "has both env and file; set exactly one")
+	case from.Env != "":
+		if msg := checkEnvName(from.Env); msg != "" {
+			sl.ReportError(from.Env, field+".env", "", "secretsource", quote(from.Env)+" is "+msg)
+		}
+	default:
+		if msg := CheckSecretFile(from.File); msg != "" {
+			sl.ReportError(from.File, field+".file", "", "secretsource", msg)
 		}
 	}
 }
@@ -184,27 +193,48 @@ func (d *document) validate() {
 		if d.decodeFailed(field) || fe.Tag() == "secretfrom" && d.decodeFailedUnder(field) {
 			continue // a source whose env or file did not decode: that error says it
 		}
-		n, found := d.locate(field, keyRules[fe.Tag()])
+		key := keyRules[fe.Tag()]
+		if fe.Tag() == "envname" || fe.Tag() == "noproxy" {
+			// They check env's names and a credential's agentEnv alike:
+			// only a map key's namespace ends in "]".
+			key = strings.HasSuffix(fe.Namespace(), "]")
+		}
+		n, found := d.locate(field, key)
 		d.errorf(n, field, "%s", message(fe, field, found))
 	}
 }
 
-// validateStdinSecrets refuses secret files in a spec read from standard
-// input: there is no directory to read them from.
+// validateStdinSecrets refuses secret files, credentials' files and trust
+// files in a spec read from standard input: there is no directory to read
+// them from.
 func (d *document) validateStdinSecrets() {
 	if d.file != StdinName {
 		return
 	}
-	se := d.bottle.Spec.Agent.SecretEnv
-	for _, name := range slices.Sorted(maps.Keys(se)) {
-		file := se[name].ValueFrom.File
-		field := "spec.agent.secretEnv." + name + ".valueFrom.file"
-		if file == "" || se[name].ValueFrom.Env != "" || CheckSecretFile(file) != "" || d.decodeFailed(field) {
-			continue // no file, or its own error says what to fix
+	fromFile := func(from ValueFrom, field string) {
+		if from.File == "" || from.Env != "" || CheckSecretFile(from.File) != "" || d.decodeFailed(field) {
+			return // no file, or its own error says what to fix
 		}
 		n, _ := d.locate(field, false)
 		d.errorf(n, field, "a spec read from standard input has no directory to read secret files from; "+
 			"use valueFrom.env, or pass the spec with -f FILE")
+	}
+	se := d.bottle.Spec.Agent.SecretEnv
+	for _, name := range slices.Sorted(maps.Keys(se)) {
+		fromFile(se[name].ValueFrom, "spec.agent.secretEnv."+name+".valueFrom.file")
+	}
+	e := &d.bottle.Spec.Bundle.Egress
+	for i, c := range e.Credentials {
+		fromFile(c.ValueFrom, "spec.bundle.egress.credentials["+strconv.Itoa(i)+"].valueFrom.file")
+	}
+	for i, f := range e.Trust {
+		field := "spec.bundle.egress.trust[" + strconv.Itoa(i) + "]"
+		if f == "" || CheckTrustFile(f) != "" || d.decodeFailed(field) {
+			continue
+		}
+		n, _ := d.locate(field, false)
+		d.errorf(n, field, "a spec read from standard input has no directory to read trust files from; "+
+			"pass the spec with -f FILE")
 	}
 }
 
@@ -282,7 +312,7 @@ func message(fe validator.FieldError, field string, found bool) string {
 	case "unique":
 		return fmt.Sprintf("%s is already listed at %s[%s]", quote(value), parent(field), fe.Param())
 	case "bundleip", "egresssubnet", "smolvmname", "smolvmpids", "secretkey", "secretfrom", "secretsource", "egressdaemon",
-		"kubernetesonly", "kubernetesname", "kubernetesnetwork", "kubernetesbundle":
+		"kubernetesonly", "kubernetesname", "kubernetesnetwork", "kubernetesbundle", "credential", "credentialkey":
 		return fe.Param()
 	case "min":
 		return fmt.Sprintf("%v is below the minimum of %s", fe.Value(), fe.Param())

@@ -520,6 +520,21 @@ func (d *document) ownFiles() []ownFile {
 				"could replace the secret it is given (with a key of its own, or another file beside the spec) before your next apply", "it"})
 		}
 	}
+	e := &d.bottle.Spec.Bundle.Egress
+	for i, c := range e.Credentials {
+		if f := c.ValueFrom.File; f != "" && CheckSecretFile(f) == "" {
+			p := filepath.Join(dir, f)
+			own = append(own, ownFile{p, resolveExisting(p), "the value file of spec.bundle.egress.credentials[" + strconv.Itoa(i) + "].valueFrom.file",
+				"could replace the credential the bundle adds for " + c.Host + " (with a key of its own, to watch what is done with it) before your next apply", "it"})
+		}
+	}
+	for i, f := range e.Trust {
+		if f != "" && CheckTrustFile(f) == "" {
+			p := filepath.Join(dir, f)
+			own = append(own, ownFile{p, resolveExisting(p), "the trust file spec.bundle.egress.trust[" + strconv.Itoa(i) + "]",
+				"could make the bundle trust a CA of its own upstream, and so read the credentials the bundle sends", "it"})
+		}
+	}
 	for i, f := range a.Files {
 		if f.Source != "" && CheckFileSource(f.Source) == "" {
 			p := filepath.Join(dir, f.Source)
