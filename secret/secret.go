@@ -68,7 +68,7 @@ func Resolve(bottles []bottle.Bottle, key []byte, getenv func(string) string) er
 		var dir *dirRoot
 		for _, name := range slices.Sorted(maps.Keys(a.SecretEnv)) {
 			from := a.SecretEnv[name].ValueFrom
-			value, err := read(&b.Bottle, name, from, getenv, &dir)
+			value, err := read(&b.Bottle, from, getenv, &dir)
 			if err != nil {
 				errs = append(errs, fmt.Errorf("bottle %s: secret %s: %w", b.Metadata.Name, name, err))
 				continue
@@ -106,42 +106,61 @@ func (d *dirRoot) close() {
 
 // read returns the value of one secret. Its errors name the source and
 // what to do, never the value.
-func read(b *spec.Bottle, name string, from spec.ValueFrom, getenv func(string) string, dir **dirRoot) (string, error) {
+func read(b *spec.Bottle, from spec.ValueFrom, getenv func(string) string, dir **dirRoot) (string, error) {
+	v, source, fix, err := readSource(b, from, getenv, dir)
+	if err != nil {
+		return "", err
+	}
+	return v, check(v, source, fix)
+}
+
+// readSource returns the value a valueFrom names, unchecked, with how
+// messages name its source and what fixes it. A valueFrom.env value is the
+// variable's; a valueFrom.file value is the file's contents without one
+// trailing newline, read through an os.Root on the directory of the spec
+// file (opened once in *dir). Its errors name the source and what to do,
+// never the value.
+func readSource(b *spec.Bottle, from spec.ValueFrom, getenv func(string) string, dir **dirRoot) (v, source, fix string, err error) {
 	switch {
 	case from.Env != "" && from.File != "", from.Env == "" && from.File == "":
-		return "", fmt.Errorf("valueFrom needs exactly one of env and file")
+		return "", "", "", fmt.Errorf("valueFrom needs exactly one of env and file")
 	case from.Env != "":
 		v := getenv(from.Env)
 		if v == "" {
-			return "", fmt.Errorf("environment variable %s is not set (or is empty); set %s in the environment of bottle-apply",
+			return "", "", "", fmt.Errorf("environment variable %s is not set (or is empty); set %s in the environment of bottle-apply",
 				from.Env, from.Env)
 		}
-		return v, check(v, "environment variable "+from.Env, "set "+from.Env+" to the secret itself")
+		return v, "environment variable " + from.Env, "set " + from.Env + " to the secret itself", nil
 	}
 	file := from.File
 	if msg := spec.CheckSecretFile(file); msg != "" {
-		return "", fmt.Errorf("valueFrom.file: %s", msg)
+		return "", "", "", fmt.Errorf("valueFrom.file: %s", msg)
 	}
 	switch src := b.Source.File; src {
 	case "", spec.Stdin, spec.StdinName:
-		return "", fmt.Errorf("valueFrom.file %q: a spec read from standard input has no directory to read it from; "+
+		return "", "", "", fmt.Errorf("valueFrom.file %q: a spec read from standard input has no directory to read it from; "+
 			"use valueFrom.env, or pass the spec with -f FILE", file)
 	}
+	d := openDir(b, dir)
+	shown := filepath.Join(d.path, file) // what the user can look at
+	if d.err != nil {
+		return "", "", "", fmt.Errorf("file %s: cannot open the spec file's directory: %w", shown, pathErr(d.err))
+	}
+	v, err = readFile(d.root, file)
+	if err != nil {
+		return "", "", "", fmt.Errorf("file %s: %w", shown, err)
+	}
+	return v, "file " + shown, "write the secret into it", nil
+}
+
+// openDir opens the directory of b's spec file once, in *dir.
+func openDir(b *spec.Bottle, dir **dirRoot) *dirRoot {
 	if *dir == nil {
 		d := &dirRoot{path: filepath.Dir(b.Source.File)}
 		d.root, d.err = os.OpenRoot(d.path)
 		*dir = d
 	}
-	d := *dir
-	shown := filepath.Join(d.path, file) // what the user can look at
-	if d.err != nil {
-		return "", fmt.Errorf("file %s: cannot open the spec file's directory: %w", shown, pathErr(d.err))
-	}
-	v, err := readFile(d.root, file)
-	if err != nil {
-		return "", fmt.Errorf("file %s: %w", shown, err)
-	}
-	return v, check(v, "file "+shown, "write the secret into it")
+	return *dir
 }
 
 // secretFile is how readRegular speaks of a secret file.
