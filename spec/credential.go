@@ -195,6 +195,9 @@ func checkCredentialHost(written, host string, rules EgressRules) string {
 	if strings.Contains(host, "*") {
 		return quote(written) + " is a wildcard; credentials go to exact names: name the host itself, and add it to spec.bundle.egress.allow"
 	}
+	if h, port, ok := strings.Cut(host, ":"); ok && port != "" && !strings.Contains(port, ":") && CheckHost(h) == nil {
+		return quote(written) + " has a port; write the host alone (" + quote(h) + "): the bundle adds the credential on the ports its allow rule gives"
+	}
 	if _, err := netip.ParseAddr(strings.Trim(host, "[]")); err == nil {
 		return quote(written) + " is an IP address; credentials go to names of spec.bundle.egress.allow, which an allow rule names"
 	}
