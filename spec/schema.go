@@ -300,6 +300,9 @@ func stringRules(s *jsonschema.Schema, rules []string, nullable bool) error {
 			for v := range strings.SplitSeq(param, " ") {
 				s.Enum = append(s.Enum, v)
 			}
+			if slices.Contains(rules, "omitempty") {
+				s.Enum = append(s.Enum, "") // the validator takes "" without a check
+			}
 			if nullable {
 				s.Enum = append(s.Enum, nil)
 			}

@@ -203,6 +203,7 @@ func TestSchemaAcceptsWhatTheDecoderTakes(t *testing.T) {
 		{"a secret from the environment", "spec:\n  agent: {image: alpine, secretEnv: {TOKEN: {valueFrom: {env: TOKEN}}}}\n"},
 		{"zero numbers", "spec:\n  agent: {image: alpine, cpus: 0, memory: 0, pids: 0}\n  bundle: {egress: {dns: {maxNameLength: 0}}}\n"},
 		{"hexadecimal numbers", "spec:\n  agent: {image: alpine, cpus: 0x10}\n"},
+		{"empty backend", "spec:\n  backend: \"\"\n  agent: {image: alpine}\n"},
 		{"empty optional strings", "spec:\n  backend: kubernetes\n  agent: {image: alpine, workdir: \"\"}\n" +
 			"  bundle: {image: registry.example/bundle:1}\n  kubernetes: {namespace: \"\", runtimeClassName: \"\"}\n"},
 	}
