@@ -27,8 +27,14 @@ var lddPath = regexp.MustCompile(`(/\S+)\s+\(0x`)
 // $BOTTLE_TEST_NODE, else the one hack/ensure-deps.sh caches; "" when
 // there is none.
 func NodeBinary() string {
-	// xdg.CacheDir is $XDG_CACHE_HOME or ~/.cache, as ensure-deps.sh has it.
-	for _, p := range []string{os.Getenv("BOTTLE_TEST_NODE"), xdg.CacheDir("node", "bin", "node")} {
+	// xdg.CacheDir is $XDG_CACHE_HOME or ~/.cache, as ensure-deps.sh has
+	// it; a test's TestMain may point XDG_CACHE_HOME elsewhere, hence
+	// ~/.cache too.
+	try := []string{os.Getenv("BOTTLE_TEST_NODE"), xdg.CacheDir("node", "bin", "node")}
+	if home, err := os.UserHomeDir(); err == nil {
+		try = append(try, filepath.Join(home, ".cache", xdg.App, "node", "bin", "node"))
+	}
+	for _, p := range try {
 		if p == "" {
 			continue
 		}
