@@ -484,6 +484,9 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 		if !b.SecretsResolved() {
 			return nil, fmt.Errorf("internal: bottle %s: the secrets of spec.agent.secretEnv were not read", b.Metadata.Name)
 		}
+		if !b.CredentialsResolved() {
+			return nil, fmt.Errorf("internal: bottle %s: the credentials of spec.bundle.egress.credentials were not read", b.Metadata.Name)
+		}
 		rs, err := translate(b, info, p.opts.Version)
 		if err != nil {
 			return nil, err
@@ -496,8 +499,8 @@ func (p *Provider) Desired(bottles []*bottle.Bottle, _ []reconcile.Resource) ([]
 // observedDeps gives observed objects the dependencies their desired
 // form has, which order deletes: a workload goes before the policy that
 // isolates it (never an agent without its NetworkPolicy, not even while
-// it terminates), before its Service, Secret and claims; everything
-// before its namespace.
+// it terminates), before its Service, Secret and claims; the bundle before
+// its credentials' Secret; everything before its namespace.
 func observedDeps(rs []reconcile.Resource) {
 	for i := range rs {
 		r := &rs[i]
@@ -514,7 +517,8 @@ func observedDeps(rs []reconcile.Resource) {
 				}
 			}
 		case KindDeployment:
-			r.DependsOn = append(r.DependsOn, resourceID(r.Bottle, KindNetworkPolicy, bottle.RoleBundle))
+			r.DependsOn = append(r.DependsOn, resourceID(r.Bottle, KindNetworkPolicy, bottle.RoleBundle),
+				resourceID(r.Bottle, KindSecret, RoleCredentials))
 		}
 	}
 }

@@ -1,6 +1,8 @@
 package kubernetes
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -19,6 +21,7 @@ import (
 	netac "k8s.io/client-go/applyconfigurations/networking/v1"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/ca"
 	"github.com/bottle-apply/bottle-apply/internal/bundleimage"
 	"github.com/bottle-apply/bottle-apply/place"
 	"github.com/bottle-apply/bottle-apply/reconcile"
@@ -43,7 +46,19 @@ const (
 const (
 	RoleNamespace = "namespace"
 	RoleFiles     = "files"
+	// RoleCredentials is the Secret the bundle alone reads its
+	// credentials from (bottle.BundleSecretsFile): the values and the CA's
+	// key. No pod of the agent mounts it.
+	RoleCredentials = "credentials"
 )
+
+// credentialsKey is the credentials Secret's one key, the name of the
+// file in bottle.BundleSecretsDir.
+const credentialsKey = "credentials.json"
+
+// credentialsVolume is the credentials Secret's volume in the bundle's
+// pod.
+const credentialsVolume = "bottle-credentials"
 
 // Annotations of ours. The config hash and the inputs' digests are too
 // long, or hold characters, that a label value may not; the labels hold
@@ -192,6 +207,10 @@ func translate(b *bottle.Bottle, ci ClusterInfo, version string) ([]reconcile.Re
 	if err != nil {
 		return nil, err
 	}
+	creds, err := credentialsSecret(b, ns, base, version)
+	if err != nil {
+		return nil, err
+	}
 	allow, err := allowBlocks(b.Network.AllowCIDRs, ci.denied())
 	if err != nil {
 		return nil, fmt.Errorf("bottle %s: %w", b.Metadata.Name, err)
@@ -201,6 +220,12 @@ func translate(b *bottle.Bottle, ci ClusterInfo, version string) ([]reconcile.Re
 	agentNP := agentPolicy(b, ns, base, allow, version)
 	dep := bundleDeployment(b, ns, ci, version)
 	dep.DependsOn = append(slices.Clone(base), bundleNP.ID())
+	if creds != nil {
+		// The bundle's pod starts with its credentials' Secret in place,
+		// and a rotated value is in the Secret before the new pod reads it.
+		out = append(out, *creds)
+		dep.DependsOn = append(dep.DependsOn, creds.ID())
+	}
 	out = append(out, svc, bundleNP, agentNP, dep)
 	agent := agentStatefulSet(b, ns, ci.APIServer, version)
 	agent.DependsOn = append(slices.Clone(base), svc.ID(), agentNP.ID())
@@ -247,28 +272,104 @@ func volumes(b *bottle.Bottle, ns string, base []string, version string) []recon
 	return out
 }
 
-// filesSecret holds the contents of spec.agent.files, one key a file
-// (f0, f1, ...): the agent's init container puts them in place.
+// agentFiles are the files the agent's init container puts in place:
+// spec.agent.files, in the spec's order (their index is their key in the
+// files Secret), then, for a bottle with credentials, the bottle's CA
+// (bottle.CAFiles).
+//
+// The init container runs in the bundle's image, which cannot see the
+// agent's image, so the CA bundle (bottle.AgentCABundle) joins the
+// bottle's CA to the roots bottle-apply carries (ca.FallbackRootsPEM),
+// not to the image's own CA bundle as the docker and smolvm providers do:
+// a CA the agent's image adds to its own bundle is not in it.
+func agentFiles(b *bottle.Bottle) []bottle.File {
+	if b.CA == nil {
+		return b.Files
+	}
+	return append(slices.Clone(b.Files), bottle.CAFiles(b.CA.Cert, ca.FallbackRootsPEM())...)
+}
+
+// rootsDigest stands for the roots bottle-apply carries in the files
+// Secret's hash: public certificates, so a plain digest.
+func rootsDigest() string {
+	sum := sha256.Sum256(ca.FallbackRootsPEM())
+	return hex.EncodeToString(sum[:])
+}
+
+// filesSecret holds the contents of agentFiles, one key a file (f0, f1,
+// ...): the agent's init container puts them in place. A bottle with
+// neither spec.agent.files nor credentials has none.
 func filesSecret(b *bottle.Bottle, ns string, base []string, version string) (*reconcile.Resource, error) {
-	if len(b.Spec.Agent.Files) == 0 {
+	if len(b.Spec.Agent.Files) == 0 && b.CA == nil {
 		return nil, nil
 	}
 	if len(b.Files) != len(b.Spec.Agent.Files) {
 		return nil, fmt.Errorf("internal: bottle %s: the files of spec.agent.files were not read", b.Metadata.Name)
 	}
 	digests := make([]string, len(b.Files))
-	data := map[string][]byte{}
 	for i, f := range b.Files {
 		digests[i] = f.Digest
+	}
+	files := agentFiles(b)
+	data := map[string][]byte{}
+	for i, f := range files {
 		data[place.Key(i)] = f.Content
 	}
+	f := reconcile.Fragment{reconcile.In("files", digests)}
+	if b.CA != nil {
+		// The CA's certificate and the roots it is joined to: a new
+		// bottle-apply's roots update the Secret, which the agent reads
+		// when its pod is made again; a new CA also replaces the agent.
+		f = append(f, reconcile.In("credentialCA", b.CA.Fingerprint), reconcile.In("caRoots", rootsDigest()))
+	}
 	name := bottle.ResourceName(b.Metadata.Name, RoleFiles)
-	r := newResource(b, KindSecret, RoleFiles, name, reconcile.Fragment{reconcile.In("files", digests)})
+	r := newResource(b, KindSecret, RoleFiles, name, f)
 	r.DependsOn = slices.Clone(base)
-	r.Summary = map[string]string{"namespace": ns, "files": strconv.Itoa(len(b.Files))}
+	r.Summary = map[string]string{"namespace": ns, "files": strconv.Itoa(len(files))}
 	r.Config = object{Kind: KindSecret, Namespace: ns, Name: name, Apply: coreac.Secret(name, ns).
 		WithLabels(objectLabels(b, RoleFiles)).WithAnnotations(metaOf(&r, version)).
 		WithType(corev1.SecretTypeOpaque).WithData(data)}
+	return &r, nil
+}
+
+// credentialDigests are the inputs that stand for the bundle's
+// credentials in a hash: the credentials' keyed digests, the CA's
+// fingerprint and the trusted certificates' digest, never a value. The
+// credentials Secret and the bundle's Deployment both hold them, so that
+// a rotated value replaces both and not the agent.
+func credentialDigests(b *bottle.Bottle) reconcile.Fragment {
+	if len(b.Credentials) == 0 {
+		return nil
+	}
+	f := reconcile.Fragment{reconcile.In("credentials", b.CredentialDigests())}
+	if b.CA != nil {
+		f = append(f, reconcile.In("credentialCA", b.CA.Fingerprint))
+	}
+	if b.TrustDigest != "" {
+		f = append(f, reconcile.In("trust", b.TrustDigest))
+	}
+	return f
+}
+
+// credentialsSecret holds what the bundle reads to add credentials to
+// the agent's requests (bottle.BundleSecretsJSON: the values, the CA's
+// key, the trusted certificates): mounted by the bundle's pod alone. A
+// bottle without credentials has none.
+func credentialsSecret(b *bottle.Bottle, ns string, base []string, version string) (*reconcile.Resource, error) {
+	if len(b.Credentials) == 0 {
+		return nil, nil
+	}
+	data, err := b.BundleSecretsJSON()
+	if err != nil {
+		return nil, err
+	}
+	name := bottle.ResourceName(b.Metadata.Name, RoleCredentials)
+	r := newResource(b, KindSecret, RoleCredentials, name, credentialDigests(b))
+	r.DependsOn = slices.Clone(base)
+	r.Summary = map[string]string{"namespace": ns, "credentials": strconv.Itoa(len(b.Credentials))}
+	r.Config = object{Kind: KindSecret, Namespace: ns, Name: name, Apply: coreac.Secret(name, ns).
+		WithLabels(objectLabels(b, RoleCredentials)).WithAnnotations(metaOf(&r, version)).
+		WithType(corev1.SecretTypeOpaque).WithData(map[string][]byte{credentialsKey: data})}
 	return &r, nil
 }
 
@@ -457,6 +558,10 @@ func bundleDeployment(b *bottle.Bottle, ns string, ci ClusterInfo, version strin
 		reconcile.In("egressDNS", dnsLimits), reconcile.In("runtimeClass", b.Spec.Kubernetes.RuntimeClassName),
 		reconcile.In("resolver", ci.DNS), reconcile.In("hardening", hardening),
 	}
+	// Credentials change the bundle alone: a rotated value, a new CA or
+	// new trusted certificates replace the bundle, not the agent (which a
+	// new CA replaces for its own reason).
+	f = append(f, credentialDigests(b)...)
 	r := newResource(b, KindDeployment, bottle.RoleBundle, name, f)
 	r.Summary = map[string]string{"namespace": ns, "image": b.Spec.Bundle.Image}
 	if len(daemons) > 0 {
@@ -481,6 +586,10 @@ func bundleDeployment(b *bottle.Bottle, ns string, ci ClusterInfo, version strin
 		k, v, _ := strings.Cut(kv, "=")
 		env = append(env, envVar(k, v))
 	}
+	if len(b.Credentials) > 0 {
+		// The path alone: the file is the credentials Secret, mounted.
+		env = append(env, envVar("BOTTLE_CREDENTIALS_FILE", bottle.BundleSecretsFile))
+	}
 	c := coreac.Container().WithName(containerBundle).WithImage(b.Spec.Bundle.Image).WithImagePullPolicy(corev1.PullIfNotPresent).
 		WithEnv(env...).
 		// It binds port 53 and writes to its stdout; nothing more.
@@ -497,7 +606,21 @@ func bundleDeployment(b *bottle.Bottle, ns string, ci ClusterInfo, version strin
 		c.WithReadinessProbe(coreac.Probe().WithTCPSocket(coreac.TCPSocketAction().WithPort(intstr.FromInt32(port))).
 			WithPeriodSeconds(1).WithFailureThreshold(3))
 	}
-	ps := podBase(b, bundleGrace).WithContainers(c)
+	ps := podBase(b, bundleGrace)
+	if len(b.Credentials) > 0 {
+		// The kubelet writes a Secret volume's files as root's (no
+		// fsGroup is set, so no group gets them), mode 0400. The bundle
+		// reads them as root, which owns them, with every capability
+		// dropped but NET_BIND_SERVICE (so not CAP_DAC_OVERRIDE): set here,
+		// not left to the image's USER, which could be another user who
+		// cannot read them. The agent's pod never mounts the Secret.
+		c.SecurityContext.WithRunAsUser(0).WithRunAsGroup(0)
+		c.WithVolumeMounts(coreac.VolumeMount().WithName(credentialsVolume).WithMountPath(bottle.BundleSecretsDir).WithReadOnly(true))
+		ps.WithVolumes(coreac.Volume().WithName(credentialsVolume).WithSecret(coreac.SecretVolumeSource().
+			WithSecretName(bottle.ResourceName(b.Metadata.Name, RoleCredentials)).WithDefaultMode(0o400).
+			WithItems(coreac.KeyToPath().WithKey(credentialsKey).WithPath(credentialsKey).WithMode(0o400))))
+	}
+	ps.WithContainers(c)
 	// The bundle resolves through the cluster's DNS when there is one,
 	// else through the node's resolver.
 	if ci.DNS != "" {
@@ -510,7 +633,11 @@ func bundleDeployment(b *bottle.Bottle, ns string, ci ClusterInfo, version strin
 		WithSpec(appsac.DeploymentSpec().WithReplicas(1).
 			WithStrategy(appsac.DeploymentStrategy().WithType("Recreate")).
 			WithSelector(metaac.LabelSelector().WithMatchLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle))).
-			WithTemplate(coreac.PodTemplateSpec().WithLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)).WithSpec(ps)))
+			WithTemplate(coreac.PodTemplateSpec().WithLabels(labelsOf(b.Metadata.Name, bottle.RoleBundle)).
+				// A replace makes a new pod even when nothing of the pod's
+				// own changes: a rotated credential changes only the Secret
+				// it mounts, which the bundle reads once, at its start.
+				WithAnnotations(map[string]string{annHash: r.Hash}).WithSpec(ps)))
 	r.Config = object{Kind: KindDeployment, Namespace: ns, Name: name, Apply: dep}
 	return r
 }
@@ -547,6 +674,15 @@ func agentStatefulSet(b *bottle.Bottle, ns string, apiServer []string, version s
 	}
 	if len(b.Secrets) > 0 {
 		f = append(f, reconcile.In("secretEnv", b.SecretDigests()))
+	}
+	// The agent trusts the bottle's CA, and holds the credentials'
+	// placeholders: never their values, so that rotating one replaces
+	// only the bundle.
+	if b.CA != nil {
+		f = append(f, reconcile.In("credentialCA", b.CA.Fingerprint))
+		if env := b.CredentialEnv(); len(env) > 0 {
+			f = append(f, reconcile.In("credentialEnv", env))
+		}
 	}
 	if a.User != "" {
 		f = append(f, reconcile.In("user", a.User))
@@ -705,7 +841,8 @@ func placeFiles(b *bottle.Bottle, ps *coreac.PodSpecApplyConfiguration, agent *c
 			writable = append(writable, cleanTarget(v.Target))
 		}
 	}
-	m, err := place.New(b.Files, writable)
+	files := agentFiles(b)
+	m, err := place.New(files, writable)
 	if err != nil {
 		return fmt.Errorf("bottle %s: %w", b.Metadata.Name, err)
 	}
@@ -731,7 +868,7 @@ func placeFiles(b *bottle.Bottle, ps *coreac.PodSpecApplyConfiguration, agent *c
 			init.WithVolumeMounts(coreac.VolumeMount().WithName(volumeName(v.Source)).WithMountPath(t))
 		}
 	}
-	if len(b.Files) > 0 {
+	if len(files) > 0 {
 		ps.WithVolumes(
 			coreac.Volume().WithName(filesVolume).WithSecret(coreac.SecretVolumeSource().
 				WithSecretName(bottle.ResourceName(b.Metadata.Name, RoleFiles)).WithDefaultMode(0o400)),
@@ -742,7 +879,7 @@ func placeFiles(b *bottle.Bottle, ps *coreac.PodSpecApplyConfiguration, agent *c
 	}
 	for i, f := range m.Files {
 		if f.Volume == "" {
-			agent.WithVolumeMounts(coreac.VolumeMount().WithName(filesOut).WithMountPath(b.Files[i].Path).WithSubPath(place.Key(i)))
+			agent.WithVolumeMounts(coreac.VolumeMount().WithName(filesOut).WithMountPath(files[i].Path).WithSubPath(place.Key(i)))
 		}
 	}
 	js, err := json.Marshal(m)
