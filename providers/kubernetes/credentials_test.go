@@ -12,9 +12,13 @@ import (
 	"strings"
 	"testing"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	appsac "k8s.io/client-go/applyconfigurations/apps/v1"
 	coreac "k8s.io/client-go/applyconfigurations/core/v1"
+	"k8s.io/client-go/kubernetes/fake"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/ca"
@@ -450,6 +454,98 @@ func TestDesiredRefusesUnreadCredentials(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), testCredential) {
 				t.Error("the error holds the value")
+			}
+		})
+	}
+}
+
+// TestCredentialsSecretObservedAndDeleted: the credentials Secret is
+// observed as the bottle's, a look-alike elsewhere is not, a destroy
+// deletes the bundle before it, and a spec that drops its credentials
+// deletes it; the delete reaches the cluster.
+func TestCredentialsSecretObservedAndDeleted(t *testing.T) {
+	t.Parallel()
+	meta := func(ns, name, role string) metav1.ObjectMeta {
+		return metav1.ObjectMeta{Namespace: ns, Name: name, Labels: labelsOf("work", role), Annotations: map[string]string{annHash: "h"}}
+	}
+	objects := func() []runtime.Object {
+		return []runtime.Object{
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "bottle-work", Labels: labelsOf("work", RoleNamespace), Annotations: map[string]string{annHash: "h"}}},
+			&corev1.Secret{ObjectMeta: meta("bottle-work", "bottle-work-credentials", RoleCredentials)},
+			&corev1.Secret{ObjectMeta: meta("elsewhere", "bottle-work-credentials", RoleCredentials)},
+			&appsv1.Deployment{ObjectMeta: meta("bottle-work", "bottle-work-bundle", bottle.RoleBundle)},
+		}
+	}
+	credID := resourceID("work", KindSecret, RoleCredentials)
+	depID := resourceID("work", KindDeployment, bottle.RoleBundle)
+	for _, tc := range []struct {
+		name    string
+		desired func(t *testing.T, p *Provider) []reconcile.Resource
+		// bundleFirst: the bundle's delete comes before the Secret's.
+		bundleFirst bool
+	}{
+		{name: "destroy", desired: func(*testing.T, *Provider) []reconcile.Resource { return nil }, bundleFirst: true},
+		{name: "credentials dropped from the spec", desired: func(t *testing.T, p *Provider) []reconcile.Resource {
+			b := workBottle(t)
+			if err := p.Resolve([]*bottle.Bottle{b}, nil); err != nil {
+				t.Fatal(err)
+			}
+			rs, err := p.Desired([]*bottle.Bottle{b}, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return rs
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			cs := fake.NewClientset(objects()...)
+			p := New(Options{PodCIDRs: []string{"10.244.0.0/16"}, ServiceCIDRs: []string{"10.96.0.0/12"}})
+			if err := p.Use([]bottle.Bottle{*workBottle(t)}); err != nil {
+				t.Fatal(err)
+			}
+			p.cluster = &Cluster{Client: cs}
+			scope := reconcile.Scope{Bottles: []string{"work"}}
+			observed, err := p.Observe(t.Context(), scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var creds []reconcile.Resource
+			for _, r := range observed {
+				if r.ID() == credID {
+					creds = append(creds, r)
+				}
+			}
+			if len(creds) != 1 || !creds[0].Managed || creds[0].Summary["namespace"] != "bottle-work" {
+				t.Fatalf("observed credentials Secrets %+v, want the one in bottle-work, managed", creds)
+			}
+			plan, err := reconcile.Diff(tc.desired(t, p), observed, scope)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var del *reconcile.Step
+			stepOf := map[string]int{}
+			for i := range plan.Steps {
+				s := &plan.Steps[i]
+				stepOf[s.ResourceID] = s.ID
+				if s.ResourceID == credID && s.Action == reconcile.Delete {
+					del = s
+				}
+			}
+			if del == nil {
+				t.Fatalf("the plan does not delete %s:\n%s", credID, plan)
+			}
+			if tc.bundleFirst && !slices.Contains(del.DependsOn, stepOf[depID]) {
+				t.Errorf("the credentials' delete does not wait for the bundle's:\n%s", plan)
+			}
+			if err := p.Apply(t.Context(), *del); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := cs.CoreV1().Secrets("bottle-work").Get(t.Context(), "bottle-work-credentials", metav1.GetOptions{}); err == nil {
+				t.Error("the credentials Secret is still there after its delete")
+			}
+			if _, err := cs.CoreV1().Secrets("elsewhere").Get(t.Context(), "bottle-work-credentials", metav1.GetOptions{}); err != nil {
+				t.Errorf("the look-alike elsewhere was touched: %v", err)
 			}
 		})
 	}
