@@ -550,3 +550,24 @@ func TestCredentialsSecretObservedAndDeleted(t *testing.T) {
 		})
 	}
 }
+
+// TestTranslateRefusesAFileAtTheCA: a file of the spec where the agent
+// gets the bottle's CA is refused with its index, rather than a pod the
+// cluster refuses for two mounts at one path.
+func TestTranslateRefusesAFileAtTheCA(t *testing.T) {
+	t.Parallel()
+	for _, p := range []string{bottle.AgentCAFile, bottle.AgentCABundle} {
+		b := credBottle(t)
+		b.Files[1].Path = p
+		_, err := translate(b, testCluster, "v-test")
+		if err == nil || !strings.Contains(err.Error(), "spec.agent.files[1]") || !strings.Contains(err.Error(), p) {
+			t.Errorf("a file at %s: %v, want an error naming spec.agent.files[1]", p, err)
+		}
+		// Without credentials the path is the user's.
+		b = workBottle(t)
+		b.Files[1].Path = p
+		if _, err := translate(b, testCluster, "v-test"); err != nil {
+			t.Errorf("a file at %s without credentials: %v", p, err)
+		}
+	}
+}

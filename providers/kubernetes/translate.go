@@ -309,6 +309,12 @@ func filesSecret(b *bottle.Bottle, ns string, base []string, version string) (*r
 	digests := make([]string, len(b.Files))
 	for i, f := range b.Files {
 		digests[i] = f.Digest
+		// Two files at one path would be two mounts at one path, which the
+		// cluster refuses with the pod: say which file, before anything.
+		if b.CA != nil && (cleanTarget(f.Path) == bottle.AgentCAFile || cleanTarget(f.Path) == bottle.AgentCABundle) {
+			return nil, fmt.Errorf("bottle %s: spec.agent.files[%d]: %s is where the agent gets the bottle's CA (it has credentials): choose another path",
+				b.Metadata.Name, i, f.Path)
+		}
 	}
 	files := agentFiles(b)
 	data := map[string][]byte{}
