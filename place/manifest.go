@@ -17,7 +17,8 @@
 //
 //   - The Secret of the files' contents is mounted read-only at SrcDir,
 //     one key per file: Key(i) ("f0", "f1", ...), i the file's index in
-//     spec.agent.files.
+//     spec.agent.files, then for a bottle with credentials the files of
+//     its CA (bottle.CAFiles), which follow them.
 //   - A file whose path lies inside a named volume of the agent is written
 //     into that volume: the init container mounts the same claim at the
 //     same target as the agent, and File.Volume is that target.
