@@ -20,47 +20,22 @@ import (
 // bottles' locks). A new CA where an agent already runs replaces the agent
 // (its hash holds the CA's fingerprint), and the log says why.
 func (ps *Providers) resolveCAs(ctx context.Context, bottles []bottle.Bottle, save bool) error {
-	_, err := ps.loadCAs(ctx, bottles, save)
-	return err
-}
-
-// keptCA is the CA kept for bottle b on this engine, for --verify's
-// self-test: it makes none, and made reports that none fits (see
-// Providers.keptCA).
-func (ps *Providers) loadKeptCA(ctx context.Context, b *bottle.Bottle, hosts []string) (*bottle.CA, bool, error) {
-	key, err := ps.lockKey(ctx)
-	if err != nil {
-		return nil, false, err
-	}
-	dir := xdg.CADir(key, b.Metadata.Name)
-	if dir == "" {
-		return nil, true, nil
-	}
-	return ca.Load(dir, b.Metadata.Name, hosts, time.Now(), false)
-}
-
-// loadCAs is resolveCAs, and says which bottles got a new CA (their
-// indexes).
-func (ps *Providers) loadCAs(ctx context.Context, bottles []bottle.Bottle, save bool) ([]int, error) {
-	var fresh []int
-	var key string
 	var errs []error
 	for i := range bottles {
 		b := &bottles[i]
 		b.CA = nil
-		creds := b.Spec.Bundle.Egress.Credentials
-		if len(creds) == 0 {
+		if len(b.Spec.Bundle.Egress.Credentials) == 0 {
 			continue
 		}
-		if key == "" {
-			var err error
-			if key, err = ps.lockKey(ctx); err != nil {
-				return nil, err
-			}
+		// Per engine and bottle: a bottle of the same name on another
+		// engine or cluster is another bottle.
+		key, err := ps.engineKey(ctx, b)
+		if err != nil {
+			return err
 		}
 		dir := xdg.CADir(key, b.Metadata.Name)
 		if dir == "" {
-			return nil, errors.New("bottle-apply keeps the CA of a bottle with credentials in its state directory, and it has none: set HOME or XDG_STATE_HOME; nothing was changed")
+			return errors.New("bottle-apply keeps the CA of a bottle with credentials in its state directory, and it has none: set HOME or XDG_STATE_HOME; nothing was changed")
 		}
 		hosts := credentialHosts(b)
 		c, made, err := ca.Load(dir, b.Metadata.Name, hosts, time.Now(), save)
@@ -69,15 +44,27 @@ func (ps *Providers) loadCAs(ctx context.Context, bottles []bottle.Bottle, save 
 			continue
 		}
 		b.CA = c
-		if made {
-			fresh = append(fresh, i)
-		}
 		if made && save {
 			zerolog.Ctx(ctx).Info().Str("bottle", b.Metadata.Name).Str("dir", dir).Strs("hosts", hosts).
 				Msg("made the bottle's CA for its credentials (none was kept for these hosts on this engine): an agent made with another CA is replaced to trust it")
 		}
 	}
-	return fresh, errors.Join(errs...)
+	return errors.Join(errs...)
+}
+
+// loadKeptCA is the CA kept for bottle b on its engine, for --verify's
+// self-test: it makes none, and made reports that none fits (see
+// Providers.keptCA).
+func (ps *Providers) loadKeptCA(ctx context.Context, b *bottle.Bottle, hosts []string) (*bottle.CA, bool, error) {
+	key, err := ps.engineKey(ctx, b)
+	if err != nil {
+		return nil, false, err
+	}
+	dir := xdg.CADir(key, b.Metadata.Name)
+	if dir == "" {
+		return nil, true, nil
+	}
+	return ca.Load(dir, b.Metadata.Name, hosts, time.Now(), false)
 }
 
 // credentialHosts are the distinct hosts of a bottle's credentials, in

@@ -24,11 +24,29 @@ func (ps *Providers) lockKey(ctx context.Context) (string, error) {
 		}
 		return eng.LockKey(), nil
 	}
+	return ps.clusterKey()
+}
+
+// clusterKey names the cluster: its API server and context.
+func (ps *Providers) clusterKey() (string, error) {
 	c, err := ps.kube.Cluster()
 	if err != nil {
 		return "", err
 	}
 	return "cluster:" + c.Config.Host + "#" + c.Context, nil
+}
+
+// engineKey names where bottle b's bundle runs: its cluster on backend
+// kubernetes, else the docker engine (whatever else the run uses).
+func (ps *Providers) engineKey(ctx context.Context, b *bottle.Bottle) (string, error) {
+	if b.Spec.Backend == spec.BackendKubernetes {
+		return ps.clusterKey()
+	}
+	eng, err := ps.Engine(ctx)
+	if err != nil {
+		return "", err
+	}
+	return eng.LockKey(), nil
 }
 
 // DefaultKubeReadyTimeout bounds the wait for a cluster's pods: an image
