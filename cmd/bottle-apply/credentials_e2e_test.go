@@ -201,6 +201,25 @@ func TestE2ECredentials(t *testing.T) {
 		}
 	}
 
+	// Applied again, nothing changes: the CA is the one kept.
+	if steps := planSteps(t, func() string {
+		o, _ := apply("no-op apply", credentialsSpec(name, agentImage, apiIP+"/32", plainIP+"/32"))
+		return o
+	}(), name); len(steps) != 0 {
+		t.Errorf("an unchanged spec applied again changes %v", steps)
+	}
+	// --verify alone, with no secret read, checks the interception
+	// against the CA kept for the bottle.
+	code, vout, verr := runCLI(t, bin, "", []string{"XDG_STATE_HOME=" + state}, "-f", specFile, "--verify", "-o", "json")
+	if code != 0 || !strings.Contains(vout, `"got": "intercepted"`) {
+		t.Errorf("--verify exited %d without an interception check that passed:\n%s\n%s", code, vout, verr)
+	}
+	// status -f tells the bottle in sync.
+	code, sout, serr := runCLI(t, bin, "", []string{"XDG_STATE_HOME=" + state}, "status", "-f", specFile, "-o", "json")
+	if code != 0 || !strings.Contains(sout, `"inSync": true`) {
+		t.Errorf("status -f exited %d, not in sync:\n%s\n%s", code, sout, serr)
+	}
+
 	exec := func(stdin string, cmd ...string) (int, string, string) {
 		t.Helper()
 		return runCLI(t, bin, stdin, []string{"XDG_STATE_HOME=" + state}, append([]string{"exec", "-i", name, "--"}, cmd...)...)
