@@ -367,3 +367,84 @@ func planSteps(t *testing.T, out, name string) map[string]string {
 	}
 	return steps
 }
+
+// TestE2ESmolvmCredentials: on smolvm (the fake), the machine gets the
+// bottle's CA and the placeholder and never the value, which goes to the
+// docker bundle alone; rotating it replaces the bundle, not the machine.
+func TestE2ESmolvmCredentials(t *testing.T) {
+	t.Parallel()
+	e := newSmolEnv(t, "1.9.3")
+	value := randomSecret(t)
+	dir := filepath.Dir(e.path)
+	writeValue := func(v string) {
+		t.Helper()
+		if err := os.MkdirAll(filepath.Join(dir, "secrets"), 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dir, "secrets", "token"), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	writeValue(value)
+	raw, err := os.ReadFile(e.path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := string(raw) + `  bundle:
+    daemons: [egress, dns]
+    egress:
+      allow: [` + credHost + `]
+      credentials:
+        - {host: ` + credHost + `, header: Authorization, prefix: "Bearer ", valueFrom: {file: secrets/token}, agentEnv: GH_TOKEN}
+`
+	if err := os.WriteFile(e.path, []byte(spec), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	noValue := func(what, text string) {
+		t.Helper()
+		if strings.Contains(text, value) {
+			t.Errorf("%s shows the credential's value:\n%s", what, text)
+		}
+	}
+	out := e.mustApply("-o", "json")
+	noValue("the apply", out)
+	noValue("the smolvm command lines", strings.Join(e.argv(), "\n"))
+	m := e.machine()
+	if m == nil {
+		t.Fatal("no machine")
+	}
+	js, _ := json.Marshal(m)
+	noValue("the machine's record", string(js))
+	for _, want := range []string{"GH_TOKEN=" + bottle.CredentialPlaceholder, "NODE_EXTRA_CA_CERTS=" + bottle.AgentCAFile, "SSL_CERT_FILE=" + bottle.AgentCABundle} {
+		if !strings.Contains(string(js), want) {
+			t.Errorf("the machine's environment lacks %s:\n%s", want, js)
+		}
+	}
+	root := filepath.Join(e.state, "roots", bottle.ResourceName(e.name, bottle.RoleAgent))
+	caPEM, err := os.ReadFile(filepath.Join(root, bottle.AgentCAFile))
+	if err != nil || !strings.Contains(string(caPEM), "BEGIN CERTIFICATE") {
+		t.Fatalf("the machine has no CA at %s: %v", bottle.AgentCAFile, err)
+	}
+	joined, err := os.ReadFile(filepath.Join(root, bottle.AgentCABundle))
+	if err != nil || !strings.HasSuffix(string(joined), string(caPEM)) || strings.Count(string(joined), "BEGIN CERTIFICATE") < 100 {
+		t.Errorf("the machine's %s is not the roots then the bottle's CA (%v)", bottle.AgentCABundle, err)
+	}
+	// The bundle, a docker container, is told where the file is, never
+	// what it holds.
+	c := testenv.Docker(t)
+	insp, err := c.ContainerInspect(t.Context(), bottle.ResourceName(e.name, bottle.RoleBundle))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ij, _ := json.Marshal(insp)
+	noValue("docker inspect of the bundle", string(ij))
+	if !strings.Contains(string(ij), "BOTTLE_CREDENTIALS_FILE="+bottle.BundleSecretsFile) {
+		t.Errorf("the bundle is not told where its credentials are")
+	}
+
+	writeValue(randomSecret(t))
+	out = e.mustApply("-o", "json")
+	if steps := planSteps(t, out, e.name); steps[bottle.RoleBundle] != "replace" || len(steps) != 1 {
+		t.Errorf("rotating the value: the plan's steps are %v; want the bundle replaced, nothing else", steps)
+	}
+}
