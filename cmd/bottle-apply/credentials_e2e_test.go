@@ -14,6 +14,7 @@ import (
 	"math/big"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -341,6 +342,19 @@ func TestE2ECredentials(t *testing.T) {
 	}
 	if e := get("curl after the rotation", "curl", "-sS", "https://"+credHost+"/echo"); len(e.Header["X-Api-Key"]) != 1 || e.Header["X-Api-Key"][0] != rotated {
 		t.Errorf("after the rotation the stand-in got x-api-key %q; want the new value", e.Header["X-Api-Key"])
+	}
+
+	// A wiped state directory: the CA is made anew, and the plan says the
+	// agent is replaced for it (a dry run keeps nothing).
+	if err := os.RemoveAll(filepath.Join(state, "bottle-apply", "ca")); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = runCLI(t, bin, "", []string{"XDG_STATE_HOME=" + state}, "-f", specFile, "--dry-run")
+	if code != 0 || !regexp.MustCompile(`(?m)^\s*-/\+ \S+/agent\s+credentialCA changed`).MatchString(out+errOut) {
+		t.Errorf("a dry run without the kept CA (exit %d) does not say the agent is replaced for it:\n%s\n%s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(state, "bottle-apply", "ca")); !os.IsNotExist(err) {
+		t.Errorf("a dry run kept a CA: %v", err)
 	}
 }
 
