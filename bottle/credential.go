@@ -3,8 +3,6 @@ package bottle
 import (
 	"encoding/json"
 	"fmt"
-	"io"
-	"strconv"
 )
 
 // Credential is a resolved spec.bundle.egress.credentials entry: the
@@ -36,14 +34,7 @@ func (c Credential) GoString() string {
 
 // Format makes every verb print a redacted form.
 func (c Credential) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = io.WriteString(f, c.GoString())
-	case verb == 'q':
-		_, _ = io.WriteString(f, strconv.Quote(c.String()))
-	default:
-		_, _ = io.WriteString(f, c.String())
-	}
+	formatRedacted(f, verb, c)
 }
 
 // MarshalJSON writes everything but the value.
@@ -86,14 +77,7 @@ func (c CA) GoString() string {
 
 // Format makes every verb print a redacted form.
 func (c CA) Format(f fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && f.Flag('#'):
-		_, _ = io.WriteString(f, c.GoString())
-	case verb == 'q':
-		_, _ = io.WriteString(f, strconv.Quote(c.String()))
-	default:
-		_, _ = io.WriteString(f, c.String())
-	}
+	formatRedacted(f, verb, c)
 }
 
 // MarshalJSON writes the fingerprint alone.
@@ -230,3 +214,18 @@ func CAFiles(caCert, roots []byte) []File {
 		{Path: AgentCABundle, Content: joined, Mode: 0o644},
 	}
 }
+
+// ImageCABundles are where images keep their CA bundle, most common
+// first: Debian, Ubuntu and Alpine; Fedora and RHEL; openSUSE; Alpine's
+// and the BSDs' other name. A provider joins the first its agent's image
+// has to the bottle's CA (CAFiles).
+var ImageCABundles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",
+	"/etc/pki/tls/certs/ca-bundle.crt",
+	"/etc/ssl/ca-bundle.pem",
+	"/etc/ssl/cert.pem",
+}
+
+// MaxCABundleSize caps an image's CA bundle read (Debian's is about 220
+// KiB).
+const MaxCABundleSize = 4 << 20

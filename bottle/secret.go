@@ -84,3 +84,20 @@ func (b *Bottle) SecretDigests() []string {
 	slices.Sort(out)
 	return out
 }
+
+// formatRedacted is the Format of a type that holds a secret: %#v prints
+// its GoString, %q its String quoted, every other verb its String, so
+// that no verb reaches the fields fmt would otherwise print.
+func formatRedacted(f fmt.State, verb rune, v interface {
+	String() string
+	GoString() string
+}) {
+	switch {
+	case verb == 'v' && f.Flag('#'):
+		_, _ = io.WriteString(f, v.GoString())
+	case verb == 'q':
+		_, _ = io.WriteString(f, strconv.Quote(v.String()))
+	default:
+		_, _ = io.WriteString(f, v.String())
+	}
+}

@@ -3,9 +3,7 @@ package bottle
 import (
 	"encoding/json"
 	"fmt"
-	"io"
 	"io/fs"
-	"strconv"
 )
 
 // VolumeName is the engine name of a bottle's named volume:
@@ -38,14 +36,7 @@ func (f File) GoString() string {
 
 // Format makes every verb print a redacted form.
 func (f File) Format(s fmt.State, verb rune) {
-	switch {
-	case verb == 'v' && s.Flag('#'):
-		_, _ = io.WriteString(s, f.GoString())
-	case verb == 'q':
-		_, _ = io.WriteString(s, strconv.Quote(f.String()))
-	default:
-		_, _ = io.WriteString(s, f.String())
-	}
+	formatRedacted(s, verb, f)
 }
 
 // MarshalJSON writes everything but the content.
