@@ -153,26 +153,13 @@ func (p *Provider) writeSecrets(ctx context.Context, id string, cfg containerCon
 	return nil
 }
 
-// caBundlePaths are where images keep their CA bundle, most common first:
-// Debian, Ubuntu and Alpine; Fedora and RHEL; openSUSE; Alpine's and the
-// BSDs' other name.
-var caBundlePaths = []string{
-	"/etc/ssl/certs/ca-certificates.crt",
-	"/etc/pki/tls/certs/ca-bundle.crt",
-	"/etc/ssl/ca-bundle.pem",
-	"/etc/ssl/cert.pem",
-}
-
-// maxRootsSize caps the image's CA bundle read (Debian's is about 220 KiB).
-const maxRootsSize = 4 << 20
-
-// imageRoots is the CA bundle of the created container's image, the first
-// of caBundlePaths that is a file (a symbolic link is followed within the
-// container, twice at most); where the image has none (a distroless or
-// scratch image), the roots bottle-apply carries (ca.FallbackRootsPEM).
-// It says where they came from.
+// imageRoots is the CA bundle of the created container's image, the
+// first of bottle.ImageCABundles that is a file (a symbolic link is
+// followed within the container, twice at most); where the image has none
+// (a distroless or scratch image), the roots bottle-apply carries
+// (ca.FallbackRootsPEM). It says where they came from.
 func (p *Provider) imageRoots(ctx context.Context, id string) ([]byte, string) {
-	for _, start := range caBundlePaths {
+	for _, start := range bottle.ImageCABundles {
 		at := start
 		for range 3 {
 			data, link, err := p.readFile(ctx, id, at)
@@ -211,10 +198,10 @@ func (p *Provider) readFile(ctx context.Context, id, file string) (data []byte, 
 	case tar.TypeSymlink:
 		return nil, hdr.Linkname, nil
 	case tar.TypeReg:
-		if hdr.Size > maxRootsSize {
+		if hdr.Size > bottle.MaxCABundleSize {
 			return nil, "", fmt.Errorf("%s is %d bytes, more than a CA bundle", file, hdr.Size)
 		}
-		data, err := io.ReadAll(io.LimitReader(tr, maxRootsSize))
+		data, err := io.ReadAll(io.LimitReader(tr, bottle.MaxCABundleSize))
 		return data, "", err
 	}
 	return nil, "", fmt.Errorf("%s is not a file", file)

@@ -97,32 +97,20 @@ func (p *Provider) copyFile(ctx context.Context, v Version, name, src string, f 
 	return nil
 }
 
-// caBundlePaths are where images keep their CA bundle, most common first
-// (as the docker provider's list).
-var caBundlePaths = []string{
-	"/etc/ssl/certs/ca-certificates.crt",
-	"/etc/pki/tls/certs/ca-bundle.crt",
-	"/etc/ssl/ca-bundle.pem",
-	"/etc/ssl/cert.pem",
-}
-
-// maxRootsSize caps the image's CA bundle read.
-const maxRootsSize = 4 << 20
-
 // imageRoots is the CA bundle of the running machine's image, the first
-// of caBundlePaths it has (smolvm cp reads through a symbolic link); where
-// it has none, the roots bottle-apply carries. It says where they came
-// from.
+// of bottle.ImageCABundles it has (smolvm cp reads through a symbolic
+// link); where it has none, the roots bottle-apply carries. It says where
+// they came from.
 func (p *Provider) imageRoots(ctx context.Context, name string) ([]byte, string) {
 	tmp, err := os.MkdirTemp("", "bottle-apply-roots-")
 	if err == nil {
 		defer os.RemoveAll(tmp)
-		for i, at := range caBundlePaths {
+		for i, at := range bottle.ImageCABundles {
 			dst := filepath.Join(tmp, strconv.Itoa(i))
 			if p.cli.cp(ctx, name+":"+at, dst) != nil {
 				continue
 			}
-			if st, err := os.Stat(dst); err != nil || st.Size() == 0 || st.Size() > maxRootsSize {
+			if st, err := os.Stat(dst); err != nil || st.Size() == 0 || st.Size() > bottle.MaxCABundleSize {
 				continue
 			}
 			if data, err := os.ReadFile(dst); err == nil {
