@@ -2,16 +2,9 @@ package main
 
 import (
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/json"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -61,43 +54,6 @@ spec:
           agentEnv: API_KEY
       trust: [certs/upstream.pem]
 `, name, image, strings.Join(cidrs, ", "), credHost, plainHost, credHost)
-}
-
-// upstreamCerts makes the stand-ins' CA and a certificate of theirs for
-// credHost and plainHost: the CA's PEM, and the certificate's and key's.
-func upstreamCerts(t *testing.T) (caPEM, certPEM, keyPEM []byte) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: upstreamCN},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leaf := &x509.Certificate{SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: credHost},
-		DNSNames: []string{credHost, plainHost}, NotBefore: now.Add(-time.Hour), NotAfter: now.Add(24 * time.Hour),
-		KeyUsage: x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kder, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder})
 }
 
 // tlsServer runs a stand-in that echoes over TLS on port 443, on the
@@ -157,7 +113,8 @@ func TestE2ECredentials(t *testing.T) {
 	dir, state := t.TempDir(), t.TempDir()
 	name := testenv.Name("cred")
 	testenv.CleanupBottle(t, c, name)
-	caPEM, certPEM, keyPEM := upstreamCerts(t)
+	upCA, upCert := testenv.ServerCerts(t, upstreamCN, credHost, plainHost)
+	caPEM, certPEM, keyPEM := upCA.Cert, upCert.Cert, upCert.Key
 	value := randomSecret(t)
 	planted := []string{value}
 	write := func(rel string, data []byte) {

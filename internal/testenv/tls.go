@@ -247,3 +247,19 @@ func UnixSocket() (string, error) {
 	}
 	return "", errors.New("DOCKER_HOST=" + h + " is not a unix socket: the tests put their own fronts before a local engine's socket")
 }
+
+// ServerCerts makes a CA named caName and a server certificate it signs
+// for the DNS names: a stand-in's own TLS, which a test gives a client
+// (or a bundle, through spec.bundle.egress.trust) to trust.
+func ServerCerts(t testing.TB, caName string, names ...string) (ca, server PEM) {
+	t.Helper()
+	c, caKey := newCert(t, caName, nil, nil, func(c *x509.Certificate) {
+		c.IsCA, c.BasicConstraintsValid = true, true
+		c.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature
+	})
+	s, _ := newCert(t, names[0], c.parsed, caKey, func(c *x509.Certificate) {
+		c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
+		c.DNSNames = names
+	})
+	return c.pem, s.pem
+}
