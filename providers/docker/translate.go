@@ -317,6 +317,14 @@ func bundleContainer(b *bottle.Bottle, at place, bundleImage, version string) re
 	if len(set.daemons) > 0 {
 		r.Summary["daemons"] = strings.Join(set.daemons, ",")
 	}
+	if len(b.Credentials) > 0 {
+		// What the bundle adds, and where: never the values.
+		named := make([]string, len(b.Credentials))
+		for i, c := range b.Credentials {
+			named[i] = c.Host + ":" + strings.ToLower(c.Header)
+		}
+		r.Summary["credentials"] = strings.Join(named, ",")
+	}
 	cfg := containerConfig{
 		Name: r.Name, Image: image, Builtin: builtin, Hostname: r.Name,
 		Env: []string{
