@@ -20,10 +20,11 @@ import (
 )
 
 // startUntil starts the binary and returns once a stderr line contains
-// marker; the rest of stderr keeps being collected.
-func startUntil(t *testing.T, bin string, env []string, marker string, args ...string) (*exec.Cmd, *bytes.Buffer, <-chan struct{}) {
+// marker; the rest of stderr keeps being collected, and acked is closed
+// once a line contains ack (or stderr ends).
+func startUntil(t *testing.T, bin string, env []string, marker, ack string, args ...string) (cmd *exec.Cmd, errOut *bytes.Buffer, drained, acked <-chan struct{}) {
 	t.Helper()
-	cmd := exec.Command(bin, args...)
+	cmd = exec.Command(bin, args...)
 	cmd.Env = env
 	pr, pw := io.Pipe()
 	cmd.Stderr = pw
@@ -33,21 +34,27 @@ func startUntil(t *testing.T, bin string, env []string, marker string, args ...s
 		t.Fatal(err)
 	}
 	var errb bytes.Buffer
-	seen := make(chan struct{})
-	drained := make(chan struct{})
+	seen, done, ackd := make(chan struct{}), make(chan struct{}), make(chan struct{})
 	go func() {
-		defer close(drained)
+		defer close(done)
 		sc := bufio.NewScanner(pr)
-		found := false
+		found, gotAck := false, false
 		for sc.Scan() {
 			errb.WriteString(sc.Text() + "\n")
 			if !found && strings.Contains(sc.Text(), marker) {
 				found = true
 				close(seen)
 			}
+			if !gotAck && ack != "" && strings.Contains(sc.Text(), ack) {
+				gotAck = true
+				close(ackd)
+			}
 		}
 		if !found {
 			close(seen)
+		}
+		if !gotAck {
+			close(ackd)
 		}
 	}()
 	go func() { _ = cmd.Wait(); pw.Close() }()
@@ -56,7 +63,7 @@ func startUntil(t *testing.T, bin string, env []string, marker string, args ...s
 	case <-time.After(2 * time.Minute):
 		t.Fatalf("no %q on stderr", marker)
 	}
-	return cmd, &errb, drained
+	return cmd, &errb, done, ackd
 }
 
 func TestE2EInterruptLeavesAConvergeableBottle(t *testing.T) {
@@ -67,19 +74,28 @@ func TestE2EInterruptLeavesAConvergeableBottle(t *testing.T) {
 	for _, tc := range []struct {
 		name    string
 		signals int
-		code    int
-		says    string
+		// at is the step whose start the first signal follows: the second
+		// signal needs a step that runs long enough to interrupt.
+		at   string
+		code int
+		says string
 	}{
-		{"once: running steps finish", 1, 1, "interrupted: starting no new step"},
-		{"twice: exit at once", 2, 130, "interrupted again: exiting now"},
+		{"once: running steps finish", 1, "create docker-network:", 1, "interrupted: starting no new step"},
+		{"twice: exit at once", 2, "create docker-container:", 130, "interrupted again: exiting now"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
 			path, name := example(t, c, "hello.yaml", img)
-			cmd, errb, drained := startUntil(t, bin, os.Environ(), "create docker-network:", "-f", path)
+			cmd, errb, drained, acked := startUntil(t, bin, os.Environ(), tc.at, "interrupted: starting no new step", "-f", path)
 			for range tc.signals {
 				_ = cmd.Process.Signal(syscall.SIGINT)
-				time.Sleep(20 * time.Millisecond)
+				// Each signal once it is taken: two sent at once can reach
+				// a busy process as one (the kernel keeps one pending
+				// SIGINT).
+				select {
+				case <-acked:
+				case <-time.After(10 * time.Second):
+				}
 			}
 			<-drained // after Wait: stderr closes when the process is reaped
 			code := cmd.ProcessState.ExitCode()
