@@ -377,7 +377,15 @@ func (h *credentialHandler) rewrite(pr *httputil.ProxyRequest) {
 	pr.Out.URL.Scheme = "https"
 	pr.Out.URL.Host = net.JoinHostPort(h.a.host, strconv.Itoa(h.a.port))
 	pr.Out.URL.User = nil
-	pr.Out.Host = pr.In.Host
+	// The upstream gets the credentialed host's own name, not the form the
+	// agent wrote (API.TEST., [api.test], api.test:): hostDiffers takes
+	// them all as the CONNECT host, but a front that routes on the Host's
+	// text (a CDN's table of tenants) might not, and would hand the
+	// credential to whoever it finds.
+	pr.Out.Host = h.a.host
+	if _, p, err := net.SplitHostPort(pr.In.Host); err == nil && p != "" {
+		pr.Out.Host = pr.Out.URL.Host // hostDiffers checked it is a.port
+	}
 	for _, c := range h.creds {
 		for k := range pr.Out.Header {
 			if strings.EqualFold(k, c.Header) {

@@ -1,0 +1,223 @@
+package bundle
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Attacks on the credentials of an intercepted tunnel, run as the agent
+// would: raw bytes inside the TLS the bundle terminates. Each case is one
+// attack that must be stopped: the credential goes to the credentialed
+// host alone, under its own name, and never comes back to the agent.
+
+// rawRequest opens an intercepted HTTP/1.1 tunnel to api.test, writes
+// raw, and reads as many responses as want (nil ones when the tunnel
+// closed first).
+func (b *credBundle) rawRequest(t *testing.T, raw string, want int) []*http.Response {
+	t.Helper()
+	tc, err := b.tunnel(t, "api.test", "http/1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tc.Close()
+	if _, err := io.WriteString(tc, raw); err != nil {
+		t.Fatal(err)
+	}
+	br := bufio.NewReader(tc)
+	var out []*http.Response
+	for range want {
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			out = append(out, nil)
+			continue
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body = io.NopCloser(strings.NewReader(string(body)))
+		out = append(out, resp)
+	}
+	return out
+}
+
+// The attack: a Host the check takes as the credentialed host's, but in
+// another form (case, trailing dot, brackets, an empty port). An upstream
+// front that routes on the Host's exact text (a CDN's tenant table) could
+// take such a form as another tenant's and hand it the credential: the
+// upstream must see the credentialed host's own name, or nothing.
+func TestCredentialAttackHostForms(t *testing.T) {
+	t.Parallel()
+	b := startCred(t, true, nil)
+	port := strconv.Itoa(b.up.port)
+	canonical := []string{"api.test", "api.test:" + port}
+	tests := []struct {
+		name, host string
+		refused    bool // else it reaches the upstream, under a canonical name
+	}{
+		{"upper case", "API.TEST", false},
+		{"trailing dot", "api.test.", false},
+		{"trailing dot and port", "Api.Test.:" + port, false},
+		{"brackets", "[api.test]", false},
+		{"brackets and port", "[api.test]:" + port, false},
+		{"empty port", "api.test:", false},
+		{"userinfo", "evil.test@api.test", true},
+		{"userinfo after", "api.test@evil.test", true},
+		{"other port", "api.test:1", true},
+		{"port with a zero", "api.test:0" + port, true},
+		{"percent-encoded dot", "api%2etest", true},
+		{"suffix", "api.test.evil.test", true},
+		{"prefix", "evil-api.test", true},
+		{"IP literal", "127.0.0.1:" + port, true},
+		{"bracketed IPv6", "[::1]:" + port, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(b.up.requests())
+			resp := b.rawRequest(t, "GET /form HTTP/1.1\r\nHost: "+tt.host+"\r\n\r\n", 1)[0]
+			reqs := b.up.requests()[before:]
+			if tt.refused {
+				if resp == nil || resp.StatusCode/100 != 4 || len(reqs) != 0 {
+					t.Fatalf("Host %q: %v, the upstream got %d requests; want a refusal and none", tt.host, status(resp), len(reqs))
+				}
+				return
+			}
+			if resp == nil || resp.StatusCode != http.StatusOK || len(reqs) != 1 {
+				t.Fatalf("Host %q: %v, the upstream got %d requests; want 200 and one", tt.host, status(resp), len(reqs))
+			}
+			if !slices.Contains(canonical, reqs[0].host) {
+				t.Errorf("Host %q reached the upstream as %q; want one of %q", tt.host, reqs[0].host, canonical)
+			}
+		})
+	}
+	// The same forms as HTTP/2 :authority.
+	for _, host := range []string{"API.TEST", "api.test.", "[api.test]:" + port} {
+		t.Run("HTTP/2 "+host, func(t *testing.T) {
+			before := len(b.up.requests())
+			req, _ := http.NewRequest(http.MethodGet, b.url("api.test", "/form"), nil)
+			req.Host = host
+			resp, err := b.agent(t, true).Do(req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			reqs := b.up.requests()[before:]
+			if resp.StatusCode != http.StatusOK || len(reqs) != 1 || !slices.Contains(canonical, reqs[0].host) {
+				t.Fatalf(":authority %q: %s, upstream saw %+v; want 200 and one of %q", host, resp.Status, reqs, canonical)
+			}
+		})
+	}
+}
+
+// status names a response for a failure message.
+func status(resp *http.Response) string {
+	if resp == nil {
+		return "no response (the tunnel closed)"
+	}
+	return fmt.Sprintf("%s (%s)", resp.Status, resp.Header.Get(DeniedHeader))
+}
+
+// The attack: requests that ride behind a refused one, or inside the body
+// of an allowed one (pipelining, keep-alive after a refusal, CL/TE
+// smuggling). Each request the upstream gets is one the agent sent to
+// api.test, whole; the one smuggled in a body stays body.
+func TestCredentialAttackPipelining(t *testing.T) {
+	t.Parallel()
+	b := startCred(t, true, nil)
+	smuggled := "GET /smuggled HTTP/1.1\r\nHost: evil.test\r\n\r\n"
+	tests := []struct {
+		name      string
+		raw       string
+		want      int   // responses
+		statuses  []int // 0: the tunnel closed
+		upstreams []string
+	}{
+		{"refused, then allowed on the same connection",
+			"GET /a HTTP/1.1\r\nHost: evil.test\r\n\r\nGET /b HTTP/1.1\r\nHost: api.test\r\n\r\n",
+			2, []int{403, 200}, []string{"/b"}},
+		{"allowed, then refused",
+			"GET /a HTTP/1.1\r\nHost: api.test\r\n\r\nGET /b HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+			2, []int{200, 403}, []string{"/a"}},
+		{"a request in the body",
+			fmt.Sprintf("POST /a HTTP/1.1\r\nHost: api.test\r\nContent-Length: %d\r\n\r\n%s", len(smuggled), smuggled),
+			1, []int{200}, []string{"/a"}},
+		// Go's server reads it as chunked (RFC 9112 6.3): the request
+		// after the chunked body is a request of its own, and checked.
+		{"Content-Length and chunked",
+			fmt.Sprintf("POST /a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n%s", smuggled),
+			2, []int{200, 403}, []string{"/a"}},
+		{"two Content-Lengths",
+			fmt.Sprintf("POST /a HTTP/1.1\r\nHost: api.test\r\nContent-Length: 0\r\nContent-Length: %d\r\n\r\n%s", len(smuggled), smuggled),
+			1, []int{400}, nil},
+		{"chunked, obfuscated",
+			"POST /a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + smuggled,
+			1, []int{501}, nil},
+		{"Expect 100-continue for another host",
+			"POST /a HTTP/1.1\r\nHost: evil.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
+			1, []int{403}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(b.up.requests())
+			resps := b.rawRequest(t, tt.raw, tt.want)
+			for i, resp := range resps {
+				got := 0
+				if resp != nil {
+					got = resp.StatusCode
+				}
+				if got != tt.statuses[i] {
+					t.Errorf("response %d = %s; want %d", i, status(resp), tt.statuses[i])
+				}
+			}
+			var paths []string
+			for _, r := range b.up.requests()[before:] {
+				paths = append(paths, r.path)
+				if r.host != "api.test" {
+					t.Errorf("the upstream got a request for %q", r.host)
+				}
+			}
+			if !slices.Equal(paths, tt.upstreams) {
+				t.Errorf("the upstream got %q; want %q", paths, tt.upstreams)
+			}
+		})
+	}
+}
+
+// The attack: a WebSocket upgrade, then an HTTP request for another host
+// on the switched stream. After the switch the stream is the upstream's
+// (api.test's) alone: the bytes go there as they are, with no credential
+// added, and nothing is dialled elsewhere.
+func TestCredentialAttackAfterUpgrade(t *testing.T) {
+	t.Parallel()
+	b := startCred(t, true, nil)
+	tc, err := b.tunnel(t, "api.test", "http/1.1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+	br := bufio.NewReader(tc)
+	resp, err := http.ReadResponse(br, nil)
+	if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+		t.Fatalf("upgrade = %v, %v", resp, err)
+	}
+	next := "GET /next HTTP/1.1\r\nHost: evil.test\r\nX-Api-Key: agent-own\r\n\r\n"
+	if _, err := io.WriteString(tc, next); err != nil {
+		t.Fatal(err)
+	}
+	// The echoing upstream returns exactly what the agent wrote.
+	got := make([]byte, len(next))
+	_ = tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(br, got); err != nil || string(got) != next {
+		t.Fatalf("the switched stream carried %q, %v; want the agent's bytes unchanged", got, err)
+	}
+	if b.res.wasAsked("evil.test") {
+		t.Fatal("the proxy resolved evil.test")
+	}
+	if reqs := b.up.requests(); len(reqs) != 1 {
+		t.Fatalf("upstream requests = %+v; want the upgrade alone", reqs)
+	}
+}
