@@ -121,6 +121,47 @@ func status(resp *http.Response) string {
 	return fmt.Sprintf("%s (%s)", resp.Status, resp.Header.Get(DeniedHeader))
 }
 
+// The attack: read the credential back from the upstream, or through the
+// proxy's own answers. TRACE makes a server echo the request it received,
+// headers and all: the credential would come back to the agent. Requests
+// the check refuses, and those the Go server refuses, must not reach the
+// upstream.
+func TestCredentialAttackReadBack(t *testing.T) {
+	t.Parallel()
+	b := startCred(t, true, nil)
+	port := strconv.Itoa(b.up.port)
+	tests := []struct {
+		name, raw, short string // short: the DeniedHeader, when the proxy refuses
+	}{
+		{"TRACE", "TRACE / HTTP/1.1\r\nHost: api.test\r\n\r\n", deniedTrace},
+		{"TRACE lower case", "trace / HTTP/1.1\r\nHost: api.test\r\n\r\n", deniedTrace},
+		{"TRACK", "TRACK / HTTP/1.1\r\nHost: api.test\r\n\r\n", deniedTrace},
+		{"two Hosts", "GET / HTTP/1.1\r\nHost: api.test\r\nHost: evil.test\r\n\r\n", ""}, // Go's server answers 400
+		{"Host with a space", "GET / HTTP/1.1\r\nHost: api.test evil.test\r\n\r\n", ""},
+		{"absolute form with userinfo", "GET https://api.test@evil.test:" + port + "/ HTTP/1.1\r\nHost: api.test\r\n\r\n", deniedHost},
+		{"absolute form, other scheme", "GET ftp://evil.test/ HTTP/1.1\r\nHost: api.test\r\n\r\n", deniedHost},
+		{"CONNECT to itself", "CONNECT api.test:" + port + " HTTP/1.1\r\nHost: api.test:" + port + "\r\n\r\n", deniedHost},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := len(b.up.requests())
+			resp := b.rawRequest(t, tt.raw, 1)[0]
+			if resp == nil || resp.StatusCode/100 != 4 || resp.Header.Get(DeniedHeader) != tt.short {
+				t.Errorf("%q = %s; want a refusal (%s)", tt.raw, status(resp), tt.short)
+			}
+			if resp != nil {
+				body, _ := io.ReadAll(resp.Body)
+				if strings.Contains(string(body), "VALUE-never-logged") {
+					t.Errorf("the answer holds a credential: %q", body)
+				}
+			}
+			if reqs := b.up.requests()[before:]; len(reqs) != 0 {
+				t.Errorf("%q reached the upstream: %+v", tt.raw, reqs)
+			}
+		})
+	}
+}
+
 // The attack: requests that ride behind a refused one, or inside the body
 // of an allowed one (pipelining, keep-alive after a refusal, CL/TE
 // smuggling). Each request the upstream gets is one the agent sent to

@@ -47,6 +47,7 @@ import (
 const (
 	deniedCredentialTLS = "credential-needs-tls"
 	deniedHandshake     = "tls-handshake"
+	deniedTrace         = "trace-with-credential"
 	// maxPathLen caps a path in a decision line.
 	maxPathLen = 256
 	// maxCredentialUpstreamConns caps the upstream connections of one
@@ -349,10 +350,15 @@ type credentialRequestKey struct{}
 
 func (h *credentialHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	cr := &credentialRequest{method: r.Method, path: r.URL.Path}
-	why := ""
+	why, short := "", deniedHost
 	switch {
 	case r.Method == http.MethodConnect:
 		why = fmt.Sprintf("a CONNECT inside the intercepted tunnel to %s", h.a.host)
+	case strings.EqualFold(r.Method, http.MethodTrace), strings.EqualFold(r.Method, "TRACK"):
+		// A server that answers TRACE (or IIS's TRACK) echoes the request
+		// it got, headers and all: the credential would come back to the
+		// agent. Methods are case-sensitive, but some servers are not.
+		why, short = fmt.Sprintf("a %s inside the intercepted tunnel to %s would echo the credential back", logSafe(r.Method, maxMethodLen), h.a.host), deniedTrace
 	default:
 		// No hole of a test build opens this: it is where a credential
 		// could go to another host on the same address.
@@ -361,7 +367,7 @@ func (h *credentialHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if why != "" {
 		v, _, _, _ := h.a.outcome()
 		v.method = r.Method
-		v.deny(http.StatusForbidden, deniedHost, why+"; no credential was added")
+		v.deny(http.StatusForbidden, short, why+"; no credential was added")
 		h.log(cr, v, "")
 		writeResponse(w, h.e.denial(r, &v))
 		return

@@ -23,7 +23,8 @@ import (
 // DeniedHeader is set on the proxy's denials (403, and 400 for requests
 // it cannot take) to a short reason: no-matching-rule, address-not-allowed,
 // blocked-address, proxy-itself, not-a-proxy-request, bad-target, or
-// host-mismatch and credential-needs-tls for credentialed hosts.
+// host-mismatch, credential-needs-tls and trace-with-credential for
+// credentialed hosts.
 const DeniedHeader = "X-Bottle-Apply-Denied"
 
 const (
