@@ -2,6 +2,8 @@ package bundle
 
 import (
 	"bufio"
+	"context"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
@@ -10,6 +12,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/bottle-apply/bottle-apply/bottle"
+	"github.com/bottle-apply/bottle-apply/ca"
 )
 
 // Attacks on the credentials of an intercepted tunnel, run as the agent
@@ -260,5 +265,38 @@ func TestCredentialAttackAfterUpgrade(t *testing.T) {
 	}
 	if reqs := b.up.requests(); len(reqs) != 1 {
 		t.Fatalf("upstream requests = %+v; want the upgrade alone", reqs)
+	}
+}
+
+// The attack (a spec author's mistake, or a credentials file not written
+// by a checked spec): a credential for a header of the connection. The
+// HTTP/2 transport refuses such a request with an error that quotes the
+// value ("invalid Connection request header: [...]"), which a 502 would
+// hand to the agent and the log would keep. The bundle refuses the file,
+// as spec validation refuses the spec.
+func TestCredentialAttackConnectionHeader(t *testing.T) {
+	t.Parallel()
+	bottleCA, err := ca.New("hello", []string{"api.test"}, time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, header := range []string{"Connection", "upgrade", "Transfer-Encoding", "TE", "Host", "Content-Length", "Trailer", "Keep-Alive", "Proxy-Authorization"} {
+		t.Run(header, func(t *testing.T) {
+			t.Parallel()
+			cfg := baseConfig(newResolver(map[string]string{"api.test": "127.0.0.1"}), "api.test:*")
+			cfg.CredentialsFile = credFile(t, bottleCA, nil, bottle.BundleCredential{Host: "api.test", Header: header, Value: secretKey})
+			cfg.upstreamRoots = x509.NewCertPool
+			log := &logBuffer{}
+			// A bundle that takes the file runs until the context ends.
+			ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+			defer cancel()
+			err := Run(ctx, cfg, log)
+			if err == nil || !strings.Contains(err.Error(), "header") {
+				t.Fatalf("Run = %v; want the credentials file refused for its header", err)
+			}
+			if strings.Contains(err.Error(), secretKey) || strings.Contains(log.String(), secretKey) {
+				t.Fatalf("the error or the log holds the value")
+			}
+		})
 	}
 }

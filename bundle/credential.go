@@ -120,8 +120,8 @@ func loadCredentials(path string, now time.Time, base func() *x509.CertPool) (*c
 		if msg := checkHost(host); msg != "" || isIP(host) {
 			return nil, fail("credentials[%d]: the host is not a host name", i)
 		}
-		if !isToken(bc.Header) {
-			return nil, fail("credentials[%d] (%s): header %s is not a header name", i, host, quoteClip(bc.Header))
+		if msg := spec.CheckCredentialHeader(bc.Header); msg != "" {
+			return nil, fail("credentials[%d] (%s): header %s", i, host, msg)
 		}
 		switch {
 		case bc.Value == "":

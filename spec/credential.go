@@ -55,6 +55,18 @@ func checkHeader(s string) string {
 	return ""
 }
 
+// CheckCredentialHeader returns what is wrong with a credential's header
+// name, or "", by the rules of the spec's own check: the bundle applies
+// them again to the credentials file it is given, as a connection header
+// would not only be carried wrong but could bring the value into an
+// error's text ("invalid Connection request header: [value]").
+func CheckCredentialHeader(s string) string {
+	if s == "" {
+		return "the header name is empty"
+	}
+	return checkHeader(s)
+}
+
 // isToken reports whether s is an RFC 9110 token: one or more tchar.
 func isToken(s string) bool {
 	for i := 0; i < len(s); i++ {
