@@ -300,3 +300,42 @@ func TestCredentialAttackConnectionHeader(t *testing.T) {
 		})
 	}
 }
+
+// The attack: many HTTP/2 streams in one intercepted tunnel. Each stream
+// is a handler holding a request (its header up to maxHeaderBytes) and an
+// upstream request, so the streams a tunnel may open at once multiply
+// what the proxy's cap on connections bounds. The proxy's SETTINGS must
+// cap them at maxCredentialStreams, however many Go's default allows.
+func TestCredentialAttackManyStreams(t *testing.T) {
+	t.Parallel()
+	b := startCred(t, true, nil)
+	tc, err := b.tunnel(t, "api.test", "h2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := tc.ConnectionState().NegotiatedProtocol; p != "h2" {
+		t.Fatalf("ALPN = %q, want h2", p)
+	}
+	// The client preface and an empty SETTINGS frame (RFC 9113 3.4).
+	if _, err := io.WriteString(tc, "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00"); err != nil {
+		t.Fatal(err)
+	}
+	// The server's first frame is its SETTINGS.
+	hdr := make([]byte, 9)
+	if _, err := io.ReadFull(tc, hdr); err != nil || hdr[3] != 0x4 {
+		t.Fatalf("first frame %x, %v; want SETTINGS", hdr, err)
+	}
+	payload := make([]byte, int(hdr[0])<<16|int(hdr[1])<<8|int(hdr[2]))
+	if _, err := io.ReadFull(tc, payload); err != nil {
+		t.Fatal(err)
+	}
+	streams := -1 // not sent: unlimited
+	for i := 0; i+6 <= len(payload); i += 6 {
+		if id := int(payload[i])<<8 | int(payload[i+1]); id == 0x3 { // SETTINGS_MAX_CONCURRENT_STREAMS
+			streams = int(payload[i+2])<<24 | int(payload[i+3])<<16 | int(payload[i+4])<<8 | int(payload[i+5])
+		}
+	}
+	if streams < 1 || streams > maxCredentialStreams {
+		t.Fatalf("the proxy allows %d concurrent streams in a tunnel; want 1 to %d", streams, maxCredentialStreams)
+	}
+}

@@ -53,6 +53,11 @@ const (
 	// maxCredentialUpstreamConns caps the upstream connections of one
 	// intercepted tunnel: an HTTP/2 agent may run many streams at once.
 	maxCredentialUpstreamConns = 16
+	// maxCredentialStreams caps the HTTP/2 streams of one intercepted
+	// tunnel that are open at once (Go's default is 250): each holds a
+	// handler, a request header of up to maxHeaderBytes and a request
+	// upstream, and maxProxyConns tunnels may be open.
+	maxCredentialStreams = 32
 )
 
 // FieldCredential and FieldPath are set on the decision lines of requests
@@ -298,6 +303,7 @@ func (e *egress) intercept(a *attempt, creds []bottle.BundleCredential) func(*ht
 			ReadHeaderTimeout: readHeaderTimeout,
 			IdleTimeout:       e.p.tunnelIdle,
 			MaxHeaderBytes:    maxHeaderBytes,
+			HTTP2:             &http.HTTP2Config{MaxConcurrentStreams: maxCredentialStreams},
 			ErrorLog:          httpErrorLog(e.dl.log, spec.DaemonEgress),
 			BaseContext:       func(net.Listener) context.Context { return e.base },
 		}
