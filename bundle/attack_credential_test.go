@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -337,5 +338,61 @@ func TestCredentialAttackManyStreams(t *testing.T) {
 	}
 	if streams < 1 || streams > maxCredentialStreams {
 		t.Fatalf("the proxy allows %d concurrent streams in a tunnel; want 1 to %d", streams, maxCredentialStreams)
+	}
+}
+
+// The attack: leave goroutines behind. Tunnels of every kind (HTTP/1.1,
+// HTTP/2, a refusal, a WebSocket, a failed handshake) are opened and
+// closed; the proxy must end up with the goroutines it had. Not parallel:
+// it counts the process's goroutines.
+func TestCredentialAttackGoroutines(t *testing.T) {
+	b := startCred(t, true, func(c *Config) { c.tunnelIdle = time.Minute })
+	// settle waits up to 5s for the count to fall to at most want.
+	settle := func(want int) int {
+		n := runtime.NumGoroutine()
+		for deadline := time.Now().Add(5 * time.Second); n > want && time.Now().Before(deadline); n = runtime.NumGoroutine() {
+			time.Sleep(20 * time.Millisecond)
+		}
+		return n
+	}
+	// One round first: the upstream and the transports start their own
+	// goroutines once.
+	round := func() {
+		for _, h2 := range []bool{false, true} {
+			cl := b.agent(t, h2)
+			resp, err := cl.Get(b.url("api.test", "/g"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			resp.Body.Close()
+			cl.CloseIdleConnections()
+		}
+		_ = b.rawRequest(t, "GET / HTTP/1.1\r\nHost: evil.test\r\n\r\n", 1)
+		tc, err := b.tunnel(t, "api.test", "http/1.1")
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(tc, "GET /ws HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
+		if resp, err := http.ReadResponse(bufio.NewReader(tc), nil); err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade = %v, %v", resp, err)
+		}
+		tc.Close()
+		saved := b.caPool
+		b.caPool = x509.NewCertPool()
+		if _, err := b.tunnel(t, "api.test"); err == nil {
+			t.Fatal("a client trusting nothing completed the handshake")
+		}
+		b.caPool = saved
+	}
+	round()
+	// The first round's connections end as the later ones' do.
+	time.Sleep(200 * time.Millisecond)
+	before := runtime.NumGoroutine()
+	for range 5 {
+		round()
+	}
+	if after := settle(before + 2); after > before+2 {
+		buf := make([]byte, 1<<20)
+		t.Fatalf("%d goroutines before, %d after five rounds of tunnels:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
 }

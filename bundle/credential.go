@@ -285,7 +285,14 @@ func (e *egress) intercept(a *attempt, creds []bottle.BundleCredential) func(*ht
 		_ = client.SetReadDeadline(time.Time{})
 		a.record() // the CONNECT's own line
 
-		tr := e.credentialTransport(a)
+		ups := &upstreamConns{m: map[*upstreamConn]struct{}{}}
+		tr := e.credentialTransport(a, ups)
+		// The server returns when the agent's connection closes, which
+		// may be before an HTTP/2 handler is done with its upstream
+		// connection: that one would not be idle yet, and would stay
+		// open (with its goroutines) for the transport's idle timeout.
+		// Every upstream connection of the tunnel ends with it.
+		defer ups.closeAll()
 		defer tr.CloseIdleConnections()
 		h := &credentialHandler{e: e, a: a, creds: creds, names: credentialNames(creds)}
 		h.rp = &httputil.ReverseProxy{
@@ -315,10 +322,14 @@ func (e *egress) intercept(a *attempt, creds []bottle.BundleCredential) func(*ht
 // credentialTransport is an intercepted tunnel's way upstream: every dial
 // through the proxy's address policy, TLS verified against the bundle's
 // roots for the CONNECT host, HTTP/2 when the upstream offers it.
-func (e *egress) credentialTransport(a *attempt) *http.Transport {
+func (e *egress) credentialTransport(a *attempt, ups *upstreamConns) *http.Transport {
 	return &http.Transport{
 		DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
-			return e.d.dial(ctx, a.host, a.port)
+			c, err := e.d.dial(ctx, a.host, a.port)
+			if err != nil {
+				return nil, err
+			}
+			return ups.add(c)
 		},
 		TLSClientConfig: &tls.Config{
 			RootCAs:    e.p.creds.roots,
@@ -334,6 +345,53 @@ func (e *egress) credentialTransport(a *attempt) *http.Transport {
 		IdleConnTimeout:        idleTimeout,
 		MaxConnsPerHost:        maxCredentialUpstreamConns,
 	}
+}
+
+// upstreamConns are the upstream connections of one intercepted tunnel.
+type upstreamConns struct {
+	mu     sync.Mutex
+	m      map[*upstreamConn]struct{}
+	closed bool
+}
+
+// add tracks c, or closes it when the tunnel has ended.
+func (u *upstreamConns) add(c net.Conn) (net.Conn, error) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	if u.closed {
+		_ = c.Close()
+		return nil, errors.New("the intercepted tunnel has closed")
+	}
+	uc := &upstreamConn{Conn: c, u: u}
+	u.m[uc] = struct{}{}
+	return uc, nil
+}
+
+// closeAll closes every connection, and any dialled from now on.
+func (u *upstreamConns) closeAll() {
+	u.mu.Lock()
+	u.closed = true
+	cs := make([]*upstreamConn, 0, len(u.m))
+	for c := range u.m {
+		cs = append(cs, c)
+	}
+	u.mu.Unlock()
+	for _, c := range cs {
+		_ = c.Close()
+	}
+}
+
+// upstreamConn leaves its set when closed.
+type upstreamConn struct {
+	net.Conn
+	u *upstreamConns
+}
+
+func (c *upstreamConn) Close() error {
+	c.u.mu.Lock()
+	delete(c.u.m, c)
+	c.u.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // credentialHandler serves the requests of one intercepted tunnel.
