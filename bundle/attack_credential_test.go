@@ -3,10 +3,12 @@ package bundle
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
 	"runtime"
 	"slices"
 	"strconv"
@@ -339,6 +341,63 @@ func TestCredentialAttackManyStreams(t *testing.T) {
 	if streams < 1 || streams > maxCredentialStreams {
 		t.Fatalf("the proxy allows %d concurrent streams in a tunnel; want 1 to %d", streams, maxCredentialStreams)
 	}
+}
+
+// The attack: reach an address the policy refuses through the
+// interception path. The credentialed host resolves there from the start
+// (the CONNECT is refused, as any tunnel's), or a name under it that a
+// wildcard allows is asked for: the CA's name constraints permit it, but
+// only the exact credentialed host is intercepted, so its tunnel is the
+// upstream's own TLS and the bottle's CA vouches for nothing there.
+func TestCredentialAttackAddressAndSubdomain(t *testing.T) {
+	t.Parallel()
+	t.Run("blocked address at CONNECT", func(t *testing.T) {
+		t.Parallel()
+		b := startCred(t, true, nil)
+		b.res.mu.Lock()
+		b.res.hosts["api.test"] = []netip.Addr{netip.MustParseAddr("192.0.2.1")}
+		b.res.mu.Unlock()
+		resp, body := dialProxy(t, b.proxy).do(t, "CONNECT", "api.test:"+strconv.Itoa(b.up.port), "")
+		if resp.StatusCode != http.StatusForbidden || resp.Header.Get(DeniedHeader) != deniedBlocked {
+			t.Fatalf("CONNECT = %s (%s) %q; want 403 %s", resp.Status, resp.Header.Get(DeniedHeader), body, deniedBlocked)
+		}
+	})
+	t.Run("a name under the credentialed host", func(t *testing.T) {
+		t.Parallel()
+		b := startCred(t, true, func(c *Config) { c.EgressAllow = append(c.EgressAllow, "*.api.test:*") })
+		b.res.mu.Lock()
+		b.res.hosts["x.api.test"] = []netip.Addr{netip.MustParseAddr("127.0.0.1")}
+		b.res.mu.Unlock()
+		c := dialProxy(t, b.proxy)
+		if resp, _ := c.do(t, "CONNECT", "x.api.test:"+strconv.Itoa(b.up.port), ""); resp.StatusCode != http.StatusOK {
+			t.Fatalf("CONNECT = %s", resp.Status)
+		}
+		// The upstream's certificate names api.test and plain.test, not
+		// x.api.test: a client trusting the bottle's CA alone must fail on
+		// a certificate the bottle's CA did not issue.
+		var issuer string
+		tc := tls.Client(c.Conn, &tls.Config{ServerName: "x.api.test", InsecureSkipVerify: true,
+			VerifyConnection: func(cs tls.ConnectionState) error {
+				issuer = cs.PeerCertificates[0].Issuer.CommonName
+				return nil
+			}})
+		_ = tc.SetDeadline(time.Now().Add(5 * time.Second))
+		if err := tc.Handshake(); err != nil {
+			t.Fatal(err)
+		}
+		if issuer != "upstream test CA" {
+			t.Fatalf("the peer of x.api.test was issued by %q; want the upstream's own CA (a plain tunnel)", issuer)
+		}
+		fmt.Fprintf(tc, "GET /sub HTTP/1.1\r\nHost: x.api.test\r\n\r\n")
+		resp, err := http.ReadResponse(bufio.NewReader(tc), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if reqs := b.up.requests(); len(reqs) != 1 || reqs[0].header.Get("X-Api-Key") != "" || reqs[0].header.Get("Authorization") != "" {
+			t.Fatalf("upstream requests = %+v; want one with no credential", reqs)
+		}
+	})
 }
 
 // The attack: leave goroutines behind. Tunnels of every kind (HTTP/1.1,
