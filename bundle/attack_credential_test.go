@@ -205,6 +205,13 @@ func TestCredentialAttackPipelining(t *testing.T) {
 		{"chunked, obfuscated",
 			"POST /a HTTP/1.1\r\nHost: api.test\r\nTransfer-Encoding: xchunked\r\n\r\n0\r\n\r\n" + smuggled,
 			1, []int{501}, nil},
+		// The HTTP/2 upstream cannot carry an Upgrade: 502, nothing sent.
+		{"h2c upgrade",
+			"GET /h2c HTTP/1.1\r\nHost: api.test\r\nConnection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\nGET /after HTTP/1.1\r\nHost: evil.test\r\n\r\n",
+			2, []int{502, 403}, nil},
+		{"a header past maxHeaderBytes",
+			"GET /big HTTP/1.1\r\nHost: api.test\r\nX-Big: " + strings.Repeat("b", maxHeaderBytes+4096) + "\r\n\r\n",
+			1, []int{431}, nil},
 		{"Expect 100-continue for another host",
 			"POST /a HTTP/1.1\r\nHost: evil.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\nabc",
 			1, []int{403}, nil},
