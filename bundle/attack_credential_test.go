@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
+	"net/url"
 	"runtime"
 	"slices"
 	"strconv"
@@ -461,4 +463,30 @@ func TestCredentialAttackGoroutines(t *testing.T) {
 		buf := make([]byte, 1<<20)
 		t.Fatalf("%d goroutines before, %d after five rounds of tunnels:\n%s", before, after, buf[:runtime.Stack(buf, true)])
 	}
+}
+
+// The attack: an upstream error whose text quotes the request's headers
+// (as Go's HTTP/2 transport's does for a Connection header) would hand
+// the credential to the agent in the 502, and to the log. failed must
+// leave the value out whatever the error says.
+func TestCredentialAttackErrorQuotesValue(t *testing.T) {
+	t.Parallel()
+	var log logBuffer
+	e := &egress{p: &policy{bottle: "hello"}, dl: &decisionLog{log: newLogger(&log, "hello"), st: &statusState{}}}
+	a := newAttempt(e, verdict{method: http.MethodConnect, host: "api.test", port: 443, rule: "api.test"}, nil)
+	h := &credentialHandler{e: e, a: a, creds: testCreds, names: credentialNames(testCreds)}
+	for _, cause := range []error{
+		fmt.Errorf("http2: invalid Connection request header: [%q]", secretKey),
+		&url.Error{Op: "Get", URL: "https://api.test/", Err: fmt.Errorf("malformed: Bearer %s", secretToken)},
+	} {
+		w := httptest.NewRecorder()
+		h.failed(w, httptest.NewRequest(http.MethodGet, "https://api.test/x", nil), cause)
+		if w.Code != http.StatusBadGateway {
+			t.Errorf("failed answered %d, want 502", w.Code)
+		}
+		if body := w.Body.String(); strings.Contains(body, "VALUE-never-logged") || !strings.Contains(body, "left out") {
+			t.Errorf("the 502 reads %q; want the error without the value", body)
+		}
+	}
+	checkNoCredential(t, &log)
 }

@@ -507,11 +507,27 @@ func (h *credentialHandler) failed(w http.ResponseWriter, r *http.Request, err e
 	if errors.As(err, &ue) {
 		err = ue.Err // its text holds the URL, which may hold secrets
 	}
+	err = h.redact(err)
 	h.log(cr, v, h.names)
 	h.e.dl.log.Warn().Str(FieldDaemon, spec.DaemonEgress).Str(FieldHost, h.a.host).Int(FieldPort, h.a.port).
 		Str(FieldMethod, logSafe(cr.method, maxMethodLen)).Str(FieldPath, logSafe(cr.path, maxPathLen)).
 		Str("error", clip(err.Error(), maxReasonLen)).Msg("egress upstream failed")
 	writeResponse(w, h.e.badGateway(r, &v, err))
+}
+
+// redact replaces err by one that says what it was about but holds no
+// credential, if its text holds a value: an error of the transport may
+// quote the headers it was given (Go's HTTP/2 transport does for
+// Connection and Upgrade, which loadCredentials refuses), and its text
+// goes to the agent in a 502 and to the log.
+func (h *credentialHandler) redact(err error) error {
+	msg := err.Error()
+	for _, c := range h.creds {
+		if strings.Contains(msg, c.Value) {
+			return fmt.Errorf("the request with the credential %s failed upstream (the error quoted the value and is left out)", h.names)
+		}
+	}
+	return err
 }
 
 // log writes cr's decision line once: allowed with the credential names
