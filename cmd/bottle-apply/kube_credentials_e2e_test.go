@@ -157,6 +157,12 @@ func TestKubeE2ECredentials(t *testing.T) {
 		t.Errorf("the plan does not make the credentials Secret:\n%s", out)
 	}
 
+	// The bundle read its Secret and intercepts the credentialed host:
+	// the self-test's handshake gets a certificate of the bottle's CA.
+	if code, vout, verr := runCLI(t, bin, "", kb.env, "-f", kb.spec, "--verify", "-o", "json"); code != 0 || !strings.Contains(vout, `"got": "intercepted"`) {
+		t.Errorf("--verify exited %d without an interception check that passed:\n%s\n%s", code, vout, verr)
+	}
+
 	// The agent: the placeholder and the CA variables, the CA's files.
 	code, o := inAgent("", `echo "$EXAMPLE_API_KEY"; echo "$NODE_EXTRA_CA_CERTS $SSL_CERT_FILE $CURL_CA_BUNDLE $REQUESTS_CA_BUNDLE $GIT_SSL_CAINFO"`)
 	wantEnv := bottle.CredentialPlaceholder + "\n" + bottle.AgentCAFile + " " + strings.Repeat(bottle.AgentCABundle+" ", 3) + bottle.AgentCABundle
