@@ -46,7 +46,7 @@ type testCA struct {
 	pem  []byte
 }
 
-func newTestCA(t *testing.T) *testCA {
+func newTestCA(t testing.TB) *testCA {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -63,7 +63,7 @@ func newTestCA(t *testing.T) *testCA {
 	return &testCA{cert: cert, key: key, pem: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})}
 }
 
-func (c *testCA) leaf(t *testing.T, names ...string) tls.Certificate {
+func (c *testCA) leaf(t testing.TB, names ...string) tls.Certificate {
 	t.Helper()
 	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
@@ -103,7 +103,7 @@ type credUpstream struct {
 	reqs []seen
 }
 
-func startCredUpstream(t *testing.T) *credUpstream {
+func startCredUpstream(t testing.TB) *credUpstream {
 	t.Helper()
 	u := &credUpstream{ca: newTestCA(t)}
 	u.Server = httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -155,7 +155,7 @@ type credBundle struct {
 }
 
 // credFile writes a credentials file for bottleCA and returns its path.
-func credFile(t *testing.T, bottleCA *bottle.CA, trust []byte, creds ...bottle.BundleCredential) string {
+func credFile(t testing.TB, bottleCA *bottle.CA, trust []byte, creds ...bottle.BundleCredential) string {
 	t.Helper()
 	data, err := json.Marshal(bottle.BundleSecrets{CACert: string(bottleCA.Cert), CAKey: string(bottleCA.Key), Trust: string(trust), Credentials: creds})
 	if err != nil {
@@ -175,7 +175,7 @@ var testCreds = []bottle.BundleCredential{
 
 // startCred runs the proxy with the credentials; trusted says whether the
 // upstream's CA is in trust. change, if set, edits the config last.
-func startCred(t *testing.T, trusted bool, change func(*Config)) *credBundle {
+func startCred(t testing.TB, trusted bool, change func(*Config)) *credBundle {
 	t.Helper()
 	up := startCredUpstream(t)
 	bottleCA, err := ca.New("hello", []string{"api.test"}, time.Now())
@@ -202,7 +202,7 @@ func startCred(t *testing.T, trusted bool, change func(*Config)) *credBundle {
 }
 
 // checkNoCredential: the values never reach the log.
-func checkNoCredential(t *testing.T, log *logBuffer) {
+func checkNoCredential(t testing.TB, log *logBuffer) {
 	t.Helper()
 	for _, s := range []string{secretKey, secretToken, "VALUE-never-logged"} {
 		if strings.Contains(log.String(), s) {
@@ -213,7 +213,7 @@ func checkNoCredential(t *testing.T, log *logBuffer) {
 
 // agent is the agent's HTTP client: through the proxy, trusting the
 // bottle's CA alone, HTTP/2 when h2.
-func (b *credBundle) agent(t *testing.T, h2 bool) *http.Client {
+func (b *credBundle) agent(t testing.TB, h2 bool) *http.Client {
 	t.Helper()
 	pu, _ := url.Parse("http://" + b.proxy)
 	tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: b.caPool}, ForceAttemptHTTP2: h2}
@@ -704,5 +704,41 @@ func TestFallbackRoots(t *testing.T) {
 	}
 	if _, err := cert.Verify(x509.VerifyOptions{DNSName: "api.test", Roots: pool}); err != nil {
 		t.Fatalf("trust did not add the test CA: %v", err)
+	}
+}
+
+// BenchmarkCredentialRequest is what adding a credential costs a
+// request: one through an intercepted tunnel (the bundle ends the
+// agent's TLS, sets the header, and sends it on over its own), against
+// one through a plain tunnel to the same upstream; keep-alive HTTP/1.1,
+// the upstream on loopback.
+func BenchmarkCredentialRequest(b *testing.B) {
+	cb := startCred(b, true, nil)
+	for _, bc := range []struct {
+		name, host string
+		roots      *x509.CertPool
+	}{
+		{"intercepted", "api.test", cb.caPool},
+		{"tunnel", "plain.test", cb.up.ca.pool()},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			pu, _ := url.Parse("http://" + cb.proxy)
+			tr := &http.Transport{Proxy: http.ProxyURL(pu), TLSClientConfig: &tls.Config{RootCAs: bc.roots},
+				TLSNextProto: map[string]func(string, *tls.Conn) http.RoundTripper{}}
+			defer tr.CloseIdleConnections()
+			c := &http.Client{Transport: tr}
+			u := cb.url(bc.host, "/bench")
+			for b.Loop() {
+				resp, err := c.Get(u)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Fatalf("GET %s: %s", u, resp.Status)
+				}
+			}
+		})
 	}
 }

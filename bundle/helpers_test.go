@@ -105,7 +105,7 @@ func (b *logBuffer) decisions() []Decision {
 }
 
 // find waits until a line with message msg is logged and returns it.
-func (b *logBuffer) find(t *testing.T, msg string) map[string]any {
+func (b *logBuffer) find(t testing.TB, msg string) map[string]any {
 	t.Helper()
 	deadline := time.Now().Add(5 * time.Second)
 	for time.Now().Before(deadline) {
@@ -157,7 +157,7 @@ func startEgressAndDNS(t *testing.T) (b *testBundle, echo *listener) {
 // the routes of the machine they run on.
 const noProcNet = "testdata/no-proc-net"
 
-func startBundle(t *testing.T, cfg Config) *testBundle {
+func startBundle(t testing.TB, cfg Config) *testBundle {
 	t.Helper()
 	ctx, cancel := context.WithCancel(t.Context())
 	b := &testBundle{log: &logBuffer{}, cancel: cancel, done: make(chan error, 1)}
