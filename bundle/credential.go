@@ -23,7 +23,6 @@ import (
 	"time"
 
 	"github.com/elazarl/goproxy"
-	"golang.org/x/crypto/x509roots/fallback/bundle"
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/ca"
@@ -146,36 +145,13 @@ func loadCredentials(path string, now time.Time, base func() *x509.CertPool) (*c
 		c.byHost[host] = append(c.byHost[host], bc)
 	}
 	if base == nil {
-		base = fallbackRoots
+		base = ca.FallbackRoots
 	}
 	c.roots = base()
 	if err := addTrust(c.roots, []byte(f.Trust)); err != nil {
 		return nil, fail("trust: %v", err)
 	}
 	return c, nil
-}
-
-// fallbackRoots is the root store of golang.org/x/crypto/x509roots/
-// fallback (Mozilla's), with its constraints. The bundle builds its own
-// pool rather than import the fallback package, whose init calls
-// x509.SetFallbackRoots: that would change how every TLS client of the
-// process verifies, and only where the system has no roots (the scratch
-// image, not a test machine). An explicit pool is the same everywhere,
-// and holds the spec's trust besides.
-func fallbackRoots() *x509.CertPool {
-	p := x509.NewCertPool()
-	for r := range bundle.Roots() {
-		cert, err := x509.ParseCertificate(r.Certificate)
-		if err != nil {
-			continue // the module's own tests parse every root
-		}
-		if r.Constraint == nil {
-			p.AddCert(cert)
-		} else {
-			p.AddCertWithConstraint(cert, r.Constraint)
-		}
-	}
-	return p
 }
 
 // addTrust adds the PEM certificates of trust to pool.

@@ -689,7 +689,7 @@ func TestConfigFromEnvCredentialsFile(t *testing.T) {
 // roots, and not the tests' own CA.
 func TestFallbackRoots(t *testing.T) {
 	t.Parallel()
-	pool := fallbackRoots()
+	pool := ca.FallbackRoots()
 	if pool.Equal(x509.NewCertPool()) {
 		t.Fatal("the fallback root store is empty")
 	}

@@ -350,9 +350,6 @@ func (i *Issuer) Certificate(host string, now time.Time) (*tls.Certificate, erro
 	return c, nil
 }
 
-// Hosts returns the DNS names the CA permits, as it says.
-func (i *Issuer) Hosts() []string { return slices.Clone(i.ca.PermittedDNSDomains) }
-
 // FallbackRootsPEM are the roots bottle-apply carries (Mozilla's, from
 // golang.org/x/crypto/x509roots/fallback), PEM: what an agent whose image
 // has no CA bundle (a distroless or scratch image) gets beside the
@@ -375,3 +372,27 @@ var (
 	rootsOnce sync.Once
 	rootsPEM  []byte
 )
+
+// FallbackRoots are the roots bottle-apply carries as a pool, each with
+// the constraint the module gives it: what the bundle verifies the
+// upstreams of intercepted tunnels against, besides the spec's trust. The
+// bundle builds this pool rather than import the fallback package, whose
+// init calls x509.SetFallbackRoots: that would change how every TLS client
+// of the process verifies, and only where the system has no roots (the
+// scratch image, not a test machine). An explicit pool is the same
+// everywhere. Each call returns a new pool, for the caller to add to.
+func FallbackRoots() *x509.CertPool {
+	p := x509.NewCertPool()
+	for r := range roots.Roots() {
+		cert, err := x509.ParseCertificate(r.Certificate)
+		if err != nil {
+			continue // the module's own tests parse every root
+		}
+		if r.Constraint == nil {
+			p.AddCert(cert)
+		} else {
+			p.AddCertWithConstraint(cert, r.Constraint)
+		}
+	}
+	return p
+}
