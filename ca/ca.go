@@ -36,6 +36,7 @@ import (
 
 	"github.com/bottle-apply/bottle-apply/bottle"
 	"github.com/bottle-apply/bottle-apply/internal/atomicfile"
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Files under Load's directory.
@@ -71,15 +72,21 @@ var allIPs = []*net.IPNet{
 	{IP: net.IPv6zero, Mask: net.CIDRMask(0, 128)},
 }
 
-// normHosts returns hosts lower-case, without a trailing dot, sorted and
-// without repeats.
+// normHosts returns hosts as spec.NormalizeHost has them (lower-case,
+// without a trailing dot), sorted and without repeats.
 func normHosts(hosts []string) []string {
 	out := make([]string, 0, len(hosts))
 	for _, h := range hosts {
-		out = append(out, strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), "."))
+		out = append(out, spec.NormalizeHost(strings.TrimSpace(h)))
 	}
 	slices.Sort(out)
 	return slices.Compact(out)
+}
+
+// dnsName reports whether a normalized host is a name the CA may vouch
+// for: not empty, not an address, no wildcard, port or path.
+func dnsName(h string) bool {
+	return h != "" && net.ParseIP(h) == nil && !strings.ContainsAny(h, "*/: ")
 }
 
 // New makes a CA for bottle name whose credentials go to hosts.
@@ -89,7 +96,7 @@ func New(name string, hosts []string, now time.Time) (*bottle.CA, error) {
 		return nil, fmt.Errorf("make CA for bottle %s: no credentialed hosts to permit", name)
 	}
 	for _, h := range permitted {
-		if h == "" || net.ParseIP(h) != nil || strings.ContainsAny(h, "*/: ") {
+		if !dnsName(h) {
 			return nil, fmt.Errorf("make CA for bottle %s: host %q is not a DNS name: give credentials a host name without wildcards or port", name, h)
 		}
 	}
@@ -302,8 +309,8 @@ func NewIssuer(certPEM, keyPEM []byte) (*Issuer, error) {
 
 // Certificate returns a certificate for host, made or cached.
 func (i *Issuer) Certificate(host string, now time.Time) (*tls.Certificate, error) {
-	host = strings.TrimSuffix(strings.ToLower(host), ".")
-	if host == "" || net.ParseIP(host) != nil || strings.ContainsAny(host, "*/: ") {
+	host = spec.NormalizeHost(host)
+	if !dnsName(host) {
 		return nil, fmt.Errorf("issue a certificate for %q: not a host name the bottle's CA may vouch for", host)
 	}
 	i.mu.Lock()
