@@ -470,11 +470,7 @@ func (h *credentialHandler) failed(w http.ResponseWriter, r *http.Request, err e
 	v, _, _, _ := h.a.outcome()
 	v.method = cr.method
 	if b, ok := errors.AsType[*blockedError](err); ok {
-		if b.never {
-			v.deny(http.StatusForbidden, deniedBlocked, b.Error()+"; the proxy never connects there")
-		} else {
-			v.deny(http.StatusForbidden, deniedAddress, b.Error())
-		}
+		v.denyBlocked(b)
 		h.log(cr, v, "")
 		writeResponse(w, h.e.denial(r, &v))
 		return

@@ -79,6 +79,17 @@ func (v *verdict) deny(status int, short, reason string) {
 	v.rule, v.status, v.short, v.reason = "", status, short, reason
 }
 
+// denyBlocked denies for an address the policy refused to dial: one it
+// never connects to (blocked-address), or one outside what the spec allows
+// (address-not-allowed).
+func (v *verdict) denyBlocked(b *blockedError) {
+	if b.never {
+		v.deny(http.StatusForbidden, deniedBlocked, b.Error()+"; the proxy never connects there")
+	} else {
+		v.deny(http.StatusForbidden, deniedAddress, b.Error())
+	}
+}
+
 // egress is the HTTP proxy: goproxy does the proxying, egress decides.
 type egress struct {
 	p    *policy
@@ -227,12 +238,9 @@ func (a *attempt) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	a.mu.Lock()
 	b, blocked := err.(*blockedError)
 	switch {
-	case blocked && b.never:
-		a.blocked = true
-		a.v.deny(http.StatusForbidden, deniedBlocked, b.Error()+"; the proxy never connects there")
 	case blocked:
 		a.blocked = true
-		a.v.deny(http.StatusForbidden, deniedAddress, b.Error())
+		a.v.denyBlocked(b)
 	case err != nil:
 		a.dialErr = err
 	default:

@@ -389,12 +389,9 @@ func (a *attempt) preflight(ctx context.Context) error {
 	}
 	a.mu.Lock()
 	switch {
-	case b != nil && b.never:
-		a.blocked, err = true, b
-		a.v.deny(http.StatusForbidden, deniedBlocked, b.Error()+"; the proxy never connects there")
 	case b != nil:
 		a.blocked, err = true, b
-		a.v.deny(http.StatusForbidden, deniedAddress, b.Error())
+		a.v.denyBlocked(b)
 	default:
 		a.dialErr = err
 	}
@@ -419,10 +416,7 @@ func (a *attempt) refuse(k sniffKind, why string) {
 	if k == sniffHTTP {
 		short = deniedHost
 	}
-	a.mu.Lock()
-	a.v.deny(http.StatusForbidden, short, why)
-	a.mu.Unlock()
-	a.record()
+	a.refuseWith(short, why)
 }
 
 // sniffError says why a checked tunnel did not open with what ("TLS
