@@ -3,6 +3,8 @@ package bottle
 import (
 	"encoding/json"
 	"fmt"
+
+	"github.com/bottle-apply/bottle-apply/spec"
 )
 
 // Credential is a resolved spec.bundle.egress.credentials entry: the
@@ -102,21 +104,22 @@ const (
 	// JSON); BOTTLE_CREDENTIALS_FILE names it.
 	BundleSecretsFile = BundleSecretsDir + "/credentials.json"
 	// AgentCAFile is the bottle's CA certificate alone, in the agent.
-	AgentCAFile = "/etc/bottle-apply/ca.pem"
+	AgentCAFile = spec.AgentCADir + "/ca.pem"
 	// AgentCABundle is the image's own CA bundle and the bottle's CA,
 	// joined, in the agent.
-	AgentCABundle = "/etc/bottle-apply/ca-bundle.pem"
+	AgentCABundle = spec.AgentCADir + "/ca-bundle.pem"
 	// CredentialPlaceholder is what an agentEnv variable holds.
 	CredentialPlaceholder = "bottle-apply-placeholder-the-bundle-adds-the-credential"
 )
 
 // CAEnvFile are the agent's variables that name a file holding the
-// bottle's CA alone (a client adds it to its own roots).
-var CAEnvFile = []string{"NODE_EXTRA_CA_CERTS"}
+// bottle's CA alone (a client adds it to its own roots): they name
+// AgentCAFile. The spec reserves them (spec.CAEnvVars).
+var CAEnvFile = spec.CAEnvFileVars
 
 // CAEnvBundle are the agent's variables that name a whole bundle of CAs
 // (a client reads them instead of its own): they name AgentCABundle.
-var CAEnvBundle = []string{"CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}
+var CAEnvBundle = spec.CAEnvBundleVars
 
 // BundleSecrets is the file the bundle reads its credentials from
 // (BundleSecretsFile): it holds the values and the CA's key, and goes to

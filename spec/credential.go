@@ -24,12 +24,17 @@ import (
 // CA when it has credentials: spec.agent.files may not write under it.
 const AgentCADir = "/etc/bottle-apply"
 
-// CAEnvVars are the agent's variables that bottle-apply sets to the
-// bottle's CA when it has credentials (NODE_EXTRA_CA_CERTS names the CA
-// alone, the others a bundle of the image's CAs and the bottle's): a spec
-// with credentials may set none of them, as a client pointed elsewhere
-// would refuse the bundle's certificates.
-var CAEnvVars = []string{"NODE_EXTRA_CA_CERTS", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "GIT_SSL_CAINFO", "CURL_CA_BUNDLE"}
+// The agent's variables that bottle-apply sets to the bottle's CA when it
+// has credentials: CAEnvFileVars name the CA alone (a client adds it to
+// its own roots), CAEnvBundleVars a bundle of the image's CAs and the
+// bottle's (a client reads it instead of its own). CAEnvVars are both: a
+// spec with credentials may set none of them, as a client pointed
+// elsewhere would refuse the bundle's certificates.
+var (
+	CAEnvFileVars   = []string{"NODE_EXTRA_CA_CERTS"}
+	CAEnvBundleVars = []string{"CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "REQUESTS_CA_BUNDLE", "SSL_CERT_FILE"}
+	CAEnvVars       = append(slices.Clone(CAEnvFileVars), CAEnvBundleVars...)
+)
 
 // proxyHeaders are the headers the egress proxy owns: those of the
 // connection and its framing (RFC 9110 7.6.1, RFC 9112), which a
