@@ -27,44 +27,39 @@ func (ps *Providers) resolveCAs(ctx context.Context, bottles []bottle.Bottle, sa
 		if len(b.Spec.Bundle.Egress.Credentials) == 0 {
 			continue
 		}
-		// Per engine and bottle: a bottle of the same name on another
-		// engine or cluster is another bottle.
-		key, err := ps.engineKey(ctx, b)
-		if err != nil {
-			return err
-		}
-		dir := xdg.CADir(key, b.Metadata.Name)
-		if dir == "" {
-			return errors.New("bottle-apply keeps the CA of a bottle with credentials in its state directory, and it has none: set HOME or XDG_STATE_HOME; nothing was changed")
-		}
 		hosts := credentialHosts(b)
-		c, made, err := ca.Load(dir, b.Metadata.Name, hosts, time.Now(), save)
+		c, made, err := ps.loadCA(ctx, b, hosts, save)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("bottle %s: the CA of spec.bundle.egress.credentials: %w", b.Metadata.Name, err))
+			errs = append(errs, err)
 			continue
 		}
 		b.CA = c
 		if made && save {
-			zerolog.Ctx(ctx).Info().Str("bottle", b.Metadata.Name).Str("dir", dir).Strs("hosts", hosts).
+			zerolog.Ctx(ctx).Info().Str("bottle", b.Metadata.Name).Strs("hosts", hosts).
 				Msg("made the bottle's CA for its credentials (none was kept for these hosts on this engine): an agent made with another CA is replaced to trust it")
 		}
 	}
 	return errors.Join(errs...)
 }
 
-// loadKeptCA is the CA kept for bottle b on its engine, for --verify's
-// self-test: it makes none, and made reports that none fits (see
-// Providers.keptCA).
-func (ps *Providers) loadKeptCA(ctx context.Context, b *bottle.Bottle, hosts []string) (*bottle.CA, bool, error) {
+// loadCA is the CA kept for bottle b under its engine or cluster (a
+// bottle of the same name on another one is another bottle), or a new
+// one, kept when save is set: made reports a new one. --verify's
+// self-test asks it without save (Providers.keptCA).
+func (ps *Providers) loadCA(ctx context.Context, b *bottle.Bottle, hosts []string, save bool) (*bottle.CA, bool, error) {
 	key, err := ps.engineKey(ctx, b)
 	if err != nil {
 		return nil, false, err
 	}
 	dir := xdg.CADir(key, b.Metadata.Name)
 	if dir == "" {
-		return nil, true, nil
+		return nil, false, errors.New("bottle-apply keeps the CA of a bottle with credentials in its state directory, and it has none: set HOME or XDG_STATE_HOME; nothing was changed")
 	}
-	return ca.Load(dir, b.Metadata.Name, hosts, time.Now(), false)
+	c, made, err := ca.Load(dir, b.Metadata.Name, hosts, time.Now(), save)
+	if err != nil {
+		return nil, false, fmt.Errorf("bottle %s: the CA of spec.bundle.egress.credentials: %w", b.Metadata.Name, err)
+	}
+	return c, made, nil
 }
 
 // credentialHosts are the distinct hosts of a bottle's credentials, in

@@ -70,7 +70,9 @@ func NewProviders(o *Options) (*Providers, error) {
 	// kubernetes makes no call either until a bottle of the run is on it.
 	kp := kubernetes.New(kubernetes.Options{Kubeconfig: o.Kubeconfig, Version: o.Version, PodCIDRs: o.KubePodCIDRs, ServiceCIDRs: o.KubeServiceCIDRs})
 	ps := &Providers{endpoint: ep, bundles: bs, docker: dp, smolvm: sp, kube: kp, all: []reconcile.Provider{dp, sp, kp}, host: hc}
-	ps.keptCA = ps.loadKeptCA
+	ps.keptCA = func(ctx context.Context, b *bottle.Bottle, hosts []string) (*bottle.CA, bool, error) {
+		return ps.loadCA(ctx, b, hosts, false)
+	}
 	return ps, nil
 }
 
