@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
@@ -290,11 +291,12 @@ func agentFiles(b *bottle.Bottle) []bottle.File {
 }
 
 // rootsDigest stands for the roots bottle-apply carries in the files
-// Secret's hash: public certificates, so a plain digest.
-func rootsDigest() string {
+// Secret's hash: public certificates, so a plain digest, made once (the
+// roots are a few hundred kilobytes, and every plan translates).
+var rootsDigest = sync.OnceValue(func() string {
 	sum := sha256.Sum256(ca.FallbackRootsPEM())
 	return hex.EncodeToString(sum[:])
-}
+})
 
 // filesSecret holds the contents of agentFiles, one key a file (f0, f1,
 // ...): the agent's init container puts them in place. A bottle with
