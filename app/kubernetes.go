@@ -49,6 +49,10 @@ func (ps *Providers) engineKey(ctx context.Context, b *bottle.Bottle) (string, e
 	return eng.LockKey(), nil
 }
 
+// kubeReachWait bounds the self-test's wait for the agent to reach its
+// bundle's proxy on a cluster (verify.Subject.AwaitReach).
+const kubeReachWait = 30 * time.Second
+
 // DefaultKubeReadyTimeout bounds the wait for a cluster's pods: an image
 // pull on a cold node takes a while.
 const DefaultKubeReadyTimeout = 3 * time.Minute
@@ -109,6 +113,9 @@ func (ps *Providers) kubeSubject(ctx context.Context, b *bottle.Bottle) verify.S
 		Listening:         t.Listening,
 	}
 	ps.interception(ctx, b, &s.Target)
+	// A bundle pod just made is ready before the cluster's network routes
+	// the agent to it.
+	s.AwaitReach = kubeReachWait
 	s.HoleHint = "on kubernetes, an agent that connects to a node's kubelet or to the API server means its NetworkPolicy is not enforced: " +
 		"the cluster's network plugin must enforce NetworkPolicy (Calico, Cilium, kube-router do; flannel alone does not)"
 	if len(b.Spec.Bundle.Daemons) > 0 {

@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"io"
 	"path"
+	"slices"
 	"strings"
 	"time"
 
@@ -73,6 +74,13 @@ type Subject struct {
 	// guest whose copies run as the agent's user (kubernetes: no engine
 	// writes for it) needs a directory that user may write.
 	ProbeDir string
+	// AwaitReach, when set, is how long the agent's way to its egress
+	// proxy is tried (the standard check of the proxy's front port, run
+	// alone) until it answers, before the checks run. On a cluster the
+	// network catches up with a new bundle pod (the Service's endpoints,
+	// the NetworkPolicy's rules) a moment after the pod is ready; past
+	// the bound the checks run all the same, and say what they find.
+	AwaitReach time.Duration
 	// GuardCmd, with Bundle, asks the bundle whether the host answers
 	// past its proxy (the host guard's rule missing): exit status
 	// GuardMissing is a hole, 0 none, anything else says nothing (a
@@ -172,6 +180,9 @@ func One(ctx context.Context, s *Subject) Report {
 	if err := g.Wait(); err != nil {
 		return fail(err)
 	}
+	if s.AwaitReach > 0 {
+		awaitReach(ctx, s, probePath, checks)
+	}
 	in, err := json.Marshal(checks)
 	if err != nil {
 		return fail(err)
@@ -259,6 +270,39 @@ func lastOutputLine(s string) string {
 		return s[i+1:]
 	}
 	return s
+}
+
+// awaitReach runs the check of the egress proxy's front port alone, with
+// the probe copied in (which stays for the run that follows), until the
+// agent reaches the proxy or s.AwaitReach has passed. A bottle without
+// the egress daemon has no such check, and nothing is awaited.
+func awaitReach(ctx context.Context, s *Subject, probePath string, checks []probe.Check) {
+	i := slices.IndexFunc(checks, func(c probe.Check) bool {
+		return c.Kind == probe.KindTCP && c.Expect == probe.ExpectOpen
+	})
+	if i < 0 {
+		return
+	}
+	in, err := json.Marshal(checks[i : i+1])
+	if err != nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.AwaitReach)
+	defer cancel()
+	for {
+		var out bytes.Buffer
+		_, err := s.Agent.Exec(ctx, guest.ExecOptions{Cmd: []string{probePath, "probe"}, Interactive: true},
+			guest.Stdio{In: bytes.NewReader(in), Out: &out, Err: io.Discard})
+		var rs []probe.Result
+		if err == nil && json.Unmarshal(out.Bytes(), &rs) == nil && len(rs) == 1 && rs[0].Got == string(probe.ExpectOpen) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
 }
 
 // waitReady runs the subject's ReadyCmd in its bundle until it exits 0.

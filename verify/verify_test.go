@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/bottle-apply/bottle-apply/guest"
 	"github.com/bottle-apply/bottle-apply/internal/testenv"
@@ -387,6 +388,61 @@ func TestOneInterception(t *testing.T) {
 			}
 			if r.OK != (tt.wantErr == "" && len(tt.wantHoles) == 0) {
 				t.Errorf("OK = %v", r.OK)
+			}
+		})
+	}
+}
+
+// TestOneAwaitsReach: with AwaitReach, the front port's check runs alone
+// until the agent reaches the proxy, and the checks run then; without it,
+// the probe runs once. A proxy that never answers within the bound still
+// gets the checks, which name the hole.
+func TestOneAwaitsReach(t *testing.T) {
+	t.Parallel()
+	bin := testenv.WriteELF(t, elf.EM_X86_64, false)
+	// unreachableFor answers the front port unreachable the first n runs
+	// of the probe.
+	unreachableFor := func(n int) func([]probe.Check) []probe.Result {
+		var mu sync.Mutex
+		runs := 0
+		return func(checks []probe.Check) []probe.Result {
+			mu.Lock()
+			runs++
+			r := runs
+			mu.Unlock()
+			if r <= n {
+				return answering("the egress proxy at ", "unreachable", false)(checks)
+			}
+			return asExpected(checks)
+		}
+	}
+	for _, tt := range []struct {
+		name      string
+		await     time.Duration
+		down      int
+		wantOK    bool
+		wantExecs int // probe runs in the agent
+	}{
+		{"no wait", 0, 0, true, 1},
+		{"reached at once", 10 * time.Second, 0, true, 2},
+		{"reached on the third try", 10 * time.Second, 2, true, 4},
+		{"never reached", 600 * time.Millisecond, 1000, false, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			agent := &fakeGuest{answer: unreachableFor(tt.down)}
+			s := Subject{Bottle: "b", Target: target, Agent: agent, Probe: bin, AwaitReach: tt.await}
+			r := One(t.Context(), &s)
+			if r.OK != tt.wantOK {
+				t.Fatalf("report OK %v, want %v: %+v", r.OK, tt.wantOK, r.Holes)
+			}
+			agent.mu.Lock()
+			defer agent.mu.Unlock()
+			if tt.wantExecs > 0 && len(agent.execs) != tt.wantExecs {
+				t.Errorf("the agent ran the probe %d times, want %d: %q", len(agent.execs), tt.wantExecs, agent.execs)
+			}
+			if last := agent.execs[len(agent.execs)-1]; !slices.Contains(last, "-remove-self") {
+				t.Errorf("the last run %q is not the checks' run, which removes the probe", last)
 			}
 		})
 	}
